@@ -1,0 +1,48 @@
+# containerd-shim-enarx
+#
+#   make demo     run a WebAssembly module in a Keep through a real containerd, end to end
+#   make test     unit and end-to-end tests (installs containerd 1.6 and builds 2.4.2 if missing)
+#   make build    bin/containerd-shim-enarx-v1 and bin/enarx
+#   make install  put both binaries in $(PREFIX)/bin
+
+GO      ?= go
+PREFIX  ?= /usr/local
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+REVISION ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
+PKG     := github.com/enarx/containerd-shim-enarx
+LDFLAGS := -X $(PKG)/version.Version=$(VERSION) -X $(PKG)/version.Revision=$(REVISION) -X main.version=$(VERSION)
+BIN     := $(CURDIR)/bin
+
+.PHONY: all build install test unit e2e lint demo deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-enarx-v1 ./cmd/containerd-shim-enarx-v1
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/enarx ./cmd/enarx
+
+install: build
+	install -D -m 0755 $(BIN)/containerd-shim-enarx-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-enarx-v1
+	install -D -m 0755 $(BIN)/enarx $(DESTDIR)$(PREFIX)/bin/enarx
+
+# The daemons the end-to-end tests run against: Debian's containerd 1.6 (apt-get)
+# and containerd 2.4.2 built from its Go module into ~/.cache/containerd-shim-enarx.
+deps:
+	scripts/containerd.sh install
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps build lint
+	eval "$$(scripts/containerd.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m ./...
+
+unit: lint
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
+
+demo: build
+	scripts/demo.sh
+
+clean:
+	rm -rf $(BIN)

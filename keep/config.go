@@ -1,0 +1,65 @@
+// Package keep runs a WebAssembly workload in a Keep: an isolated process of
+// its own, with a TEE backend that attests it and an engine that runs it.
+//
+// The shim side of a Keep is Start: it executes the Keep process, hands it a
+// Config, and drives it through ready → run → exit. The Keep side is Main.
+package keep
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+)
+
+// Config is everything a Keep needs to run one workload. The shim builds it
+// from the OCI bundle and image; the Keep treats it as untrusted input and
+// validates it.
+type Config struct {
+	// ID is the container ID, used in messages and to recognise the process.
+	ID string `json:"id"`
+	// Module is the host path of the WebAssembly core module to run.
+	Module string `json:"module"`
+	// Entrypoint is the exported function to call (default "_start").
+	Entrypoint string `json:"entrypoint,omitempty"`
+	// Args is the workload's argv, Args[0] being the program name.
+	Args []string `json:"args"`
+	// Env holds "KEY=value" entries.
+	Env []string `json:"env,omitempty"`
+	// Backend names the TEE backend requested; empty means the node default.
+	Backend string `json:"backend,omitempty"`
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		return errors.New("keep config: id is empty")
+	}
+	if c.Module == "" {
+		return fmt.Errorf("keep config %q: module path is empty", c.ID)
+	}
+	if !filepath.IsAbs(c.Module) {
+		return fmt.Errorf("keep config %q: module path %q is not absolute", c.ID, c.Module)
+	}
+	switch c.Backend {
+	case "", BackendNil:
+	default:
+		return fmt.Errorf("keep config %q: backend %q is not supported: use %q (TEE backends come with attestation support)", c.ID, c.Backend, BackendNil)
+	}
+	return nil
+}
+
+// Ready is what a Keep reports once its workload is loaded and attested, but
+// not yet running.
+type Ready struct {
+	// Backend is the backend that provides the Keep ("nil", "sev-snp", "tdx").
+	Backend string `json:"backend"`
+	// TEE is the kind of trusted execution environment; "none" for nil.
+	TEE string `json:"tee"`
+	// WorkloadDigest is the digest of the module bytes the Keep compiled,
+	// e.g. "sha256:…".
+	WorkloadDigest string `json:"workload_digest"`
+	// RuntimeVersion is the version of the Keep runtime.
+	RuntimeVersion string `json:"runtime_version"`
+	// Engine names the WebAssembly engine and its version.
+	Engine string `json:"engine"`
+}

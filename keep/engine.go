@@ -1,0 +1,59 @@
+package keep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Engine compiles WebAssembly core modules. It is the only seam between a
+// Keep and the WebAssembly runtime: nothing outside the engine's package knows
+// which runtime it is.
+type Engine interface {
+	// Name identifies the engine and its version, e.g. "wasmtime 39.0.1".
+	Name() string
+	// Compile validates and compiles a core module. An error names what is
+	// wrong with the module.
+	Compile(ctx context.Context, wasm []byte) (Module, error)
+}
+
+// Module is a compiled module, ready to be instantiated and run once or more.
+type Module interface {
+	// Run instantiates the module with WASI and calls opts.Entrypoint.
+	//
+	// The workload's stdin, stdout and stderr are the calling process's
+	// file descriptors 0, 1 and 2.
+	//
+	// It returns the WASI exit status: n for proc_exit(n), 0 when the
+	// entrypoint returns. A trap is returned as a *TrapError. When ctx is
+	// cancelled while the module runs, the engine interrupts it and Run
+	// returns an error that matches ErrInterrupted with errors.Is.
+	Run(ctx context.Context, opts RunOptions) (int, error)
+}
+
+// RunOptions is what a workload sees of its environment.
+type RunOptions struct {
+	// Entrypoint is the exported function to call; empty means "_start".
+	Entrypoint string
+	// Args is argv, Args[0] being the program name.
+	Args []string
+	// Env holds "KEY=value" entries.
+	Env []string
+}
+
+// DefaultEntrypoint is the WASI command entrypoint.
+const DefaultEntrypoint = "_start"
+
+// ErrInterrupted reports that a running module was stopped from outside
+// (its context was cancelled).
+var ErrInterrupted = errors.New("module interrupted")
+
+// TrapError is a WebAssembly trap: the module executed an invalid operation
+// (unreachable, out-of-bounds access, stack overflow, ...).
+type TrapError struct {
+	// Message is the engine's description, including a backtrace when the
+	// engine provides one.
+	Message string
+}
+
+func (e *TrapError) Error() string { return fmt.Sprintf("wasm trap: %s", e.Message) }

@@ -1,0 +1,166 @@
+package keep
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// Exit statuses of a Keep besides the workload's own.
+const (
+	// StatusTrap is returned when the workload traps. It is 128+SIGABRT, as
+	// the wasmtime CLI returns for a trap.
+	StatusTrap = 134
+	// StatusFailed is returned when the Keep cannot run the workload.
+	StatusFailed = 1
+)
+
+// interruptGrace bounds how long an interrupted workload may take to stop.
+// Epoch interruption stops WebAssembly code at once, but not a blocking WASI
+// host call (a sleep, a read): after the grace the Keep exits regardless.
+const interruptGrace = 50 * time.Millisecond
+
+// EngineFactory creates the engine a Keep runs its workload with.
+type EngineFactory func() (Engine, error)
+
+// Main is the Keep process. args are the arguments after Subcommand. It
+// returns the process exit status: the workload's, or 128+n when signal n
+// interrupted it, StatusTrap for a trap, StatusFailed when the Keep could not
+// run it.
+func Main(args []string, newEngine EngineFactory) int {
+	fs := flag.NewFlagSet(Subcommand, flag.ContinueOnError)
+	fs.String("id", "", "container ID (for ps and logs)")
+	if err := fs.Parse(args); err != nil {
+		return StatusFailed
+	}
+	ctl, err := net.FileConn(os.NewFile(controlFD, "keep-control"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "enarx keep: no control socket on fd %d: %v (a Keep is started by the shim, not by hand; use `enarx run` instead)\n", controlFD, err)
+		return StatusFailed
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+
+	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
+	fail := func(err error) int {
+		_ = enc.Encode(response{Error: err.Error()})
+		return StatusFailed
+	}
+	var req request
+	if err := dec.Decode(&req); err != nil || req.Config == nil {
+		return fail(fmt.Errorf("read keep config: %v", err))
+	}
+	cfg := *req.Config
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	ctx := context.Background()
+	module, ready, err := prepare(ctx, cfg, newEngine)
+	if err != nil {
+		return fail(err)
+	}
+	if err := enc.Encode(response{Ready: &ready}); err != nil {
+		return StatusFailed
+	}
+
+	// Wait for run; a signal or the shim going away ends a created Keep.
+	runc := make(chan error, 1)
+	go func() {
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			runc <- err
+			return
+		}
+		if !req.Run {
+			runc <- errors.New("unexpected control message")
+			return
+		}
+		runc <- nil
+	}()
+	select {
+	case sig := <-signals:
+		return 128 + int(sig.(syscall.Signal))
+	case err := <-runc:
+		if err != nil {
+			return StatusFailed
+		}
+	}
+	return run(ctx, cfg, module, signals)
+}
+
+// prepare loads, measures and compiles the module and obtains the Keep's
+// attestation from its backend.
+func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, Ready, error) {
+	wasm, err := os.ReadFile(cfg.Module)
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("read module: %w", err)
+	}
+	sum := sha256.Sum256(wasm)
+	backend, err := selectBackend(ctx, cfg.Backend)
+	if err != nil {
+		return nil, Ready{}, err
+	}
+	engine, err := newEngine()
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("start engine: %w", err)
+	}
+	module, err := engine.Compile(ctx, wasm)
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	return module, Ready{
+		Backend:        backend.Name(),
+		TEE:            backend.TEE(),
+		WorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
+		RuntimeVersion: version.Version,
+		Engine:         engine.Name(),
+	}, nil
+}
+
+// run runs the workload and turns its end into an exit status.
+func run(ctx context.Context, cfg Config, module Module, signals <-chan os.Signal) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	interrupted := make(chan int, 1)
+	go func() {
+		sig, ok := <-signals
+		if !ok {
+			return
+		}
+		status := 128 + int(sig.(syscall.Signal))
+		interrupted <- status
+		cancel()
+		time.AfterFunc(interruptGrace, func() { os.Exit(status) })
+	}()
+
+	status, err := module.Run(ctx, RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env})
+	var trap *TrapError
+	switch {
+	case err == nil:
+		return status
+	case errors.Is(err, ErrInterrupted):
+		select {
+		case status := <-interrupted:
+			return status
+		default:
+			return 128 + int(syscall.SIGTERM)
+		}
+	case errors.As(err, &trap):
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, trap)
+		return StatusTrap
+	default:
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
+		return StatusFailed
+	}
+}

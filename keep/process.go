@@ -1,0 +1,216 @@
+package keep
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Subcommand is the first argument that makes the runtime binary act as a
+// Keep process instead of a shim.
+const Subcommand = "keep"
+
+// controlFD is the Keep's end of the control socket (the first ExtraFile).
+const controlFD = 3
+
+// Messages on the control socket, one JSON document each. The shim sends a
+// config, the Keep answers ready (or an error), the shim sends run.
+type request struct {
+	Config *Config `json:"config,omitempty"`
+	Run    bool    `json:"run,omitempty"`
+}
+
+type response struct {
+	Ready *Ready `json:"ready,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Stdio are the files a workload gets as stdin, stdout and stderr. Nil
+// means /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// StartOptions say how to start a Keep process.
+type StartOptions struct {
+	// Executable is the binary that runs Keeps when given Subcommand as its
+	// first argument. Empty means the running executable.
+	Executable string
+	// Dir is the Keep's working directory (the bundle).
+	Dir string
+	// Config is the workload.
+	Config Config
+	// Stdio is the workload's standard I/O.
+	Stdio Stdio
+}
+
+// Process is a Keep process seen from the shim.
+type Process struct {
+	cmd   *exec.Cmd
+	ctl   net.Conn
+	ready Ready
+
+	done     chan struct{}
+	mu       sync.Mutex
+	status   int
+	exitedAt time.Time
+}
+
+// Start executes a Keep process and waits until it reports ready: the module
+// is compiled and attested, and the workload waits for Run. A Keep that cannot
+// get ready is stopped and its reason returned.
+func Start(ctx context.Context, opts StartOptions) (*Process, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	exe := opts.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("keep %s: find runtime executable: %w", opts.Config.ID, err)
+		}
+	}
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("keep %s: control socket: %w", opts.Config.ID, err)
+	}
+	local := os.NewFile(uintptr(fds[0]), "keep-control")
+	remote := os.NewFile(uintptr(fds[1]), "keep-control")
+	defer remote.Close()
+	ctl, err := net.FileConn(local)
+	local.Close()
+	if err != nil {
+		remote.Close()
+		return nil, fmt.Errorf("keep %s: control socket: %w", opts.Config.ID, err)
+	}
+
+	cmd := exec.Command(exe, Subcommand, "-id", opts.Config.ID)
+	cmd.Dir = opts.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
+	cmd.ExtraFiles = []*os.File{remote}
+	// The Keep must not take the shim's signals (a process group of its
+	// own), and must not outlive the decision of containerd to delete it:
+	// the shim kills it on Delete and shim cleanup kills it by PID.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("keep %s: start %s: %w", opts.Config.ID, exe, err)
+	}
+	p := &Process{cmd: cmd, ctl: ctl, done: make(chan struct{})}
+	go p.wait()
+
+	if err := json.NewEncoder(ctl).Encode(request{Config: &opts.Config}); err != nil {
+		p.kill()
+		return nil, fmt.Errorf("keep %s: send config: %w", opts.Config.ID, err)
+	}
+
+	answer := make(chan error, 1)
+	go func() {
+		var resp response
+		if err := json.NewDecoder(ctl).Decode(&resp); err != nil {
+			answer <- err
+			return
+		}
+		if resp.Error != "" {
+			answer <- errors.New(resp.Error)
+			return
+		}
+		if resp.Ready == nil {
+			answer <- errors.New("keep sent neither ready nor an error")
+			return
+		}
+		p.ready = *resp.Ready
+		answer <- nil
+	}()
+	select {
+	case err := <-answer:
+		if err == nil {
+			return p, nil
+		}
+		p.kill()
+		if errors.Is(err, io.EOF) {
+			status, _ := p.Status()
+			return nil, fmt.Errorf("keep %s exited with status %d before it was ready", opts.Config.ID, status)
+		}
+		return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
+	case <-ctx.Done():
+		p.kill()
+		return nil, fmt.Errorf("keep %s: waiting for ready: %w", opts.Config.ID, ctx.Err())
+	}
+}
+
+// wait reaps the process and records its status the way a shell does:
+// exit(n) → n, killed by signal n → 128+n.
+func (p *Process) wait() {
+	err := p.cmd.Wait()
+	status := 0
+	if state := p.cmd.ProcessState; state != nil {
+		ws, _ := state.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Signaled():
+			status = 128 + int(ws.Signal())
+		default:
+			status = ws.ExitStatus()
+		}
+	} else if err != nil {
+		status = 255
+	}
+	p.mu.Lock()
+	p.status, p.exitedAt = status, time.Now()
+	p.mu.Unlock()
+	p.ctl.Close()
+	close(p.done)
+}
+
+func (p *Process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Pid is the Keep's process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Ready is what the Keep reported when it got ready.
+func (p *Process) Ready() Ready { return p.ready }
+
+// Run tells a ready Keep to start its workload.
+func (p *Process) Run() error {
+	if err := json.NewEncoder(p.ctl).Encode(request{Run: true}); err != nil {
+		select {
+		case <-p.done:
+			return fmt.Errorf("keep pid %d has already exited", p.Pid())
+		default:
+		}
+		return fmt.Errorf("keep pid %d: send run: %w", p.Pid(), err)
+	}
+	return nil
+}
+
+// Signal sends sig to the Keep process. It returns os.ErrProcessDone when the
+// Keep has exited.
+func (p *Process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return os.ErrProcessDone
+	default:
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Done is closed when the Keep process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Status returns the exit status and time; valid once Done is closed.
+func (p *Process) Status() (int, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status, p.exitedAt
+}

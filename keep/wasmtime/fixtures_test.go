@@ -1,0 +1,181 @@
+package wasmtime
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+)
+
+// WAT fixtures. They are compiled with wasmtime.Wat2Wasm when a test needs
+// them, so no binary is committed.
+
+// watExit42 is a WASI command that exits with proc_exit(42).
+const watExit42 = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const 42))))`
+
+// watReturn is a WASI command whose _start returns normally.
+const watReturn = `(module
+  (memory (export "memory") 1)
+  (func (export "_start")))`
+
+// watUnreachable traps in a named function so that the backtrace can name it.
+const watUnreachable = `(module
+  (memory (export "memory") 1)
+  (func $boom unreachable)
+  (func (export "_start") (call $boom)))`
+
+// watDivZero traps on an integer division by zero.
+const watDivZero = `(module
+  (func (export "_start") (drop (i32.div_s (i32.const 1) (i32.const 0)))))`
+
+// watStartTrap traps in the start function, that is during instantiation.
+const watStartTrap = `(module
+  (func $init unreachable)
+  (start $init)
+  (func (export "_start")))`
+
+// watLoop spins forever without calling the host: only an epoch interrupt
+// can stop it.
+const watLoop = `(module
+  (memory (export "memory") 1)
+  (func (export "_start") (loop $l (br $l))))`
+
+// watSpin300ms busy-waits for 300 ms of monotonic time, checking the WASI
+// clock on every iteration. It is used to have a run in progress, in wasm
+// code, for a known time.
+const watSpin300ms = `(module
+  (import "wasi_snapshot_preview1" "clock_time_get"
+    (func $clock (param i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $now (result i64)
+    (drop (call $clock (i32.const 1) (i64.const 1) (i32.const 0)))
+    (i64.load (i32.const 0)))
+  (func (export "_start")
+    (local $end i64)
+    (local.set $end (i64.add (call $now) (i64.const 300000000)))
+    (loop $l (br_if $l (i64.lt_u (call $now) (local.get $end))))))`
+
+// watExports has a custom entrypoint and exports that are not valid
+// entrypoints, and no _start.
+const watExports = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (global (export "counter") i32 (i32.const 0))
+  (func (export "run") (call $exit (i32.const 7)))
+  (func (export "answer") (result i32) (i32.const 42))
+  (func (export "add") (param i32 i32) (result i32)
+    (i32.add (local.get 0) (local.get 1))))`
+
+// watReactor is a WASI reactor: run exits with the value _initialize stored,
+// so the exit status shows whether _initialize ran first (5) or not (0), and
+// how often (10 for twice).
+const watReactor = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (global $g (mut i32) (i32.const 0))
+  (func (export "_initialize")
+    (global.set $g (i32.add (global.get $g) (i32.const 5))))
+  (func (export "run") (call $exit (global.get $g))))`
+
+// watCommandWithInitialize exports both _start and an _initialize that
+// traps: running _start must not call _initialize.
+const watCommandWithInitialize = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_initialize") unreachable)
+  (func (export "_start") (call $exit (i32.const 3))))`
+
+// watBadInitialize is a reactor whose _initialize takes a parameter.
+const watBadInitialize = `(module
+  (func (export "_initialize") (param i32))
+  (func (export "run")))`
+
+// watHostImport imports functions that are not part of WASI.
+const watHostImport = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "env" "host_fn" (func $host))
+  (import "env" "host_table" (table 1 funcref))
+  (func (export "_start") (call $host)))`
+
+// watWrongWASISignature imports a WASI function with the wrong type.
+const watWrongWASISignature = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i64)))
+  (func (export "_start") (call $exit (i64.const 1))))`
+
+// watHello writes "hi\n" to stdout with fd_write: output without a Go
+// runtime in the way.
+const watHello = `(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hi\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 3))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`
+
+// wat compiles WAT text to a binary module, failing the test on error.
+func wat(t testing.TB, text string) []byte {
+	t.Helper()
+	wasm, err := wasmtime.Wat2Wasm(text)
+	if err != nil {
+		t.Fatalf("Wat2Wasm: %v", err)
+	}
+	return wasm
+}
+
+// goTool returns the go command that built this test, preferring the one in
+// GOROOT so that the wasip1 fixture uses the same toolchain.
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// fixtureDir holds the files built for this test process; TestMain creates
+// and removes it.
+var fixtureDir string
+
+var (
+	helloOnce sync.Once
+	helloPath string
+	helloErr  error
+)
+
+// goHelloWasm builds testdata/hello for wasip1 once per test process and
+// returns the path of the .wasm file.
+func goHelloWasm(t testing.TB) string {
+	t.Helper()
+	helloOnce.Do(func() {
+		out := filepath.Join(fixtureDir, "hello.wasm")
+		cmd := exec.Command(goTool(), "build", "-o", out, "main.go")
+		cmd.Dir = filepath.Join("testdata", "hello")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			helloErr = err
+			helloPath = string(msg)
+			return
+		}
+		helloPath = out
+	})
+	if helloErr != nil {
+		t.Fatalf("build testdata/hello for wasip1: %v\n%s", helloErr, helloPath)
+	}
+	return helloPath
+}

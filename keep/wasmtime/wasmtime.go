@@ -1,0 +1,477 @@
+// Package wasmtime implements keep.Engine with wasmtime-go (Cranelift, cgo).
+//
+// Everything wasmtime-specific stays in this package: the rest of the Keep
+// sees only keep.Engine, keep.Module and the errors defined by package keep.
+//
+// # Cancellation
+//
+// The engine is configured with epoch interruption. Every Run arms its store
+// with an epoch deadline one tick ahead and, while the module runs, a watcher
+// goroutine increments the engine's epoch when the run's context is done. The
+// generated code checks the epoch at function entries and loop back-edges, so
+// a spinning module traps with an "interrupt" trap and Run returns an error
+// matching keep.ErrInterrupted.
+//
+// Two limits follow from wasmtime's design, and the callers must live with
+// them:
+//
+//   - WASI host calls are not interrupted. A module blocked inside the host
+//     (poll_oneoff sleeping, fd_read waiting on stdin, ...) only sees the
+//     interrupt when it returns to wasm code. The Keep process hard-exits after
+//     a grace period for that case; this package does not try to do better.
+//   - The epoch belongs to the engine, not to the store. Cancelling one run
+//     also trips every other run on the same Engine that has a cancellable
+//     context (their deadline is the same next tick). Such a collateral trap is
+//     reported as a *keep.TrapError, never as keep.ErrInterrupted, because that
+//     run's own context was not cancelled. Runs whose context can never be
+//     cancelled (ctx.Done() == nil) get a deadline that is never reached and
+//     are immune. Use one Engine per workload when this matters; wasmtime-go
+//     v39 does not expose the per-store epoch callback that would avoid it.
+package wasmtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
+
+// Version is the wasmtime-go release this package is built and tested
+// against. It is a constant rather than read from the build info because the
+// build info is absent in some binaries (e.g. built without module support);
+// a test checks that it matches go.mod.
+const Version = "v39.0.1"
+
+// initializeExport is the WASI reactor initialisation function. A reactor
+// exports it instead of _start and expects it to run before any other export.
+const initializeExport = "_initialize"
+
+// neverDeadline is the epoch deadline, in ticks from now, given to runs whose
+// context can never be cancelled. It is far beyond any epoch the engine will
+// reach but small enough that wasmtime's "current epoch + delta" cannot
+// overflow into a deadline in the past.
+const neverDeadline = 1 << 62
+
+// Engine is a wasmtime engine configured for Keeps: Cranelift code generation
+// and epoch interruption. It is safe for concurrent use; see the package
+// documentation for how cancellation interacts between runs that share it.
+type Engine struct {
+	engine *wasmtime.Engine
+}
+
+// Compile-time checks that the wasmtime types implement the Keep seams.
+var (
+	_ keep.Engine = (*Engine)(nil)
+	_ keep.Module = (*Module)(nil)
+)
+
+// New returns an Engine using Cranelift with epoch interruption enabled.
+//
+// It returns an error for symmetry with engines whose set-up can fail;
+// wasmtime-go's engine construction itself does not report errors.
+func New() (*Engine, error) {
+	cfg := wasmtime.NewConfig()
+	// Pinning Cranelift (rather than "auto") makes the choice explicit: the
+	// alternative backends (Winch, Pulley) have different performance and
+	// feature profiles, and measurements in this project assume Cranelift.
+	cfg.SetStrategy(wasmtime.StrategyCranelift)
+	// Epoch interruption is the cheap way (a load and compare at loop heads
+	// and function entries) to stop a module that never calls into the host.
+	cfg.SetEpochInterruption(true)
+	e := wasmtime.NewEngineWithConfig(cfg)
+	if e == nil {
+		return nil, errors.New("wasmtime: create engine: no engine returned")
+	}
+	return &Engine{engine: e}, nil
+}
+
+// Name identifies the engine and the wasmtime-go release, e.g.
+// "wasmtime-go v39.0.1".
+func (e *Engine) Name() string { return "wasmtime-go " + Version }
+
+// Compile validates and compiles a core WebAssembly module (binary format).
+//
+// Compilation itself cannot be interrupted: ctx is only checked before it
+// starts. A large module (a Go program is a few MB) takes on the order of
+// seconds with Cranelift.
+func (e *Engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("wasmtime: compile module: %w", err)
+	}
+	if len(wasm) == 0 {
+		// wasmtime would say something about an unexpected end of input;
+		// an empty module is common enough (a truncated download, a wrong
+		// path) to deserve a plain message.
+		return nil, errors.New("wasmtime: compile module: empty input, not a WebAssembly module")
+	}
+	mod, err := wasmtime.NewModule(e.engine, wasm)
+	if err != nil {
+		// The message is kept, not the *wasmtime.Error: callers cannot
+		// use wasmtime types without breaking the engine seam.
+		return nil, fmt.Errorf("wasmtime: compile module: %s", errorText(err))
+	}
+	return newModule(e, mod), nil
+}
+
+// Module is a compiled module. Each Run gets a fresh store and instance, so a
+// Module can be run any number of times, concurrently too.
+type Module struct {
+	engine *Engine
+	module *wasmtime.Module
+
+	// exports describes every export, in module order, computed once at
+	// compile time so that entrypoint errors can be reported before any
+	// workload code (start function, _initialize) runs.
+	exports []export
+}
+
+// export is what Run needs to know about one export of the module.
+type export struct {
+	name string
+	// isFunc is false for memories, tables and globals.
+	isFunc bool
+	// kind names a non-function export's type, for error messages.
+	kind string
+	// params and results are the function's signature when isFunc.
+	params, results []string
+}
+
+func newModule(e *Engine, mod *wasmtime.Module) *Module {
+	m := &Module{engine: e, module: mod}
+	for _, ex := range mod.Exports() {
+		d := export{name: ex.Name()}
+		ty := ex.Type()
+		switch {
+		case ty.FuncType() != nil:
+			d.isFunc = true
+			ft := ty.FuncType()
+			for _, p := range ft.Params() {
+				d.params = append(d.params, p.String())
+			}
+			for _, r := range ft.Results() {
+				d.results = append(d.results, r.String())
+			}
+		case ty.MemoryType() != nil:
+			d.kind = "memory"
+		case ty.TableType() != nil:
+			d.kind = "table"
+		case ty.GlobalType() != nil:
+			d.kind = "global"
+		default:
+			d.kind = "non-function"
+		}
+		m.exports = append(m.exports, d)
+	}
+	return m
+}
+
+// lookup returns the export called name, if any.
+func (m *Module) lookup(name string) (export, bool) {
+	for _, ex := range m.exports {
+		if ex.name == name {
+			return ex, true
+		}
+	}
+	return export{}, false
+}
+
+// exportedFuncs lists the exported functions with their signatures, for
+// error messages that must tell the user what they could have called.
+func (m *Module) exportedFuncs() string {
+	var names []string
+	for _, ex := range m.exports {
+		if ex.isFunc {
+			names = append(names, fmt.Sprintf("%s(%s) -> (%s)", ex.name, strings.Join(ex.params, ", "), strings.Join(ex.results, ", ")))
+		}
+	}
+	if len(names) == 0 {
+		return "(none)"
+	}
+	return strings.Join(names, ", ")
+}
+
+// checkCallable reports whether name is an exported function that can be
+// called without arguments. Results are allowed and ignored: only WASI
+// proc_exit sets an exit status, a returned value does not.
+func (m *Module) checkCallable(role, name string) error {
+	ex, ok := m.lookup(name)
+	switch {
+	case !ok:
+		return fmt.Errorf("wasmtime: %s %q is not exported by the module; exported functions: %s", role, name, m.exportedFuncs())
+	case !ex.isFunc:
+		return fmt.Errorf("wasmtime: %s %q is a %s export, not a function; exported functions: %s", role, name, ex.kind, m.exportedFuncs())
+	case len(ex.params) != 0:
+		return fmt.Errorf("wasmtime: %s %q takes parameters (%s) but must take none; exported functions: %s", role, name, strings.Join(ex.params, ", "), m.exportedFuncs())
+	}
+	return nil
+}
+
+// Run instantiates the module in a new store with WASI preview 1 and calls the
+// entrypoint. See keep.Module for the contract and the package documentation
+// for how cancellation works and where it does not.
+//
+// The entrypoint defaults to "_start". When another entrypoint is named and
+// the module exports "_initialize" (a WASI reactor), "_initialize" is called
+// first, as the reactor ABI requires.
+//
+// Exit status: proc_exit(n) anywhere (start function, _initialize or the
+// entrypoint) gives (n, nil); the entrypoint returning gives (0, nil). A trap
+// gives a *keep.TrapError, and an interruption because ctx was cancelled an
+// error matching both keep.ErrInterrupted and ctx's error.
+func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
+	entry := opts.Entrypoint
+	if entry == "" {
+		entry = keep.DefaultEntrypoint
+	}
+	if err := m.checkCallable("entrypoint", entry); err != nil {
+		return 0, err
+	}
+	callInit := false
+	if entry != keep.DefaultEntrypoint && entry != initializeExport {
+		if _, ok := m.lookup(initializeExport); ok {
+			if err := m.checkCallable("reactor initializer", initializeExport); err != nil {
+				return 0, err
+			}
+			callInit = true
+		}
+	}
+
+	wasi, err := newWasiConfig(opts)
+	if err != nil {
+		return 0, err
+	}
+	if ctx.Err() != nil {
+		// Not started yet: report it like an interruption so that callers
+		// have a single "stopped from outside" case to handle.
+		return 0, interrupted(ctx)
+	}
+
+	store := wasmtime.NewStore(m.engine.engine)
+	// The store owns the instance's memories; free them now rather than
+	// whenever the Go GC, which does not see their size, gets to it.
+	defer store.Close()
+	store.SetWasi(wasi)
+
+	linker := wasmtime.NewLinker(m.engine.engine)
+	defer linker.Close()
+	if err := linker.DefineWasi(); err != nil {
+		return 0, fmt.Errorf("wasmtime: define WASI imports: %s", errorText(err))
+	}
+	if err := m.checkImports(linker, store); err != nil {
+		return 0, err
+	}
+
+	w := m.engine.watch(ctx, store)
+	defer w.stop()
+
+	inst, err := linker.Instantiate(store, m.module)
+	if err != nil {
+		return w.result(ctx, "instantiate module", err)
+	}
+	if callInit {
+		if _, err := inst.GetFunc(store, initializeExport).Call(store); err != nil {
+			return w.result(ctx, fmt.Sprintf("call %q", initializeExport), err)
+		}
+	}
+	fn := inst.GetFunc(store, entry)
+	if fn == nil {
+		// checkCallable looked at the compiled module's exports, so this
+		// cannot happen unless wasmtime disagrees with itself.
+		return 0, fmt.Errorf("wasmtime: entrypoint %q not found in the instance", entry)
+	}
+	if _, err := fn.Call(store); err != nil {
+		return w.result(ctx, fmt.Sprintf("call %q", entry), err)
+	}
+	return 0, nil
+}
+
+// checkImports reports every import the linker cannot satisfy, all at once
+// and in terms a workload author understands. wasmtime would only name the
+// first one.
+func (m *Module) checkImports(linker *wasmtime.Linker, store *wasmtime.Store) error {
+	var missing []string
+	for _, im := range m.module.Imports() {
+		name := ""
+		if n := im.Name(); n != nil {
+			name = *n
+		}
+		if linker.Get(store, im.Module(), name) == nil {
+			missing = append(missing, fmt.Sprintf("%q.%q", im.Module(), name))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("wasmtime: module imports %s, which the host does not provide (only WASI preview 1, module \"wasi_snapshot_preview1\", is available)", strings.Join(missing, ", "))
+}
+
+// newWasiConfig builds the WASI context of a run. The strings are handed to C
+// as NUL-terminated copies, so an embedded NUL would silently truncate them:
+// reject those instead.
+func newWasiConfig(opts keep.RunOptions) (*wasmtime.WasiConfig, error) {
+	for i, a := range opts.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return nil, fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
+		}
+	}
+	keys := make([]string, 0, len(opts.Env))
+	values := make([]string, 0, len(opts.Env))
+	for _, kv := range opts.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
+		}
+		if strings.IndexByte(kv, 0) >= 0 {
+			return nil, fmt.Errorf("wasmtime: environment variable %q contains a NUL byte", k)
+		}
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	wasi := wasmtime.NewWasiConfig()
+	wasi.SetArgv(opts.Args)
+	wasi.SetEnv(keys, values)
+	wasi.InheritStdin()
+	wasi.InheritStdout()
+	wasi.InheritStderr()
+	return wasi, nil
+}
+
+// watcher interrupts one run's store when the run's context is done.
+type watcher struct {
+	stopc chan struct{}
+	done  chan struct{}
+	// fired records that this run's context, not some other run sharing
+	// the engine, caused the epoch increment.
+	fired atomic.Bool
+}
+
+// watch arms store's epoch deadline and starts the goroutine that trips it
+// when ctx is done. The caller must call stop before returning.
+func (e *Engine) watch(ctx context.Context, store *wasmtime.Store) *watcher {
+	w := &watcher{stopc: make(chan struct{}), done: make(chan struct{})}
+	if ctx.Done() == nil {
+		// Nothing can cancel this run: make it immune to epoch increments
+		// caused by other runs on the engine.
+		store.SetEpochDeadline(neverDeadline)
+		close(w.done)
+		return w
+	}
+	// One tick ahead: the next increment of the engine's epoch interrupts
+	// this store. Note that with epoch interruption enabled a store must
+	// always get a deadline; the default of 0 traps immediately.
+	store.SetEpochDeadline(1)
+	go func() {
+		defer close(w.done)
+		select {
+		case <-ctx.Done():
+			select {
+			case <-w.stopc:
+				// The run ended as ctx was cancelled: do not disturb
+				// other stores on the engine for nothing.
+				return
+			default:
+			}
+			w.fired.Store(true)
+			e.engine.IncrementEpoch()
+		case <-w.stopc:
+		}
+	}()
+	return w
+}
+
+// stop ends the watcher goroutine and waits for it, so that it never outlives
+// Run and never increments the epoch after Run has returned.
+func (w *watcher) stop() {
+	select {
+	case <-w.stopc:
+	default:
+		close(w.stopc)
+	}
+	<-w.done
+}
+
+// result turns an error from instantiating or calling into the module into
+// Run's results. what says which step failed.
+func (w *watcher) result(ctx context.Context, what string, err error) (int, error) {
+	var exit *wasmtime.Error
+	if errors.As(err, &exit) {
+		// WASI proc_exit unwinds the wasm stack with an error that carries
+		// the status; it is a normal way for a command to end.
+		if status, ok := exit.ExitStatus(); ok {
+			return int(status), nil
+		}
+		return 0, fmt.Errorf("wasmtime: %s: %s", what, errorText(err))
+	}
+	var trap *wasmtime.Trap
+	if errors.As(err, &trap) {
+		if code := trap.Code(); code != nil && *code == wasmtime.Interrupt && w.fired.Load() {
+			return 0, interrupted(ctx)
+		}
+		return 0, &keep.TrapError{Message: trapMessage(trap)}
+	}
+	return 0, fmt.Errorf("wasmtime: %s: %s", what, errorText(err))
+}
+
+// trapMessage describes a trap for keep.TrapError: the cause first, then
+// the wasm backtrace.
+//
+// wasmtime formats a trap as "error while executing at wasm backtrace:
+// <frames> Caused by: wasm trap: <cause>", which buries the cause at the end
+// of a multi-line text; a log line should start with it. Anything not in that
+// shape is kept as wasmtime wrote it, and when wasmtime gave no backtrace one
+// is built from the trap's frames.
+func trapMessage(trap *wasmtime.Trap) string {
+	msg := errorText(trap)
+	if rest, ok := strings.CutPrefix(msg, "error while executing at wasm backtrace:\n"); ok {
+		if frames, cause, ok := strings.Cut(rest, "\n\nCaused by:\n"); ok {
+			lines := strings.Split(strings.TrimSpace(cause), "\n")
+			for i, l := range lines {
+				lines[i] = strings.TrimPrefix(strings.TrimPrefix(l, "    "), "wasm trap: ")
+			}
+			return strings.Join(lines, "\n") + "\nwasm backtrace:\n" + strings.TrimRight(frames, "\n")
+		}
+	}
+	if strings.Contains(msg, "backtrace") {
+		return msg
+	}
+	frames := trap.Frames()
+	if len(frames) == 0 {
+		return msg
+	}
+	var b strings.Builder
+	b.WriteString(msg)
+	b.WriteString("\nwasm backtrace:")
+	for i, f := range frames {
+		name := fmt.Sprintf("<wasm function %d>", f.FuncIndex())
+		if n := f.FuncName(); n != nil {
+			name = *n
+		}
+		fmt.Fprintf(&b, "\n  %d: %#x - %s", i, f.ModuleOffset(), name)
+	}
+	return b.String()
+}
+
+// errorText is a wasmtime error's message without the native "Stack
+// backtrace" section that wasmtime appends when RUST_BACKTRACE or
+// RUST_LIB_BACKTRACE is set in the environment. That backtrace is of the
+// host's Rust code, unsymbolized in the static library ("<unknown>" frames),
+// and means nothing to a workload author.
+func errorText(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "\nStack backtrace:"); i >= 0 {
+		msg = msg[:i]
+	}
+	return strings.TrimRight(msg, "\n ")
+}
+
+// interrupted is the error for a run stopped because ctx is done. It matches
+// keep.ErrInterrupted and ctx's own error (context.Canceled or
+// context.DeadlineExceeded) with errors.Is.
+func interrupted(ctx context.Context) error {
+	return fmt.Errorf("wasmtime: %w: %w", keep.ErrInterrupted, context.Cause(ctx))
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# containerd.sh: the containerd daemons the end-to-end tests (package test) run against.
+#
+#   scripts/containerd.sh install   ensure Debian's containerd 1.6 + runc and a
+#                                   containerd 2.4.2 + ctr + containerd-shim-runc-v2
+#                                   built from its Go module
+#   scripts/containerd.sh env       print shell exports ENARX_CONTAINERD16, ENARX_CTR16,
+#                                   ENARX_CONTAINERD2, ENARX_CTR2
+#
+# 2.4 needs its own containerd-shim-runc-v2: Debian's (1.6) reads 2.4's
+# bootstrap parameters on stdin as runtime options and fails. The tests put
+# the directory of ENARX_CONTAINERD2 on that daemon's PATH.
+#
+# The 2.4.2 binaries go to $ENARX_CONTAINERD2_DIR, default
+# ${ENARX_CACHE:-$HOME/.cache/containerd-shim-enarx}/containerd-v2.4.2.
+set -euo pipefail
+
+CONTAINERD2_VERSION=v2.4.2
+CACHE_ROOT="${ENARX_CACHE:-$HOME/.cache/containerd-shim-enarx}"
+CONTAINERD2_DIR="${ENARX_CONTAINERD2_DIR:-$CACHE_ROOT/containerd-$CONTAINERD2_VERSION}"
+
+log() { echo "containerd.sh: $*" >&2; }
+
+install_debian() {
+	if [[ -x /usr/bin/containerd && -x /usr/bin/ctr ]] && command -v runc >/dev/null 2>&1; then
+		log "containerd $(/usr/bin/containerd --version | awk '{print $3}') and runc already installed"
+		return
+	fi
+	if [[ $(id -u) -ne 0 ]]; then
+		log "installing containerd and runc with apt-get needs root"
+		exit 1
+	fi
+	log "installing containerd and runc from Debian"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y containerd runc
+}
+
+install_containerd2() {
+	if [[ -x $CONTAINERD2_DIR/containerd && -x $CONTAINERD2_DIR/ctr && -x $CONTAINERD2_DIR/containerd-shim-runc-v2 ]]; then
+		log "containerd $CONTAINERD2_VERSION already built in $CONTAINERD2_DIR"
+		return
+	fi
+	if ! command -v go >/dev/null 2>&1; then
+		log "go is not on PATH; it is needed to build containerd $CONTAINERD2_VERSION"
+		exit 1
+	fi
+	log "building containerd $CONTAINERD2_VERSION into $CONTAINERD2_DIR (about 2 minutes cold)"
+	mkdir -p "$CONTAINERD2_DIR"
+	# Build outside our module, so its go.mod plays no part.
+	local tmp
+	tmp=$(mktemp -d)
+	if ! (cd "$tmp" && GOBIN="$CONTAINERD2_DIR" GOFLAGS= GO111MODULE=on go install \
+		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" \
+		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION"); then
+		rm -rf "$tmp"
+		log "building containerd $CONTAINERD2_VERSION failed"
+		exit 1
+	fi
+	rm -rf "$tmp"
+	log "built $("$CONTAINERD2_DIR/containerd" --version)"
+}
+
+print_env() {
+	printf 'export ENARX_CONTAINERD16=%q\n' /usr/bin/containerd
+	printf 'export ENARX_CTR16=%q\n' /usr/bin/ctr
+	printf 'export ENARX_CONTAINERD2=%q\n' "$CONTAINERD2_DIR/containerd"
+	printf 'export ENARX_CTR2=%q\n' "$CONTAINERD2_DIR/ctr"
+}
+
+case "${1:-}" in
+install)
+	install_debian
+	install_containerd2
+	;;
+env)
+	print_env
+	;;
+*)
+	echo "usage: $0 install|env" >&2
+	exit 2
+	;;
+esac

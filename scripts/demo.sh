@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# demo.sh: run examples/hello in a Keep through a real containerd, then leave
+# nothing behind. `make demo` runs it after building bin/.
+#
+# It installs containerd and runc with apt-get when they are missing, starts a
+# private containerd (its own root, state and socket under a temp dir, our
+# shim first on its PATH), packages examples/hello as an OCI image with
+# `enarx package`, runs it with `ctr run --rm --runtime io.containerd.enarx.v1`,
+# shows the enarx.dev/* labels the shim set on a container, and stops the daemon.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin="$top/bin"
+runtime=io.containerd.enarx.v1
+image=docker.io/enarx/hello:demo
+ns=enarx-demo
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null || ! command -v runc >/dev/null; then
+	say "installing containerd and runc (apt-get)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq && apt-get install -y -qq containerd runc >/dev/null
+fi
+for b in containerd-shim-enarx-v1 enarx; do
+	[[ -x $bin/$b ]] || { echo "demo: $bin/$b is missing: run 'make build' (or 'make demo')" >&2; exit 1; }
+done
+
+dir=$(mktemp -d /tmp/enarx-demo.XXXXXX)
+pid=""
+cleanup() {
+	set +e
+	if [[ -n $pid ]]; then
+		for c in $(ctr --address "$dir/c.sock" -n $ns containers ls -q 2>/dev/null); do
+			ctr --address "$dir/c.sock" -n $ns tasks kill -s SIGKILL "$c" >/dev/null 2>&1
+			ctr --address "$dir/c.sock" -n $ns tasks rm -f "$c" >/dev/null 2>&1
+			ctr --address "$dir/c.sock" -n $ns containers rm "$c" >/dev/null 2>&1
+		done
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	fi
+	grep -o " $dir[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$dir/c.sock"
+[ttrpc]
+  address = "$dir/c.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$dir/opt"
+TOML
+
+say "starting a private containerd ($(containerd --version | awk '{print $3}')) in $dir"
+PATH="$bin:$PATH" containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+pid=$!
+ctr="ctr --address $dir/c.sock -n $ns"
+for _ in $(seq 100); do $ctr version >/dev/null 2>&1 && break; sleep 0.1; done
+$ctr version >/dev/null || { echo "demo: containerd did not start:" >&2; tail "$dir/containerd.log" >&2; exit 1; }
+
+say "building examples/hello for WASI (GOOS=wasip1 GOARCH=wasm)"
+(cd "$top" && GOOS=wasip1 GOARCH=wasm go build -o "$dir/hello.wasm" ./examples/hello)
+
+say "packaging it as an OCI image: enarx package"
+"$bin/enarx" package --name $image -o "$dir/hello.tar" "$dir/hello.wasm"
+$ctr images import "$dir/hello.tar"
+
+say "ctr run --rm --runtime $runtime $image hello"
+$ctr run --rm --runtime $runtime $image hello
+
+say "what the Keep attested, as container labels (ctr containers info)"
+$ctr run --runtime $runtime $image hello-labels >/dev/null
+$ctr containers info hello-labels | grep '"enarx.dev/' | sed 's/^ */  /'
+$ctr containers rm hello-labels
+
+say "done: stopping containerd and removing $dir"

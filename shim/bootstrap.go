@@ -1,0 +1,308 @@
+// Package shim is the containerd runtime shim: the bootstrap containerd runs
+// (start, delete, -info), and the ttrpc task service that manages Keeps. It
+// knows nothing of WebAssembly engines or TEEs; those live behind package
+// keep.
+package shim
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/core/mount"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// RuntimeName is the name users give containerd for this runtime.
+const RuntimeName = "io.containerd.enarx.v1"
+
+// defaultSocketDir is where containerd's shims put their sockets unless the
+// daemon says otherwise.
+const defaultSocketDir = "/run/containerd/s"
+
+// serveAction is the internal action of the long-running shim server that
+// `start` executes.
+const serveAction = "serve"
+
+// flags are the command line containerd gives a shim.
+type flags struct {
+	namespace     string
+	id            string
+	address       string
+	publishBinary string
+	bundle        string
+	socket        string
+	debug         bool
+	info          bool
+	version       bool
+	action        string
+}
+
+func parseFlags(args []string) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("containerd-shim-enarx-v1", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.namespace, "namespace", os.Getenv("NAMESPACE"), "containerd namespace")
+	fs.StringVar(&f.id, "id", "", "ID of the task")
+	fs.StringVar(&f.address, "address", os.Getenv("GRPC_ADDRESS"), "containerd gRPC address")
+	fs.StringVar(&f.publishBinary, "publish-binary", "", "containerd binary (unused: events go over ttrpc)")
+	fs.StringVar(&f.bundle, "bundle", "", "bundle path (delete)")
+	fs.StringVar(&f.socket, "socket", "", "socket path (serve)")
+	fs.BoolVar(&f.debug, "debug", false, "debug logging")
+	fs.BoolVar(&f.info, "info", false, "print runtime info as protobuf and exit")
+	fs.BoolVar(&f.version, "v", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	f.action = fs.Arg(0)
+	return f, nil
+}
+
+// Run is the shim binary: it does what containerd asks on the command line
+// and returns the process exit status.
+func Run(ctx context.Context, args []string) int {
+	f, err := parseFlags(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1: %v\n", err)
+		return 2
+	}
+	switch {
+	case f.version:
+		fmt.Printf("containerd-shim-enarx-v1\n  Version: %s\n  Revision: %s\n  Runtime: %s\n", version.Version, version.Revision, RuntimeName)
+		return 0
+	case f.info:
+		err = info(os.Stdout)
+	case f.action == "start":
+		err = start(ctx, f, os.Stdin, os.Stdout)
+	case f.action == "delete":
+		err = cleanup(ctx, f, os.Stdout)
+	case f.action == serveAction:
+		err = serve(ctx, f)
+	default:
+		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1: the containerd runtime shim for %s; containerd runs it (actions: start, delete; flags -info, -v)\n", RuntimeName)
+		return 2
+	}
+	if err != nil {
+		// stderr of start and delete reaches containerd's log.
+		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1 %s: %v\n", f.action, err)
+		return 1
+	}
+	return 0
+}
+
+// info answers containerd 2.x's `shim -info` with a protobuf RuntimeInfo.
+func info(w io.Writer) error {
+	b, err := proto.Marshal(&types.RuntimeInfo{
+		Name:    RuntimeName,
+		Version: &types.RuntimeVersion{Version: version.Version, Revision: version.Revision},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// bootstrap reads what containerd wrote on start's stdin. containerd 2.x
+// sends BootstrapParams; 1.x sends nothing or an Any of runtime options,
+// which can also parse as BootstrapParams, so as containerd itself does, the
+// params count only when their ID and namespace are the command line's.
+func bootstrap(f flags, in io.Reader) (*bootapi.BootstrapParams, error) {
+	b, err := io.ReadAll(in)
+	if err != nil {
+		return nil, fmt.Errorf("read bootstrap parameters: %w", err)
+	}
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var p bootapi.BootstrapParams
+	if err := proto.Unmarshal(b, &p); err != nil || p.InstanceID != f.id || p.Namespace != f.namespace {
+		return nil, nil
+	}
+	return &p, nil
+}
+
+// socketAddress is where the shim of (address, namespace, id) listens, as
+// containerd's own shims compute it.
+func socketAddress(dir, address, ns, id string) string {
+	d := sha256.Sum256([]byte(filepath.Join(address, ns, id)))
+	return fmt.Sprintf("unix://%s/%x", dir, d)
+}
+
+func socketPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
+
+// start starts the shim server for a task and tells containerd its address,
+// in the dialect containerd spoke. Nothing else may reach stdout or stderr:
+// containerd reads both.
+func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
+	params, err := bootstrap(f, in)
+	if err != nil {
+		return err
+	}
+	if f.id == "" || f.namespace == "" {
+		return errors.New("start needs -id and -namespace")
+	}
+	dir := defaultSocketDir
+	ttrpcAddress := os.Getenv("TTRPC_ADDRESS")
+	if params != nil {
+		if params.SocketDir != nil && *params.SocketDir != "" {
+			dir = *params.SocketDir
+		}
+		if ttrpcAddress == "" {
+			ttrpcAddress = params.ContainerdTtrpcAddress
+		}
+		if f.address == "" {
+			f.address = params.ContainerdGrpcAddress
+		}
+	}
+	address := socketAddress(dir, f.address, f.namespace, f.id)
+	path := socketPath(address)
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return fmt.Errorf("create socket dir: %w", err)
+	}
+	l, err := listen(path)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	lf, err := l.File()
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	defer lf.Close()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	args := []string{"-namespace", f.namespace, "-id", f.id, "-address", f.address, "-socket", path}
+	if f.debug {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(exe, append(args, serveAction)...)
+	cmd.Dir, _ = os.Getwd()
+	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+ttrpcAddress, "GRPC_ADDRESS="+f.address)
+	cmd.ExtraFiles = []*os.File{lf}
+	// A session of its own, and no pipes of containerd's: containerd reads
+	// start's output to EOF.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("start shim server: %w", err)
+	}
+	_ = cmd.Process.Release()
+
+	// containerd 1.x finds a live shim again after a restart through this file.
+	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+		return fmt.Errorf("write address file: %w", err)
+	}
+	if params == nil {
+		_, err = io.WriteString(out, address)
+		return err
+	}
+	result := &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}
+	// Telling containerd which mounts the shim performs (none: the mount
+	// manager does them all) also spares a `shim -info` on every create.
+	if err := result.AddExtension(&types.MountCapabilities{}); err != nil {
+		return err
+	}
+	b, err := proto.Marshal(result)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(b)
+	return err
+}
+
+// listen creates the shim's socket. A stale socket nobody answers on is
+// replaced; a live one means a shim already serves this task.
+func listen(path string) (*net.UnixListener, error) {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
+			c.Close()
+			return nil, fmt.Errorf("a shim already listens on %s", path)
+		}
+		os.Remove(path)
+		l, err = net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// The server inherits the socket; start's copy must not unlink it.
+	l.SetUnlinkOnClose(false)
+	return l, nil
+}
+
+// cleanup is `shim delete`: containerd runs it in the bundle after the shim
+// is gone (or after it crashed) to remove what the task left. It kills a
+// Keep left running and reports the task as killed.
+func cleanup(ctx context.Context, f flags, out io.Writer) error {
+	bundle := f.bundle
+	if bundle == "" {
+		bundle, _ = os.Getwd()
+	}
+	var pid int
+	if b, err := os.ReadFile(filepath.Join(bundle, keepPIDFile)); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid > 0 && isKeepOf(pid, f.id) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	_ = mount.UnmountAll(filepath.Join(bundle, "rootfs"), 0)
+	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
+		if p := socketPath(strings.TrimSpace(string(b))); !serving(p) {
+			os.Remove(p)
+		}
+	}
+	t := &task{id: f.id, bundle: bundle}
+	t.cleanup(ctx)
+	b, err := proto.Marshal(&taskapi.DeleteResponse{
+		ExitedAt:   timestamppb.Now(),
+		ExitStatus: 128 + uint32(syscall.SIGKILL),
+		Pid:        uint32(pid),
+	})
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(b)
+	return err
+}
+
+// isKeepOf reports whether pid is the Keep process of task id, so that a
+// recycled PID is never killed.
+func isKeepOf(pid int, id string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	return len(args) >= 4 && args[1] == "keep" && args[2] == "-id" && args[3] == id
+}
+
+// serving reports whether a shim server answers on the socket.
+func serving(path string) bool {
+	c, err := net.DialTimeout("unix", path, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

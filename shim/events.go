@@ -1,0 +1,167 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	eventsapi "github.com/containerd/containerd/api/services/ttrpc/events/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Event topics, as containerd's own shims publish them.
+const (
+	TopicTaskCreate = "/tasks/create"
+	TopicTaskStart  = "/tasks/start"
+	TopicTaskExit   = "/tasks/exit"
+	TopicTaskDelete = "/tasks/delete"
+)
+
+const (
+	// ttrpcNamespaceKey carries the containerd namespace in ttrpc metadata.
+	ttrpcNamespaceKey = "containerd-namespace-ttrpc"
+	eventQueueSize    = 1024
+	publishAttempts   = 5
+)
+
+type envelope struct {
+	ns    string
+	topic string
+	event proto.Message
+	at    time.Time
+}
+
+// publisher forwards events to containerd's ttrpc Events service in the
+// order they were published, without making the task API wait for it. It
+// redials after containerd restarts.
+type publisher struct {
+	address string
+	queue   chan envelope
+	closed  chan struct{}
+	once    sync.Once
+
+	mu     sync.Mutex
+	client *ttrpc.Client
+}
+
+func newPublisher(ttrpcAddress string) *publisher {
+	p := &publisher{
+		address: strings.TrimPrefix(ttrpcAddress, "unix://"),
+		queue:   make(chan envelope, eventQueueSize),
+		closed:  make(chan struct{}),
+	}
+	go p.run()
+	return p
+}
+
+// Publish queues an event for namespace ns.
+func (p *publisher) Publish(ctx context.Context, ns, topic string, event proto.Message) {
+	select {
+	case p.queue <- envelope{ns: ns, topic: topic, event: event, at: time.Now()}:
+	default:
+		log.G(ctx).WithField("topic", topic).Error("event queue full: dropping event")
+	}
+}
+
+// Close delivers what is queued, waiting at most until ctx is done.
+func (p *publisher) Close(ctx context.Context) {
+	p.once.Do(func() { close(p.queue) })
+	select {
+	case <-p.closed:
+	case <-ctx.Done():
+		log.G(ctx).Warn("events not delivered before shutdown")
+	}
+}
+
+func (p *publisher) run() {
+	defer close(p.closed)
+	for e := range p.queue {
+		if err := p.forward(e); err != nil {
+			log.L.WithError(err).WithField("topic", e.topic).Error("publish event")
+		}
+	}
+	p.mu.Lock()
+	if p.client != nil {
+		p.client.Close()
+	}
+	p.mu.Unlock()
+}
+
+func (p *publisher) forward(e envelope) error {
+	payload, err := proto.Marshal(e.event)
+	if err != nil {
+		return fmt.Errorf("marshal %s: %w", e.topic, err)
+	}
+	req := &eventsapi.ForwardRequest{Envelope: &types.Envelope{
+		Timestamp: timestamppb.New(e.at),
+		Namespace: e.ns,
+		Topic:     e.topic,
+		// containerd resolves the bare message name, not a type.googleapis.com URL.
+		Event: &anypb.Any{TypeUrl: string(proto.MessageName(e.event)), Value: payload},
+	}}
+	var lastErr error
+	for attempt := 0; attempt < publishAttempts; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		client, err := p.connect()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{ttrpcNamespaceKey: []string{e.ns}})
+		_, err = eventsapi.NewTTRPCEventsClient(client).Forward(ctx, req)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if errors.Is(err, ttrpc.ErrClosed) || isConnError(err) {
+			p.reset(client)
+			continue
+		}
+		return err
+	}
+	return lastErr
+}
+
+func (p *publisher) connect() (*ttrpc.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil {
+		return p.client, nil
+	}
+	if p.address == "" {
+		return nil, errors.New("no containerd ttrpc address (TTRPC_ADDRESS) to publish events to")
+	}
+	conn, err := net.DialTimeout("unix", p.address, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("dial containerd ttrpc %s: %w", p.address, err)
+	}
+	p.client = ttrpc.NewClient(conn)
+	return p.client, nil
+}
+
+func (p *publisher) reset(c *ttrpc.Client) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == c {
+		p.client.Close()
+		p.client = nil
+	}
+}
+
+func isConnError(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || strings.Contains(err.Error(), "closed")
+}

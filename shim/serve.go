@@ -1,0 +1,146 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// orphanTimeout is how long a server waits for its first task before it
+// concludes that containerd gave up on it.
+const orphanTimeout = time.Minute
+
+// listenerFD is the socket start passes to the server.
+const listenerFD = 3
+
+// serve is the long-running shim server.
+func serve(ctx context.Context, f flags) error {
+	logOut := openLog()
+	logrus.SetOutput(logOut)
+	logrus.SetFormatter(&logrus.TextFormatter{DisableColors: true, TimestampFormat: log.RFC3339NanoFixed, FullTimestamp: true})
+	if f.debug {
+		logrus.SetLevel(logrus.DebugLevel)
+	}
+	ctx = log.WithLogger(ctx, log.L.WithField("runtime", RuntimeName).WithField("namespace", f.namespace))
+
+	l, err := net.FileListener(os.NewFile(listenerFD, "shim-socket"))
+	if err != nil {
+		return fmt.Errorf("listener on fd %d: %w", listenerFD, err)
+	}
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		return err
+	}
+	events := newPublisher(os.Getenv("TTRPC_ADDRESS"))
+	d := &daemon{address: f.address}
+	done := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(done) }) }
+	svc := newService(f.namespace, events, d, stop)
+	register(server, svc)
+
+	// Signals to the shim itself end it only when it has nothing to do.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(ctx, l) }()
+	orphan := time.NewTimer(orphanTimeout)
+	defer orphan.Stop()
+	for {
+		select {
+		case <-done:
+			return shutdown(ctx, server, events, d, f.socket)
+		case err := <-serveErr:
+			return fmt.Errorf("serve ttrpc: %w", err)
+		case <-orphan.C:
+			if svc.everCreated() {
+				continue
+			}
+			log.G(ctx).Warn("no task created: exiting")
+			return shutdown(ctx, server, events, d, f.socket)
+		case sig := <-signals:
+			if svc.empty() {
+				log.G(ctx).WithField("signal", sig).Info("exiting on signal")
+				return shutdown(ctx, server, events, d, f.socket)
+			}
+			log.G(ctx).WithField("signal", sig).Warn("ignoring signal: tasks are still running")
+		}
+	}
+}
+
+func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *daemon, socket string) error {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	events.Close(tctx)
+	_ = server.Shutdown(tctx)
+	d.Close()
+	if socket != "" {
+		os.Remove(socket)
+	}
+	return nil
+}
+
+// openLog opens the bundle's log FIFO, which containerd copies into its own
+// log; without one, logs are discarded (stdout and stderr are /dev/null).
+func openLog() io.Writer {
+	fd, err := unix.Open("log", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return io.Discard
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return io.Discard
+	}
+	return os.NewFile(uintptr(fd), "log")
+}
+
+// register serves the task service under the names of task API v3 (which
+// containerd 2.x prefers) and v2 (containerd 1.6, 1.7): the two differ only
+// in their package name, so one set of handlers decodes both.
+func register(server *ttrpc.Server, svc taskapi.TTRPCTaskService) {
+	desc := &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"State":      method(svc.State),
+		"Create":     method(svc.Create),
+		"Start":      method(svc.Start),
+		"Delete":     method(svc.Delete),
+		"Pids":       method(svc.Pids),
+		"Pause":      method(svc.Pause),
+		"Resume":     method(svc.Resume),
+		"Checkpoint": method(svc.Checkpoint),
+		"Kill":       method(svc.Kill),
+		"Exec":       method(svc.Exec),
+		"ResizePty":  method(svc.ResizePty),
+		"CloseIO":    method(svc.CloseIO),
+		"Update":     method(svc.Update),
+		"Wait":       method(svc.Wait),
+		"Stats":      method(svc.Stats),
+		"Connect":    method(svc.Connect),
+		"Shutdown":   method(svc.Shutdown),
+	}}
+	server.RegisterService("containerd.task.v3.Task", desc)
+	server.RegisterService("containerd.task.v2.Task", desc)
+}
+
+func method[Req any, PReq interface{ *Req }, Resp any](h func(context.Context, PReq) (Resp, error)) ttrpc.Method {
+	return func(ctx context.Context, unmarshal func(any) error) (any, error) {
+		req := PReq(new(Req))
+		if err := unmarshal(req); err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}

@@ -1,0 +1,416 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// Container labels the shim sets from what the Keep reports.
+const (
+	LabelTEE            = "enarx.dev/tee"
+	LabelBackend        = "enarx.dev/backend"
+	LabelAttestation    = "enarx.dev/attestation"
+	LabelRuntimeVersion = "enarx.dev/runtime.version"
+	LabelWorkloadDigest = "enarx.dev/workload.digest"
+	LabelEngine         = "enarx.dev/engine"
+)
+
+// keepPIDFile in the bundle records the Keep's PID for `shim delete`.
+const keepPIDFile = "enarx-keep.pid"
+
+// service is the task API: the one place where containerd's requests are
+// translated into operations on tasks and their Keeps.
+type service struct {
+	ns     string
+	events *publisher
+	daemon *daemon
+	// exe runs Keeps (empty: this executable).
+	exe string
+	// onEmpty is called by Shutdown when no task is left.
+	onEmpty func()
+
+	mu    sync.Mutex
+	tasks map[string]*task
+	// creating holds IDs whose Create is in progress.
+	creating map[string]bool
+	// created is set by the first successful Create.
+	created bool
+}
+
+var _ taskapi.TTRPCTaskService = (*service)(nil)
+
+func newService(ns string, events *publisher, d *daemon, onEmpty func()) *service {
+	return &service{
+		ns:       ns,
+		events:   events,
+		daemon:   d,
+		onEmpty:  onEmpty,
+		tasks:    map[string]*task{},
+		creating: map[string]bool{},
+	}
+}
+
+// toGRPC gives an error the status code of the errdefs class it wraps.
+func toGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errgrpc.ToGRPC(err)
+}
+
+func unsupported(what, hint string) error {
+	return errgrpc.ToGRPC(fmt.Errorf("%s is not supported by the enarx runtime: %s: %w", what, hint, errdefs.ErrNotImplemented))
+}
+
+func (s *service) get(id, execID string) (*task, error) {
+	if execID != "" && execID != id {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("exec process %q of task %s: exec is not supported by the enarx runtime: %w", execID, id, errdefs.ErrNotFound))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tasks[id]
+	if !ok {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", id, errdefs.ErrNotFound))
+	}
+	return t, nil
+}
+
+func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	// Never answer NotImplemented here: containerd 2.x takes it as a reason
+	// to retry with an older task API.
+	if r.Terminal {
+		return nil, toGRPC(fmt.Errorf("task %s: a terminal (ctr run -t, docker run -t) is not supported by the enarx runtime: run without -t; stdin, stdout and stderr work as pipes: %w", r.ID, errdefs.ErrInvalidArgument))
+	}
+	if r.Checkpoint != "" {
+		return nil, toGRPC(fmt.Errorf("task %s: restoring a checkpoint is not supported by the enarx runtime: %w", r.ID, errdefs.ErrInvalidArgument))
+	}
+	s.mu.Lock()
+	if _, ok := s.tasks[r.ID]; ok || s.creating[r.ID] {
+		s.mu.Unlock()
+		return nil, toGRPC(fmt.Errorf("task %s: %w", r.ID, errdefs.ErrAlreadyExists))
+	}
+	s.creating[r.ID] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.creating, r.ID)
+		s.mu.Unlock()
+	}()
+
+	t, err := s.create(ctx, r)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create task")
+		return nil, toGRPC(err)
+	}
+	s.mu.Lock()
+	s.tasks[r.ID] = t
+	s.created = true
+	s.mu.Unlock()
+	go s.watch(t)
+
+	pid := uint32(t.keep.Pid())
+	s.events.Publish(ctx, s.ns, TopicTaskCreate, &eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+		Checkpoint:  r.Checkpoint,
+		Pid:         pid,
+	})
+	return &taskapi.CreateTaskResponse{Pid: pid}, nil
+}
+
+// create mounts the root filesystem, resolves the module, starts the Keep
+// and publishes its attestation labels. On error it undoes what it did.
+func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *task, err error) {
+	t := &task{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, reaped: make(chan struct{})}
+	spec, err := oci.LoadSpec(r.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if len(r.Rootfs) > 0 {
+		rootfs := oci.Rootfs(r.Bundle, spec)
+		if err := os.MkdirAll(rootfs, 0o711); err != nil {
+			return nil, fmt.Errorf("create rootfs mount point: %w", err)
+		}
+		if err := mount.All(mount.FromProto(r.Rootfs), rootfs); err != nil {
+			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
+		}
+		t.rootfs = rootfs
+	}
+	defer func() {
+		if err != nil {
+			t.cleanup(ctx)
+		}
+	}()
+
+	cfg, err := oci.Resolve(ctx, r.ID, r.Bundle, spec, containerImage{d: s.daemon, ns: s.ns, id: r.ID})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
+		return nil, fmt.Errorf("task %s: %w", r.ID, err)
+	}
+	t.keep, err = keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep})
+	t.io.closeKeepSide()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	pidFile := filepath.Join(r.Bundle, keepPIDFile)
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(t.keep.Pid())), 0o600); err != nil {
+		_ = t.keep.Signal(syscall.SIGKILL)
+		return nil, fmt.Errorf("write %s: %w", pidFile, err)
+	}
+	ready := t.keep.Ready()
+	labels := map[string]string{
+		LabelTEE:            ready.TEE,
+		LabelBackend:        ready.Backend,
+		LabelAttestation:    attestationLabel(ready),
+		LabelRuntimeVersion: ready.RuntimeVersion,
+		LabelWorkloadDigest: ready.WorkloadDigest,
+		LabelEngine:         ready.Engine,
+	}
+	if err := s.daemon.SetLabels(ctx, s.ns, r.ID, labels); err != nil {
+		_ = t.keep.Signal(syscall.SIGKILL)
+		<-t.keep.Done()
+		return nil, fmt.Errorf("publish attestation labels: %w", err)
+	}
+	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).Info("keep ready")
+	return t, nil
+}
+
+// attestationLabel is "none" for a Keep without a TEE.
+func attestationLabel(r keep.Ready) string {
+	if r.TEE == attestation.TEENone {
+		return "none"
+	}
+	return "ok"
+}
+
+// cleanup removes what Create made in the bundle: the mounted root
+// filesystem, the artifact module, the PID file.
+func (t *task) cleanup(ctx context.Context) {
+	if t.io != nil {
+		t.io.closeKeepSide()
+		t.io.closeStdin()
+	}
+	if t.rootfs != "" {
+		if err := mount.UnmountAll(t.rootfs, 0); err != nil {
+			log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
+		}
+	}
+	for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile} {
+		if err := os.Remove(filepath.Join(t.bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.G(ctx).WithError(err).Warn("clean bundle")
+		}
+	}
+}
+
+// watch records the Keep's exit once and publishes it.
+func (s *service) watch(t *task) {
+	<-t.keep.Done()
+	status, at := t.keep.Status()
+	if t.exited() {
+		s.events.Publish(context.Background(), s.ns, TopicTaskExit, &eventstypes.TaskExit{
+			ContainerID: t.id,
+			ID:          t.id,
+			Pid:         uint32(t.keep.Pid()),
+			ExitStatus:  uint32(status),
+			ExitedAt:    timestamppb.New(at),
+		})
+	}
+	close(t.reaped)
+}
+
+func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	t, err := s.get(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.start(); err != nil {
+		return nil, toGRPC(err)
+	}
+	pid := uint32(t.keep.Pid())
+	s.events.Publish(ctx, s.ns, TopicTaskStart, &eventstypes.TaskStart{ContainerID: t.id, Pid: pid})
+	return &taskapi.StartResponse{Pid: pid}, nil
+}
+
+func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	t, err := s.get(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st := t.current()
+	resp := &taskapi.StateResponse{
+		ID:     t.id,
+		Bundle: t.bundle,
+		Pid:    uint32(t.keep.Pid()),
+		Status: st.status(),
+		Stdin:  t.stdin,
+		Stdout: t.stdout,
+		Stderr: t.stderr,
+		ExecID: r.ExecID,
+	}
+	if st == stateStopped {
+		status, at := t.keep.Status()
+		resp.ExitStatus, resp.ExitedAt = uint32(status), timestamppb.New(at)
+	}
+	return resp, nil
+}
+
+func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
+	t, err := s.get(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-t.reaped:
+	case <-ctx.Done():
+		return nil, toGRPC(ctx.Err())
+	}
+	status, at := t.keep.Status()
+	return &taskapi.WaitResponse{ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+}
+
+func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
+	t, err := s.get(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.kill(syscall.Signal(r.Signal)); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	t, err := s.get(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.markDeleted(); err != nil {
+		return nil, toGRPC(err)
+	}
+	t.cleanup(ctx)
+	s.mu.Lock()
+	delete(s.tasks, t.id)
+	s.mu.Unlock()
+
+	status, at := t.keep.Status()
+	pid := uint32(t.keep.Pid())
+	s.events.Publish(ctx, s.ns, TopicTaskDelete, &eventstypes.TaskDelete{
+		ContainerID: t.id,
+		ID:          t.id,
+		Pid:         pid,
+		ExitStatus:  uint32(status),
+		ExitedAt:    timestamppb.New(at),
+	})
+	return &taskapi.DeleteResponse{Pid: pid, ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+}
+
+func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	t, err := s.get(r.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	if st := t.current(); st == stateStopped || st == stateDeleted {
+		return &taskapi.PidsResponse{}, nil
+	}
+	return &taskapi.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(t.keep.Pid())}}}, nil
+}
+
+func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
+	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: version.Version}
+	s.mu.Lock()
+	t, ok := s.tasks[r.ID]
+	s.mu.Unlock()
+	if ok {
+		resp.TaskPid = uint32(t.keep.Pid())
+	}
+	return resp, nil
+}
+
+func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
+	t, err := s.get(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Stdin {
+		t.mu.Lock()
+		t.io.closeStdin()
+		t.mu.Unlock()
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
+	if s.empty() && s.onEmpty != nil {
+		// Answer first; the server exits right after.
+		time.AfterFunc(10*time.Millisecond, s.onEmpty)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
+	return nil, unsupported("task metrics", "cgroup metrics of Keeps are not collected yet")
+}
+
+func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
+	return nil, unsupported("pause", "a Keep cannot be frozen; stop it with kill")
+}
+
+func (s *service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
+	return nil, unsupported("resume", "a Keep cannot be frozen, so there is nothing to resume")
+}
+
+func (s *service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, unsupported("checkpoint", "a Keep's memory is not exported from its TEE")
+}
+
+func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
+	return nil, unsupported("exec", "a Keep runs one WebAssembly workload and has no shell to exec into")
+}
+
+func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	return nil, unsupported("resizing a terminal", "Keeps have no terminal")
+}
+
+func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	return nil, unsupported("updating resources of a running task", "set limits in the container spec before it starts")
+}
+
+// empty reports whether the service has no task and none being created.
+func (s *service) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.tasks) == 0 && len(s.creating) == 0
+}
+
+// everCreated reports whether a task was ever created or is being created.
+func (s *service) everCreated() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created || len(s.creating) > 0
+}
