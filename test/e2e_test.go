@@ -35,7 +35,7 @@ func containerLabels(t *testing.T, d *Daemon, ns, id string) map[string]string {
 }
 
 // taskStatus is the STATUS column of `ctr tasks ls` for id ("" if absent).
-func taskStatus(t *testing.T, d *Daemon, ns, id string) string {
+func taskStatus(t testing.TB, d *Daemon, ns, id string) string {
 	t.Helper()
 	for _, line := range readLines(d.mustCtr(t, ns, "tasks", "ls")) {
 		f := strings.Fields(line)

@@ -73,6 +73,14 @@ const watExports = `(module
   (func (export "add") (param i32 i32) (result i32)
     (i32.add (local.get 0) (local.get 1))))`
 
+// watSIMD exports functions with v128 in their signatures, a type that
+// wasmtime-go's Go API does not know (ValKind.String and Func.Call panic on
+// it), and one returning a reference.
+const watSIMD = `(module
+  (func (export "simd") (result v128) (v128.const i64x2 1 2))
+  (func (export "take") (param v128))
+  (func (export "ref") (result externref) (ref.null extern)))`
+
 // watReactor is a WASI reactor: run exits with the value _initialize stored,
 // so the exit status shows whether _initialize ran first (5) or not (0), and
 // how often (10 for twice).

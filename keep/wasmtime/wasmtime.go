@@ -42,9 +42,9 @@ import (
 )
 
 // Version is the wasmtime-go release this package is built and tested
-// against. It is a constant rather than read from the build info because the
-// build info is absent in some binaries (e.g. built without module support);
-// a test checks that it matches go.mod.
+// against. It is a constant rather than read from debug.ReadBuildInfo because
+// test binaries (and binaries built outside module mode) carry no dependency
+// versions; a test checks that it matches what go.mod selects.
 const Version = "v39.0.1"
 
 // initializeExport is the WASI reactor initialisation function. A reactor
@@ -139,6 +139,37 @@ type export struct {
 	kind string
 	// params and results are the function's signature when isFunc.
 	params, results []string
+	// badResult names a result type that wasmtime-go cannot hand back to
+	// Go (it panics on it), or is empty.
+	badResult string
+}
+
+// v128Kind is the kind wasmtime reports for SIMD v128 values (WASMTIME_V128).
+// wasmtime-go v39 has no constant for it.
+const v128Kind wasmtime.ValKind = 4
+
+// valTypeName names a value type. wasmtime-go's ValKind.String panics on
+// kinds it does not know, such as v128, which any module may use.
+func valTypeName(k wasmtime.ValKind) string {
+	switch k {
+	case wasmtime.KindI32, wasmtime.KindI64, wasmtime.KindF32, wasmtime.KindF64,
+		wasmtime.KindExternref, wasmtime.KindFuncref:
+		return k.String()
+	case v128Kind:
+		return "v128"
+	}
+	return fmt.Sprintf("<value type %d>", k)
+}
+
+// receivable reports whether Func.Call can convert a result of kind k; it
+// panics on the others.
+func receivable(k wasmtime.ValKind) bool {
+	switch k {
+	case wasmtime.KindI32, wasmtime.KindI64, wasmtime.KindF32, wasmtime.KindF64,
+		wasmtime.KindExternref, wasmtime.KindFuncref:
+		return true
+	}
+	return false
 }
 
 func newModule(e *Engine, mod *wasmtime.Module) *Module {
@@ -151,10 +182,13 @@ func newModule(e *Engine, mod *wasmtime.Module) *Module {
 			d.isFunc = true
 			ft := ty.FuncType()
 			for _, p := range ft.Params() {
-				d.params = append(d.params, p.String())
+				d.params = append(d.params, valTypeName(p.Kind()))
 			}
 			for _, r := range ft.Results() {
-				d.results = append(d.results, r.String())
+				d.results = append(d.results, valTypeName(r.Kind()))
+				if !receivable(r.Kind()) && d.badResult == "" {
+					d.badResult = valTypeName(r.Kind())
+				}
 			}
 		case ty.MemoryType() != nil:
 			d.kind = "memory"
@@ -196,8 +230,9 @@ func (m *Module) exportedFuncs() string {
 }
 
 // checkCallable reports whether name is an exported function that can be
-// called without arguments. Results are allowed and ignored: only WASI
-// proc_exit sets an exit status, a returned value does not.
+// called without arguments. Results are allowed and ignored (only WASI
+// proc_exit sets an exit status, a returned value does not), except for the
+// types wasmtime-go cannot return to Go.
 func (m *Module) checkCallable(role, name string) error {
 	ex, ok := m.lookup(name)
 	switch {
@@ -207,6 +242,8 @@ func (m *Module) checkCallable(role, name string) error {
 		return fmt.Errorf("wasmtime: %s %q is a %s export, not a function; exported functions: %s", role, name, ex.kind, m.exportedFuncs())
 	case len(ex.params) != 0:
 		return fmt.Errorf("wasmtime: %s %q takes parameters (%s) but must take none; exported functions: %s", role, name, strings.Join(ex.params, ", "), m.exportedFuncs())
+	case ex.badResult != "":
+		return fmt.Errorf("wasmtime: %s %q returns a %s, which this engine cannot receive; exported functions: %s", role, name, ex.badResult, m.exportedFuncs())
 	}
 	return nil
 }
@@ -274,20 +311,30 @@ func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
 		return w.result(ctx, "instantiate module", err)
 	}
 	if callInit {
-		if _, err := inst.GetFunc(store, initializeExport).Call(store); err != nil {
-			return w.result(ctx, fmt.Sprintf("call %q", initializeExport), err)
+		if status, done, err := call(ctx, w, store, inst, initializeExport); done {
+			return status, err
 		}
 	}
-	fn := inst.GetFunc(store, entry)
+	if status, done, err := call(ctx, w, store, inst, entry); done {
+		return status, err
+	}
+	return 0, nil
+}
+
+// call calls the exported function name. done is false when the function
+// returned normally and the run goes on.
+func call(ctx context.Context, w *watcher, store *wasmtime.Store, inst *wasmtime.Instance, name string) (status int, done bool, err error) {
+	fn := inst.GetFunc(store, name)
 	if fn == nil {
 		// checkCallable looked at the compiled module's exports, so this
 		// cannot happen unless wasmtime disagrees with itself.
-		return 0, fmt.Errorf("wasmtime: entrypoint %q not found in the instance", entry)
+		return 0, true, fmt.Errorf("wasmtime: function %q not found in the instance", name)
 	}
 	if _, err := fn.Call(store); err != nil {
-		return w.result(ctx, fmt.Sprintf("call %q", entry), err)
+		status, err := w.result(ctx, fmt.Sprintf("call %q", name), err)
+		return status, true, err
 	}
-	return 0, nil
+	return 0, false, nil
 }
 
 // checkImports reports every import the linker cannot satisfy, all at once

@@ -182,6 +182,23 @@ func TestCompileRejectsBadInput(t *testing.T) {
 	}
 }
 
+// FuzzCompile checks that no input makes Compile panic, including the
+// description of a module's exports, which wasmtime-go can panic on.
+func FuzzCompile(f *testing.F) {
+	f.Add([]byte("garbage"))
+	f.Add([]byte{})
+	f.Add(wat(f, watExit42))
+	f.Add(wat(f, watSIMD))
+	f.Add(wat(f, watExports))
+	e := newEngine(f)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		m, err := e.Compile(context.Background(), wasm)
+		if (m == nil) == (err == nil) {
+			t.Fatalf("Compile() = %v, %v: want exactly one of a module and an error", m, err)
+		}
+	})
+}
+
 func TestCompileCancelledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -204,6 +221,7 @@ func TestExitStatus(t *testing.T) {
 		{"explicit _start", watExit42, keep.RunOptions{Entrypoint: "_start"}, 42},
 		{"custom entrypoint", watExports, keep.RunOptions{Entrypoint: "run"}, 7},
 		{"entrypoint with results", watExports, keep.RunOptions{Entrypoint: "answer"}, 0},
+		{"entrypoint with reference result", watSIMD, keep.RunOptions{Entrypoint: "ref"}, 0},
 		{"reactor _initialize first", watReactor, keep.RunOptions{Entrypoint: "run"}, 5},
 		{"reactor _initialize as entrypoint", watReactor, keep.RunOptions{Entrypoint: "_initialize"}, 0},
 		{"command ignores _initialize", watCommandWithInitialize, keep.RunOptions{}, 3},
@@ -290,6 +308,8 @@ func TestEntrypointErrors(t *testing.T) {
 		{"global", exports, "counter", []string{`"counter"`, "global export, not a function"}},
 		{"no functions", compileWAT(t, e, `(module (memory (export "memory") 1))`), "", []string{`"_start"`, "exported functions: (none)"}},
 		{"bad _initialize", compileWAT(t, e, watBadInitialize), "run", []string{`"_initialize"`, "parameters (i32)"}},
+		{"v128 result", compileWAT(t, e, watSIMD), "simd", []string{`"simd"`, "returns a v128", "simd() -> (v128)", "take(v128) -> ()"}},
+		{"v128 param", compileWAT(t, e, watSIMD), "take", []string{`"take"`, "parameters (v128)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, err := tc.mod.Run(context.Background(), keep.RunOptions{Entrypoint: tc.entry})
