@@ -1,10 +1,15 @@
 package shim
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+
+	"github.com/containerd/fifo"
 
 	"golang.org/x/sys/unix"
 
@@ -13,11 +18,17 @@ import (
 
 // stdio holds the container's standard I/O as the Keep receives it. The
 // shim's copies of the Keep's files are closed once the Keep has them, so that
-// a reader sees EOF when the Keep exits; the shim keeps only a write end of the
-// stdin FIFO, which it closes on CloseIO so that the workload sees EOF then.
+// a reader sees EOF when the Keep exits.
+//
+// stdin is copied, as runc's shim does: the Keep reads a pipe that the shim
+// fills from the stdin FIFO. The FIFO is opened for reading only once the
+// client has opened it for writing, so the workload never sees an early EOF,
+// and sees EOF when the client closes its end or calls CloseIO.
 type stdio struct {
-	keep       keep.Stdio
-	stdinWrite *os.File
+	keep      keep.Stdio
+	stdinFifo io.ReadCloser
+	stdinPipe *os.File
+	closeOnce sync.Once
 }
 
 // openStdio opens the paths containerd gave in CreateTaskRequest. An empty
@@ -31,19 +42,22 @@ func openStdio(stdin, stdout, stderr string) (s *stdio, err error) {
 		}
 	}()
 	if stdin != "" {
-		// O_NONBLOCK lets both opens succeed before containerd's client
-		// has opened its end; the Keep gets a blocking reader.
-		r, err := os.OpenFile(stdin, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+		// With O_NONBLOCK, OpenFifo returns at once and opens the FIFO
+		// when the writer appears; reads wait for that.
+		f, err := fifo.OpenFifo(context.Background(), stdin, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open stdin %s: %w", stdin, err)
 		}
-		s.keep.Stdin = r
-		if s.stdinWrite, err = os.OpenFile(stdin, unix.O_WRONLY|unix.O_NONBLOCK, 0); err != nil {
-			return nil, fmt.Errorf("open stdin %s for writing: %w", stdin, err)
+		s.stdinFifo = f
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("stdin pipe: %w", err)
 		}
-		if err := unix.SetNonblock(int(r.Fd()), false); err != nil {
-			return nil, fmt.Errorf("stdin %s: %w", stdin, err)
-		}
+		s.keep.Stdin, s.stdinPipe = r, w
+		go func() {
+			_, _ = io.Copy(w, f)
+			s.closeStdin()
+		}()
 	}
 	if s.keep.Stdout, err = openOutput("stdout", stdout); err != nil {
 		return nil, err
@@ -93,10 +107,14 @@ func (s *stdio) closeKeepSide() {
 	s.keep = keep.Stdio{}
 }
 
-// closeStdin closes the shim's write end of stdin (CloseIO).
+// closeStdin ends the workload's stdin (CloseIO, or the task is gone).
 func (s *stdio) closeStdin() {
-	if s.stdinWrite != nil {
-		s.stdinWrite.Close()
-		s.stdinWrite = nil
-	}
+	s.closeOnce.Do(func() {
+		if s.stdinFifo != nil {
+			s.stdinFifo.Close()
+		}
+		if s.stdinPipe != nil {
+			s.stdinPipe.Close()
+		}
+	})
 }

@@ -388,3 +388,20 @@ func TestArtifactImage(t *testing.T) {
 	}
 	assertNoTaskState(t, d, ns, id)
 }
+
+// TestStdin feeds the workload through ctr run's stdin: it reads until EOF,
+// which it sees when ctr's stdin ends (CloseIO).
+func TestStdin(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/cat:latest", buildGoWasm(t, "cat"), false)
+		in := "line one\nline two\n"
+		stdout, stderr, exit := d.ctrWith(t, ctrOptions{Stdin: in}, ns, "run", "--rm", "--runtime", runtimeEnarx, ref, uniqueID("cat"))
+		if exit != 0 {
+			t.Fatalf("exit %d; stderr: %s", exit, stderr)
+		}
+		if want := in + fmt.Sprintf("[%d bytes]\n", len(in)); stdout != want {
+			t.Errorf("stdout %q, want %q", stdout, want)
+		}
+	})
+}

@@ -115,6 +115,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) 
 		// use wasmtime types without breaking the engine seam.
 		return nil, fmt.Errorf("wasmtime: compile module: %s", errorText(err))
 	}
+	releaseCompilerMemory()
 	return newModule(e, mod), nil
 }
 
