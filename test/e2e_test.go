@@ -1,12 +1,15 @@
 package test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -403,5 +406,83 @@ func TestStdin(t *testing.T) {
 		if want := in + fmt.Sprintf("[%d bytes]\n", len(in)); stdout != want {
 			t.Errorf("stdout %q, want %q", stdout, want)
 		}
+	})
+}
+
+// TestEvents watches `ctr events` while a container runs: the shim publishes
+// the task's create, start, exit and delete to containerd.
+func TestEvents(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/exit:latest", buildGoWasm(t, "exit"), false)
+		var events bytes.Buffer
+		watch := exec.Command(d.Ctr, "--address", d.Address, "events")
+		watch.Stdout = &events
+		if err := watch.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stopped := false
+		stop := func() {
+			if !stopped {
+				stopped = true
+				_ = watch.Process.Kill()
+				_ = watch.Wait()
+			}
+		}
+		defer stop()
+		time.Sleep(300 * time.Millisecond) // let the subscription start
+		id := uniqueID("events")
+		if _, stderr, exit := runWasm(t, d, ns, nil, ref, id, "/app.wasm", "7"); exit != 7 {
+			t.Fatalf("exit %d, want 7; stderr: %s", exit, stderr)
+		}
+		var seen []string
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) && !slices.Contains(seen, "/tasks/delete") {
+			time.Sleep(100 * time.Millisecond)
+			seen = nil
+			for _, line := range readLines(events.String()) {
+				// "TIME NAMESPACE TOPIC EVENT", e.g. ... /tasks/exit {"container_id":"...","exit_status":7,...}
+				if strings.Contains(line, id) && strings.Contains(line, " "+ns+" ") {
+					f := strings.Fields(line)
+					for _, w := range f {
+						if strings.HasPrefix(w, "/tasks/") {
+							seen = append(seen, w)
+						}
+					}
+					if strings.Contains(line, "/tasks/exit") && !strings.Contains(line, `"exit_status":7`) {
+						t.Errorf("exit event without the status: %s", line)
+					}
+				}
+			}
+		}
+		stop()
+		want := []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
+		if strings.Join(seen, " ") != strings.Join(want, " ") {
+			t.Errorf("task events %v, want %v\n%s", seen, want, events.String())
+		}
+	})
+}
+
+// TestTerminalRefused runs `ctr run -t` on a pseudo-terminal (util-linux
+// script): the shim refuses it with a message naming the terminal.
+func TestTerminalRefused(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("util-linux script is needed for a pseudo-terminal")
+	}
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/hello:latest", buildGoWasm(t, "hello"), false)
+		id := uniqueID("tty")
+		line := fmt.Sprintf("%s --address %s -n %s run --rm -t --runtime %s %s %s", d.Ctr, d.Address, ns, runtimeEnarx, ref, id)
+		out, err := exec.Command(script, "-qec", line, "/dev/null").CombinedOutput()
+		if err == nil {
+			t.Fatalf("ctr run -t succeeded: %s", out)
+		}
+		if !strings.Contains(string(out), "a terminal (ctr run -t, docker run -t) is not supported by the enarx runtime") {
+			t.Errorf("ctr run -t: %s; want an error saying a terminal is not supported", out)
+		}
+		assertNoLeftovers(t, id)
+		d.ctr(t, ns, "containers", "rm", id)
 	})
 }
