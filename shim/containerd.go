@@ -25,6 +25,18 @@ import (
 // grpcNamespaceKey carries the containerd namespace in gRPC metadata.
 const grpcNamespaceKey = "containerd-namespace"
 
+// containerdAPI is what the task service asks of containerd: to label a
+// container and to read its image. The daemon is the real one; tests give
+// the service their own.
+type containerdAPI interface {
+	// SetLabels adds labels to container id of namespace ns.
+	SetLabels(ctx context.Context, ns, id string, labels map[string]string) error
+	// Image is the image of container id of namespace ns.
+	Image(ns, id string) oci.ImageStore
+}
+
+var _ containerdAPI = (*daemon)(nil)
+
 // daemon is the containerd API the shim calls back into: container labels
 // and the image and content stores. It connects on first use.
 type daemon struct {
@@ -72,6 +84,12 @@ func (d *daemon) SetLabels(ctx context.Context, ns, id string, labels map[string
 		return fmt.Errorf("set labels on container %s: %w", id, errgrpc.ToNative(err))
 	}
 	return nil
+}
+
+// Image is the image of a container, read through containerd's image and
+// content services.
+func (d *daemon) Image(ns, id string) oci.ImageStore {
+	return containerImage{d: d, ns: ns, id: id}
 }
 
 // Close closes the connection, if any.

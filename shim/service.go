@@ -45,7 +45,9 @@ const keepPIDFile = "enarx-keep.pid"
 type service struct {
 	ns     string
 	events *publisher
-	daemon *daemon
+	// daemon labels containers and reads their images (*daemon when
+	// serving containerd).
+	daemon containerdAPI
 	// exe runs Keeps (empty: this executable).
 	exe string
 	// onEmpty is called by Shutdown when no task is left.
@@ -61,7 +63,7 @@ type service struct {
 
 var _ taskapi.TTRPCTaskService = (*service)(nil)
 
-func newService(ns string, events *publisher, d *daemon, onEmpty func()) *service {
+func newService(ns string, events *publisher, d containerdAPI, onEmpty func()) *service {
 	return &service{
 		ns:       ns,
 		events:   events,
@@ -128,7 +130,6 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	s.tasks[r.ID] = t
 	s.created = true
 	s.mu.Unlock()
-	go s.watch(t)
 
 	pid := uint32(t.keep.Pid())
 	s.events.Publish(ctx, s.ns, TopicTaskCreate, &eventstypes.TaskCreate{
@@ -139,6 +140,9 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		Checkpoint:  r.Checkpoint,
 		Pid:         pid,
 	})
+	// Only now: a Keep that has already died must not be reported exited
+	// before it is reported created.
+	go s.watch(t)
 	return &taskapi.CreateTaskResponse{Pid: pid}, nil
 }
 
@@ -166,7 +170,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 	}()
 
-	cfg, err := oci.Resolve(ctx, r.ID, r.Bundle, spec, containerImage{d: s.daemon, ns: s.ns, id: r.ID})
+	cfg, err := oci.Resolve(ctx, r.ID, r.Bundle, spec, s.daemon.Image(s.ns, r.ID))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -358,9 +362,7 @@ func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*empt
 		return nil, err
 	}
 	if r.Stdin {
-		t.mu.Lock()
-		t.io.closeStdin()
-		t.mu.Unlock()
+		t.io.closeIO()
 	}
 	return &emptypb.Empty{}, nil
 }

@@ -1,15 +1,12 @@
 package shim
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
-
-	"github.com/containerd/fifo"
 
 	"golang.org/x/sys/unix"
 
@@ -22,12 +19,18 @@ import (
 //
 // stdin is copied, as runc's shim does: the Keep reads a pipe that the shim
 // fills from the stdin FIFO. The FIFO is opened for reading only once the
-// client has opened it for writing, so the workload never sees an early EOF,
-// and sees EOF when the client closes its end or calls CloseIO.
+// client has opened it for writing, so the workload never sees an early EOF;
+// it sees EOF once the client has closed its end and everything it wrote has
+// been delivered.
 type stdio struct {
-	keep      keep.Stdio
-	stdinFifo io.ReadCloser
-	stdinPipe *os.File
+	keep keep.Stdio
+
+	stdinPath string
+	stdinPipe *os.File // the write end of the Keep's stdin
+
+	mu        sync.Mutex
+	stdinFifo *os.File // once opened
+	closed    bool
 	closeOnce sync.Once
 }
 
@@ -42,22 +45,15 @@ func openStdio(stdin, stdout, stderr string) (s *stdio, err error) {
 		}
 	}()
 	if stdin != "" {
-		// With O_NONBLOCK, OpenFifo returns at once and opens the FIFO
-		// when the writer appears; reads wait for that.
-		f, err := fifo.OpenFifo(context.Background(), stdin, unix.O_RDONLY|unix.O_NONBLOCK, 0)
-		if err != nil {
-			return nil, fmt.Errorf("open stdin %s: %w", stdin, err)
+		if st, err := os.Stat(stdin); err != nil || st.Mode().Type() != os.ModeNamedPipe {
+			return nil, fmt.Errorf("stdin %s is not a FIFO: %v", stdin, err)
 		}
-		s.stdinFifo = f
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("stdin pipe: %w", err)
 		}
-		s.keep.Stdin, s.stdinPipe = r, w
-		go func() {
-			_, _ = io.Copy(w, f)
-			s.closeStdin()
-		}()
+		s.keep.Stdin, s.stdinPipe, s.stdinPath = r, w, stdin
+		go s.copyStdin(w)
 	}
 	if s.keep.Stdout, err = openOutput("stdout", stdout); err != nil {
 		return nil, err
@@ -66,6 +62,39 @@ func openStdio(stdin, stdout, stderr string) (s *stdio, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// copyStdin waits for a writer of the stdin FIFO (the client's, or the
+// shim's own when it gives up on the client), then copies what is written
+// into the Keep's stdin until every writer has closed the FIFO.
+func (s *stdio) copyStdin(w io.Writer) {
+	defer s.closeStdin()
+	// A blocking open: it returns once the FIFO has a writer.
+	f, err := os.OpenFile(s.stdinPath, os.O_RDONLY, 0)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		f.Close()
+		return
+	}
+	s.stdinFifo = f
+	s.mu.Unlock()
+	_, _ = io.Copy(w, f)
+}
+
+// releaseReader opens the stdin FIFO for writing and closes it again: a
+// reader still waiting for a writer gets one, and then EOF after whatever the
+// client wrote. It never discards data.
+func (s *stdio) releaseReader() {
+	if s.stdinPath == "" {
+		return
+	}
+	if f, err := os.OpenFile(s.stdinPath, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+		f.Close()
+	}
 }
 
 // openOutput opens an output FIFO, or a file:// log URI.
@@ -107,11 +136,24 @@ func (s *stdio) closeKeepSide() {
 	s.keep = keep.Stdio{}
 }
 
-// closeStdin ends the workload's stdin (CloseIO, or the task is gone).
+// closeIO is CloseIO: the client has written all it will write. A FIFO the
+// client never opened is given up on; what the client wrote is still
+// delivered, then the workload sees EOF once the client's end is closed.
+func (s *stdio) closeIO() {
+	s.releaseReader()
+}
+
+// closeStdin ends the workload's stdin at once (the task is gone).
 func (s *stdio) closeStdin() {
+	s.mu.Lock()
+	s.closed = true
+	f := s.stdinFifo
+	s.mu.Unlock()
 	s.closeOnce.Do(func() {
-		if s.stdinFifo != nil {
-			s.stdinFifo.Close()
+		if f != nil {
+			f.Close()
+		} else {
+			s.releaseReader()
 		}
 		if s.stdinPipe != nil {
 			s.stdinPipe.Close()

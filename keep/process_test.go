@@ -1,0 +1,468 @@
+package keep_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// TestMain makes the test binary a Keep when the shim side starts it with
+// keep.Subcommand, as the shim binary is.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
+		os.Exit(keep.Main(os.Args[2:], fakeEngineFactory))
+	}
+	os.Exit(m.Run())
+}
+
+var ids atomic.Int64
+
+// newID returns a container ID unique to this test run.
+func newID(t *testing.T) string {
+	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")
+	return fmt.Sprintf("%s-%d-%d", strings.ToLower(name), os.Getpid(), ids.Add(1))
+}
+
+// writeModule writes a fake module running cmd and returns its path and bytes.
+func writeModule(t *testing.T, cmd string) (string, []byte) {
+	t.Helper()
+	b := []byte(wasmHeader + cmd)
+	p := filepath.Join(t.TempDir(), "app.wasm")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
+// startOptions are the options of a Keep that runs cmd with the test binary.
+func startOptions(t *testing.T, cmd string) keep.StartOptions {
+	module, _ := writeModule(t, cmd)
+	return keep.StartOptions{
+		Executable: os.Args[0],
+		Dir:        t.TempDir(),
+		Config:     keep.Config{ID: newID(t), Module: module, Args: []string{"app.wasm"}},
+	}
+}
+
+// startKeep starts a Keep and makes sure it is gone when the test ends.
+func startKeep(t *testing.T, opts keep.StartOptions) *keep.Process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := keep.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+	})
+	return p
+}
+
+// exitStatus waits for the Keep to exit and returns its status.
+func exitStatus(t *testing.T, p *keep.Process, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(timeout):
+		t.Fatalf("keep pid %d still running after %v", p.Pid(), timeout)
+	}
+	status, at := p.Status()
+	if at.IsZero() {
+		t.Errorf("exit time not recorded")
+	}
+	return status
+}
+
+// outputFile is a file for a Keep's stdout or stderr.
+func outputFile(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func readFile(t *testing.T, f *os.File) string {
+	t.Helper()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// keepPIDs lists the live processes that are the Keep of container id.
+func keepPIDs(t *testing.T, id string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) >= 4 && args[1] == keep.Subcommand && args[2] == "-id" && args[3] == id {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestStartReportsReady(t *testing.T) {
+	opts := startOptions(t, "exit 0")
+	wasm, err := os.ReadFile(opts.Config.Module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(wasm)
+	p := startKeep(t, opts)
+
+	want := keep.Ready{
+		Backend:        keep.BackendNil,
+		TEE:            "none",
+		WorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
+		RuntimeVersion: version.Version,
+		Engine:         fakeEngineName,
+	}
+	if got := p.Ready(); got != want {
+		t.Errorf("Ready() = %+v, want %+v", got, want)
+	}
+	if want.RuntimeVersion == "" {
+		t.Error("runtime version is empty")
+	}
+	if p.Pid() <= 0 {
+		t.Errorf("Pid() = %d", p.Pid())
+	}
+	if got := keepPIDs(t, opts.Config.ID); len(got) != 1 || got[0] != p.Pid() {
+		t.Errorf("keep processes of %s = %v, want [%d] (cmdline \"<exe> keep -id <id>\")", opts.Config.ID, got, p.Pid())
+	}
+	// A ready Keep waits for Run.
+	select {
+	case <-p.Done():
+		t.Fatal("keep exited before Run")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 0 {
+		t.Errorf("status = %d, want 0", status)
+	}
+}
+
+func TestRunExitStatus(t *testing.T) {
+	p := startKeep(t, startOptions(t, "exit 42"))
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 42 {
+		t.Errorf("status = %d, want 42", status)
+	}
+	// After the exit.
+	if err := p.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal after exit = %v, want os.ErrProcessDone", err)
+	}
+	if err := p.Run(); err == nil {
+		t.Error("Run after exit succeeded")
+	}
+}
+
+func TestRunTrap(t *testing.T) {
+	opts := startOptions(t, "trap")
+	stderr := outputFile(t, "stderr")
+	opts.Stdio.Stderr = stderr
+	p := startKeep(t, opts)
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 134 {
+		t.Errorf("status = %d, want 134", status)
+	}
+	out := readFile(t, stderr)
+	if !strings.Contains(out, "unreachable instruction executed at fake+0x2a") || !strings.Contains(out, opts.Config.ID) {
+		t.Errorf("stderr = %q, want the trap message and the container ID", out)
+	}
+}
+
+func TestRunFailure(t *testing.T) {
+	opts := startOptions(t, "fail wasi: out of file descriptors")
+	stderr := outputFile(t, "stderr")
+	opts.Stdio.Stderr = stderr
+	p := startKeep(t, opts)
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != keep.StatusFailed {
+		t.Errorf("status = %d, want %d", status, keep.StatusFailed)
+	}
+	if out := readFile(t, stderr); !strings.Contains(out, "wasi: out of file descriptors") {
+		t.Errorf("stderr = %q, want the engine's error", out)
+	}
+}
+
+func TestSignals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cmd    string
+		run    bool
+		sig    syscall.Signal
+		status int
+		within time.Duration
+	}{
+		{"SIGTERM while spinning", "spin", true, syscall.SIGTERM, 143, 5 * time.Second},
+		{"SIGINT while spinning", "spin", true, syscall.SIGINT, 130, 5 * time.Second},
+		// A blocking host call ignores the interruption: the grace ends it.
+		{"SIGTERM while blocked", "block", true, syscall.SIGTERM, 143, time.Second},
+		{"SIGKILL while spinning", "spin", true, syscall.SIGKILL, 137, 5 * time.Second},
+		{"SIGKILL while blocked", "block", true, syscall.SIGKILL, 137, 5 * time.Second},
+		{"SIGTERM before Run", "exit 0", false, syscall.SIGTERM, 143, 5 * time.Second},
+		{"SIGKILL before Run", "exit 0", false, syscall.SIGKILL, 137, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := startOptions(t, tc.cmd)
+			stderr := outputFile(t, "stderr")
+			opts.Stdio.Stderr = stderr
+			p := startKeep(t, opts)
+			if tc.run {
+				if err := p.Run(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				// Let the workload get going.
+				select {
+				case <-p.Done():
+					t.Fatalf("keep exited before the signal; stderr: %s", readFile(t, stderr))
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			sent := time.Now()
+			if err := p.Signal(tc.sig); err != nil {
+				t.Fatalf("Signal: %v", err)
+			}
+			status := exitStatus(t, p, 10*time.Second)
+			if status != tc.status {
+				t.Errorf("status = %d, want %d (stderr: %q)", status, tc.status, readFile(t, stderr))
+			}
+			if took := time.Since(sent); took > tc.within {
+				t.Errorf("keep took %v to exit after %v, want at most %v", took, tc.sig, tc.within)
+			}
+		})
+	}
+}
+
+func TestStartCompileError(t *testing.T) {
+	opts := startOptions(t, "compile-error")
+	p, err := keep.Start(context.Background(), opts)
+	if err == nil {
+		p.Signal(syscall.SIGKILL)
+		t.Fatal("Start succeeded")
+	}
+	for _, want := range []string{"fake engine: invalid opcode 0xff at offset 42", opts.Config.Module, opts.Config.ID} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if pids := keepPIDs(t, opts.Config.ID); len(pids) != 0 {
+		t.Errorf("keep processes left: %v", pids)
+	}
+}
+
+func TestStartMissingModule(t *testing.T) {
+	opts := startOptions(t, "exit 0")
+	opts.Config.Module = filepath.Join(t.TempDir(), "missing.wasm")
+	p, err := keep.Start(context.Background(), opts)
+	if err == nil {
+		p.Signal(syscall.SIGKILL)
+		t.Fatal("Start succeeded")
+	}
+	if !strings.Contains(err.Error(), opts.Config.Module) {
+		t.Errorf("error %q does not name %s", err, opts.Config.Module)
+	}
+	if pids := keepPIDs(t, opts.Config.ID); len(pids) != 0 {
+		t.Errorf("keep processes left: %v", pids)
+	}
+}
+
+func TestStartContextDone(t *testing.T) {
+	opts := startOptions(t, "compile-hang")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	p, err := keep.Start(ctx, opts)
+	if err == nil {
+		p.Signal(syscall.SIGKILL)
+		t.Fatal("Start succeeded")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error = %v, want context.DeadlineExceeded", err)
+	}
+	if pids := keepPIDs(t, opts.Config.ID); len(pids) != 0 {
+		t.Errorf("keep processes left: %v", pids)
+	}
+}
+
+func TestStartInvalidConfig(t *testing.T) {
+	// The executable records that it ran: it must not.
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "started")
+	exe := filepath.Join(dir, "keep.sh")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	module, _ := writeModule(t, "exit 0")
+	for _, tc := range []struct {
+		name string
+		cfg  keep.Config
+		want string
+	}{
+		{"relative module path", keep.Config{ID: "a", Module: "rootfs/app.wasm"}, "not absolute"},
+		{"unknown backend", keep.Config{ID: "a", Module: module, Backend: "sgx"}, `backend "sgx" is not supported`},
+		{"empty module path", keep.Config{ID: "a"}, "module path is empty"},
+		{"empty id", keep.Config{Module: module}, "id is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: tc.cfg})
+			if err == nil {
+				p.Signal(syscall.SIGKILL)
+				t.Fatal("Start succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if verr := tc.cfg.Validate(); verr == nil || verr.Error() != err.Error() {
+				t.Errorf("Start error %q, Validate error %v: want the same", err, verr)
+			}
+			if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the Keep executable ran (stat marker: %v)", err)
+			}
+		})
+	}
+	// The marker script works: a valid config runs it.
+	p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Module: module}})
+	if err == nil {
+		p.Signal(syscall.SIGKILL)
+		t.Fatal("Start succeeded with an executable that is no Keep")
+	}
+	if _, serr := os.Stat(marker); serr != nil {
+		t.Errorf("valid config: the executable did not run (%v); Start: %v", serr, err)
+	}
+}
+
+func TestValidBackends(t *testing.T) {
+	for _, b := range []string{"", keep.BackendNil} {
+		c := keep.Config{ID: "a", Module: "/app.wasm", Backend: b}
+		if err := c.Validate(); err != nil {
+			t.Errorf("backend %q: %v", b, err)
+		}
+	}
+}
+
+func TestWorkloadStdout(t *testing.T) {
+	opts := startOptions(t, "print hello")
+	stdout := outputFile(t, "stdout")
+	opts.Stdio.Stdout = stdout
+	p := startKeep(t, opts)
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 0 {
+		t.Errorf("status = %d, want 0", status)
+	}
+	if out := readFile(t, stdout); out != "hello\n" {
+		t.Errorf("stdout = %q, want %q", out, "hello\n")
+	}
+}
+
+func TestWorkloadStdoutPipe(t *testing.T) {
+	opts := startOptions(t, "print hello")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	opts.Stdio.Stdout = w
+	p := startKeep(t, opts)
+	w.Close() // the Keep has its copy
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	out := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		out <- string(b)
+	}()
+	select {
+	case got := <-out:
+		if got != "hello\n" {
+			t.Errorf("stdout = %q, want %q", got, "hello\n")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stdout pipe not closed: the Keep's stdout leaked to another process")
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 0 {
+		t.Errorf("status = %d, want 0", status)
+	}
+}
+
+func TestArgsAndEnv(t *testing.T) {
+	opts := startOptions(t, "print-args")
+	opts.Config.Args = []string{"app.wasm", "--flag", "a b"}
+	opts.Config.Env = []string{"GREETING=hello", "EMPTY="}
+	opts.Config.Entrypoint = "serve"
+	stdout := outputFile(t, "stdout")
+	opts.Stdio.Stdout = stdout
+	p := startKeep(t, opts)
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 0 {
+		t.Errorf("status = %d, want 0", status)
+	}
+	var got printedArgs
+	if err := json.Unmarshal([]byte(readFile(t, stdout)), &got); err != nil {
+		t.Fatalf("stdout: %v", err)
+	}
+	want := printedArgs{Entrypoint: "serve", Args: opts.Config.Args, Env: opts.Config.Env}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("module saw %+v, want %+v", got, want)
+	}
+}
+
+func TestMainWithoutControlSocket(t *testing.T) {
+	cmd := exec.Command(os.Args[0], keep.Subcommand, "-id", newID(t))
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != keep.StatusFailed {
+		t.Fatalf("keep run by hand: %v, want exit status %d; output %q", err, keep.StatusFailed, out)
+	}
+	if !strings.Contains(string(out), "no control socket") {
+		t.Errorf("output %q does not explain the missing control socket", out)
+	}
+}

@@ -1,0 +1,290 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+func marshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestBootstrap(t *testing.T) {
+	f := flags{id: "task1", namespace: "default"}
+	params := &bootapi.BootstrapParams{
+		InstanceID:             "task1",
+		Namespace:              "default",
+		ContainerdVersion:      "2.4.0",
+		ContainerdTtrpcAddress: "/run/containerd/containerd.sock.ttrpc",
+		ContainerdGrpcAddress:  "/run/containerd/containerd.sock",
+	}
+	// What containerd 1.6 writes on a shim's stdin: an Any of the
+	// runtime's options.
+	options, err := anypb.New(&runtimeoptions.Options{TypeUrl: "io.containerd.enarx.v1.options", ConfigPath: "/etc/containerd/enarx.toml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherID := proto.Clone(params).(*bootapi.BootstrapParams)
+	otherID.InstanceID = "task2"
+	otherNS := proto.Clone(params).(*bootapi.BootstrapParams)
+	otherNS.Namespace = "k8s.io"
+
+	for _, tc := range []struct {
+		name  string
+		stdin []byte
+		want  *bootapi.BootstrapParams
+	}{
+		{"bootstrap params", marshal(t, params), params},
+		{"runtime options (containerd 1.6)", marshal(t, options), nil},
+		{"empty stdin", nil, nil},
+		{"params of another task", marshal(t, otherID), nil},
+		{"params of another namespace", marshal(t, otherNS), nil},
+		{"not protobuf", []byte("\xff\xff\xff\xff"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := bootstrap(f, bytes.NewReader(tc.stdin))
+			if err != nil {
+				t.Fatalf("bootstrap: %v", err)
+			}
+			if tc.want == nil {
+				if got != nil {
+					t.Fatalf("bootstrap = %v, want nil (legacy start)", got)
+				}
+				return
+			}
+			if !proto.Equal(got, tc.want) {
+				t.Fatalf("bootstrap = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if _, err := bootstrap(f, iotest.ErrReader(errors.New("broken stdin"))); err == nil || !strings.Contains(err.Error(), "broken stdin") {
+		t.Errorf("bootstrap of a failing reader: %v", err)
+	}
+}
+
+func TestSocketAddress(t *testing.T) {
+	const address = "/run/containerd/containerd.sock"
+	// printf %s /run/containerd/containerd.sock/default/hello | sha256sum
+	const want = "unix:///run/containerd/s/f89a747f6a50d5c2ffc699d28a658410899f12d03fa638893cc55d2da1cf53f6"
+	got := socketAddress(defaultSocketDir, address, "default", "hello")
+	if got != want {
+		t.Errorf("socketAddress = %q, want %q", got, want)
+	}
+	// printf %s /run/containerd/containerd.sock/k8s.io/4e7f0c3a | sha256sum
+	const want2 = "unix:///tmp/s/42306264577a41aa46697f3fb066051d42d3e8c78246e14c6f935eb09636aaa5"
+	if got := socketAddress("/tmp/s", address, "k8s.io", "4e7f0c3a"); got != want2 {
+		t.Errorf("socketAddress = %q, want %q", got, want2)
+	}
+	// A unix socket path holds at most 107 bytes and a NUL.
+	long := socketAddress(defaultSocketDir, address, strings.Repeat("n", 200), strings.Repeat("i", 200))
+	if p := socketPath(long); len(p) >= 106 {
+		t.Errorf("socket path %q is %d bytes", p, len(p))
+	}
+	if p := socketPath(got); p != strings.TrimPrefix(want, "unix://") {
+		t.Errorf("socketPath = %q", p)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	var buf bytes.Buffer
+	if err := info(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var ri types.RuntimeInfo
+	if err := proto.Unmarshal(buf.Bytes(), &ri); err != nil {
+		t.Fatalf("info output is not a RuntimeInfo: %v", err)
+	}
+	if ri.Name != "io.containerd.enarx.v1" {
+		t.Errorf("Name = %q", ri.Name)
+	}
+	if ri.GetVersion().GetVersion() != version.Version {
+		t.Errorf("Version = %v, want %s", ri.GetVersion(), version.Version)
+	}
+	if len(ri.ProtoReflect().GetUnknown()) != 0 {
+		t.Errorf("info output has unknown fields")
+	}
+}
+
+// startTestKeep starts a Keep (this test binary) for container id, created
+// but not running, and kills it when the test ends.
+func startTestKeep(t *testing.T, id string) *keep.Process {
+	t.Helper()
+	module := filepath.Join(t.TempDir(), "app.wasm")
+	if err := os.WriteFile(module, []byte(wasmHeader+"exit 0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := keep.Start(ctx, keep.StartOptions{Executable: os.Args[0], Config: keep.Config{ID: id, Module: module, Args: []string{"app.wasm"}}})
+	if err != nil {
+		t.Fatalf("start keep: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+	})
+	return p
+}
+
+func TestIsKeepOf(t *testing.T) {
+	if isKeepOf(os.Getpid(), "x") {
+		t.Error("the test process is taken for a Keep")
+	}
+	id := fmt.Sprintf("iskeepof-%d", os.Getpid())
+	p := startTestKeep(t, id)
+	if !isKeepOf(p.Pid(), id) {
+		t.Errorf("the Keep of %s (pid %d) is not recognised", id, p.Pid())
+	}
+	if isKeepOf(p.Pid(), id+"-other") {
+		t.Errorf("the Keep of %s is taken for the Keep of another task", id)
+	}
+	if isKeepOf(p.Pid(), "") {
+		t.Error("the Keep is taken for the Keep of an empty ID")
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.Done()
+	if isKeepOf(p.Pid(), id) {
+		t.Error("a reaped Keep is still recognised")
+	}
+}
+
+// readDeleteResponse checks that out is exactly one DeleteResponse.
+func readDeleteResponse(t *testing.T, out []byte) *taskapi.DeleteResponse {
+	t.Helper()
+	var resp taskapi.DeleteResponse
+	if err := proto.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("delete output %q is not a DeleteResponse: %v", out, err)
+	}
+	if len(resp.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("delete output %q holds more than a DeleteResponse", out)
+	}
+	if resp.ExitStatus != 137 {
+		t.Errorf("ExitStatus = %d, want 137", resp.ExitStatus)
+	}
+	if resp.ExitedAt == nil {
+		t.Error("ExitedAt not set")
+	}
+	return &resp
+}
+
+func writePIDFile(t *testing.T, bundle string, pid int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(bundle, keepPIDFile), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCleanupKillsTheKeep(t *testing.T) {
+	id := fmt.Sprintf("cleanup-%d", os.Getpid())
+	p := startTestKeep(t, id)
+	bundle := t.TempDir()
+	writePIDFile(t, bundle, p.Pid())
+	// A socket left by a dead shim server.
+	stale := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if err := os.WriteFile(filepath.Join(bundle, "address"), []byte("unix://"+stale), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	resp := readDeleteResponse(t, out.Bytes())
+	if resp.Pid != uint32(p.Pid()) {
+		t.Errorf("Pid = %d, want %d", resp.Pid, p.Pid())
+	}
+	select {
+	case <-p.Done():
+		if status, _ := p.Status(); status != 137 {
+			t.Errorf("keep status = %d, want 137 (SIGKILL)", status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cleanup left the Keep running")
+	}
+	if _, err := os.Stat(filepath.Join(bundle, keepPIDFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file left: %v", err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale socket left: %v", err)
+	}
+}
+
+func TestCleanupSparesOtherProcesses(t *testing.T) {
+	id := fmt.Sprintf("cleanup-spare-%d", os.Getpid())
+	other := startTestKeep(t, id+"-other")
+
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sleepDone := make(chan struct{})
+	go func() { _ = sleep.Wait(); close(sleepDone) }()
+	t.Cleanup(func() { _ = sleep.Process.Kill(); <-sleepDone })
+
+	for _, tc := range []struct {
+		name string
+		pid  int
+		done <-chan struct{}
+	}{
+		{"a process that is no Keep (recycled pid)", sleep.Process.Pid, sleepDone},
+		{"the Keep of another task", other.Pid(), other.Done()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bundle := t.TempDir()
+			writePIDFile(t, bundle, tc.pid)
+			var out bytes.Buffer
+			if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+				t.Fatalf("cleanup: %v", err)
+			}
+			readDeleteResponse(t, out.Bytes())
+			select {
+			case <-tc.done:
+				t.Fatalf("cleanup killed pid %d", tc.pid)
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+}
+
+func TestCleanupWithoutPIDFile(t *testing.T) {
+	var out bytes.Buffer
+	if err := cleanup(context.Background(), flags{id: "gone", namespace: "default", bundle: t.TempDir()}, &out); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	if resp := readDeleteResponse(t, out.Bytes()); resp.Pid != 0 {
+		t.Errorf("Pid = %d, want 0", resp.Pid)
+	}
+}
