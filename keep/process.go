@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,21 @@ const Subcommand = "keep"
 
 // controlFD is the Keep's end of the control socket (the first ExtraFile).
 const controlFD = 3
+
+// IsProcessOf reports whether pid is the Keep process of container id, as
+// Start executes it ("<exe> keep -id ID"), so that a recycled PID is never
+// taken for a Keep.
+func IsProcessOf(pid int, id string) bool {
+	if id == "" {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	return len(args) >= 4 && args[1] == Subcommand && args[2] == "-id" && args[3] == id
+}
 
 // Messages on the control socket, one JSON document each. The shim sends a
 // config, the Keep answers ready (or an error), the shim sends run.

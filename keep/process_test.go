@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -27,7 +27,7 @@ import (
 // keep.Subcommand, as the shim binary is.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], fakeEngineFactory))
+		os.Exit(keep.Main(os.Args[2:], keeptest.Factory))
 	}
 	os.Exit(m.Run())
 }
@@ -43,7 +43,7 @@ func newID(t *testing.T) string {
 // writeModule writes a fake module running cmd and returns its path and bytes.
 func writeModule(t *testing.T, cmd string) (string, []byte) {
 	t.Helper()
-	b := []byte(wasmHeader + cmd)
+	b := keeptest.Module(cmd)
 	p := filepath.Join(t.TempDir(), "app.wasm")
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -112,31 +112,6 @@ func readFile(t *testing.T, f *os.File) string {
 	return string(b)
 }
 
-// keepPIDs lists the live processes that are the Keep of container id.
-func keepPIDs(t *testing.T, id string) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) >= 4 && args[1] == keep.Subcommand && args[2] == "-id" && args[3] == id {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 func TestStartReportsReady(t *testing.T) {
 	opts := startOptions(t, "exit 0")
 	wasm, err := os.ReadFile(opts.Config.Module)
@@ -151,7 +126,7 @@ func TestStartReportsReady(t *testing.T) {
 		TEE:            "none",
 		WorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
 		RuntimeVersion: version.Version,
-		Engine:         fakeEngineName,
+		Engine:         keeptest.EngineName,
 	}
 	if got := p.Ready(); got != want {
 		t.Errorf("Ready() = %+v, want %+v", got, want)
@@ -162,7 +137,7 @@ func TestStartReportsReady(t *testing.T) {
 	if p.Pid() <= 0 {
 		t.Errorf("Pid() = %d", p.Pid())
 	}
-	if got := keepPIDs(t, opts.Config.ID); len(got) != 1 || got[0] != p.Pid() {
+	if got := keeptest.Processes(opts.Config.ID); len(got) != 1 || got[0] != p.Pid() {
 		t.Errorf("keep processes of %s = %v, want [%d] (cmdline \"<exe> keep -id <id>\")", opts.Config.ID, got, p.Pid())
 	}
 	// A ready Keep waits for Run.
@@ -290,7 +265,7 @@ func TestStartCompileError(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if pids := keepPIDs(t, opts.Config.ID); len(pids) != 0 {
+	if pids := keeptest.Processes(opts.Config.ID); len(pids) != 0 {
 		t.Errorf("keep processes left: %v", pids)
 	}
 }
@@ -306,7 +281,7 @@ func TestStartMissingModule(t *testing.T) {
 	if !strings.Contains(err.Error(), opts.Config.Module) {
 		t.Errorf("error %q does not name %s", err, opts.Config.Module)
 	}
-	if pids := keepPIDs(t, opts.Config.ID); len(pids) != 0 {
+	if pids := keeptest.Processes(opts.Config.ID); len(pids) != 0 {
 		t.Errorf("keep processes left: %v", pids)
 	}
 }
@@ -323,7 +298,7 @@ func TestStartContextDone(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error = %v, want context.DeadlineExceeded", err)
 	}
-	if pids := keepPIDs(t, opts.Config.ID); len(pids) != 0 {
+	if pids := keeptest.Processes(opts.Config.ID); len(pids) != 0 {
 		t.Errorf("keep processes left: %v", pids)
 	}
 }
@@ -445,11 +420,11 @@ func TestArgsAndEnv(t *testing.T) {
 	if status := exitStatus(t, p, 10*time.Second); status != 0 {
 		t.Errorf("status = %d, want 0", status)
 	}
-	var got printedArgs
+	var got keeptest.PrintedArgs
 	if err := json.Unmarshal([]byte(readFile(t, stdout)), &got); err != nil {
 		t.Fatalf("stdout: %v", err)
 	}
-	want := printedArgs{Entrypoint: "serve", Args: opts.Config.Args, Env: opts.Config.Env}
+	want := keeptest.PrintedArgs{Entrypoint: "serve", Args: opts.Config.Args, Env: opts.Config.Env}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("module saw %+v, want %+v", got, want)
 	}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -262,7 +263,7 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	var pid int
 	if b, err := os.ReadFile(filepath.Join(bundle, keepPIDFile)); err == nil {
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		if pid > 0 && isKeepOf(pid, f.id) {
+		if pid > 0 && keep.IsProcessOf(pid, f.id) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -284,17 +285,6 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	}
 	_, err = out.Write(b)
 	return err
-}
-
-// isKeepOf reports whether pid is the Keep process of task id, so that a
-// recycled PID is never killed.
-func isKeepOf(pid int, id string) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	return len(args) >= 4 && args[1] == "keep" && args[2] == "-id" && args[3] == id
 }
 
 // serving reports whether a shim server answers on the socket.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -137,7 +138,7 @@ func TestInfo(t *testing.T) {
 func startTestKeep(t *testing.T, id string) *keep.Process {
 	t.Helper()
 	module := filepath.Join(t.TempDir(), "app.wasm")
-	if err := os.WriteFile(module, []byte(wasmHeader+"exit 0"), 0o644); err != nil {
+	if err := os.WriteFile(module, keeptest.Module("exit 0"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -154,23 +155,23 @@ func startTestKeep(t *testing.T, id string) *keep.Process {
 }
 
 func TestIsKeepOf(t *testing.T) {
-	if isKeepOf(os.Getpid(), "x") {
+	if keep.IsProcessOf(os.Getpid(), "x") {
 		t.Error("the test process is taken for a Keep")
 	}
 	id := fmt.Sprintf("iskeepof-%d", os.Getpid())
 	p := startTestKeep(t, id)
-	if !isKeepOf(p.Pid(), id) {
+	if !keep.IsProcessOf(p.Pid(), id) {
 		t.Errorf("the Keep of %s (pid %d) is not recognised", id, p.Pid())
 	}
-	if isKeepOf(p.Pid(), id+"-other") {
+	if keep.IsProcessOf(p.Pid(), id+"-other") {
 		t.Errorf("the Keep of %s is taken for the Keep of another task", id)
 	}
-	if isKeepOf(p.Pid(), "") {
+	if keep.IsProcessOf(p.Pid(), "") {
 		t.Error("the Keep is taken for the Keep of an empty ID")
 	}
 	_ = p.Signal(syscall.SIGKILL)
 	<-p.Done()
-	if isKeepOf(p.Pid(), id) {
+	if keep.IsProcessOf(p.Pid(), id) {
 		t.Error("a reaped Keep is still recognised")
 	}
 }

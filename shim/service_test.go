@@ -37,6 +37,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -206,7 +208,7 @@ func newBundle(t *testing.T, cmd string) (string, []byte) {
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	module := []byte(wasmHeader + cmd)
+	module := keeptest.Module(cmd)
 	if err := os.WriteFile(filepath.Join(rootfs, "app.wasm"), module, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -279,31 +281,6 @@ func wantCode(t *testing.T, what string, err error, code codes.Code, want ...str
 	}
 }
 
-// keepPIDs lists the live Keep processes of container id.
-func keepPIDs(t *testing.T, id string) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(args) >= 4 && args[1] == "keep" && args[2] == "-id" && args[3] == id {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -356,7 +333,7 @@ func TestServiceLifecycle(t *testing.T) {
 	if st.Status != tasktypes.Status_CREATED || pid == 0 || st.Bundle != r.Bundle || st.ID != id {
 		t.Fatalf("State after Create = %v, want CREATED with the Keep's pid", st)
 	}
-	if !isKeepOf(int(pid), id) {
+	if !keep.IsProcessOf(int(pid), id) {
 		t.Errorf("pid %d is not the Keep of %s", pid, id)
 	}
 	if b, err := os.ReadFile(filepath.Join(r.Bundle, keepPIDFile)); err != nil || string(b) != strconv.Itoa(int(pid)) {
@@ -371,7 +348,7 @@ func TestServiceLifecycle(t *testing.T) {
 		LabelAttestation:    "none",
 		LabelRuntimeVersion: version.Version,
 		LabelWorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
-		LabelEngine:         fakeEngineName,
+		LabelEngine:         keeptest.EngineName,
 	}
 	h.containerd.mu.Lock()
 	gotLabels, gotNS := h.containerd.labels[id], h.containerd.ns
@@ -528,7 +505,7 @@ func TestServiceDeleteCreated(t *testing.T) {
 	if alive(int(pid)) {
 		t.Errorf("Keep pid %d still alive after Delete", pid)
 	}
-	if pids := keepPIDs(t, r.ID); len(pids) != 0 {
+	if pids := keeptest.Processes(r.ID); len(pids) != 0 {
 		t.Errorf("keep processes left: %v", pids)
 	}
 	noPIDFile(t, r.Bundle)
@@ -836,7 +813,7 @@ func TestServiceCreateFailures(t *testing.T) {
 // and published nothing.
 func (h *harness) nothingLeft(t *testing.T, id, bundle string) {
 	t.Helper()
-	if pids := keepPIDs(t, id); len(pids) != 0 {
+	if pids := keeptest.Processes(id); len(pids) != 0 {
 		t.Errorf("keep processes left: %v", pids)
 	}
 	noPIDFile(t, bundle)
@@ -859,7 +836,7 @@ func TestServiceKeepDiesAfterReady(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		h := newHarness(t)
 		h.containerd.onSetLabels = func(id string) {
-			for _, pid := range keepPIDs(t, id) {
+			for _, pid := range keeptest.Processes(id) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 				for alive(pid) {
 					time.Sleep(time.Millisecond)

@@ -1,0 +1,114 @@
+// Package keeptest provides a fake keep.Engine for tests of the Keep process
+// and the shim: no WebAssembly runtime, the bytes after a module's 8-byte
+// header are a command. A test binary that starts itself as a Keep (see
+// keep.Subcommand) runs keep.Main with Factory.
+package keeptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
+
+// Header is the 8-byte header of a WebAssembly core module.
+const Header = "\x00asm\x01\x00\x00\x00"
+
+// EngineName is the engine name a fake Keep reports.
+const EngineName = "fake-engine 1.0"
+
+// Module returns a fake module running cmd:
+//
+//	exit N         return status N
+//	trap           trap ("unreachable instruction executed")
+//	fail MSG       fail to run with MSG
+//	spin           loop until interrupted
+//	block          sleep, ignoring interruption (a blocking WASI host call)
+//	print TEXT     print TEXT to stdout
+//	print-args     print PrintedArgs as JSON to stdout
+//	cat            copy stdin to stdout
+//	compile-error  fail to compile
+//	compile-hang   never finish compiling
+func Module(cmd string) []byte { return []byte(Header + cmd) }
+
+// Factory is the keep.EngineFactory of the fake engine.
+func Factory() (keep.Engine, error) { return engine{}, nil }
+
+// PrintedArgs is what the "print-args" command writes to stdout.
+type PrintedArgs struct {
+	Entrypoint string   `json:"entrypoint"`
+	Args       []string `json:"args"`
+	Env        []string `json:"env"`
+}
+
+type engine struct{}
+
+func (engine) Name() string { return EngineName }
+
+func (engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) {
+	if !bytes.HasPrefix(wasm, []byte(Header)) {
+		return nil, errors.New("fake engine: not a WebAssembly module")
+	}
+	cmd := string(wasm[len(Header):])
+	switch cmd {
+	case "compile-error":
+		return nil, errors.New("fake engine: invalid opcode 0xff at offset 42")
+	case "compile-hang":
+		time.Sleep(24 * time.Hour)
+	}
+	return module{cmd: cmd}, nil
+}
+
+type module struct{ cmd string }
+
+func (m module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
+	verb, arg, _ := strings.Cut(m.cmd, " ")
+	switch verb {
+	case "exit":
+		return strconv.Atoi(arg)
+	case "trap":
+		return 0, &keep.TrapError{Message: "unreachable instruction executed at fake+0x2a"}
+	case "fail":
+		return 0, errors.New(arg)
+	case "spin":
+		for ctx.Err() == nil {
+		}
+		return 0, fmt.Errorf("spin: %w", keep.ErrInterrupted)
+	case "block":
+		time.Sleep(24 * time.Hour)
+		return 0, nil
+	case "print":
+		_, err := fmt.Fprintln(os.Stdout, arg)
+		return 0, err
+	case "print-args":
+		err := json.NewEncoder(os.Stdout).Encode(PrintedArgs{Entrypoint: opts.Entrypoint, Args: opts.Args, Env: opts.Env})
+		return 0, err
+	case "cat":
+		_, err := io.Copy(os.Stdout, os.Stdin)
+		return 0, err
+	}
+	return 0, fmt.Errorf("fake engine: unknown command %q", m.cmd)
+}
+
+// Processes lists the live Keep processes of container id.
+func Processes(id string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && keep.IsProcessOf(pid, id) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
