@@ -115,7 +115,7 @@ func moduleInRootfs(rootfs, name string) (string, error) {
 	})
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			return "", fmt.Errorf("oci: module %q (process.args[0]) not found in the container's root filesystem: check the image contains it, or package the module with `enarx package`: %w", name, os.ErrNotExist)
+			return "", fmt.Errorf("oci: module %q (process.args[0]) not found in the container's root filesystem: check the image contains it, or package the module with `enarx package` (a wasm-layer image, `enarx package --artifact`, needs containerd 2.x): %w", name, os.ErrNotExist)
 		}
 		return "", fmt.Errorf("oci: open module %q in root filesystem: %w", name, err)
 	}
