@@ -6,6 +6,7 @@
 package keep
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -25,7 +26,8 @@ type Config struct {
 	Args []string `json:"args"`
 	// Env holds "KEY=value" entries.
 	Env []string `json:"env,omitempty"`
-	// Backend names the TEE backend requested; empty means the node default.
+	// Backend is the backend the Keep runs on (BackendNil, BackendSEVSNP,
+	// BackendTDX), chosen by the shim from the node policy; empty means nil.
 	Backend string `json:"backend,omitempty"`
 }
 
@@ -40,10 +42,10 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.Module) {
 		return fmt.Errorf("keep config %q: module path %q is not absolute", c.ID, c.Module)
 	}
-	switch c.Backend {
-	case "", BackendNil:
-	default:
-		return fmt.Errorf("keep config %q: backend %q is not supported: use %q (TEE backends come with attestation support)", c.ID, c.Backend, BackendNil)
+	if c.Backend != "" {
+		if _, err := LookupBackend(c.Backend); err != nil {
+			return fmt.Errorf("keep config %q: %w", c.ID, err)
+		}
 	}
 	return nil
 }
@@ -62,4 +64,12 @@ type Ready struct {
 	RuntimeVersion string `json:"runtime_version"`
 	// Engine names the WebAssembly engine and its version.
 	Engine string `json:"engine"`
+	// TEEVersion is the TEE's version as its report states it (empty for nil).
+	TEEVersion string `json:"tee_version,omitempty"`
+	// RuntimeDigest is "sha256:" of the Keep's binary.
+	RuntimeDigest string `json:"runtime_digest"`
+	// Evidence is the Keep's evidence at start (attestation.Evidence, its
+	// canonical JSON encoding), and EvidenceDigest its digest.
+	Evidence       json.RawMessage `json:"evidence"`
+	EvidenceDigest string          `json:"evidence_digest"`
 }

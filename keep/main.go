@@ -99,17 +99,27 @@ func Main(args []string, newEngine EngineFactory) int {
 	return run(ctx, cfg, module, signals)
 }
 
-// prepare loads, measures and compiles the module and obtains the Keep's
-// attestation from its backend.
+// prepare loads, measures and compiles the module, and obtains the Keep's
+// evidence from its backend: a fresh key pair, the workload, the runtime and
+// the config bound into the TEE's report.
 func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, Ready, error) {
 	wasm, err := os.ReadFile(cfg.Module)
 	if err != nil {
 		return nil, Ready{}, fmt.Errorf("read module: %w", err)
 	}
 	sum := sha256.Sum256(wasm)
-	backend, err := selectBackend(ctx, cfg.Backend)
+	workloadDigest := "sha256:" + hex.EncodeToString(sum[:])
+	name := cfg.Backend
+	if name == "" {
+		name = BackendNil
+	}
+	backend, err := LookupBackend(name)
 	if err != nil {
 		return nil, Ready{}, err
+	}
+	provider, err := backend.Provider()
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("%s backend: %w", name, err)
 	}
 	engine, err := newEngine()
 	if err != nil {
@@ -119,12 +129,28 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 	if err != nil {
 		return nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
+	att, err := newAttester(cfg, workloadDigest, provider)
+	if err != nil {
+		return nil, Ready{}, err
+	}
+	evidence, err := att.evidence(ctx, nil)
+	if err != nil {
+		return nil, Ready{}, fmt.Errorf("%s backend: %w", name, err)
+	}
+	encoded, err := evidence.Marshal()
+	if err != nil {
+		return nil, Ready{}, err
+	}
 	return module, Ready{
 		Backend:        backend.Name(),
 		TEE:            backend.TEE(),
-		WorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
+		WorkloadDigest: workloadDigest,
 		RuntimeVersion: version.Version,
 		Engine:         engine.Name(),
+		TEEVersion:     evidence.TEEVersion,
+		RuntimeDigest:  evidence.Inputs.RuntimeDigest,
+		Evidence:       encoded,
+		EvidenceDigest: evidence.Digest(),
 	}, nil
 }
 

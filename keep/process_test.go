@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/version"
@@ -128,7 +130,30 @@ func TestStartReportsReady(t *testing.T) {
 		RuntimeVersion: version.Version,
 		Engine:         keeptest.EngineName,
 	}
-	if got := p.Ready(); got != want {
+	got := p.Ready()
+	evidence, err := attestation.ParseEvidence(got.Evidence)
+	if err != nil {
+		t.Fatalf("Ready().Evidence: %v", err)
+	}
+	if err := evidence.CheckBinding(); err != nil {
+		t.Errorf("evidence binding: %v", err)
+	}
+	exe, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exeSum := sha256.Sum256(exe)
+	if want := "sha256:" + hex.EncodeToString(exeSum[:]); got.RuntimeDigest != want || evidence.Inputs.RuntimeDigest != want {
+		t.Errorf("runtime digest %q (evidence %q), want %q", got.RuntimeDigest, evidence.Inputs.RuntimeDigest, want)
+	}
+	if evidence.TEE != "none" || evidence.Inputs.WorkloadDigest != want.WorkloadDigest || len(evidence.Report) != 0 {
+		t.Errorf("evidence: tee %q, workload %q, report %d bytes", evidence.TEE, evidence.Inputs.WorkloadDigest, len(evidence.Report))
+	}
+	if got.EvidenceDigest != evidence.Digest() {
+		t.Errorf("evidence digest %q, want %q", got.EvidenceDigest, evidence.Digest())
+	}
+	got.Evidence, got.RuntimeDigest, got.EvidenceDigest = nil, "", ""
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Ready() = %+v, want %+v", got, want)
 	}
 	if want.RuntimeVersion == "" {
@@ -318,7 +343,7 @@ func TestStartInvalidConfig(t *testing.T) {
 		want string
 	}{
 		{"relative module path", keep.Config{ID: "a", Module: "rootfs/app.wasm"}, "not absolute"},
-		{"unknown backend", keep.Config{ID: "a", Module: module, Backend: "sgx"}, `backend "sgx" is not supported`},
+		{"unknown backend", keep.Config{ID: "a", Module: module, Backend: "sgx"}, `unknown keep backend "sgx"`},
 		{"empty module path", keep.Config{ID: "a"}, "module path is empty"},
 		{"empty id", keep.Config{Module: module}, "id is empty"},
 	} {

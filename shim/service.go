@@ -35,7 +35,22 @@ const (
 	LabelRuntimeVersion = "enarx.dev/runtime.version"
 	LabelWorkloadDigest = "enarx.dev/workload.digest"
 	LabelEngine         = "enarx.dev/engine"
+	LabelTEEVersion     = "enarx.dev/tee.version"
+	LabelRuntimeDigest  = "enarx.dev/runtime.digest"
+	LabelEvidenceDigest = "enarx.dev/evidence.digest"
+	LabelEvidencePath   = "enarx.dev/evidence.path"
 )
+
+// TopicAttestation is the topic of the event a Keep's attestation is
+// published on; its payload is a containerd.events.ContainerUpdate carrying
+// the enarx.dev/* labels.
+const TopicAttestation = "/enarx/attestation"
+
+// EvidenceFile in the bundle holds the Keep's evidence at start.
+const EvidenceFile = "enarx-evidence.json"
+
+// maxLabelSize is containerd's limit on a label's key and value together.
+const maxLabelSize = 4096
 
 // keepPIDFile in the bundle records the Keep's PID for `shim delete`.
 const keepPIDFile = "enarx-keep.pid"
@@ -140,6 +155,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		Checkpoint:  r.Checkpoint,
 		Pid:         pid,
 	})
+	s.events.Publish(ctx, s.ns, TopicAttestation, t.attested)
 	// Only now: a Keep that has already died must not be reported exited
 	// before it is reported created.
 	go s.watch(t)
@@ -174,6 +190,9 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	if cfg.Backend, err = chooseBackend(r, spec.Annotations); err != nil {
+		return nil, err
+	}
 	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
@@ -188,21 +207,70 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("write %s: %w", pidFile, err)
 	}
 	ready := t.keep.Ready()
+	if t.attested, err = s.publishAttestation(ctx, r.ID, r.Bundle, ready); err != nil {
+		_ = t.keep.Signal(syscall.SIGKILL)
+		<-t.keep.Done()
+		return nil, err
+	}
+	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
+		WithField("tee", ready.TEE).Info("keep ready")
+	return t, nil
+}
+
+// chooseBackend applies the node policy (the runtime options containerd
+// passes) to the backend the container asks for with its annotation.
+func chooseBackend(r *taskapi.CreateTaskRequest, annotations map[string]string) (string, error) {
+	policy, err := policyFromOptions(r.Options)
+	if err != nil {
+		return "", fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+	}
+	backend, err := policy.Choose(annotations[keep.AnnotationBackend], keep.Available)
+	switch {
+	case err == nil:
+		return backend, nil
+	case errors.Is(err, keep.ErrBackendNotAllowed):
+		return "", fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+	default:
+		return "", fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
+	}
+}
+
+// publishAttestation makes a ready Keep's attestation visible: the evidence
+// as a file in the bundle and the enarx.dev/* labels on the container
+// (`ctr containers info`). It returns the /enarx/attestation event that
+// Create publishes after the task's create event (`ctr events`).
+func (s *service) publishAttestation(ctx context.Context, id, bundle string, ready keep.Ready) (*eventstypes.ContainerUpdate, error) {
+	evidencePath := filepath.Join(bundle, EvidenceFile)
+	if err := os.WriteFile(evidencePath, ready.Evidence, 0o644); err != nil {
+		return nil, fmt.Errorf("write evidence: %w", err)
+	}
 	labels := map[string]string{
 		LabelTEE:            ready.TEE,
 		LabelBackend:        ready.Backend,
 		LabelAttestation:    attestationLabel(ready),
 		LabelRuntimeVersion: ready.RuntimeVersion,
+		LabelRuntimeDigest:  ready.RuntimeDigest,
 		LabelWorkloadDigest: ready.WorkloadDigest,
+		LabelEvidenceDigest: ready.EvidenceDigest,
+		LabelEvidencePath:   evidencePath,
 		LabelEngine:         ready.Engine,
 	}
-	if err := s.daemon.SetLabels(ctx, s.ns, r.ID, labels); err != nil {
-		_ = t.keep.Signal(syscall.SIGKILL)
-		<-t.keep.Done()
+	if ready.TEEVersion != "" {
+		labels[LabelTEEVersion] = ready.TEEVersion
+	}
+	for k, v := range labels {
+		// containerd refuses a label over 4096 bytes; ours are short, but a
+		// TEE version comes from the hardware report.
+		if len(k)+len(v) > maxLabelSize {
+			return nil, fmt.Errorf("label %s is %d bytes, over containerd's %d", k, len(k)+len(v), maxLabelSize)
+		}
+	}
+	if err := s.daemon.SetLabels(ctx, s.ns, id, labels); err != nil {
 		return nil, fmt.Errorf("publish attestation labels: %w", err)
 	}
-	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).Info("keep ready")
-	return t, nil
+	// A containerd event type, so that every containerd and ctr decodes it:
+	// the attestation is exactly the labels just set on the container.
+	return &eventstypes.ContainerUpdate{ID: id, Labels: labels}, nil
 }
 
 // attestationLabel is "none" for a Keep without a TEE.
@@ -225,7 +293,7 @@ func (t *task) cleanup(ctx context.Context) {
 			log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
 		}
 	}
-	for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile} {
+	for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile, EvidenceFile} {
 		if err := os.Remove(filepath.Join(t.bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			log.G(ctx).WithError(err).Warn("clean bundle")
 		}

@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
@@ -49,8 +50,11 @@ const testNS = "enarx-test"
 // shim forwards.
 type eventsServer struct {
 	mu     sync.Mutex
-	events []receivedEvent
-	notify chan struct{}
+	events []receivedEvent // task events, in order
+	// attestations are the /enarx/attestation events, kept apart so that
+	// the task events' order is checked on its own.
+	attestations []receivedEvent
+	notify       chan struct{}
 }
 
 type receivedEvent struct {
@@ -62,7 +66,11 @@ type receivedEvent struct {
 func (s *eventsServer) Forward(ctx context.Context, r *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
 	ns, _ := ttrpc.GetMetadataValue(ctx, "containerd-namespace-ttrpc")
 	s.mu.Lock()
-	s.events = append(s.events, receivedEvent{metadataNS: ns, envelope: r.Envelope})
+	if r.Envelope.GetTopic() == TopicAttestation {
+		s.attestations = append(s.attestations, receivedEvent{metadataNS: ns, envelope: r.Envelope})
+	} else {
+		s.events = append(s.events, receivedEvent{metadataNS: ns, envelope: r.Envelope})
+	}
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
@@ -353,6 +361,42 @@ func TestServiceLifecycle(t *testing.T) {
 	h.containerd.mu.Lock()
 	gotLabels, gotNS := h.containerd.labels[id], h.containerd.ns
 	h.containerd.mu.Unlock()
+	// The evidence file in the bundle, and the labels that point at it.
+	evidencePath := filepath.Join(r.Bundle, EvidenceFile)
+	encoded, err := os.ReadFile(evidencePath)
+	if err != nil {
+		t.Fatalf("evidence file: %v", err)
+	}
+	evidence, err := attestation.ParseEvidence(encoded)
+	if err != nil {
+		t.Fatalf("evidence file: %v", err)
+	}
+	if err := evidence.CheckBinding(); err != nil {
+		t.Errorf("evidence binding: %v", err)
+	}
+	wantLabels[LabelEvidencePath] = evidencePath
+	wantLabels[LabelEvidenceDigest] = evidence.Digest()
+	wantLabels[LabelRuntimeDigest] = evidence.Inputs.RuntimeDigest
+	if evidence.Inputs.WorkloadDigest != wantLabels[LabelWorkloadDigest] || evidence.TEE != "none" {
+		t.Errorf("evidence: workload %s, tee %s", evidence.Inputs.WorkloadDigest, evidence.TEE)
+	}
+	var attested []receivedEvent
+	for deadline := time.Now().Add(5 * time.Second); len(attested) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		h.events.mu.Lock()
+		attested = append([]receivedEvent(nil), h.events.attestations...)
+		h.events.mu.Unlock()
+	}
+	if len(attested) != 1 || attested[0].metadataNS != testNS {
+		t.Errorf("attestation events %v, want one in %s", attested, testNS)
+	} else {
+		var update eventstypes.ContainerUpdate
+		if err := proto.Unmarshal(attested[0].envelope.GetEvent().GetValue(), &update); err != nil {
+			t.Errorf("attestation event payload: %v", err)
+		} else if attested[0].envelope.GetEvent().GetTypeUrl() != "containerd.events.ContainerUpdate" ||
+			update.ID != id || update.Labels[LabelTEE] != "none" || update.Labels[LabelEvidenceDigest] != evidence.Digest() {
+			t.Errorf("attestation event %s %v", attested[0].envelope.GetEvent().GetTypeUrl(), &update)
+		}
+	}
 	if fmt.Sprint(gotLabels) != fmt.Sprint(wantLabels) {
 		t.Errorf("labels = %v, want %v", gotLabels, wantLabels)
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 
@@ -56,6 +57,8 @@ type task struct {
 	stdin, stdout, stderr string
 	io                    *stdio
 	keep                  *keep.Process
+	// attested is the payload of the task's /enarx/attestation event.
+	attested *eventstypes.ContainerUpdate
 	// reaped is closed once the Keep's exit has been recorded and published.
 	reaped chan struct{}
 

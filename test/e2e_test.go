@@ -99,6 +99,17 @@ func TestAttestationLabels(t *testing.T) {
 		if labels["enarx.dev/runtime.version"] == "" {
 			t.Errorf("label enarx.dev/runtime.version is missing: %v", labels)
 		}
+		if want := fileDigest(t, filepath.Join(requireBinaries(t), shimBinary)); labels["enarx.dev/runtime.digest"] != want {
+			t.Errorf("label enarx.dev/runtime.digest = %q, want the shim binary's %q", labels["enarx.dev/runtime.digest"], want)
+		}
+		// The evidence file the label points at is in the bundle while the
+		// task exists; its digest is the evidence.digest label.
+		if p := labels["enarx.dev/evidence.path"]; !strings.HasPrefix(p, d.State) || !strings.HasSuffix(p, "/enarx-evidence.json") {
+			t.Errorf("label enarx.dev/evidence.path = %q, want a file in the task's bundle", p)
+		}
+		if d := labels["enarx.dev/evidence.digest"]; !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
+			t.Errorf("label enarx.dev/evidence.digest = %q", d)
+		}
 		// ctr run without --rm deletes the task, not the container.
 		d.mustCtr(t, ns, "containers", "rm", id)
 	})
@@ -445,7 +456,7 @@ func TestEvents(t *testing.T) {
 				if strings.Contains(line, id) && strings.Contains(line, " "+ns+" ") {
 					f := strings.Fields(line)
 					for _, w := range f {
-						if strings.HasPrefix(w, "/tasks/") {
+						if strings.HasPrefix(w, "/tasks/") || strings.HasPrefix(w, "/enarx/") {
 							seen = append(seen, w)
 						}
 					}
@@ -456,7 +467,7 @@ func TestEvents(t *testing.T) {
 			}
 		}
 		stop()
-		want := []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
+		want := []string{"/tasks/create", "/enarx/attestation", "/tasks/start", "/tasks/exit", "/tasks/delete"}
 		if strings.Join(seen, " ") != strings.Join(want, " ") {
 			t.Errorf("task events %v, want %v\n%s", seen, want, events.String())
 		}
@@ -484,5 +495,55 @@ func TestTerminalRefused(t *testing.T) {
 		}
 		assertNoLeftovers(t, id)
 		d.ctr(t, ns, "containers", "rm", id)
+	})
+}
+
+// TestNodePolicy passes a node policy the way containerd does (runtime
+// options with a ConfigPath: `ctr run --runtime-config-path`): a node that
+// requires a TEE and has none refuses to create the container, with the
+// reason; a container cannot ask for a weaker backend than the node's.
+func TestNodePolicy(t *testing.T) {
+	dir := t.TempDir()
+	requireTEE := filepath.Join(dir, "require-tee.toml")
+	if err := os.WriteFile(requireTEE, []byte("require_tee = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badPolicy := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(badPolicy, []byte("backend = \"auto\"\nrequire_tea = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/hello:latest", buildGoWasm(t, "hello"), false)
+		for _, c := range []struct {
+			name string
+			opts []string
+			want []string
+		}{
+			{"require_tee without a TEE", []string{"--runtime-config-path", requireTEE}, []string{"require_tee", "sev-snp", "tdx"}},
+			{"unknown setting", []string{"--runtime-config-path", badPolicy}, []string{"require_tea", "line 2"}},
+			{"annotation below the node's requirement", []string{"--runtime-config-path", requireTEE, "--annotation", "enarx.dev/backend=nil"}, []string{"enarx.dev/backend", "never weaker"}},
+			{"unknown backend", []string{"--annotation", "enarx.dev/backend=sgx"}, []string{`"sgx"`}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				id := uniqueID("policy")
+				_, stderr, exit := runWasm(t, d, ns, c.opts, ref, id)
+				if exit == 0 {
+					t.Fatalf("ctr run %v succeeded, want a refusal", c.opts)
+				}
+				for _, w := range c.want {
+					if !strings.Contains(stderr, w) {
+						t.Errorf("stderr %q does not mention %q", stderr, w)
+					}
+				}
+				assertNoLeftovers(t, id)
+				d.ctr(t, ns, "containers", "rm", id)
+			})
+		}
+		// The nil backend, asked for explicitly on a node that allows it.
+		stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", "enarx.dev/backend=nil"}, ref, uniqueID("nil"))
+		if exit != 0 || !strings.Contains(stdout, "Hello from a Keep!") {
+			t.Errorf("enarx.dev/backend=nil: exit %d, stdout %q, stderr %q", exit, stdout, stderr)
+		}
 	})
 }

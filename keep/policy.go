@@ -1,0 +1,307 @@
+package keep
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Backend names, as used in the node policy (backend = "...") and in the
+// container annotation AnnotationBackend. BackendNil is in backend.go.
+const (
+	// BackendAuto picks the first TEE the node offers (sev-snp, then tdx),
+	// and falls back to nil only when the node policy allows it.
+	BackendAuto = "auto"
+	// BackendSEVSNP is a Keep in an AMD SEV-SNP guest.
+	BackendSEVSNP = "sev-snp"
+	// BackendTDX is a Keep in an Intel TDX guest.
+	BackendTDX = "tdx"
+)
+
+// AnnotationBackend is the OCI annotation with which a container asks for a
+// backend. It can ask for a stronger backend than the node's default, never
+// for a weaker one than the node policy requires.
+const AnnotationBackend = "enarx.dev/backend"
+
+// MaxPolicySize is the largest node policy ParsePolicy and LoadPolicy read.
+const MaxPolicySize = 64 << 10
+
+// teeBackends are the TEE backends in the order BackendAuto tries them.
+var teeBackends = []string{BackendSEVSNP, BackendTDX}
+
+// validBackends lists every name a policy or annotation may use.
+const validBackends = `"auto", "nil", "sev-snp", "tdx"`
+
+// Errors of Policy.Choose, to be found with errors.Is. Every error Choose
+// returns wraps exactly one of them.
+var (
+	// ErrBackendNotAllowed means the container asked for a backend that is
+	// not a backend or that the node policy does not allow: the container
+	// must change.
+	ErrBackendNotAllowed = errors.New("backend not allowed")
+	// ErrBackendUnavailable means the node cannot provide the backend the
+	// policy or the container needs: the node (or its policy) must change.
+	ErrBackendUnavailable = errors.New("backend unavailable")
+)
+
+// Policy is the node policy of the enarx runtime: which backend Keeps get
+// and whether a Keep without a TEE is acceptable. containerd hands it to the
+// shim in the runtime's options, as a TOML document such as
+//
+//	backend = "auto"       # auto | nil | sev-snp | tdx
+//	require_tee = true     # never fall back to nil
+//	steward = "https://steward.example.com"
+type Policy struct {
+	// Backend is the node's backend: BackendAuto (the default),
+	// BackendNil, BackendSEVSNP or BackendTDX.
+	Backend string `toml:"backend"`
+	// RequireTEE forbids the nil backend: with it, a node without a TEE
+	// refuses to create Keeps.
+	RequireTEE bool `toml:"require_tee"`
+	// Steward is the URL of an attestation service (absolute http or
+	// https), optional.
+	Steward string `toml:"steward"`
+	// Source names where the policy came from (a file name, or a
+	// description), for error messages. It is not a setting.
+	Source string `toml:"-"`
+}
+
+// DefaultPolicy is the policy of a node whose runtime options say nothing:
+// the first TEE available, else nil.
+func DefaultPolicy() Policy {
+	return Policy{Backend: BackendAuto}
+}
+
+// policyDocument is what a policy file may hold.
+type policyDocument struct {
+	Policy
+	// TypeURL is runtimeoptions.v1.Options' own TypeUrl. containerd's CRI
+	// plugin passes the whole `options` table of the runtime as the policy
+	// document, and that table may set it; it is not a policy setting and
+	// is ignored.
+	TypeURL string `toml:"TypeUrl"`
+}
+
+// LoadPolicy reads and parses the node policy in the TOML file at path.
+func LoadPolicy(path string) (Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Policy{}, fmt.Errorf("enarx node policy: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Policy{}, fmt.Errorf("enarx node policy: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Policy{}, fmt.Errorf("enarx node policy %s: not a regular file (%s): give the path of a TOML file", path, fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxPolicySize+1))
+	if err != nil {
+		return Policy{}, fmt.Errorf("enarx node policy %s: %w", path, err)
+	}
+	return ParsePolicy(path, data)
+}
+
+// ParsePolicy parses a node policy from the TOML document data; name says
+// where it came from (a file name) and prefixes every error. Unknown
+// settings are errors, as are documents larger than MaxPolicySize. Settings
+// left out take their DefaultPolicy values.
+func ParsePolicy(name string, data []byte) (Policy, error) {
+	if len(data) > MaxPolicySize {
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has three settings (backend, require_tee, steward)", name, MaxPolicySize)
+	}
+	doc := policyDocument{Policy: DefaultPolicy()}
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return Policy{}, policyDecodeError(name, err)
+	}
+	p := doc.Policy
+	p.Source = name
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
+// policyDecodeError turns a go-toml error into one that names the file,
+// the line and column, and the fix.
+func policyDecodeError(name string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var keys []string
+		for i := range strict.Errors {
+			e := &strict.Errors[i]
+			row, col := e.Position()
+			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
+		}
+		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee and steward (at the top level, no tables): remove or correct it: %w",
+			name, strings.Join(keys, ", "), err)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		setting := ""
+		if k := de.Key(); len(k) > 0 {
+			setting = fmt.Sprintf(" (setting %q)", strings.Join(k, "."))
+		}
+		return fmt.Errorf("enarx node policy %s: line %d, column %d%s: %w: write valid TOML with a string backend and a boolean require_tee, e.g. backend = \"auto\" and require_tee = true",
+			name, row, col, setting, err)
+	}
+	return fmt.Errorf("enarx node policy %s: %w: write valid TOML, e.g. backend = \"auto\" and require_tee = true", name, err)
+}
+
+// where returns " in SOURCE" for messages, or "" when p has no source.
+func (p Policy) where() string {
+	if p.Source == "" {
+		return ""
+	}
+	return " in " + p.Source
+}
+
+// Validate reports the first problem with p. An empty Backend counts as
+// BackendAuto.
+func (p Policy) Validate() error {
+	switch p.backend() {
+	case BackendAuto, BackendSEVSNP, BackendTDX:
+	case BackendNil:
+		if p.RequireTEE {
+			return fmt.Errorf("enarx node policy%s: backend = \"nil\" contradicts require_tee = true: set backend = \"auto\" (or a TEE) to require a TEE, or require_tee = false to run Keeps without one", p.where())
+		}
+	default:
+		return fmt.Errorf("enarx node policy%s: backend = %q is not a backend: use one of %s", p.where(), p.Backend, validBackends)
+	}
+	if p.Steward != "" {
+		u, err := url.Parse(p.Steward)
+		if err != nil {
+			return fmt.Errorf("enarx node policy%s: steward: %w: give an absolute URL such as \"https://steward.example.com\"", p.where(), err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("enarx node policy%s: steward = %q is not an absolute http or https URL: give one such as \"https://steward.example.com\"", p.where(), p.Steward)
+		}
+	}
+	return nil
+}
+
+// backend is p.Backend with "" read as BackendAuto.
+func (p Policy) backend() string {
+	if p.Backend == "" {
+		return BackendAuto
+	}
+	return p.Backend
+}
+
+// isTEE reports whether b names a TEE backend.
+func isTEE(b string) bool {
+	return b == BackendSEVSNP || b == BackendTDX
+}
+
+// Choose returns the backend a container gets under p. requested is the
+// container's AnnotationBackend ("" or "auto" when it asks for nothing).
+// available(b) returns nil if the TEE backend b can run on this node, or an
+// error saying why not; Choose never asks it about nil, which always can.
+//
+// The rules:
+//   - No request: the node's backend. For "auto" that is the first available
+//     of sev-snp and tdx, else nil unless require_tee is set; a TEE the
+//     policy names must be available.
+//   - A request for nil is refused when the node requires a TEE
+//     (require_tee, or a TEE as the node's backend): a container never gets
+//     a weaker backend than the node requires.
+//   - A request for a TEE must be available, and must be the node's backend
+//     if the policy names a TEE.
+//   - Any other name is refused.
+//
+// Errors wrap ErrBackendNotAllowed or ErrBackendUnavailable.
+func (p Policy) Choose(requested string, available func(backend string) error) (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", &choiceError{msg: err.Error(), kind: ErrBackendUnavailable, causes: []error{err}}
+	}
+	if available == nil {
+		available = func(string) error { return errors.New("no TEE detection") }
+	}
+	node := p.backend()
+	switch requested {
+	case "", BackendAuto:
+		return p.nodeChoice(available)
+	case BackendNil:
+		switch {
+		case isTEE(node):
+			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=nil asks for a Keep without a TEE, but the node policy%s sets backend = %q, and a container's backend is never weaker than the node requires: remove the annotation",
+				AnnotationBackend, p.where(), node)
+		case p.RequireTEE:
+			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=nil asks for a Keep without a TEE, but the node policy%s sets require_tee = true, and a container's backend is never weaker than the node requires: remove the annotation",
+				AnnotationBackend, p.where())
+		}
+		return BackendNil, nil
+	case BackendSEVSNP, BackendTDX:
+		if isTEE(node) && requested != node {
+			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=%s asks for %s, but the node policy%s sets backend = %q: remove the annotation or set it to %q",
+				AnnotationBackend, requested, requested, p.where(), node, node)
+		}
+		if err := available(requested); err != nil {
+			return "", newChoiceError(ErrBackendUnavailable, []error{err}, "annotation %s=%s asks for a %s Keep, but this node cannot provide one: %v: remove the annotation to get the node's backend, or run the container on a %s guest",
+				AnnotationBackend, requested, requested, err, requested)
+		}
+		return requested, nil
+	default:
+		return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=%q is not a backend: use one of %s, or remove the annotation to get the node's backend",
+			AnnotationBackend, requested, validBackends)
+	}
+}
+
+// nodeChoice is the backend of a container that asks for none.
+func (p Policy) nodeChoice(available func(string) error) (string, error) {
+	switch node := p.backend(); node {
+	case BackendNil:
+		return BackendNil, nil
+	case BackendSEVSNP, BackendTDX:
+		if err := available(node); err != nil {
+			return "", newChoiceError(ErrBackendUnavailable, []error{err}, "the node policy%s sets backend = %q, but this node cannot provide it: %v: run on a %s guest, or set backend = \"auto\"",
+				p.where(), node, err, node)
+		}
+		return node, nil
+	default: // BackendAuto
+		var reasons []string
+		var errs []error
+		for _, b := range teeBackends {
+			err := available(b)
+			if err == nil {
+				return b, nil
+			}
+			reasons = append(reasons, b+": "+err.Error())
+			errs = append(errs, err)
+		}
+		if !p.RequireTEE {
+			return BackendNil, nil
+		}
+		return "", newChoiceError(ErrBackendUnavailable, errs, "the node policy%s sets require_tee = true, but this node offers no TEE (%s): run on an SEV-SNP or TDX guest, or set require_tee = false to allow Keeps without a TEE (backend nil)",
+			p.where(), strings.Join(reasons, "; "))
+	}
+}
+
+// choiceError is an error of Choose: its message is for the user, and it
+// wraps its kind (ErrBackendNotAllowed or ErrBackendUnavailable) and the
+// reasons available gave, without repeating them in the message.
+type choiceError struct {
+	msg    string
+	kind   error
+	causes []error
+}
+
+// newChoiceError returns a choiceError of kind whose message is
+// fmt.Sprintf(format, args...), wrapping causes.
+func newChoiceError(kind error, causes []error, format string, args ...any) error {
+	return &choiceError{msg: fmt.Sprintf(format, args...), kind: kind, causes: causes}
+}
+
+func (e *choiceError) Error() string { return e.msg }
+
+// Unwrap returns the kind, then the causes.
+func (e *choiceError) Unwrap() []error { return append([]error{e.kind}, e.causes...) }

@@ -1,0 +1,67 @@
+package shim
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
+
+// runtimeOptionsName is the full protobuf name of containerd's options for
+// runtimes other than runc, "runtimeoptions.v1.Options". containerd (1.6 and
+// 2.x alike) sends it as the bare type URL, without "type.googleapis.com/".
+var runtimeOptionsName = string(proto.MessageName(&runtimeoptions.Options{}))
+
+// configBodySource names a policy containerd passed inline, in error
+// messages.
+const configBodySource = "the runtime's options in containerd's config (ConfigBody)"
+
+// policyFromOptions returns the node policy in the runtime options of a
+// CreateTaskRequest:
+//
+//   - none (nil, or an empty Any): DefaultPolicy;
+//   - runtimeoptions.v1.Options with a ConfigPath (ctr run
+//     --runtime-config-path FILE, or ConfigPath in the runtime's options in
+//     containerd's config): the TOML file there, which must be absolute;
+//   - runtimeoptions.v1.Options with a ConfigBody (containerd 2.x's CRI
+//     plugin passes the runtime's whole options table as TOML when it sets
+//     no ConfigPath): that document;
+//   - runtimeoptions.v1.Options with neither: DefaultPolicy;
+//   - any other type: an error.
+//
+// ConfigPath takes precedence over ConfigBody, as runtimeoptions.v1
+// documents; containerd never sends both. The type URL may carry any
+// prefix ending in "/" (such as "type.googleapis.com/").
+func policyFromOptions(opts *anypb.Any) (keep.Policy, error) {
+	if opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0) {
+		return keep.DefaultPolicy(), nil
+	}
+	typeURL := opts.GetTypeUrl()
+	if name := typeURL[strings.LastIndex(typeURL, "/")+1:]; name != runtimeOptionsName {
+		return keep.Policy{}, fmt.Errorf("runtime options of type %q are not understood by the enarx runtime: it takes %s, "+
+			"i.e. a node policy file (ctr run --runtime-config-path /etc/enarx/policy.toml, or ConfigPath in the options of the enarx runtime in containerd's config) "+
+			"or the policy's settings (backend, require_tee) in those options; options for runc do not apply to it",
+			typeURL, runtimeOptionsName)
+	}
+	var ro runtimeoptions.Options
+	if err := proto.Unmarshal(opts.GetValue(), &ro); err != nil {
+		return keep.Policy{}, fmt.Errorf("runtime options (%s): %w", typeURL, err)
+	}
+	switch {
+	case ro.GetConfigPath() != "":
+		path := ro.GetConfigPath()
+		if !filepath.IsAbs(path) {
+			return keep.Policy{}, fmt.Errorf("enarx node policy %q: the path is relative, and the shim does not run in the directory it is relative to: give an absolute path (ctr run --runtime-config-path /etc/enarx/policy.toml)", path)
+		}
+		return keep.LoadPolicy(path)
+	case len(ro.GetConfigBody()) > 0:
+		return keep.ParsePolicy(configBodySource, ro.GetConfigBody())
+	default:
+		return keep.DefaultPolicy(), nil
+	}
+}
