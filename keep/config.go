@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 )
 
 // Config is everything a Keep needs to run one workload. The shim builds it
@@ -72,4 +73,7 @@ type Ready struct {
 	// canonical JSON encoding), and EvidenceDigest its digest.
 	Evidence       json.RawMessage `json:"evidence"`
 	EvidenceDigest string          `json:"evidence_digest"`
+	// AttestTime is what attesting added to the Keep's start: the key pair,
+	// the runtime digest and the TEE's report.
+	AttestTime time.Duration `json:"attest_time"`
 }

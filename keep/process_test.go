@@ -152,7 +152,10 @@ func TestStartReportsReady(t *testing.T) {
 	if got.EvidenceDigest != evidence.Digest() {
 		t.Errorf("evidence digest %q, want %q", got.EvidenceDigest, evidence.Digest())
 	}
-	got.Evidence, got.RuntimeDigest, got.EvidenceDigest = nil, "", ""
+	if got.AttestTime <= 0 {
+		t.Errorf("attest time %v", got.AttestTime)
+	}
+	got.Evidence, got.RuntimeDigest, got.EvidenceDigest, got.AttestTime = nil, "", "", 0
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Ready() = %+v, want %+v", got, want)
 	}

@@ -213,7 +213,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
-		WithField("tee", ready.TEE).Info("keep ready")
+		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).Info("keep ready")
 	return t, nil
 }
 

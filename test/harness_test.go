@@ -311,6 +311,7 @@ type Daemon struct {
 	PID          int
 	StartTime    time.Duration // from exec to the first answer of `ctr version`
 	BinDir       string        // our binaries' directory, first on the daemon's PATH
+	Env          []string      // extra environment of the daemon (and so of its shims)
 	Path         string        // the daemon's PATH
 	RuncShim     string        // the containerd-shim-runc-v2 the daemon finds ("" if none)
 
@@ -334,7 +335,7 @@ func sharedDaemon(t testing.TB, kind daemonKind) *Daemon {
 		harness.daemons[kind] = e
 	}
 	harness.mu.Unlock()
-	e.once.Do(func() { e.d, e.err = launchDaemon(kind) })
+	e.once.Do(func() { e.d, e.err = launchDaemon(kind, "", nil) })
 	if e.err != nil {
 		t.Fatalf("starting %s: %v", kind, e.err)
 	}
@@ -350,8 +351,15 @@ func sharedDaemon(t testing.TB, kind daemonKind) *Daemon {
 // that restart or break it) and stops it in t.Cleanup.
 func startDaemon(t testing.TB, kind daemonKind) *Daemon {
 	t.Helper()
+	return startDaemonWith(t, kind, "", nil)
+}
+
+// startDaemonWith is startDaemon with our binaries from binDir (empty: the
+// harness's) and env added to the daemon's environment.
+func startDaemonWith(t testing.TB, kind daemonKind, binDir string, env []string) *Daemon {
+	t.Helper()
 	requireDaemonEnv(t, kind)
-	d, err := launchDaemon(kind)
+	d, err := launchDaemon(kind, binDir, env)
 	if err != nil {
 		t.Fatalf("starting %s: %v", kind, err)
 	}
@@ -385,8 +393,12 @@ func forEachDaemon(t *testing.T, f func(t *testing.T, d *Daemon)) {
 	}
 }
 
-// launchDaemon writes a config for kind and starts containerd with it.
-func launchDaemon(kind daemonKind) (*Daemon, error) {
+// launchDaemon writes a config for kind and starts containerd with it, with
+// our binaries from binDir (empty: the harness's) and env added.
+func launchDaemon(kind daemonKind, binDir string, env []string) (*Daemon, error) {
+	if binDir == "" {
+		binDir = harness.binDir
+	}
 	containerd, ctr, err := daemonBinaries(kind)
 	if err != nil {
 		return nil, err
@@ -411,7 +423,8 @@ func launchDaemon(kind daemonKind) (*Daemon, error) {
 		TTRPCAddress: filepath.Join(dir, "c.sock.ttrpc"),
 		Config:       filepath.Join(dir, "config.toml"),
 		Log:          filepath.Join(dir, "containerd.log"),
-		BinDir:       harness.binDir,
+		BinDir:       binDir,
+		Env:          env,
 		namespaces:   map[string]bool{},
 	}
 	// containerd 2.4 needs the runc shim of its own release (Debian's 1.6
@@ -501,7 +514,7 @@ func (d *Daemon) start() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(d.Binary, "--config", d.Config)
-	cmd.Env = append(withoutPath(cleanEnv()), "PATH="+d.Path)
+	cmd.Env = append(append(withoutPath(cleanEnv()), "PATH="+d.Path), d.Env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir = d.Dir
