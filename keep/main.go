@@ -67,7 +67,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		return fail(err)
 	}
 	ctx := context.Background()
-	module, ready, err := prepare(ctx, cfg, newEngine)
+	module, att, ready, err := prepare(ctx, cfg, newEngine)
 	if err != nil {
 		return fail(err)
 	}
@@ -75,20 +75,11 @@ func Main(args []string, newEngine EngineFactory) int {
 		return StatusFailed
 	}
 
-	// Wait for run; a signal or the shim going away ends a created Keep.
+	// Serve the shim: run once, and fresh evidence whenever asked. A
+	// signal or the shim going away ends a created Keep; a running one
+	// goes on without its shim.
 	runc := make(chan error, 1)
-	go func() {
-		var req request
-		if err := dec.Decode(&req); err != nil {
-			runc <- err
-			return
-		}
-		if !req.Run {
-			runc <- errors.New("unexpected control message")
-			return
-		}
-		runc <- nil
-	}()
+	go serveControl(ctx, dec, enc, att, runc)
 	select {
 	case sig := <-signals:
 		return 128 + int(sig.(syscall.Signal))
@@ -100,13 +91,45 @@ func Main(args []string, newEngine EngineFactory) int {
 	return run(ctx, cfg, module, signals)
 }
 
+// serveControl answers the shim's requests after ready. The first error
+// or run is sent on runc.
+func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, att *attester, runc chan<- error) {
+	started := false
+	for {
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			if !started {
+				runc <- err
+			}
+			return
+		}
+		switch {
+		case req.Run && !started:
+			started = true
+			runc <- nil
+		case req.Attest != nil:
+			var resp response
+			if evidence, err := att.evidence(ctx, req.Attest.Nonce); err != nil {
+				resp.Error = err.Error()
+			} else if resp.Evidence, err = evidence.Marshal(); err != nil {
+				resp.Error = err.Error()
+			}
+			if err := enc.Encode(resp); err != nil {
+				return
+			}
+		default:
+			_ = enc.Encode(response{Error: "unexpected control message"})
+		}
+	}
+}
+
 // prepare loads, measures and compiles the module, and obtains the Keep's
 // evidence from its backend: a fresh key pair, the workload, the runtime and
 // the config bound into the TEE's report.
-func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, Ready, error) {
+func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, *attester, Ready, error) {
 	wasm, err := os.ReadFile(cfg.Module)
 	if err != nil {
-		return nil, Ready{}, fmt.Errorf("read module: %w", err)
+		return nil, nil, Ready{}, fmt.Errorf("read module: %w", err)
 	}
 	sum := sha256.Sum256(wasm)
 	workloadDigest := "sha256:" + hex.EncodeToString(sum[:])
@@ -116,16 +139,17 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 	}
 	backend, err := LookupBackend(name)
 	if err != nil {
-		return nil, Ready{}, err
+		return nil, nil, Ready{}, err
 	}
 	provider, err := backend.Provider()
 	if err != nil {
-		return nil, Ready{}, fmt.Errorf("%s backend: %w", name, err)
+		return nil, nil, Ready{}, fmt.Errorf("%s backend: %w", name, err)
 	}
 	// Attesting (hashing the runtime binary, the TEE's report) and
 	// compiling are independent: the evidence is made while the module
 	// compiles, so it adds nothing to start-up but its own CPU time.
 	type attested struct {
+		att      *attester
 		evidence *attestation.Evidence
 		took     time.Duration
 		err      error
@@ -139,26 +163,26 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 			return
 		}
 		evidence, err := att.evidence(ctx, nil)
-		attestc <- attested{evidence: evidence, took: time.Since(began), err: err}
+		attestc <- attested{att: att, evidence: evidence, took: time.Since(began), err: err}
 	}()
 	engine, err := newEngine()
 	if err != nil {
-		return nil, Ready{}, fmt.Errorf("start engine: %w", err)
+		return nil, nil, Ready{}, fmt.Errorf("start engine: %w", err)
 	}
 	module, err := engine.Compile(ctx, wasm)
 	if err != nil {
-		return nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
+		return nil, nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
 	a := <-attestc
 	if a.err != nil {
-		return nil, Ready{}, fmt.Errorf("%s backend: %w", name, a.err)
+		return nil, nil, Ready{}, fmt.Errorf("%s backend: %w", name, a.err)
 	}
 	evidence := a.evidence
 	encoded, err := evidence.Marshal()
 	if err != nil {
-		return nil, Ready{}, err
+		return nil, nil, Ready{}, err
 	}
-	return module, Ready{
+	return module, a.att, Ready{
 		Backend:        backend.Name(),
 		TEE:            backend.TEE(),
 		WorkloadDigest: workloadDigest,

@@ -40,13 +40,20 @@ func IsProcessOf(pid int, id string) bool {
 // Messages on the control socket, one JSON document each. The shim sends a
 // config, the Keep answers ready (or an error), the shim sends run.
 type request struct {
-	Config *Config `json:"config,omitempty"`
-	Run    bool    `json:"run,omitempty"`
+	Config *Config        `json:"config,omitempty"`
+	Run    bool           `json:"run,omitempty"`
+	Attest *attestRequest `json:"attest,omitempty"`
+}
+
+// attestRequest asks a Keep for fresh evidence with a caller's nonce.
+type attestRequest struct {
+	Nonce []byte `json:"nonce,omitempty"`
 }
 
 type response struct {
-	Ready *Ready `json:"ready,omitempty"`
-	Error string `json:"error,omitempty"`
+	Ready    *Ready          `json:"ready,omitempty"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+	Error    string          `json:"error,omitempty"`
 }
 
 // Stdio are the files a workload gets as stdin, stdout and stderr. Nil
@@ -72,7 +79,10 @@ type StartOptions struct {
 type Process struct {
 	cmd   *exec.Cmd
 	ctl   net.Conn
+	dec   *json.Decoder
 	ready Ready
+	// ctlMu serialises requests after ready (Run, Attest).
+	ctlMu sync.Mutex
 
 	done     chan struct{}
 	mu       sync.Mutex
@@ -120,7 +130,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		ctl.Close()
 		return nil, fmt.Errorf("keep %s: start %s: %w", opts.Config.ID, exe, err)
 	}
-	p := &Process{cmd: cmd, ctl: ctl, done: make(chan struct{})}
+	p := &Process{cmd: cmd, ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{})}
 	go p.wait()
 
 	if err := json.NewEncoder(ctl).Encode(request{Config: &opts.Config}); err != nil {
@@ -131,7 +141,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	answer := make(chan error, 1)
 	go func() {
 		var resp response
-		if err := json.NewDecoder(ctl).Decode(&resp); err != nil {
+		if err := p.dec.Decode(&resp); err != nil {
 			answer <- err
 			return
 		}
@@ -197,8 +207,37 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Ready is what the Keep reported when it got ready.
 func (p *Process) Ready() Ready { return p.ready }
 
+// Attest asks the Keep for fresh evidence with nonce bound into it (at most
+// attestation.MaxNonceSize bytes) and returns its canonical encoding.
+func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	select {
+	case <-p.done:
+		return nil, fmt.Errorf("keep pid %d has exited", p.Pid())
+	default:
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = p.ctl.SetDeadline(deadline)
+		defer p.ctl.SetDeadline(time.Time{})
+	}
+	if err := json.NewEncoder(p.ctl).Encode(request{Attest: &attestRequest{Nonce: nonce}}); err != nil {
+		return nil, fmt.Errorf("keep pid %d: ask for evidence: %w", p.Pid(), err)
+	}
+	var resp response
+	if err := p.dec.Decode(&resp); err != nil {
+		return nil, fmt.Errorf("keep pid %d: read evidence: %w", p.Pid(), err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("keep pid %d: %s", p.Pid(), resp.Error)
+	}
+	return resp.Evidence, nil
+}
+
 // Run tells a ready Keep to start its workload.
 func (p *Process) Run() error {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
 	if err := json.NewEncoder(p.ctl).Encode(request{Run: true}); err != nil {
 		select {
 		case <-p.done:

@@ -469,3 +469,45 @@ func TestMainWithoutControlSocket(t *testing.T) {
 		t.Errorf("output %q does not explain the missing control socket", out)
 	}
 }
+
+// TestAttestOnDemand asks a Keep for fresh evidence before and while it runs:
+// each binds the nonce, with the Keep's one key.
+func TestAttestOnDemand(t *testing.T) {
+	opts := startOptions(t, "block")
+	p := startKeep(t, opts)
+	start, err := attestation.ParseEvidence(p.Ready().Evidence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(nonce []byte) {
+		t.Helper()
+		b, err := p.Attest(context.Background(), nonce)
+		if err != nil {
+			t.Fatalf("Attest: %v", err)
+		}
+		ev, err := attestation.ParseEvidence(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ev.CheckBinding(); err != nil {
+			t.Errorf("binding: %v", err)
+		}
+		if string(ev.Inputs.Nonce) != string(nonce) || string(ev.Inputs.KeepPublicKey) != string(start.Inputs.KeepPublicKey) {
+			t.Errorf("nonce %x (want %x), same key %v", ev.Inputs.Nonce, nonce, string(ev.Inputs.KeepPublicKey) == string(start.Inputs.KeepPublicKey))
+		}
+	}
+	check([]byte("before run"))
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	check([]byte("while running"))
+	if _, err := p.Attest(context.Background(), make([]byte, attestation.MaxNonceSize+1)); err == nil {
+		t.Error("Attest with an oversized nonce succeeded")
+	}
+	check(nil)
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.Done()
+	if _, err := p.Attest(context.Background(), nil); err == nil {
+		t.Error("Attest after exit succeeded")
+	}
+}

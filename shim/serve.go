@@ -50,6 +50,7 @@ func serve(ctx context.Context, f flags) error {
 	stop := func() { once.Do(func() { close(done) }) }
 	svc := newService(f.namespace, events, d, stop)
 	register(server, svc)
+	registerAttestation(server, svc)
 
 	// Signals to the shim itself end it only when it has nothing to do.
 	signals := make(chan os.Signal, 1)

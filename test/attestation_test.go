@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,10 +92,79 @@ func TestSimulatedSEVSNP(t *testing.T) {
 			if _, err := abi.ReportCertsToProto(append(append([]byte(nil), ev.Report...), ev.Certificates...)); err != nil {
 				t.Errorf("SNP report and certificates: %v", err)
 			}
+
+			// Fresh evidence on demand, with a verifier's nonce bound in.
+			nonce := "00112233445566778899aabbccddeeff"
+			fresh := enarxAttest(t, d, ns, id, nonce)
+			if hex.EncodeToString(fresh.Inputs.Nonce) != nonce || fresh.TEE != attestation.TEESEVSNP {
+				t.Errorf("fresh evidence: tee %s, nonce %x, want %s", fresh.TEE, fresh.Inputs.Nonce, nonce)
+			}
+			if err := fresh.CheckBinding(); err != nil {
+				t.Errorf("fresh evidence binding: %v", err)
+			}
+			if string(fresh.Inputs.KeepPublicKey) != string(ev.Inputs.KeepPublicKey) || fresh.Inputs.WorkloadDigest != ev.Inputs.WorkloadDigest {
+				t.Errorf("fresh evidence is not from the same Keep")
+			}
+			if string(fresh.ReportData) == string(ev.ReportData) {
+				t.Errorf("the nonce did not change REPORT_DATA")
+			}
+			for _, bad := range []struct{ id, nonce, want string }{
+				{id, "xyz", "not hex"},
+				{id, strings.Repeat("00", 65), "at most 64"},
+				{"no-such-container", nonce, "no running task"},
+			} {
+				cmd := exec.Command(filepath.Join(requireBinaries(t), enarxBinary), "attest", "--state", d.State, "-n", ns, "--nonce", bad.nonce, bad.id)
+				out, err := cmd.CombinedOutput()
+				if err == nil || !strings.Contains(string(out), bad.want) {
+					t.Errorf("enarx attest %s --nonce %s: %v, %s; want an error saying %q", bad.id, bad.nonce, err, out, bad.want)
+				}
+			}
+
 			d.mustCtr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
 			waitStatus(t, d, ns, id, "STOPPED")
 			d.mustCtr(t, ns, "tasks", "rm", id)
 			d.mustCtr(t, ns, "containers", "rm", id)
 		})
 	}
+}
+
+// enarxAttest runs `enarx attest` for a running container and parses the
+// evidence it prints.
+func enarxAttest(t *testing.T, d *Daemon, ns, id, nonce string) *attestation.Evidence {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(requireBinaries(t), enarxBinary), "attest", "--state", d.State, "--namespace", ns, "--nonce", nonce, id)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("enarx attest %s: %v: %s", id, err, stderr.String())
+	}
+	ev, err := attestation.ParseEvidence([]byte(strings.TrimSpace(string(out))))
+	if err != nil {
+		t.Fatalf("enarx attest printed: %v\n%s", err, out)
+	}
+	return ev
+}
+
+// TestAttestNil gets fresh evidence from a Keep without a TEE: it works, and
+// says tee none.
+func TestAttestNil(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
+		id := uniqueID("attest")
+		d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, ref, id, "/app.wasm", "1h")
+		waitStatus(t, d, ns, id, "RUNNING")
+		ev := enarxAttest(t, d, ns, id, "cafe")
+		if ev.TEE != attestation.TEENone || hex.EncodeToString(ev.Inputs.Nonce) != "cafe" || len(ev.Report) != 0 {
+			t.Errorf("evidence tee %s, nonce %x, report %d bytes", ev.TEE, ev.Inputs.Nonce, len(ev.Report))
+		}
+		if err := ev.CheckBinding(); err != nil {
+			t.Errorf("binding: %v", err)
+		}
+		d.mustCtr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
+		waitStatus(t, d, ns, id, "STOPPED")
+		d.mustCtr(t, ns, "tasks", "rm", id)
+		d.mustCtr(t, ns, "containers", "rm", id)
+	})
 }

@@ -51,6 +51,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{Name: "package", Summary: "turn a .wasm module into an OCI image archive for `ctr images import`", Run: runPackage},
+		{Name: "attest", Summary: "get fresh evidence, with a nonce bound into it, from a running Keep", Run: runAttest},
 		{Name: "platform", Summary: "show what this node offers Keeps: its TEE and the backends that can run here", Run: runPlatform},
 		{Name: "version", Summary: "print the version of enarx", Run: runVersion},
 		{Name: "help", Summary: "show the commands, or the usage of one", Run: runHelp},
