@@ -71,3 +71,24 @@ func (None) TEE() string { return TEENone }
 func (None) Attest(ctx context.Context, _ [64]byte) (Quote, error) {
 	return Quote{}, ctx.Err()
 }
+
+// RawQuote calls get, a device or configfs request that cannot be
+// interrupted, for reportData. If ctx ends first it returns ctx's error and
+// the request finishes in the background.
+func RawQuote(ctx context.Context, reportData [64]byte, get func([64]byte) ([]byte, error)) ([]byte, error) {
+	type result struct {
+		raw []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		raw, err := get(reportData)
+		done <- result{raw, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-done:
+		return r.raw, r.err
+	}
+}

@@ -65,25 +65,11 @@ func (*Provider) TEE() string { return attestation.TEESEVSNP }
 // The device call cannot be interrupted: if ctx ends first, Attest returns
 // ctx's error and the call finishes in the background.
 func (p *Provider) Attest(ctx context.Context, reportData [64]byte) (attestation.Quote, error) {
-	type result struct {
-		raw []byte
-		err error
+	raw, err := attestation.RawQuote(ctx, reportData, p.qp.GetRawQuote)
+	if err != nil {
+		return attestation.Quote{}, fmt.Errorf("snp: attestation report: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		raw, err := p.qp.GetRawQuote(reportData)
-		done <- result{raw, err}
-	}()
-	var r result
-	select {
-	case <-ctx.Done():
-		return attestation.Quote{}, fmt.Errorf("snp: attestation report: %w", ctx.Err())
-	case r = <-done:
-	}
-	if r.err != nil {
-		return attestation.Quote{}, fmt.Errorf("snp: attestation report: %w", r.err)
-	}
-	return split(r.raw)
+	return split(raw)
 }
 
 // split separates go-sev-guest's "raw quote" (report || certificate table).

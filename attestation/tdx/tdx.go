@@ -101,27 +101,13 @@ func (p *Provider) Attest(ctx context.Context, reportData [64]byte) (attestation
 	if err := p.qp.IsSupported(); err != nil {
 		return attestation.Quote{}, fmt.Errorf("tdx: quote provider: %w", err)
 	}
-	type result struct {
-		raw []byte
-		err error
+	raw, err := attestation.RawQuote(ctx, reportData, p.qp.GetRawQuote)
+	if err != nil {
+		return attestation.Quote{}, fmt.Errorf("tdx: quote: %w", err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		raw, err := p.qp.GetRawQuote(reportData)
-		done <- result{raw, err}
-	}()
-	var r result
-	select {
-	case <-ctx.Done():
-		return attestation.Quote{}, fmt.Errorf("tdx: quote: %w", ctx.Err())
-	case r = <-done:
-	}
-	if r.err != nil {
-		return attestation.Quote{}, fmt.Errorf("tdx: quote: %w", r.err)
-	}
-	v, err := attestation.TEEVersionOf(attestation.TEETDX, r.raw)
+	v, err := attestation.TEEVersionOf(attestation.TEETDX, raw)
 	if err != nil {
 		return attestation.Quote{}, fmt.Errorf("tdx: %w", err)
 	}
-	return attestation.Quote{Report: append([]byte(nil), r.raw...), TEEVersion: v}, nil
+	return attestation.Quote{Report: append([]byte(nil), raw...), TEEVersion: v}, nil
 }
