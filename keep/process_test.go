@@ -12,9 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,14 +32,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var ids atomic.Int64
-
-// newID returns a container ID unique to this test run.
-func newID(t *testing.T) string {
-	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")
-	return fmt.Sprintf("%s-%d-%d", strings.ToLower(name), os.Getpid(), ids.Add(1))
-}
-
 // writeModule writes a fake module running cmd and returns its path and bytes.
 func writeModule(t *testing.T, cmd string) (string, []byte) {
 	t.Helper()
@@ -59,7 +49,7 @@ func startOptions(t *testing.T, cmd string) keep.StartOptions {
 	return keep.StartOptions{
 		Executable: os.Args[0],
 		Dir:        t.TempDir(),
-		Config:     keep.Config{ID: newID(t), Module: module, Args: []string{"app.wasm"}},
+		Config:     keep.Config{ID: keeptest.ID(t), Module: module, Args: []string{"app.wasm"}},
 	}
 }
 
@@ -459,7 +449,7 @@ func TestArgsAndEnv(t *testing.T) {
 }
 
 func TestMainWithoutControlSocket(t *testing.T) {
-	cmd := exec.Command(os.Args[0], keep.Subcommand, "-id", newID(t))
+	cmd := exec.Command(os.Args[0], keep.Subcommand, "-id", keeptest.ID(t))
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode() != keep.StatusFailed {

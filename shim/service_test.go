@@ -11,11 +11,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -200,13 +198,6 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-var ids atomic.Int64
-
-func newID(t *testing.T) string {
-	name := regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")
-	return fmt.Sprintf("%s-%d-%d", strings.ToLower(name), os.Getpid(), ids.Add(1))
-}
-
 // newBundle writes a bundle whose rootfs holds /app.wasm, a fake module
 // running cmd, and returns the bundle and the module's bytes.
 func newBundle(t *testing.T, cmd string) (string, []byte) {
@@ -243,7 +234,7 @@ func writeSpec(t *testing.T, bundle string, args ...string) {
 func (h *harness) create(t *testing.T, cmd string) (*taskapi.CreateTaskRequest, []byte) {
 	t.Helper()
 	bundle, module := newBundle(t, cmd)
-	r := &taskapi.CreateTaskRequest{ID: newID(t), Bundle: bundle}
+	r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle}
 	if _, err := h.svc.Create(context.Background(), r); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -594,7 +585,7 @@ func (h *harness) stdinTask(t *testing.T) (*taskapi.CreateTaskRequest, *os.File)
 	}
 	t.Cleanup(func() { out.Close() })
 	bundle, _ := newBundle(t, "cat")
-	r := &taskapi.CreateTaskRequest{ID: newID(t), Bundle: bundle, Stdin: stdin, Stdout: stdout}
+	r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle, Stdin: stdin, Stdout: stdout}
 	ctx := context.Background()
 	if _, err := h.svc.Create(ctx, r); err != nil {
 		t.Fatalf("Create: %v", err)
@@ -691,7 +682,7 @@ func TestServiceStdoutLogFile(t *testing.T) {
 	h := newHarness(t)
 	bundle, _ := newBundle(t, "print hello")
 	log := filepath.Join(t.TempDir(), "stdout.log")
-	r := &taskapi.CreateTaskRequest{ID: newID(t), Bundle: bundle, Stdout: "file://" + log}
+	r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle, Stdout: "file://" + log}
 	if _, err := h.svc.Create(context.Background(), r); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -759,10 +750,10 @@ func TestServiceErrors(t *testing.T) {
 
 	// Create requests that are refused before anything starts.
 	bundle, _ := newBundle(t, "exit 0")
-	_, err = h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: newID(t), Bundle: bundle, Terminal: true})
+	_, err = h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle, Terminal: true})
 	wantCode(t, "Create with a terminal", err, codes.InvalidArgument, "terminal")
 	// Never Unimplemented: containerd 2.x would retry with task API v2.
-	_, err = h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: newID(t), Bundle: bundle, Checkpoint: t.TempDir()})
+	_, err = h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle, Checkpoint: t.TempDir()})
 	wantCode(t, "Create from a checkpoint", err, codes.InvalidArgument, "checkpoint")
 	_, err = h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: r.ID, Bundle: bundle})
 	wantCode(t, "Create of a duplicate ID", err, codes.AlreadyExists, r.ID)
@@ -788,7 +779,7 @@ func TestServiceCreateFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeSpec(t, bundle, "/x.wasm")
-		id := newID(t)
+		id := keeptest.ID(t)
 		_, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
 		wantCode(t, "Create", err, codes.InvalidArgument, "x.wasm")
 		h.nothingLeft(t, id, bundle)
@@ -798,7 +789,7 @@ func TestServiceCreateFailures(t *testing.T) {
 		h := newHarness(t)
 		bundle, _ := newBundle(t, "exit 0")
 		writeSpec(t, bundle, "/missing.wasm")
-		id := newID(t)
+		id := keeptest.ID(t)
 		_, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
 		wantCode(t, "Create", err, codes.InvalidArgument, "missing.wasm")
 		h.nothingLeft(t, id, bundle)
@@ -806,7 +797,7 @@ func TestServiceCreateFailures(t *testing.T) {
 
 	t.Run("no config.json", func(t *testing.T) {
 		h := newHarness(t)
-		id := newID(t)
+		id := keeptest.ID(t)
 		bundle := t.TempDir()
 		_, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
 		wantCode(t, "Create", err, codes.InvalidArgument, "config")
@@ -816,7 +807,7 @@ func TestServiceCreateFailures(t *testing.T) {
 	t.Run("compile error", func(t *testing.T) {
 		h := newHarness(t)
 		bundle, _ := newBundle(t, "compile-error")
-		id := newID(t)
+		id := keeptest.ID(t)
 		_, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
 		if err == nil {
 			t.Fatal("Create succeeded")
@@ -834,7 +825,7 @@ func TestServiceCreateFailures(t *testing.T) {
 		h := newHarness(t)
 		h.containerd.err = errors.New("containerd is gone")
 		bundle, _ := newBundle(t, "exit 0")
-		id := newID(t)
+		id := keeptest.ID(t)
 		_, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
 		if err == nil || !strings.Contains(err.Error(), "containerd is gone") {
 			t.Fatalf("Create: %v, want the labels' error", err)

@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
@@ -112,3 +115,14 @@ func Processes(id string) []int {
 	}
 	return pids
 }
+
+var ids atomic.Int64
+
+// ID returns a container ID unique to this process, derived from the test's
+// name, so that Processes finds only this test's Keeps.
+func ID(t testing.TB) string {
+	name := nonAlnum.ReplaceAllString(t.Name(), "-")
+	return fmt.Sprintf("%s-%d-%d", strings.ToLower(name), os.Getpid(), ids.Add(1))
+}
+
+var nonAlnum = regexp.MustCompile(`[^A-Za-z0-9]+`)
