@@ -39,7 +39,7 @@ func (b teeBackend) Available() error {
 			return nil
 		}
 	}
-	if a := attestation.Detect().Backend(b.tee); !a.Available {
+	if a := detectPlatform().Backend(b.tee); !a.Available {
 		return errors.New(a.Reason)
 	}
 	return nil
@@ -53,6 +53,11 @@ func openSNP() (attestation.Provider, error) {
 	}
 	return snp.Open()
 }
+
+// detectPlatform inspects the node once per process: a shim asks for every
+// Create, and a node's TEE does not come or go while the shim runs
+// (detection may create and remove a configfs-tsm entry).
+var detectPlatform = sync.OnceValue(attestation.Detect)
 
 var simulated struct {
 	once     sync.Once

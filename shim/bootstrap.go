@@ -23,11 +23,12 @@ import (
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -256,6 +257,8 @@ func listen(path string) (*net.UnixListener, error) {
 // is gone (or after it crashed) to remove what the task left. It kills a
 // Keep left running and reports the task as killed.
 func cleanup(ctx context.Context, f flags, out io.Writer) error {
+	// containerd reads only the DeleteResponse on stdout; keep stderr quiet.
+	logrus.SetOutput(io.Discard)
 	bundle := f.bundle
 	if bundle == "" {
 		bundle, _ = os.Getwd()
@@ -267,13 +270,17 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	_ = mount.UnmountAll(filepath.Join(bundle, "rootfs"), 0)
 	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
 		if p := socketPath(strings.TrimSpace(string(b))); !serving(p) {
 			os.Remove(p)
 		}
 	}
-	t := &task{id: f.id, bundle: bundle}
+	// The same cleanup as Delete, with the rootfs where Create mounted it.
+	rootfs := filepath.Join(bundle, "rootfs")
+	if spec, err := oci.LoadSpec(bundle); err == nil {
+		rootfs = oci.Rootfs(bundle, spec)
+	}
+	t := &task{id: f.id, bundle: bundle, rootfs: rootfs}
 	t.cleanup(ctx)
 	b, err := proto.Marshal(&taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.Now(),

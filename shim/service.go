@@ -182,6 +182,10 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}
 	defer func() {
 		if err != nil {
+			if t.keep != nil {
+				_ = t.keep.Signal(syscall.SIGKILL)
+				<-t.keep.Done()
+			}
 			t.cleanup(ctx)
 		}
 	}()
@@ -196,20 +200,19 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
-	t.keep, err = keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep})
+	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep})
 	t.io.closeKeepSide()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
+	// From here on, a failure kills and reaps the Keep (the defer above).
+	t.keep = proc
 	pidFile := filepath.Join(r.Bundle, keepPIDFile)
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(t.keep.Pid())), 0o600); err != nil {
-		_ = t.keep.Signal(syscall.SIGKILL)
+	if err = os.WriteFile(pidFile, []byte(strconv.Itoa(t.keep.Pid())), 0o600); err != nil {
 		return nil, fmt.Errorf("write %s: %w", pidFile, err)
 	}
 	ready := t.keep.Ready()
 	if t.attested, err = s.publishAttestation(ctx, r.ID, r.Bundle, ready); err != nil {
-		_ = t.keep.Signal(syscall.SIGKILL)
-		<-t.keep.Done()
 		return nil, err
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
