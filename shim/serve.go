@@ -47,7 +47,17 @@ func serve(ctx context.Context, f flags) error {
 	d := &daemon{address: f.address}
 	done := make(chan struct{})
 	var once sync.Once
-	stop := func() { once.Do(func() { close(done) }) }
+	// stop runs when Shutdown finds no task left. containerd considers the
+	// shim gone once Shutdown answers, so the socket is unlinked now (the
+	// listener stays open) and the server stops just after the answer.
+	stop := func() {
+		once.Do(func() {
+			if f.socket != "" {
+				os.Remove(f.socket)
+			}
+			time.AfterFunc(10*time.Millisecond, func() { close(done) })
+		})
+	}
 	svc := newService(f.namespace, events, d, stop)
 	register(server, svc)
 	registerAttestation(server, svc)

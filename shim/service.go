@@ -65,7 +65,8 @@ type service struct {
 	daemon containerdAPI
 	// exe runs Keeps (empty: this executable).
 	exe string
-	// onEmpty is called by Shutdown when no task is left.
+	// onEmpty is called by Shutdown when no task is left, before Shutdown
+	// answers: it must return at once and stop the server a little later.
 	onEmpty func()
 
 	mu    sync.Mutex
@@ -440,8 +441,7 @@ func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*empt
 
 func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
 	if s.empty() && s.onEmpty != nil {
-		// Answer first; the server exits right after.
-		time.AfterFunc(10*time.Millisecond, s.onEmpty)
+		s.onEmpty()
 	}
 	return &emptypb.Empty{}, nil
 }
