@@ -2,8 +2,9 @@
 #
 #   make demo     run a WebAssembly module in a Keep through a real containerd, end to end
 #   make test     unit and end-to-end tests (installs containerd 1.6 and builds 2.4.2 if missing)
-#   make build    bin/containerd-shim-enarx-v1 and bin/enarx
-#   make install  put both binaries in $(PREFIX)/bin
+#   make build    bin/containerd-shim-enarx-v1, bin/enarx and bin/reference-values.json
+#   make install  put both binaries in $(PREFIX)/bin, the reference values in $(PREFIX)/share/enarx
+#   make bench    benchmarks against peers measured in the same run
 
 GO      ?= go
 PREFIX  ?= /usr/local
@@ -13,17 +14,19 @@ PKG     := github.com/enarx/containerd-shim-enarx
 LDFLAGS := -X $(PKG)/version.Version=$(VERSION) -X $(PKG)/version.Revision=$(REVISION) -X main.version=$(VERSION)
 BIN     := $(CURDIR)/bin
 
-.PHONY: all build install test unit e2e lint demo deps clean
+.PHONY: all build install test unit e2e lint demo deps bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-enarx-v1 ./cmd/containerd-shim-enarx-v1
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/enarx ./cmd/enarx
+	$(BIN)/enarx reference-values --version $(VERSION) -o $(BIN)/reference-values.json $(BIN)/containerd-shim-enarx-v1
 
 install: build
 	install -D -m 0755 $(BIN)/containerd-shim-enarx-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-enarx-v1
 	install -D -m 0755 $(BIN)/enarx $(DESTDIR)$(PREFIX)/bin/enarx
+	install -D -m 0644 $(BIN)/reference-values.json $(DESTDIR)$(PREFIX)/share/enarx/reference-values.json
 
 # The daemons the end-to-end tests run against: Debian's containerd 1.6 (apt-get)
 # and containerd 2.4.2 built from its Go module into ~/.cache/containerd-shim-enarx.
@@ -37,6 +40,22 @@ lint:
 
 test: deps build lint
 	eval "$$(scripts/containerd.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+# A short run of each fuzz target over parsers of untrusted input; FUZZTIME=5m for a long one.
+# Minimizing is cut short: the seeds are KiB-sized evidence, and minimizing them would fill a short run.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/verify FuzzParseCSR:./attestation/steward FuzzCSREvidence:./attestation/steward
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100ms $${t#*:}; \
+	done
+
+# Benchmarks, each against a peer measured in the same run.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 2s -cpu 1 ./attestation/verify
+	eval "$$(scripts/containerd.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./test/
 
 unit: lint
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)

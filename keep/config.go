@@ -30,7 +30,25 @@ type Config struct {
 	// Backend is the backend the Keep runs on (BackendNil, BackendSEVSNP,
 	// BackendTDX), chosen by the shim from the node policy; empty means nil.
 	Backend string `json:"backend,omitempty"`
+	// Steward is the attestation service the Keep gets its certificate
+	// from at start (see keep.Policy.ChooseSteward); empty for none.
+	Steward string `json:"steward,omitempty"`
+	// StewardCA is a PEM file of the CAs an https Steward's TLS certificate
+	// must chain to; empty means the system's roots.
+	StewardCA string `json:"steward_ca,omitempty"`
+	// StateDir is a host directory of the Keep's own: the Keep writes its
+	// certificate chain there (CertificateFile), and the workload sees it
+	// read-only at GuestStateDir. Empty when there is none.
+	StateDir string `json:"state_dir,omitempty"`
 }
+
+// CertificateFile is the name, in Config.StateDir, of the PEM certificate
+// chain a Steward issued to the Keep: the Keep's certificate, then its
+// issuers.
+const CertificateFile = "certificate.pem"
+
+// GuestStateDir is where the workload sees Config.StateDir (read-only).
+const GuestStateDir = "/run/enarx"
 
 // Validate reports the first problem with c.
 func (c *Config) Validate() error {
@@ -42,6 +60,17 @@ func (c *Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.Module) {
 		return fmt.Errorf("keep config %q: module path %q is not absolute", c.ID, c.Module)
+	}
+	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("keep config %q: state directory %q is not absolute", c.ID, c.StateDir)
+	}
+	if c.Steward != "" {
+		if err := checkStewardURL(c.Steward); err != nil {
+			return fmt.Errorf("keep config %q: steward %q %w", c.ID, c.Steward, err)
+		}
+		if c.StateDir == "" {
+			return fmt.Errorf("keep config %q: a steward needs a state directory for the certificate", c.ID)
+		}
 	}
 	if c.Backend != "" {
 		if _, err := LookupBackend(c.Backend); err != nil {
@@ -76,4 +105,10 @@ type Ready struct {
 	// AttestTime is what attesting added to the Keep's start: the key pair,
 	// the runtime digest and the TEE's report.
 	AttestTime time.Duration `json:"attest_time"`
+	// Certificate is the PEM certificate chain the Steward issued to the
+	// Keep's key (also in Config.StateDir/CertificateFile); empty without a
+	// Steward.
+	Certificate string `json:"certificate,omitempty"`
+	// CertifyTime is how long getting the certificate took.
+	CertifyTime time.Duration `json:"certify_time,omitempty"`
 }

@@ -39,6 +39,19 @@ type RunOptions struct {
 	Args []string
 	// Env holds "KEY=value" entries.
 	Env []string
+	// Preopens are the host directories the workload may open, each at
+	// its guest path.
+	Preopens []Preopen
+}
+
+// Preopen gives the workload a host directory at GuestPath.
+type Preopen struct {
+	// HostPath is the directory on the host.
+	HostPath string
+	// GuestPath is where the workload sees it, e.g. "/run/enarx".
+	GuestPath string
+	// ReadOnly forbids creating, writing and removing anything in it.
+	ReadOnly bool
 }
 
 // DefaultEntrypoint is the WASI command entrypoint.

@@ -149,10 +149,12 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 	// compiling are independent: the evidence is made while the module
 	// compiles, so it adds nothing to start-up but its own CPU time.
 	type attested struct {
-		att      *attester
-		evidence *attestation.Evidence
-		took     time.Duration
-		err      error
+		att         *attester
+		evidence    *attestation.Evidence
+		took        time.Duration
+		certificate []byte
+		certifyTook time.Duration
+		err         error
 	}
 	attestc := make(chan attested, 1)
 	go func() {
@@ -163,7 +165,13 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 			return
 		}
 		evidence, err := att.evidence(ctx, nil)
-		attestc <- attested{att: att, evidence: evidence, took: time.Since(began), err: err}
+		a := attested{att: att, evidence: evidence, took: time.Since(began), err: err}
+		if err == nil && cfg.Steward != "" {
+			began = time.Now()
+			a.certificate, a.err = certify(ctx, cfg, att)
+			a.certifyTook = time.Since(began)
+		}
+		attestc <- a
 	}()
 	engine, err := newEngine()
 	if err != nil {
@@ -174,6 +182,9 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 		return nil, nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
 	a := <-attestc
+	if a.err != nil && a.att != nil && a.evidence != nil {
+		return nil, nil, Ready{}, fmt.Errorf("certify the Keep: %w", a.err)
+	}
 	if a.err != nil {
 		return nil, nil, Ready{}, fmt.Errorf("%s backend: %w", name, a.err)
 	}
@@ -193,6 +204,8 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 		Evidence:       encoded,
 		EvidenceDigest: evidence.Digest(),
 		AttestTime:     a.took,
+		Certificate:    string(a.certificate),
+		CertifyTime:    a.certifyTook,
 	}, nil
 }
 
@@ -212,7 +225,11 @@ func run(ctx context.Context, cfg Config, module Module, signals <-chan os.Signa
 		time.AfterFunc(interruptGrace, func() { os.Exit(status) })
 	}()
 
-	status, err := module.Run(ctx, RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env})
+	opts := RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env}
+	if cfg.StateDir != "" {
+		opts.Preopens = append(opts.Preopens, Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
+	}
+	status, err := module.Run(ctx, opts)
 	var trap *TrapError
 	switch {
 	case err == nil:

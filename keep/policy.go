@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -29,6 +30,10 @@ const (
 // for a weaker one than the node policy requires.
 const AnnotationBackend = "enarx.dev/backend"
 
+// AnnotationSteward is the OCI annotation with which a container names the
+// attestation service its Keep gets a certificate from (see ChooseSteward).
+const AnnotationSteward = "enarx.dev/steward"
+
 // MaxPolicySize is the largest node policy ParsePolicy and LoadPolicy read.
 const MaxPolicySize = 64 << 10
 
@@ -48,6 +53,9 @@ var (
 	// ErrBackendUnavailable means the node cannot provide the backend the
 	// policy or the container needs: the node (or its policy) must change.
 	ErrBackendUnavailable = errors.New("backend unavailable")
+	// ErrStewardNotAllowed means the container's AnnotationSteward is not a
+	// URL or contradicts the node policy: the container must change.
+	ErrStewardNotAllowed = errors.New("steward not allowed")
 )
 
 // Policy is the node policy of the enarx runtime: which backend Keeps get
@@ -57,6 +65,7 @@ var (
 //	backend = "auto"       # auto | nil | sev-snp | tdx
 //	require_tee = true     # never fall back to nil
 //	steward = "https://steward.example.com"
+//	steward_ca = "/etc/enarx/steward-ca.pem"
 type Policy struct {
 	// Backend is the node's backend: BackendAuto (the default),
 	// BackendNil, BackendSEVSNP or BackendTDX.
@@ -67,6 +76,9 @@ type Policy struct {
 	// Steward is the URL of an attestation service (absolute http or
 	// https), optional.
 	Steward string `toml:"steward"`
+	// StewardCA is a PEM file of the CA certificates that an https steward's
+	// TLS certificate must chain to; empty means the system's roots.
+	StewardCA string `toml:"steward_ca"`
 	// Source names where the policy came from (a file name, or a
 	// description), for error messages. It is not a setting.
 	Source string `toml:"-"`
@@ -115,7 +127,7 @@ func LoadPolicy(path string) (Policy, error) {
 // left out take their DefaultPolicy values.
 func ParsePolicy(name string, data []byte) (Policy, error) {
 	if len(data) > MaxPolicySize {
-		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has three settings (backend, require_tee, steward)", name, MaxPolicySize)
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has four settings (backend, require_tee, steward, steward_ca)", name, MaxPolicySize)
 	}
 	doc := policyDocument{Policy: DefaultPolicy()}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
@@ -141,7 +153,7 @@ func policyDecodeError(name string, err error) error {
 			row, col := e.Position()
 			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
 		}
-		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee and steward (at the top level, no tables): remove or correct it: %w",
+		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward and steward_ca (at the top level, no tables): remove or correct it: %w",
 			name, strings.Join(keys, ", "), err)
 	}
 	var de *toml.DecodeError
@@ -178,15 +190,46 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("enarx node policy%s: backend = %q is not a backend: use one of %s", p.where(), p.Backend, validBackends)
 	}
 	if p.Steward != "" {
-		u, err := url.Parse(p.Steward)
-		if err != nil {
-			return fmt.Errorf("enarx node policy%s: steward: %w: give an absolute URL such as \"https://steward.example.com\"", p.where(), err)
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("enarx node policy%s: steward = %q is not an absolute http or https URL: give one such as \"https://steward.example.com\"", p.where(), p.Steward)
+		if err := checkStewardURL(p.Steward); err != nil {
+			return fmt.Errorf("enarx node policy%s: steward = %q %w", p.where(), p.Steward, err)
 		}
 	}
+	if p.StewardCA != "" && !filepath.IsAbs(p.StewardCA) {
+		return fmt.Errorf("enarx node policy%s: steward_ca = %q is not an absolute path: give the absolute path of a PEM file", p.where(), p.StewardCA)
+	}
 	return nil
+}
+
+// checkStewardURL returns an error completing "steward = X ..." unless s is
+// an absolute http or https URL.
+func checkStewardURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("is not a URL (%w): give an absolute URL such as \"https://steward.example.com\"", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("is not an absolute http or https URL: give one such as \"https://steward.example.com\"")
+	}
+	return nil
+}
+
+// ChooseSteward returns the attestation service a container's Keep asks for
+// a certificate, or "" for none. requested is the container's
+// AnnotationSteward. A node policy's steward binds every container: a
+// container may repeat it but not replace it. On a node without one, the
+// container's annotation names its steward.
+func (p Policy) ChooseSteward(requested string) (string, error) {
+	switch {
+	case requested == "" || requested == p.Steward:
+		return p.Steward, nil
+	case p.Steward != "":
+		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q names another attestation service than the node policy%s (steward = %q), whose steward every Keep on this node uses: remove the annotation",
+			AnnotationSteward, requested, p.where(), p.Steward)
+	}
+	if err := checkStewardURL(requested); err != nil {
+		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q %v", AnnotationSteward, requested, err)
+	}
+	return requested, nil
 }
 
 // backend is p.Backend with "" read as BackendAuto.

@@ -29,7 +29,7 @@ func TestParsePolicy(t *testing.T) {
 		{name: "containerd TypeUrl ignored", doc: "TypeUrl = \"io.containerd.enarx.v1.policy\"\nbackend = \"tdx\"\n", want: Policy{Backend: BackendTDX}},
 
 		{name: "unknown key", doc: "backend = \"tdx\"\nrequire_te = true\n",
-			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee and steward"}},
+			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, steward and steward_ca"}},
 		{name: "unknown table", doc: "[keep]\nbackend = \"tdx\"\n",
 			errs: []string{`unknown setting "keep`, "line 1", "no tables"}},
 		{name: "syntax error", doc: "backend = \"tdx\"\n\nrequire_tee = yes\n",
@@ -46,7 +46,10 @@ func TestParsePolicy(t *testing.T) {
 			errs: []string{`steward = "steward.example.com" is not an absolute http or https URL`}},
 		{name: "steward scheme", doc: "steward = \"ftp://steward.example.com\"\n", errs: []string{"not an absolute http or https URL"}},
 		{name: "steward no host", doc: "steward = \"https:///x\"\n", errs: []string{"not an absolute http or https URL"}},
-		{name: "steward unparsable", doc: "steward = \"http://[::1\"\n", errs: []string{"steward:", "absolute URL"}},
+		{name: "steward unparsable", doc: "steward = \"http://[::1\"\n", errs: []string{"is not a URL", "absolute URL"}},
+		{name: "steward ca", doc: "steward = \"https://s.example\"\nsteward_ca = \"/etc/enarx/steward-ca.pem\"\n",
+			want: Policy{Backend: BackendAuto, Steward: "https://s.example", StewardCA: "/etc/enarx/steward-ca.pem"}},
+		{name: "steward ca relative", doc: "steward_ca = \"ca.pem\"\n", errs: []string{`steward_ca = "ca.pem" is not an absolute path`}},
 		{name: "too large", doc: "# " + strings.Repeat("x", MaxPolicySize) + "\n", errs: []string{"larger than 65536 bytes"}},
 	}
 	for _, tc := range tests {
@@ -277,5 +280,38 @@ func TestChooseNilAvailable(t *testing.T) {
 	}
 	if _, err := (Policy{RequireTEE: true}).Choose("", nil); !errors.Is(err, ErrBackendUnavailable) {
 		t.Fatalf("Choose with no detection and require_tee = %v", err)
+	}
+}
+
+func TestChooseSteward(t *testing.T) {
+	node := Policy{Steward: "https://node.example", Source: "/etc/enarx/policy.toml"}
+	for _, c := range []struct {
+		name      string
+		policy    Policy
+		requested string
+		want      string
+		err       string
+	}{
+		{name: "none", policy: DefaultPolicy()},
+		{name: "node only", policy: node, want: "https://node.example"},
+		{name: "node repeated", policy: node, requested: "https://node.example", want: "https://node.example"},
+		{name: "annotation on a node without one", policy: DefaultPolicy(), requested: "http://127.0.0.1:3443", want: "http://127.0.0.1:3443"},
+		{name: "annotation replaces the node's", policy: node, requested: "https://other.example",
+			err: `annotation enarx.dev/steward="https://other.example" names another attestation service than the node policy in /etc/enarx/policy.toml (steward = "https://node.example")`},
+		{name: "annotation not a URL", policy: DefaultPolicy(), requested: "steward.example",
+			err: `annotation enarx.dev/steward="steward.example" is not an absolute http or https URL`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := c.policy.ChooseSteward(c.requested)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, ErrStewardNotAllowed) {
+					t.Fatalf("ChooseSteward(%q) = %q, %v; want an ErrStewardNotAllowed error containing %q", c.requested, got, err, c.err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("ChooseSteward(%q) = %q, %v; want %q", c.requested, got, err, c.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,9 @@ package shim
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +42,14 @@ const (
 	LabelRuntimeDigest  = "enarx.dev/runtime.digest"
 	LabelEvidenceDigest = "enarx.dev/evidence.digest"
 	LabelEvidencePath   = "enarx.dev/evidence.path"
+	// The certificate a Steward issued to the Keep, when one is configured:
+	// its serial number (hex), end of validity (RFC 3339), issuer, the
+	// Steward's URL and the file holding the PEM chain.
+	LabelCertificateSerial   = "enarx.dev/certificate.serial"
+	LabelCertificateNotAfter = "enarx.dev/certificate.not-after"
+	LabelCertificateIssuer   = "enarx.dev/certificate.issuer"
+	LabelCertificatePath     = "enarx.dev/certificate.path"
+	LabelSteward             = "enarx.dev/steward"
 )
 
 // TopicAttestation is the topic of the event a Keep's attestation is
@@ -51,6 +62,10 @@ const EvidenceFile = "enarx-evidence.json"
 
 // maxLabelSize is containerd's limit on a label's key and value together.
 const maxLabelSize = 4096
+
+// keepStateDir in the bundle is the Keep's state directory (keep.Config.StateDir),
+// made when the Keep gets a certificate.
+const keepStateDir = "enarx"
 
 // keepPIDFile in the bundle records the Keep's PID for `shim delete`.
 const keepPIDFile = "enarx-keep.pid"
@@ -195,8 +210,14 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if cfg.Backend, err = chooseBackend(r, spec.Annotations); err != nil {
+	if err = applyPolicy(r, spec.Annotations, &cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Steward != "" {
+		cfg.StateDir = filepath.Join(r.Bundle, keepStateDir)
+		if err = os.Mkdir(cfg.StateDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("task %s: keep state directory: %w", r.ID, err)
+		}
 	}
 	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
@@ -213,7 +234,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("write %s: %w", pidFile, err)
 	}
 	ready := t.keep.Ready()
-	if t.attested, err = s.publishAttestation(ctx, r.ID, r.Bundle, ready); err != nil {
+	if t.attested, err = s.publishAttestation(ctx, r.ID, r.Bundle, cfg.Steward, ready); err != nil {
 		return nil, err
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
@@ -221,21 +242,27 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	return t, nil
 }
 
-// chooseBackend applies the node policy (the runtime options containerd
-// passes) to the backend the container asks for with its annotation.
-func chooseBackend(r *taskapi.CreateTaskRequest, annotations map[string]string) (string, error) {
+// applyPolicy applies the node policy (the runtime options containerd
+// passes) to what the container asks for with its annotations: the backend
+// and the Steward of its Keep.
+func applyPolicy(r *taskapi.CreateTaskRequest, annotations map[string]string, cfg *keep.Config) error {
 	policy, err := policyFromOptions(r.Options)
 	if err != nil {
-		return "", fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
 	}
 	backend, err := policy.Choose(annotations[keep.AnnotationBackend], keep.Available)
+	if err == nil {
+		cfg.Backend = backend
+		cfg.Steward, err = policy.ChooseSteward(annotations[keep.AnnotationSteward])
+		cfg.StewardCA = policy.StewardCA
+	}
 	switch {
 	case err == nil:
-		return backend, nil
-	case errors.Is(err, keep.ErrBackendNotAllowed):
-		return "", fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+		return nil
+	case errors.Is(err, keep.ErrBackendNotAllowed), errors.Is(err, keep.ErrStewardNotAllowed):
+		return fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
 	default:
-		return "", fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
+		return fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
 }
 
@@ -243,7 +270,7 @@ func chooseBackend(r *taskapi.CreateTaskRequest, annotations map[string]string) 
 // as a file in the bundle and the enarx.dev/* labels on the container
 // (`ctr containers info`). It returns the /enarx/attestation event that
 // Create publishes after the task's create event (`ctr events`).
-func (s *service) publishAttestation(ctx context.Context, id, bundle string, ready keep.Ready) (*eventstypes.ContainerUpdate, error) {
+func (s *service) publishAttestation(ctx context.Context, id, bundle, steward string, ready keep.Ready) (*eventstypes.ContainerUpdate, error) {
 	evidencePath := filepath.Join(bundle, EvidenceFile)
 	if err := os.WriteFile(evidencePath, ready.Evidence, 0o644); err != nil {
 		return nil, fmt.Errorf("write evidence: %w", err)
@@ -262,6 +289,13 @@ func (s *service) publishAttestation(ctx context.Context, id, bundle string, rea
 	if ready.TEEVersion != "" {
 		labels[LabelTEEVersion] = ready.TEEVersion
 	}
+	if ready.Certificate != "" {
+		if err := certificateLabels(labels, ready.Certificate); err != nil {
+			return nil, err
+		}
+		labels[LabelCertificatePath] = filepath.Join(bundle, keepStateDir, keep.CertificateFile)
+		labels[LabelSteward] = steward
+	}
 	for k, v := range labels {
 		// containerd refuses a label over 4096 bytes; ours are short, but a
 		// TEE version comes from the hardware report.
@@ -275,6 +309,23 @@ func (s *service) publishAttestation(ctx context.Context, id, bundle string, rea
 	// A containerd event type, so that every containerd and ctr decodes it:
 	// the attestation is exactly the labels just set on the container.
 	return &eventstypes.ContainerUpdate{ID: id, Labels: labels}, nil
+}
+
+// certificateLabels adds the labels of the Keep's certificate, the first in
+// the PEM chain the Keep reported.
+func certificateLabels(labels map[string]string, chain string) error {
+	block, _ := pem.Decode([]byte(chain))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return errors.New("the Keep reported a certificate chain that is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("the Keep's certificate: %w", err)
+	}
+	labels[LabelCertificateSerial] = hex.EncodeToString(cert.SerialNumber.Bytes())
+	labels[LabelCertificateNotAfter] = cert.NotAfter.UTC().Format(time.RFC3339)
+	labels[LabelCertificateIssuer] = cert.Issuer.String()
+	return nil
 }
 
 // attestationLabel is "none" for a Keep without a TEE.
@@ -301,6 +352,9 @@ func (t *task) cleanup(ctx context.Context) {
 		if err := os.Remove(filepath.Join(t.bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			log.G(ctx).WithError(err).Warn("clean bundle")
 		}
+	}
+	if err := os.RemoveAll(filepath.Join(t.bundle, keepStateDir)); err != nil {
+		log.G(ctx).WithError(err).Warn("clean bundle")
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 )
 
+// simulateVersion is the runtime version of the simulate shim.
+const simulateVersion = "v0.0.0-simulate"
+
 // simulateBinDir builds the shim with -tags enarx_simulate (the only build
 // in which ENARX_SIMULATE_TEE works) once per run.
 var simulateBin struct {
@@ -31,7 +34,8 @@ func simulateBinDir(t *testing.T) string {
 			simulateBin.err = err
 			return
 		}
-		cmd := exec.Command(goTool(), "build", "-tags", "enarx_simulate", "-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1")
+		cmd := exec.Command(goTool(), "build", "-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
+			"-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1")
 		cmd.Dir = harness.moduleRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
 			simulateBin.err = err

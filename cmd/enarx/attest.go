@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -18,10 +19,12 @@ func runAttest(ctx context.Context, s stdio, args []string) error {
 	fs.StringVar(ns, "n", "default", "short for --namespace")
 	state := fs.String("state", "/run/containerd", "containerd's state `directory` (its config's `state`)")
 	nonce := fs.String("nonce", "", "`hex` nonce to bind into the evidence (at most 64 bytes), e.g. from a verifier's challenge")
+	stewardURL := fs.String("steward", "", "get the nonce from the challenge of the attestation service at `URL` (for `enarx verify --steward URL`)")
+	stewardCA := fs.String("steward-ca", "", "PEM `file` of the CA an https steward's certificate chains to")
 	out := fs.String("o", "", "write the evidence to `file` instead of stdout")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintf(s.Stderr, "usage: enarx attest [--namespace NS] [--state DIR] [--nonce HEX] [-o FILE] CONTAINER\n\nAsks the running Keep of CONTAINER for fresh evidence with the nonce bound into it, and\nprints it (JSON, docs/attestation.md) for a verifier. Needs access to containerd's state\ndirectory and the shim's socket (root).\n\n")
+		fmt.Fprintf(s.Stderr, "usage: enarx attest [--namespace NS] [--state DIR] [--nonce HEX | --steward URL] [-o FILE] CONTAINER\n\nAsks the running Keep of CONTAINER for fresh evidence with the nonce bound into it, and\nprints it (JSON, docs/attestation.md) for a verifier. Needs access to containerd's state\ndirectory and the shim's socket (root).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -32,6 +35,20 @@ func runAttest(ctx context.Context, s stdio, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if *stewardURL != "" {
+		if *nonce != "" {
+			return usagef("--nonce and --steward exclude each other: the steward's challenge is the nonce")
+		}
+		c, err := newStewardClient(*stewardURL, *stewardCA)
+		if err != nil {
+			return err
+		}
+		n, _, err := c.Challenge(ctx)
+		if err != nil {
+			return err
+		}
+		*nonce = hex.EncodeToString(n)
+	}
 	evidence, err := shim.Attest(ctx, *state, *ns, fs.Arg(0), *nonce)
 	if err != nil {
 		return err

@@ -38,6 +38,7 @@ type command struct {
 
 // stdio are the streams a command writes to.
 type stdio struct {
+	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 }
@@ -52,6 +53,9 @@ func init() {
 	commands = []command{
 		{Name: "package", Summary: "turn a .wasm module into an OCI image archive for `ctr images import`", Run: runPackage},
 		{Name: "attest", Summary: "get fresh evidence, with a nonce bound into it, from a running Keep", Run: runAttest},
+		{Name: "verify", Summary: "verify a Keep's evidence and print what it proves: the TEE, the runtime, the workload", Run: runVerify},
+		{Name: "steward", Summary: "run the attestation service: challenges, signed attestation results, Keep certificates", Run: runSteward},
+		{Name: "reference-values", Summary: "write the reference values (runtime version -> digest) of runtime binaries", Run: runReferenceValues},
 		{Name: "platform", Summary: "show what this node offers Keeps: its TEE and the backends that can run here", Run: runPlatform},
 		{Name: "version", Summary: "print the version of enarx", Run: runVersion},
 		{Name: "help", Summary: "show the commands, or the usage of one", Run: runHelp},
@@ -71,7 +75,7 @@ func usagef(format string, args ...any) error {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, stdio{Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
+	code := run(ctx, stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -123,7 +127,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "enarx %s: run WebAssembly in containerd through containerd-shim-enarx\n\n", version)
 	fmt.Fprintf(w, "Usage:\n  enarx COMMAND [OPTIONS] [ARGS...]\n\nCommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(w, "  %-17s %s\n", c.Name, c.Summary)
 	}
 	fmt.Fprintf(w, "\nRun `enarx help COMMAND` or `enarx COMMAND -h` for the options of a command.\n")
 }

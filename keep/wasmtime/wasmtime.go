@@ -380,7 +380,22 @@ func newWasiConfig(opts keep.RunOptions) (*wasmtime.WasiConfig, error) {
 		keys = append(keys, k)
 		values = append(values, v)
 	}
+	for _, p := range opts.Preopens {
+		if strings.IndexByte(p.HostPath, 0) >= 0 || strings.IndexByte(p.GuestPath, 0) >= 0 || p.GuestPath == "" {
+			return nil, fmt.Errorf("wasmtime: preopen %q at %q: paths must be non-empty and contain no NUL byte", p.HostPath, p.GuestPath)
+		}
+	}
 	wasi := wasmtime.NewWasiConfig()
+	for _, p := range opts.Preopens {
+		dirPerms, filePerms := wasmtime.DIR_READ|wasmtime.DIR_WRITE, wasmtime.FILE_READ|wasmtime.FILE_WRITE
+		if p.ReadOnly {
+			dirPerms, filePerms = wasmtime.DIR_READ, wasmtime.FILE_READ
+		}
+		if err := wasi.PreopenDir(p.HostPath, p.GuestPath, dirPerms, filePerms); err != nil {
+			wasi.Close()
+			return nil, fmt.Errorf("wasmtime: preopen %s at %s: %w (is it a directory the Keep can read?)", p.HostPath, p.GuestPath, err)
+		}
+	}
 	wasi.SetArgv(opts.Args)
 	wasi.SetEnv(keys, values)
 	wasi.InheritStdin()

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+)
+
+func runReferenceValues(ctx context.Context, s stdio, args []string) error {
+	fs := newFlagSet(s, "reference-values", "[-o FILE] [--version V] [--add] BINARY...",
+		"Writes the reference values of the runtime binaries given: for each, its version and the\n"+
+			"sha256 digest a Keep running it reports as runtime_digest. A verifier maps the digest in\n"+
+			"evidence to a runtime version with them; an unknown digest fails verification. `make`\n"+
+			"writes bin/"+referenceValuesFile+" for the shim it builds.")
+	out := fs.String("o", "", "write to `file` instead of stdout")
+	ver := fs.String("version", version, "runtime `version` of the binaries (default: this enarx's)")
+	add := fs.Bool("add", false, "add to the entries already in the -o file instead of replacing them")
+	if err := parseFlags(s, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usagef("give at least one runtime binary, e.g. bin/containerd-shim-enarx-v1")
+	}
+	if *add && *out == "" {
+		return usagef("--add needs -o FILE")
+	}
+	ref := &verify.ReferenceValues{}
+	if *add {
+		existing, err := verify.LoadReferenceValues(*out)
+		switch {
+		case err == nil:
+			ref = existing
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			return err
+		}
+	}
+	for _, bin := range fs.Args() {
+		digest, err := verify.FileDigest(bin)
+		if err != nil {
+			return err
+		}
+		if err := ref.Add(filepath.Base(bin), *ver, digest); err != nil {
+			return err
+		}
+	}
+	b, err := ref.Marshal()
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = s.Stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(*out, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Stderr, "%s: %d runtime(s)\n", *out, len(ref.Runtimes))
+	return nil
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
+	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+)
+
+// referenceValuesFile is the name of the reference values file `make`
+// writes next to the binaries it builds and `make install` puts in
+// $(PREFIX)/share/enarx.
+const referenceValuesFile = "reference-values.json"
+
+func runVerify(ctx context.Context, s stdio, args []string) error {
+	fs := newFlagSet(s, "verify", "[--policy FILE] [--reference-values FILE] [--steward URL] [--nonce HEX] [--json] FILE|-",
+		"Verifies a Keep's evidence (from `enarx attest` or the file named by the container's\n"+
+			"enarx.dev/evidence.path label; - reads stdin) and prints the two assertions it proves:\n"+
+			"(1) the TEE type and version, (2) the runtime version and integrity, with the workload's\n"+
+			"digest. With --steward, the attestation service verifies it and signs the result.\n"+
+			"On failure it names the check that failed and exits with status 1.")
+	policyPath := fs.String("policy", "", "verifier policy TOML `file` (docs/attestation.md); default: the production policy")
+	refPath := fs.String("reference-values", "", "reference values `file`; default: the policy's reference_values, else "+referenceValuesFile+" beside enarx or in /usr/local/share/enarx")
+	stewardURL := fs.String("steward", "", "attestation service `URL` to verify with instead of verifying locally")
+	stewardCA := fs.String("steward-ca", "", "PEM `file` of the CA an https steward's certificate chains to")
+	nonceHex := fs.String("nonce", "", "`hex` nonce the evidence must bind (the one given to `enarx attest --nonce`)")
+	asJSON := fs.Bool("json", false, "print the assertions as JSON")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	if err := parseFlags(s, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("verify takes one evidence file (or - for stdin)")
+	}
+	var nonce []byte
+	if *nonceHex != "" {
+		var err error
+		if nonce, err = hex.DecodeString(*nonceHex); err != nil || len(nonce) == 0 {
+			return usagef("--nonce %q is not a hex string", *nonceHex)
+		}
+	}
+	blob, err := readEvidence(s, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	var a *attestation.Assertions
+	var by string
+	if *stewardURL != "" {
+		if *policyPath != "" || *refPath != "" {
+			return usagef("--policy and --reference-values are the steward's own with --steward")
+		}
+		a, err = verifyWithSteward(ctx, *stewardURL, *stewardCA, blob, nonce)
+		by = "steward " + *stewardURL
+	} else {
+		a, by, err = verifyLocally(ctx, *policyPath, *refPath, blob, nonce)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(s.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(a)
+	}
+	printAssertions(s.Stdout, a, by)
+	if a.Insecure {
+		fmt.Fprintf(s.Stderr, "enarx verify: WARNING: accepted only because the policy allows it: %s\n", a.InsecureReason)
+	}
+	return nil
+}
+
+// readEvidence reads the evidence file, or stdin for "-".
+func readEvidence(s stdio, name string) ([]byte, error) {
+	var r io.Reader
+	if name == "-" {
+		if s.Stdin == nil {
+			return nil, errors.New("no standard input")
+		}
+		r = s.Stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	blob, err := io.ReadAll(io.LimitReader(r, attestation.MaxEvidenceSize+2))
+	if err != nil {
+		return nil, fmt.Errorf("read evidence %s: %w", name, err)
+	}
+	blob = []byte(strings.TrimSpace(string(blob)))
+	if len(blob) == 0 {
+		return nil, fmt.Errorf("evidence %s is empty: give the output of `enarx attest`", name)
+	}
+	return blob, nil
+}
+
+// verifyLocally verifies blob with the policy and reference values given
+// (or the defaults), and says with which reference values.
+func verifyLocally(ctx context.Context, policyPath, refPath string, blob, nonce []byte) (*attestation.Assertions, string, error) {
+	policy := verify.DefaultPolicy()
+	if policyPath != "" {
+		var err error
+		if policy, err = verify.LoadPolicy(policyPath); err != nil {
+			return nil, "", err
+		}
+	}
+	if refPath == "" {
+		refPath = policy.ReferenceValues
+	}
+	if refPath == "" {
+		refPath = defaultReferenceValues()
+	}
+	if refPath == "" {
+		return nil, "", fmt.Errorf("no reference values: give --reference-values FILE (make writes bin/%s) or set reference_values in the policy", referenceValuesFile)
+	}
+	ref, err := verify.LoadReferenceValues(refPath)
+	if err != nil {
+		return nil, "", err
+	}
+	v, err := verify.New(verify.Options{Policy: policy, Reference: ref})
+	if err != nil {
+		return nil, "", err
+	}
+	a, err := v.VerifyBlob(ctx, blob, nonce)
+	if err != nil {
+		return nil, "", err
+	}
+	return a, "reference values " + refPath, nil
+}
+
+// defaultReferenceValues is the first reference values file found beside
+// the enarx binary or where `make install` puts it; "" if none.
+func defaultReferenceValues() string {
+	var dirs []string
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	dirs = append(dirs, "/usr/local/share/enarx", "/usr/share/enarx")
+	for _, d := range dirs {
+		p := filepath.Join(d, referenceValuesFile)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// verifyWithSteward has the steward verify blob and checks the signed result
+// it returns against the steward's published keys.
+func verifyWithSteward(ctx context.Context, url, caFile string, blob, nonce []byte) (*attestation.Assertions, error) {
+	c, err := newStewardClient(url, caFile)
+	if err != nil {
+		return nil, err
+	}
+	token, err := c.Attest(ctx, blob)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := c.JWKS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := stewardclient.VerifyToken(token, keys, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("steward %s: its attestation result: %w", url, err)
+	}
+	if nonce != nil && string(claims.Assertions.Nonce) != string(nonce) {
+		return nil, fmt.Errorf("steward %s: the verified evidence binds nonce %x, not %x", url, claims.Assertions.Nonce, nonce)
+	}
+	return &claims.Assertions, nil
+}
+
+// printAssertions writes the human-readable form of a.
+func printAssertions(w io.Writer, a *attestation.Assertions, by string) {
+	tee := a.TEE
+	if a.TEEVersion != "" {
+		tee += " (" + a.TEEVersion + ")"
+	}
+	if a.TEE == attestation.TEENone {
+		tee += ": NOT confidential"
+	}
+	fmt.Fprintf(w, "verified %s\n", a.EvidenceDigest)
+	fmt.Fprintf(w, "  (1) TEE:         %s\n", tee)
+	if a.Measurement != "" {
+		fmt.Fprintf(w, "      measurement: %s\n", a.Measurement)
+	}
+	fmt.Fprintf(w, "  (2) runtime:     %s, integrity established by %s\n", a.RuntimeVersion, by)
+	fmt.Fprintf(w, "      digest:      %s\n", a.RuntimeDigest)
+	fmt.Fprintf(w, "  workload:        %s\n", a.WorkloadDigest)
+	fmt.Fprintf(w, "  config:          %s\n", a.ConfigDigest)
+	if len(a.Nonce) > 0 {
+		fmt.Fprintf(w, "  nonce:           %x\n", a.Nonce)
+	}
+	if a.Insecure {
+		fmt.Fprintf(w, "  INSECURE:        %s\n", a.InsecureReason)
+	}
+}

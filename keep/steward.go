@@ -1,0 +1,88 @@
+package keep
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
+)
+
+// certifyTimeout bounds getting a certificate from the Steward: a challenge,
+// fresh evidence and a CSR.
+const certifyTimeout = 30 * time.Second
+
+// certify gets the Keep a certificate for its key from cfg.Steward: it asks
+// for a challenge, binds the nonce into fresh evidence, sends that evidence
+// in a CSR signed by the Keep's key, and stores the chain the Steward
+// returns in cfg.StateDir. It returns the chain, PEM encoded.
+func certify(ctx context.Context, cfg Config, att *attester) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
+	defer cancel()
+	hc, err := stewardclient.HTTPClient(cfg.StewardCA)
+	if err != nil {
+		return nil, err
+	}
+	client, err := stewardclient.New(cfg.Steward, hc)
+	if err != nil {
+		return nil, err
+	}
+	nonce, _, err := client.Challenge(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("steward %s: challenge: %w", cfg.Steward, err)
+	}
+	evidence, err := att.evidence(ctx, nonce)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := attestation.NewCSR(att.key, evidence, "enarx keep "+cfg.ID)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := client.SubmitCSR(ctx, csr)
+	if err != nil {
+		return nil, fmt.Errorf("steward %s: certificate: %w", cfg.Steward, err)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("steward %s: certificate: the reply holds no certificate", cfg.Steward)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(chain[0].PublicKey)
+	if err != nil || string(pub) != string(att.inputs.KeepPublicKey) {
+		return nil, fmt.Errorf("steward %s: certificate: it is not for this Keep's key", cfg.Steward)
+	}
+	var out []byte
+	for _, c := range chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.StateDir, CertificateFile), out, 0o644); err != nil {
+		return nil, fmt.Errorf("store certificate: %w", err)
+	}
+	return out, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename,
+// so that a reader never sees a partial file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

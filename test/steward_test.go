@@ -1,0 +1,226 @@
+package test
+
+import (
+	"bufio"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+)
+
+// steward is an `enarx steward` process on loopback.
+type steward struct {
+	URL     string
+	DataDir string
+	// Policy is the verifier policy it runs with.
+	Policy string
+}
+
+// startSteward runs `enarx steward` on a free loopback port with policy (a
+// verifier policy document) and reference values for the simulate shim. It
+// is stopped by PID when the test ends.
+func startSteward(t *testing.T, policy string) *steward {
+	t.Helper()
+	bin := requireBinaries(t)
+	dir := t.TempDir()
+	ref := filepath.Join(dir, "reference-values.json")
+	out, err := exec.Command(filepath.Join(bin, enarxBinary), "reference-values", "--version", simulateVersion, "-o", ref,
+		filepath.Join(simulateBinDir(t), shimBinary)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("enarx reference-values: %v: %s", err, out)
+	}
+	st := &steward{DataDir: filepath.Join(dir, "steward"), Policy: filepath.Join(dir, "policy.toml")}
+	if err := os.WriteFile(st.Policy, []byte(policy+fmt.Sprintf("\nreference_values = %q\n", ref)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, enarxBinary), "steward", "--data-dir", st.DataDir, "--listen", "127.0.0.1:0", "--policy", st.Policy)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("enarx steward log:\n%s", stderr.String())
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		if s.Scan() {
+			line <- s.Text()
+		}
+		close(line)
+	}()
+	select {
+	case u, ok := <-line:
+		if !ok || !strings.HasPrefix(u, "http://127.0.0.1:") {
+			t.Fatalf("enarx steward printed %q, want its URL; stderr:\n%s", u, stderr.String())
+		}
+		st.URL = u
+	case <-exited:
+		t.Fatalf("enarx steward exited: %s", stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("enarx steward did not print its URL in 30s: %s", stderr.String())
+	}
+	return st
+}
+
+// readChain parses a PEM certificate chain.
+func readChain(t *testing.T, b []byte) []*x509.Certificate {
+	t.Helper()
+	var chain []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatalf("certificate: %v", err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		t.Fatal("no PEM certificate")
+	}
+	return chain
+}
+
+// checkKeepCertificate verifies chain's leaf the way a TLS client that trusts
+// only the steward's CA does, and returns the assertions it carries.
+func checkKeepCertificate(t *testing.T, st *steward, chain []*x509.Certificate) *attestation.Assertions {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(st.DataDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Fatalf("the Keep's certificate does not verify against the steward's CA alone: %v", err)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{}); err == nil {
+		t.Error("the Keep's certificate verifies against the system roots")
+	}
+	a, err := attestation.CertificateAssertions(chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestStewardCertificate: a Keep on the simulated SEV-SNP backend whose
+// container names a steward gets a certificate at start. The labels name it,
+// the workload reads it at /run/enarx/certificate.pem, it chains to the
+// steward's CA alone, and it carries the verified assertions: the TEE, the
+// runtime version the reference values give, the workload. `enarx attest |
+// enarx verify` works as one pipe, locally and through the steward. A steward
+// whose policy refuses the evidence makes `ctr run` fail with the check.
+func TestStewardCertificate(t *testing.T) {
+	bin := simulateBinDir(t)
+	st := startSteward(t, "allow_test_roots = true\n")
+	strict := startSteward(t, "")
+	for _, kind := range daemonKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			d := startDaemonWith(t, kind, bin, []string{"ENARX_SIMULATE_TEE=sev-snp"})
+			ns := newNamespace(t, d)
+			sleep := buildGoWasm(t, "sleep")
+			ref := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", sleep, false)
+			id := uniqueID("certified")
+			d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, "--annotation", "enarx.dev/steward="+st.URL, ref, id, "/app.wasm", "1h")
+			defer func() {
+				d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
+				waitStatus(t, d, ns, id, "STOPPED")
+				d.ctr(t, ns, "tasks", "rm", id)
+				d.ctr(t, ns, "containers", "rm", id)
+			}()
+			labels := containerLabels(t, d, ns, id)
+			pemChain, err := os.ReadFile(labels["enarx.dev/certificate.path"])
+			if err != nil {
+				t.Fatalf("certificate file (labels %v): %v", labels, err)
+			}
+			chain := readChain(t, pemChain)
+			if got := hex.EncodeToString(chain[0].SerialNumber.Bytes()); labels["enarx.dev/certificate.serial"] != got {
+				t.Errorf("enarx.dev/certificate.serial = %q, certificate serial %s", labels["enarx.dev/certificate.serial"], got)
+			}
+			if got := chain[0].NotAfter.UTC().Format(time.RFC3339); labels["enarx.dev/certificate.not-after"] != got {
+				t.Errorf("enarx.dev/certificate.not-after = %q, certificate %s", labels["enarx.dev/certificate.not-after"], got)
+			}
+			if labels["enarx.dev/steward"] != st.URL {
+				t.Errorf("enarx.dev/steward = %q, want %s", labels["enarx.dev/steward"], st.URL)
+			}
+			a := checkKeepCertificate(t, st, chain)
+			if a.TEE != attestation.TEESEVSNP || a.RuntimeVersion != simulateVersion || a.WorkloadDigest != fileDigest(t, sleep) ||
+				a.RuntimeDigest != fileDigest(t, filepath.Join(bin, shimBinary)) || !a.Insecure {
+				t.Errorf("assertions %+v: want sev-snp, runtime %s, the workload's digest, insecure (test roots)", a, simulateVersion)
+			}
+
+			// One pipe: fresh evidence with the steward's nonce, verified
+			// by the steward; and locally with the same policy.
+			enarx := filepath.Join(requireBinaries(t), enarxBinary)
+			attest := fmt.Sprintf("%s attest --state %s -n %s", enarx, d.State, ns)
+			for _, pipe := range []string{
+				fmt.Sprintf("%s --steward %s %s | %s verify --steward %s -", attest, st.URL, id, enarx, st.URL),
+				fmt.Sprintf("%s --nonce cafe %s | %s verify --nonce cafe --policy %s -", attest, id, enarx, st.Policy),
+			} {
+				out, err := exec.Command("bash", "-o", "pipefail", "-c", pipe).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "sev-snp") || !strings.Contains(string(out), simulateVersion) {
+					t.Errorf("%s: %v\n%s", pipe, err, out)
+				}
+			}
+			// Without the opt-in for test roots, verification fails and says why.
+			out, err := exec.Command("bash", "-o", "pipefail", "-c",
+				fmt.Sprintf("%s %s | %s verify --reference-values %s -", attest, id, enarx, filepath.Join(filepath.Dir(st.Policy), "reference-values.json"))).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "snp.chain") {
+				t.Errorf("enarx verify of test-root evidence with the default policy: %v\n%s; want a failed snp.chain check", err, out)
+			}
+
+			// The workload reads its certificate.
+			catfile := importWasmImage(t, d, ns, "docker.io/enarx-test/catfile:latest", buildGoWasm(t, "catfile"), false)
+			stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", "enarx.dev/steward=" + st.URL}, catfile, uniqueID("catcert"), "/app.wasm", "/run/enarx/certificate.pem")
+			if exit != 0 {
+				t.Fatalf("catfile: exit %d: %s", exit, stderr)
+			}
+			if a := checkKeepCertificate(t, st, readChain(t, []byte(stdout))); a.WorkloadDigest == fileDigest(t, sleep) {
+				t.Error("the workload read another Keep's certificate")
+			}
+
+			// A steward that refuses the evidence: the Keep is not created.
+			refused := uniqueID("refused")
+			_, stderr, exit = runWasm(t, d, ns, []string{"--annotation", "enarx.dev/steward=" + strict.URL}, ref, refused, "/app.wasm", "1s")
+			if exit == 0 || !strings.Contains(stderr, "snp.chain") {
+				t.Errorf("ctr run with a steward that refuses test roots: exit %d, stderr %q; want a failure naming snp.chain", exit, stderr)
+			}
+			d.ctr(t, ns, "containers", "rm", refused)
+		})
+	}
+}
