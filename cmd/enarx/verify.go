@@ -93,7 +93,7 @@ func readEvidence(s stdio, name string) ([]byte, error) {
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: give the evidence file `enarx attest` wrote (or the container's enarx.dev/evidence.path), or - to read stdin", err)
 		}
 		defer f.Close()
 		r = f
