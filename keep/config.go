@@ -40,6 +40,21 @@ type Config struct {
 	// certificate chain there (CertificateFile), and the workload sees it
 	// read-only at GuestStateDir. Empty when there is none.
 	StateDir string `json:"state_dir,omitempty"`
+	// ModuleCache is the directory of precompiled modules shared by the
+	// node's Keeps (root-only); empty means compile every time.
+	ModuleCache string `json:"module_cache,omitempty"`
+	// MemoryLimit caps the workload's linear memory, in bytes (the OCI
+	// spec's linux.resources.memory.limit); 0 means no cap.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// Preopens are the host directories the workload sees (the root
+	// filesystem and the OCI mounts), each at its guest path.
+	Preopens []Preopen `json:"preopens,omitempty"`
+	// Cwd is the workload's working directory (process.cwd), a guest path.
+	Cwd string `json:"cwd,omitempty"`
+	// NullStdio names the standard streams ("stdin", "stdout", "stderr")
+	// connected to /dev/null instead of the container's (Enarx.toml files
+	// of kind "null").
+	NullStdio []string `json:"null_stdio,omitempty"`
 }
 
 // CertificateFile is the name, in Config.StateDir, of the PEM certificate

@@ -42,16 +42,20 @@ type RunOptions struct {
 	// Preopens are the host directories the workload may open, each at
 	// its guest path.
 	Preopens []Preopen
+	// MemoryLimit caps the linear memory of the instance, in bytes; 0
+	// means no cap. Growing past it fails (memory.grow returns -1), and a
+	// module that cannot go on without the memory traps.
+	MemoryLimit int64
 }
 
 // Preopen gives the workload a host directory at GuestPath.
 type Preopen struct {
 	// HostPath is the directory on the host.
-	HostPath string
+	HostPath string `json:"host_path"`
 	// GuestPath is where the workload sees it, e.g. "/run/enarx".
-	GuestPath string
+	GuestPath string `json:"guest_path"`
 	// ReadOnly forbids creating, writing and removing anything in it.
-	ReadOnly bool
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // DefaultEntrypoint is the WASI command entrypoint.

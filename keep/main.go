@@ -225,7 +225,8 @@ func run(ctx context.Context, cfg Config, module Module, signals <-chan os.Signa
 		time.AfterFunc(interruptGrace, func() { os.Exit(status) })
 	}()
 
-	opts := RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env}
+	opts := RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
+	opts.Preopens = append(opts.Preopens, cfg.Preopens...)
 	if cfg.StateDir != "" {
 		opts.Preopens = append(opts.Preopens, Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
 	}

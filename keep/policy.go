@@ -66,6 +66,7 @@ var (
 //	require_tee = true     # never fall back to nil
 //	steward = "https://steward.example.com"
 //	steward_ca = "/etc/enarx/steward-ca.pem"
+//	module_cache = "/var/lib/containerd-shim-enarx/modules"   # or "off"
 type Policy struct {
 	// Backend is the node's backend: BackendAuto (the default),
 	// BackendNil, BackendSEVSNP or BackendTDX.
@@ -79,9 +80,30 @@ type Policy struct {
 	// StewardCA is a PEM file of the CA certificates that an https steward's
 	// TLS certificate must chain to; empty means the system's roots.
 	StewardCA string `toml:"steward_ca"`
+	// ModuleCache is the directory of precompiled modules that the node's
+	// Keeps share: an absolute path, or "off" to compile at every start.
+	// Empty means DefaultModuleCache.
+	ModuleCache string `toml:"module_cache"`
 	// Source names where the policy came from (a file name, or a
 	// description), for error messages. It is not a setting.
 	Source string `toml:"-"`
+}
+
+// DefaultModuleCache is where Keeps keep precompiled modules unless the node
+// policy says otherwise: a directory only root can write, next to
+// containerd's own /var/lib/containerd.
+const DefaultModuleCache = "/var/lib/containerd-shim-enarx/modules"
+
+// ModuleCacheDir returns the module cache directory under p, or "" when the
+// cache is off.
+func (p Policy) ModuleCacheDir() string {
+	switch p.ModuleCache {
+	case "":
+		return DefaultModuleCache
+	case "off":
+		return ""
+	}
+	return p.ModuleCache
 }
 
 // DefaultPolicy is the policy of a node whose runtime options say nothing:
@@ -127,7 +149,7 @@ func LoadPolicy(path string) (Policy, error) {
 // left out take their DefaultPolicy values.
 func ParsePolicy(name string, data []byte) (Policy, error) {
 	if len(data) > MaxPolicySize {
-		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has four settings (backend, require_tee, steward, steward_ca)", name, MaxPolicySize)
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has five settings (backend, require_tee, steward, steward_ca, module_cache)", name, MaxPolicySize)
 	}
 	doc := policyDocument{Policy: DefaultPolicy()}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
@@ -153,7 +175,7 @@ func policyDecodeError(name string, err error) error {
 			row, col := e.Position()
 			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
 		}
-		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward and steward_ca (at the top level, no tables): remove or correct it: %w",
+		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward, steward_ca and module_cache (at the top level, no tables): remove or correct it: %w",
 			name, strings.Join(keys, ", "), err)
 	}
 	var de *toml.DecodeError
@@ -193,6 +215,9 @@ func (p Policy) Validate() error {
 		if err := checkStewardURL(p.Steward); err != nil {
 			return fmt.Errorf("enarx node policy%s: steward = %q %w", p.where(), p.Steward, err)
 		}
+	}
+	if p.ModuleCache != "" && p.ModuleCache != "off" && !filepath.IsAbs(p.ModuleCache) {
+		return fmt.Errorf("enarx node policy%s: module_cache = %q is not an absolute path: give the absolute path of a directory, or \"off\"", p.where(), p.ModuleCache)
 	}
 	if p.StewardCA != "" && !filepath.IsAbs(p.StewardCA) {
 		return fmt.Errorf("enarx node policy%s: steward_ca = %q is not an absolute path: give the absolute path of a PEM file", p.where(), p.StewardCA)

@@ -29,7 +29,7 @@ func TestParsePolicy(t *testing.T) {
 		{name: "containerd TypeUrl ignored", doc: "TypeUrl = \"io.containerd.enarx.v1.policy\"\nbackend = \"tdx\"\n", want: Policy{Backend: BackendTDX}},
 
 		{name: "unknown key", doc: "backend = \"tdx\"\nrequire_te = true\n",
-			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, steward and steward_ca"}},
+			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, steward, steward_ca and module_cache"}},
 		{name: "unknown table", doc: "[keep]\nbackend = \"tdx\"\n",
 			errs: []string{`unknown setting "keep`, "line 1", "no tables"}},
 		{name: "syntax error", doc: "backend = \"tdx\"\n\nrequire_tee = yes\n",
@@ -49,6 +49,9 @@ func TestParsePolicy(t *testing.T) {
 		{name: "steward unparsable", doc: "steward = \"http://[::1\"\n", errs: []string{"is not a URL", "absolute URL"}},
 		{name: "steward ca", doc: "steward = \"https://s.example\"\nsteward_ca = \"/etc/enarx/steward-ca.pem\"\n",
 			want: Policy{Backend: BackendAuto, Steward: "https://s.example", StewardCA: "/etc/enarx/steward-ca.pem"}},
+		{name: "module cache", doc: "module_cache = \"/srv/enarx/modules\"\n", want: Policy{Backend: BackendAuto, ModuleCache: "/srv/enarx/modules"}},
+		{name: "module cache off", doc: "module_cache = \"off\"\n", want: Policy{Backend: BackendAuto, ModuleCache: "off"}},
+		{name: "module cache relative", doc: "module_cache = \"cache\"\n", errs: []string{`module_cache = "cache" is not an absolute path`}},
 		{name: "steward ca relative", doc: "steward_ca = \"ca.pem\"\n", errs: []string{`steward_ca = "ca.pem" is not an absolute path`}},
 		{name: "too large", doc: "# " + strings.Repeat("x", MaxPolicySize) + "\n", errs: []string{"larger than 65536 bytes"}},
 	}
@@ -313,5 +316,13 @@ func TestChooseSteward(t *testing.T) {
 				t.Fatalf("ChooseSteward(%q) = %q, %v; want %q", c.requested, got, err, c.want)
 			}
 		})
+	}
+}
+
+func TestModuleCacheDir(t *testing.T) {
+	for in, want := range map[string]string{"": DefaultModuleCache, "off": "", "/srv/m": "/srv/m"} {
+		if got := (Policy{ModuleCache: in}).ModuleCacheDir(); got != want {
+			t.Errorf("module_cache %q: dir %q, want %q", in, got, want)
+		}
 	}
 }

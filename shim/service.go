@@ -255,6 +255,7 @@ func applyPolicy(r *taskapi.CreateTaskRequest, annotations map[string]string, cf
 		cfg.Backend = backend
 		cfg.Steward, err = policy.ChooseSteward(annotations[keep.AnnotationSteward])
 		cfg.StewardCA = policy.StewardCA
+		cfg.ModuleCache = policy.ModuleCacheDir()
 	}
 	switch {
 	case err == nil:
