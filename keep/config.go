@@ -126,4 +126,9 @@ type Ready struct {
 	Certificate string `json:"certificate,omitempty"`
 	// CertifyTime is how long getting the certificate took.
 	CertifyTime time.Duration `json:"certify_time,omitempty"`
+	// ModuleCache says whether the module came from the node's module
+	// cache: CacheHit, CacheMiss or CacheOff, then ": reason" if any.
+	ModuleCache string `json:"module_cache,omitempty"`
+	// CompileTime is how long loading or compiling the module took.
+	CompileTime time.Duration `json:"compile_time,omitempty"`
 }

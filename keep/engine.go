@@ -17,6 +17,24 @@ type Engine interface {
 	Compile(ctx context.Context, wasm []byte) (Module, error)
 }
 
+// Precompiler is implemented by an Engine that can save a compiled module's
+// native code and load it again: the Keep then shares compiled modules with
+// the node's other Keeps through the module cache (Config.ModuleCache).
+type Precompiler interface {
+	// Fingerprint identifies what native code depends on besides the
+	// module: the engine's version, its settings and the target. Native
+	// code is only loaded by an engine with the same fingerprint.
+	Fingerprint() string
+	// Serialize returns the native code of m, which this engine's Compile
+	// or Load returned.
+	Serialize(m Module) ([]byte, error)
+	// Load loads the native code that Serialize returned from the start of
+	// the file at path; bytes after it (the cache's trailer) are ignored.
+	// Load trusts the file: loading bytes that Serialize did not return is
+	// undefined behaviour, so the caller verifies them first.
+	Load(ctx context.Context, path string) (Module, error)
+}
+
 // Module is a compiled module, ready to be instantiated and run once or more.
 type Module interface {
 	// Run instantiates the module with WASI and calls opts.Entrypoint.

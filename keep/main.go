@@ -66,6 +66,9 @@ func Main(args []string, newEngine EngineFactory) int {
 	if err := cfg.Validate(); err != nil {
 		return fail(err)
 	}
+	if err := checkNullStdio(cfg.NullStdio); err != nil {
+		return fail(err)
+	}
 	ctx := context.Background()
 	module, att, ready, err := prepare(ctx, cfg, newEngine)
 	if err != nil {
@@ -87,6 +90,10 @@ func Main(args []string, newEngine EngineFactory) int {
 		if err != nil {
 			return StatusFailed
 		}
+	}
+	if err := nullStdio(cfg.NullStdio); err != nil {
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
+		return StatusFailed
 	}
 	return run(ctx, cfg, module, signals)
 }
@@ -177,7 +184,9 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 	if err != nil {
 		return nil, nil, Ready{}, fmt.Errorf("start engine: %w", err)
 	}
-	module, err := engine.Compile(ctx, wasm)
+	compileBegan := time.Now()
+	module, cacheStatus, err := compile(ctx, engine, cfg.ModuleCache, wasm, workloadDigest)
+	compileTook := time.Since(compileBegan)
 	if err != nil {
 		return nil, nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
@@ -206,6 +215,8 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 		AttestTime:     a.took,
 		Certificate:    string(a.certificate),
 		CertifyTime:    a.certifyTook,
+		ModuleCache:    cacheStatus,
+		CompileTime:    compileTook,
 	}, nil
 }
 
@@ -226,7 +237,13 @@ func run(ctx context.Context, cfg Config, module Module, signals <-chan os.Signa
 	}()
 
 	opts := RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
-	opts.Preopens = append(opts.Preopens, cfg.Preopens...)
+	opts.Env = withPWD(opts.Env, cfg.Cwd)
+	for _, p := range cfg.Preopens {
+		// The Keep's own state directory is never hidden by a mount.
+		if cfg.StateDir == "" || p.GuestPath != GuestStateDir {
+			opts.Preopens = append(opts.Preopens, p)
+		}
+	}
 	if cfg.StateDir != "" {
 		opts.Preopens = append(opts.Preopens, Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
 	}

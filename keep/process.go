@@ -13,6 +13,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Subcommand is the first argument that makes the runtime binary act as a
@@ -73,6 +76,13 @@ type StartOptions struct {
 	Config Config
 	// Stdio is the workload's standard I/O.
 	Stdio Stdio
+	// Cgroup is the control group the Keep is placed in as soon as it
+	// starts, before it compiles its module: the OCI spec's
+	// linux.cgroupsPath. Empty means the Keep stays in the caller's.
+	Cgroup string
+	// Resources are the OCI spec's linux.resources, applied to Cgroup
+	// (see NewCgroup for what is applied when). Nil means none.
+	Resources *specs.LinuxResources
 }
 
 // Process is a Keep process seen from the shim.
@@ -83,11 +93,19 @@ type Process struct {
 	ready Ready
 	// ctlMu serialises requests after ready (Run, Attest).
 	ctlMu sync.Mutex
+	// cgroup is the Keep's control group, nil when it has none; memory
+	// is the container's memory limits, applied to it by Run.
+	cgroup *Cgroup
+	memory *specs.LinuxMemory
 
-	done     chan struct{}
-	mu       sync.Mutex
-	status   int
-	exitedAt time.Time
+	done chan struct{}
+	// readyRead is closed once Start has read the Keep's first answer (or
+	// will not): wait closes the control socket only then, so that a Keep
+	// that answers and exits at once never loses its answer.
+	readyRead chan struct{}
+	mu        sync.Mutex
+	status    int
+	exitedAt  time.Time
 }
 
 // Start executes a Keep process and waits until it reports ready: the module
@@ -118,6 +136,24 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		return nil, fmt.Errorf("keep %s: control socket: %w", opts.Config.ID, err)
 	}
 
+	var cg *Cgroup
+	if opts.Cgroup != "" {
+		// Made before the Keep starts, so that a cgroup that cannot be made
+		// starts nothing.
+		if cg, err = NewCgroup(opts.Cgroup, opts.Resources); err != nil {
+			ctl.Close()
+			return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
+		}
+	}
+	dropCgroup := func() {
+		if cg == nil {
+			return
+		}
+		if err := cg.Delete(); err != nil {
+			log.G(ctx).WithError(err).WithField("id", opts.Config.ID).Warn("remove the cgroup of a Keep that did not start")
+		}
+	}
+
 	cmd := exec.Command(exe, Subcommand, "-id", opts.Config.ID)
 	cmd.Dir = opts.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
@@ -128,18 +164,38 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		ctl.Close()
+		dropCgroup()
 		return nil, fmt.Errorf("keep %s: start %s: %w", opts.Config.ID, exe, err)
 	}
-	p := &Process{cmd: cmd, ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{})}
+	// Only the Keep holds the other end now: when it exits, reads see EOF
+	// after whatever it sent.
+	remote.Close()
+	p := &Process{cmd: cmd, ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{}), readyRead: make(chan struct{}), cgroup: cg}
+	if opts.Resources != nil {
+		p.memory = opts.Resources.Memory
+	}
 	go p.wait()
 
+	// The Keep waits for its config before it does anything: in its cgroup
+	// by then, it is limited and accounted from its first real work.
+	if cg != nil {
+		if err := cg.Add(p.Pid()); err != nil {
+			p.kill()
+			dropCgroup()
+			return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
+		}
+	}
+
 	if err := json.NewEncoder(ctl).Encode(request{Config: &opts.Config}); err != nil {
+		close(p.readyRead)
 		p.kill()
+		dropCgroup()
 		return nil, fmt.Errorf("keep %s: send config: %w", opts.Config.ID, err)
 	}
 
 	answer := make(chan error, 1)
 	go func() {
+		defer close(p.readyRead)
 		var resp response
 		if err := p.dec.Decode(&resp); err != nil {
 			answer <- err
@@ -162,6 +218,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 			return p, nil
 		}
 		p.kill()
+		dropCgroup()
 		if errors.Is(err, io.EOF) {
 			status, _ := p.Status()
 			return nil, fmt.Errorf("keep %s exited with status %d before it was ready", opts.Config.ID, status)
@@ -169,6 +226,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
 	case <-ctx.Done():
 		p.kill()
+		dropCgroup()
 		return nil, fmt.Errorf("keep %s: waiting for ready: %w", opts.Config.ID, ctx.Err())
 	}
 }
@@ -192,8 +250,13 @@ func (p *Process) wait() {
 	p.mu.Lock()
 	p.status, p.exitedAt = status, time.Now()
 	p.mu.Unlock()
-	p.ctl.Close()
 	close(p.done)
+	// The Keep's end is closed now, so reads see EOF after what it sent;
+	// close ours once Start has read its answer.
+	go func() {
+		<-p.readyRead
+		p.ctl.Close()
+	}()
 }
 
 func (p *Process) kill() {
@@ -234,10 +297,18 @@ func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 	return resp.Evidence, nil
 }
 
-// Run tells a ready Keep to start its workload.
+// Cgroup is the Keep's control group, nil when it was started without one.
+// It outlives the Keep: whoever deletes the task deletes it.
+func (p *Process) Cgroup() *Cgroup { return p.cgroup }
+
+// Run tells a ready Keep to start its workload. The container's memory
+// limit is applied to the Keep's cgroup first (see limitMemory).
 func (p *Process) Run() error {
 	p.ctlMu.Lock()
 	defer p.ctlMu.Unlock()
+	if err := p.limitMemory(); err != nil {
+		return err
+	}
 	if err := json.NewEncoder(p.ctl).Encode(request{Run: true}); err != nil {
 		select {
 		case <-p.done:
@@ -245,6 +316,36 @@ func (p *Process) Run() error {
 		default:
 		}
 		return fmt.Errorf("keep pid %d: send run: %w", p.Pid(), err)
+	}
+	return nil
+}
+
+// limitMemory sets the kernel's memory limit of the Keep's cgroup, once the
+// Keep has compiled its module and before its workload runs: the
+// container's limit, plus what the Keep uses now (its engine and the
+// compiled code), plus MemoryHeadroom.
+//
+// The container's limit is the cap of the workload's linear memory
+// (Config.MemoryLimit), so the engine refuses a growth past it and the Keep
+// reports "memory limit N bytes exceeded" before the kernel's OOM killer
+// would end it without a word. The kernel's limit still bounds the whole
+// Keep. Compiling is left out of it because compiling a Go module takes
+// about 90 MB, more than many containers give their workload.
+func (p *Process) limitMemory() error {
+	if p.cgroup == nil || p.memory == nil || p.memory.Limit == nil || *p.memory.Limit <= 0 {
+		return nil
+	}
+	used, err := p.cgroup.MemoryUsage()
+	if err != nil {
+		return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
+	}
+	extra := int64(used) + MemoryHeadroom
+	var swap int64
+	if p.memory.Swap != nil && *p.memory.Swap > 0 {
+		swap = *p.memory.Swap + extra
+	}
+	if err := p.cgroup.SetMemoryLimit(*p.memory.Limit+extra, swap); err != nil {
+		return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
 	}
 	return nil
 }

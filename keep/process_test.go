@@ -145,7 +145,11 @@ func TestStartReportsReady(t *testing.T) {
 	if got.AttestTime <= 0 {
 		t.Errorf("attest time %v", got.AttestTime)
 	}
+	if got.ModuleCache != keep.CacheOff || got.CompileTime <= 0 {
+		t.Errorf("module cache %q, compile time %v; want %q without a cache directory", got.ModuleCache, got.CompileTime, keep.CacheOff)
+	}
 	got.Evidence, got.RuntimeDigest, got.EvidenceDigest, got.AttestTime = nil, "", "", 0
+	got.ModuleCache, got.CompileTime = "", 0
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Ready() = %+v, want %+v", got, want)
 	}

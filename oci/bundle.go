@@ -59,6 +59,11 @@ func Rootfs(bundle string, spec *specs.Spec) string {
 // _start. When there is no such file, a wasm artifact image (config
 // architecture "wasm" with a wasm layer) provides the module and args[0] is
 // only the program name.
+//
+// The workload's files are the root filesystem and the bind mounts, as
+// preopened directories (see Preopens), and its working directory is
+// process.cwd. An Enarx.toml in the image adds args, env and stdio settings
+// (see EnarxTOMLFile).
 func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images ImageStore) (keep.Config, error) {
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
 		return keep.Config{}, errors.New("oci: process.args is empty: name the module to run, e.g. /app.wasm (`enarx package` sets it in the image)")
@@ -72,11 +77,16 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 		Args:       args,
 		Env:        spec.Process.Env,
 	}
+	// The workload's linear memory is capped at the container's memory
+	// limit; the Keep's cgroup bounds the whole Keep (keep.Process.Run).
+	if l := spec.Linux; l != nil && l.Resources != nil && l.Resources.Memory != nil && l.Resources.Memory.Limit != nil && *l.Resources.Memory.Limit > 0 {
+		cfg.MemoryLimit = *l.Resources.Memory.Limit
+	}
 
 	module, err := moduleInRootfs(Rootfs(bundle, spec), name)
 	if err == nil {
 		cfg.Module = module
-		return cfg, nil
+		return withFiles(ctx, cfg, bundle, spec, nil)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return keep.Config{}, err
@@ -90,7 +100,7 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 		}
 		if found {
 			cfg.Module = dst
-			return cfg, nil
+			return withFiles(ctx, cfg, bundle, spec, images)
 		}
 	}
 	return keep.Config{}, notFound

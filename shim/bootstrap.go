@@ -277,10 +277,12 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	}
 	// The same cleanup as Delete, with the rootfs where Create mounted it.
 	rootfs := filepath.Join(bundle, "rootfs")
+	var cgroup *keep.Cgroup
 	if spec, err := oci.LoadSpec(bundle); err == nil {
 		rootfs = oci.Rootfs(bundle, spec)
+		cgroup = loadCgroup(ctx, spec)
 	}
-	t := &task{id: f.id, bundle: bundle, rootfs: rootfs}
+	t := &task{id: f.id, bundle: bundle, rootfs: rootfs, cgroup: cgroup}
 	t.cleanup(ctx)
 	b, err := proto.Marshal(&taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.Now(),

@@ -222,13 +222,14 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
-	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep})
+	cgroupPath, resources := cgroupOf(spec)
+	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep, Cgroup: cgroupPath, Resources: resources})
 	t.io.closeKeepSide()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	// From here on, a failure kills and reaps the Keep (the defer above).
-	t.keep = proc
+	t.keep, t.cgroup = proc, proc.Cgroup()
 	pidFile := filepath.Join(r.Bundle, keepPIDFile)
 	if err = os.WriteFile(pidFile, []byte(strconv.Itoa(t.keep.Pid())), 0o600); err != nil {
 		return nil, fmt.Errorf("write %s: %w", pidFile, err)
@@ -238,7 +239,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
-		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).Info("keep ready")
+		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).Info("keep ready")
 	return t, nil
 }
 
@@ -338,7 +339,7 @@ func attestationLabel(r keep.Ready) string {
 }
 
 // cleanup removes what Create made in the bundle: the mounted root
-// filesystem, the artifact module, the PID file.
+// filesystem, the artifact module, the PID file; and the Keep's cgroup.
 func (t *task) cleanup(ctx context.Context) {
 	if t.io != nil {
 		t.io.closeKeepSide()
@@ -357,6 +358,7 @@ func (t *task) cleanup(ctx context.Context) {
 	if err := os.RemoveAll(filepath.Join(t.bundle, keepStateDir)); err != nil {
 		log.G(ctx).WithError(err).Warn("clean bundle")
 	}
+	t.removeCgroup(ctx)
 }
 
 // watch records the Keep's exit once and publishes it.
@@ -499,10 +501,6 @@ func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 		s.onEmpty()
 	}
 	return &emptypb.Empty{}, nil
-}
-
-func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	return nil, unsupported("task metrics", "cgroup metrics of Keeps are not collected yet")
 }
 
 func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {

@@ -743,10 +743,14 @@ func TestServiceErrors(t *testing.T) {
 		},
 		"Update":    func() error { _, err := h.svc.Update(ctx, &taskapi.UpdateTaskRequest{ID: r.ID}); return err },
 		"ResizePty": func() error { _, err := h.svc.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: r.ID}); return err },
-		"Stats":     func() error { _, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: r.ID}); return err },
 	} {
 		wantCode(t, name, call(), codes.Unimplemented, "not supported")
 	}
+	// Metrics are the cgroup's, and this spec names none.
+	_, err = h.svc.Stats(ctx, &taskapi.StatsRequest{ID: r.ID})
+	wantCode(t, "Stats without a cgroup", err, codes.NotFound, "no cgroup")
+	_, err = h.svc.Stats(ctx, &taskapi.StatsRequest{ID: unknown})
+	wantCode(t, "Stats", err, codes.NotFound, unknown)
 
 	// Create requests that are refused before anything starts.
 	bundle, _ := newBundle(t, "exit 0")

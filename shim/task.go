@@ -57,6 +57,8 @@ type task struct {
 	stdin, stdout, stderr string
 	io                    *stdio
 	keep                  *keep.Process
+	// cgroup is the Keep's cgroup, removed with the task; nil for none.
+	cgroup *keep.Cgroup
 	// attested is the payload of the task's /enarx/attestation event.
 	attested *eventstypes.ContainerUpdate
 	// reaped is closed once the Keep's exit has been recorded and published.

@@ -169,11 +169,13 @@ func descriptorOf(mediaType string, blob []byte) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
 }
 
-// tarFile is one regular file for tarFiles.
+// tarFile is one regular file for tarFiles, or a symbolic link to Link
+// when Link is set.
 type tarFile struct {
 	Name string
 	Mode int64
 	Data []byte
+	Link string
 }
 
 // tarFiles returns an uncompressed tar of files (owned by root, mtime 0),
@@ -194,6 +196,9 @@ func tarFiles(files []tarFile) ([]byte, error) {
 			}
 		}
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.Name, Mode: f.Mode, Size: int64(len(f.Data)), ModTime: time.Unix(0, 0)}
+		if f.Link != "" {
+			hdr = &tar.Header{Typeflag: tar.TypeSymlink, Name: f.Name, Linkname: f.Link, Mode: 0o777, ModTime: time.Unix(0, 0)}
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("tar %s: %w", f.Name, err)
 		}

@@ -70,6 +70,11 @@ var (
 	_ keep.Module = (*Module)(nil)
 )
 
+// settings names the Config settings that New applies, for Fingerprint: a
+// change to New must change it, or Keeps would load native code compiled
+// with the old settings (wasmtime refuses some mismatches, not all).
+const settings = "strategy=cranelift epoch_interruption=true"
+
 // New returns an Engine using Cranelift with epoch interruption enabled.
 //
 // It returns an error for symmetry with engines whose set-up can fail;
@@ -261,6 +266,10 @@ func (m *Module) checkCallable(role, name string) error {
 // entrypoint) gives (n, nil); the entrypoint returning gives (0, nil). A trap
 // gives a *keep.TrapError, and an interruption because ctx was cancelled an
 // error matching both keep.ErrInterrupted and ctx's error.
+//
+// opts.MemoryLimit caps each linear memory (see memoryLimit): a module whose
+// initial memory is above it, or that fails after growing to it, gives a
+// *keep.TrapError that starts with "memory limit N bytes exceeded".
 func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
 	entry := opts.Entrypoint
 	if entry == "" {
@@ -294,6 +303,8 @@ func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
 	// whenever the Go GC, which does not see their size, gets to it.
 	defer store.Close()
 	store.SetWasi(wasi)
+	limit := memoryLimit{bytes: opts.MemoryLimit}
+	limit.apply(store)
 
 	linker := wasmtime.NewLinker(m.engine.engine)
 	defer linker.Close()
@@ -309,15 +320,18 @@ func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
 
 	inst, err := linker.Instantiate(store, m.module)
 	if err != nil {
+		if lerr := limit.instantiateError(err); lerr != nil {
+			return 0, lerr
+		}
 		return w.result(ctx, "instantiate module", err)
 	}
 	if callInit {
 		if status, done, err := call(ctx, w, store, inst, initializeExport); done {
-			return status, err
+			return limit.explain(store, inst, status, err)
 		}
 	}
 	if status, done, err := call(ctx, w, store, inst, entry); done {
-		return status, err
+		return limit.explain(store, inst, status, err)
 	}
 	return 0, nil
 }

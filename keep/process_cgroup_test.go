@@ -1,0 +1,106 @@
+package keep_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
+
+// TestStartInCgroup starts a Keep in a cgroup of its own: it is there
+// before it is ready, the memory limit is applied when it runs, with room
+// for the Keep itself, and the cgroup outlives the Keep until deleted.
+func TestStartInCgroup(t *testing.T) {
+	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
+		t.Skip("creating cgroups needs root and a cgroup file system")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	parent := "/enarx-keep-test-" + hex.EncodeToString(b)
+	path := parent + "/keep"
+	memDir := filepath.Join("/sys/fs/cgroup/memory", path)
+	limitFile := "memory.limit_in_bytes"
+	if cgroups.Mode() == cgroups.Unified {
+		memDir, limitFile = filepath.Join("/sys/fs/cgroup", path), "memory.max"
+	}
+	t.Cleanup(func() {
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+		for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent)) {
+			_ = os.Remove(d)
+		}
+	})
+
+	limit := int64(16 << 20)
+	opts := startOptions(t, "exit 7")
+	opts.Cgroup = path
+	opts.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
+	p := startKeep(t, opts)
+	if p.Cgroup() == nil || p.Cgroup().Path() != path {
+		t.Fatalf("Cgroup() = %v, want the cgroup %s", p.Cgroup(), path)
+	}
+	t.Cleanup(func() { _ = p.Cgroup().Delete() })
+	procs, err := os.ReadFile(filepath.Join(memDir, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains("\n"+string(procs), "\n"+strconv.Itoa(p.Pid())+"\n") {
+		t.Errorf("cgroup.procs %q does not list the Keep, pid %d", procs, p.Pid())
+	}
+
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	raw, err := os.ReadFile(filepath.Join(memDir, limitFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s = %q: %v", limitFile, raw, err)
+	}
+	// The container's limit, what the Keep used and the headroom; far less
+	// than unlimited.
+	if got < limit+keep.MemoryHeadroom || got > limit+keep.MemoryHeadroom+(1<<30) {
+		t.Errorf("%s = %d, want the limit %d plus the Keep's use plus %d", limitFile, got, limit, keep.MemoryHeadroom)
+	}
+	if status := exitStatus(t, p, 10*time.Second); status != 7 {
+		t.Errorf("exit status %d, want 7", status)
+	}
+	if _, err := os.Stat(memDir); err != nil {
+		t.Errorf("the cgroup is gone with the Keep: %v", err)
+	}
+	if err := p.Cgroup().Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := os.Stat(memDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after Delete: %v", memDir, err)
+	}
+}
+
+// TestStartCgroupRefused fails to start a Keep in a systemd cgroup, and
+// starts nothing.
+func TestStartCgroupRefused(t *testing.T) {
+	opts := startOptions(t, "exit 0")
+	opts.Cgroup = "system.slice:enarx:test"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := keep.Start(ctx, opts)
+	if err == nil {
+		_ = p.Signal(9)
+		t.Fatal("Start succeeded in a systemd cgroup")
+	}
+	if !strings.Contains(err.Error(), "systemd cgroup paths") {
+		t.Errorf("error %q does not say why", err)
+	}
+}

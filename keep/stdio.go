@@ -1,0 +1,74 @@
+package keep
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// stdioFDs are the file descriptors of the streams Config.NullStdio names.
+var stdioFDs = map[string]int{"stdin": 0, "stdout": 1, "stderr": 2}
+
+// checkNullStdio reports a name in Config.NullStdio that is not a standard
+// stream.
+func checkNullStdio(names []string) error {
+	for _, name := range names {
+		if _, ok := stdioFDs[name]; !ok {
+			return fmt.Errorf("keep config: null_stdio: %q is not stdin, stdout or stderr", name)
+		}
+	}
+	return nil
+}
+
+// nullStdio connects the named standard streams of the Keep process, which
+// the workload inherits, to /dev/null. When stderr is one of them, the
+// Keep's own messages (a trap, a failure) keep going to the container's
+// stderr through a copy of it: they are the runtime's, not the workload's.
+func nullStdio(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	if err := checkNullStdio(names); err != nil {
+		return err
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open %s for the workload's %s: %w", os.DevNull, strings.Join(names, ", "), err)
+	}
+	defer null.Close()
+	if slices.Contains(names, "stderr") {
+		fd, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return fmt.Errorf("keep a copy of stderr: %w", err)
+		}
+		os.Stderr = os.NewFile(uintptr(fd), "/dev/stderr")
+	}
+	for _, name := range names {
+		if err := unix.Dup3(int(null.Fd()), stdioFDs[name], 0); err != nil {
+			return fmt.Errorf("connect the workload's %s to %s: %w", name, os.DevNull, err)
+		}
+	}
+	return nil
+}
+
+// withPWD returns env with PWD=cwd added, unless cwd is empty or env sets
+// PWD already.
+//
+// WASI preview 1 has no working directory. Go's wasip1 runtime takes $PWD
+// as its own and resolves relative paths against it, which is how
+// process.cwd reaches a Go workload. WASI libc (C, C++, Rust) starts in "/"
+// whatever the environment says; such a workload must chdir($PWD) itself.
+func withPWD(env []string, cwd string) []string {
+	if cwd == "" {
+		return env
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PWD=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PWD="+cwd)
+}

@@ -1,0 +1,120 @@
+package wasmtime
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
+
+// minGrowthWindow is the smallest growthWindow: the Go runtime grows a
+// wasm heap in arenas of 4 MiB, and an allocation fails once the next one
+// no longer fits.
+const minGrowthWindow = 4 << 20
+
+// memoryLimit caps the linear memory of one run (keep.RunOptions.MemoryLimit)
+// and recognises a run that failed because of the cap.
+//
+// wasmtime-go v39 only offers wasmtime's fixed store limiter: a memory.grow
+// past the cap returns -1, but nothing tells the host that it did. The
+// module then fails in its own way — the Go runtime prints "out of memory"
+// and exits with status 2, Rust and C programs abort with a trap — so a
+// failed run is attributed to the cap when one of the instance's exported
+// memories ended within growthWindow of it: the next growth a module
+// typically asks for (an allocator's arena, a large buffer) no longer fits.
+// A module that asks for one huge growth far below the cap fails with its
+// own message only.
+type memoryLimit struct {
+	// bytes is the cap; 0 means none.
+	bytes int64
+}
+
+// apply installs the cap on store. It applies to each linear memory of the
+// store (modules have one); tables and instance counts keep wasmtime's
+// defaults.
+func (l memoryLimit) apply(store *wasmtime.Store) {
+	if l.bytes <= 0 {
+		return
+	}
+	store.Limiter(l.bytes, -1, -1, -1, -1)
+}
+
+// growthWindow is how close to the cap a memory must have grown for a
+// failure to be attributed to the cap: 1/16 of it, at least minGrowthWindow,
+// and never more than half of it.
+func (l memoryLimit) growthWindow() int64 {
+	return min(max(l.bytes/16, minGrowthWindow), l.bytes/2)
+}
+
+// instantiateError turns the failure of instantiating a module whose
+// initial memory is above the cap into the cap's error; it returns nil for
+// any other failure.
+func (l memoryLimit) instantiateError(err error) error {
+	if l.bytes <= 0 || err == nil {
+		return nil
+	}
+	// wasmtime: "memory minimum size of N pages exceeds memory limits".
+	msg := errorText(err)
+	if !strings.Contains(msg, "exceeds memory limits") {
+		return nil
+	}
+	return l.exceeded("the module's initial memory is larger", firstLine(msg))
+}
+
+// explain passes a run's result through, unless the run failed (a trap or
+// a non-zero exit status) with a memory at the cap: then it returns the
+// cap's error.
+func (l memoryLimit) explain(store *wasmtime.Store, inst *wasmtime.Instance, status int, err error) (int, error) {
+	if l.bytes <= 0 || inst == nil {
+		return status, err
+	}
+	var trap *keep.TrapError
+	var cause string
+	switch {
+	case err == nil && status == 0:
+		return status, err
+	case err == nil:
+		cause = fmt.Sprintf("the module exited with status %d", status)
+	case errors.As(err, &trap):
+		cause = trap.Message
+	default:
+		// Interrupted, or the host failed: not the module's memory.
+		return status, err
+	}
+	used, ok := l.atCap(store, inst)
+	if !ok {
+		return status, err
+	}
+	return 0, l.exceeded(fmt.Sprintf("%d bytes in use, memory.grow refused", used), cause)
+}
+
+// atCap reports whether an exported memory of inst has grown to within
+// growthWindow of the cap, and its size.
+func (l memoryLimit) atCap(store *wasmtime.Store, inst *wasmtime.Instance) (int64, bool) {
+	for _, ex := range inst.Exports(store) {
+		mem := ex.Memory()
+		if mem == nil {
+			continue
+		}
+		if size := int64(mem.DataSize(store)); size+l.growthWindow() > l.bytes {
+			return size, true
+		}
+	}
+	return 0, false
+}
+
+// exceeded is the error of a run that needed more linear memory than the
+// cap: what was in use, then what the module did about it. It is a trap
+// (the Keep exits with keep.StatusTrap, 134), an out-of-memory abort as a
+// native program's would be.
+func (l memoryLimit) exceeded(state, cause string) error {
+	return &keep.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the container's memory limit (ctr run --memory-limit, resources.limits.memory): %s", l.bytes, state, cause)}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

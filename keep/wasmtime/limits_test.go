@@ -1,0 +1,180 @@
+package wasmtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
+
+// watGrowThen grows its memory one page at a time until memory.grow
+// returns -1, then runs the instructions growModule puts at THEN.
+const watGrowThen = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (block $refused
+      (loop $grow
+        (br_if $refused (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+        (br $grow)))
+    THEN))`
+
+// growModule is watGrowThen ending with then.
+func growModule(then string) string { return strings.Replace(watGrowThen, "THEN", then, 1) }
+
+func TestMemoryLimit(t *testing.T) {
+	const limit = 1 << 20 // 16 pages
+	e := newEngine(t)
+	for _, tc := range []struct {
+		name  string
+		wat   string
+		limit int64
+		// wantStatus is checked when wantErr is empty.
+		wantStatus int
+		// wantErr lists what the *keep.TrapError's message must contain.
+		wantErr []string
+	}{
+		{
+			// The cap is exact: the module gets 16 pages and no more.
+			name:  "grow up to the cap and return",
+			wat:   growModule(`(if (i32.ne (memory.size) (i32.const 16)) (then (call $exit (i32.const 1))))`),
+			limit: limit,
+		},
+		{
+			name:    "trap after a refused grow",
+			wat:     growModule(`unreachable`),
+			limit:   limit,
+			wantErr: []string{"memory limit 1048576 bytes exceeded", "1048576 bytes in use", "unreachable"},
+		},
+		{
+			name:    "exit after a refused grow",
+			wat:     growModule(`(call $exit (i32.const 2))`),
+			limit:   limit,
+			wantErr: []string{"memory limit 1048576 bytes exceeded", "exited with status 2"},
+		},
+		{
+			name: "initial memory above the cap",
+			wat: `(module
+			  (memory (export "memory") 32)
+			  (func (export "_start")))`,
+			limit:   limit,
+			wantErr: []string{"memory limit 1048576 bytes exceeded", "initial memory"},
+		},
+		{
+			// Far below the cap, a trap is the module's own.
+			name:    "trap below the cap",
+			wat:     watUnreachable,
+			limit:   64 << 20,
+			wantErr: []string{"unreachable"},
+		},
+		{
+			name:       "exit below the cap",
+			wat:        watExit42,
+			limit:      64 << 20,
+			wantStatus: 42,
+		},
+		{
+			// Without a cap, growing stops at wasm32's 4 GiB; a bounded
+			// loop shows that nothing small stops it.
+			name: "no cap",
+			wat: `(module
+			  (memory (export "memory") 1)
+			  (func (export "_start")
+			    (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1)) (then unreachable))))`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := compileWAT(t, e, tc.wat)
+			status, err := m.Run(context.Background(), keep.RunOptions{MemoryLimit: tc.limit})
+			if len(tc.wantErr) == 0 {
+				if err != nil || status != tc.wantStatus {
+					t.Fatalf("Run = %d, %v; want %d, nil", status, err, tc.wantStatus)
+				}
+				return
+			}
+			var trap *keep.TrapError
+			if !errors.As(err, &trap) {
+				t.Fatalf("Run = %d, %v; want a *keep.TrapError", status, err)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(trap.Message, want) {
+					t.Errorf("trap message %q does not contain %q", trap.Message, want)
+				}
+			}
+			if strings.Contains(trap.Message, "memory limit") != strings.Contains(tc.wantErr[0], "memory limit") {
+				t.Errorf("trap message %q: attributed to the cap wrongly", trap.Message)
+			}
+		})
+	}
+}
+
+func TestMemoryLimitGrowthWindow(t *testing.T) {
+	for _, tc := range []struct{ limit, want int64 }{
+		{1 << 20, 512 << 10},      // half of a tiny cap
+		{64 << 20, 4 << 20},       // the Go runtime's arena
+		{1 << 30, (1 << 30) / 16}, // 1/16 of a large one
+	} {
+		if got := (memoryLimit{bytes: tc.limit}).growthWindow(); got != tc.want {
+			t.Errorf("growthWindow(%d) = %d, want %d", tc.limit, got, tc.want)
+		}
+	}
+}
+
+var (
+	allocOnce sync.Once
+	allocPath string
+	allocErr  error
+)
+
+// goAllocWasm builds testdata/alloc for wasip1 once per test process.
+func goAllocWasm(t testing.TB) string {
+	t.Helper()
+	allocOnce.Do(func() {
+		out := filepath.Join(fixtureDir, "alloc.wasm")
+		cmd := exec.Command(goTool(), "build", "-o", out, "main.go")
+		cmd.Dir = filepath.Join("testdata", "alloc")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			allocErr = errors.New(err.Error() + "\n" + string(msg))
+			return
+		}
+		allocPath = out
+	})
+	if allocErr != nil {
+		t.Fatalf("build testdata/alloc for wasip1: %v", allocErr)
+	}
+	return allocPath
+}
+
+// TestMemoryLimitGo runs a Go program that allocates until it runs out: the
+// Go runtime exits with status 2 when memory.grow is refused, and Run turns
+// that into the cap's error.
+func TestMemoryLimitGo(t *testing.T) {
+	wasm := goAllocWasm(t)
+	t.Run("allocate until refused", func(t *testing.T) {
+		t.Parallel()
+		r := runChild(t, wasm, keep.RunOptions{Args: []string{"alloc"}, MemoryLimit: 32 << 20}, "")
+		if r.status != helperFailure {
+			t.Fatalf("exit status %d, want the helper's failure %d; stderr: %s", r.status, helperFailure, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "helper: wasm trap: memory limit 33554432 bytes exceeded") {
+			t.Errorf("stderr does not report the memory limit:\n%s", r.stderr)
+		}
+		if !strings.Contains(r.stdout, "allocated 20 MiB") {
+			t.Errorf("the module stopped early:\n%s", r.stdout)
+		}
+	})
+	t.Run("allocate within the cap", func(t *testing.T) {
+		t.Parallel()
+		r := runChild(t, wasm, keep.RunOptions{Args: []string{"alloc", "8"}, MemoryLimit: 32 << 20}, "")
+		if r.status != 0 || !strings.Contains(r.stdout, "done, holding 8 blocks") {
+			t.Fatalf("exit status %d, want 0\nstdout: %s\nstderr: %s", r.status, r.stdout, r.stderr)
+		}
+	})
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmarks, each against a peer measured in the same run (`make bench`):
+# start-up (`ctr run --rm`, cold and warm module cache, against runc and a
+# do-nothing shim), memory per idle container, the engine on CPU-bound work
+# against wazero and native, 100 concurrent containers, and the attestation
+# verifier. Prints the table and writes BENCHMARKS.md.
+#
+# Needs root, both daemons (scripts/containerd.sh install) and our binaries
+# in $ENARX_BIN_DIR (default bin/, `make build`). Settings:
+#
+#   BENCH_RUNS=20          runs per start-up case
+#   BENCH_ENGINE_RUNS=5    runs per engine and workload
+#   BENCH_CONCURRENCY=100  parallel `ctr run`s in the throughput benchmark
+#   BENCH_FILTER=.         go test -bench pattern for the end-to-end benchmarks
+#   BENCH_REPORT=BENCHMARKS.md  where the report goes
+#   BENCH_OUT=FILE         keep the raw results (JSON lines) there
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+GO=${GO:-go}
+export ENARX_BIN_DIR=${ENARX_BIN_DIR:-$root/bin}
+export BENCH_RUNS=${BENCH_RUNS:-20}
+export BENCH_ENGINE_RUNS=${BENCH_ENGINE_RUNS:-5}
+export BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-100}
+filter=${BENCH_FILTER:-.}
+report=${BENCH_REPORT:-$root/BENCHMARKS.md}
+case $report in /*) ;; *) report=$root/$report ;; esac
+
+for b in containerd-shim-enarx-v1 enarx; do
+	if [ ! -x "$ENARX_BIN_DIR/$b" ]; then
+		echo "bench: $ENARX_BIN_DIR/$b is missing: run make build (or set ENARX_BIN_DIR)" >&2
+		exit 1
+	fi
+done
+
+tmp=$(mktemp -d /tmp/enarx-bench.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+export BENCH_OUT=${BENCH_OUT:-$tmp/results.jsonl}
+: >"$BENCH_OUT"
+
+eval "$(scripts/containerd.sh env)"
+
+echo "== attestation verifier"
+"$GO" test -run '^$' -bench . -benchtime 2s -cpu 1 ./attestation/verify | tee "$tmp/verify.txt"
+# "BenchmarkVerifySNP   12345   96789 ns/op ..." -> one JSON line per benchmark.
+awk '/^Benchmark/ {
+	name = $1; sub(/-[0-9]+$/, "", name)
+	for (i = 3; i < NF; i++) if ($(i + 1) == "ns/op")
+		printf "{\"group\":\"verify\",\"case\":\"%s\",\"unit\":\"ns/op\",\"n\":%d,\"median\":%s,\"failures\":0}\n", name, $2, $i
+}' "$tmp/verify.txt" >>"$BENCH_OUT"
+
+echo "== end to end (BENCH_RUNS=$BENCH_RUNS BENCH_ENGINE_RUNS=$BENCH_ENGINE_RUNS BENCH_CONCURRENCY=$BENCH_CONCURRENCY)"
+"$GO" test -count=1 -run '^$' -bench "$filter" -benchtime 1x -timeout 60m ./test/
+
+BENCH_REPORT=$report "$GO" test -count=1 -run '^TestBenchReport$' ./test/ >/dev/null
+echo
+sed -n '/^## Results/,/^## Method/{/^## Method/d;p}' "$report"
+echo "wrote $report"
