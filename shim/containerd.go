@@ -86,6 +86,14 @@ func (d *daemon) SetLabels(ctx context.Context, ns, id string, labels map[string
 	return nil
 }
 
+// Warm starts connecting to containerd in the background, so that the
+// first call (Create's labels) does not wait for the connection.
+func (d *daemon) Warm() {
+	if conn, err := d.connect(); err == nil {
+		conn.Connect()
+	}
+}
+
 // Image is the image of a container, read through containerd's image and
 // content services.
 func (d *daemon) Image(ns, id string) oci.ImageStore {

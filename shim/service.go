@@ -181,6 +181,10 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 // create mounts the root filesystem, resolves the module, starts the Keep
 // and publishes its attestation labels. On error it undoes what it did.
 func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *task, err error) {
+	began := time.Now()
+	if w, ok := s.daemon.(interface{ Warm() }); ok {
+		w.Warm() // the labels need the connection once the Keep is ready
+	}
 	t := &task{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, reaped: make(chan struct{})}
 	spec, err := oci.LoadSpec(r.Bundle)
 	if err != nil {
@@ -223,6 +227,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
 	cgroupPath, resources := cgroupOf(spec)
+	keepBegan := time.Now()
 	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep, Cgroup: cgroupPath, Resources: resources})
 	t.io.closeKeepSide()
 	if err != nil {
@@ -235,11 +240,16 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("write %s: %w", pidFile, err)
 	}
 	ready := t.keep.Ready()
+	keepTook := time.Since(keepBegan)
+	labelsBegan := time.Now()
 	if t.attested, err = s.publishAttestation(ctx, r.ID, r.Bundle, cfg.Steward, ready); err != nil {
 		return nil, err
 	}
+	labelsTook := time.Since(labelsBegan)
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
-		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).Info("keep ready")
+		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).
+		WithField("keep", keepTook.Round(time.Microsecond)).WithField("labels", labelsTook.Round(time.Microsecond)).
+		WithField("create", time.Since(began).Round(time.Microsecond)).Info("keep ready")
 	return t, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/oci/archive"
 )
 
 // What a workload sees of files: the root filesystem and bind mounts as WASI
@@ -323,7 +324,7 @@ func writeArtifactImage(path, ref string, wasm, toml []byte) error {
 	}
 	md := descriptorOf(ocispec.MediaTypeImageManifest, manifest)
 	md.Platform = &platform
-	md.Annotations = map[string]string{oci.AnnotationImageName: ref, ocispec.AnnotationRefName: refTag(ref)}
+	md.Annotations = map[string]string{archive.AnnotationImageName: ref, ocispec.AnnotationRefName: refTag(ref)}
 	index, err := json.Marshal(ocispec.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageIndex,

@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/oci/archive"
 )
 
 const packageSynopsis = "[OPTIONS] -o OUT.tar MODULE.wasm [ARGS...]"
@@ -28,7 +29,7 @@ which is also what a Kubernetes pod's "image: NAME" refers to.
 
 Forms:
   default     one gzip tar layer with the module at ` + oci.DefaultModulePath + ` (mode 0755),
-              platform linux/` + oci.DefaultPlatform(false).Architecture + ` (this machine's architecture), so
+              platform linux/` + archive.DefaultPlatform(false).Architecture + ` (this machine's architecture), so
               containerd 1.6 and 2.x import and unpack it with no flags:
                 ctr images import OUT.tar
   --artifact  a wasm artifact: platform ` + oci.WasmOS + `/` + oci.WasmArchitecture + `, an empty root filesystem
@@ -56,7 +57,7 @@ func runPackage(ctx context.Context, s stdio, args []string) error {
 	var (
 		artifact    = fs.Bool("artifact", false, "write the wasm artifact form (platform "+oci.WasmOS+"/"+oci.WasmArchitecture+", raw module layer) instead of a tar layer")
 		mediaType   = fs.String("media-type", "", "media type of the module layer of --artifact: "+oci.MediaTypeWasm+" (default), "+oci.MediaTypeWasmModule+" or "+oci.MediaTypeWasmComponentLayer)
-		platform    = fs.String("platform", "", "image platform OS/ARCH[/VARIANT] (default linux/"+oci.DefaultPlatform(false).Architecture+", or "+oci.WasmOS+"/"+oci.WasmArchitecture+" with --artifact)")
+		platform    = fs.String("platform", "", "image platform OS/ARCH[/VARIANT] (default linux/"+archive.DefaultPlatform(false).Architecture+", or "+oci.WasmOS+"/"+oci.WasmArchitecture+" with --artifact)")
 		name        = fs.String("name", "", "image reference (default docker.io/library/NAME:latest, NAME from the module's file name)")
 		out         = fs.String("o", "", "the archive to write (required); - for standard output")
 		env         stringList
@@ -77,7 +78,7 @@ func runPackage(ctx context.Context, s stdio, args []string) error {
 		return usagef("--media-type applies to --artifact only")
 	}
 	modulePath := fs.Arg(0)
-	opts := oci.PackageOptions{
+	opts := archive.PackageOptions{
 		ModuleName:     modulePath,
 		Name:           *name,
 		Artifact:       *artifact,
@@ -86,8 +87,8 @@ func runPackage(ctx context.Context, s stdio, args []string) error {
 		Env:            env,
 	}
 	if opts.Name == "" {
-		opts.Name = oci.DefaultImageName(modulePath)
-	} else if _, err := oci.NormalizeImageName(opts.Name); err != nil {
+		opts.Name = archive.DefaultImageName(modulePath)
+	} else if _, err := archive.NormalizeImageName(opts.Name); err != nil {
 		return usageError{fmt.Errorf("--name: %w", err)}
 	}
 	if *platform != "" {
@@ -119,7 +120,7 @@ func runPackage(ctx context.Context, s stdio, args []string) error {
 	}
 	opts.Module = module
 	var buf bytes.Buffer
-	desc, err := oci.WritePackage(ctx, &buf, opts)
+	desc, err := archive.WritePackage(ctx, &buf, opts)
 	if err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func runPackage(ctx context.Context, s stdio, args []string) error {
 	if err := writeFileAtomic(*out, buf.Bytes()); err != nil {
 		return err
 	}
-	fmt.Fprintf(s.Stdout, "%s: %s %s (%s/%s)\n", *out, desc.Annotations[oci.AnnotationImageName],
+	fmt.Fprintf(s.Stdout, "%s: %s %s (%s/%s)\n", *out, desc.Annotations[archive.AnnotationImageName],
 		desc.Digest, desc.Platform.OS, desc.Platform.Architecture)
 	return nil
 }

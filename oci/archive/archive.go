@@ -1,4 +1,9 @@
-package oci
+// Package archive writes OCI image archives of WebAssembly modules (`enarx
+// package`): an ordinary image whose root filesystem holds the module, or a
+// wasm artifact image. It is apart from package oci so that the shim and the
+// Keep, which only read images, do not link (and initialize) what writing
+// one needs, such as the image-name grammar of distribution/reference.
+package archive
 
 import (
 	"archive/tar"
@@ -22,6 +27,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
 // AnnotationImageName is the index.json annotation that `ctr images import`
@@ -49,10 +56,10 @@ type PackageOptions struct {
 	// "wasip1" and architecture "wasm", no root filesystem, and one layer of
 	// media type LayerMediaType holding the raw module. Otherwise the image
 	// is an ordinary one: a gzip tar layer with the module at
-	// DefaultModulePath.
+	// oci.DefaultModulePath.
 	Artifact bool
 	// LayerMediaType is the media type of the module layer of the artifact
-	// form: one IsWasmLayer accepts. Default MediaTypeWasm. It must be empty
+	// form: one oci.IsWasmLayer accepts. Default oci.MediaTypeWasm. It must be empty
 	// when Artifact is false.
 	LayerMediaType string
 
@@ -138,7 +145,7 @@ func DefaultImageName(modulePath string) string {
 // artifact form.
 func DefaultPlatform(artifact bool) ocispec.Platform {
 	if artifact {
-		return ocispec.Platform{OS: WasmOS, Architecture: WasmArchitecture}
+		return ocispec.Platform{OS: oci.WasmOS, Architecture: oci.WasmArchitecture}
 	}
 	return ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
 }
@@ -152,7 +159,7 @@ func WritePackage(ctx context.Context, w io.Writer, opts PackageOptions) (ocispe
 	if moduleName == "" {
 		moduleName = "module"
 	}
-	if err := CheckModuleHeader(moduleName, opts.Module); err != nil {
+	if err := oci.CheckModuleHeader(moduleName, opts.Module); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	if opts.Name == "" {
@@ -166,9 +173,9 @@ func WritePackage(ctx context.Context, w io.Writer, opts PackageOptions) (ocispe
 		if !opts.Artifact {
 			return ocispec.Descriptor{}, fmt.Errorf("layer media type %q: only the artifact form has a wasm layer", opts.LayerMediaType)
 		}
-		if !IsWasmLayer(opts.LayerMediaType) {
+		if !oci.IsWasmLayer(opts.LayerMediaType) {
 			return ocispec.Descriptor{}, fmt.Errorf("layer media type %q: not a wasm layer type (use %s, %s or %s)",
-				opts.LayerMediaType, MediaTypeWasm, MediaTypeWasmModule, MediaTypeWasmComponentLayer)
+				opts.LayerMediaType, oci.MediaTypeWasm, oci.MediaTypeWasmModule, oci.MediaTypeWasmComponentLayer)
 		}
 	}
 	for _, kv := range opts.Env {
@@ -204,7 +211,7 @@ func WritePackage(ctx context.Context, w io.Writer, opts PackageOptions) (ocispe
 	if opts.Artifact {
 		mediaType := opts.LayerMediaType
 		if mediaType == "" {
-			mediaType = MediaTypeWasm
+			mediaType = oci.MediaTypeWasm
 		}
 		layer = b.add(mediaType, opts.Module)
 		layer.Annotations = map[string]string{ocispec.AnnotationTitle: artifactEntrypoint}
@@ -220,7 +227,7 @@ func WritePackage(ctx context.Context, w io.Writer, opts PackageOptions) (ocispe
 		}
 		layer = b.add(ocispec.MediaTypeImageLayerGzip, gz)
 		config.RootFS.DiffIDs = append(config.RootFS.DiffIDs, digest.FromBytes(tarLayer))
-		config.Config.Entrypoint = []string{DefaultModulePath}
+		config.Config.Entrypoint = []string{oci.DefaultModulePath}
 	}
 	configDesc, err := b.addJSON(ocispec.MediaTypeImageConfig, config)
 	if err != nil {
@@ -287,13 +294,13 @@ func (b blobs) addJSON(mediaType string, v any) (ocispec.Descriptor, error) {
 	return b.add(mediaType, data), nil
 }
 
-// moduleLayer is an uncompressed tar holding the module at DefaultModulePath.
+// moduleLayer is an uncompressed tar holding the module at oci.DefaultModulePath.
 func moduleLayer(module []byte, mtime time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
-		Name:     strings.TrimPrefix(DefaultModulePath, "/"),
+		Name:     strings.TrimPrefix(oci.DefaultModulePath, "/"),
 		Mode:     0o755,
 		Size:     int64(len(module)),
 		ModTime:  mtime,

@@ -1,6 +1,8 @@
-package oci
+package archive
 
 import (
+	"github.com/enarx/containerd-shim-enarx/oci"
+
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
@@ -37,17 +39,17 @@ func TestCheckModuleHeader(t *testing.T) {
 	}{
 		{"good", emptyModule, nil, nil},
 		{"good-long", testModule, nil, nil},
-		{"empty", nil, ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "file is empty", "wasip1"}},
-		{"short-magic", []byte("\x00as"), ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "00 61 73"}},
-		{"short-version", []byte("\x00asm\x01"), ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "ends inside the 8-byte WebAssembly header"}},
-		{"elf", []byte("\x7fELF\x02\x01\x01\x00"), ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "7f 45 4c 46", "GOOS=wasip1 GOARCH=wasm"}},
-		{"text", []byte("(module)"), ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module"}},
-		{"component", componentHeader, ErrWasmComponent, []string{"x.wasm is a WebAssembly component", "components are not supported yet", "wasm32-wasip1"}},
-		{"component-other-version", []byte("\x00asm\x0c\x00\x01\x00"), ErrWasmComponent, []string{"components are not supported yet"}},
-		{"version-2", []byte("\x00asm\x02\x00\x00\x00"), ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "unsupported WebAssembly binary version 2"}},
+		{"empty", nil, oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "file is empty", "wasip1"}},
+		{"short-magic", []byte("\x00as"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "00 61 73"}},
+		{"short-version", []byte("\x00asm\x01"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "ends inside the 8-byte WebAssembly header"}},
+		{"elf", []byte("\x7fELF\x02\x01\x01\x00"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "7f 45 4c 46", "GOOS=wasip1 GOARCH=wasm"}},
+		{"text", []byte("(module)"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module"}},
+		{"component", componentHeader, oci.ErrWasmComponent, []string{"x.wasm is a WebAssembly component", "components are not supported yet", "wasm32-wasip1"}},
+		{"component-other-version", []byte("\x00asm\x0c\x00\x01\x00"), oci.ErrWasmComponent, []string{"components are not supported yet"}},
+		{"version-2", []byte("\x00asm\x02\x00\x00\x00"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "unsupported WebAssembly binary version 2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := CheckModuleHeader("x.wasm", tc.header)
+			err := oci.CheckModuleHeader("x.wasm", tc.header)
 			if tc.is == nil {
 				if err != nil {
 					t.Fatalf("CheckModuleHeader: %v", err)
@@ -218,7 +220,7 @@ func TestWritePackageDefault(t *testing.T) {
 	if c.OS != want.OS || c.Architecture != want.Architecture {
 		t.Errorf("config platform %s/%s", c.OS, c.Architecture)
 	}
-	if !slices.Equal(c.Config.Entrypoint, []string{DefaultModulePath}) || !slices.Equal(c.Config.Cmd, []string{"a", "b"}) ||
+	if !slices.Equal(c.Config.Entrypoint, []string{oci.DefaultModulePath}) || !slices.Equal(c.Config.Cmd, []string{"a", "b"}) ||
 		!slices.Equal(c.Config.Env, []string{"FOO=bar"}) {
 		t.Errorf("config %+v", c.Config)
 	}
@@ -246,7 +248,7 @@ func TestWritePackageDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if "/"+hdr.Name != DefaultModulePath || hdr.Typeflag != tar.TypeReg || hdr.Mode != 0o755 || hdr.Uid != 0 || hdr.Gid != 0 ||
+	if "/"+hdr.Name != oci.DefaultModulePath || hdr.Typeflag != tar.TypeReg || hdr.Mode != 0o755 || hdr.Uid != 0 || hdr.Gid != 0 ||
 		!hdr.ModTime.Equal(time.Unix(0, 0)) {
 		t.Errorf("layer entry %q type %c mode %o owner %d:%d mtime %v", hdr.Name, hdr.Typeflag, hdr.Mode, hdr.Uid, hdr.Gid, hdr.ModTime)
 	}
@@ -263,7 +265,7 @@ func TestWritePackageDefault(t *testing.T) {
 }
 
 func TestWritePackageArtifact(t *testing.T) {
-	for _, mediaType := range []string{"", MediaTypeWasm, MediaTypeWasmModule, MediaTypeWasmComponentLayer} {
+	for _, mediaType := range []string{"", oci.MediaTypeWasm, oci.MediaTypeWasmModule, oci.MediaTypeWasmComponentLayer} {
 		t.Run(mediaType, func(t *testing.T) {
 			archive, _ := writePackage(t, PackageOptions{
 				Module:         testModule,
@@ -274,14 +276,14 @@ func TestWritePackageArtifact(t *testing.T) {
 			})
 			l := readLayout(t, archive)
 			md := l.index.Manifests[0]
-			if md.Platform == nil || md.Platform.OS != WasmOS || md.Platform.Architecture != WasmArchitecture {
+			if md.Platform == nil || md.Platform.OS != oci.WasmOS || md.Platform.Architecture != oci.WasmArchitecture {
 				t.Errorf("index platform %+v", md.Platform)
 			}
 			if md.Annotations[AnnotationImageName] != "ghcr.io/example/hello:v1" || md.Annotations[ocispec.AnnotationRefName] != "v1" {
 				t.Errorf("index annotations %v", md.Annotations)
 			}
 			c := l.config
-			if c.OS != WasmOS || c.Architecture != WasmArchitecture {
+			if c.OS != oci.WasmOS || c.Architecture != oci.WasmArchitecture {
 				t.Errorf("config platform %s/%s", c.OS, c.Architecture)
 			}
 			if c.RootFS.Type != "layers" || c.RootFS.DiffIDs == nil || len(c.RootFS.DiffIDs) != 0 {
@@ -296,7 +298,7 @@ func TestWritePackageArtifact(t *testing.T) {
 			layer := l.manifest.Layers[0]
 			want := mediaType
 			if want == "" {
-				want = MediaTypeWasm
+				want = oci.MediaTypeWasm
 			}
 			if layer.MediaType != want {
 				t.Errorf("layer media type %q, want %q", layer.MediaType, want)
@@ -351,15 +353,15 @@ func TestWritePackageRejects(t *testing.T) {
 		message string
 	}{
 		{"not-wasm", PackageOptions{Module: []byte("#!/bin/sh\necho hi\n"), ModuleName: "hello.sh", Name: "hello"},
-			ErrNotWasmModule, "hello.sh: not a WebAssembly module"},
+			oci.ErrNotWasmModule, "hello.sh: not a WebAssembly module"},
 		{"default-module-name", PackageOptions{Module: []byte("nope"), Name: "hello"},
-			ErrNotWasmModule, "module: not a WebAssembly module"},
+			oci.ErrNotWasmModule, "module: not a WebAssembly module"},
 		{"component", PackageOptions{Module: componentHeader, ModuleName: "c.wasm", Name: "hello"},
-			ErrWasmComponent, "c.wasm is a WebAssembly component (binary version 0x0d, layer 1): components are not supported yet"},
+			oci.ErrWasmComponent, "c.wasm is a WebAssembly component (binary version 0x0d, layer 1): components are not supported yet"},
 		{"no-name", PackageOptions{Module: emptyModule}, nil, "no image name"},
 		{"bad-name", PackageOptions{Module: emptyModule, Name: "Hello World"}, nil, `image name "Hello World"`},
 		{"digest-name", PackageOptions{Module: emptyModule, Name: "hello@sha256:" + strings.Repeat("0", 64)}, nil, "digest"},
-		{"media-type-without-artifact", PackageOptions{Module: emptyModule, Name: "hello", LayerMediaType: MediaTypeWasm}, nil, "artifact"},
+		{"media-type-without-artifact", PackageOptions{Module: emptyModule, Name: "hello", LayerMediaType: oci.MediaTypeWasm}, nil, "artifact"},
 		{"bad-media-type", PackageOptions{Module: emptyModule, Name: "hello", Artifact: true, LayerMediaType: "text/plain"}, nil, "not a wasm layer type"},
 		{"bad-env", PackageOptions{Module: emptyModule, Name: "hello", Env: []string{"FOO"}}, nil, "KEY=VALUE"},
 		{"bad-platform", PackageOptions{Module: emptyModule, Name: "hello", Platform: &ocispec.Platform{OS: "linux"}}, nil, "platform"},
