@@ -59,30 +59,10 @@ func certify(ctx context.Context, cfg Config, att *attester) ([]byte, error) {
 	for _, c := range chain {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.StateDir, CertificateFile), out, 0o644); err != nil {
+	// Nobody reads it before the Keep reports ready (the shim) or runs
+	// (the workload): a plain write is enough.
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, CertificateFile), out, 0o644); err != nil {
 		return nil, fmt.Errorf("store certificate: %w", err)
 	}
 	return out, nil
-}
-
-// writeFileAtomic writes data to path through a temporary file and a rename,
-// so that a reader never sees a partial file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
