@@ -57,6 +57,9 @@ func (s *service) attest(ctx context.Context, r *wrapperspb.BytesValue) (*wrappe
 	if st := t.current(); st != stateCreated && st != stateRunning {
 		return nil, toGRPC(fmt.Errorf("task %s is %s: only a live Keep can attest: %w", req.ID, st, errdefs.ErrFailedPrecondition))
 	}
+	if t.keep == nil {
+		return nil, toGRPC(fmt.Errorf("task %s is a pod sandbox: it runs no Keep, so there is nothing to attest: %w", req.ID, errdefs.ErrFailedPrecondition))
+	}
 	evidence, err := t.keep.Attest(ctx, nonce)
 	if err != nil {
 		return nil, toGRPC(fmt.Errorf("task %s: %w: %w", req.ID, err, errdefs.ErrUnavailable))

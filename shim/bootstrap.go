@@ -174,12 +174,22 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 			f.address = params.ContainerdGrpcAddress
 		}
 	}
-	address := socketAddress(dir, f.address, f.namespace, f.id)
+	// The containers of one pod share a shim, as with containerd's runc
+	// shim: the socket is the pod sandbox's, and a shim already serving it
+	// takes the container. start runs in the bundle.
+	group := f.id
+	if spec, err := oci.LoadSpec("."); err == nil {
+		group = groupID(spec, f.id)
+	}
+	address := socketAddress(dir, f.address, f.namespace, group)
 	path := socketPath(address)
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
 	l, err := listen(path)
+	if errors.Is(err, errServing) {
+		return answer(out, params, address)
+	}
 	if err != nil {
 		return err
 	}
@@ -194,7 +204,7 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	args := []string{"-namespace", f.namespace, "-id", f.id, "-address", f.address, "-socket", path}
+	args := []string{"-namespace", f.namespace, "-id", group, "-address", f.address, "-socket", path}
 	if f.debug {
 		args = append(args, "-debug")
 	}
@@ -211,12 +221,18 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 	}
 	_ = cmd.Process.Release()
 
+	return answer(out, params, address)
+}
+
+// answer tells containerd the shim's address in the dialect it spoke, and
+// records it in the bundle.
+func answer(out io.Writer, params *bootapi.BootstrapParams, address string) error {
 	// containerd 1.x finds a live shim again after a restart through this file.
 	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
 		return fmt.Errorf("write address file: %w", err)
 	}
 	if params == nil {
-		_, err = io.WriteString(out, address)
+		_, err := io.WriteString(out, address)
 		return err
 	}
 	result := &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}
@@ -233,6 +249,9 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 	return err
 }
 
+// errServing is listen's error when a live shim already listens on the socket.
+var errServing = errors.New("a shim already listens there")
+
 // listen creates the shim's socket. A stale socket nobody answers on is
 // replaced; a live one means a shim already serves this task.
 func listen(path string) (*net.UnixListener, error) {
@@ -240,7 +259,7 @@ func listen(path string) (*net.UnixListener, error) {
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
 		if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
 			c.Close()
-			return nil, fmt.Errorf("a shim already listens on %s", path)
+			return nil, fmt.Errorf("%s: %w", path, errServing)
 		}
 		os.Remove(path)
 		l, err = net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})

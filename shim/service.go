@@ -162,7 +162,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	s.created = true
 	s.mu.Unlock()
 
-	pid := uint32(t.keep.Pid())
+	pid := uint32(t.proc.Pid())
 	s.events.Publish(ctx, s.ns, TopicTaskCreate, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
 		Bundle:      r.Bundle,
@@ -171,7 +171,9 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		Checkpoint:  r.Checkpoint,
 		Pid:         pid,
 	})
-	s.events.Publish(ctx, s.ns, TopicAttestation, t.attested)
+	if t.attested != nil {
+		s.events.Publish(ctx, s.ns, TopicAttestation, t.attested)
+	}
 	// Only now: a Keep that has already died must not be reported exited
 	// before it is reported created.
 	go s.watch(t)
@@ -190,6 +192,12 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	if isSandbox(spec) {
+		// A pod's sandbox runs nothing: no rootfs, no Keep.
+		t.proc = newIdleProcess(os.Getpid())
+		log.G(ctx).WithField("id", r.ID).WithField("pod", spec.Annotations[annotationSandboxID]).Info("pod sandbox ready")
+		return t, nil
+	}
 	if len(r.Rootfs) > 0 {
 		rootfs := oci.Rootfs(r.Bundle, spec)
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
@@ -203,8 +211,8 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	defer func() {
 		if err != nil {
 			if t.keep != nil {
-				_ = t.keep.Signal(syscall.SIGKILL)
-				<-t.keep.Done()
+				_ = t.proc.Signal(syscall.SIGKILL)
+				<-t.proc.Done()
 			}
 			t.cleanup(ctx)
 		}
@@ -234,9 +242,9 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	// From here on, a failure kills and reaps the Keep (the defer above).
-	t.keep, t.cgroup = proc, proc.Cgroup()
+	t.keep, t.proc, t.cgroup = proc, proc, proc.Cgroup()
 	pidFile := filepath.Join(r.Bundle, keepPIDFile)
-	if err = os.WriteFile(pidFile, []byte(strconv.Itoa(t.keep.Pid())), 0o600); err != nil {
+	if err = os.WriteFile(pidFile, []byte(strconv.Itoa(t.proc.Pid())), 0o600); err != nil {
 		return nil, fmt.Errorf("write %s: %w", pidFile, err)
 	}
 	ready := t.keep.Ready()
@@ -246,7 +254,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	labelsTook := time.Since(labelsBegan)
-	log.G(ctx).WithField("id", r.ID).WithField("pid", t.keep.Pid()).WithField("workload", ready.WorkloadDigest).
+	log.G(ctx).WithField("id", r.ID).WithField("pid", t.proc.Pid()).WithField("workload", ready.WorkloadDigest).
 		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).
 		WithField("keep", keepTook.Round(time.Microsecond)).WithField("labels", labelsTook.Round(time.Microsecond)).
 		WithField("create", time.Since(began).Round(time.Microsecond)).Info("keep ready")
@@ -373,13 +381,13 @@ func (t *task) cleanup(ctx context.Context) {
 
 // watch records the Keep's exit once and publishes it.
 func (s *service) watch(t *task) {
-	<-t.keep.Done()
-	status, at := t.keep.Status()
+	<-t.proc.Done()
+	status, at := t.proc.Status()
 	if t.exited() {
 		s.events.Publish(context.Background(), s.ns, TopicTaskExit, &eventstypes.TaskExit{
 			ContainerID: t.id,
 			ID:          t.id,
-			Pid:         uint32(t.keep.Pid()),
+			Pid:         uint32(t.proc.Pid()),
 			ExitStatus:  uint32(status),
 			ExitedAt:    timestamppb.New(at),
 		})
@@ -395,7 +403,7 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	if err := t.start(); err != nil {
 		return nil, toGRPC(err)
 	}
-	pid := uint32(t.keep.Pid())
+	pid := uint32(t.proc.Pid())
 	s.events.Publish(ctx, s.ns, TopicTaskStart, &eventstypes.TaskStart{ContainerID: t.id, Pid: pid})
 	return &taskapi.StartResponse{Pid: pid}, nil
 }
@@ -409,7 +417,7 @@ func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 	resp := &taskapi.StateResponse{
 		ID:     t.id,
 		Bundle: t.bundle,
-		Pid:    uint32(t.keep.Pid()),
+		Pid:    uint32(t.proc.Pid()),
 		Status: st.status(),
 		Stdin:  t.stdin,
 		Stdout: t.stdout,
@@ -417,7 +425,7 @@ func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 		ExecID: r.ExecID,
 	}
 	if st == stateStopped {
-		status, at := t.keep.Status()
+		status, at := t.proc.Status()
 		resp.ExitStatus, resp.ExitedAt = uint32(status), timestamppb.New(at)
 	}
 	return resp, nil
@@ -433,7 +441,7 @@ func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.Wa
 	case <-ctx.Done():
 		return nil, toGRPC(ctx.Err())
 	}
-	status, at := t.keep.Status()
+	status, at := t.proc.Status()
 	return &taskapi.WaitResponse{ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
 }
 
@@ -461,8 +469,8 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	delete(s.tasks, t.id)
 	s.mu.Unlock()
 
-	status, at := t.keep.Status()
-	pid := uint32(t.keep.Pid())
+	status, at := t.proc.Status()
+	pid := uint32(t.proc.Pid())
 	s.events.Publish(ctx, s.ns, TopicTaskDelete, &eventstypes.TaskDelete{
 		ContainerID: t.id,
 		ID:          t.id,
@@ -481,7 +489,7 @@ func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 	if st := t.current(); st == stateStopped || st == stateDeleted {
 		return &taskapi.PidsResponse{}, nil
 	}
-	return &taskapi.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(t.keep.Pid())}}}, nil
+	return &taskapi.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(t.proc.Pid())}}}, nil
 }
 
 func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
@@ -490,7 +498,7 @@ func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*task
 	t, ok := s.tasks[r.ID]
 	s.mu.Unlock()
 	if ok {
-		resp.TaskPid = uint32(t.keep.Pid())
+		resp.TaskPid = uint32(t.proc.Pid())
 	}
 	return resp, nil
 }

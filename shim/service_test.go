@@ -187,7 +187,7 @@ func newHarness(t *testing.T) *harness {
 		}
 		h.svc.mu.Unlock()
 		for _, tk := range left {
-			_ = tk.keep.Signal(syscall.SIGKILL)
+			_ = tk.proc.Signal(syscall.SIGKILL)
 			<-tk.reaped
 			tk.cleanup(context.Background())
 		}

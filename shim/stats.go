@@ -65,6 +65,9 @@ func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.
 	if err != nil {
 		return nil, err
 	}
+	if t.keep == nil {
+		return nil, toGRPC(fmt.Errorf("task %s is a pod sandbox: it runs no Keep and has no cgroup of its own: %w", t.id, errdefs.ErrNotFound))
+	}
 	cg := t.keep.Cgroup()
 	if cg == nil {
 		return nil, toGRPC(fmt.Errorf("task %s has no cgroup (its spec has no linux.cgroupsPath): %w", t.id, errdefs.ErrNotFound))

@@ -128,6 +128,9 @@ func openOutput(name, p string) (*os.File, error) {
 
 // closeKeepSide closes the shim's copies of the files the Keep was given.
 func (s *stdio) closeKeepSide() {
+	if s == nil { // a pod sandbox has no stdio
+		return
+	}
 	for _, f := range []*os.File{s.keep.Stdin, s.keep.Stdout, s.keep.Stderr} {
 		if f != nil {
 			f.Close()
@@ -140,11 +143,17 @@ func (s *stdio) closeKeepSide() {
 // client never opened is given up on; what the client wrote is still
 // delivered, then the workload sees EOF once the client's end is closed.
 func (s *stdio) closeIO() {
+	if s == nil { // a pod sandbox has no stdio
+		return
+	}
 	s.releaseReader()
 }
 
 // closeStdin ends the workload's stdin at once (the task is gone).
 func (s *stdio) closeStdin() {
+	if s == nil { // a pod sandbox has no stdio
+		return
+	}
 	s.mu.Lock()
 	s.closed = true
 	f := s.stdinFifo

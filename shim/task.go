@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -48,6 +49,20 @@ func (s state) status() tasktypes.Status {
 	return tasktypes.Status_UNKNOWN
 }
 
+// process is what a task runs, as the task API sees it: *keep.Process, or
+// *idleProcess for a pod sandbox.
+type process interface {
+	Pid() int
+	// Run lets a created process run its workload.
+	Run() error
+	Signal(syscall.Signal) error
+	// Done is closed once the process has exited and Status is final.
+	Done() <-chan struct{}
+	Status() (int, time.Time)
+}
+
+var _ process = (*keep.Process)(nil)
+
 // task is one container: its bundle, its stdio and its Keep.
 type task struct {
 	id, bundle string
@@ -56,7 +71,11 @@ type task struct {
 	rootfs                string
 	stdin, stdout, stderr string
 	io                    *stdio
-	keep                  *keep.Process
+	// proc is what the task runs: its Keep, or the idle process of a pod
+	// sandbox.
+	proc process
+	// keep is the task's Keep; nil for a pod sandbox.
+	keep *keep.Process
 	// cgroup is the Keep's cgroup, removed with the task; nil for none.
 	cgroup *keep.Cgroup
 	// attested is the payload of the task's /enarx/attestation event.
@@ -81,7 +100,7 @@ func (t *task) start() error {
 	if t.state != stateCreated {
 		return fmt.Errorf("task %s is %s, only a created task can start: %w", t.id, t.state, errdefs.ErrFailedPrecondition)
 	}
-	if err := t.keep.Run(); err != nil {
+	if err := t.proc.Run(); err != nil {
 		return fmt.Errorf("start task %s: %w", t.id, err)
 	}
 	t.state = stateRunning
@@ -108,7 +127,7 @@ func (t *task) kill(sig syscall.Signal) error {
 	if t.state == stateStopped || t.state == stateDeleted {
 		return fmt.Errorf("task %s: process already finished: %w", t.id, errdefs.ErrNotFound)
 	}
-	if err := t.keep.Signal(sig); err != nil {
+	if err := t.proc.Signal(sig); err != nil {
 		if err == os.ErrProcessDone {
 			return fmt.Errorf("task %s: process already finished: %w", t.id, errdefs.ErrNotFound)
 		}
@@ -129,7 +148,7 @@ func (t *task) markDeleted() error {
 		t.mu.Unlock()
 		return fmt.Errorf("task %s: %w", t.id, errdefs.ErrNotFound)
 	case stateCreated:
-		_ = t.keep.Signal(syscall.SIGKILL)
+		_ = t.proc.Signal(syscall.SIGKILL)
 	}
 	t.mu.Unlock()
 	<-t.reaped

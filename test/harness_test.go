@@ -315,6 +315,9 @@ type Daemon struct {
 	Path         string        // the daemon's PATH
 	RuncShim     string        // the containerd-shim-runc-v2 the daemon finds ("" if none)
 
+	// CRI, when set, enables containerd's CRI plugin (startDaemonCRI).
+	CRI *criOptions
+
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the process has been waited for
 	waitErr error
@@ -335,7 +338,7 @@ func sharedDaemon(t testing.TB, kind daemonKind) *Daemon {
 		harness.daemons[kind] = e
 	}
 	harness.mu.Unlock()
-	e.once.Do(func() { e.d, e.err = launchDaemon(kind, "", nil) })
+	e.once.Do(func() { e.d, e.err = launchDaemon(kind, "", nil, nil) })
 	if e.err != nil {
 		t.Fatalf("starting %s: %v", kind, e.err)
 	}
@@ -359,7 +362,7 @@ func startDaemon(t testing.TB, kind daemonKind) *Daemon {
 func startDaemonWith(t testing.TB, kind daemonKind, binDir string, env []string) *Daemon {
 	t.Helper()
 	requireDaemonEnv(t, kind)
-	d, err := launchDaemon(kind, binDir, env)
+	d, err := launchDaemon(kind, binDir, env, nil)
 	if err != nil {
 		t.Fatalf("starting %s: %v", kind, err)
 	}
@@ -394,8 +397,9 @@ func forEachDaemon(t *testing.T, f func(t *testing.T, d *Daemon)) {
 }
 
 // launchDaemon writes a config for kind and starts containerd with it, with
-// our binaries from binDir (empty: the harness's) and env added.
-func launchDaemon(kind daemonKind, binDir string, env []string) (*Daemon, error) {
+// our binaries from binDir (empty: the harness's) and env added, and the CRI
+// plugin enabled when cri is not nil.
+func launchDaemon(kind daemonKind, binDir string, env []string, cri *criOptions) (*Daemon, error) {
 	if binDir == "" {
 		binDir = harness.binDir
 	}
@@ -425,6 +429,7 @@ func launchDaemon(kind daemonKind, binDir string, env []string) (*Daemon, error)
 		Log:          filepath.Join(dir, "containerd.log"),
 		BinDir:       binDir,
 		Env:          env,
+		CRI:          cri,
 		namespaces:   map[string]bool{},
 	}
 	// containerd 2.4 needs the runc shim of its own release (Debian's 1.6
@@ -453,6 +458,9 @@ func (d *Daemon) configTOML() string {
 		level = "debug"
 	}
 	opt := filepath.Join(d.Dir, "opt")
+	if d.CRI != nil {
+		return d.criConfigTOML(level, opt)
+	}
 	switch d.Kind {
 	case containerd16:
 		return fmt.Sprintf(`version = 2

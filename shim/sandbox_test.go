@@ -1,0 +1,263 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+)
+
+// annotate adds annotations to the bundle's config.json.
+func annotate(t *testing.T, bundle string, annotations map[string]string) {
+	t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Annotations = annotations
+	if b, err = json.Marshal(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sandboxBundle is a pod sandbox's bundle as containerd's CRI plugin makes
+// it: a pause command, no module.
+func sandboxBundle(t *testing.T, podID string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	writeSpec(t, bundle, "/pause")
+	annotate(t, bundle, map[string]string{annotationContainerType: containerTypeSandbox, annotationSandboxID: podID})
+	return bundle
+}
+
+func TestServicePodSandbox(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	id := keeptest.ID(t)
+	bundle := sandboxBundle(t, id)
+	created, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
+	if err != nil {
+		t.Fatalf("Create of a pod sandbox: %v", err)
+	}
+	if created.Pid != uint32(os.Getpid()) {
+		t.Errorf("sandbox pid %d, want the shim's %d", created.Pid, os.Getpid())
+	}
+	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if st := h.state(t, id); st.Status != tasktypes.Status_RUNNING {
+		t.Errorf("State %v, want RUNNING", st.Status)
+	}
+	// No Keep, no labels, no attestation, no metrics of its own.
+	if pids := keeptest.Processes(id); len(pids) != 0 {
+		t.Errorf("a sandbox started Keeps: %v", pids)
+	}
+	noPIDFile(t, bundle)
+	if _, ok := h.containerd.labels[id]; ok {
+		t.Errorf("sandbox labelled: %v", h.containerd.labels[id])
+	}
+	_, err = h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
+	wantCode(t, "Stats of a sandbox", err, codes.NotFound, "pod sandbox")
+
+	// Signals pause ignores change nothing; SIGTERM ends it.
+	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGCHLD)}); err != nil {
+		t.Fatalf("Kill SIGCHLD: %v", err)
+	}
+	if st := h.state(t, id); st.Status != tasktypes.Status_RUNNING {
+		t.Errorf("after SIGCHLD: %v, want RUNNING", st.Status)
+	}
+	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGTERM)}); err != nil {
+		t.Fatalf("Kill SIGTERM: %v", err)
+	}
+	if w := h.wait(t, id); w.ExitStatus != 143 {
+		t.Errorf("Wait = %d, want 143", w.ExitStatus)
+	}
+	_, err = h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)})
+	wantCode(t, "Kill after exit", err, codes.NotFound)
+	del, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+	if err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if del.ExitStatus != 143 {
+		t.Errorf("Delete status %d, want 143", del.ExitStatus)
+	}
+	events := h.events.wait(t, 4)
+	want := []string{TopicTaskCreate, TopicTaskStart, TopicTaskExit, TopicTaskDelete}
+	if got := topics(events); !equalStrings(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	if e := decode(t, events[2], TopicTaskExit).(*eventstypes.TaskExit); e.ExitStatus != 143 || e.ContainerID != id {
+		t.Errorf("TaskExit %v", e)
+	}
+	// That PID was the shim's: a sandbox's signals never reach it.
+	if !alive(os.Getpid()) {
+		t.Fatal("unreachable")
+	}
+}
+
+// A pod: its sandbox and two Keeps in one shim. Shutdown ends the shim only
+// once the last of them is deleted.
+func TestServicePod(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	pod := keeptest.ID(t)
+	sandbox := sandboxBundle(t, pod)
+	if _, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: pod, Bundle: sandbox}); err != nil {
+		t.Fatalf("Create sandbox: %v", err)
+	}
+	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: pod}); err != nil {
+		t.Fatalf("Start sandbox: %v", err)
+	}
+	var ids []string
+	for i, cmd := range []string{"exit 3", "spin"} {
+		bundle, _ := newBundle(t, cmd)
+		annotate(t, bundle, map[string]string{annotationContainerType: "container", annotationSandboxID: pod})
+		id := pod + "-c" + string(rune('0'+i))
+		resp, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
+		if err != nil {
+			t.Fatalf("Create %s: %v", id, err)
+		}
+		if resp.Pid == uint32(os.Getpid()) || !alive(int(resp.Pid)) {
+			t.Errorf("container %s pid %d is not a live Keep of its own", id, resp.Pid)
+		}
+		if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+			t.Fatalf("Start %s: %v", id, err)
+		}
+		ids = append(ids, id)
+	}
+	if w := h.wait(t, ids[0]); w.ExitStatus != 3 {
+		t.Errorf("%s exit %d, want 3", ids[0], w.ExitStatus)
+	}
+	shutdown := func() bool {
+		t.Helper()
+		if _, err := h.svc.Shutdown(ctx, &taskapi.ShutdownRequest{ID: pod}); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		select {
+		case <-h.emptied:
+			return true
+		default:
+			return false
+		}
+	}
+	del := func(id string) {
+		t.Helper()
+		if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+			t.Fatalf("Delete %s: %v", id, err)
+		}
+	}
+	del(ids[0])
+	if shutdown() {
+		t.Fatal("Shutdown ended the shim with two tasks left")
+	}
+	// StopPodSandbox: the containers are killed first, then the sandbox.
+	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: ids[1], Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatalf("Kill %s: %v", ids[1], err)
+	}
+	if w := h.wait(t, ids[1]); w.ExitStatus != 137 {
+		t.Errorf("%s exit %d, want 137", ids[1], w.ExitStatus)
+	}
+	del(ids[1])
+	if shutdown() {
+		t.Fatal("Shutdown ended the shim with the sandbox left")
+	}
+	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: pod, Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatalf("Kill sandbox: %v", err)
+	}
+	if w := h.wait(t, pod); w.ExitStatus != 137 {
+		t.Errorf("sandbox exit %d, want 137", w.ExitStatus)
+	}
+	del(pod)
+	if !shutdown() {
+		t.Fatal("Shutdown did not end the shim once the pod was gone")
+	}
+}
+
+// start of a pod's container answers with the shim already serving its pod
+// (its sandbox's socket) and starts no other.
+func TestStartJoinsPodShim(t *testing.T) {
+	dir := t.TempDir()
+	const grpc = "/run/containerd/containerd.sock"
+	pod, id := "pod0123", "container4567"
+	want := socketAddress(dir, grpc, "k8s.io", pod)
+	l, err := net.Listen("unix", socketPath(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	bundle := t.TempDir()
+	writeSpec(t, bundle, "/app.wasm")
+	annotate(t, bundle, map[string]string{annotationContainerType: "container", annotationSandboxID: pod})
+	t.Chdir(bundle)
+	params := &bootapi.BootstrapParams{InstanceID: id, Namespace: "k8s.io", ContainerdGrpcAddress: grpc, SocketDir: &dir}
+	var out bytes.Buffer
+	if err := start(context.Background(), flags{id: id, namespace: "k8s.io"}, bytes.NewReader(marshal(t, params)), &out); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	var result bootapi.BootstrapResult
+	if err := proto.Unmarshal(out.Bytes(), &result); err != nil {
+		t.Fatalf("start answered %q: %v", out.Bytes(), err)
+	}
+	if result.Address != want {
+		t.Errorf("address %q, want the pod's %q", result.Address, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err != nil || string(b) != want {
+		t.Errorf("address file %q (%v), want %q", b, err, want)
+	}
+	// containerd 1.6 (no bootstrap parameters) reads the bare address. (Its
+	// socket directory is fixed, so start itself is not run here.)
+	out.Reset()
+	if err := answer(&out, nil, want); err != nil || out.String() != want {
+		t.Errorf("answer without bootstrap parameters = %q, %v; want %q", out.String(), err, want)
+	}
+}
+
+func TestGroupID(t *testing.T) {
+	for _, tc := range []struct {
+		annotations map[string]string
+		want        string
+	}{
+		{nil, "c1"},
+		{map[string]string{annotationSandboxID: "pod"}, "pod"},
+		{map[string]string{annotationSandboxID: ""}, "c1"},
+	} {
+		if got := groupID(&specs.Spec{Annotations: tc.annotations}, "c1"); got != tc.want {
+			t.Errorf("groupID(%v) = %q, want %q", tc.annotations, got, tc.want)
+		}
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
