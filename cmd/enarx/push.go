@@ -27,6 +27,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/oci/archive"
 )
 
@@ -53,7 +54,10 @@ Credentials: --username with the password on standard input
 $DOCKER_CONFIG/config.json or ~/.docker/config.json, and its credential
 helpers).
 
-Progress goes to standard error: a bar on a terminal, a line per blob otherwise.`)
+Progress goes to standard error: a bar on a terminal, a line per blob otherwise.
+
+containerd pulls the default form with ` + "`ctr images pull [--plain-http] REF`" + `, and
+the artifact form (2.x only) with ` + "`ctr images pull --local --platform " + oci.WasmOS + "/" + oci.WasmArchitecture + " REF`" + `.`)
 
 func runPush(ctx context.Context, s stdio, args []string) error {
 	fs := newFlagSet(s, "push", pushSynopsis, pushDescription)
@@ -62,7 +66,7 @@ func runPush(ctx context.Context, s stdio, args []string) error {
 		insecure      = fs.Bool("insecure", false, "accept the registry's TLS certificate without verifying it")
 		username      = fs.String("username", "", "user name for the registry (with --password-stdin)")
 		passwordStdin = fs.Bool("password-stdin", false, "read the registry password from standard input")
-		artifact      = fs.Bool("artifact", false, "for a .wasm input: push the wasm artifact form (see `enarx help package`)")
+		artifact      = fs.Bool("artifact", false, "for a .wasm input: push the wasm artifact form (see: enarx help package)")
 		mediaType     = fs.String("media-type", "", "for a .wasm input with --artifact: media type of the module layer")
 	)
 	if err := parseFlags(s, fs, args); err != nil {

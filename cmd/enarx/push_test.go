@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
@@ -241,5 +242,32 @@ func TestHumanBytes(t *testing.T) {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestProgressBar draws the terminal form: one line redrawn with "\r",
+// full at the end of a push that succeeded.
+func TestProgressBar(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, 3_000_000)
+	if p.tty {
+		t.Fatal("a buffer taken for a terminal")
+	}
+	p.tty = true
+	d := ocispec.Descriptor{Digest: digest.FromString("layer"), Size: 1_000_000}
+	p.start(d)
+	p.add(500_000)
+	p.done(d, "pushed")
+	p.finish(true)
+	out := buf.String()
+	if strings.Contains(out, "\n") && !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
+		t.Errorf("want one line ending the bar, got %q", out)
+	}
+	last := out[strings.LastIndex(out, "\r")+1:]
+	if want := "pushing [" + strings.Repeat("=", 30) + "] 3.0 MB / 3.0 MB, 1 blobs done"; !strings.HasPrefix(last, want) {
+		t.Errorf("last drawing %q, want %q", last, want)
+	}
+	if !strings.Contains(out, "1.0 MB / 3.0 MB") {
+		t.Errorf("no drawing after the first blob: %q", out)
 	}
 }
