@@ -52,6 +52,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{Name: "package", Summary: "turn a .wasm module into an OCI image archive for `ctr images import`", Run: runPackage},
+		{Name: "push", Summary: "publish a packaged module (an archive from `enarx package`, or a .wasm) to an OCI registry", Run: runPush},
 		{Name: "attest", Summary: "get fresh evidence, with a nonce bound into it, from a running Keep", Run: runAttest},
 		{Name: "verify", Summary: "verify a Keep's evidence and print what it proves: the TEE, the runtime, the workload", Run: runVerify},
 		{Name: "steward", Summary: "run the attestation service: challenges, signed attestation results, Keep certificates", Run: runSteward},
