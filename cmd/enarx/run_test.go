@@ -157,6 +157,7 @@ func TestRun(t *testing.T) {
 		{name: "missing module", args: []string{rt, "{dir}/nothere.wasm"}, code: 1, stderr: []string{"enarx run: module: open ", "nothere.wasm: no such file or directory"}},
 		{name: "not wasm", args: []string{rt, notWasm}, code: 1, stderr: []string{"notwasm.wasm: not a WebAssembly module", "GOOS=wasip1"}},
 		{name: "missing runtime", args: []string{"--runtime", "{dir}/nothere", "{dir}/exit.wasm"}, code: 1, stderr: []string{"--runtime: stat ", "nothere: no such file"}},
+		{name: "runtime no Keep", args: []string{"--runtime", "/bin/false", "{dir}/exit.wasm"}, code: 1, stderr: []string{"enarx run: keep exit.wasm exited with status 1 before it", "/bin/false"}},
 		{name: "missing dir", args: []string{rt, "--dir", "{dir}/nothere:/data", "{dir}/exit.wasm"}, code: 1, stderr: []string{"--dir ", "no such file"}},
 
 		{name: "no module", args: []string{rt}, code: 2, stderr: []string{"run takes a module", "enarx help run"}},
