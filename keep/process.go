@@ -192,8 +192,19 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	placed := time.Now()
 	if err := json.NewEncoder(ctl).Encode(request{Config: &opts.Config}); err != nil {
 		close(p.readyRead)
+		if exitedEarly(err) {
+			// Gone already: its own status says more than ours would.
+			select {
+			case <-p.done:
+			case <-time.After(time.Second):
+			}
+		}
 		p.kill()
 		dropCgroup()
+		if exitedEarly(err) {
+			status, _ := p.Status()
+			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", opts.Config.ID, status, exe)
+		}
 		return nil, fmt.Errorf("keep %s: send config: %w", opts.Config.ID, err)
 	}
 
@@ -225,7 +236,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		}
 		p.kill()
 		dropCgroup()
-		if errors.Is(err, io.EOF) {
+		if exitedEarly(err) {
 			status, _ := p.Status()
 			return nil, fmt.Errorf("keep %s exited with status %d before it was ready", opts.Config.ID, status)
 		}
@@ -235,6 +246,12 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		dropCgroup()
 		return nil, fmt.Errorf("keep %s: waiting for ready: %w", opts.Config.ID, ctx.Err())
 	}
+}
+
+// exitedEarly reports whether err, from the control socket, means that the
+// Keep closed it: it exited, or it is no Keep and never read its config.
+func exitedEarly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // wait reaps the process and records its status the way a shell does:

@@ -370,6 +370,31 @@ func TestStartInvalidConfig(t *testing.T) {
 	if _, serr := os.Stat(marker); serr != nil {
 		t.Errorf("valid config: the executable did not run (%v); Start: %v", serr, err)
 	}
+	if !strings.Contains(err.Error(), "exited with status 0 before it") {
+		t.Errorf("Start of an executable that is no Keep: %v; want its exit status", err)
+	}
+}
+
+// TestStartNotAKeep: an executable that exits without reading its config
+// (a wrong runtime binary) is reported with its exit status, whether the
+// config was still being sent or its answer awaited.
+func TestStartNotAKeep(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "notakeep.sh")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	module, _ := writeModule(t, "exit 0")
+	for i := 0; i < 5; i++ {
+		p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Module: module}})
+		if err == nil {
+			p.Signal(syscall.SIGKILL)
+			t.Fatal("Start succeeded with an executable that is no Keep")
+		}
+		if !strings.Contains(err.Error(), "keep a exited with status 3 before it") {
+			t.Fatalf("Start: %v; want the exit status 3", err)
+		}
+	}
 }
 
 func TestValidBackends(t *testing.T) {

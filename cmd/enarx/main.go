@@ -1,5 +1,6 @@
-// Command enarx is the developer tool of containerd-shim-enarx: it packages
-// WebAssembly modules as OCI images that containerd runs through the shim.
+// Command enarx is the developer tool of containerd-shim-enarx: it runs
+// WebAssembly modules in local Keeps and packages them as OCI images that
+// containerd runs through the shim.
 //
 // Usage:
 //
@@ -31,8 +32,8 @@ type command struct {
 	Summary string
 	// Run runs the command with the arguments after its name. It returns a
 	// usageError for bad arguments (exit status 2), any other error for a
-	// failure (exit status 1), or flag.ErrHelp after printing help for -h
-	// (exit status 0).
+	// failure (exit status 1), flag.ErrHelp after printing help for -h
+	// (exit status 0), or an exitError for a status of its own.
 	Run func(ctx context.Context, io stdio, args []string) error
 }
 
@@ -51,6 +52,7 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{Name: "run", Summary: "run a .wasm module in a Keep on this machine, without containerd", Run: runRun},
 		{Name: "package", Summary: "turn a .wasm module into an OCI image archive for `ctr images import`", Run: runPackage},
 		{Name: "push", Summary: "publish a packaged module (an archive from `enarx package`, or a .wasm) to an OCI registry", Run: runPush},
 		{Name: "attest", Summary: "get fresh evidence, with a nonce bound into it, from a running Keep", Run: runAttest},
@@ -75,9 +77,18 @@ func usagef(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT and SIGTERM cancel the command's context with the signal as
+	// the cause (interrupted), which `enarx run` passes on to its Keep.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		cancel(interrupted{sig.(syscall.Signal)})
+	}()
 	code := run(ctx, stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:])
-	stop()
+	signal.Stop(signals)
+	cancel(nil)
 	os.Exit(code)
 }
 
@@ -103,9 +114,12 @@ func run(ctx context.Context, s stdio, args []string) int {
 	}
 	err := cmd.Run(ctx, s, args[1:])
 	var usage usageError
+	var exit exitError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &exit):
+		return exit.code
 	case errors.As(err, &usage):
 		fmt.Fprintf(s.Stderr, "enarx %s: %v\nrun `enarx help %s` for usage\n", cmd.Name, err, cmd.Name)
 		return 2
