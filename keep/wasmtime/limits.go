@@ -111,7 +111,7 @@ func (l memoryLimit) atCap(store *wasmtime.Store, inst *wasmtime.Instance) (int6
 // (the Keep exits with keep.StatusTrap, 134), an out-of-memory abort as a
 // native program's would be.
 func (l memoryLimit) exceeded(state, cause string) error {
-	return &keep.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the container's memory limit (ctr run --memory-limit, resources.limits.memory): %s", l.bytes, state, cause)}
+	return &keep.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the memory limit (ctr run --memory-limit, a pod's resources.limits.memory, enarx run --memory): %s", l.bytes, state, cause)}
 }
 
 func firstLine(s string) string {
