@@ -1,6 +1,7 @@
 package wasmtime
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,30 +161,35 @@ func fileExists(p string) bool {
 // and removes it.
 var fixtureDir string
 
-var (
-	helloOnce sync.Once
-	helloPath string
-	helloErr  error
-)
+// goFixtures are the Go wasip1 programs built by goWasm, by directory.
+var goFixtures sync.Map // name → *goFixture
 
-// goHelloWasm builds testdata/hello for wasip1 once per test process and
-// returns the path of the .wasm file.
-func goHelloWasm(t testing.TB) string {
+type goFixture struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// goWasm builds the Go program in dir (relative to this package) for wasip1
+// once per test process and returns the path of the .wasm file.
+func goWasm(t testing.TB, dir string) string {
 	t.Helper()
-	helloOnce.Do(func() {
-		out := filepath.Join(fixtureDir, "hello.wasm")
+	name := filepath.Base(dir)
+	v, _ := goFixtures.LoadOrStore(dir, &goFixture{})
+	f := v.(*goFixture)
+	f.once.Do(func() {
+		out := filepath.Join(fixtureDir, name+".wasm")
 		cmd := exec.Command(goTool(), "build", "-o", out, "main.go")
-		cmd.Dir = filepath.Join("testdata", "hello")
+		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			helloErr = err
-			helloPath = string(msg)
+			f.err = fmt.Errorf("%w\n%s", err, msg)
 			return
 		}
-		helloPath = out
+		f.path = out
 	})
-	if helloErr != nil {
-		t.Fatalf("build testdata/hello for wasip1: %v\n%s", helloErr, helloPath)
+	if f.err != nil {
+		t.Fatalf("build %s for wasip1: %v", dir, f.err)
 	}
-	return helloPath
+	return f.path
 }

@@ -3,11 +3,7 @@ package wasmtime
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
@@ -126,37 +122,11 @@ func TestMemoryLimitGrowthWindow(t *testing.T) {
 	}
 }
 
-var (
-	allocOnce sync.Once
-	allocPath string
-	allocErr  error
-)
-
-// goAllocWasm builds testdata/alloc for wasip1 once per test process.
-func goAllocWasm(t testing.TB) string {
-	t.Helper()
-	allocOnce.Do(func() {
-		out := filepath.Join(fixtureDir, "alloc.wasm")
-		cmd := exec.Command(goTool(), "build", "-o", out, "main.go")
-		cmd.Dir = filepath.Join("testdata", "alloc")
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			allocErr = errors.New(err.Error() + "\n" + string(msg))
-			return
-		}
-		allocPath = out
-	})
-	if allocErr != nil {
-		t.Fatalf("build testdata/alloc for wasip1: %v", allocErr)
-	}
-	return allocPath
-}
-
 // TestMemoryLimitGo runs a Go program that allocates until it runs out: the
 // Go runtime exits with status 2 when memory.grow is refused, and Run turns
 // that into the cap's error.
 func TestMemoryLimitGo(t *testing.T) {
-	wasm := goAllocWasm(t)
+	wasm := goWasm(t, "../../test/fixtures/alloc")
 	t.Run("allocate until refused", func(t *testing.T) {
 		t.Parallel()
 		r := runChild(t, wasm, keep.RunOptions{Args: []string{"alloc"}, MemoryLimit: 32 << 20}, "")

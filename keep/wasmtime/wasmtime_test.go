@@ -530,7 +530,7 @@ func TestSharedEngineInterrupts(t *testing.T) {
 }
 
 func TestGoHello(t *testing.T) {
-	wasm := goHelloWasm(t)
+	wasm := goWasm(t, "testdata/hello")
 	t.Run("args env and output", func(t *testing.T) {
 		t.Parallel()
 		r := runChild(t, wasm, keep.RunOptions{
