@@ -9,11 +9,9 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/enarx/containerd-shim-enarx/oci"
-	"github.com/enarx/containerd-shim-enarx/oci/archive"
 )
 
 // What a workload sees of files: the root filesystem and bind mounts as WASI
@@ -313,40 +311,5 @@ func writeArtifactImage(path, ref string, wasm, toml []byte) error {
 	if err != nil {
 		return err
 	}
-	manifest, err := json.Marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    descriptorOf(ocispec.MediaTypeImageConfig, config),
-		Layers:    []ocispec.Descriptor{descriptorOf(oci.MediaTypeWasm, wasm), descriptorOf(oci.MediaTypeTOML, toml)},
-	})
-	if err != nil {
-		return err
-	}
-	md := descriptorOf(ocispec.MediaTypeImageManifest, manifest)
-	md.Platform = &platform
-	md.Annotations = map[string]string{archive.AnnotationImageName: ref, ocispec.AnnotationRefName: refTag(ref)}
-	index, err := json.Marshal(ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{md},
-	})
-	if err != nil {
-		return err
-	}
-	layout, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-	if err != nil {
-		return err
-	}
-	files := []tarFile{
-		{Name: ocispec.ImageLayoutFile, Mode: 0o644, Data: layout},
-		{Name: "index.json", Mode: 0o644, Data: index},
-	}
-	for _, blob := range [][]byte{wasm, toml, config, manifest} {
-		files = append(files, tarFile{Name: "blobs/sha256/" + digest.FromBytes(blob).Encoded(), Mode: 0o644, Data: blob})
-	}
-	archive, err := tarFiles(files)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, archive, 0o644)
+	return writeImageLayout(path, ref, platform, config, layerBlob{oci.MediaTypeWasm, wasm}, layerBlob{oci.MediaTypeTOML, toml})
 }

@@ -112,11 +112,29 @@ func writeRootfsImage(path, ref string, rootfs []tarFile, entrypoint []string) e
 	if err != nil {
 		return err
 	}
+	return writeImageLayout(path, ref, platform, config, layerBlob{ocispec.MediaTypeImageLayer, layer})
+}
+
+// layerBlob is a layer of an image and its media type.
+type layerBlob struct {
+	mediaType string
+	data      []byte
+}
+
+// writeImageLayout writes an OCI image layout tar holding one image (config
+// and layers) named ref, as `ctr images import` reads it.
+func writeImageLayout(path, ref string, platform ocispec.Platform, config []byte, layers ...layerBlob) error {
+	descs := make([]ocispec.Descriptor, 0, len(layers))
+	blobs := make([][]byte, 0, len(layers)+2)
+	for _, l := range layers {
+		descs = append(descs, descriptorOf(l.mediaType, l.data))
+		blobs = append(blobs, l.data)
+	}
 	manifest, err := json.Marshal(ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageManifest,
 		Config:    descriptorOf(ocispec.MediaTypeImageConfig, config),
-		Layers:    []ocispec.Descriptor{descriptorOf(ocispec.MediaTypeImageLayer, layer)},
+		Layers:    descs,
 	})
 	if err != nil {
 		return err
@@ -143,7 +161,7 @@ func writeRootfsImage(path, ref string, rootfs []tarFile, entrypoint []string) e
 		{Name: ocispec.ImageLayoutFile, Mode: 0o644, Data: layout},
 		{Name: "index.json", Mode: 0o644, Data: index},
 	}
-	for _, blob := range [][]byte{layer, config, manifest} {
+	for _, blob := range append(blobs, config, manifest) {
 		files = append(files, tarFile{Name: "blobs/sha256/" + digest.FromBytes(blob).Encoded(), Mode: 0o644, Data: blob})
 	}
 	archive, err := tarFiles(files)
