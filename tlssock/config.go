@@ -31,7 +31,9 @@ type Config struct {
 	// "ecdsa_secp256r1_sha256", "ed25519", "rsa_pss_rsae_sha256". For TLS
 	// they become the certificates' SupportedSignatureAlgorithms (crypto/tls
 	// accepts Go's fixed set of secure schemes from the peer); for DTLS they
-	// are pion's SignatureSchemes, offered and accepted both ways.
+	// are pion's SignatureSchemes, offered and accepted both ways, and pion
+	// checks the certificates' own signatures against them too, so the list
+	// must name the scheme the CA signed with.
 	SignatureSchemes []string `toml:"signature_schemes"`
 	// CipherSuites are TLS 1.2 / DTLS 1.2 suites by IANA name, e.g.
 	// "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"; empty means the library's
