@@ -1,0 +1,94 @@
+//go:build linux
+
+package hostwasi
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+type kind uint8
+
+const (
+	kindStdio    kind = iota // the caller's *os.File, blocking semantics through Go
+	kindDir                  // a directory: O_PATH for a preopen, O_RDONLY when opened
+	kindFile                 // a regular file (or anything else opened by path)
+	kindListener             // a listening socket, non-blocking
+	kindConn                 // an accepted connection, non-blocking
+)
+
+// entry is one open descriptor of the workload.
+type entry struct {
+	kind   kind
+	hostFD int      // -1 for stdio
+	file   *os.File // stdio only
+	owned  bool     // file is ours to close (stdio defaulting to /dev/null)
+	// preopen is the guest path of a preopened directory, "" otherwise.
+	preopen string
+	// readOnly: nothing opened through this directory may be written,
+	// created or removed; set on a preopen and inherited by what is
+	// opened under it.
+	readOnly bool
+	// append, nonblock: the fdflags the workload asked for.
+	append, nonblock bool
+	// dir is the listing of a directory, read once by fd_readdir at
+	// cookie 0 and served from there.
+	dir []dirent
+	// root is the preopen this was opened under; nil for a preopen.
+	root *entry
+}
+
+func (e *entry) close() {
+	if e.file != nil {
+		if e.owned {
+			e.file.Close()
+		}
+		return
+	}
+	if e.hostFD >= 0 {
+		unix.Close(e.hostFD)
+	}
+}
+
+// fdTable maps guest descriptors to entries. A new descriptor is the
+// lowest free number, as POSIX does; preopens are contiguous from 3, which
+// is what guests probing fd_prestat_get upward rely on.
+type fdTable struct {
+	e []*entry
+}
+
+func (t *fdTable) get(fd int32) *entry {
+	if fd < 0 || int(fd) >= len(t.e) {
+		return nil
+	}
+	return t.e[fd]
+}
+
+func (t *fdTable) add(e *entry) int32 {
+	for i, x := range t.e {
+		if x == nil {
+			t.e[i] = e
+			return int32(i)
+		}
+	}
+	t.e = append(t.e, e)
+	return int32(len(t.e) - 1)
+}
+
+func (t *fdTable) remove(fd int32) *entry {
+	e := t.get(fd)
+	if e != nil {
+		t.e[fd] = nil
+	}
+	return e
+}
+
+func (t *fdTable) closeAll() {
+	for i, e := range t.e {
+		if e != nil {
+			e.close()
+			t.e[i] = nil
+		}
+	}
+}

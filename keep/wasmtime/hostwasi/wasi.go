@@ -1,0 +1,151 @@
+//go:build linux
+
+// Package hostwasi implements WASI preview 1 (wasi_snapshot_preview1) as Go
+// host functions on wasmtime, for workloads that need what wasmtime-go's own
+// WASI cannot give them: preopened listening sockets (docs/networking.md).
+// The Go side owns the whole descriptor table: stdio, preopened
+// directories, files opened in them, listening sockets handed in by the
+// host and the connections accepted on them.
+//
+// It is Linux only: confinement to a preopened directory rests on openat2's
+// RESOLVE_BENEATH, and waiting on ppoll.
+package hostwasi
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+	"golang.org/x/sys/unix"
+)
+
+// Config is what the workload sees of its environment.
+type Config struct {
+	// Args is argv, Args[0] being the program name.
+	Args []string
+	// Env holds "KEY=value" entries.
+	Env []string
+	// Stdin, Stdout and Stderr are descriptors 0, 1 and 2; nil is
+	// /dev/null. The WASI does not close them.
+	Stdin, Stdout, Stderr *os.File
+	// Preopens are directories, at descriptors 3, 4, ... in this order.
+	Preopens []Preopen
+	// Listeners are listening sockets, at the descriptors after the
+	// preopens, in this order.
+	Listeners []Listener
+}
+
+// Preopen gives the workload a host directory at GuestPath.
+type Preopen struct {
+	HostPath  string
+	GuestPath string
+	// ReadOnly refuses opening for writing, creating, truncating,
+	// removing and renaming.
+	ReadOnly bool
+}
+
+// Listener is a listening socket the host opened for the workload. New
+// duplicates File; the caller keeps and closes its own.
+type Listener struct {
+	// Name is the socket's name in FD_NAMES.
+	Name string
+	// File is the socket, e.g. from (*net.TCPListener).File.
+	File *os.File
+}
+
+// WASI is one instance's WASI state: its descriptor table and exit status.
+// It serves one store; its host functions run on the goroutine that calls
+// into the instance, so the table needs no lock.
+type WASI struct {
+	args, env []string
+	fds       fdTable
+	wake      [2]int // a pipe; a byte on it stops a blocking poll_oneoff
+	stopped   atomic.Bool
+	exited    bool
+	exitCode  int32
+	mem       *wasmtime.Memory
+}
+
+// New opens cfg's preopens and duplicates its listeners. When there are
+// listeners, it adds FD_COUNT and FD_NAMES to the environment as Enarx
+// does: every descriptor from 0, named stdin, stdout, stderr, then each
+// preopen's guest path, then each listener's name.
+func New(cfg Config) (*WASI, error) {
+	w := &WASI{args: cfg.Args, env: cfg.Env, wake: [2]int{-1, -1}}
+	ok := false
+	defer func() {
+		if !ok {
+			w.Close()
+		}
+	}()
+	for i, f := range []*os.File{cfg.Stdin, cfg.Stdout, cfg.Stderr} {
+		if f == nil {
+			var err error
+			if f, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+				return nil, fmt.Errorf("hostwasi: stdio %d: %w", i, err)
+			}
+			w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1, owned: true})
+			continue
+		}
+		w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1})
+	}
+	names := []string{"stdin", "stdout", "stderr"}
+	for _, p := range cfg.Preopens {
+		fd, err := unix.Open(p.HostPath, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("hostwasi: preopen %q at %q: %w", p.HostPath, p.GuestPath, err)
+		}
+		w.fds.add(&entry{kind: kindDir, hostFD: fd, preopen: p.GuestPath, readOnly: p.ReadOnly})
+		names = append(names, p.GuestPath)
+	}
+	for _, l := range cfg.Listeners {
+		fd, err := unix.FcntlInt(l.File.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("hostwasi: listener %q: %w", l.Name, err)
+		}
+		w.fds.add(&entry{kind: kindListener, hostFD: fd})
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("hostwasi: listener %q: %w", l.Name, err)
+		}
+		names = append(names, l.Name)
+	}
+	if len(cfg.Listeners) > 0 {
+		w.env = append(append([]string(nil), w.env...),
+			"FD_COUNT="+strconv.Itoa(len(names)), "FD_NAMES="+strings.Join(names, ":"))
+	}
+	if err := unix.Pipe2(w.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("hostwasi: wake pipe: %w", err)
+	}
+	ok = true
+	return w, nil
+}
+
+// Interrupt makes a poll_oneoff that blocks, or the next one, trap, so that
+// a workload waiting in the host can be stopped. Wasm code itself is
+// stopped by the engine (epoch interruption). Safe from any goroutine.
+func (w *WASI) Interrupt() {
+	if w.stopped.Swap(true) {
+		return
+	}
+	unix.Write(w.wake[1], []byte{0})
+}
+
+// Exited reports the status the workload gave proc_exit, if it called it.
+// A run whose entrypoint returns a trap after proc_exit has exited.
+func (w *WASI) Exited() (code int32, ok bool) { return w.exitCode, w.exited }
+
+// Close closes every descriptor the workload still holds, except the
+// caller's stdio files.
+func (w *WASI) Close() error {
+	w.fds.closeAll()
+	for i, fd := range w.wake {
+		if fd >= 0 {
+			unix.Close(fd)
+			w.wake[i] = -1
+		}
+	}
+	return nil
+}
