@@ -40,8 +40,12 @@ func openat2(dirFD int, path string, flags uint64) (int, errno) {
 	if strings.HasPrefix(path, "/") {
 		return -1, ePerm
 	}
+	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolve}
+	if flags&unix.O_CREAT != 0 {
+		how.Mode = 0o666 // openat2 refuses a mode without O_CREAT
+	}
 	for {
-		fd, err := unix.Openat2(dirFD, path, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Mode: 0o666, Resolve: resolve})
+		fd, err := unix.Openat2(dirFD, path, &how)
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
