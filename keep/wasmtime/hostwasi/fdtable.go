@@ -35,6 +35,9 @@ type entry struct {
 	// dir is the listing of a directory, read once by fd_readdir at
 	// cookie 0 and served from there.
 	dir []dirent
+	// stdioFD is the stdio file's descriptor, for poll_oneoff only: reads
+	// and writes go through file.
+	stdioFD int
 	// root is the preopen this was opened under; nil for a preopen.
 	root *entry
 }

@@ -14,9 +14,11 @@ const (
 	eventFdWrite = 2
 )
 
-// pollOneoff waits with ppoll on the sockets among the subscriptions, the
-// earliest clock as the timeout, and the wake pipe (Interrupt). Other
-// descriptors (stdio, files, directories) are reported ready at once.
+// pollOneoff waits with ppoll on the sockets and stdio among the
+// subscriptions, the earliest clock as the timeout, and the wake pipe
+// (Interrupt). Files and directories are reported ready at once, as POSIX
+// poll does; a descriptor that is not open gets an event with EBADF. Every
+// clock whose time has come when ppoll returns gets an event.
 // Subscriptions are 48 bytes: userdata u64, tag u8, then at 16 either a
 // clock (id u32, timeout u64 at 24, precision u64 at 32, flags u16 at 40)
 // or an fd (u32). Events are 32 bytes: userdata, errno u16 at 8, type u8 at
@@ -33,36 +35,46 @@ func pollOneoff(w *WASI, c *call) errno {
 	var ready []uint32 // ready without waiting
 	var bad []uint32   // EBADF
 	timeout := int64(-1)
-	clockSub := int64(-1)
+	type clockWait struct {
+		sub      uint32
+		clk      int32
+		deadline int64 // on clk
+	}
+	var clocks []clockWait
 	for i := uint32(0); i < nsubs; i++ {
 		s := subs[48*i:]
 		switch s[8] {
 		case eventClock:
-			id := int32(c.get32(in + 48*i + 16))
-			t := int64(c.get64(in + 48*i + 24))
-			if c.get32(in+48*i+40)&1 != 0 { // absolute
-				clk, ok := hostClock(id)
-				if !ok {
-					return eInval
-				}
-				var ts unix.Timespec
-				unix.ClockGettime(clk, &ts)
-				t = max(t-ts.Nano(), 0)
+			clk, ok := hostClock(int32(c.get32(in + 48*i + 16)))
+			if !ok {
+				bad = append(bad, i) // reported with EINVAL below
+				continue
 			}
-			if timeout < 0 || t < timeout {
-				timeout, clockSub = t, int64(i)
+			t := int64(c.get64(in + 48*i + 24))
+			now := clockNow(clk)
+			deadline := now + t
+			if c.get32(in+48*i+40)&1 != 0 { // absolute
+				deadline = t
+			}
+			clocks = append(clocks, clockWait{i, clk, deadline})
+			if d := max(deadline-now, 0); timeout < 0 || d < timeout {
+				timeout = d
 			}
 		case eventFdRead, eventFdWrite:
 			e := w.fds.get(int32(c.get32(in + 48*i + 16)))
 			switch {
 			case e == nil:
 				bad = append(bad, i)
-			case e.kind == kindListener || e.kind == kindConn:
+			case e.kind == kindListener || e.kind == kindConn || (e.kind == kindStdio && e.stdioFD >= 0):
 				ev := int16(unix.POLLIN)
 				if s[8] == eventFdWrite {
 					ev = unix.POLLOUT
 				}
-				pfds = append(pfds, unix.PollFd{Fd: int32(e.hostFD), Events: ev})
+				fd := e.hostFD
+				if e.kind == kindStdio {
+					fd = e.stdioFD
+				}
+				pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: ev})
 				which = append(which, i)
 			default:
 				ready = append(ready, i)
@@ -111,7 +123,11 @@ func pollOneoff(w *WASI, c *call) errno {
 		n++
 	}
 	for _, i := range bad {
-		event(i, eBadf, false)
+		if subs[48*i+8] == eventClock {
+			event(i, eInval, false)
+		} else {
+			event(i, eBadf, false)
+		}
 	}
 	for _, i := range ready {
 		event(i, eSuccess, false)
@@ -121,9 +137,26 @@ func pollOneoff(w *WASI, c *call) errno {
 			event(which[k], eSuccess, p.Revents&unix.POLLHUP != 0)
 		}
 	}
-	if n == 0 && clockSub >= 0 {
-		event(uint32(clockSub), eSuccess, false)
+	earliest := -1
+	for k, cw := range clocks {
+		if clockNow(cw.clk) >= cw.deadline {
+			event(cw.sub, eSuccess, false)
+		}
+		if earliest < 0 || cw.deadline < clocks[earliest].deadline {
+			earliest = k
+		}
+	}
+	if n == 0 && earliest >= 0 {
+		// ppoll timed out a hair before a realtime deadline: the guest
+		// waited for the clock, so it gets the clock.
+		event(clocks[earliest].sub, eSuccess, false)
 	}
 	c.put32(nout, n)
 	return eSuccess
+}
+
+func clockNow(clk int32) int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(clk, &ts)
+	return ts.Nano()
 }

@@ -87,10 +87,10 @@ func New(cfg Config) (*WASI, error) {
 			if f, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 				return nil, fmt.Errorf("hostwasi: stdio %d: %w", i, err)
 			}
-			w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1, owned: true})
+			w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1, stdioFD: rawFD(f), owned: true})
 			continue
 		}
-		w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1})
+		w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1, stdioFD: rawFD(f)})
 	}
 	names := []string{"stdin", "stdout", "stderr"}
 	for _, p := range cfg.Preopens {
@@ -121,6 +121,16 @@ func New(cfg Config) (*WASI, error) {
 	}
 	ok = true
 	return w, nil
+}
+
+// rawFD is f's descriptor, or -1. Unlike f.Fd it leaves f's blocking mode
+// alone.
+func rawFD(f *os.File) int {
+	fd := -1
+	if sc, err := f.SyscallConn(); err == nil {
+		sc.Control(func(x uintptr) { fd = int(x) })
+	}
+	return fd
 }
 
 // Interrupt makes a poll_oneoff that blocks, or the next one, trap, so that
