@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // Engine compiles WebAssembly core modules. It is the only seam between a
@@ -64,6 +66,10 @@ type RunOptions struct {
 	// means no cap. Growing past it fails (memory.grow returns -1), and a
 	// module that cannot go on without the memory traps.
 	MemoryLimit int64
+	// Sockets are the declared sockets, at the descriptors after the
+	// preopens in this order; FD_COUNT and FD_NAMES then describe every
+	// descriptor from 0 (see keep/sockets).
+	Sockets []sockets.Socket
 }
 
 // Preopen gives the workload a host directory at GuestPath.
