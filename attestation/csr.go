@@ -22,30 +22,81 @@ var ErrKeyMismatch = errors.New("CSR key is not the evidence's keep_public_key")
 // key, carrying ev in an OIDEvidence extension. ev must bind key's public
 // key (Inputs.KeepPublicKey); the subject's common name is cn.
 func NewCSR(key crypto.Signer, ev *Evidence, cn string) ([]byte, error) {
-	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	ext, err := evidenceExtension(key, ev)
 	if err != nil {
-		return nil, fmt.Errorf("attestation: CSR: encode public key: %w", err)
-	}
-	if !bytes.Equal(pub, ev.Inputs.KeepPublicKey) {
-		return nil, fmt.Errorf("attestation: CSR: %w", ErrKeyMismatch)
-	}
-	blob, err := ev.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	value, err := asn1.Marshal(blob)
-	if err != nil {
-		return nil, fmt.Errorf("attestation: CSR: encode evidence extension: %w", err)
+		return nil, fmt.Errorf("attestation: CSR: %w", err)
 	}
 	tmpl := &x509.CertificateRequest{
 		Subject:         pkix.Name{CommonName: cn},
-		ExtraExtensions: []pkix.Extension{{Id: OIDEvidence, Value: value}},
+		ExtraExtensions: []pkix.Extension{ext},
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		return nil, fmt.Errorf("attestation: CSR: %w", err)
 	}
 	return der, nil
+}
+
+// evidenceExtension returns the OIDEvidence extension carrying ev, which
+// must bind key's public key.
+func evidenceExtension(key crypto.Signer, ev *Evidence) (pkix.Extension, error) {
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("encode public key: %w", err)
+	}
+	if !bytes.Equal(pub, ev.Inputs.KeepPublicKey) {
+		return pkix.Extension{}, ErrKeyMismatch
+	}
+	blob, err := ev.Marshal()
+	if err != nil {
+		return pkix.Extension{}, err
+	}
+	value, err := asn1.Marshal(blob)
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("encode evidence extension: %w", err)
+	}
+	return pkix.Extension{Id: OIDEvidence, Value: value}, nil
+}
+
+// extensionEvidence parses the one OIDEvidence extension among exts and
+// checks that the evidence binds pub, the holder's public key. what names
+// the holder in errors ("CSR", "certificate").
+func extensionEvidence(what string, exts []pkix.Extension, pub crypto.PublicKey) (*Evidence, error) {
+	var value []byte
+	found := 0
+	for _, ext := range exts {
+		if ext.Id.Equal(OIDEvidence) {
+			value = ext.Value
+			found++
+		}
+	}
+	switch found {
+	case 1:
+	case 0:
+		return nil, fmt.Errorf("attestation: %s has no evidence extension %s: %w", what, OIDEvidence, ErrMissingField)
+	default:
+		return nil, fmt.Errorf("attestation: %s has %d evidence extensions %s, want one", what, found, OIDEvidence)
+	}
+	var blob []byte
+	rest, err := asn1.Unmarshal(value, &blob)
+	if err != nil {
+		return nil, fmt.Errorf("attestation: %s evidence extension is not an OCTET STRING: %w", what, err)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("attestation: %s evidence extension has %d trailing bytes", what, len(rest))
+	}
+	ev, err := ParseEvidence(blob)
+	if err != nil {
+		return nil, fmt.Errorf("attestation: %s evidence: %w", what, err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("attestation: %s public key: %w", what, err)
+	}
+	if !bytes.Equal(der, ev.Inputs.KeepPublicKey) {
+		return nil, fmt.Errorf("attestation: %s: %w", what, ErrKeyMismatch)
+	}
+	return ev, nil
 }
 
 // ParseCSR parses a DER PKCS#10 request made by NewCSR: it checks the
@@ -63,39 +114,9 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, *Evidence, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, nil, fmt.Errorf("attestation: CSR signature: %w", err)
 	}
-	var value []byte
-	found := 0
-	for _, ext := range csr.Extensions {
-		if ext.Id.Equal(OIDEvidence) {
-			value = ext.Value
-			found++
-		}
-	}
-	switch found {
-	case 1:
-	case 0:
-		return nil, nil, fmt.Errorf("attestation: CSR has no evidence extension %s: %w", OIDEvidence, ErrMissingField)
-	default:
-		return nil, nil, fmt.Errorf("attestation: CSR has %d evidence extensions %s, want one", found, OIDEvidence)
-	}
-	var blob []byte
-	rest, err := asn1.Unmarshal(value, &blob)
+	ev, err := extensionEvidence("CSR", csr.Extensions, csr.PublicKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("attestation: CSR evidence extension is not an OCTET STRING: %w", err)
-	}
-	if len(rest) != 0 {
-		return nil, nil, fmt.Errorf("attestation: CSR evidence extension has %d trailing bytes", len(rest))
-	}
-	ev, err := ParseEvidence(blob)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attestation: CSR evidence: %w", err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("attestation: CSR public key: %w", err)
-	}
-	if !bytes.Equal(pub, ev.Inputs.KeepPublicKey) {
-		return nil, nil, fmt.Errorf("attestation: %w", ErrKeyMismatch)
+		return nil, nil, err
 	}
 	return csr, ev, nil
 }

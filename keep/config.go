@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // Config is everything a Keep needs to run one workload. The shim builds it
@@ -55,6 +57,19 @@ type Config struct {
 	// connected to /dev/null instead of the container's (Enarx.toml files
 	// of kind "null").
 	NullStdio []string `json:"null_stdio,omitempty"`
+	// Sockets are the sockets the workload gets (Enarx.toml listen and
+	// connect entries, enarx.dev/listen.* and enarx.dev/connect.*
+	// annotations), in descriptor order. Nothing else on the network is
+	// reachable from the workload.
+	Sockets []sockets.Spec `json:"sockets,omitempty"`
+	// NetNS is the path of the network namespace the sockets are opened
+	// in (the container's, e.g. a pod's); empty means the Keep's own
+	// unless NewNetNS is set.
+	NetNS string `json:"netns,omitempty"`
+	// NewNetNS opens the sockets in a new network namespace of their own,
+	// with only a loopback interface: the OCI spec asked for a network
+	// namespace without naming one, as `ctr run` without --net-host does.
+	NewNetNS bool `json:"new_netns,omitempty"`
 }
 
 // CertificateFile is the name, in Config.StateDir, of the PEM certificate
@@ -85,6 +100,14 @@ func (c *Config) Validate() error {
 		}
 		if c.StateDir == "" {
 			return fmt.Errorf("keep config %q: a steward needs a state directory for the certificate", c.ID)
+		}
+	}
+	if c.NetNS != "" && (c.NewNetNS || !filepath.IsAbs(c.NetNS)) {
+		return fmt.Errorf("keep config %q: network namespace %q: a path must be absolute, and excludes a new namespace", c.ID, c.NetNS)
+	}
+	for i, s := range c.Sockets {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("keep config %q: socket %d: %w", c.ID, i, err)
 		}
 	}
 	if c.Backend != "" {

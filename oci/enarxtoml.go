@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // An image may carry an Enarx.toml, the workload configuration of Enarx
@@ -45,9 +47,16 @@ import (
 //     them all closed, which no container user expects). When `files` is
 //     present, FD_COUNT and FD_NAMES (the entries' names joined by ":") are
 //     set in the environment as Enarx does, below Enarx.toml's env.
-//   - Sockets (kind "listen" and "connect") are refused with an error rather
-//     than ignored: a server started without its listening socket would fail
-//     in a way much harder to understand.
+//   - sockets: entries after the standard streams may be of kind "listen"
+//     (name required; addr defaults to "::", port to 443, prot to "tls") or
+//     "connect" (host required; port defaults to 443, prot to "tls", name
+//     to the host), as in Enarx. They become keep.Config.Sockets, in order.
+//     The workload finds them through FD_NAMES: its descriptors are the
+//     standard streams, then the preopened directories (which WASI programs
+//     find by probing from descriptor 3 up), then the sockets, and with
+//     sockets FD_COUNT and FD_NAMES describe all of them (docs/networking.md).
+//     The annotations enarx.dev/listen.NAME and enarx.dev/connect.NAME add
+//     or replace sockets (see SocketAnnotations).
 //   - steward is refused too: the Keep's Steward is chosen by the node policy
 //     and the enarx.dev/steward annotation.
 //
@@ -90,7 +99,9 @@ type EnarxFile struct {
 	// Name labels the descriptor in FD_NAMES; it defaults to the kind (to
 	// the host for "connect").
 	Name string `toml:"name"`
-	// Addr, Host, Port and Prot describe a socket (not supported yet).
+	// Addr, Host, Port and Prot describe a socket: Addr (listen) is the
+	// address to bind, Host (connect) the host to connect to, Port
+	// defaults to 443 and Prot ("tls" or "tcp") to "tls".
 	Addr string  `toml:"addr"`
 	Host string  `toml:"host"`
 	Port *uint16 `toml:"port"`
@@ -121,7 +132,7 @@ func ParseEnarxTOML(source string, data []byte) (*EnarxConfig, error) {
 // enarxTOMLDecodeError turns a go-toml error into one that names the file,
 // the line and the column.
 func enarxTOMLDecodeError(source string, err error) error {
-	const fix = "the keys are args (array of strings), env (table of strings), files (array of tables with kind and name) and steward"
+	const fix = "the keys are args (array of strings), env (table of strings), files (array of tables with kind, name, and for sockets addr, host, port and prot) and steward"
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
 		var keys []string
@@ -218,9 +229,15 @@ func (c *EnarxConfig) check() error {
 		switch f.Kind {
 		case "stdin", "stdout", "stderr", "null":
 		case "listen", "connect":
-			return fmt.Errorf("oci: %s: kind %q: sockets in Enarx.toml are not supported yet: remove the entry", where, f.Kind)
+			if i < len(standardStreams) {
+				return fmt.Errorf("oci: %s: kind %q at file descriptor %d: entries are file descriptors in order and the first three are the standard streams; list stdin, stdout and stderr (or null in their place) before the sockets", where, f.Kind, i)
+			}
+			if _, err := f.socket(); err != nil {
+				return fmt.Errorf("oci: %s: %w", where, err)
+			}
+			continue
 		case "":
-			return fmt.Errorf("oci: %s: kind is missing: it is one of stdin, stdout, stderr or null", where)
+			return fmt.Errorf("oci: %s: kind is missing: it is one of stdin, stdout, stderr, null, listen or connect", where)
 		default:
 			return fmt.Errorf("oci: %s: kind %q is not one of stdin, stdout, stderr, null, listen or connect", where, f.Kind)
 		}
@@ -231,7 +248,7 @@ func (c *EnarxConfig) check() error {
 			return fmt.Errorf("oci: %s: addr, host, port and prot apply only to the socket kinds listen and connect, not to %q", where, f.Kind)
 		}
 		if i >= len(standardStreams) {
-			return fmt.Errorf("oci: %s: kind %q: only the standard streams (the first three entries, file descriptors 0 to 2) are supported", where, f.Kind)
+			return fmt.Errorf("oci: %s: kind %q after the first three entries: the standard streams are file descriptors 0 to 2, and later entries may only be sockets (listen or connect)", where, f.Kind)
 		}
 		stream := standardStreams[i]
 		if f.Kind != "null" && f.Kind != stream {
@@ -246,10 +263,69 @@ func (c *EnarxConfig) check() error {
 
 // name is the FD_NAMES label of f, as Enarx gives it.
 func (f EnarxFile) name() string {
-	if f.Name != "" {
+	switch {
+	case f.Name != "":
 		return f.Name
+	case f.Kind == "connect":
+		return f.Host
 	}
 	return f.Kind
+}
+
+// socket is the keep socket of a listen or connect entry, with Enarx's
+// defaults.
+func (f EnarxFile) socket() (sockets.Spec, error) {
+	s := sockets.Spec{Name: f.name(), Kind: f.Kind, Prot: f.Prot}
+	if s.Prot == "" {
+		s.Prot = sockets.TLS
+	}
+	if s.Prot != sockets.TLS && s.Prot != sockets.TCP {
+		return s, fmt.Errorf("kind %q: prot %q is not \"tls\" or \"tcp\"", f.Kind, f.Prot)
+	}
+	port := uint16(443)
+	if f.Port != nil {
+		port = *f.Port
+	}
+	switch f.Kind {
+	case "listen":
+		if f.Name == "" {
+			return s, errors.New(`kind "listen": name is missing: the workload finds the socket by its name in FD_NAMES`)
+		}
+		if f.Host != "" {
+			return s, errors.New(`kind "listen": host applies to connect; use addr for the address to listen on`)
+		}
+		addr := f.Addr
+		if addr == "" {
+			addr = "::"
+		}
+		s.Addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
+	case "connect":
+		if f.Host == "" {
+			return s, errors.New(`kind "connect": host is missing: name the host to connect to`)
+		}
+		if f.Addr != "" {
+			return s, errors.New(`kind "connect": addr applies to listen; use host for the host to connect to`)
+		}
+		if port == 0 {
+			return s, errors.New(`kind "connect": port 0 is not a port to connect to`)
+		}
+		s.Addr = net.JoinHostPort(f.Host, strconv.Itoa(int(port)))
+	}
+	if err := checkSocketName(s.Name); err != nil {
+		return s, fmt.Errorf("kind %q: %w", f.Kind, err)
+	}
+	return s, nil
+}
+
+// checkSocketName checks a socket's FD_NAMES label.
+func checkSocketName(name string) error {
+	if name == "" {
+		return errors.New("name is empty")
+	}
+	if strings.ContainsAny(name, ":\x00") {
+		return fmt.Errorf("name %q contains ':' (which separates the names in FD_NAMES) or a NUL byte", name)
+	}
+	return nil
 }
 
 // Apply applies c to cfg, whose Args and Env come from the spec, with the
@@ -267,7 +343,16 @@ func (c *EnarxConfig) Apply(cfg *keep.Config) {
 		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
 		env = append(env, kv)
 	}
-	if c.Files != nil {
+	cfg.Sockets = nil
+	for _, f := range c.Files {
+		if f.Kind == "listen" || f.Kind == "connect" {
+			s, _ := f.socket() // checked by ParseEnarxTOML
+			cfg.Sockets = append(cfg.Sockets, s)
+		}
+	}
+	// With sockets, the engine sets FD_COUNT and FD_NAMES: it knows the
+	// descriptors of the preopens between the streams and the sockets.
+	if c.Files != nil && len(cfg.Sockets) == 0 {
 		names := make([]string, len(c.Files))
 		for i, f := range c.Files {
 			names[i] = f.name()
@@ -405,5 +490,9 @@ func withFiles(ctx context.Context, cfg keep.Config, bundle string, spec *specs.
 	if enarx != nil {
 		enarx.Apply(&cfg)
 	}
+	if err := applySocketAnnotations(&cfg, spec.Annotations); err != nil {
+		return keep.Config{}, err
+	}
+	applyNetwork(&cfg, spec)
 	return cfg, nil
 }

@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 func TestParseEnarxTOML(t *testing.T) {
@@ -73,6 +74,7 @@ kind = "stderr"
 }
 
 func TestParseEnarxTOMLErrors(t *testing.T) {
+	const streams = "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n"
 	for _, c := range []struct {
 		name, doc string
 		want      []string
@@ -88,12 +90,17 @@ func TestParseEnarxTOMLErrors(t *testing.T) {
 		{"duplicate key", "[env]\nA = \"1\"\nA = \"2\"\n", []string{"line 3"}},
 		{"unknown kind", "[[files]]\nkind = \"stdin\"\n\n[[files]]\nkind = \"pipe\"\n", []string{"line 4", "files[1]", `"pipe"`}},
 		{"no kind", "[[files]]\nname = \"x\"\n", []string{"line 1", "kind is missing"}},
-		{"listen", "[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"LISTEN\"\nport = 8080\nprot = \"tcp\"\n",
-			[]string{"line 7", "files[3]", "sockets in Enarx.toml are not supported yet"}},
-		{"connect inline", "files = [{ kind = \"connect\", host = \"example.com\" }]\n", []string{"line 1", "sockets in Enarx.toml are not supported yet"}},
+		{"socket before the streams", "files = [{ kind = \"connect\", host = \"example.com\" }]\n", []string{"line 1", "file descriptor 0", "before the sockets"}},
+		{"listen without name", streams + "[[files]]\nkind = \"listen\"\nport = 8080\n", []string{"line 7", "files[3]", "name is missing"}},
+		{"connect without host", streams + "[[files]]\nkind = \"connect\"\nport = 8080\n", []string{"files[3]", "host is missing"}},
+		{"bad prot", streams + "[[files]]\nkind = \"listen\"\nname = \"L\"\nprot = \"udp\"\n", []string{"files[3]", `prot "udp"`}},
+		{"listen with host", streams + "[[files]]\nkind = \"listen\"\nname = \"L\"\nhost = \"x\"\n", []string{"files[3]", "use addr"}},
+		{"connect with addr", streams + "[[files]]\nkind = \"connect\"\nhost = \"x\"\naddr = \"::\"\n", []string{"files[3]", "use host"}},
+		{"connect to port 0", streams + "[[files]]\nkind = \"connect\"\nhost = \"x\"\nport = 0\n", []string{"files[3]", "port 0"}},
+		{"socket name with colon", streams + "[[files]]\nkind = \"listen\"\nname = \"a:b\"\n", []string{"files[3]", "':'"}},
 		{"stream out of place", "[[files]]\nkind = \"stdout\"\n", []string{"files[0]", "file descriptor 0", "stdin"}},
 		{"null named for another stream", "[[files]]\nkind = \"null\"\nname = \"stdout\"\n", []string{"files[0]", `"stdout"`}},
-		{"fourth stream", "files = [{kind=\"stdin\"},{kind=\"stdout\"},{kind=\"stderr\"},{kind=\"null\"}]\n", []string{"files[3]", "only the standard streams"}},
+		{"fourth stream", "files = [{kind=\"stdin\"},{kind=\"stdout\"},{kind=\"stderr\"},{kind=\"null\"}]\n", []string{"files[3]", "may only be sockets"}},
 		{"name with colon", "[[files]]\nkind = \"stdin\"\nname = \"a:b\"\n", []string{"files[0]", "':'"}},
 		{"socket key on a stream", "[[files]]\nkind = \"stdin\"\nport = 1\n", []string{"files[0]", "port"}},
 		{"steward", "steward = \"https://steward.example.com\"\n", []string{"steward", "enarx.dev/steward"}},
@@ -333,5 +340,113 @@ func TestResolveArtifactEnarxTOML(t *testing.T) {
 	}
 	if _, err := Resolve(context.Background(), "id", t.TempDir(), spec, corrupt); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
 		t.Errorf("corrupt Enarx.toml layer: %v, want a digest error", err)
+	}
+}
+
+func TestEnarxTOMLSockets(t *testing.T) {
+	doc := `[[files]]
+kind = "stdin"
+[[files]]
+kind = "stdout"
+[[files]]
+kind = "stderr"
+
+[[files]]
+kind = "listen"
+name = "https"
+port = 8443
+
+[[files]]
+kind = "listen"
+name = "plain"
+addr = "127.0.0.1"
+port = 8080
+prot = "tcp"
+
+[[files]]
+kind = "connect"
+host = "db.example"
+port = 5432
+prot = "tcp"
+
+[[files]]
+kind = "connect"
+name = "api"
+host = "::1"
+`
+	c, err := ParseEnarxTOML("Enarx.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := keep.Config{Args: []string{"/app.wasm"}}
+	c.Apply(&cfg)
+	want := []sockets.Spec{
+		{Name: "https", Kind: "listen", Prot: "tls", Addr: "[::]:8443"},
+		{Name: "plain", Kind: "listen", Prot: "tcp", Addr: "127.0.0.1:8080"},
+		{Name: "db.example", Kind: "connect", Prot: "tcp", Addr: "db.example:5432"},
+		{Name: "api", Kind: "connect", Prot: "tls", Addr: "[::1]:443"},
+	}
+	if !reflect.DeepEqual(cfg.Sockets, want) {
+		t.Errorf("sockets\n%+v\nwant\n%+v", cfg.Sockets, want)
+	}
+	for _, kv := range cfg.Env {
+		if strings.HasPrefix(kv, "FD_") {
+			t.Errorf("env has %q: with sockets the engine sets FD_COUNT and FD_NAMES", kv)
+		}
+	}
+}
+
+func TestSocketAnnotations(t *testing.T) {
+	cfg := keep.Config{Sockets: []sockets.Spec{{Name: "https", Kind: "listen", Prot: "tls", Addr: "[::]:443"}}}
+	err := applySocketAnnotations(&cfg, map[string]string{
+		"enarx.dev/listen.https":   "tls://127.0.0.1:8443",
+		"enarx.dev/listen.metrics": "tcp://:9090",
+		"enarx.dev/connect.db":     "tls://db.example:5432",
+		"enarx.dev/steward":        "http://127.0.0.1:1",
+		"other":                    "x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []sockets.Spec{
+		{Name: "https", Kind: "listen", Prot: "tls", Addr: "127.0.0.1:8443"},
+		{Name: "db", Kind: "connect", Prot: "tls", Addr: "db.example:5432"},
+		{Name: "metrics", Kind: "listen", Prot: "tcp", Addr: "[::]:9090"},
+	}
+	if !reflect.DeepEqual(cfg.Sockets, want) {
+		t.Errorf("sockets\n%+v\nwant\n%+v", cfg.Sockets, want)
+	}
+	for _, c := range []struct{ key, value, want string }{
+		{"enarx.dev/listen.x", "udp://:53", "prot://host:port"},
+		{"enarx.dev/listen.x", "tls://:", "port is missing"},
+		{"enarx.dev/listen.x", "tls://[::]:8443/path", "prot://host:port"},
+		{"enarx.dev/connect.x", "tls://:5432", "host to connect to is missing"},
+		{"enarx.dev/connect.", "tls://h:1", "name is empty"},
+		{"enarx.dev/listen.a:b", "tls://:1", "':'"},
+		{"enarx.dev/listen.x", "8443", "prot://host:port"},
+	} {
+		err := applySocketAnnotations(&keep.Config{}, map[string]string{c.key: c.value})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%s=%q: %v, want an error naming the key and saying %q", c.key, c.value, err, c.want)
+		}
+	}
+}
+
+func TestApplyNetwork(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		ns     []specs.LinuxNamespace
+		netns  string
+		newNet bool
+	}{
+		{"host", []specs.LinuxNamespace{{Type: specs.PIDNamespace}}, "", false},
+		{"new", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, "", true},
+		{"pod", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"}}, "/var/run/netns/cni-1", false},
+	} {
+		cfg := keep.Config{}
+		applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}})
+		if cfg.NetNS != c.netns || cfg.NewNetNS != c.newNet {
+			t.Errorf("%s: netns %q new %v, want %q %v", c.name, cfg.NetNS, cfg.NewNetNS, c.netns, c.newNet)
+		}
 	}
 }

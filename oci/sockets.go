@@ -1,0 +1,109 @@
+package oci
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+)
+
+// The socket annotations declare sockets without an Enarx.toml, e.g. in a
+// Kubernetes pod spec (containerd's CRI passes annotations that its runtime
+// config lists in pod_annotations / container_annotations):
+//
+//	enarx.dev/listen.https: tls://[::]:8443
+//	enarx.dev/connect.db:   tcp://db.example:5432
+//
+// The key's suffix is the socket's name in FD_NAMES; the value is prot
+// ("tls" or "tcp"), then the address to listen on or the host to connect
+// to, with its port. An annotation replaces the Enarx.toml socket of the
+// same name; the others come after the Enarx.toml sockets, by name.
+const (
+	AnnotationListenPrefix  = "enarx.dev/listen."
+	AnnotationConnectPrefix = "enarx.dev/connect."
+)
+
+// applySocketAnnotations adds the sockets that annotations declare to cfg.
+func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) error {
+	for _, key := range slices.Sorted(func(yield func(string) bool) {
+		for k := range annotations {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		kind := ""
+		name, ok := strings.CutPrefix(key, AnnotationListenPrefix)
+		if ok {
+			kind = sockets.Listen
+		} else if name, ok = strings.CutPrefix(key, AnnotationConnectPrefix); ok {
+			kind = sockets.Connect
+		} else {
+			continue
+		}
+		s, err := socketAnnotation(kind, name, annotations[key])
+		if err != nil {
+			return fmt.Errorf("oci: annotation %s=%q: %w", key, annotations[key], err)
+		}
+		if i := slices.IndexFunc(cfg.Sockets, func(x sockets.Spec) bool { return x.Name == name }); i >= 0 {
+			cfg.Sockets[i] = s
+		} else {
+			cfg.Sockets = append(cfg.Sockets, s)
+		}
+	}
+	return nil
+}
+
+// socketAnnotation parses the value of a socket annotation.
+func socketAnnotation(kind, name, value string) (sockets.Spec, error) {
+	example := "tls://[::]:8443"
+	if kind == sockets.Connect {
+		example = "tls://db.example:5432"
+	}
+	if err := checkSocketName(name); err != nil {
+		return sockets.Spec{}, err
+	}
+	u, err := url.Parse(value)
+	if err != nil || (u.Scheme != sockets.TLS && u.Scheme != sockets.TCP) || u.Opaque != "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return sockets.Spec{}, fmt.Errorf("the value is prot://host:port with prot tls or tcp, e.g. %s", example)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
+	}
+	switch kind {
+	case sockets.Listen:
+		if host == "" {
+			host = "::"
+		}
+	case sockets.Connect:
+		if host == "" {
+			return sockets.Spec{}, fmt.Errorf("the host to connect to is missing, e.g. %s", example)
+		}
+	}
+	return sockets.Spec{Name: name, Kind: kind, Prot: u.Scheme, Addr: net.JoinHostPort(host, port)}, nil
+}
+
+// applyNetwork sets where cfg's sockets are opened: the network namespace
+// the spec names, a new one when it asks for one without a path, or the
+// Keep's own (the host's) when it has none (`ctr run --net-host`, a pod
+// with hostNetwork).
+func applyNetwork(cfg *keep.Config, spec *specs.Spec) {
+	cfg.NetNS, cfg.NewNetNS = "", false
+	if spec.Linux == nil {
+		return
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			cfg.NetNS = ns.Path
+			cfg.NewNetNS = ns.Path == ""
+		}
+	}
+}
