@@ -19,12 +19,14 @@ import (
 //     EOF (shutdown(SHUT_WR) on the Keep's end) and may still write;
 //   - the workload shuts down its write side: the peer gets close_notify
 //     and a FIN and may still send;
-//   - the workload closes its end, a transfer fails, or both directions
-//     have ended: both connections are closed.
+//   - the workload closes its end: what it wrote before still reaches the
+//     peer, then close_notify, then both connections are closed;
+//   - the peer resets, breaks a record or stops taking data, or both
+//     directions have ended: both connections are closed.
 type pipe struct {
 	tls  *tls.Conn
 	pair *net.UnixConn
-	// ended counts the directions that ended with EOF.
+	// ended counts the directions that ended in order.
 	ended     atomic.Int32
 	closeOnce sync.Once
 }
@@ -66,22 +68,30 @@ func (p *pipe) run() {
 
 // fromPeer copies the TLS peer's plaintext to the workload.
 func (p *pipe) fromPeer() {
-	if _, err := io.Copy(p.pair, p.tls); err != nil {
-		p.close() // a reset, a broken record, or the workload gone
+	readErr, writeErr := copyStream(p.pair, p.tls)
+	switch {
+	case readErr != nil:
+		p.close() // a reset or a broken record: the stream is not whole
 		return
+	case writeErr != nil:
+		// The workload closed its end. What it wrote before is still to
+		// be carried by toPeer, which then closes.
+	default:
+		_ = p.pair.CloseWrite()
 	}
-	_ = p.pair.CloseWrite()
 	p.endOne()
 }
 
 // toPeer copies the workload's output to the TLS peer.
 func (p *pipe) toPeer() {
-	if _, err := io.Copy(p.tls, p.pair); err != nil {
-		p.close()
+	readErr, writeErr := copyStream(p.tls, p.pair)
+	if writeErr != nil {
+		p.close() // the peer is gone
 		return
 	}
-	// The workload is done writing: it shut down its write side or closed
-	// its end. Either way the peer hears close_notify, then a FIN.
+	// The workload is done writing: it shut down its write side (EOF) or
+	// closed its end (EOF, or ECONNRESET when it left data unread). The
+	// peer hears close_notify, then a FIN.
 	_ = p.tls.CloseWrite()
 	if cw, ok := p.tls.NetConn().(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
@@ -89,12 +99,33 @@ func (p *pipe) toPeer() {
 	if p.endOne() {
 		return
 	}
-	// A closed end hangs up; a shut down one does not, until it is closed.
-	p.waitHangup()
+	if readErr == nil {
+		// A closed end hangs up; a shut down one does not, until closed.
+		p.waitHangup()
+	}
 	p.close()
 }
 
-// endOne records a direction ended by EOF and, when it is the second,
+// copyStream copies src to dst until src ends (both errors nil) or fails.
+func copyStream(dst io.Writer, src io.Reader) (readErr, writeErr error) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return nil, werr
+			}
+		}
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return err, nil
+		}
+	}
+}
+
+// endOne records a direction ended in order and, when it is the second,
 // closes both connections; it reports whether it did.
 func (p *pipe) endOne() bool {
 	if p.ended.Add(1) == 2 {
