@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -553,5 +554,40 @@ func TestCloseEndsEverything(t *testing.T) {
 	w.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadAll(w); err != nil {
 		t.Errorf("workload's accepted connection: %v, want x then EOF", err)
+	}
+}
+
+func TestCloseWaitsForItsGoroutines(t *testing.T) {
+	ca := newCA(t, "steward")
+	server := tlsServer(t, ca)
+	srv := serveOnce(server)
+	before := runtime.NumGoroutine()
+
+	s, err := Open(context.Background(), []Spec{
+		{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"},
+		{Name: "db", Kind: Connect, Prot: TLS, Addr: server.Addr().String()},
+	}, Options{ServerTLS: keepTLS(t, ca), ClientTLS: &tlssock.Config{RootCAs: ca.pool}, NetNS: ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("x"))
+	w := acceptWorkload(t, socket(t, s, "web").Acceptor, 5*time.Second)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	c.Close()
+	<-srv
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Close, %d before Open:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }

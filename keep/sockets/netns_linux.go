@@ -30,7 +30,7 @@ func enterNetNS(netns string) (*nsThread, error) {
 	if netns != NewNetNS {
 		f, err := os.Open(netns)
 		if err != nil {
-			return nil, fmt.Errorf("sockets: network namespace %q: %w: give the path of a namespace, e.g. /var/run/netns/NAME or /proc/PID/ns/net", netns, err)
+			return nil, fmt.Errorf("sockets: NetNS %q: %w: give the path of a network namespace, e.g. /var/run/netns/NAME or /proc/PID/ns/net", netns, err)
 		}
 		target = f
 	}
@@ -66,11 +66,11 @@ func (t *nsThread) enter(netns string, target *os.File) error {
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			switch {
 			case errors.Is(err, unix.EINVAL):
-				return fmt.Errorf("sockets: %q is not a network namespace: %w: give the path of one, e.g. /var/run/netns/NAME or /proc/PID/ns/net", netns, err)
+				return fmt.Errorf("sockets: NetNS %q is not a network namespace: %w: give the path of one, e.g. /var/run/netns/NAME or /proc/PID/ns/net", netns, err)
 			case errors.Is(err, unix.EPERM):
-				return fmt.Errorf("sockets: entering network namespace %q: %w: it needs CAP_SYS_ADMIN, run the shim as root", netns, err)
+				return fmt.Errorf("sockets: entering NetNS %q: %w: it needs CAP_SYS_ADMIN, run the shim as root", netns, err)
 			}
-			return fmt.Errorf("sockets: entering network namespace %q: %w", netns, err)
+			return fmt.Errorf("sockets: entering NetNS %q: %w", netns, err)
 		}
 		t.ns = target
 		return nil

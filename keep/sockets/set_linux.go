@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -331,8 +332,10 @@ func (s *Set) dial(ctx context.Context, t *nsThread, sp Spec, ep endpoint, opts 
 	}
 	fd := -1
 	var errs []error
-	for _, ap := range addrs {
-		c, err := t.connect(dctx, ap, unix.SOCK_STREAM)
+	for i, ap := range addrs {
+		actx, acancel := context.WithDeadline(dctx, attemptDeadline(dctx, len(addrs)-i))
+		c, err := t.connect(actx, ap, unix.SOCK_STREAM)
+		acancel()
 		if err == nil {
 			fd = c
 			s.addrs[sp.Name] = net.TCPAddrFromAddrPort(ap)
@@ -393,4 +396,17 @@ func (s *Set) dial(ctx context.Context, t *nsThread, sp Spec, ep endpoint, opts 
 		s.untrack(p)
 	}()
 	return nil
+}
+
+// attemptDeadline shares the time left in ctx among the addresses left to
+// try, as Go's dialer does, so that one address that does not answer
+// leaves time for the next; each gets at least 2 s of what is left.
+func attemptDeadline(ctx context.Context, left int) time.Time {
+	deadline, _ := ctx.Deadline()
+	remaining := time.Until(deadline)
+	share := remaining / time.Duration(left)
+	if share < 2*time.Second {
+		share = min(2*time.Second, remaining)
+	}
+	return time.Now().Add(share)
 }
