@@ -591,3 +591,31 @@ func TestCloseWaitsForItsGoroutines(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before Open:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestListenTLSLargeTransferBothWays(t *testing.T) {
+	ca := newCA(t, "steward")
+	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	msg := make([]byte, 8<<20)
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	go func() {
+		c.Write(msg)
+		c.CloseWrite()
+	}()
+	w := acceptWorkload(t, socket(t, s, "web").Acceptor, 5*time.Second)
+	defer w.Close()
+	go func() {
+		io.Copy(w, w) // echo while reading: both directions full at once
+		w.CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Errorf("echo of %d bytes: got %d bytes, %v", len(msg), len(got), err)
+	}
+}
