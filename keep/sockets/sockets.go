@@ -1,7 +1,3 @@
-// Package sockets opens the sockets a Keep's config declares (Enarx.toml
-// [[files]] of kind "listen" and "connect") and hands them to the engine as
-// descriptors for the workload. With prot "tls" the Keep terminates TLS
-// itself, with its own certificate, and the workload sees plaintext.
 package sockets
 
 import (

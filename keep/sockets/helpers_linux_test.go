@@ -1,0 +1,252 @@
+package sockets
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/tlssock"
+)
+
+// testCA is a throwaway certificate authority.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newCA(tb testing.TB, name string) *testCA {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// issue returns a leaf for localhost and 127.0.0.1.
+func (ca *testCA) issue(tb testing.TB, cn string) tls.Certificate {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// keepTLS is a Keep's server configuration with a certificate from ca.
+func keepTLS(tb testing.TB, ca *testCA) *tlssock.Config {
+	return &tlssock.Config{Certificates: []tls.Certificate{ca.issue(tb, "keep")}}
+}
+
+// open opens specs and closes the Set at the end of the test.
+func open(tb testing.TB, specs []Spec, opts Options) *Set {
+	tb.Helper()
+	s, err := Open(context.Background(), specs, opts)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// socket is the Socket called name.
+func socket(tb testing.TB, s *Set, name string) Socket {
+	tb.Helper()
+	for _, so := range s.Sockets() {
+		if so.Name == name {
+			return so
+		}
+	}
+	tb.Fatalf("no socket %q in %v", name, s.Sockets())
+	return Socket{}
+}
+
+// acceptWorkload plays the workload's sock_accept: it polls PollFD, as
+// poll_oneoff would, then Accepts.
+func acceptWorkload(tb testing.TB, a Acceptor, timeout time.Duration) *net.UnixConn {
+	tb.Helper()
+	c, err := tryAcceptWorkload(a, timeout)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func tryAcceptWorkload(a Acceptor, timeout time.Duration) (*net.UnixConn, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("no connection to accept within %s", timeout)
+		}
+		pfd := []unix.PollFd{{Fd: int32(a.PollFD()), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, int(left/time.Millisecond)+1)
+		if errors.Is(err, unix.EINTR) || n == 0 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		f, err := a.Accept()
+		if errors.Is(err, unix.EAGAIN) {
+			return nil, fmt.Errorf("PollFD polled readable but Accept returned %w", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.UnixConn), nil
+	}
+}
+
+// readable reports whether fd polls readable now.
+func readable(tb testing.TB, fd int) bool {
+	tb.Helper()
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(pfd, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n > 0 && pfd[0].Revents&unix.POLLIN != 0
+}
+
+// fileConn is a connection on a duplicate of f, as the workload's engine
+// would hold it.
+func fileConn(tb testing.TB, f *os.File) net.Conn {
+	tb.Helper()
+	c, err := net.FileConn(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// requireNetNS skips the test unless it may create network namespaces.
+func requireNetNS(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("network namespaces need root")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		errc <- unix.Unshare(unix.CLONE_NEWNET)
+	}()
+	if err := <-errc; err != nil {
+		tb.Skipf("cannot create a network namespace here: %v", err)
+	}
+}
+
+// inNetNS runs fn on a thread in the namespace ns; the thread ends after.
+func inNetNS(tb testing.TB, ns *os.File, fn func()) {
+	tb.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			tb.Errorf("setns: %v", err)
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
+// namedNetNS creates a network namespace with loopback up, held by a
+// parked thread until the test ends, and returns its /proc path.
+func namedNetNS(tb testing.TB) string {
+	tb.Helper()
+	ready := make(chan string, 1)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ready <- ""
+			return
+		}
+		if err := loopbackUp(); err != nil {
+			ready <- ""
+			return
+		}
+		ready <- fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		<-release
+	}()
+	path := <-ready
+	if path == "" {
+		tb.Fatal("could not create a network namespace")
+	}
+	tb.Cleanup(func() { close(release) })
+	return path
+}
+
+// inode is the inode of a namespace file.
+func inode(tb testing.TB, f *os.File) uint64 {
+	tb.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		tb.Fatal(err)
+	}
+	return st.Ino
+}

@@ -1,0 +1,37 @@
+//go:build !linux
+
+package sockets
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+)
+
+// Set is the open sockets of a Keep. Only Linux opens sockets; elsewhere
+// Open fails, so that the packages using this one still build.
+type Set struct{}
+
+// Open fails off Linux: a Keep's sockets need Linux (namespaces, eventfd).
+func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
+	if len(specs) == 0 {
+		return &Set{}, nil
+	}
+	return nil, errors.New("sockets: declared sockets need Linux: run the Keep on Linux, or declare no sockets")
+}
+
+// Sockets is empty off Linux.
+func (s *Set) Sockets() []Socket { return nil }
+
+// Addr is nil off Linux.
+func (s *Set) Addr(name string) net.Addr { return nil }
+
+// NetNS is nil off Linux.
+func (s *Set) NetNS() *os.File { return nil }
+
+// ReleaseFiles does nothing off Linux.
+func (s *Set) ReleaseFiles() error { return nil }
+
+// Close does nothing off Linux.
+func (s *Set) Close() error { return nil }

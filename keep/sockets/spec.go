@@ -1,0 +1,99 @@
+package sockets
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// String names the socket in errors and logs: kind, name, protocol and
+// address, e.g. `listen socket "web" (tls, [::]:8443)`.
+func (s Spec) String() string {
+	kind := s.Kind
+	if kind == "" {
+		kind = "(no kind)"
+	}
+	return fmt.Sprintf("%s socket %q (%s, %s)", kind, s.Name, s.Prot, s.Addr)
+}
+
+// Validate checks s without touching the network: a name usable in
+// FD_NAMES, a known kind and protocol, and an address of the form the kind
+// needs. Errors name the field and say what to write instead.
+func (s Spec) Validate() error {
+	if s.Name == "" {
+		return fmt.Errorf("sockets: %s: name is empty: give every socket a name, it labels the descriptor in FD_NAMES", s)
+	}
+	if strings.ContainsRune(s.Name, ':') {
+		return fmt.Errorf("sockets: %s: name %q contains ':', which separates the entries of FD_NAMES: choose a name without ':'", s, s.Name)
+	}
+	if strings.IndexFunc(s.Name, unicode.IsControl) >= 0 {
+		return fmt.Errorf("sockets: %s: name %q contains a control character: use printable characters only", s, s.Name)
+	}
+	switch s.Kind {
+	case Listen, Connect:
+	default:
+		return fmt.Errorf("sockets: %s: kind %q is unknown: use %q or %q", s, s.Kind, Listen, Connect)
+	}
+	switch s.Prot {
+	case TCP, TLS:
+	default:
+		return fmt.Errorf("sockets: %s: prot %q is unknown: use %q or %q", s, s.Prot, TCP, TLS)
+	}
+	_, err := s.endpoint()
+	return err
+}
+
+// endpoint is the parsed Addr of a valid Spec.
+type endpoint struct {
+	// host is empty for a listen socket on every address, an IP address
+	// (IP set) or, for a connect socket, a name to resolve.
+	host string
+	// ip is host parsed when it is an address, with its IPv6 zone if any.
+	ip   netip.Addr
+	port uint16
+}
+
+// endpoint parses s.Addr for s.Kind.
+func (s Spec) endpoint() (endpoint, error) {
+	example := "[::]:8080"
+	if s.Kind == Connect {
+		example = "db.example:5432"
+	}
+	host, portStr, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return endpoint{}, fmt.Errorf("sockets: %s: addr %q has no port: write it as host:port, e.g. %q", s, s.Addr, example)
+		}
+		return endpoint{}, fmt.Errorf("sockets: %s: addr %q is not host:port (%w): write it as e.g. %q, IPv6 addresses in brackets", s, s.Addr, err, example)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("sockets: %s: addr %q: port %q is not a number from 0 to 65535: write the port number, e.g. %q", s, s.Addr, portStr, example)
+	}
+	e := endpoint{host: host, port: uint16(port)}
+	if host != "" {
+		if ip, err := netip.ParseAddr(host); err == nil {
+			e.ip = ip.Unmap()
+		}
+	}
+	switch s.Kind {
+	case Listen:
+		if host != "" && !e.ip.IsValid() {
+			return endpoint{}, fmt.Errorf("sockets: %s: addr %q: a listen address must be an IP address, not %q: use e.g. \"[::]:%d\" for every address or \"127.0.0.1:%d\" for loopback", s, s.Addr, host, port, port)
+		}
+	case Connect:
+		if host == "" {
+			return endpoint{}, fmt.Errorf("sockets: %s: addr %q has no host: name the host to connect to, e.g. %q", s, s.Addr, example)
+		}
+		if port == 0 {
+			return endpoint{}, fmt.Errorf("sockets: %s: addr %q: port 0 cannot be connected to: write the server's port", s, s.Addr)
+		}
+		if e.ip.IsValid() && e.ip.IsUnspecified() {
+			return endpoint{}, fmt.Errorf("sockets: %s: addr %q: %s means every address, which can only be listened on: name the server's host", s, s.Addr, host)
+		}
+	}
+	return e, nil
+}
