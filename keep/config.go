@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
@@ -154,4 +155,15 @@ type Ready struct {
 	ModuleCache string `json:"module_cache,omitempty"`
 	// CompileTime is how long loading or compiling the module took.
 	CompileTime time.Duration `json:"compile_time,omitempty"`
+	// Sockets describe the open sockets, one per Config.Sockets entry:
+	// "NAME KIND PROT ADDRESS", the address a listen socket is bound to
+	// or the one a connect socket reached.
+	Sockets []string `json:"sockets,omitempty"`
+	// TLSIdentity is the certificate the Keep presents on its TLS
+	// sockets: TLSIdentitySteward, or TLSIdentitySelfSigned when no Steward
+	// certified it; empty without TLS sockets.
+	TLSIdentity string `json:"tls_identity,omitempty"`
+
+	// evidence is the parsed Evidence, in the Keep.
+	evidence *attestation.Evidence
 }

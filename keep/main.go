@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -74,6 +75,16 @@ func Main(args []string, newEngine EngineFactory) int {
 	if err != nil {
 		return fail(err)
 	}
+	// The sockets are open before the Keep reports ready, so that a port
+	// in use fails the container's creation with the reason.
+	socks, described, identity, err := openSockets(ctx, cfg, att, ready.evidence, []byte(ready.Certificate))
+	if err != nil {
+		return fail(err)
+	}
+	if socks != nil {
+		defer socks.Close()
+		ready.Sockets, ready.TLSIdentity = described, identity
+	}
 	if err := enc.Encode(response{Ready: &ready}); err != nil {
 		return StatusFailed
 	}
@@ -95,7 +106,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 		return StatusFailed
 	}
-	return run(ctx, cfg, module, signals)
+	return run(ctx, cfg, module, socks, signals)
 }
 
 // serveControl answers the shim's requests after ready. The first error
@@ -217,11 +228,12 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, 
 		CertifyTime:    a.certifyTook,
 		ModuleCache:    cacheStatus,
 		CompileTime:    compileTook,
+		evidence:       evidence,
 	}, nil
 }
 
 // run runs the workload and turns its end into an exit status.
-func run(ctx context.Context, cfg Config, module Module, signals <-chan os.Signal) int {
+func run(ctx context.Context, cfg Config, module Module, socks *sockets.Set, signals <-chan os.Signal) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	interrupted := make(chan int, 1)
@@ -237,6 +249,9 @@ func run(ctx context.Context, cfg Config, module Module, signals <-chan os.Signa
 	}()
 
 	opts := RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
+	if socks != nil {
+		opts.Sockets = socks.Sockets()
+	}
 	opts.Env = withPWD(opts.Env, cfg.Cwd)
 	for _, p := range cfg.Preopens {
 		// The Keep's own state directory is never hidden by a mount.

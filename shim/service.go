@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"strings"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -50,6 +51,11 @@ const (
 	LabelCertificateIssuer   = "enarx.dev/certificate.issuer"
 	LabelCertificatePath     = "enarx.dev/certificate.path"
 	LabelSteward             = "enarx.dev/steward"
+	// The Keep's sockets, "NAME KIND PROT ADDRESS" joined by ", ", and the
+	// certificate its TLS sockets present: "steward", or "self-signed" when
+	// no Steward certified the Keep.
+	LabelSockets     = "enarx.dev/sockets"
+	LabelTLSIdentity = "enarx.dev/tls.identity"
 )
 
 // TopicAttestation is the topic of the event a Keep's attestation is
@@ -315,6 +321,12 @@ func (s *service) publishAttestation(ctx context.Context, id, bundle, steward st
 		}
 		labels[LabelCertificatePath] = filepath.Join(bundle, keepStateDir, keep.CertificateFile)
 		labels[LabelSteward] = steward
+	}
+	if len(ready.Sockets) > 0 {
+		labels[LabelSockets] = strings.Join(ready.Sockets, ", ")
+	}
+	if ready.TLSIdentity != "" {
+		labels[LabelTLSIdentity] = ready.TLSIdentity
 	}
 	for k, v := range labels {
 		// containerd refuses a label over 4096 bytes; ours are short, but a

@@ -22,12 +22,20 @@ import (
 // entrypoint) and the extra files.
 func importFsprobeImage(t *testing.T, d *Daemon, ns, ref string, extra ...tarFile) string {
 	t.Helper()
-	wasm, err := os.ReadFile(buildGoWasm(t, "fsprobe"))
+	return importFixtureImage(t, d, ns, ref, "fsprobe", extra...)
+}
+
+// importFixtureImage imports an image whose root filesystem holds the Go
+// fixture built for wasip1 as /app.wasm, plus extra files, with
+// entrypoint /app.wasm.
+func importFixtureImage(t *testing.T, d *Daemon, ns, ref, fixture string, extra ...tarFile) string {
+	t.Helper()
+	wasm, err := os.ReadFile(buildGoWasm(t, fixture))
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := append([]tarFile{{Name: "app.wasm", Mode: 0o644, Data: wasm}}, extra...)
-	archive := filepath.Join(t.TempDir(), "fsprobe.tar")
+	archive := filepath.Join(t.TempDir(), fixture+".tar")
 	if err := writeRootfsImage(archive, ref, files, []string{"/app.wasm"}); err != nil {
 		t.Fatal(err)
 	}
@@ -261,13 +269,13 @@ kind = "stderr"
 		assertNoLeftovers(t, id)
 		d.ctr(t, ns, "containers", "rm", id)
 
-		// Sockets are refused.
+		// A socket in place of a standard stream is refused.
 		sockRef := importFsprobeImage(t, d, ns, "docker.io/enarx-test/fsprobe-socket:latest",
-			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n[[files]]\nkind = \"listen\"\nname = \"LISTEN\"\nport = 8443\n")})
+			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"listen\"\nname = \"LISTEN\"\nport = 8443\n")})
 		id = uniqueID("socket")
 		_, stderr, exit = runWasm(t, d, ns, nil, sockRef, id)
-		if exit == 0 || !strings.Contains(stderr, "sockets in Enarx.toml are not supported yet") {
-			t.Errorf("listen socket: exit %d, stderr %q", exit, stderr)
+		if exit == 0 || !strings.Contains(stderr, "files[1]") || !strings.Contains(stderr, "before the sockets") {
+			t.Errorf("listen socket at descriptor 1: exit %d, stderr %q", exit, stderr)
 		}
 		assertNoLeftovers(t, id)
 		d.ctr(t, ns, "containers", "rm", id)

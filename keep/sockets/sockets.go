@@ -46,6 +46,3 @@ type Acceptor interface {
 	// matching unix.EAGAIN when none is waiting. The caller owns the file.
 	Accept() (*os.File, error)
 }
-
-// Validate is a placeholder until the package lands.
-func (s Spec) Validate() error { return nil }

@@ -1,0 +1,374 @@
+package test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/tlssock"
+)
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ctrResult is the end of a `ctr run` run in the background.
+type ctrResult struct {
+	stdout, stderr string
+	exit           int
+}
+
+// runWasmBackground starts runWasm on a goroutine and waits until the task
+// runs. The result arrives on the channel when ctr returns.
+func runWasmBackground(t *testing.T, d *Daemon, ns string, opts []string, ref, id string, args ...string) <-chan ctrResult {
+	t.Helper()
+	done := make(chan ctrResult, 1)
+	go func() {
+		stdout, stderr, exit := runWasm(t, d, ns, opts, ref, id, args...)
+		done <- ctrResult{stdout, stderr, exit}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for taskStatus(t, d, ns, id) != "RUNNING" {
+		select {
+		case r := <-done:
+			t.Fatalf("ctr run %s ended before its task ran: exit %d, stderr %s", id, r.exit, r.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s never ran", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return done
+}
+
+// stopTask kills a task left running and waits for its ctr run to end.
+func stopTask(t *testing.T, d *Daemon, ns, id string, done <-chan ctrResult) {
+	t.Helper()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("ctr run %s did not end after SIGKILL", id)
+	}
+}
+
+// stewardRoots is a pool holding only the steward's CA.
+func stewardRoots(t *testing.T, st *steward) *x509.CertPool {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(st.DataDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("steward ca.crt holds no certificate")
+	}
+	return roots
+}
+
+// httpsGet sends GET path over a TLS connection made with cfg and returns
+// the connection's state and the response body.
+func httpsGet(addr string, cfg *tls.Config, path string) (tls.ConnectionState, *attestation.Assertions, string, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return tls.ConnectionState{}, nil, "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	state := conn.ConnectionState()
+	var assertions *attestation.Assertions
+	if !cfg.InsecureSkipVerify {
+		if assertions, err = tlssock.PeerAssertions(conn); err != nil {
+			return state, nil, "", err
+		}
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: keep\r\n\r\n", path)
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		return state, assertions, "", err
+	}
+	_, body, _ := strings.Cut(string(b), "\r\n\r\n")
+	return state, assertions, body, nil
+}
+
+// TestNetworkTLSListen: a Go wasip1 HTTP server in a Keep, its listening
+// socket declared in Enarx.toml with prot "tls": the Keep terminates TLS with
+// the certificate its Steward issued. A client trusting only the Steward's
+// CA gets TLS 1.3 with X25519MLKEM768 and reads the Keep's assertions from
+// the certificate; a classical client falls back to X25519; a client
+// trusting another CA fails. The same through the enarx.dev/listen.*
+// annotation without a Steward gives a self-signed certificate carrying the
+// Keep's evidence, reported as such. Without --net-host the socket lives in
+// the container's own network namespace, out of the host's reach.
+func TestNetworkTLSListen(t *testing.T) {
+	st := startSteward(t, "allow_insecure = true\n")
+	roots := stewardRoots(t, st)
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		wasm := buildGoWasm(t, "httpserver")
+		port := freePort(t)
+		toml := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n\n[[files]]\nkind = \"listen\"\nname = \"https\"\naddr = \"127.0.0.1\"\nport = %d\nprot = \"tls\"\n", port)
+		ref := importFixtureImage(t, d, ns, "docker.io/enarx-test/httpserver-toml:latest", "httpserver",
+			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte(toml)})
+		id := uniqueID("https")
+		done := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", "enarx.dev/steward=" + st.URL}, ref, id)
+		defer stopTask(t, d, ns, id, done)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+		labels := containerLabels(t, d, ns, id)
+		if want := "https listen tls " + addr; labels["enarx.dev/sockets"] != want {
+			t.Errorf("enarx.dev/sockets = %q, want %q", labels["enarx.dev/sockets"], want)
+		}
+		if labels["enarx.dev/tls.identity"] != "steward" {
+			t.Errorf("enarx.dev/tls.identity = %q, want steward", labels["enarx.dev/tls.identity"])
+		}
+
+		// Post-quantum by default, trusting only the Steward's CA.
+		state, a, body, err := httpsGet(addr, &tls.Config{RootCAs: roots}, "/pq")
+		if err != nil {
+			t.Fatalf("TLS client trusting the steward CA: %v", err)
+		}
+		if state.Version != tls.VersionTLS13 || state.CurveID != tls.X25519MLKEM768 {
+			t.Errorf("negotiated %s with %s, want TLS 1.3 with X25519MLKEM768", tls.VersionName(state.Version), state.CurveID)
+		}
+		if a.TEE != attestation.TEENone || a.WorkloadDigest != fileDigest(t, wasm) || a.RuntimeVersion == "" {
+			t.Errorf("assertions %+v: want tee none, the workload's digest %s and a runtime version", a, fileDigest(t, wasm))
+		}
+		if body != "hello from /pq\n" {
+			t.Errorf("body %q, want %q", body, "hello from /pq\n")
+		}
+
+		// A client offering only classical groups still connects.
+		state, _, body, err = httpsGet(addr, &tls.Config{RootCAs: roots, CurvePreferences: []tls.CurveID{tls.X25519}}, "/classical")
+		if err != nil || state.CurveID != tls.X25519 || body != "hello from /classical\n" {
+			t.Errorf("classical client: %v, group %s, body %q; want X25519 and the page", err, state.CurveID, body)
+		}
+
+		// A client that trusts another CA fails, and the Keep serves on.
+		other, _ := testCA(t, "other CA")
+		otherRoots := x509.NewCertPool()
+		otherRoots.AddCert(other)
+		if _, _, _, err := httpsGet(addr, &tls.Config{RootCAs: otherRoots}, "/"); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("client trusting another CA: %v, want a certificate error", err)
+		}
+		if _, _, body, err := httpsGet(addr, &tls.Config{RootCAs: roots}, "/again"); err != nil || body != "hello from /again\n" {
+			t.Errorf("after a failed handshake: %v, %q", err, body)
+		}
+
+		// The annotation form, without a Steward: self-signed, with the
+		// Keep's evidence in the certificate.
+		port2 := freePort(t)
+		plain := importWasmImage(t, d, ns, "docker.io/enarx-test/httpserver:latest", wasm, false)
+		id2 := uniqueID("selfsigned")
+		done2 := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", fmt.Sprintf("enarx.dev/listen.web=tls://127.0.0.1:%d", port2)}, plain, id2, "/app.wasm", "web")
+		defer stopTask(t, d, ns, id2, done2)
+		if l := containerLabels(t, d, ns, id2); l["enarx.dev/tls.identity"] != "self-signed" {
+			t.Errorf("without a steward: enarx.dev/tls.identity = %q, want self-signed", l["enarx.dev/tls.identity"])
+		}
+		state, _, body, err = httpsGet(fmt.Sprintf("127.0.0.1:%d", port2), &tls.Config{InsecureSkipVerify: true}, "/self")
+		if err != nil || body != "hello from /self\n" {
+			t.Fatalf("self-signed Keep: %v, body %q", err, body)
+		}
+		leaf := state.PeerCertificates[0]
+		if leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) != nil || !strings.Contains(leaf.Subject.CommonName, "self-signed") {
+			t.Errorf("certificate %q is not self-signed", leaf.Subject)
+		}
+		if ev, err := attestation.CertificateEvidence(leaf); err != nil || ev.TEE != attestation.TEENone || ev.Inputs.WorkloadDigest != fileDigest(t, wasm) {
+			t.Errorf("self-signed certificate's evidence: %v, %+v", err, ev)
+		}
+
+		// Without --net-host the Keep's socket is in the container's own
+		// network namespace: the host cannot reach it.
+		port3 := freePort(t)
+		id3 := uniqueID("isolated")
+		done3 := runWasmBackground(t, d, ns, []string{"--annotation", fmt.Sprintf("enarx.dev/listen.web=tcp://127.0.0.1:%d", port3)}, plain, id3, "/app.wasm", "web")
+		defer stopTask(t, d, ns, id3, done3)
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port3), 2*time.Second); err == nil {
+			c.Close()
+			t.Errorf("the host reached a Keep socket in the container's network namespace")
+		}
+
+		// The workload ends itself: its status is the task's.
+		if _, _, body, err := httpsGet(addr, &tls.Config{RootCAs: roots}, "/exit"); err != nil || body != "bye\n" {
+			t.Errorf("/exit: %v, %q", err, body)
+		}
+		select {
+		case r := <-done:
+			if r.exit != 7 {
+				t.Errorf("ctr run: exit %d, want 7; stderr %s", r.exit, r.stderr)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the workload did not exit after /exit")
+		}
+		assertNoLeftovers(t, id)
+	})
+}
+
+// TestNetworkConnect: connect sockets reach loopback servers over TLS
+// (trusting the CA of the Keep's own Steward) and TCP, declared by
+// annotation or in Enarx.toml; a server whose certificate the Keep cannot
+// verify fails the container's creation naming the socket; and the workload
+// cannot reach an address it did not declare.
+func TestNetworkConnect(t *testing.T) {
+	st := startSteward(t, "allow_insecure = true\n")
+	caKey, caCert := stewardCA(t, st)
+	hello := func(prefix string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s %s\n", prefix, r.URL.Path)
+		})
+	}
+	tlsServer := httptest.NewUnstartedServer(hello("tls"))
+	tlsServer.TLS = &tls.Config{Certificates: []tls.Certificate{serverCertificate(t, caKey, caCert)}}
+	tlsServer.StartTLS()
+	defer tlsServer.Close()
+	plainServer := httptest.NewServer(hello("tcp"))
+	defer plainServer.Close()
+	untrusted := httptest.NewTLSServer(hello("untrusted"))
+	defer untrusted.Close()
+	tlsAddr := tlsServer.Listener.Addr().String()
+	plainAddr := plainServer.Listener.Addr().String()
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		steward := "enarx.dev/steward=" + st.URL
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/netclient:latest", buildGoWasm(t, "netclient"), false)
+		for _, c := range []struct {
+			name, annotation, socket, want string
+		}{
+			{"tls", "enarx.dev/connect.api=tls://" + tlsAddr, "api", "200 OK tls /tls-path\n"},
+			{"tcp", "enarx.dev/connect.plain=tcp://" + plainAddr, "plain", "200 OK tcp /tcp-path\n"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				id := uniqueID("connect")
+				stdout, stderr, exit := runWasm(t, d, ns, []string{"--net-host", "--annotation", steward, "--annotation", c.annotation}, ref, id,
+					"/app.wasm", c.socket, "/"+c.name+"-path", untrusted.Listener.Addr().String())
+				lines := readLines(stdout)
+				if exit != 0 || len(lines) != 2 || lines[0]+"\n" != c.want {
+					t.Fatalf("exit %d, stdout %q, stderr %s; want %q", exit, stdout, stderr, c.want)
+				}
+				if !strings.HasPrefix(lines[1], "undeclared "+untrusted.Listener.Addr().String()+": refused") {
+					t.Errorf("an undeclared address: %q, want refused", lines[1])
+				}
+			})
+		}
+
+		// Enarx.toml form: name defaults to the host.
+		toml := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n\n[[files]]\nkind = \"connect\"\nhost = \"127.0.0.1\"\nport = %s\n", tlsPort)
+		tomlRef := importFixtureImage(t, d, ns, "docker.io/enarx-test/netclient-toml:latest", "netclient",
+			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte(toml)})
+		stdout, stderr, exit := runWasm(t, d, ns, []string{"--net-host", "--annotation", steward}, tomlRef, uniqueID("connect-toml"), "/app.wasm", "127.0.0.1", "/toml")
+		if exit != 0 || stdout != "200 OK tls /toml\n" {
+			t.Errorf("Enarx.toml connect: exit %d, stdout %q, stderr %s", exit, stdout, stderr)
+		}
+
+		// A server the Keep cannot verify: the container is not created.
+		id := uniqueID("connect-untrusted")
+		_, stderr, exit = runWasm(t, d, ns, []string{"--net-host", "--annotation", steward, "--annotation", "enarx.dev/connect.bad=tls://" + untrusted.Listener.Addr().String()}, ref, id, "/app.wasm", "bad")
+		if exit == 0 || !strings.Contains(stderr, "bad") || !strings.Contains(stderr, "certificate") {
+			t.Errorf("connect to an untrusted server: exit %d, stderr %q; want a failure naming the socket and the certificate", exit, stderr)
+		}
+		d.ctr(t, ns, "containers", "rm", id)
+		assertNoLeftovers(t, id)
+	})
+}
+
+// testCA returns a fresh self-signed CA certificate and its key.
+func testCA(t *testing.T, cn string) (*x509.Certificate, crypto.Signer) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+// stewardCA reads the steward's CA key and certificate from its data dir.
+func stewardCA(t *testing.T, st *steward) (crypto.Signer, *x509.Certificate) {
+	t.Helper()
+	keyPEM, err := os.ReadFile(filepath.Join(st.DataDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		t.Fatal("steward ca.key is not PEM")
+	}
+	var key crypto.Signer
+	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		key, _ = k.(crypto.Signer)
+	} else if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+		key = k
+	}
+	if key == nil {
+		t.Fatalf("steward ca.key: unknown key type %s", block.Type)
+	}
+	certPEM, err := os.ReadFile(filepath.Join(st.DataDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, readChain(t, certPEM)[0]
+}
+
+// serverCertificate issues a certificate for 127.0.0.1 from the CA.
+func serverCertificate(t *testing.T, caKey crypto.Signer, ca *x509.Certificate) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "loopback server"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
