@@ -294,7 +294,7 @@ func TestSocketsInterrupt(t *testing.T) {
 	}{
 		{"cancel", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.Canceled},
 		{"deadline", func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 2*time.Second)
+			return context.WithTimeout(context.Background(), 3*time.Second)
 		}, context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -443,6 +443,37 @@ func TestSocketsBadOptions(t *testing.T) {
 			status, err := m.Run(context.Background(), tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run() = %d, %v; want an error containing %q", status, err, tc.want)
+			}
+		})
+	}
+}
+
+// watPrestat exits with what fd_prestat_get answers for descriptor FD.
+const watPrestat = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (call $prestat (i32.const FD) (i32.const 0)))))`
+
+// TestSocketsPrestat checks the fd_prestat_get rule: a descriptor that is
+// open but not a preopen answers EBADF (8) in both WASIs, a socket too, so
+// that wasi-libc's preopen probe ends there instead of exiting.
+func TestSocketsPrestat(t *testing.T) {
+	e := newEngine(t)
+	sock, _ := listenSocket(t, "web")
+	for _, tc := range []struct {
+		name string
+		fd   int
+		opts keep.RunOptions
+	}{
+		{"stdout, wasmtime WASI", 1, keep.RunOptions{}},
+		{"stdout, hostwasi", 1, keep.RunOptions{Sockets: []sockets.Socket{sock}}},
+		{"the socket, hostwasi", 3, keep.RunOptions{Sockets: []sockets.Socket{sock}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := compileWAT(t, e, strings.Replace(watPrestat, "FD", fmt.Sprint(tc.fd), 1))
+			if status, err := m.Run(context.Background(), tc.opts); err != nil || status != 8 {
+				t.Errorf("fd_prestat_get(%d) = %d (err %v), want 8 (EBADF)", tc.fd, status, err)
 			}
 		})
 	}

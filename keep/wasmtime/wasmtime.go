@@ -268,7 +268,8 @@ func (m *Module) checkCallable(role, name string) error {
 
 // Run instantiates the module in a new store with WASI preview 1 and calls the
 // entrypoint. See keep.Module for the contract and the package documentation
-// for how cancellation works and where it does not.
+// for how cancellation works and where it does not, and for which WASI a run
+// gets: wasmtime's, or package hostwasi's when opts.Sockets is not empty.
 //
 // The entrypoint defaults to "_start". When another entrypoint is named and
 // the module exports "_initialize" (a WASI reactor), "_initialize" is called
