@@ -1,7 +1,9 @@
 package wasmtime
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // WAT fixtures. They are compiled with wasmtime.Wat2Wasm when a test needs
@@ -192,4 +197,64 @@ func goWasm(t testing.TB, dir string) string {
 		t.Fatalf("build %s for wasip1: %v", dir, f.err)
 	}
 	return f.path
+}
+
+// goModules are Go fixtures compiled by goModule, by directory, all with
+// fixtureEngine. Compiling a Go program takes seconds; tests share them.
+var (
+	goModules     sync.Map // dir → *goModuleOnce
+	fixtureEngine struct {
+		once sync.Once
+		e    *Engine
+		err  error
+	}
+)
+
+type goModuleOnce struct {
+	once sync.Once
+	m    keep.Module
+	err  error
+}
+
+// goModule builds and compiles the Go program in dir once per test process.
+// The modules share one engine, so a test that cancels a run of one must
+// not overlap with another test's run (see the package documentation).
+func goModule(t testing.TB, dir string) keep.Module {
+	t.Helper()
+	path := goWasm(t, dir)
+	fixtureEngine.once.Do(func() { fixtureEngine.e, fixtureEngine.err = New() })
+	if fixtureEngine.err != nil {
+		t.Fatalf("New: %v", fixtureEngine.err)
+	}
+	v, _ := goModules.LoadOrStore(dir, &goModuleOnce{})
+	f := v.(*goModuleOnce)
+	f.once.Do(func() {
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			f.err = err
+			return
+		}
+		f.m, f.err = fixtureEngine.e.Compile(context.Background(), wasm)
+	})
+	if f.err != nil {
+		t.Fatalf("compile %s: %v", dir, f.err)
+	}
+	return f.m
+}
+
+// listenSocket opens a loopback TCP listener and returns it with a Socket
+// named name holding a duplicate of it. Both are closed when the test ends.
+func listenSocket(t testing.TB, name string) (sockets.Socket, net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return sockets.Socket{Name: name, File: f}, ln
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // watGrowThen grows its memory one page at a time until memory.grow
@@ -85,28 +86,36 @@ func TestMemoryLimit(t *testing.T) {
 			    (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1)) (then unreachable))))`,
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := compileWAT(t, e, tc.wat)
-			status, err := m.Run(context.Background(), keep.RunOptions{MemoryLimit: tc.limit})
-			if len(tc.wantErr) == 0 {
-				if err != nil || status != tc.wantStatus {
-					t.Fatalf("Run = %d, %v; want %d, nil", status, err, tc.wantStatus)
+		for _, withSocket := range []bool{false, true} {
+			name, opts := tc.name, keep.RunOptions{MemoryLimit: tc.limit}
+			if withSocket {
+				// hostwasi's WASI instead of wasmtime's: the cap is the store's.
+				sock, _ := listenSocket(t, "web")
+				name, opts.Sockets = name+"/with a socket", []sockets.Socket{sock}
+			}
+			t.Run(name, func(t *testing.T) {
+				m := compileWAT(t, e, tc.wat)
+				status, err := m.Run(context.Background(), opts)
+				if len(tc.wantErr) == 0 {
+					if err != nil || status != tc.wantStatus {
+						t.Fatalf("Run = %d, %v; want %d, nil", status, err, tc.wantStatus)
+					}
+					return
 				}
-				return
-			}
-			var trap *keep.TrapError
-			if !errors.As(err, &trap) {
-				t.Fatalf("Run = %d, %v; want a *keep.TrapError", status, err)
-			}
-			for _, want := range tc.wantErr {
-				if !strings.Contains(trap.Message, want) {
-					t.Errorf("trap message %q does not contain %q", trap.Message, want)
+				var trap *keep.TrapError
+				if !errors.As(err, &trap) {
+					t.Fatalf("Run = %d, %v; want a *keep.TrapError", status, err)
 				}
-			}
-			if strings.Contains(trap.Message, "memory limit") != strings.Contains(tc.wantErr[0], "memory limit") {
-				t.Errorf("trap message %q: attributed to the cap wrongly", trap.Message)
-			}
-		})
+				for _, want := range tc.wantErr {
+					if !strings.Contains(trap.Message, want) {
+						t.Errorf("trap message %q does not contain %q", trap.Message, want)
+					}
+				}
+				if strings.Contains(trap.Message, "memory limit") != strings.Contains(tc.wantErr[0], "memory limit") {
+					t.Errorf("trap message %q: attributed to the cap wrongly", trap.Message)
+				}
+			})
+		}
 	}
 }
 

@@ -15,10 +15,13 @@
 // Two limits follow from wasmtime's design, and the callers must live with
 // them:
 //
-//   - WASI host calls are not interrupted. A module blocked inside the host
-//     (poll_oneoff sleeping, fd_read waiting on stdin, ...) only sees the
-//     interrupt when it returns to wasm code. The Keep process hard-exits after
-//     a grace period for that case; this package does not try to do better.
+//   - wasmtime's WASI host calls are not interrupted. A module blocked inside
+//     the host (poll_oneoff sleeping, fd_read waiting on stdin, ...) only sees
+//     the interrupt when it returns to wasm code. The Keep process hard-exits
+//     after a grace period for that case; this package does not try to do
+//     better. A workload with sockets runs on package hostwasi's WASI instead
+//     (see WASI below), whose poll_oneoff the watcher wakes, so a server
+//     waiting for a connection stops at once; a read of stdin still blocks.
 //   - The epoch belongs to the engine, not to the store. Cancelling one run
 //     also trips every other run on the same Engine that has a cancellable
 //     context (their deadline is the same next tick). Such a collateral trap is
@@ -27,6 +30,15 @@
 //     cancelled (ctx.Done() == nil) get a deadline that is never reached and
 //     are immune. Use one Engine per workload when this matters; wasmtime-go
 //     v39 does not expose the per-store epoch callback that would avoid it.
+//
+// # WASI
+//
+// A workload without sockets gets wasmtime's own WASI preview 1
+// (Linker.DefineWasi). wasmtime-go's WASI cannot hold sockets, so a workload
+// with keep.RunOptions.Sockets gets package hostwasi's, written in Go on the
+// same engine: the same argv, environment, stdio and preopens, the sockets at
+// the descriptors after the preopens, and FD_COUNT/FD_NAMES naming every
+// descriptor (docs/networking.md).
 package wasmtime
 
 import (
@@ -256,7 +268,8 @@ func (m *Module) checkCallable(role, name string) error {
 
 // Run instantiates the module in a new store with WASI preview 1 and calls the
 // entrypoint. See keep.Module for the contract and the package documentation
-// for how cancellation works and where it does not.
+// for how cancellation works and where it does not, and for which WASI a run
+// gets: wasmtime's, or package hostwasi's when opts.Sockets is not empty.
 //
 // The entrypoint defaults to "_start". When another entrypoint is named and
 // the module exports "_initialize" (a WASI reactor), "_initialize" is called
@@ -288,8 +301,7 @@ func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
 		}
 	}
 
-	wasi, err := newWasiConfig(opts)
-	if err != nil {
+	if err := validateRunOptions(opts); err != nil {
 		return 0, err
 	}
 	if ctx.Err() != nil {
@@ -302,20 +314,38 @@ func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
 	// The store owns the instance's memories; free them now rather than
 	// whenever the Go GC, which does not see their size, gets to it.
 	defer store.Close()
-	store.SetWasi(wasi)
 	limit := memoryLimit{bytes: opts.MemoryLimit}
 	limit.apply(store)
 
 	linker := wasmtime.NewLinker(m.engine.engine)
 	defer linker.Close()
-	if err := linker.DefineWasi(); err != nil {
-		return 0, fmt.Errorf("wasmtime: define WASI imports: %s", errorText(err))
+	var sw socketWASI
+	if len(opts.Sockets) > 0 {
+		var err error
+		if sw, err = newSocketWASI(opts); err != nil {
+			return 0, err
+		}
+		// Deferred before the watcher's stop, so it runs after it: the
+		// watcher never interrupts a closed WASI.
+		defer sw.Close()
+		if err := sw.Define(linker); err != nil {
+			return 0, fmt.Errorf("wasmtime: define WASI imports: %w", err)
+		}
+	} else {
+		wasi, err := newWasiConfig(opts)
+		if err != nil {
+			return 0, err
+		}
+		store.SetWasi(wasi)
+		if err := linker.DefineWasi(); err != nil {
+			return 0, fmt.Errorf("wasmtime: define WASI imports: %s", errorText(err))
+		}
 	}
 	if err := m.checkImports(linker, store); err != nil {
 		return 0, err
 	}
 
-	w := m.engine.watch(ctx, store)
+	w := m.engine.watch(ctx, store, sw)
 	defer w.stop()
 
 	inst, err := linker.Instantiate(store, m.module)
@@ -372,32 +402,43 @@ func (m *Module) checkImports(linker *wasmtime.Linker, store *wasmtime.Store) er
 	return fmt.Errorf("wasmtime: module imports %s, which the host does not provide (only WASI preview 1, module \"wasi_snapshot_preview1\", is available)", strings.Join(missing, ", "))
 }
 
-// newWasiConfig builds the WASI context of a run. The strings are handed to C
-// as NUL-terminated copies, so an embedded NUL would silently truncate them:
-// reject those instead.
-func newWasiConfig(opts keep.RunOptions) (*wasmtime.WasiConfig, error) {
+// validateRunOptions checks what either WASI hands the workload as C
+// strings: wasmtime's copies them NUL-terminated, and a guest reads argv and
+// the environment as NUL-terminated strings, so an embedded NUL would
+// silently truncate them. It rejects those instead, and environment entries
+// that are not KEY=value.
+func validateRunOptions(opts keep.RunOptions) error {
 	for i, a := range opts.Args {
 		if strings.IndexByte(a, 0) >= 0 {
-			return nil, fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
+			return fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
 		}
 	}
-	keys := make([]string, 0, len(opts.Env))
-	values := make([]string, 0, len(opts.Env))
 	for _, kv := range opts.Env {
-		k, v, ok := strings.Cut(kv, "=")
+		k, _, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
+			return fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
 		}
 		if strings.IndexByte(kv, 0) >= 0 {
-			return nil, fmt.Errorf("wasmtime: environment variable %q contains a NUL byte", k)
+			return fmt.Errorf("wasmtime: environment variable %q contains a NUL byte", k)
 		}
-		keys = append(keys, k)
-		values = append(values, v)
 	}
 	for _, p := range opts.Preopens {
 		if strings.IndexByte(p.HostPath, 0) >= 0 || strings.IndexByte(p.GuestPath, 0) >= 0 || p.GuestPath == "" {
-			return nil, fmt.Errorf("wasmtime: preopen %q at %q: paths must be non-empty and contain no NUL byte", p.HostPath, p.GuestPath)
+			return fmt.Errorf("wasmtime: preopen %q at %q: paths must be non-empty and contain no NUL byte", p.HostPath, p.GuestPath)
 		}
+	}
+	return nil
+}
+
+// newWasiConfig builds wasmtime's WASI context of a run without sockets,
+// from options that validateRunOptions accepted.
+func newWasiConfig(opts keep.RunOptions) (*wasmtime.WasiConfig, error) {
+	keys := make([]string, 0, len(opts.Env))
+	values := make([]string, 0, len(opts.Env))
+	for _, kv := range opts.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		keys = append(keys, k)
+		values = append(values, v)
 	}
 	wasi := wasmtime.NewWasiConfig()
 	for _, p := range opts.Preopens {
@@ -418,19 +459,23 @@ func newWasiConfig(opts keep.RunOptions) (*wasmtime.WasiConfig, error) {
 	return wasi, nil
 }
 
-// watcher interrupts one run's store when the run's context is done.
+// watcher interrupts one run's store, and its socketWASI if it has one, when
+// the run's context is done.
 type watcher struct {
 	stopc chan struct{}
 	done  chan struct{}
 	// fired records that this run's context, not some other run sharing
 	// the engine, caused the epoch increment.
 	fired atomic.Bool
+	// wasi is the run's socketWASI, nil with wasmtime's WASI.
+	wasi socketWASI
 }
 
-// watch arms store's epoch deadline and starts the goroutine that trips it
-// when ctx is done. The caller must call stop before returning.
-func (e *Engine) watch(ctx context.Context, store *wasmtime.Store) *watcher {
-	w := &watcher{stopc: make(chan struct{}), done: make(chan struct{})}
+// watch arms store's epoch deadline and starts the goroutine that trips it,
+// and interrupts wasi (when not nil), when ctx is done. The caller must call
+// stop before returning.
+func (e *Engine) watch(ctx context.Context, store *wasmtime.Store, wasi socketWASI) *watcher {
+	w := &watcher{stopc: make(chan struct{}), done: make(chan struct{}), wasi: wasi}
 	if ctx.Done() == nil {
 		// Nothing can cancel this run: make it immune to epoch increments
 		// caused by other runs on the engine.
@@ -455,6 +500,11 @@ func (e *Engine) watch(ctx context.Context, store *wasmtime.Store) *watcher {
 			}
 			w.fired.Store(true)
 			e.engine.IncrementEpoch()
+			if w.wasi != nil {
+				// A workload waiting in poll_oneoff runs no wasm
+				// code to see the epoch.
+				w.wasi.Interrupt()
+			}
 		case <-w.stopc:
 		}
 	}()
@@ -475,6 +525,14 @@ func (w *watcher) stop() {
 // result turns an error from instantiating or calling into the module into
 // Run's results. what says which step failed.
 func (w *watcher) result(ctx context.Context, what string, err error) (int, error) {
+	if w.wasi != nil {
+		if status, ok := w.wasi.Exited(); ok {
+			return exitStatus(what, status)
+		}
+		if w.wasi.Interrupted() && w.fired.Load() {
+			return 0, interrupted(ctx)
+		}
+	}
 	var exit *wasmtime.Error
 	if errors.As(err, &exit) {
 		// WASI proc_exit unwinds the wasm stack with an error that carries

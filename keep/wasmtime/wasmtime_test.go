@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // Environment variables of the helper process. A module writes to the real
@@ -23,6 +24,10 @@ const (
 	helperEnv     = "ENARX_ENGINE_HELPER"      // "1" in the child
 	helperWasmEnv = "ENARX_ENGINE_HELPER_WASM" // path of the module
 	helperOptsEnv = "ENARX_ENGINE_HELPER_OPTS" // keep.RunOptions as JSON
+	// helperSocketsEnv names the sockets the child inherits at its
+	// descriptors 3, 4, ..., separated by ",": opts.Sockets cannot travel
+	// as JSON.
+	helperSocketsEnv = "ENARX_ENGINE_HELPER_SOCKETS"
 	// helperFailure is the child's exit status when Run returns an error,
 	// chosen outside the statuses the fixtures use.
 	helperFailure = 125
@@ -59,6 +64,11 @@ func runHelper() int {
 	if err := json.Unmarshal([]byte(os.Getenv(helperOptsEnv)), &opts); err != nil {
 		return fail(err)
 	}
+	if names := os.Getenv(helperSocketsEnv); names != "" {
+		for i, name := range strings.Split(names, ",") {
+			opts.Sockets = append(opts.Sockets, sockets.Socket{Name: name, File: os.NewFile(uintptr(3+i), name)})
+		}
+	}
 	e, err := New()
 	if err != nil {
 		return fail(err)
@@ -82,8 +92,11 @@ type childResult struct {
 
 // runChild runs the module at wasmPath in a helper child with opts, stdin
 // as its standard input and extraEnv added to the child's own environment.
+// The child gets the Files of opts.Sockets, which must have no Acceptor.
 func runChild(t *testing.T, wasmPath string, opts keep.RunOptions, stdin string, extraEnv ...string) childResult {
 	t.Helper()
+	socks := opts.Sockets
+	opts.Sockets = nil
 	js, err := json.Marshal(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +106,17 @@ func runChild(t *testing.T, wasmPath string, opts keep.RunOptions, stdin string,
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperWasmEnv+"="+wasmPath, helperOptsEnv+"="+string(js))
 	cmd.Env = append(cmd.Env, extraEnv...)
+	if len(socks) > 0 {
+		var names []string
+		for _, s := range socks {
+			if s.File == nil || strings.Contains(s.Name, ",") {
+				t.Fatalf("runChild: socket %q: only Files, and no ',' in names", s.Name)
+			}
+			names = append(names, s.Name)
+			cmd.ExtraFiles = append(cmd.ExtraFiles, s.File)
+		}
+		cmd.Env = append(cmd.Env, helperSocketsEnv+"="+strings.Join(names, ","))
+	}
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

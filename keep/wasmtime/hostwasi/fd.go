@@ -185,16 +185,15 @@ func fdWrite(w *WASI, c *call) errno {
 	return eSuccess
 }
 
-// fdPrestatGet answers for preopened directories only. Any other open
-// descriptor answers ENOTDIR, not EBADF: Go's wasip1 runtime probes upward
-// from 3 and stops at the first EBADF.
+// fdPrestatGet answers for preopened directories only; any other
+// descriptor answers EBADF, as wasmtime's WASI does. Guests find their
+// preopens by probing upward from 3 until EBADF: wasi-libc exits (EX_OSERR)
+// on any other error, Go's runtime skips ENOTDIR. So preopens come first,
+// contiguous from 3, and the first socket ends the probe for both.
 func fdPrestatGet(w *WASI, c *call) errno {
 	e := w.fds.get(c.i32(0))
-	if e == nil {
+	if e == nil || e.preopen == "" {
 		return eBadf
-	}
-	if e.preopen == "" {
-		return eNotDir
 	}
 	p := c.u32(1)
 	clear(c.bytes(p, 8))
@@ -204,11 +203,8 @@ func fdPrestatGet(w *WASI, c *call) errno {
 
 func fdPrestatDirName(w *WASI, c *call) errno {
 	e := w.fds.get(c.i32(0))
-	if e == nil {
+	if e == nil || e.preopen == "" {
 		return eBadf
-	}
-	if e.preopen == "" {
-		return eNotDir
 	}
 	n := c.u32(2)
 	if int(n) < len(e.preopen) {

@@ -14,16 +14,19 @@ const (
 	kindStdio    kind = iota // the caller's *os.File, blocking semantics through Go
 	kindDir                  // a directory: O_PATH for a preopen, O_RDONLY when opened
 	kindFile                 // a regular file (or anything else opened by path)
-	kindListener             // a listening socket, non-blocking
-	kindConn                 // an accepted connection, non-blocking
+	kindListener             // a listening socket, non-blocking, or an Acceptor
+	kindConn                 // a connected stream socket, non-blocking
 )
 
 // entry is one open descriptor of the workload.
 type entry struct {
 	kind   kind
-	hostFD int      // -1 for stdio
+	hostFD int      // -1 for stdio and an Acceptor
 	file   *os.File // stdio only
 	owned  bool     // file is ours to close (stdio defaulting to /dev/null)
+	// acceptor hands out the connections of a listener the host accepts
+	// on; it is the host's, never closed here.
+	acceptor Acceptor
 	// preopen is the guest path of a preopened directory, "" otherwise.
 	preopen string
 	// readOnly: nothing opened through this directory may be written,

@@ -15,13 +15,19 @@ import (
 // its result lines by command ("read /x" -> "ok: text" or "error: ...").
 func probe(t *testing.T, preopens []Preopen, args ...string) (map[string]string, string) {
 	t.Helper()
+	return probeWith(t, Config{Preopens: preopens}, args...)
+}
+
+// probeWith is probe with cfg's preopens and sockets.
+func probeWith(t *testing.T, cfg Config, args ...string) (map[string]string, string) {
+	t.Helper()
 	mod := compile(t, filepath.Join("..", "..", "..", "test", "fixtures", "fsprobe"))
 	out, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	w, err := New(Config{Args: append([]string{"fsprobe"}, args...), Env: []string{"PWD=/"}, Stdout: out, Stderr: out, Preopens: preopens})
+	w, err := New(Config{Args: append([]string{"fsprobe"}, args...), Env: []string{"PWD=/"}, Stdout: out, Stderr: out, Preopens: cfg.Preopens, Sockets: cfg.Sockets})
 	if err != nil {
 		t.Fatal(err)
 	}

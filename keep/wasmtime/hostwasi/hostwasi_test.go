@@ -92,8 +92,8 @@ func run(ctx context.Context, mod *wasmtime.Module, w *WASI) (int32, error) {
 	return 0, err
 }
 
-// TestHTTPServer serves testdata/httpserver (net/http on a listener at fd
-// 3) and checks the answers; HOSTWASI_REQUESTS=n also measures n requests
+// TestHTTPServer serves testdata/httpserver (net/http on the listener
+// FD_NAMES calls "web", at fd 3) and checks the answers; HOSTWASI_REQUESTS=n also measures n requests
 // from 1 and from 8 clients.
 func TestHTTPServer(t *testing.T) {
 	mod := compile(t, filepath.Join("..", "testdata", "httpserver"))
@@ -108,7 +108,7 @@ func TestHTTPServer(t *testing.T) {
 	}
 	errf, _ := os.CreateTemp(t.TempDir(), "stderr")
 	defer errf.Close()
-	w, err := New(Config{Args: []string{"httpserver"}, Stderr: errf, Listeners: []Listener{{Name: "listener", File: lf}}})
+	w, err := New(Config{Args: []string{"httpserver", "web"}, Stderr: errf, Sockets: []Socket{{Name: "web", File: lf}}})
 	lf.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -15,10 +15,11 @@ const (
 )
 
 // pollOneoff waits with ppoll on the sockets and stdio among the
-// subscriptions, the earliest clock as the timeout, and the wake pipe
-// (Interrupt). Files and directories are reported ready at once, as POSIX
-// poll does; a descriptor that is not open gets an event with EBADF. Every
-// clock whose time has come when ppoll returns gets an event.
+// subscriptions (an Acceptor's listener on its PollFD), the earliest clock
+// as the timeout, and the wake pipe (Interrupt). Files and directories are
+// reported ready at once, as POSIX poll does; a descriptor that is not open
+// gets an event with EBADF. Every clock whose time has come when ppoll
+// returns gets an event.
 // Subscriptions are 48 bytes: userdata u64, tag u8, then at 16 either a
 // clock (id u32, timeout u64 at 24, precision u64 at 32, flags u16 at 40)
 // or an fd (u32). Events are 32 bytes: userdata, errno u16 at 8, type u8 at
@@ -65,16 +66,12 @@ func pollOneoff(w *WASI, c *call) errno {
 			switch {
 			case e == nil:
 				bad = append(bad, i)
-			case e.kind == kindListener || e.kind == kindConn || (e.kind == kindStdio && e.stdioFD >= 0):
+			case e.pollFD() >= 0:
 				ev := int16(unix.POLLIN)
 				if s[8] == eventFdWrite {
 					ev = unix.POLLOUT
 				}
-				fd := e.hostFD
-				if e.kind == kindStdio {
-					fd = e.stdioFD
-				}
-				pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: ev})
+				pfds = append(pfds, unix.PollFd{Fd: int32(e.pollFD()), Events: ev})
 				which = append(which, i)
 			default:
 				ready = append(ready, i)
@@ -103,6 +100,7 @@ func pollOneoff(w *WASI, c *call) errno {
 		break
 	}
 	if w.stopped.Load() {
+		w.interrupted = true
 		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
 		return eSuccess
 	}
@@ -159,4 +157,18 @@ func clockNow(clk int32) int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(clk, &ts)
 	return ts.Nano()
+}
+
+// pollFD is the host descriptor poll_oneoff waits on for e, or -1 for a
+// descriptor that is always ready (files, directories).
+func (e *entry) pollFD() int {
+	switch {
+	case e.acceptor != nil:
+		return e.acceptor.PollFD()
+	case e.kind == kindListener || e.kind == kindConn:
+		return e.hostFD
+	case e.kind == kindStdio:
+		return e.stdioFD
+	}
+	return -1
 }

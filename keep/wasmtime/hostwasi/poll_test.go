@@ -79,7 +79,7 @@ func pollFixture(t *testing.T) (*WASI, *os.File, net.Conn, int32) {
 	defer ln.Close()
 	lf, _ := ln.(*net.TCPListener).File()
 	defer lf.Close()
-	w, err := New(Config{Stdin: r, Preopens: []Preopen{{HostPath: dir, GuestPath: "/"}}, Listeners: []Listener{{Name: "l", File: lf}}})
+	w, err := New(Config{Stdin: r, Preopens: []Preopen{{HostPath: dir, GuestPath: "/"}}, Sockets: []Socket{{Name: "l", File: lf}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,10 @@
 
 // Package hostwasi implements WASI preview 1 (wasi_snapshot_preview1) as Go
 // host functions on wasmtime, for workloads that need what wasmtime-go's own
-// WASI cannot give them: preopened listening sockets (docs/networking.md).
-// The Go side owns the whole descriptor table: stdio, preopened
-// directories, files opened in them, listening sockets handed in by the
-// host and the connections accepted on them.
+// WASI cannot give them: sockets (docs/networking.md). The Go side owns the
+// whole descriptor table: stdio, preopened directories, files opened in
+// them, the sockets handed in by the host (listening or connected) and the
+// connections accepted on them.
 //
 // It is Linux only: confinement to a preopened directory rests on openat2's
 // RESOLVE_BENEATH, and waiting on ppoll.
@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
@@ -33,9 +34,10 @@ type Config struct {
 	Stdin, Stdout, Stderr *os.File
 	// Preopens are directories, at descriptors 3, 4, ... in this order.
 	Preopens []Preopen
-	// Listeners are listening sockets, at the descriptors after the
-	// preopens, in this order.
-	Listeners []Listener
+	// Sockets are stream sockets, at the descriptors after the preopens,
+	// in this order. With sockets, FD_COUNT and FD_NAMES describe every
+	// descriptor from 0 (see New).
+	Sockets []Socket
 }
 
 // Preopen gives the workload a host directory at GuestPath.
@@ -47,15 +49,6 @@ type Preopen struct {
 	ReadOnly bool
 }
 
-// Listener is a listening socket the host opened for the workload. New
-// duplicates File; the caller keeps and closes its own.
-type Listener struct {
-	// Name is the socket's name in FD_NAMES.
-	Name string
-	// File is the socket, e.g. from (*net.TCPListener).File.
-	File *os.File
-}
-
 // WASI is one instance's WASI state: its descriptor table and exit status.
 // It serves one store; its host functions run on the goroutine that calls
 // into the instance, so the table needs no lock.
@@ -63,16 +56,22 @@ type WASI struct {
 	args, env []string
 	fds       fdTable
 	wake      [2]int // a pipe; a byte on it stops a blocking poll_oneoff
-	stopped   atomic.Bool
-	exited    bool
-	exitCode  int32
-	mem       *wasmtime.Memory
+	// wakeMu orders Interrupt, from any goroutine, with Close closing
+	// the pipe: a write must never reach a descriptor number reused since.
+	wakeMu   sync.Mutex
+	stopped  atomic.Bool
+	exited   bool
+	exitCode int32
+	// interrupted: a host call trapped because of Interrupt.
+	interrupted bool
+	mem         *wasmtime.Memory
 }
 
-// New opens cfg's preopens and duplicates its listeners. When there are
-// listeners, it adds FD_COUNT and FD_NAMES to the environment as Enarx
-// does: every descriptor from 0, named stdin, stdout, stderr, then each
-// preopen's guest path, then each listener's name.
+// New opens cfg's preopens and duplicates its sockets' files. When there
+// are sockets, it sets FD_COUNT and FD_NAMES in the environment as Enarx
+// does, replacing any the caller put there: every descriptor from 0, named
+// stdin, stdout, stderr, then each preopen's guest path, then each socket's
+// name, separated by ':'.
 func New(cfg Config) (*WASI, error) {
 	w := &WASI{args: cfg.Args, env: cfg.Env, wake: [2]int{-1, -1}}
 	ok := false
@@ -94,6 +93,9 @@ func New(cfg Config) (*WASI, error) {
 	}
 	names := []string{"stdin", "stdout", "stderr"}
 	for _, p := range cfg.Preopens {
+		if len(cfg.Sockets) > 0 && strings.ContainsRune(p.GuestPath, ':') {
+			return nil, fmt.Errorf("hostwasi: preopen %q at %q: a guest path with ':' cannot be listed in FD_NAMES", p.HostPath, p.GuestPath)
+		}
 		fd, err := unix.Open(p.HostPath, unix.O_DIRECTORY|unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("hostwasi: preopen %q at %q: %w", p.HostPath, p.GuestPath, err)
@@ -101,26 +103,35 @@ func New(cfg Config) (*WASI, error) {
 		w.fds.add(&entry{kind: kindDir, hostFD: fd, preopen: p.GuestPath, readOnly: p.ReadOnly})
 		names = append(names, p.GuestPath)
 	}
-	for _, l := range cfg.Listeners {
-		fd, err := unix.FcntlInt(l.File.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	for _, s := range cfg.Sockets {
+		e, err := openSocket(s)
 		if err != nil {
-			return nil, fmt.Errorf("hostwasi: listener %q: %w", l.Name, err)
+			return nil, err
 		}
-		w.fds.add(&entry{kind: kindListener, hostFD: fd})
-		if err := unix.SetNonblock(fd, true); err != nil {
-			return nil, fmt.Errorf("hostwasi: listener %q: %w", l.Name, err)
-		}
-		names = append(names, l.Name)
+		w.fds.add(e)
+		names = append(names, s.Name)
 	}
-	if len(cfg.Listeners) > 0 {
-		w.env = append(append([]string(nil), w.env...),
-			"FD_COUNT="+strconv.Itoa(len(names)), "FD_NAMES="+strings.Join(names, ":"))
+	if len(cfg.Sockets) > 0 {
+		w.env = fdNamesEnv(cfg.Env, names)
 	}
 	if err := unix.Pipe2(w.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("hostwasi: wake pipe: %w", err)
 	}
 	ok = true
 	return w, nil
+}
+
+// fdNamesEnv is env without its FD_COUNT and FD_NAMES entries, followed by
+// the ones that name each descriptor from 0.
+func fdNamesEnv(env, names []string) []string {
+	out := make([]string, 0, len(env)+2)
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "FD_COUNT=") || strings.HasPrefix(kv, "FD_NAMES=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "FD_COUNT="+strconv.Itoa(len(names)), "FD_NAMES="+strings.Join(names, ":"))
 }
 
 // rawFD is f's descriptor, or -1. Unlike f.Fd it leaves f's blocking mode
@@ -135,22 +146,34 @@ func rawFD(f *os.File) int {
 
 // Interrupt makes a poll_oneoff that blocks, or the next one, trap, so that
 // a workload waiting in the host can be stopped. Wasm code itself is
-// stopped by the engine (epoch interruption). Safe from any goroutine.
+// stopped by the engine (epoch interruption). Safe from any goroutine, at
+// any time, also during or after Close.
 func (w *WASI) Interrupt() {
 	if w.stopped.Swap(true) {
 		return
 	}
-	unix.Write(w.wake[1], []byte{0})
+	w.wakeMu.Lock()
+	defer w.wakeMu.Unlock()
+	if w.wake[1] >= 0 {
+		unix.Write(w.wake[1], []byte{0})
+	}
 }
+
+// Interrupted reports whether a host call trapped because of Interrupt:
+// the run was stopped from outside rather than failing by itself. Call it
+// after the call into the instance has returned.
+func (w *WASI) Interrupted() bool { return w.interrupted }
 
 // Exited reports the status the workload gave proc_exit, if it called it.
 // A run whose entrypoint returns a trap after proc_exit has exited.
 func (w *WASI) Exited() (code int32, ok bool) { return w.exitCode, w.exited }
 
 // Close closes every descriptor the workload still holds, except the
-// caller's stdio files.
+// caller's stdio files and Acceptors.
 func (w *WASI) Close() error {
 	w.fds.closeAll()
+	w.wakeMu.Lock()
+	defer w.wakeMu.Unlock()
 	for i, fd := range w.wake {
 		if fd >= 0 {
 			unix.Close(fd)
