@@ -68,7 +68,8 @@ type RunOptions struct {
 	MemoryLimit int64
 	// Sockets are the declared sockets, at the descriptors after the
 	// preopens in this order; FD_COUNT and FD_NAMES then describe every
-	// descriptor from 0 (see keep/sockets).
+	// descriptor from 0 (see keep/sockets). Run closes each Socket.File
+	// once the workload holds its own descriptor.
 	Sockets []sockets.Socket
 }
 

@@ -10,9 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
-	"strings"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"

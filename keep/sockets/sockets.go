@@ -30,7 +30,9 @@ type Socket struct {
 	// Name labels the descriptor in FD_NAMES.
 	Name string
 	// File is a listening or connected stream socket the workload uses
-	// directly. The engine duplicates it; the owner closes its own.
+	// directly. The engine's Run takes it over: it closes File once the
+	// workload holds its own descriptor, so that a workload closing a
+	// connection ends it.
 	File *os.File
 	// Acceptor, when File is nil, is a listener whose connections the Keep
 	// accepts itself (TLS: after the handshake) and hands to the workload.

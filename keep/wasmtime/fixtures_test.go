@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
@@ -257,4 +258,17 @@ func listenSocket(t testing.TB, name string) (sockets.Socket, net.Listener) {
 	}
 	t.Cleanup(func() { f.Close() })
 	return sockets.Socket{Name: name, File: f}, ln
+}
+
+// dupSocket returns s with a duplicate of its File, for one more Run (Run
+// closes the File it is given).
+func dupSocket(t testing.TB, s sockets.Socket) sockets.Socket {
+	t.Helper()
+	fd, err := unix.FcntlInt(s.File.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), s.File.Name())
+	t.Cleanup(func() { f.Close() })
+	return sockets.Socket{Name: s.Name, File: f}
 }

@@ -29,5 +29,12 @@ func newSocketWASI(opts keep.RunOptions) (socketWASI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wasmtime: WASI with sockets: %w", err)
 	}
+	// The workload holds its own descriptors now: close the caller's, so
+	// that a workload closing a connection ends it (RunOptions.Sockets).
+	for _, s := range opts.Sockets {
+		if s.File != nil {
+			s.File.Close()
+		}
+	}
 	return w, nil
 }

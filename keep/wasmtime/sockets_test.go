@@ -467,8 +467,8 @@ func TestSocketsPrestat(t *testing.T) {
 		opts keep.RunOptions
 	}{
 		{"stdout, wasmtime WASI", 1, keep.RunOptions{}},
-		{"stdout, hostwasi", 1, keep.RunOptions{Sockets: []sockets.Socket{sock}}},
-		{"the socket, hostwasi", 3, keep.RunOptions{Sockets: []sockets.Socket{sock}}},
+		{"stdout, hostwasi", 1, keep.RunOptions{Sockets: []sockets.Socket{dupSocket(t, sock)}}},
+		{"the socket, hostwasi", 3, keep.RunOptions{Sockets: []sockets.Socket{dupSocket(t, sock)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := compileWAT(t, e, strings.Replace(watPrestat, "FD", fmt.Sprint(tc.fd), 1))
