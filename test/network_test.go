@@ -25,6 +25,18 @@ import (
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
+// forEachSimulatedDaemon runs f on each daemon kind, each started with our
+// shim built to simulate SEV-SNP (simulateBinDir), whose runtime the test
+// stewards' reference values know.
+func forEachSimulatedDaemon(t *testing.T, f func(t *testing.T, d *Daemon)) {
+	bin := simulateBinDir(t)
+	for _, kind := range daemonKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			f(t, startDaemonWith(t, kind, bin, []string{"ENARX_SIMULATE_TEE=sev-snp"}))
+		})
+	}
+}
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -42,42 +54,56 @@ type ctrResult struct {
 	exit           int
 }
 
+// bgRun is a `ctr run` in the background.
+type bgRun struct {
+	done   chan ctrResult
+	result *ctrResult
+}
+
+// wait returns the run's result once ctr has returned, or false after
+// timeout.
+func (r *bgRun) wait(timeout time.Duration) (ctrResult, bool) {
+	if r.result == nil {
+		select {
+		case res := <-r.done:
+			r.result = &res
+		case <-time.After(timeout):
+			return ctrResult{}, false
+		}
+	}
+	return *r.result, true
+}
+
 // runWasmBackground starts runWasm on a goroutine and waits until the task
-// runs. The result arrives on the channel when ctr returns.
-func runWasmBackground(t *testing.T, d *Daemon, ns string, opts []string, ref, id string, args ...string) <-chan ctrResult {
+// runs.
+func runWasmBackground(t *testing.T, d *Daemon, ns string, opts []string, ref, id string, args ...string) *bgRun {
 	t.Helper()
-	done := make(chan ctrResult, 1)
+	r := &bgRun{done: make(chan ctrResult, 1)}
 	go func() {
 		stdout, stderr, exit := runWasm(t, d, ns, opts, ref, id, args...)
-		done <- ctrResult{stdout, stderr, exit}
+		r.done <- ctrResult{stdout, stderr, exit}
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for taskStatus(t, d, ns, id) != "RUNNING" {
-		select {
-		case r := <-done:
-			t.Fatalf("ctr run %s ended before its task ran: exit %d, stderr %s", id, r.exit, r.stderr)
-		default:
+		if res, ended := r.wait(0); ended {
+			t.Fatalf("ctr run %s ended before its task ran: exit %d, stderr %s", id, res.exit, res.stderr)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("task %s never ran", id)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return done
+	return r
 }
 
 // stopTask kills a task left running and waits for its ctr run to end.
-func stopTask(t *testing.T, d *Daemon, ns, id string, done <-chan ctrResult) {
+func stopTask(t *testing.T, d *Daemon, ns, id string, r *bgRun) {
 	t.Helper()
-	select {
-	case <-done:
+	if _, ended := r.wait(0); ended {
 		return
-	default:
 	}
 	d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
+	if _, ended := r.wait(30 * time.Second); !ended {
 		t.Errorf("ctr run %s did not end after SIGKILL", id)
 	}
 }
@@ -96,29 +122,39 @@ func stewardRoots(t *testing.T, st *steward) *x509.CertPool {
 	return roots
 }
 
+// attestedClient is a TLS client configuration, from tlssock, that trusts
+// only roots and identifies the server by its attestation: the Keep's
+// certificate carries no names. groups empty means tlssock's defaults
+// (X25519MLKEM768 first). The assertions of the last handshake land in *got.
+func attestedClient(t *testing.T, roots *x509.CertPool, got **attestation.Assertions, groups ...string) *tls.Config {
+	t.Helper()
+	cfg, err := (&tlssock.Config{RootCAs: roots, Groups: groups, VerifyAttestation: func(a *attestation.Assertions) error {
+		*got = a
+		return nil
+	}}).TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // httpsGet sends GET path over a TLS connection made with cfg and returns
 // the connection's state and the response body.
-func httpsGet(addr string, cfg *tls.Config, path string) (tls.ConnectionState, *attestation.Assertions, string, error) {
+func httpsGet(addr string, cfg *tls.Config, path string) (tls.ConnectionState, string, error) {
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
 	if err != nil {
-		return tls.ConnectionState{}, nil, "", err
+		return tls.ConnectionState{}, "", err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	state := conn.ConnectionState()
-	var assertions *attestation.Assertions
-	if !cfg.InsecureSkipVerify {
-		if assertions, err = tlssock.PeerAssertions(conn); err != nil {
-			return state, nil, "", err
-		}
-	}
 	fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: keep\r\n\r\n", path)
 	b, err := io.ReadAll(conn)
 	if err != nil {
-		return state, assertions, "", err
+		return state, "", err
 	}
 	_, body, _ := strings.Cut(string(b), "\r\n\r\n")
-	return state, assertions, body, nil
+	return state, body, nil
 }
 
 // TestNetworkTLSListen: a Go wasip1 HTTP server in a Keep, its listening
@@ -131,9 +167,9 @@ func httpsGet(addr string, cfg *tls.Config, path string) (tls.ConnectionState, *
 // Keep's evidence, reported as such. Without --net-host the socket lives in
 // the container's own network namespace, out of the host's reach.
 func TestNetworkTLSListen(t *testing.T) {
-	st := startSteward(t, "allow_insecure = true\n")
+	st := startSteward(t, "allow_test_roots = true\n")
 	roots := stewardRoots(t, st)
-	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+	forEachSimulatedDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
 		wasm := buildGoWasm(t, "httpserver")
 		port := freePort(t)
@@ -154,22 +190,23 @@ func TestNetworkTLSListen(t *testing.T) {
 		}
 
 		// Post-quantum by default, trusting only the Steward's CA.
-		state, a, body, err := httpsGet(addr, &tls.Config{RootCAs: roots}, "/pq")
+		var a *attestation.Assertions
+		state, body, err := httpsGet(addr, attestedClient(t, roots, &a), "/pq")
 		if err != nil {
 			t.Fatalf("TLS client trusting the steward CA: %v", err)
 		}
 		if state.Version != tls.VersionTLS13 || state.CurveID != tls.X25519MLKEM768 {
 			t.Errorf("negotiated %s with %s, want TLS 1.3 with X25519MLKEM768", tls.VersionName(state.Version), state.CurveID)
 		}
-		if a.TEE != attestation.TEENone || a.WorkloadDigest != fileDigest(t, wasm) || a.RuntimeVersion == "" {
-			t.Errorf("assertions %+v: want tee none, the workload's digest %s and a runtime version", a, fileDigest(t, wasm))
+		if a == nil || a.TEE != attestation.TEESEVSNP || a.WorkloadDigest != fileDigest(t, wasm) || a.RuntimeVersion != simulateVersion {
+			t.Errorf("assertions %+v: want sev-snp, the workload's digest %s and runtime %s", a, fileDigest(t, wasm), simulateVersion)
 		}
 		if body != "hello from /pq\n" {
 			t.Errorf("body %q, want %q", body, "hello from /pq\n")
 		}
 
 		// A client offering only classical groups still connects.
-		state, _, body, err = httpsGet(addr, &tls.Config{RootCAs: roots, CurvePreferences: []tls.CurveID{tls.X25519}}, "/classical")
+		state, body, err = httpsGet(addr, attestedClient(t, roots, &a, "X25519"), "/classical")
 		if err != nil || state.CurveID != tls.X25519 || body != "hello from /classical\n" {
 			t.Errorf("classical client: %v, group %s, body %q; want X25519 and the page", err, state.CurveID, body)
 		}
@@ -178,10 +215,10 @@ func TestNetworkTLSListen(t *testing.T) {
 		other, _ := testCA(t, "other CA")
 		otherRoots := x509.NewCertPool()
 		otherRoots.AddCert(other)
-		if _, _, _, err := httpsGet(addr, &tls.Config{RootCAs: otherRoots}, "/"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		if _, _, err := httpsGet(addr, attestedClient(t, otherRoots, &a), "/"); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Errorf("client trusting another CA: %v, want a certificate error", err)
 		}
-		if _, _, body, err := httpsGet(addr, &tls.Config{RootCAs: roots}, "/again"); err != nil || body != "hello from /again\n" {
+		if _, body, err := httpsGet(addr, attestedClient(t, roots, &a), "/again"); err != nil || body != "hello from /again\n" {
 			t.Errorf("after a failed handshake: %v, %q", err, body)
 		}
 
@@ -195,7 +232,7 @@ func TestNetworkTLSListen(t *testing.T) {
 		if l := containerLabels(t, d, ns, id2); l["enarx.dev/tls.identity"] != "self-signed" {
 			t.Errorf("without a steward: enarx.dev/tls.identity = %q, want self-signed", l["enarx.dev/tls.identity"])
 		}
-		state, _, body, err = httpsGet(fmt.Sprintf("127.0.0.1:%d", port2), &tls.Config{InsecureSkipVerify: true}, "/self")
+		state, body, err = httpsGet(fmt.Sprintf("127.0.0.1:%d", port2), &tls.Config{InsecureSkipVerify: true}, "/self")
 		if err != nil || body != "hello from /self\n" {
 			t.Fatalf("self-signed Keep: %v, body %q", err, body)
 		}
@@ -203,7 +240,7 @@ func TestNetworkTLSListen(t *testing.T) {
 		if leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) != nil || !strings.Contains(leaf.Subject.CommonName, "self-signed") {
 			t.Errorf("certificate %q is not self-signed", leaf.Subject)
 		}
-		if ev, err := attestation.CertificateEvidence(leaf); err != nil || ev.TEE != attestation.TEENone || ev.Inputs.WorkloadDigest != fileDigest(t, wasm) {
+		if ev, err := attestation.CertificateEvidence(leaf); err != nil || ev.TEE != attestation.TEESEVSNP || ev.Inputs.WorkloadDigest != fileDigest(t, wasm) {
 			t.Errorf("self-signed certificate's evidence: %v, %+v", err, ev)
 		}
 
@@ -219,16 +256,13 @@ func TestNetworkTLSListen(t *testing.T) {
 		}
 
 		// The workload ends itself: its status is the task's.
-		if _, _, body, err := httpsGet(addr, &tls.Config{RootCAs: roots}, "/exit"); err != nil || body != "bye\n" {
+		if _, body, err := httpsGet(addr, attestedClient(t, roots, &a), "/exit"); err != nil || body != "bye\n" {
 			t.Errorf("/exit: %v, %q", err, body)
 		}
-		select {
-		case r := <-done:
-			if r.exit != 7 {
-				t.Errorf("ctr run: exit %d, want 7; stderr %s", r.exit, r.stderr)
-			}
-		case <-time.After(30 * time.Second):
+		if r, ended := done.wait(30 * time.Second); !ended {
 			t.Error("the workload did not exit after /exit")
+		} else if r.exit != 7 {
+			t.Errorf("ctr run: exit %d, want 7; stderr %s", r.exit, r.stderr)
 		}
 		assertNoLeftovers(t, id)
 	})
@@ -240,7 +274,7 @@ func TestNetworkTLSListen(t *testing.T) {
 // verify fails the container's creation naming the socket; and the workload
 // cannot reach an address it did not declare.
 func TestNetworkConnect(t *testing.T) {
-	st := startSteward(t, "allow_insecure = true\n")
+	st := startSteward(t, "allow_test_roots = true\n")
 	caKey, caCert := stewardCA(t, st)
 	hello := func(prefix string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -259,7 +293,7 @@ func TestNetworkConnect(t *testing.T) {
 	plainAddr := plainServer.Listener.Addr().String()
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 
-	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+	forEachSimulatedDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
 		steward := "enarx.dev/steward=" + st.URL
 		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/netclient:latest", buildGoWasm(t, "netclient"), false)

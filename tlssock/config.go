@@ -12,6 +12,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pion/dtls/v3"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/pion/dtls/v3/pkg/crypto/elliptic"
 )
 
@@ -66,6 +68,20 @@ type Config struct {
 	Certificates []tls.Certificate `toml:"-"`
 	RootCAs      *x509.CertPool    `toml:"-"`
 	ClientCAs    *x509.CertPool    `toml:"-"`
+
+	// VerifyAttestation identifies the peer by its attestation rather than
+	// by a name: an attested Keep's certificate carries the assertions its
+	// attestation service verified (attestation.OIDAssertions) and no
+	// names. The peer's chain must verify against the trusted CAs (a
+	// client then needs RootCAs or RootCAFile: the attestation service's
+	// CA; the system roots are never enough), its leaf must carry
+	// assertions, and VerifyAttestation, given them, decides, e.g. by
+	// checking the workload digest. A client so configured does not check
+	// ServerName against the certificate (it still sends it as SNI), which
+	// is why crypto/tls reports no verified chains: PeerAssertions refuses
+	// such a connection, and the assertions reach VerifyAttestation
+	// instead. TLS only.
+	VerifyAttestation func(*attestation.Assertions) error `toml:"-"`
 }
 
 // ParseConfig decodes the TOML form of a Config: a [tls] table whose keys are
@@ -252,7 +268,7 @@ func (c *Config) TLSConfig() (*tls.Config, error) {
 			certs[i].SupportedSignatureAlgorithms = p.schemes
 		}
 	}
-	return &tls.Config{
+	tc := &tls.Config{
 		Certificates:     certs,
 		RootCAs:          roots,
 		ClientCAs:        clientCAs,
@@ -262,13 +278,66 @@ func (c *Config) TLSConfig() (*tls.Config, error) {
 		CipherSuites:     p.suites,
 		MinVersion:       p.minV,
 		MaxVersion:       p.maxV,
-	}, nil
+	}
+	if c.VerifyAttestation != nil {
+		if err := verifyAttestation(tc, c.VerifyAttestation); err != nil {
+			return nil, err
+		}
+	}
+	return tc, nil
+}
+
+// verifyAttestation makes tc identify the peer by its attestation (see
+// Config.VerifyAttestation). InsecureSkipVerify only concerns a client: it
+// turns off crypto/tls' own check, chain and name, and VerifyConnection
+// checks the chain without the name. A server verifies client chains
+// itself (client_auth), names playing no part: only the assertions are
+// added.
+func verifyAttestation(tc *tls.Config, check func(*attestation.Assertions) error) error {
+	if tc.RootCAs == nil && tc.ClientCAs == nil {
+		return errors.New("tlssock: VerifyAttestation needs the attestation service's CA as root_ca_file or client_ca_file (RootCAs, ClientCAs): the system roots do not certify Keeps")
+	}
+	roots := tc.RootCAs
+	tc.InsecureSkipVerify = true
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil // a client without a certificate: client_auth decides
+		}
+		if len(cs.VerifiedChains) == 0 {
+			// A client: the chain, as crypto/tls checks it but for the
+			// name.
+			if roots == nil {
+				return errors.New("tlssock: VerifyAttestation needs root_ca_file (RootCAs) on a client")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+				Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			}); err != nil {
+				return fmt.Errorf("tlssock: peer certificate: %w", err)
+			}
+		}
+		a, err := attestation.CertificateAssertions(cs.PeerCertificates[0])
+		if err != nil {
+			return fmt.Errorf("tlssock: peer certificate: %w", err)
+		}
+		if err := check(a); err != nil {
+			return fmt.Errorf("tlssock: peer attestation refused: %w", err)
+		}
+		return nil
+	}
+	return nil
 }
 
 // DTLSConfig returns the pion/dtls configuration c describes.
 func (c *Config) DTLSConfig() (*dtls.Config, error) {
 	if c == nil {
 		c = &Config{}
+	}
+	if c.VerifyAttestation != nil {
+		return nil, errors.New("tlssock: VerifyAttestation is TLS only: pion/dtls cannot replace the name check")
 	}
 	for field, v := range map[string]string{"min_version": c.MinVersion, "max_version": c.MaxVersion} {
 		if v != "" && v != "1.2" {

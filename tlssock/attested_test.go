@@ -1,0 +1,75 @@
+package tlssock_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/tlssock"
+)
+
+// TestVerifyAttestation: a client that identifies the server by its
+// attestation accepts a certificate of the trusted CA that carries
+// assertions, whatever name it dialed, and hands the assertions to its
+// check; it refuses another CA, a certificate without assertions, and
+// assertions its check refuses; and it needs the CA to be named.
+func TestVerifyAttestation(t *testing.T) {
+	ca := newCA(t, "steward")
+	want := &attestation.Assertions{TEE: "sev-snp", RuntimeDigest: "sha256:aa", WorkloadDigest: "sha256:bb", RuntimeVersion: "v1", VerifiedAt: time.Unix(0, 0).UTC()}
+	ext, err := attestation.AssertionsExtension(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keepCert, _, _ := ca.issue(t, "keep", nil, ext)
+	plainCert, _, _ := ca.issue(t, "plain", nil)
+	keep := &tlssock.Config{Certificates: []tls.Certificate{keepCert}}
+
+	var got *attestation.Assertions
+	client := func(roots *testCA, check func(*attestation.Assertions) error) *tlssock.Config {
+		got = nil
+		return &tlssock.Config{RootCAs: roots.pool, ServerName: "not-a-name-of.the-keep", VerifyAttestation: func(a *attestation.Assertions) error {
+			got = a
+			return check(a)
+		}}
+	}
+	accept := func(*attestation.Assertions) error { return nil }
+
+	s, c := exchange(t, "tcp", keep, client(ca, accept))
+	mustOK(t, s, c)
+	if got == nil || got.WorkloadDigest != want.WorkloadDigest || got.TEE != want.TEE {
+		t.Errorf("assertions %+v, want %+v", got, want)
+	}
+	if c.state.Group != "X25519MLKEM768" || c.state.Version != "1.3" {
+		t.Errorf("negotiated %s %s, want TLS 1.3 with X25519MLKEM768", c.state.Version, c.state.Group)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		server *tlssock.Config
+		cli    *tlssock.Config
+		want   string
+	}{
+		{"another CA", keep, client(newCA(t, "other"), accept), "certificate"},
+		{"no assertions", &tlssock.Config{Certificates: []tls.Certificate{plainCert}}, client(ca, accept), "assertions"},
+		{"check refuses", keep, client(ca, func(a *attestation.Assertions) error {
+			return errors.New("workload sha256:bb is not the expected one")
+		}), "not the expected one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, c := exchange(t, "tcp", tc.server, tc.cli)
+			if c.err == nil || !strings.Contains(c.err.Error(), tc.want) {
+				t.Errorf("client: %v, want an error containing %q", c.err, tc.want)
+			}
+		})
+	}
+
+	if _, err := (&tlssock.Config{VerifyAttestation: accept}).TLSConfig(); err == nil || !strings.Contains(err.Error(), "root_ca_file") {
+		t.Errorf("VerifyAttestation without a CA: %v, want an error naming root_ca_file", err)
+	}
+	if _, err := (&tlssock.Config{RootCAs: ca.pool, VerifyAttestation: accept}).DTLSConfig(); err == nil || !strings.Contains(err.Error(), "TLS only") {
+		t.Errorf("VerifyAttestation for DTLS: %v, want a TLS-only error", err)
+	}
+}
