@@ -47,7 +47,7 @@ func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) err
 		} else {
 			continue
 		}
-		s, err := socketAnnotation(kind, name, annotations[key])
+		s, err := ParseSocket(kind, name, annotations[key])
 		if err != nil {
 			return fmt.Errorf("oci: annotation %s=%q: %w", key, annotations[key], err)
 		}
@@ -60,8 +60,10 @@ func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) err
 	return nil
 }
 
-// socketAnnotation parses the value of a socket annotation.
-func socketAnnotation(kind, name, value string) (sockets.Spec, error) {
+// ParseSocket parses the value of a socket annotation ("tls://[::]:8443")
+// into the socket name of kind (sockets.Listen or sockets.Connect). `enarx
+// run --listen/--connect` takes the same form.
+func ParseSocket(kind, name, value string) (sockets.Spec, error) {
 	example := "tls://[::]:8443"
 	if kind == sockets.Connect {
 		example = "tls://db.example:5432"

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -40,6 +41,9 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	var env, dirs listFlag
 	fs.Var(&env, "env", "set `K=V` in the workload's environment (repeatable); K alone passes on enarx's own K")
 	fs.Var(&dirs, "dir", "`HOST:GUEST[:ro]`: give the workload the host directory HOST at the guest path GUEST, read-only with :ro (repeatable)")
+	var listen, connect listFlag
+	fs.Var(&listen, "listen", "`NAME=PROT://ADDR:PORT`: a listening socket named NAME in FD_NAMES, PROT tls (terminated by the Keep, self-signed) or tcp, e.g. web=tls://127.0.0.1:8443 (repeatable)")
+	fs.Var(&connect, "connect", "`NAME=PROT://HOST:PORT`: a socket connected at start, PROT tls (server verified with the system roots) or tcp (repeatable)")
 	memory := fs.String("memory", "", "cap the workload's linear memory at `BYTES` (suffix k, m or g for KiB, MiB, GiB)")
 	moduleCache := fs.String("module-cache", "", "precompiled-module cache `DIR`, or off; default "+keep.DefaultModuleCache+" as root, else off")
 	runtimePath := fs.String("runtime", "", "runtime binary `PATH`; default "+runtimeBinary+" beside enarx, else on PATH")
@@ -53,6 +57,22 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	cfg, err := runConfig(fs.Arg(0), fs.Args()[1:], env, dirs, *memory, *moduleCache)
 	if err != nil {
 		return err
+	}
+	for _, l := range []struct {
+		flag, kind string
+		values     []string
+	}{{"--listen", sockets.Listen, listen}, {"--connect", sockets.Connect, connect}} {
+		for _, v := range l.values {
+			name, value, ok := strings.Cut(v, "=")
+			if !ok {
+				return usagef("%s %q: give NAME=PROT://HOST:PORT, e.g. web=tls://127.0.0.1:8443", l.flag, v)
+			}
+			sock, err := oci.ParseSocket(l.kind, name, value)
+			if err != nil {
+				return usagef("%s %q: %v", l.flag, v, err)
+			}
+			cfg.Sockets = append(cfg.Sockets, sock)
+		}
 	}
 	if cfg.Backend, err = chooseBackend(*backend); err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,7 +70,7 @@ func runTestDir(t *testing.T) string {
 			build("./cmd/containerd-shim-enarx-v1", runtimeBinary)
 		}
 		build("./cmd/enarx", "enarx")
-		for _, f := range []string{"echo", "exit", "cat", "sleep", "fsprobe"} {
+		for _, f := range []string{"echo", "exit", "cat", "sleep", "fsprobe", "netclient"} {
 			build("./test/fixtures/"+f, f+".wasm", "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 		}
 		wg.Wait()
@@ -136,6 +138,10 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tcp %s\n", r.URL.Path)
+	}))
+	t.Cleanup(server.Close) // after the parallel subtests
 	notWasm := filepath.Join(t.TempDir(), "notwasm.wasm")
 	if err := os.WriteFile(notWasm, []byte("#!/bin/sh\necho hi\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -152,6 +158,8 @@ func TestRun(t *testing.T) {
 		{name: "dir writable", args: []string{rt, cache, "--dir", out + ":/out", "{dir}/fsprobe.wasm", "write", "/out/y", "yes", "read", "/out/y"},
 			stdout: []string{"write /out/y: ok\n", "read /out/y: ok: yes\n"}},
 		{name: "memory limit", args: []string{rt, cache, "--memory", "1m", "{dir}/fsprobe.wasm"}, code: 134, stderr: []string{"memory limit 1048576 bytes exceeded"}},
+		{name: "connect", args: []string{rt, cache, "--connect", "api=tcp://" + server.Listener.Addr().String(), "{dir}/netclient.wasm", "api", "/path"},
+			stdout: []string{"200 OK tcp /path\n"}},
 		{name: "backend nil", args: []string{rt, cache, "--backend", "nil", "{dir}/exit.wasm", "0"}},
 
 		{name: "missing module", args: []string{rt, "{dir}/nothere.wasm"}, code: 1, stderr: []string{"enarx run: module: open ", "nothere.wasm: no such file or directory"}},
@@ -167,6 +175,9 @@ func TestRun(t *testing.T) {
 		{name: "relative guest dir", args: []string{"--dir", "/tmp:data", "{dir}/exit.wasm"}, code: 2, stderr: []string{"is not absolute"}},
 		{name: "bad dir mode", args: []string{"--dir", "/tmp:/data:rx", "{dir}/exit.wasm"}, code: 2, stderr: []string{"give ro or rw"}},
 		{name: "bad memory", args: []string{"--memory", "lots", "{dir}/exit.wasm"}, code: 2, stderr: []string{"--memory \"lots\""}},
+		{name: "bad listen", args: []string{"--listen", "web", "{dir}/exit.wasm"}, code: 2, stderr: []string{"--listen \"web\": give NAME=PROT://HOST:PORT"}},
+		{name: "bad connect", args: []string{"--connect", "db=udp://h:1", "{dir}/exit.wasm"}, code: 2, stderr: []string{"--connect \"db=udp://h:1\"", "prot://host:port"}},
+		{name: "connect refused", args: []string{rt, "--connect", "db=tcp://127.0.0.1:1", "{dir}/exit.wasm"}, code: 1, stderr: []string{`connect socket "db"`}},
 		{name: "bad env", args: []string{"--env", "=x", "{dir}/exit.wasm"}, code: 2, stderr: []string{"give K=V"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
