@@ -12,7 +12,8 @@ package test
 // Environment: BENCH_RUNS (start-up runs per case, default 20),
 // BENCH_ENGINE_RUNS (runs per engine and workload, default 5),
 // BENCH_CONCURRENCY (parallel `ctr run`s of the throughput benchmark, default
-// 100: all at once).
+// 100: all at once), BENCH_TLS_CLIENTS (client counts of the TLS server
+// benchmark, default 1,8), BENCH_TLS_SECONDS (seconds per TLS case, default 5).
 
 import (
 	"bufio"
@@ -844,6 +845,40 @@ func benchTable(results []benchResult) string {
 		)
 	}
 
+	// TLS server.
+	for _, dn := range daemons {
+		for _, ours := range results {
+			if ours.Group != groupTLS || ours.Daemon != dn || ours.Case != caseTLSKeep {
+				continue
+			}
+			peer, ok := find(results, groupTLS, dn, caseTLSNative, ours.Param)
+			if !ok {
+				continue
+			}
+			sec := fmt.Sprintf("TLS HTTP server (Go wasip1 in a Keep, TLS terminated by the Keep) vs the same server native with Go TLS, %s: "+
+				"TLS 1.3, X25519MLKEM768, ECDSA P-256, HTTP/1.1, %.0f s per case and server", dn, ours.Extra["case_seconds"])
+			mode, clients, _ := strings.Cut(ours.Param, " ")
+			rate := fmt.Sprintf("requests/s, keep-alive, %s", clients)
+			if mode == tlsNewConn {
+				mode = "new connection"
+				rate = fmt.Sprintf("handshakes/s, a new connection per request, %s", clients)
+			}
+			rows = append(rows,
+				benchRow{section: sec, measure: fmt.Sprintf("%s (%d failed vs %d)", rate, ours.Failures, peer.Failures),
+					ours: fmt.Sprintf("%.0f/s", ours.Median), peer: fmt.Sprintf("%.0f/s", peer.Median),
+					ratio: fmt.Sprintf("%.2f×", ours.Median/peer.Median)},
+				benchRow{section: sec, measure: fmt.Sprintf("latency of a request under that load (p50, p99; ratio of p99), %s, %s", mode, clients),
+					ours:  fmt.Sprintf("%.2f ms (p99 %.2f)", ours.Extra["p50_ms"], ours.Extra["p99_ms"]),
+					peer:  fmt.Sprintf("%.2f ms (p99 %.2f)", peer.Extra["p50_ms"], peer.Extra["p99_ms"]),
+					ratio: fmt.Sprintf("%.2f×", ours.Extra["p99_ms"]/peer.Extra["p99_ms"])},
+				benchRow{section: sec, measure: fmt.Sprintf("server CPU per request (the Keep process vs the native process), %s, %s", mode, clients),
+					ours:  fmt.Sprintf("%.0f µs", ours.Extra["server_cpu_us_req"]),
+					peer:  fmt.Sprintf("%.0f µs", peer.Extra["server_cpu_us_req"]),
+					ratio: fmt.Sprintf("%.2f×", ours.Extra["server_cpu_us_req"]/peer.Extra["server_cpu_us_req"])},
+			)
+		}
+	}
+
 	// Verifier (attestation/verify, recorded by scripts/bench.sh).
 	ours, okO := find(results, groupVerify, "", "BenchmarkVerifySNP", "")
 	peer, okP := find(results, groupVerify, "", "BenchmarkVerifySNPPeer", "")
@@ -1018,6 +1053,24 @@ const benchMethod = `
   (BENCH_CONCURRENCY bounds how many run at a time, default 100: all), wall time until the last has
   exited. A failure is a non-zero exit, a ctr timeout (5 min) or a missing greeting. Ours uses the
   warm module cache (filled by one run before); the peer is runc with the static native hello.
+- **TLS server** (BenchmarkTLSServer, containerd 2.4 only: the Keep's TLS does not depend on the
+  daemon): test/fixtures/httpserver, one Go source. Ours: built for wasip1, in a Keep
+  (` + "`ctr run -d --net-host`" + `, annotation ` + "`enarx.dev/listen.https=tls://127.0.0.1:PORT`" + `, no Steward),
+  the Keep terminating TLS with tlssock's defaults and its self-signed ECDSA P-256 certificate; the
+  workload reads plaintext from a socketpair. Peer: the same source built natively, a plain process
+  given the listener as descriptor 3, terminating TLS itself with crypto/tls (TLS 1.3, Go's default
+  groups) and a fresh self-signed ECDSA P-256 certificate. The load generator is the test process, on
+  the same cores as the servers: for each client count of BENCH_TLS_CLIENTS (default 1,8),
+  BENCH_TLS_SECONDS (default 5) of GET requests back to back per client and server, in one-second
+  rounds in which the servers take turns (who goes first alternating), each client its own
+  ` + "`http.Client`" + `. *Keep-alive*: one connection, so one handshake, per client and round. *New
+  connection*: a new TCP connection and a full handshake per request (no resumption), so requests/s
+  are handshakes/s. The clients skip chain verification but pin each server's leaf certificate. Every
+  response must be HTTP/1.1 over TLS 1.3 with X25519MLKEM768 (anything else fails the benchmark) and
+  carry the body its path asks for (else a failure). Latency: each request from send to the body's
+  end, nearest rank. Server CPU: utime + stime of the Keep process (TLS, the pipe to the workload and
+  the workload) or of the native process over its rounds, per good response. Each server and mode is
+  warmed by an unmeasured half second first.
 - **Verifier**: BenchmarkVerifySNP against BenchmarkVerifySNPPeer in attestation/verify
   (` + "`go test -bench . -benchtime 2s -cpu 1`" + `), ns/op.
 `

@@ -38,7 +38,7 @@ func forEachSimulatedDaemon(t *testing.T, f func(t *testing.T, d *Daemon)) {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
