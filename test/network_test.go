@@ -96,16 +96,17 @@ func runWasmBackground(t *testing.T, d *Daemon, ns string, opts []string, ref, i
 	return r
 }
 
-// stopTask kills a task left running and waits for its ctr run to end.
+// stopTask kills a task left running, waits for its ctr run to end and
+// for its shim and Keep to be gone.
 func stopTask(t *testing.T, d *Daemon, ns, id string, r *bgRun) {
 	t.Helper()
-	if _, ended := r.wait(0); ended {
-		return
+	if _, ended := r.wait(0); !ended {
+		d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
+		if _, ended := r.wait(30 * time.Second); !ended {
+			t.Errorf("ctr run %s did not end after SIGKILL", id)
+		}
 	}
-	d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
-	if _, ended := r.wait(30 * time.Second); !ended {
-		t.Errorf("ctr run %s did not end after SIGKILL", id)
-	}
+	assertNoLeftovers(t, id)
 }
 
 // stewardRoots is a pool holding only the steward's CA.
