@@ -119,7 +119,14 @@ func toGRPC(err error) error {
 	return errgrpc.ToGRPC(err)
 }
 
-func unsupported(what, hint string) error {
+// unsupported answers a request the enarx runtime refuses for every task:
+// NotImplemented, or NotFound when there is no task id, as every request
+// naming a task answers then (a deleted task never answers as if it were
+// there).
+func (s *service) unsupported(id, what, hint string) error {
+	if _, err := s.get(id, ""); err != nil {
+		return err
+	}
 	return errgrpc.ToGRPC(fmt.Errorf("%s is not supported by the enarx runtime: %s: %w", what, hint, errdefs.ErrNotImplemented))
 }
 
@@ -412,11 +419,13 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	if err != nil {
 		return nil, err
 	}
-	if err := t.start(); err != nil {
+	pid := uint32(t.proc.Pid())
+	err = t.start(func() {
+		s.events.Publish(ctx, s.ns, TopicTaskStart, &eventstypes.TaskStart{ContainerID: t.id, Pid: pid})
+	})
+	if err != nil {
 		return nil, toGRPC(err)
 	}
-	pid := uint32(t.proc.Pid())
-	s.events.Publish(ctx, s.ns, TopicTaskStart, &eventstypes.TaskStart{ContainerID: t.id, Pid: pid})
 	return &taskapi.StartResponse{Pid: pid}, nil
 }
 
@@ -534,27 +543,27 @@ func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*em
 }
 
 func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
-	return nil, unsupported("pause", "a Keep cannot be frozen; stop it with kill")
+	return nil, s.unsupported(r.ID, "pause", "a Keep cannot be frozen; stop it with kill")
 }
 
 func (s *service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
-	return nil, unsupported("resume", "a Keep cannot be frozen, so there is nothing to resume")
+	return nil, s.unsupported(r.ID, "resume", "a Keep cannot be frozen, so there is nothing to resume")
 }
 
 func (s *service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, unsupported("checkpoint", "a Keep's memory is not exported from its TEE")
+	return nil, s.unsupported(r.ID, "checkpoint", "a Keep's memory is not exported from its TEE")
 }
 
 func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
-	return nil, unsupported("exec", "a Keep runs one WebAssembly workload and has no shell to exec into")
+	return nil, s.unsupported(r.ID, "exec", "a Keep runs one WebAssembly workload and has no shell to exec into")
 }
 
 func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, unsupported("resizing a terminal", "Keeps have no terminal")
+	return nil, s.unsupported(r.ID, "resizing a terminal", "Keeps have no terminal")
 }
 
 func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, unsupported("updating resources of a running task", "set limits in the container spec before it starts")
+	return nil, s.unsupported(r.ID, "updating resources of a running task", "set limits in the container spec before it starts")
 }
 
 // empty reports whether the service has no task and none being created.

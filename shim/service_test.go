@@ -717,6 +717,11 @@ func TestServiceErrors(t *testing.T) {
 	wantCode(t, "Pids", err, codes.NotFound, unknown)
 	_, err = h.svc.CloseIO(ctx, &taskapi.CloseIORequest{ID: unknown})
 	wantCode(t, "CloseIO", err, codes.NotFound, unknown)
+	// Requests the runtime never supports name no task either.
+	_, err = h.svc.Pause(ctx, &taskapi.PauseRequest{ID: unknown})
+	wantCode(t, "Pause", err, codes.NotFound, unknown)
+	_, err = h.svc.Exec(ctx, &taskapi.ExecProcessRequest{ID: unknown, ExecID: "sh"})
+	wantCode(t, "Exec", err, codes.NotFound, unknown)
 
 	// Exec processes do not exist.
 	_, err = h.svc.State(ctx, &taskapi.StateRequest{ID: r.ID, ExecID: "exec1"})

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -93,18 +94,53 @@ func (t *task) current() state {
 	return t.state
 }
 
-// start lets a created task's workload run.
-func (t *task) start() error {
+// exitRecordWait bounds how long a request that found the Keep gone waits
+// for its exit to be recorded (a moment: the Keep has been reaped, or is
+// about to be).
+const exitRecordWait = 5 * time.Second
+
+// start lets a created task's workload run. started runs once it does,
+// before the Keep's exit can be recorded: the task's start event is
+// published before its exit event.
+func (t *task) start(started func()) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.state != stateCreated {
-		return fmt.Errorf("task %s is %s, only a created task can start: %w", t.id, t.state, errdefs.ErrFailedPrecondition)
+		defer t.mu.Unlock()
+		return t.notCreated()
 	}
 	if err := t.proc.Run(); err != nil {
+		t.mu.Unlock()
+		// A Keep that exited before it could run its workload (it was
+		// killed while created): answer as for the stopped task it is
+		// once its exit is recorded, so that State and Wait agree.
+		if t.awaitExitRecord() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			return t.notCreated()
+		}
 		return fmt.Errorf("start task %s: %w", t.id, err)
 	}
 	t.state = stateRunning
+	started()
+	t.mu.Unlock()
 	return nil
+}
+
+// notCreated is the error of Start on a task that is not created; t.mu is
+// held.
+func (t *task) notCreated() error {
+	return fmt.Errorf("task %s is %s, only a created task can start: %w", t.id, t.state, errdefs.ErrFailedPrecondition)
+}
+
+// awaitExitRecord waits until the Keep's exit is recorded, when the Keep
+// has exited or is exiting; it reports whether it was.
+func (t *task) awaitExitRecord() bool {
+	select {
+	case <-t.reaped:
+		return true
+	case <-time.After(exitRecordWait):
+		return false
+	}
 }
 
 // exited records that the Keep has exited. It reports false when the task
@@ -120,20 +156,27 @@ func (t *task) exited() bool {
 	return true
 }
 
-// kill sends a signal to the task's Keep.
+// kill sends a signal to the task's Keep. Kill on a stopped task answers
+// NotFound "process already finished", as containerd's runc shim does.
 func (t *task) kill(sig syscall.Signal) error {
+	finished := fmt.Errorf("task %s: process already finished: %w", t.id, errdefs.ErrNotFound)
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.state == stateStopped || t.state == stateDeleted {
-		return fmt.Errorf("task %s: process already finished: %w", t.id, errdefs.ErrNotFound)
+		t.mu.Unlock()
+		return finished
 	}
-	if err := t.proc.Signal(sig); err != nil {
-		if err == os.ErrProcessDone {
-			return fmt.Errorf("task %s: process already finished: %w", t.id, errdefs.ErrNotFound)
-		}
-		return fmt.Errorf("task %s: signal %d: %w", t.id, sig, err)
+	err := t.proc.Signal(sig)
+	t.mu.Unlock()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrProcessDone):
+		// The Keep exited a moment ago: answer once its exit is
+		// recorded, so that State, Pids and Wait agree with this answer.
+		t.awaitExitRecord()
+		return finished
 	}
-	return nil
+	return fmt.Errorf("task %s: signal %d: %w", t.id, sig, err)
 }
 
 // markDeleted moves a created or stopped task to deleted. A created task's
