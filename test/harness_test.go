@@ -614,6 +614,10 @@ func (d *Daemon) kill() {
 	<-d.exited
 }
 
+// shimExitGrace is how long a shim may take to exit once the daemon is
+// stopped: the shim's own shutdown timeout and some slack.
+const shimExitGrace = 8 * time.Second
+
 // stop cleans up whatever namespaces are left, stops the daemon, kills shims
 // it left behind, unmounts anything under its directory and removes it.
 func (d *Daemon) stop() error {
@@ -637,7 +641,13 @@ func (d *Daemon) stop() error {
 	if err := d.terminate(); err != nil {
 		errs = append(errs, err)
 	}
-	// Shims carry "-address <our socket>" in their command line.
+	// Shims carry "-address <our socket>" in their command line. A shim
+	// whose last task was just deleted may still be flushing its events
+	// (to a daemon now gone: bounded by its shutdown timeout of 5 s), so
+	// it gets that long to exit before it counts as left behind.
+	for deadline := time.Now().Add(shimExitGrace); len(findProcesses(d.Address)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, p := range findProcesses(d.Address) {
 		errs = append(errs, fmt.Errorf("killed leftover process %d and its children: %s", p.PID, p.Cmdline))
 		reapShim(p)
