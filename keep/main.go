@@ -39,13 +39,14 @@ type EngineFactory func() (Engine, error)
 // Main is the Keep process. args are the arguments after Subcommand. It
 // returns the process exit status: the workload's, or 128+n when signal n
 // interrupted it, StatusTrap for a trap, StatusFailed when the Keep could not
-// run it.
+// run it. A crash signal (SIGSEGV, SIGABRT...) ends the Keep by that signal.
 func Main(args []string, newEngine EngineFactory) int {
 	fs := flag.NewFlagSet(Subcommand, flag.ContinueOnError)
-	fs.String("id", "", "container ID (for ps and logs)")
+	id := fs.String("id", "", "container ID (for ps and logs)")
 	if err := fs.Parse(args); err != nil {
 		return StatusFailed
 	}
+	dieOfCrashSignals(*id)
 	ctl, err := net.FileConn(os.NewFile(controlFD, "keep-control"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "enarx keep: no control socket on fd %d: %v (a Keep is started by the shim, not by hand; use `enarx run` instead)\n", controlFD, err)

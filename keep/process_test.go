@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
@@ -243,6 +245,14 @@ func TestSignals(t *testing.T) {
 		{"SIGKILL while blocked", "block", true, syscall.SIGKILL, 137, 5 * time.Second},
 		{"SIGTERM before Run", "exit 0", false, syscall.SIGTERM, 143, 5 * time.Second},
 		{"SIGKILL before Run", "exit 0", false, syscall.SIGKILL, 137, 5 * time.Second},
+		// Crash signals end the Keep by the signal, not by the Go
+		// runtime's exit status 2.
+		{"SIGSEGV while spinning", "spin", true, syscall.SIGSEGV, 139, 5 * time.Second},
+		{"SIGSEGV while blocked", "block", true, syscall.SIGSEGV, 139, 5 * time.Second},
+		{"SIGABRT while spinning", "spin", true, syscall.SIGABRT, 134, 5 * time.Second},
+		{"SIGBUS while blocked", "block", true, syscall.SIGBUS, 135, 5 * time.Second},
+		{"SIGQUIT while blocked", "block", true, syscall.SIGQUIT, 131, 5 * time.Second},
+		{"SIGSEGV before Run", "exit 0", false, syscall.SIGSEGV, 139, 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := startOptions(t, tc.cmd)
@@ -267,6 +277,11 @@ func TestSignals(t *testing.T) {
 			status := exitStatus(t, p, 10*time.Second)
 			if status != tc.status {
 				t.Errorf("status = %d, want %d (stderr: %q)", status, tc.status, readFile(t, stderr))
+			}
+			if tc.status != 128+int(syscall.SIGTERM) && tc.status != 128+int(syscall.SIGINT) && tc.status != 128+int(syscall.SIGKILL) {
+				if want := "killed by signal " + unix.SignalName(tc.sig); !strings.Contains(readFile(t, stderr), want) {
+					t.Errorf("stderr %q does not say %q", readFile(t, stderr), want)
+				}
 			}
 			if took := time.Since(sent); took > tc.within {
 				t.Errorf("keep took %v to exit after %v, want at most %v", took, tc.sig, tc.within)

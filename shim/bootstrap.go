@@ -274,7 +274,8 @@ func listen(path string) (*net.UnixListener, error) {
 
 // cleanup is `shim delete`: containerd runs it in the bundle after the shim
 // is gone (or after it crashed) to remove what the task left. It kills a
-// Keep left running and reports the task as killed.
+// Keep left running and reports the task as killed (137), or reports the
+// status of a Keep that had exited before the shim went.
 func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	// containerd reads only the DeleteResponse on stdout; keep stderr quiet.
 	logrus.SetOutput(io.Discard)
@@ -285,8 +286,17 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	var pid int
 	if b, err := os.ReadFile(filepath.Join(bundle, keepPIDFile)); err == nil {
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	// A Keep the shim saw exit has its status recorded; a Keep still
+	// running is killed, and gone before its root filesystem is unmounted
+	// (it may hold files in it) and its cgroup removed.
+	status, exitedAt, exited := readExitFile(bundle)
+	if !exited {
+		status, exitedAt = 128+int(syscall.SIGKILL), time.Now()
 		if pid > 0 && keep.IsProcessOf(pid, f.id) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitGone(pid, processGoneTimeout)
+			exitedAt = time.Now()
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
@@ -304,8 +314,8 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	t := &task{id: f.id, bundle: bundle, rootfs: rootfs, cgroup: cgroup}
 	t.cleanup(ctx)
 	b, err := proto.Marshal(&taskapi.DeleteResponse{
-		ExitedAt:   timestamppb.Now(),
-		ExitStatus: 128 + uint32(syscall.SIGKILL),
+		ExitedAt:   timestamppb.New(exitedAt),
+		ExitStatus: uint32(status),
 		Pid:        uint32(pid),
 	})
 	if err != nil {

@@ -176,8 +176,16 @@ func TestIsKeepOf(t *testing.T) {
 	}
 }
 
-// readDeleteResponse checks that out is exactly one DeleteResponse.
+// readDeleteResponse checks that out is exactly one DeleteResponse of a
+// Keep killed by SIGKILL.
 func readDeleteResponse(t *testing.T, out []byte) *taskapi.DeleteResponse {
+	t.Helper()
+	return readDeleteResponseStatus(t, out, 137)
+}
+
+// readDeleteResponseStatus checks that out is exactly one DeleteResponse
+// with the exit status want.
+func readDeleteResponseStatus(t *testing.T, out []byte, want uint32) *taskapi.DeleteResponse {
 	t.Helper()
 	var resp taskapi.DeleteResponse
 	if err := proto.Unmarshal(out, &resp); err != nil {
@@ -186,8 +194,8 @@ func readDeleteResponse(t *testing.T, out []byte) *taskapi.DeleteResponse {
 	if len(resp.ProtoReflect().GetUnknown()) != 0 {
 		t.Fatalf("delete output %q holds more than a DeleteResponse", out)
 	}
-	if resp.ExitStatus != 137 {
-		t.Errorf("ExitStatus = %d, want 137", resp.ExitStatus)
+	if resp.ExitStatus != want {
+		t.Errorf("ExitStatus = %d, want %d", resp.ExitStatus, want)
 	}
 	if resp.ExitedAt == nil {
 		t.Error("ExitedAt not set")
@@ -287,5 +295,61 @@ func TestCleanupWithoutPIDFile(t *testing.T) {
 	}
 	if resp := readDeleteResponse(t, out.Bytes()); resp.Pid != 0 {
 		t.Errorf("Pid = %d, want 0", resp.Pid)
+	}
+}
+
+// TestCleanupReportsTheRecordedExit is `shim delete` after a shim died with
+// a task whose Keep had already exited: the status the shim recorded, not
+// a SIGKILL; and nothing is killed.
+func TestCleanupReportsTheRecordedExit(t *testing.T) {
+	id := fmt.Sprintf("cleanup-exited-%d", os.Getpid())
+	// A live Keep of the same ID: were the recorded exit ignored, it would
+	// be killed.
+	p := startTestKeep(t, id)
+	bundle := t.TempDir()
+	writePIDFile(t, bundle, p.Pid())
+	at := time.Now().Add(-time.Minute).Round(time.Microsecond)
+	if err := writeExitFile(bundle, 3, at); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	resp := readDeleteResponseStatus(t, out.Bytes(), 3)
+	if !resp.ExitedAt.AsTime().Equal(at) {
+		t.Errorf("ExitedAt = %v, want the recorded %v", resp.ExitedAt.AsTime(), at)
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("cleanup killed a Keep whose task had a recorded exit")
+	case <-time.After(200 * time.Millisecond):
+	}
+	for _, f := range []string{keepPIDFile, keepExitFile} {
+		if _, err := os.Stat(filepath.Join(bundle, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left: %v", f, err)
+		}
+	}
+}
+
+func TestExitFile(t *testing.T) {
+	bundle := t.TempDir()
+	if _, _, ok := readExitFile(bundle); ok {
+		t.Error("an exit read where none was recorded")
+	}
+	at := time.Unix(1700000000, 123456789)
+	if err := writeExitFile(bundle, 143, at); err != nil {
+		t.Fatal(err)
+	}
+	if status, got, ok := readExitFile(bundle); !ok || status != 143 || !got.Equal(at) {
+		t.Errorf("readExitFile = %d %v %v, want 143 %v", status, got, ok, at)
+	}
+	for _, bad := range []string{"", "3", "x 1", "3 y", "-1 5", "1 2 3"} {
+		if err := os.WriteFile(filepath.Join(bundle, keepExitFile), []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if status, _, ok := readExitFile(bundle); ok {
+			t.Errorf("%q read as status %d", bad, status)
+		}
 	}
 }

@@ -30,7 +30,20 @@ const (
 	// ttrpcNamespaceKey carries the containerd namespace in ttrpc metadata.
 	ttrpcNamespaceKey = "containerd-namespace-ttrpc"
 	eventQueueSize    = 1024
-	publishAttempts   = 5
+	// publishRetryWindow is how long an event is retried while containerd
+	// cannot be reached. containerd may be restarted while Keeps run (systemd
+	// restarts a crashed containerd after 5 s): an exit in the meantime is
+	// delivered once it is back, rather than dropped. Events queue behind it
+	// in order meanwhile.
+	publishRetryWindow = time.Minute
+	// publishBackoff is the first pause between attempts; it doubles up to
+	// publishBackoffMax, so that an event reaches a containerd that is back
+	// within a second.
+	publishBackoff    = 100 * time.Millisecond
+	publishBackoffMax = time.Second
+	// publishAttempts bounds the attempts when containerd answers with an
+	// error that is not about the connection.
+	publishAttempts = 5
 )
 
 type envelope struct {
@@ -48,6 +61,9 @@ type publisher struct {
 	queue   chan envelope
 	closed  chan struct{}
 	once    sync.Once
+	// retryWindow and backoffMax are publishRetryWindow and
+	// publishBackoffMax (tests shorten them).
+	retryWindow, backoffMax time.Duration
 
 	mu     sync.Mutex
 	client *ttrpc.Client
@@ -55,9 +71,11 @@ type publisher struct {
 
 func newPublisher(ttrpcAddress string) *publisher {
 	p := &publisher{
-		address: strings.TrimPrefix(ttrpcAddress, "unix://"),
-		queue:   make(chan envelope, eventQueueSize),
-		closed:  make(chan struct{}),
+		address:     strings.TrimPrefix(ttrpcAddress, "unix://"),
+		queue:       make(chan envelope, eventQueueSize),
+		closed:      make(chan struct{}),
+		retryWindow: publishRetryWindow,
+		backoffMax:  publishBackoffMax,
 	}
 	go p.run()
 	return p
@@ -108,31 +126,35 @@ func (p *publisher) forward(e envelope) error {
 		// containerd resolves the bare message name, not a type.googleapis.com URL.
 		Event: &anypb.Any{TypeUrl: string(proto.MessageName(e.event)), Value: payload},
 	}}
-	var lastErr error
-	for attempt := 0; attempt < publishAttempts; attempt++ {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-		}
+	// Connection errors (containerd is down or restarting) are retried
+	// until the window closes; an error containerd answers with, a few times.
+	deadline := time.Now().Add(p.retryWindow)
+	backoff := publishBackoff
+	for attempt := 1; ; attempt++ {
 		client, err := p.connect()
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{ttrpcNamespaceKey: []string{e.ns}})
-		_, err = eventsapi.NewTTRPCEventsClient(client).Forward(ctx, req)
-		cancel()
 		if err == nil {
-			return nil
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{ttrpcNamespaceKey: []string{e.ns}})
+			_, err = eventsapi.NewTTRPCEventsClient(client).Forward(ctx, req)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, ttrpc.ErrClosed) || isConnError(err) {
+				p.reset(client)
+			} else if attempt >= publishAttempts {
+				return err
+			}
 		}
-		lastErr = err
-		if errors.Is(err, ttrpc.ErrClosed) || isConnError(err) {
-			p.reset(client)
-			continue
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("gave up after %d attempts in %v: %w", attempt, p.retryWindow, err)
 		}
-		return err
+		if attempt == 1 {
+			log.L.WithError(err).WithField("topic", e.topic).Warn("publish event: retrying")
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, p.backoffMax)
 	}
-	return lastErr
 }
 
 func (p *publisher) connect() (*ttrpc.Client, error) {

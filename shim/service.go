@@ -387,7 +387,7 @@ func (t *task) cleanup(ctx context.Context) {
 			log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
 		}
 	}
-	for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile, EvidenceFile} {
+	for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile, keepExitFile, EvidenceFile} {
 		if err := os.Remove(filepath.Join(t.bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			log.G(ctx).WithError(err).Warn("clean bundle")
 		}
@@ -402,6 +402,12 @@ func (t *task) cleanup(ctx context.Context) {
 func (s *service) watch(t *task) {
 	<-t.proc.Done()
 	status, at := t.proc.Status()
+	if t.keep != nil {
+		// For `shim delete`, should the shim die before the task is deleted.
+		if err := writeExitFile(t.bundle, status, at); err != nil {
+			log.G(context.Background()).WithError(err).WithField("id", t.id).Warn("record the exit status of a Keep")
+		}
+	}
 	if t.exited() {
 		s.events.Publish(context.Background(), s.ns, TopicTaskExit, &eventstypes.TaskExit{
 			ContainerID: t.id,
@@ -507,8 +513,15 @@ func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 	if err != nil {
 		return nil, err
 	}
+	// A stopped task has no process, but it is no empty shell either:
+	// containerd 2.x, when it restarts, reaps (deletes) every task whose
+	// shim lists no process, taking it for a shim whose task was never
+	// created, and a task that exited while containerd was down would lose
+	// its exit status (runc's shim loses it so). So a stopped task's
+	// processes are an error, which containerd leaves alone, and the
+	// status stays for Delete.
 	if st := t.current(); st == stateStopped || st == stateDeleted {
-		return &taskapi.PidsResponse{}, nil
+		return nil, toGRPC(fmt.Errorf("task %s has stopped: it has no processes: %w", t.id, errdefs.ErrFailedPrecondition))
 	}
 	return &taskapi.PidsResponse{Processes: []*tasktypes.ProcessInfo{{Pid: uint32(t.proc.Pid())}}}, nil
 }

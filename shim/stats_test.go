@@ -21,6 +21,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
@@ -160,9 +161,8 @@ func TestServiceCgroup(t *testing.T) {
 	if _, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id}); err != nil {
 		t.Errorf("Stats of a stopped task: %v", err)
 	}
-	if ps, err := h.svc.Pids(ctx, &taskapi.PidsRequest{ID: id}); err != nil || len(ps.Processes) != 0 {
-		t.Errorf("Pids of a stopped task = %v, %v; want none", ps, err)
-	}
+	_, err = h.svc.Pids(ctx, &taskapi.PidsRequest{ID: id})
+	wantCode(t, "Pids of a stopped task", err, codes.FailedPrecondition, "stopped")
 	if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
