@@ -1,6 +1,6 @@
 package test
 
-// Fault tests (docs/reliability-faults.md): containerd restarts while Keeps
+// Fault tests (docs/reliability.md): containerd restarts while Keeps
 // run, the shim is SIGKILLed, a Keep crashes. Each runs on both daemons and
 // checks the statuses containerd reports and that nothing is left behind.
 

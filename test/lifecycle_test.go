@@ -30,7 +30,7 @@ import (
 // The lifecycle tests drive containerd's task API (the gRPC service `ctr`
 // and every client use) with our shim behind it, through sequences of
 // requests, and check every answer against the lifecycle model
-// (internal/lifecycle, docs/reliability-lifecycle.md): the answers and
+// (internal/lifecycle, docs/reliability.md): the answers and
 // their codes, the exit statuses and times reported by State, Wait, Delete,
 // `ctr tasks ls` and the TaskExit events, and that nothing of a deleted task
 // comes back.

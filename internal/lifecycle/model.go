@@ -1,6 +1,6 @@
 // Package lifecycle is the task lifecycle of the enarx runtime written down
 // as an executable model: what every task API request answers in every state
-// of a task, and how it changes the state. docs/reliability-lifecycle.md is
+// of a task, and how it changes the state. docs/reliability.md is
 // the same model as a table.
 //
 // The model is deterministic: Model.Apply maps a state and an operation to an
@@ -361,7 +361,7 @@ const (
 //	Wait      blocks until exit       blocks until exit       OK s
 //	State     OK created              OK running              OK stopped s
 //	Delete    OK 137 → deleted        FailedPrecondition      OK s → deleted
-//	Pids      OK [keep]               OK [keep]               OK []
+//	Pids      OK [keep]               OK [keep]               FailedPrecondition
 //	CloseIO   OK                      OK                      OK
 //	Stats     OK                      OK                      OK
 //	Pause...  Unimplemented           Unimplemented           Unimplemented
@@ -436,7 +436,10 @@ func (m Model) Apply(op Op) (Answer, Model) {
 		return Answer{ExitStatus: status}, m.with(op.Task, t)
 	case Pids:
 		if t.Phase == Stopped {
-			return Answer{}, m
+			// Not an empty list: containerd 2.x deletes, on restart, a
+			// task whose shim lists no processes, and its exit status
+			// with it (docs/reliability.md).
+			return Answer{Code: codes.FailedPrecondition, Says: SaysStopped}, m
 		}
 		return Answer{Pids: 1}, m
 	case CloseIO, Stats:

@@ -271,7 +271,7 @@ func TestGenerateReplays(t *testing.T) {
 func TestTableInDocs(t *testing.T) {
 	table := Table()
 	var found []string
-	for _, name := range []string{"reliability-lifecycle.md", "reliability.md"} {
+	for _, name := range []string{"reliability.md"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
 		if err != nil {
 			continue

@@ -11,7 +11,7 @@ import (
 const exampleStatus = 42
 
 // Table renders the model as the markdown table of
-// docs/reliability-lifecycle.md: one row per operation, one column per
+// docs/reliability.md: one row per operation, one column per
 // phase, each cell the answer and the phase it leads to.
 func Table() string {
 	columns := []struct {
