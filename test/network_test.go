@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -204,6 +205,18 @@ func TestNetworkTLSListen(t *testing.T) {
 		}
 		if body != "hello from /pq\n" {
 			t.Errorf("body %q, want %q", body, "hello from /pq\n")
+		}
+
+		// The same check from the command line, as a relying party runs it.
+		enarx := filepath.Join(requireBinaries(t), enarxBinary)
+		ca := filepath.Join(st.DataDir, "ca.crt")
+		out, err := exec.Command(enarx, "verify", "--tls", addr, "--steward-ca", ca, "--workload", fileDigest(t, wasm)).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "X25519MLKEM768") || !strings.Contains(string(out), "sev-snp") || !strings.Contains(string(out), fileDigest(t, wasm)) {
+			t.Errorf("enarx verify --tls: %v\n%s", err, out)
+		}
+		out, err = exec.Command(enarx, "verify", "--tls", addr, "--steward-ca", ca, "--workload", "sha256:"+strings.Repeat("0", 64)).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "runs workload "+fileDigest(t, wasm)) {
+			t.Errorf("enarx verify --tls of another workload: %v\n%s; want a refusal naming the workload it runs", err, out)
 		}
 
 		// A client offering only classical groups still connects.

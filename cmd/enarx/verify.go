@@ -15,6 +15,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
 	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
 // referenceValuesFile is the name of the reference values file `make`
@@ -23,21 +24,37 @@ import (
 const referenceValuesFile = "reference-values.json"
 
 func runVerify(ctx context.Context, s stdio, args []string) error {
-	fs := newFlagSet(s, "verify", "[--policy FILE] [--reference-values FILE] [--steward URL] [--nonce HEX] [--json] FILE|-",
+	fs := newFlagSet(s, "verify", "[--policy FILE] [--reference-values FILE] [--steward URL] [--nonce HEX] [--json] FILE|-\n       enarx verify --tls HOST:PORT --steward-ca FILE [--workload DIGEST] [--json]",
 		"Verifies a Keep's evidence (from `enarx attest` or the file named by the container's\n"+
 			"enarx.dev/evidence.path label; - reads stdin) and prints the two assertions it proves:\n"+
 			"(1) the TEE type and version, (2) the runtime version and integrity, with the workload's\n"+
 			"digest. With --steward, the attestation service verifies it and signs the result.\n"+
-			"On failure it names the check that failed and exits with status 1.")
+			"On failure it names the check that failed and exits with status 1.\n"+
+			"With --tls, it connects to a Keep that serves TLS (an Enarx.toml listen socket with\n"+
+			"prot = \"tls\") and checks its certificate instead: the chain to the attestation\n"+
+			"service's CA (--steward-ca) and the assertions in it, and with --workload the\n"+
+			"workload it runs. Keep certificates carry no host names: the Keep is identified by\n"+
+			"what it runs, not by the address.")
 	policyPath := fs.String("policy", "", "verifier policy TOML `file` (docs/attestation.md); default: the production policy")
 	refPath := fs.String("reference-values", "", "reference values `file`; default: the policy's reference_values, else "+referenceValuesFile+" beside enarx or in /usr/local/share/enarx")
 	stewardURL := fs.String("steward", "", "attestation service `URL` to verify with instead of verifying locally")
 	stewardCA := fs.String("steward-ca", "", "PEM `file` of the CA an https steward's certificate chains to")
 	nonceHex := fs.String("nonce", "", "`hex` nonce the evidence must bind (the one given to `enarx attest --nonce`)")
 	asJSON := fs.Bool("json", false, "print the assertions as JSON")
+	tlsAddr := fs.String("tls", "", "`HOST:PORT` of a Keep's TLS socket: verify its certificate (needs --steward-ca)")
+	workload := fs.String("workload", "", "with --tls, the workload `DIGEST` (sha256:...) the Keep must run")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := parseFlags(s, fs, args); err != nil {
 		return err
+	}
+	if *tlsAddr != "" {
+		if fs.NArg() != 0 || *stewardURL != "" || *policyPath != "" || *refPath != "" || *nonceHex != "" {
+			return usagef("--tls checks a Keep's certificate: it takes --steward-ca, --workload and --json, no evidence file")
+		}
+		return verifyTLS(ctx, s, *tlsAddr, *stewardCA, *workload, *asJSON, *timeout)
+	}
+	if *workload != "" {
+		return usagef("--workload goes with --tls")
 	}
 	if fs.NArg() != 1 {
 		return usagef("verify takes one evidence file (or - for stdin)")
@@ -209,4 +226,50 @@ func printAssertions(w io.Writer, a *attestation.Assertions, by string) {
 	if a.Insecure {
 		fmt.Fprintf(w, "  INSECURE:        %s\n", a.InsecureReason)
 	}
+}
+
+// verifyTLS connects to a Keep's TLS socket at addr and verifies its
+// certificate the way a relying party's client does (tlssock
+// VerifyAttestation): it chains to the CA in caFile, carries assertions, and
+// names the workload wantWorkload when given.
+func verifyTLS(ctx context.Context, s stdio, addr, caFile, wantWorkload string, asJSON bool, timeout time.Duration) error {
+	if caFile == "" {
+		return usagef("--tls needs --steward-ca FILE: the CA of the attestation service that certified the Keep (its ca.crt)")
+	}
+	if wantWorkload != "" && !strings.HasPrefix(wantWorkload, "sha256:") {
+		return usagef("--workload %q: give sha256:HEX, e.g. the container's enarx.dev/workload.digest", wantWorkload)
+	}
+	var got *attestation.Assertions
+	cfg := &tlssock.Config{RootCAFile: caFile, VerifyAttestation: func(a *attestation.Assertions) error {
+		got = a
+		if wantWorkload != "" && a.WorkloadDigest != wantWorkload {
+			return fmt.Errorf("the Keep runs workload %s, not %s", a.WorkloadDigest, wantWorkload)
+		}
+		return nil
+	}}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := tlssock.Dial(ctx, "tcp", addr, cfg)
+	if err != nil {
+		return fmt.Errorf("keep at %s: %w", addr, err)
+	}
+	defer conn.Close()
+	state, err := tlssock.ConnectionState(conn)
+	if err != nil {
+		return fmt.Errorf("keep at %s: %w", addr, err)
+	}
+	if got == nil {
+		return fmt.Errorf("keep at %s: no attestation was checked", addr)
+	}
+	if asJSON {
+		enc := json.NewEncoder(s.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(got)
+	}
+	fmt.Fprintf(s.Stdout, "keep at %s: TLS %s, %s, %s\n", addr, state.Version, state.Group, state.CipherSuite)
+	printAssertions(s.Stdout, got, "its attestation service (certificate chained to "+caFile+")")
+	if got.Insecure {
+		fmt.Fprintf(s.Stderr, "enarx verify: WARNING: the attestation service accepted it only because its policy allows it: %s\n", got.InsecureReason)
+	}
+	return nil
 }
