@@ -6,13 +6,17 @@
 # private containerd (its own root, state and socket under a temp dir, our
 # shim first on its PATH), packages examples/hello as an OCI image with
 # `enarx package`, runs it with `ctr run --rm --runtime io.containerd.enarx.v1`,
-# shows the enarx.dev/* labels the shim set on a container, and stops the daemon.
+# shows the enarx.dev/* labels the shim set on a container, gets a Keep a
+# certificate from an enarx steward, serves HTTPS from a Keep (examples/https,
+# TLS terminated by the Keep) and checks it with `enarx verify --tls`, and
+# stops the daemon.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin="$top/bin"
 runtime=io.containerd.enarx.v1
 image=docker.io/enarx/hello:demo
+image_https=docker.io/enarx/https:demo
 ns=enarx-demo
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -104,5 +108,23 @@ evidence=$($ctr containers info hello-labels | sed -n 's/.*"enarx.dev\/evidence.
 for _ in $(seq 100); do [[ $($ctr tasks ls | awk '$1=="hello-labels"{print $3}') == STOPPED ]] && break; sleep 0.1; done
 $ctr tasks rm hello-labels >/dev/null
 $ctr containers rm hello-labels
+
+say "a Keep that serves HTTPS: a listen socket declared by annotation, TLS terminated by the Keep"
+(cd "$top" && GOOS=wasip1 GOARCH=wasm go build -o "$dir/https.wasm" ./examples/https)
+"$bin/enarx" package --name $image_https -o "$dir/https.tar" "$dir/https.wasm"
+$ctr images import "$dir/https.tar" >/dev/null
+port=$((20000 + RANDOM % 20000))
+echo "  ctr run -d --net-host --annotation enarx.dev/steward=$steward --annotation enarx.dev/listen.https=tls://127.0.0.1:$port $image_https hello-https"
+$ctr run -d --net-host --runtime $runtime --annotation "enarx.dev/steward=$steward" \
+	--annotation "enarx.dev/listen.https=tls://127.0.0.1:$port" $image_https hello-https >/dev/null
+$ctr containers info hello-https | grep -E '"enarx.dev/(sockets|tls.identity|certificate.issuer)"' | sed 's/^ */  /'
+
+say "enarx verify --tls: a client checks the Keep (steward CA, assertions, workload) before trusting it"
+workload=$($ctr containers info hello-https | sed -n 's/.*"enarx.dev\/workload.digest": "\(.*\)".*/\1/p')
+"$bin/enarx" verify --tls "127.0.0.1:$port" --steward-ca "$dir/steward/ca.crt" --workload "$workload"
+$ctr tasks kill -s SIGKILL hello-https >/dev/null
+for _ in $(seq 100); do [[ $($ctr tasks ls | awk '$1=="hello-https"{print $3}') == STOPPED ]] && break; sleep 0.1; done
+$ctr tasks rm hello-https >/dev/null 2>&1
+$ctr containers rm hello-https
 
 say "done: stopping containerd and removing $dir"
