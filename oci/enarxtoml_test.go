@@ -276,13 +276,13 @@ func (m *memImages) Open(_ context.Context, desc ocispec.Descriptor) (io.ReadClo
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-func (m *memImages) add(t *testing.T, mediaType string, b []byte) ocispec.Descriptor {
+func (m *memImages) add(t testing.TB, mediaType string, b []byte) ocispec.Descriptor {
 	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
 	m.blobs[d.Digest] = b
 	return d
 }
 
-func (m *memImages) addJSON(t *testing.T, mediaType string, v any) ocispec.Descriptor {
+func (m *memImages) addJSON(t testing.TB, mediaType string, v any) ocispec.Descriptor {
 	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +444,9 @@ func TestApplyNetwork(t *testing.T) {
 		{"pod", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"}}, "/var/run/netns/cni-1", false},
 	} {
 		cfg := keep.Config{}
-		applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}})
+		if err := applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}}); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
 		if cfg.NetNS != c.netns || cfg.NewNetNS != c.newNet {
 			t.Errorf("%s: netns %q new %v, want %q %v", c.name, cfg.NetNS, cfg.NewNetNS, c.netns, c.newNet)
 		}
