@@ -206,7 +206,9 @@ func FuzzResolveSpec(f *testing.F) {
 		},
 		func(s *specs.Spec) { s.Process.Env = []string{"NOVALUE"} },
 		func(s *specs.Spec) { s.Process.Args = append(s.Process.Args, "a\x00b") },
-		func(s *specs.Spec) { s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: new(int64)}} },
+		func(s *specs.Spec) {
+			s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: new(int64)}}
+		},
 		func(s *specs.Spec) { s.Process = nil },
 	} {
 		f.Add(spec(edit))
