@@ -145,6 +145,11 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	if r.Checkpoint != "" {
 		return nil, toGRPC(fmt.Errorf("task %s: restoring a checkpoint is not supported by the enarx runtime: %w", r.ID, errdefs.ErrInvalidArgument))
 	}
+	// containerd sends an ID and the absolute path of the bundle it made;
+	// anything else did not come from containerd.
+	if r.ID == "" || !filepath.IsAbs(r.Bundle) {
+		return nil, toGRPC(fmt.Errorf("task %q: bundle %q: a task needs an ID and the absolute path of its bundle, as containerd gives them: %w", r.ID, r.Bundle, errdefs.ErrInvalidArgument))
+	}
 	s.mu.Lock()
 	if _, ok := s.tasks[r.ID]; ok || s.creating[r.ID] {
 		s.mu.Unlock()
