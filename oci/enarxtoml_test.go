@@ -424,6 +424,9 @@ func TestSocketAnnotations(t *testing.T) {
 		{"enarx.dev/connect.", "tls://h:1", "name is empty"},
 		{"enarx.dev/listen.a:b", "tls://:1", "':'"},
 		{"enarx.dev/listen.x", "8443", "prot://host:port"},
+		{"enarx.dev/connect.x", "tCp://::1", "IPv6 addresses go in brackets"},
+		{"enarx.dev/connect.x", "tls://db/x:1", "prot://host:port"},
+		{"enarx.dev/connect.x", "tls://db!x:1", "neither an IP address nor a DNS name"},
 	} {
 		err := applySocketAnnotations(&keep.Config{}, map[string]string{c.key: c.value})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key) {

@@ -75,7 +75,15 @@ func socketAnnotation(kind, name, value string) (sockets.Spec, error) {
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return sockets.Spec{}, fmt.Errorf("the value is prot://host:port with prot tls or tcp, e.g. %s", example)
 	}
-	host, port := u.Hostname(), u.Port()
+	// Not u.Hostname and u.Port: they read "tcp://::1" as host ":" and
+	// port 1.
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
+		}
+		return sockets.Spec{}, fmt.Errorf("%q is not host:port (IPv6 addresses go in brackets), e.g. %s", u.Host, example)
+	}
 	if port == "" {
 		return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
 	}

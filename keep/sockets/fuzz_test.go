@@ -22,6 +22,8 @@ func FuzzSpecValidate(f *testing.F) {
 		{Name: "db", Kind: Connect, Prot: TCP, Addr: "0.0.0.0:1"},
 		{Name: "db", Kind: Connect, Prot: TCP, Addr: "db:0"},
 		{Name: "db", Kind: Connect, Prot: "udp", Addr: "db:1"},
+		{Name: "db", Kind: Connect, Prot: TCP, Addr: "[:]:1"},
+		{Name: "db", Kind: Connect, Prot: TCP, Addr: "db..example:1"},
 	} {
 		f.Add(s.Name, s.Kind, s.Prot, s.Addr)
 	}
@@ -46,6 +48,9 @@ func FuzzSpecValidate(f *testing.F) {
 		case Connect:
 			if e.host == "" || e.port == 0 || (e.ip.IsValid() && e.ip.IsUnspecified()) {
 				t.Fatalf("connect %v without a host or port", s)
+			}
+			if !e.ip.IsValid() && strings.ContainsAny(e.host, ":/ []%\x00") {
+				t.Fatalf("connect %v to host %q, which no resolver takes", s, e.host)
 			}
 		default:
 			t.Fatalf("kind %q accepted", kind)
