@@ -64,6 +64,8 @@ func TestHostileInputCreate(t *testing.T) {
 		}, want: []string{"config.json is not a regular file"}},
 		{name: "relative bundle", request: func(r *taskapi.CreateTaskRequest) { r.Bundle = "bundle/../x" },
 			want: []string{`bundle "bundle/../x"`, "absolute path"}},
+		{name: "ID no containerd makes", request: func(r *taskapi.CreateTaskRequest) { r.ID = strings.Repeat("x", 1<<16) },
+			want: []string{"... (65536 bytes)", "at most 76 characters"}},
 		{name: "missing rootfs", bundle: func(t *testing.T, b string) { os.RemoveAll(filepath.Join(b, "rootfs")) },
 			want: []string{"no root filesystem at", "check root.path"}},
 		{name: "module path with ..", bundle: func(t *testing.T, b string) {
