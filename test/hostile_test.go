@@ -281,3 +281,46 @@ func TestHostileInputCorruptLayer(t *testing.T) {
 		t.Errorf("restored layer: exit %d, stdout %q, stderr %q", exit, stdout, stderr)
 	}
 }
+
+// TestHostileInputTruncatedLayer imports an image whose tar layer ends
+// halfway through the module, its digests those of the truncated bytes:
+// containerd refuses to unpack it, so no container of it reaches the shim.
+func TestHostileInputTruncatedLayer(t *testing.T) {
+	wasm, err := os.ReadFile(buildGoWasm(t, "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarFiles([]tarFile{{Name: "app.wasm", Mode: 0o644, Data: wasm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := "docker.io/enarx-test/truncated-layer:latest"
+		archive := filepath.Join(t.TempDir(), "truncated.tar")
+		if err := writeLayerImage(archive, ref, layer[:len(layer)/2], []string{"/app.wasm"}); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, exit := d.ctr(t, ns, "images", "import", archive)
+		if exit == 0 {
+			// Imported without unpacking: the run must fail instead.
+			id := uniqueID("truncated")
+			_, stderr, exit = runWasm(t, d, ns, nil, ref, id)
+			if exit == 0 {
+				t.Fatalf("a truncated layer ran")
+			}
+			assertNoLeftovers(t, id)
+			d.ctr(t, ns, "containers", "rm", id)
+		}
+		if !strings.Contains(stderr, "unexpected EOF") {
+			t.Errorf("stderr %q does not say the layer ends early (unexpected EOF)", stderr)
+		}
+		t.Logf("refused: %s", strings.TrimSpace(stderr))
+		// The failed import leaves its blobs, which a namespace must
+		// not hold to be removed.
+		d.ctr(t, ns, "images", "rm", ref)
+		if blobs := strings.Fields(d.mustCtr(t, ns, "content", "ls", "-q")); len(blobs) > 0 {
+			d.mustCtr(t, ns, append([]string{"content", "rm"}, blobs...)...)
+		}
+	})
+}
