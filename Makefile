@@ -42,7 +42,7 @@ test: deps build lint
 	eval "$$(scripts/containerd.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
-# A short run of each fuzz target over parsers of untrusted input (18 targets, about 4 minutes);
+# A short run of each fuzz target over parsers of untrusted input (18 targets, 3.5 to 4.5 minutes);
 # FUZZTIME=5m for a long one. A crasher lands in the package's testdata/fuzz/ and is a seed from then on.
 # Minimizing is cut short: the seeds are KiB-sized evidence, and minimizing them would fill a short run.
 FUZZTIME ?= 10s
