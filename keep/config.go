@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
@@ -105,6 +107,44 @@ func (c *Config) Validate() error {
 	}
 	if c.NetNS != "" && (c.NewNetNS || !filepath.IsAbs(c.NetNS)) {
 		return fmt.Errorf("keep config %q: network namespace %q: a path must be absolute, and excludes a new namespace", c.ID, c.NetNS)
+	}
+	if c.StewardCA != "" && !filepath.IsAbs(c.StewardCA) {
+		return fmt.Errorf("keep config %q: steward CA file %q is not absolute", c.ID, c.StewardCA)
+	}
+	if c.ModuleCache != "" && !filepath.IsAbs(c.ModuleCache) {
+		return fmt.Errorf("keep config %q: module cache %q is not absolute", c.ID, c.ModuleCache)
+	}
+	if c.MemoryLimit < 0 {
+		return fmt.Errorf("keep config %q: memory limit %d is negative", c.ID, c.MemoryLimit)
+	}
+	// A workload reads argv and the environment as NUL-terminated strings:
+	// a NUL would silently cut them short, and the engine refuses them when
+	// the workload starts; here they fail the container's creation instead.
+	for i, a := range c.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("keep config %q: argument %d %q contains a NUL byte", c.ID, i, a)
+		}
+	}
+	for i, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("keep config %q: environment entry %d %q is not KEY=value without a NUL byte", c.ID, i, kv)
+		}
+	}
+	for _, name := range c.NullStdio {
+		if _, ok := stdioFDs[name]; !ok {
+			return fmt.Errorf("keep config %q: null_stdio: %q is not stdin, stdout or stderr", c.ID, name)
+		}
+	}
+	for i, p := range c.Preopens {
+		switch {
+		case !filepath.IsAbs(p.HostPath) || !path.IsAbs(p.GuestPath):
+			return fmt.Errorf("keep config %q: preopen %d (%q at %q): both paths must be absolute", c.ID, i, p.HostPath, p.GuestPath)
+		case strings.IndexByte(p.HostPath, 0) >= 0 || strings.IndexByte(p.GuestPath, 0) >= 0:
+			return fmt.Errorf("keep config %q: preopen %d (%q at %q): a path contains a NUL byte", c.ID, i, p.HostPath, p.GuestPath)
+		case len(c.Sockets) > 0 && strings.ContainsRune(p.GuestPath, ':'):
+			// FD_NAMES lists the preopens' guest paths with the sockets.
+			return fmt.Errorf("keep config %q: preopen %d at %q: with sockets, FD_NAMES lists the preopened directories, separated by ':', so a guest path cannot contain ':': mount it elsewhere", c.ID, i, p.GuestPath)
+		}
 	}
 	for i, s := range c.Sockets {
 		if err := s.Validate(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -124,7 +125,9 @@ type policyDocument struct {
 
 // LoadPolicy reads and parses the node policy in the TOML file at path.
 func LoadPolicy(path string) (Policy, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at path must not hang the shim's Create; it is
+	// refused below as not a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return Policy{}, fmt.Errorf("enarx node policy: %w", err)
 	}

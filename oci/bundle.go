@@ -21,10 +21,14 @@ import (
 // artifact image is written for the Keep to load.
 const ArtifactModuleFile = "enarx-module.wasm"
 
+// MaxSpecSize bounds the config.json LoadSpec reads: containerd writes a few
+// KiB, and Kubernetes bounds a whole pod object to 1.5 MiB.
+const MaxSpecSize = 16 << 20
+
 // LoadSpec reads the runtime spec (config.json) of an OCI bundle.
 func LoadSpec(bundle string) (*specs.Spec, error) {
 	p := filepath.Join(bundle, "config.json")
-	b, err := os.ReadFile(p)
+	b, err := readRegularFile(p, MaxSpecSize)
 	if err != nil {
 		return nil, fmt.Errorf("oci: read bundle config: %w", err)
 	}
@@ -68,6 +72,17 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
 		return keep.Config{}, errors.New("oci: process.args is empty: name the module to run, e.g. /app.wasm (`enarx package` sets it in the image)")
 	}
+	// A workload reads argv and the environment as NUL-terminated strings.
+	for i, a := range spec.Process.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return keep.Config{}, fmt.Errorf("oci: process.args[%d] %q contains a NUL byte, which would cut the argument short: remove it", i, a)
+		}
+	}
+	for i, kv := range spec.Process.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return keep.Config{}, fmt.Errorf("oci: process.env[%d] %q is not KEY=value (without a NUL byte): write it as NAME=value", i, kv)
+		}
+	}
 	args := append([]string(nil), spec.Process.Args...)
 	name, function, _ := strings.Cut(args[0], "#")
 	args[0] = name
@@ -100,7 +115,11 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 		}
 		if found {
 			cfg.Module = dst
-			return withFiles(ctx, cfg, bundle, spec, images)
+			cfg, err := withFiles(ctx, cfg, bundle, spec, images)
+			if err != nil {
+				os.Remove(dst)
+			}
+			return cfg, err
 		}
 	}
 	return keep.Config{}, notFound
@@ -113,14 +132,16 @@ func moduleInRootfs(rootfs, name string) (string, error) {
 	if !strings.HasSuffix(name, ".wasm") {
 		return "", fmt.Errorf("oci: process.args[0] %q is not a WebAssembly module: the enarx runtime runs .wasm files, e.g. `ctr run --runtime io.containerd.enarx.v1 IMAGE ID /app.wasm`: %w", name, os.ErrNotExist)
 	}
-	root, err := os.Open(rootfs)
+	root, err := openRootfs(rootfs)
 	if err != nil {
-		return "", fmt.Errorf("oci: open root filesystem %s: %w", rootfs, err)
+		return "", err
 	}
 	defer root.Close()
 	clean := path.Clean("/" + name)
+	// O_NONBLOCK: an image may hold a FIFO by that name, whose open would
+	// wait for a writer forever; it is refused below as not a regular file.
 	fd, err := unix.Openat2(int(root.Fd()), strings.TrimPrefix(clean, "/"), &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
@@ -152,4 +173,48 @@ func moduleInRootfs(rootfs, name string) (string, error) {
 		return "", fmt.Errorf("oci: resolve module %q: %w", name, err)
 	}
 	return resolved, nil
+}
+
+// openRootfs opens the root filesystem directory. A missing one is an error
+// wrapping os.ErrNotExist: a wasm artifact image has none, and Resolve then
+// looks for the module in the image.
+func openRootfs(rootfs string) (*os.File, error) {
+	fd, err := unix.Open(rootfs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, fmt.Errorf("oci: the container has no root filesystem at %s, and its image is not a wasm artifact image: check root.path in the bundle's config.json and that the image was unpacked (ctr images import, or pull with the snapshotter in use): %w", rootfs, os.ErrNotExist)
+	case errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("oci: root filesystem %s is not a directory: root.path in the bundle's config.json must name a directory", rootfs)
+	case err != nil:
+		return nil, fmt.Errorf("oci: open root filesystem %s: %w", rootfs, &os.PathError{Op: "open", Path: rootfs, Err: err})
+	}
+	return os.NewFile(uintptr(fd), rootfs), nil
+}
+
+// readRegularFile reads the regular file at p, of at most max bytes,
+// without blocking on a FIFO or a device.
+func readRegularFile(p string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", p, st.Mode().Type())
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", p, st.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is more than the %d bytes allowed", p, max)
+	}
+	return b, nil
 }

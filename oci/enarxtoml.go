@@ -115,7 +115,7 @@ var standardStreams = []string{"stdin", "stdout", "stderr"}
 // (e.g. "Enarx.toml").
 func ParseEnarxTOML(source string, data []byte) (*EnarxConfig, error) {
 	if len(data) > MaxEnarxTOMLSize {
-		return nil, fmt.Errorf("oci: %s is larger than %d bytes", source, MaxEnarxTOMLSize)
+		return nil, fmt.Errorf("oci: %s is larger than %d bytes: it holds args, env and files, a few lines; remove what is not configuration", source, MaxEnarxTOMLSize)
 	}
 	c := &EnarxConfig{Source: source}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
@@ -219,9 +219,17 @@ func (c *EnarxConfig) check() error {
 	if c.Steward != "" {
 		return fmt.Errorf("oci: %s: steward is not supported in Enarx.toml: the node policy chooses the Keep's Steward, and a container may pick one with the enarx.dev/steward annotation; remove steward", c.Source)
 	}
-	for k := range c.Env {
+	for i, a := range c.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("oci: %s: args[%d] %q contains a NUL byte, which would cut the argument short: remove it", c.Source, i, a)
+		}
+	}
+	for k, v := range c.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return fmt.Errorf("oci: %s: env: %q is not a valid environment variable name", c.Source, k)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("oci: %s: env: the value of %s contains a NUL byte, which would cut it short: remove it", c.Source, k)
 		}
 	}
 	for i, f := range c.Files {
@@ -314,6 +322,11 @@ func (f EnarxFile) socket() (sockets.Spec, error) {
 	if err := checkSocketName(s.Name); err != nil {
 		return s, fmt.Errorf("kind %q: %w", f.Kind, err)
 	}
+	// What the Keep will check: a listen address that is an IP address, a
+	// connect host that is not "every address", a printable name.
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -382,13 +395,16 @@ func (c *EnarxConfig) Apply(cfg *keep.Config) {
 // enarxTOMLInRootfs reads Enarx.toml at the root of rootfs, confined to it
 // like the module. It returns nil when there is none.
 func enarxTOMLInRootfs(rootfs string) (*EnarxConfig, error) {
-	root, err := os.Open(rootfs)
+	root, err := openRootfs(rootfs)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("oci: open root filesystem %s: %w", rootfs, err)
+		return nil, err
 	}
 	defer root.Close()
 	fd, err := unix.Openat2(int(root.Fd()), EnarxTOMLFile, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if errors.Is(err, unix.ENOENT) {
@@ -493,6 +509,14 @@ func withFiles(ctx context.Context, cfg keep.Config, bundle string, spec *specs.
 	if err := applySocketAnnotations(&cfg, spec.Annotations); err != nil {
 		return keep.Config{}, err
 	}
-	applyNetwork(&cfg, spec)
+	if err := applyNetwork(&cfg, spec); err != nil {
+		return keep.Config{}, err
+	}
+	// What the Keep checks of its config, so that Create fails rather
+	// than the Keep (e.g. a mount at a guest path with ':' next to
+	// sockets, which FD_NAMES cannot list).
+	if err := cfg.Validate(); err != nil {
+		return keep.Config{}, fmt.Errorf("oci: %w", err)
+	}
 	return cfg, nil
 }

@@ -276,13 +276,13 @@ func (m *memImages) Open(_ context.Context, desc ocispec.Descriptor) (io.ReadClo
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-func (m *memImages) add(t *testing.T, mediaType string, b []byte) ocispec.Descriptor {
+func (m *memImages) add(t testing.TB, mediaType string, b []byte) ocispec.Descriptor {
 	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(b), Size: int64(len(b))}
 	m.blobs[d.Digest] = b
 	return d
 }
 
-func (m *memImages) addJSON(t *testing.T, mediaType string, v any) ocispec.Descriptor {
+func (m *memImages) addJSON(t testing.TB, mediaType string, v any) ocispec.Descriptor {
 	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
@@ -424,6 +424,9 @@ func TestSocketAnnotations(t *testing.T) {
 		{"enarx.dev/connect.", "tls://h:1", "name is empty"},
 		{"enarx.dev/listen.a:b", "tls://:1", "':'"},
 		{"enarx.dev/listen.x", "8443", "prot://host:port"},
+		{"enarx.dev/connect.x", "tCp://::1", "IPv6 addresses go in brackets"},
+		{"enarx.dev/connect.x", "tls://db/x:1", "prot://host:port"},
+		{"enarx.dev/connect.x", "tls://db!x:1", "neither an IP address nor a DNS name"},
 	} {
 		err := applySocketAnnotations(&keep.Config{}, map[string]string{c.key: c.value})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key) {
@@ -444,7 +447,9 @@ func TestApplyNetwork(t *testing.T) {
 		{"pod", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"}}, "/var/run/netns/cni-1", false},
 	} {
 		cfg := keep.Config{}
-		applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}})
+		if err := applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}}); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
 		if cfg.NetNS != c.netns || cfg.NewNetNS != c.newNet {
 			t.Errorf("%s: netns %q new %v, want %q %v", c.name, cfg.NetNS, cfg.NewNetNS, c.netns, c.newNet)
 		}

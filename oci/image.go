@@ -92,15 +92,15 @@ func readJSON(ctx context.Context, images ImageStore, desc ocispec.Descriptor, v
 	if desc.Size > maxMetadataSize {
 		return fmt.Errorf("oci: blob %s is %d bytes, more than the %d allowed for image metadata", desc.Digest, desc.Size, maxMetadataSize)
 	}
+	verifier, err := newVerifier(desc)
+	if err != nil {
+		return err
+	}
 	rc, err := images.Open(ctx, desc)
 	if err != nil {
 		return fmt.Errorf("oci: read blob %s: %w", desc.Digest, err)
 	}
 	defer rc.Close()
-	verifier, err := newVerifier(desc)
-	if err != nil {
-		return err
-	}
 	b, err := io.ReadAll(io.LimitReader(io.TeeReader(rc, verifier), maxMetadataSize+1))
 	if err != nil {
 		return fmt.Errorf("oci: read blob %s: %w", desc.Digest, err)
@@ -116,7 +116,7 @@ func readJSON(ctx context.Context, images ImageStore, desc ocispec.Descriptor, v
 
 func newVerifier(desc ocispec.Descriptor) (digest.Verifier, error) {
 	if err := desc.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("oci: descriptor digest %q: %w", desc.Digest, err)
+		return nil, fmt.Errorf("oci: descriptor digest %q: %w: the image is damaged, pull or import it again", desc.Digest, err)
 	}
 	return desc.Digest.Verifier(), nil
 }
@@ -145,7 +145,8 @@ func copyBlob(ctx context.Context, images ImageStore, desc ocispec.Descriptor, d
 			os.Remove(dst)
 		}
 	}()
-	n, err := io.Copy(io.MultiWriter(f, verifier), rc)
+	// No more than the descriptor says, and one byte to see a longer blob.
+	n, err := io.Copy(io.MultiWriter(f, verifier), io.LimitReader(rc, max(desc.Size, 0)+1))
 	if err != nil {
 		return fmt.Errorf("oci: copy wasm layer %s to %s: %w", desc.Digest, dst, err)
 	}

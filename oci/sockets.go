@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -76,7 +77,15 @@ func ParseSocket(kind, name, value string) (sockets.Spec, error) {
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 		return sockets.Spec{}, fmt.Errorf("the value is prot://host:port with prot tls or tcp, e.g. %s", example)
 	}
-	host, port := u.Hostname(), u.Port()
+	// Not u.Hostname and u.Port: they read "tcp://::1" as host ":" and
+	// port 1.
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
+		}
+		return sockets.Spec{}, fmt.Errorf("%q is not host:port (IPv6 addresses go in brackets), e.g. %s", u.Host, example)
+	}
 	if port == "" {
 		return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
 	}
@@ -90,22 +99,34 @@ func ParseSocket(kind, name, value string) (sockets.Spec, error) {
 			return sockets.Spec{}, fmt.Errorf("the host to connect to is missing, e.g. %s", example)
 		}
 	}
-	return sockets.Spec{Name: name, Kind: kind, Prot: u.Scheme, Addr: net.JoinHostPort(host, port)}, nil
+	s := sockets.Spec{Name: name, Kind: kind, Prot: u.Scheme, Addr: net.JoinHostPort(host, port)}
+	// What the Keep will check: a listen address that is an IP address, a
+	// connect host that is not "every address", a printable name.
+	if err := s.Validate(); err != nil {
+		return sockets.Spec{}, err
+	}
+	return s, nil
 }
 
 // applyNetwork sets where cfg's sockets are opened: the network namespace
 // the spec names, a new one when it asks for one without a path, or the
 // Keep's own (the host's) when it has none (`ctr run --net-host`, a pod
-// with hostNetwork).
-func applyNetwork(cfg *keep.Config, spec *specs.Spec) {
+// with hostNetwork). A path must be absolute: the Keep does not run in the
+// directory a relative one would be relative to.
+func applyNetwork(cfg *keep.Config, spec *specs.Spec) error {
 	cfg.NetNS, cfg.NewNetNS = "", false
 	if spec.Linux == nil {
-		return
+		return nil
 	}
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			cfg.NetNS = ns.Path
-			cfg.NewNetNS = ns.Path == ""
+	for i, ns := range spec.Linux.Namespaces {
+		if ns.Type != specs.NetworkNamespace {
+			continue
 		}
+		if ns.Path != "" && !filepath.IsAbs(ns.Path) {
+			return fmt.Errorf("oci: linux.namespaces[%d]: network namespace path %q is not absolute: give the absolute path of the namespace to join (e.g. /var/run/netns/NAME), or no path for a new one", i, ns.Path)
+		}
+		cfg.NetNS = ns.Path
+		cfg.NewNetNS = ns.Path == ""
 	}
+	return nil
 }

@@ -36,9 +36,12 @@ type attestRequest struct {
 }
 
 func registerAttestation(server *ttrpc.Server, s *service) {
-	server.RegisterService(AttestationService, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
-		attestMethod: method(s.attest),
-	}})
+	server.RegisterService(AttestationService, &ttrpc.ServiceDesc{Methods: attestationMethods(s)})
+}
+
+// attestationMethods are the attestation service's handlers, by name.
+func attestationMethods(s *service) map[string]ttrpc.Method {
+	return map[string]ttrpc.Method{attestMethod: method(s.attest)}
 }
 
 func (s *service) attest(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {

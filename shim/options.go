@@ -50,7 +50,7 @@ func policyFromOptions(opts *anypb.Any) (keep.Policy, error) {
 	}
 	var ro runtimeoptions.Options
 	if err := proto.Unmarshal(opts.GetValue(), &ro); err != nil {
-		return keep.Policy{}, fmt.Errorf("runtime options (%s): %w", typeURL, err)
+		return keep.Policy{}, fmt.Errorf("runtime options (%s): %w: containerd sends them from the options of the enarx runtime in its config; check them there", typeURL, err)
 	}
 	switch {
 	case ro.GetConfigPath() != "":

@@ -22,7 +22,7 @@ import (
 )
 
 // annotate adds annotations to the bundle's config.json.
-func annotate(t *testing.T, bundle string, annotations map[string]string) {
+func annotate(t testing.TB, bundle string, annotations map[string]string) {
 	t.Helper()
 	path := filepath.Join(bundle, "config.json")
 	b, err := os.ReadFile(path)
@@ -44,7 +44,7 @@ func annotate(t *testing.T, bundle string, annotations map[string]string) {
 
 // sandboxBundle is a pod sandbox's bundle as containerd's CRI plugin makes
 // it: a pause command, no module.
-func sandboxBundle(t *testing.T, podID string) string {
+func sandboxBundle(t testing.TB, podID string) string {
 	t.Helper()
 	bundle := t.TempDir()
 	writeSpec(t, bundle, "/pause")

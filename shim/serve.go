@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/containerd/ttrpc"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // orphanTimeout is how long a server waits for its first task before it
@@ -39,7 +42,7 @@ func serve(ctx context.Context, f flags) error {
 	if err != nil {
 		return fmt.Errorf("listener on fd %d: %w", listenerFD, err)
 	}
-	server, err := ttrpc.NewServer()
+	server, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(recoverPanic))
 	if err != nil {
 		return err
 	}
@@ -123,7 +126,14 @@ func openLog() io.Writer {
 // containerd 2.x prefers) and v2 (containerd 1.6, 1.7): the two differ only
 // in their package name, so one set of handlers decodes both.
 func register(server *ttrpc.Server, svc taskapi.TTRPCTaskService) {
-	desc := &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+	desc := &ttrpc.ServiceDesc{Methods: taskMethods(svc)}
+	server.RegisterService("containerd.task.v3.Task", desc)
+	server.RegisterService("containerd.task.v2.Task", desc)
+}
+
+// taskMethods are the task API's handlers, by method name.
+func taskMethods(svc taskapi.TTRPCTaskService) map[string]ttrpc.Method {
+	return map[string]ttrpc.Method{
 		"State":      method(svc.State),
 		"Create":     method(svc.Create),
 		"Start":      method(svc.Start),
@@ -141,9 +151,22 @@ func register(server *ttrpc.Server, svc taskapi.TTRPCTaskService) {
 		"Stats":      method(svc.Stats),
 		"Connect":    method(svc.Connect),
 		"Shutdown":   method(svc.Shutdown),
-	}}
-	server.RegisterService("containerd.task.v3.Task", desc)
-	server.RegisterService("containerd.task.v2.Task", desc)
+	}
+}
+
+// recoverPanic turns a panic in a handler into an error answer. Without it
+// ttrpc lets the panic end the shim, and with it the supervision of every
+// Keep it serves: their exits would be lost to containerd. The panic is a
+// bug; its stack goes to the log.
+func recoverPanic(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.G(ctx).WithField("method", info.FullMethod).WithField("panic", fmt.Sprint(r)).WithField("stack", string(debug.Stack())).
+				Error("a task API call panicked: the shim goes on serving; please report this bug with this log")
+			resp, err = nil, status.Errorf(codes.Internal, "%s: internal error in the enarx shim (a bug: please report it with the shim's log): %v", info.FullMethod, r)
+		}
+	}()
+	return m(ctx, unmarshal)
 }
 
 func method[Req any, PReq interface{ *Req }, Resp any](h func(context.Context, PReq) (Resp, error)) ttrpc.Method {

@@ -130,6 +130,22 @@ func (s *service) unsupported(id, what, hint string) error {
 	return errgrpc.ToGRPC(fmt.Errorf("%s is not supported by the enarx runtime: %s: %w", what, hint, errdefs.ErrNotImplemented))
 }
 
+// maxIDLength is containerd's bound on the length of a container ID
+// (pkg/identifiers): a longer one did not come from containerd.
+const maxIDLength = 76
+
+// shortID quotes a task ID from a request for a message, cut to a length
+// no real ID exceeds.
+func shortID(id string) string {
+	switch {
+	case id == "":
+		return `""`
+	case len(id) > maxIDLength:
+		return fmt.Sprintf("%q... (%d bytes)", id[:maxIDLength], len(id))
+	}
+	return id
+}
+
 func (s *service) get(id, execID string) (*task, error) {
 	if execID != "" && execID != id {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("exec process %q of task %s: exec is not supported by the enarx runtime: %w", execID, id, errdefs.ErrNotFound))
@@ -138,7 +154,7 @@ func (s *service) get(id, execID string) (*task, error) {
 	defer s.mu.Unlock()
 	t, ok := s.tasks[id]
 	if !ok {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", id, errdefs.ErrNotFound))
+		return nil, errgrpc.ToGRPC(fmt.Errorf("task %s: %w", shortID(id), errdefs.ErrNotFound))
 	}
 	return t, nil
 }
@@ -151,6 +167,11 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	}
 	if r.Checkpoint != "" {
 		return nil, toGRPC(fmt.Errorf("task %s: restoring a checkpoint is not supported by the enarx runtime: %w", r.ID, errdefs.ErrInvalidArgument))
+	}
+	// containerd sends an ID and the absolute path of the bundle it made;
+	// anything else did not come from containerd.
+	if r.ID == "" || len(r.ID) > maxIDLength || !filepath.IsAbs(r.Bundle) {
+		return nil, toGRPC(fmt.Errorf("task %s: bundle %q: a task needs an ID of at most %d characters and the absolute path of its bundle, as containerd gives them: %w", shortID(r.ID), r.Bundle, maxIDLength, errdefs.ErrInvalidArgument))
 	}
 	s.mu.Lock()
 	if _, ok := s.tasks[r.ID]; ok || s.creating[r.ID] {

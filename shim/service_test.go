@@ -106,7 +106,7 @@ func topics(events []receivedEvent) []string {
 
 // startEventsServer serves the Events service on a unix socket and returns
 // its address.
-func startEventsServer(t *testing.T) (string, *eventsServer) {
+func startEventsServer(t testing.TB) (string, *eventsServer) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "events.sock")
 	l, err := net.Listen("unix", sock)
@@ -172,7 +172,7 @@ type harness struct {
 	emptied chan struct{}
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	addr, es := startEventsServer(t)
 	pub := newPublisher("unix://" + addr)
@@ -215,7 +215,7 @@ func newBundle(t *testing.T, cmd string) (string, []byte) {
 	return bundle, module
 }
 
-func writeSpec(t *testing.T, bundle string, args ...string) {
+func writeSpec(t testing.TB, bundle string, args ...string) {
 	t.Helper()
 	spec := specs.Spec{
 		Version: specs.Version,

@@ -96,6 +96,12 @@ func writeRootfsImage(path, ref string, rootfs []tarFile, entrypoint []string) e
 	if err != nil {
 		return err
 	}
+	return writeLayerImage(path, ref, layer, entrypoint)
+}
+
+// writeLayerImage is writeRootfsImage of a layer made already (a damaged
+// one, say): the image's digests and diff ID are the layer's as it is.
+func writeLayerImage(path, ref string, layer []byte, entrypoint []string) error {
 	layerDigest := digest.FromBytes(layer)
 
 	platform := ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}

@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
@@ -94,5 +95,42 @@ func FuzzCSREvidence(f *testing.F) {
 		if w.Code == http.StatusInternalServerError {
 			t.Fatalf("500: %s", w.Body)
 		}
+	})
+}
+
+// FuzzStewardConfig parses steward.toml files: an accepted one validates
+// and names an issuer; a refused one gets an error naming the file.
+func FuzzStewardConfig(f *testing.F) {
+	f.Add(defaultConfig)
+	for _, s := range []string{
+		"listen = \"[::]:443\"\nname = \"https://steward.example\"\npolicy = \"/etc/enarx/policy.toml\"\nreference_values = \"ref.json\"\n" +
+			"nonce_ttl = \"30s\"\ntoken_ttl = \"15m\"\ncertificate_ttl = \"720h\"\ntls_certificate = \"tls.crt\"\ntls_key = \"tls.key\"\nrequire_nonce = false\nmax_nonces = 1\n",
+		"listen = \"localhost\"\n",
+		"nonce_ttl = \"5\"\n",
+		"token_ttl = \"-1h\"\n",
+		"tls_certificate = \"tls.crt\"\n",
+		"max_nonces = 0\n",
+		"max_nonce = 1\n",
+		"listen = 3443\n",
+		"[listen]\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := parseConfig(data, ConfigFile)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "steward: "+ConfigFile) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("a parsed configuration does not validate: %v", err)
+		}
+		if c.issuer() == "" {
+			t.Fatal("no issuer")
+		}
+		_ = loopback(c.Listen)
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/google/go-sev-guest/kds"
 	"github.com/pelletier/go-toml/v2"
@@ -443,7 +444,8 @@ func truncate(s string) string {
 
 // readFile reads a regular file of at most limit bytes.
 func readFile(path string, limit int64, what string) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO must not hang the caller; it is refused below.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %s: %w", what, err)
 	}

@@ -115,9 +115,14 @@ func readEvidence(s stdio, name string) ([]byte, error) {
 		defer f.Close()
 		r = f
 	}
-	blob, err := io.ReadAll(io.LimitReader(r, attestation.MaxEvidenceSize+2))
+	blob, err := io.ReadAll(io.LimitReader(r, attestation.MaxEvidenceSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read evidence %s: %w", name, err)
+	}
+	// Refused before trimming: what was not read (past the limit) could be
+	// anything, and is part of the input.
+	if len(blob) > attestation.MaxEvidenceSize {
+		return nil, fmt.Errorf("evidence %s is more than %d bytes: %w: give the output of `enarx attest`", name, attestation.MaxEvidenceSize, attestation.ErrTooLarge)
 	}
 	blob = []byte(strings.TrimSpace(string(blob)))
 	if len(blob) == 0 {

@@ -94,6 +94,28 @@ func (s Spec) endpoint() (endpoint, error) {
 		if e.ip.IsValid() && e.ip.IsUnspecified() {
 			return endpoint{}, fmt.Errorf("sockets: %s: addr %q: %s means every address, which can only be listened on: name the server's host", s, s.Addr, host)
 		}
+		if !e.ip.IsValid() && !isHostName(host) {
+			return endpoint{}, fmt.Errorf("sockets: %s: addr %q: host %q is neither an IP address nor a DNS name: write e.g. %q, IPv6 addresses in brackets", s, s.Addr, host, example)
+		}
 	}
 	return e, nil
+}
+
+// isHostName reports whether h can be a DNS name to resolve: at most 253
+// characters of letters, digits, '-', '_' and '.', in labels of at most 63.
+func isHostName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -37,6 +37,8 @@ func TestValidateRejects(t *testing.T) {
 		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: "10.0.0.1"}, []string{`addr "10.0.0.1" has no port`, "host:port"}},
 		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: ""}, []string{`addr "" has no port`}},
 		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: "::1:80"}, []string{`addr "::1:80" is not host:port`, "IPv6 addresses in brackets"}},
+		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: "[:]:1"}, []string{`host ":" is neither an IP address nor a DNS name`, "IPv6 addresses in brackets"}},
+		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: "db..example:1"}, []string{"neither an IP address nor a DNS name"}},
 		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: ":http"}, []string{`port "http" is not a number`}},
 		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: ":70000"}, []string{`port "70000" is not a number from 0 to 65535`}},
 		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: "localhost:80"}, []string{`a listen address must be an IP address, not "localhost"`}},

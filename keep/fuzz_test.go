@@ -1,0 +1,250 @@
+package keep
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+)
+
+// FuzzKeepConfig decodes the shim's request to a Keep as the Keep does and
+// validates its config: a config that validates survives a JSON round trip
+// (the shim encodes it, the Keep decodes it) and still validates; a refused
+// one gets an error naming the Keep config.
+func FuzzKeepConfig(f *testing.F) {
+	full := Config{
+		ID: "c1", Module: "/run/bundle/rootfs/app.wasm", Entrypoint: "main", Args: []string{"/app.wasm", "x"},
+		Env: []string{"PATH=/", "A=b=c"}, Backend: BackendNil, Steward: "https://steward.example", StewardCA: "/etc/ca.pem",
+		StateDir: "/run/bundle/enarx", ModuleCache: "/var/lib/modules", MemoryLimit: 64 << 20,
+		Preopens:  []Preopen{{HostPath: "/run/bundle/rootfs", GuestPath: "/", ReadOnly: true}, {HostPath: "/data", GuestPath: "/data"}},
+		Cwd:       "/data",
+		NullStdio: []string{"stdout"},
+		Sockets: []sockets.Spec{
+			{Name: "web", Kind: sockets.Listen, Prot: sockets.TLS, Addr: "[::]:8443"},
+			{Name: "db", Kind: sockets.Connect, Prot: sockets.TCP, Addr: "db.example:5432"},
+		},
+		NetNS: "/var/run/netns/cni-1",
+	}
+	for _, edit := range []func(c *Config){
+		nil,
+		func(c *Config) { *c = Config{ID: "min", Module: "/m.wasm"} },
+		func(c *Config) { c.Module = "app.wasm" },
+		func(c *Config) { c.Steward = "ftp://x" },
+		func(c *Config) { c.NetNS, c.NewNetNS = "", true },
+		func(c *Config) { c.Preopens[1].GuestPath = "/a:b" },
+		func(c *Config) { c.Env = append(c.Env, "NOVALUE") },
+		func(c *Config) { c.Args = append(c.Args, "a\x00b") },
+		func(c *Config) { c.NullStdio = []string{"stdlog"} },
+		func(c *Config) { c.Sockets[0].Addr = "example.com:80" },
+		func(c *Config) { c.Backend = "sgx" },
+		func(c *Config) { c.MemoryLimit = -1 },
+	} {
+		c := full
+		c.Preopens = append([]Preopen(nil), full.Preopens...)
+		c.Sockets = append([]sockets.Spec(nil), full.Sockets...)
+		if edit != nil {
+			edit(&c)
+		}
+		b, err := json.Marshal(request{Config: &c})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"config":{"id":"x","module":"/m.wasm","sockets":[{}]}}`))
+	f.Add([]byte(`{"config":null}`))
+	f.Add([]byte(`{"config":{"memory_limit":1e99}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req request
+		if err := json.NewDecoder(bytes.NewReader(data)).Decode(&req); err != nil || req.Config == nil {
+			return
+		}
+		cfg := *req.Config
+		if err := cfg.Validate(); err != nil {
+			if !strings.HasPrefix(err.Error(), "keep config") {
+				t.Fatalf("error does not name the Keep config: %v", err)
+			}
+			return
+		}
+		b, err := json.Marshal(request{Config: &cfg})
+		if err != nil {
+			t.Fatalf("a valid config does not encode: %v", err)
+		}
+		var back request
+		if err := json.Unmarshal(b, &back); err != nil || back.Config == nil {
+			t.Fatalf("a valid config does not decode after encoding: %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(normalize(*back.Config), normalize(cfg)) {
+			t.Fatalf("round trip changed the config:\n got %+v\nwant %+v", *back.Config, cfg)
+		}
+		if err := back.Config.Validate(); err != nil {
+			t.Fatalf("a valid config is refused after a round trip: %v", err)
+		}
+	})
+}
+
+// normalize makes empty and nil slices equal, as omitempty does.
+func normalize(c Config) Config {
+	for _, s := range []*[]string{&c.Env, &c.NullStdio} {
+		if len(*s) == 0 {
+			*s = nil
+		}
+	}
+	if len(c.Preopens) == 0 {
+		c.Preopens = nil
+	}
+	if len(c.Sockets) == 0 {
+		c.Sockets = nil
+	}
+	return c
+}
+
+// FuzzPolicy parses node policies (the runtime options' ConfigBody, or
+// the file at ConfigPath): an accepted one validates, survives a TOML round
+// trip, and chooses a backend and a Steward without panicking; a refused
+// one gets an error naming the policy.
+func FuzzPolicy(f *testing.F) {
+	for _, s := range []string{
+		"backend = \"auto\"\nrequire_tee = true\nsteward = \"https://steward.example.com\"\nsteward_ca = \"/etc/enarx/steward-ca.pem\"\nmodule_cache = \"/var/lib/containerd-shim-enarx/modules\"\n",
+		"backend = \"nil\"\n",
+		"backend = \"sev-snp\"\nmodule_cache = \"off\"\n",
+		"TypeUrl = \"io.containerd.runc.v1.Options\"\nbackend = \"tdx\"\n",
+		"backend = \"nil\"\nrequire_tee = true\n",
+		"backend = \"sgx\"\n",
+		"backend = 1\n",
+		"[backend]\nx = 1\n",
+		"steward = \"steward.example.com\"\n",
+		"module_cache = \"modules\"\n",
+		"SystemdCgroup = true\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy("policy.toml", data)
+		if err != nil {
+			if !strings.Contains(err.Error(), "enarx node policy") || !strings.Contains(err.Error(), "policy.toml") {
+				t.Fatalf("error does not name the policy: %v", err)
+			}
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("a parsed policy does not validate: %v", err)
+		}
+		b, err := toml.Marshal(p)
+		if err != nil {
+			t.Fatalf("a parsed policy does not encode: %v", err)
+		}
+		back, err := ParsePolicy("policy.toml", b)
+		if err != nil {
+			t.Fatalf("a parsed policy, encoded, does not parse: %v\n%s", err, b)
+		}
+		if back != p {
+			t.Fatalf("round trip changed the policy:\n got %+v\nwant %+v", back, p)
+		}
+		if d := p.ModuleCacheDir(); d != "" && !filepath.IsAbs(d) {
+			t.Fatalf("module cache %q is not absolute", d)
+		}
+		for _, requested := range []string{"", BackendNil, BackendSEVSNP, "x"} {
+			for _, avail := range []func(string) error{nil, func(string) error { return nil }} {
+				b, err := p.Choose(requested, avail)
+				if err == nil && b != BackendNil && !isTEE(b) {
+					t.Fatalf("Choose(%q) = %q", requested, b)
+				}
+				if err != nil && !errors.Is(err, ErrBackendNotAllowed) && !errors.Is(err, ErrBackendUnavailable) {
+					t.Fatalf("Choose(%q): %v wraps neither kind", requested, err)
+				}
+			}
+		}
+		if s, err := p.ChooseSteward(""); err != nil || s != p.Steward {
+			t.Fatalf("ChooseSteward(\"\") = %q, %v; want the policy's", s, err)
+		}
+	})
+}
+
+// FuzzModuleCacheEntry writes the input as the module cache's entry of a
+// module and starts the module: the Keep always gets its module; bytes
+// that are not an intact entry (the trailer's length and checksum) are
+// never handed to the engine's Load, are replaced, and the status says so.
+func FuzzModuleCacheEntry(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "modules")
+	const wasm, digest, fingerprint = "mod", "sha256:mod", "v1"
+	key := moduleKey(fingerprint, digest)
+	entry := filepath.Join(dir, key+".entry")
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: fingerprint}, dir, []byte(wasm), digest); err != nil || status != CacheMiss {
+		f.Fatalf("first compile: %q, %v", status, err)
+	}
+	valid, err := os.ReadFile(entry)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(valid)
+	for _, n := range []int{0, 1, len(valid) / 2, len(valid) - 24, len(valid) - 1} {
+		f.Add(valid[:n])
+	}
+	flipped := bytes.Clone(valid)
+	flipped[2] ^= 1
+	f.Add(flipped)
+	f.Add(append(bytes.Clone(valid), "junk"...))
+	f.Add(bytes.Repeat([]byte{0xff}, 64))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(entry, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e := &precompiler{fingerprint: fingerprint}
+		m, status, err := compile(context.Background(), e, dir, []byte(wasm), digest)
+		if err != nil {
+			t.Fatalf("compile: %v (status %q)", err, status)
+		}
+		if got := m.(fakeModule).code; got != wasm {
+			// Only an intact entry of other code could do this: the
+			// fuzzer would have to forge the checksum.
+			if !intactEntry(key, data) {
+				t.Fatalf("module %q from a damaged entry", got)
+			}
+			return
+		}
+		if intactEntry(key, data) {
+			if e.loads == 0 {
+				t.Fatalf("an intact entry was not loaded: status %q", status)
+			}
+			return
+		}
+		if e.loads != 0 {
+			t.Fatalf("a damaged entry (%d bytes) was handed to Load: status %q", len(data), status)
+		}
+		if !strings.HasPrefix(status, CacheMiss+": replaced module cache: entry "+key+" is damaged") {
+			t.Fatalf("damaged entry: status %q, want a miss that says it replaced the damaged entry", status)
+		}
+		again := &precompiler{fingerprint: fingerprint}
+		if _, status, err := compile(context.Background(), again, dir, []byte(wasm), digest); err != nil || status != CacheHit {
+			t.Fatalf("after the rebuild: status %q, %v; want a hit", status, err)
+		}
+	})
+}
+
+// intactEntry reports whether b is an entry of key as the module cache
+// writes them: data, then "ENXMC\0v1", the data's length and the xxHash64
+// of key, NUL and data, little-endian.
+func intactEntry(key string, b []byte) bool {
+	if len(b) < 24 {
+		return false
+	}
+	data, tr := b[:len(b)-24], b[len(b)-24:]
+	h := xxhash.New()
+	h.WriteString(key + "\x00")
+	h.Write(data)
+	return string(tr[:8]) == "ENXMC\x00v1" && binary.LittleEndian.Uint64(tr[8:16]) == uint64(len(data)) &&
+		binary.LittleEndian.Uint64(tr[16:24]) == h.Sum64()
+}

@@ -1,0 +1,122 @@
+package keep
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+)
+
+// TestHostileInputPolicyFile: a node policy path that is a FIFO is refused
+// at once (opening it for reading would wait for a writer forever, and the
+// shim's Create with it), and so is one over MaxPolicySize.
+func TestHostileInputPolicyFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "policy.toml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadPolicy(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("LoadPolicy(FIFO) = %v, want not a regular file, naming it", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("LoadPolicy(FIFO) blocks")
+	}
+	big := filepath.Join(dir, "big.toml")
+	if err := os.WriteFile(big, []byte("backend = \"auto\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 10<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPolicy(big); err == nil || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "larger than 65536 bytes") {
+		t.Errorf("LoadPolicy(10 MiB) = %v, want a size error naming it", err)
+	}
+}
+
+// TestHostileInputKeepConfig: what the Keep refuses of its config, each
+// error naming the container and the field.
+func TestHostileInputKeepConfig(t *testing.T) {
+	valid := func() Config {
+		return Config{ID: "c", Module: "/m.wasm", Args: []string{"m"}, Env: []string{"A=1"},
+			Preopens: []Preopen{{HostPath: "/data", GuestPath: "/data"}},
+			Sockets:  []sockets.Spec{{Name: "web", Kind: sockets.Listen, Prot: sockets.TCP, Addr: ":80"}}}
+	}
+	if c := valid(); c.Validate() != nil {
+		t.Fatalf("valid config refused: %v", c.Validate())
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"NUL in an argument", func(c *Config) { c.Args = append(c.Args, "a\x00b") }, `argument 1 "a\x00b" contains a NUL byte`},
+		{"env entry without =", func(c *Config) { c.Env = append(c.Env, "NOVALUE") }, `environment entry 1 "NOVALUE" is not KEY=value`},
+		{"env entry with a NUL", func(c *Config) { c.Env = []string{"A=\x00"} }, "not KEY=value without a NUL byte"},
+		{"env entry without a name", func(c *Config) { c.Env = []string{"=x"} }, "not KEY=value"},
+		{"null stream", func(c *Config) { c.NullStdio = []string{"stdlog"} }, `null_stdio: "stdlog" is not stdin, stdout or stderr`},
+		{"relative preopen", func(c *Config) { c.Preopens[0].HostPath = "data" }, "both paths must be absolute"},
+		{"relative guest path", func(c *Config) { c.Preopens[0].GuestPath = "data" }, "both paths must be absolute"},
+		{"guest path with ':' next to sockets", func(c *Config) { c.Preopens[0].GuestPath = "/a:b" }, "cannot contain ':'"},
+		{"negative memory limit", func(c *Config) { c.MemoryLimit = -1 }, "memory limit -1 is negative"},
+		{"relative module cache", func(c *Config) { c.ModuleCache = "modules" }, `module cache "modules" is not absolute`},
+		{"relative steward CA", func(c *Config) { c.StewardCA = "ca.pem" }, `steward CA file "ca.pem" is not absolute`},
+	} {
+		cfg := valid()
+		c.edit(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), `keep config "c": `) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming the container and saying %q", c.name, err, c.want)
+		}
+	}
+	// Without sockets, FD_NAMES is not set and ':' is allowed.
+	cfg := valid()
+	cfg.Sockets, cfg.Preopens[0].GuestPath = nil, "/a:b"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("guest path with ':' without sockets: %v", err)
+	}
+}
+
+// TestHostileInputTruncatedCacheEntry truncates the module cache's entry
+// of a module at every interesting length: the Keep recompiles, never
+// hands the damaged bytes to the engine, says so in its cache status, and
+// the next start is a hit again.
+func TestHostileInputTruncatedCacheEntry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod")
+	path := filepath.Join(dir, moduleKey("v1", "sha256:mod")+".entry")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{0, 1, 8, st.Size() / 2, st.Size() - 24, st.Size() - 23, st.Size() - 1} {
+		if err := os.Truncate(path, size); err != nil {
+			t.Fatal(err)
+		}
+		e := &precompiler{fingerprint: "v1"}
+		_, status := compileWith(t, e, dir, "mod")
+		if !strings.HasPrefix(status, CacheMiss+": replaced module cache: entry ") || !strings.Contains(status, "is damaged") || e.loads != 0 || e.compiles != 1 {
+			t.Errorf("entry truncated to %d bytes: status %q, %d loads, %d compiles; want a recompile that says it replaced the damaged entry", size, status, e.loads, e.compiles)
+		}
+		if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != CacheHit {
+			t.Errorf("after the rebuild of an entry truncated to %d bytes: status %q, want a hit", size, status)
+		}
+	}
+	// A cache directory that is a file: the Keep compiles without it.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, file, []byte("mod"), "sha256:mod"); err != nil || !strings.HasPrefix(status, CacheOff+": ") {
+		t.Errorf("cache directory a file: status %q, %v; want off with the reason", status, err)
+	}
+}
