@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Soak (`make soak`): SOAK_RUNS sequential `ctr run --rm` of a hello in one
 # long-lived shim (a pod's: a sleeping member, grouped by the
-# io.kubernetes.cri.sandbox-id annotation, keeps it alive), on each daemon.
+# io.kubernetes.cri.sandbox-id annotation, keeps it alive once the member
+# that started it is gone), on each daemon.
 # The shim's open file descriptors, threads and RSS are sampled after a
 # warm-up and every SOAK_EVERY runs; the run fails if they grow (test/load_test.go,
 # TestSoakLong). Prints the table and writes SOAK.md.
