@@ -3,6 +3,7 @@ package keep
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,6 +204,43 @@ func (c *Cgroup) MemoryUsage() (uint64, error) {
 	}
 	return st.GetMemory().GetUsage().GetUsage(), nil
 }
+
+// NoMemoryLimit given to SetMemoryLimit lifts the memory limit: the largest
+// value, which both cgroup versions read as none (v1 shows it as
+// 9223372036854771712, v2 as "max").
+const NoMemoryLimit = math.MaxInt64
+
+// OOMKilled reports whether the kernel's OOM killer has killed a process
+// of the cgroup for want of memory within its limit: the oom_kill count of
+// memory.events (v2) or memory.oom_control (v1). On a v1 host whose
+// oom_control has no count (before Linux 4.13), it reports whether the
+// memory reached its limit (failcnt).
+func (c *Cgroup) OOMKilled() (bool, error) {
+	if c.v2 != nil {
+		st, err := c.v2.Stat()
+		if err != nil {
+			return false, fmt.Errorf("cgroup %s: memory events: %w", c.path, err)
+		}
+		return st.GetMemoryEvents().GetOomKill() > 0, nil
+	}
+	if strings.HasPrefix(c.path, "/") {
+		if b, err := os.ReadFile(filepath.Join(v1MemoryMountpoint, c.path, "memory.oom_control")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if n, ok := strings.CutPrefix(line, "oom_kill "); ok {
+					return strings.TrimSpace(n) != "0", nil
+				}
+			}
+		}
+	}
+	st, err := c.v1.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return false, fmt.Errorf("cgroup %s: memory usage: %w", c.path, err)
+	}
+	return st.GetMemory().GetUsage().GetFailcnt() > 0, nil
+}
+
+// v1MemoryMountpoint is where the v1 memory controller is mounted.
+const v1MemoryMountpoint = "/sys/fs/cgroup/memory"
 
 // SetMemoryLimit sets the kernel's memory limit of the cgroup to limit
 // bytes and, when swap is positive, memory plus swap to swap bytes (the OCI

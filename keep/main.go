@@ -279,7 +279,10 @@ func run(ctx context.Context, cfg Config, module Module, socks *sockets.Set, sig
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, trap)
 		return StatusTrap
 	default:
-		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
+		// Not the workload's doing (a trap, an exit): the module could not
+		// run (a table or memory it declares is too large, an import of
+		// the wrong type, an entrypoint it lacks).
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: module %s: %v\n", cfg.ID, cfg.Module, err)
 		return StatusFailed
 	}
 }

@@ -68,6 +68,7 @@ var (
 //	steward = "https://steward.example.com"
 //	steward_ca = "/etc/enarx/steward-ca.pem"
 //	module_cache = "/var/lib/containerd-shim-enarx/modules"   # or "off"
+//	compile_memory_limit = 1073741824   # bytes; -1 for none
 type Policy struct {
 	// Backend is the node's backend: BackendAuto (the default),
 	// BackendNil, BackendSEVSNP or BackendTDX.
@@ -85,6 +86,13 @@ type Policy struct {
 	// Keeps share: an absolute path, or "off" to compile at every start.
 	// Empty means DefaultModuleCache.
 	ModuleCache string `toml:"module_cache"`
+	// CompileMemoryLimit bounds the memory of a Keep, in bytes, from its
+	// start until its workload runs (compiling the module takes the
+	// most): the kernel's limit of the Keep's cgroup meanwhile, whether
+	// or not the container has a memory limit of its own, which applies
+	// once the workload runs. 0 means DefaultCompileMemoryLimit, a
+	// negative value no bound.
+	CompileMemoryLimit int64 `toml:"compile_memory_limit"`
 	// Source names where the policy came from (a file name, or a
 	// description), for error messages. It is not a setting.
 	Source string `toml:"-"`
@@ -105,6 +113,28 @@ func (p Policy) ModuleCacheDir() string {
 		return ""
 	}
 	return p.ModuleCache
+}
+
+// DefaultCompileMemoryLimit is the node policy's compile_memory_limit
+// unless it sets one: ten times what compiling a Go program of a few MB
+// takes (about 100 MB), while a module made to exhaust the compiler (one
+// function of a few MB) takes GBs.
+const DefaultCompileMemoryLimit = 1 << 30
+
+// MinCompileMemoryLimit is the smallest compile_memory_limit: a Keep takes
+// about 25 MB before it compiles anything.
+const MinCompileMemoryLimit = 32 << 20
+
+// CompileMemory returns the bound of a Keep's memory until its workload
+// runs under p (see Policy.CompileMemoryLimit), 0 for none.
+func (p Policy) CompileMemory() int64 {
+	switch {
+	case p.CompileMemoryLimit == 0:
+		return DefaultCompileMemoryLimit
+	case p.CompileMemoryLimit < 0:
+		return 0
+	}
+	return p.CompileMemoryLimit
 }
 
 // DefaultPolicy is the policy of a node whose runtime options say nothing:
@@ -152,7 +182,7 @@ func LoadPolicy(path string) (Policy, error) {
 // left out take their DefaultPolicy values.
 func ParsePolicy(name string, data []byte) (Policy, error) {
 	if len(data) > MaxPolicySize {
-		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has five settings (backend, require_tee, steward, steward_ca, module_cache)", name, MaxPolicySize)
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has six settings (backend, require_tee, steward, steward_ca, module_cache, compile_memory_limit)", name, MaxPolicySize)
 	}
 	doc := policyDocument{Policy: DefaultPolicy()}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
@@ -178,7 +208,7 @@ func policyDecodeError(name string, err error) error {
 			row, col := e.Position()
 			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
 		}
-		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward, steward_ca and module_cache (at the top level, no tables): remove or correct it: %w",
+		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit (at the top level, no tables): remove or correct it: %w",
 			name, strings.Join(keys, ", "), err)
 	}
 	var de *toml.DecodeError
@@ -221,6 +251,9 @@ func (p Policy) Validate() error {
 	}
 	if p.ModuleCache != "" && p.ModuleCache != "off" && !filepath.IsAbs(p.ModuleCache) {
 		return fmt.Errorf("enarx node policy%s: module_cache = %q is not an absolute path: give the absolute path of a directory, or \"off\"", p.where(), p.ModuleCache)
+	}
+	if p.CompileMemoryLimit > 0 && p.CompileMemoryLimit < MinCompileMemoryLimit {
+		return fmt.Errorf("enarx node policy%s: compile_memory_limit = %d bytes is less than a Keep needs before it compiles anything: give at least %d bytes, 0 for the default (%d), or -1 for no bound", p.where(), p.CompileMemoryLimit, MinCompileMemoryLimit, DefaultCompileMemoryLimit)
 	}
 	if p.StewardCA != "" && !filepath.IsAbs(p.StewardCA) {
 		return fmt.Errorf("enarx node policy%s: steward_ca = %q is not an absolute path: give the absolute path of a PEM file", p.where(), p.StewardCA)

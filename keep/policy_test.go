@@ -29,7 +29,7 @@ func TestParsePolicy(t *testing.T) {
 		{name: "containerd TypeUrl ignored", doc: "TypeUrl = \"io.containerd.enarx.v1.policy\"\nbackend = \"tdx\"\n", want: Policy{Backend: BackendTDX}},
 
 		{name: "unknown key", doc: "backend = \"tdx\"\nrequire_te = true\n",
-			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, steward, steward_ca and module_cache"}},
+			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit"}},
 		{name: "unknown table", doc: "[keep]\nbackend = \"tdx\"\n",
 			errs: []string{`unknown setting "keep`, "line 1", "no tables"}},
 		{name: "syntax error", doc: "backend = \"tdx\"\n\nrequire_tee = yes\n",
@@ -52,6 +52,10 @@ func TestParsePolicy(t *testing.T) {
 		{name: "module cache", doc: "module_cache = \"/srv/enarx/modules\"\n", want: Policy{Backend: BackendAuto, ModuleCache: "/srv/enarx/modules"}},
 		{name: "module cache off", doc: "module_cache = \"off\"\n", want: Policy{Backend: BackendAuto, ModuleCache: "off"}},
 		{name: "module cache relative", doc: "module_cache = \"cache\"\n", errs: []string{`module_cache = "cache" is not an absolute path`}},
+		{name: "compile memory limit", doc: "compile_memory_limit = 268435456\n", want: Policy{Backend: BackendAuto, CompileMemoryLimit: 256 << 20}},
+		{name: "compile memory limit none", doc: "compile_memory_limit = -1\n", want: Policy{Backend: BackendAuto, CompileMemoryLimit: -1}},
+		{name: "compile memory limit too small", doc: "compile_memory_limit = 1000000\n", errs: []string{"compile_memory_limit = 1000000 bytes", "at least 33554432 bytes"}},
+		{name: "compile memory limit a string", doc: "compile_memory_limit = \"1G\"\n", errs: []string{"compile_memory_limit"}},
 		{name: "steward ca relative", doc: "steward_ca = \"ca.pem\"\n", errs: []string{`steward_ca = "ca.pem" is not an absolute path`}},
 		{name: "too large", doc: "# " + strings.Repeat("x", MaxPolicySize) + "\n", errs: []string{"larger than 65536 bytes"}},
 	}
@@ -323,6 +327,14 @@ func TestModuleCacheDir(t *testing.T) {
 	for in, want := range map[string]string{"": DefaultModuleCache, "off": "", "/srv/m": "/srv/m"} {
 		if got := (Policy{ModuleCache: in}).ModuleCacheDir(); got != want {
 			t.Errorf("module_cache %q: dir %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPolicyCompileMemory(t *testing.T) {
+	for in, want := range map[int64]int64{0: DefaultCompileMemoryLimit, -1: 0, 256 << 20: 256 << 20} {
+		if got := (Policy{CompileMemoryLimit: in}).CompileMemory(); got != want {
+			t.Errorf("compile_memory_limit %d: CompileMemory() = %d, want %d", in, got, want)
 		}
 	}
 }

@@ -83,6 +83,13 @@ type StartOptions struct {
 	// Resources are the OCI spec's linux.resources, applied to Cgroup
 	// (see NewCgroup for what is applied when). Nil means none.
 	Resources *specs.LinuxResources
+	// CompileMemory is the kernel's memory limit of Cgroup, in bytes,
+	// until the workload runs (the node policy's compile_memory_limit,
+	// Policy.CompileMemory): compiling a module is the Keep's work, not
+	// the workload's, and a module can be made to take GBs of the
+	// compiler. Run replaces it with the container's limit, or lifts it.
+	// 0 means none.
+	CompileMemory int64
 }
 
 // Process is a Keep process seen from the shim.
@@ -97,6 +104,8 @@ type Process struct {
 	// is the container's memory limits, applied to it by Run.
 	cgroup *Cgroup
 	memory *specs.LinuxMemory
+	// compileMemory is the limit Start set on cgroup, 0 for none.
+	compileMemory int64
 
 	done chan struct{}
 	// readyRead is closed once Start has read the Keep's first answer (or
@@ -145,6 +154,13 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 			ctl.Close()
 			return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
 		}
+		if opts.CompileMemory > 0 {
+			if err := cg.SetMemoryLimit(opts.CompileMemory, 0); err != nil {
+				ctl.Close()
+				_ = cg.Delete()
+				return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
+			}
+		}
 	}
 	dropCgroup := func() {
 		if cg == nil {
@@ -172,6 +188,9 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	// after whatever it sent.
 	remote.Close()
 	p := &Process{cmd: cmd, ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{}), readyRead: make(chan struct{}), cgroup: cg}
+	if cg != nil {
+		p.compileMemory = opts.CompileMemory
+	}
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
@@ -235,9 +254,14 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 			return p, nil
 		}
 		p.kill()
+		outOfMemory := p.outOfCompileMemory()
 		dropCgroup()
 		if exitedEarly(err) {
 			status, _ := p.Status()
+			if outOfMemory {
+				return nil, fmt.Errorf("keep %s was killed (status %d) for want of memory before it was ready: compiling module %s needed more than the %d bytes a Keep may use until its workload runs (node policy compile_memory_limit)",
+					opts.Config.ID, status, opts.Config.Module, p.compileMemory)
+			}
 			return nil, fmt.Errorf("keep %s exited with status %d before it was ready", opts.Config.ID, status)
 		}
 		return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
@@ -285,6 +309,20 @@ func (p *Process) wait() {
 func (p *Process) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
+}
+
+// outOfCompileMemory reports whether the Keep, which has exited, was
+// killed by the kernel at its compile memory limit: SIGKILL, and the
+// cgroup records an OOM kill.
+func (p *Process) outOfCompileMemory() bool {
+	if p.compileMemory <= 0 {
+		return false
+	}
+	if status, _ := p.Status(); status != 128+int(syscall.SIGKILL) {
+		return false
+	}
+	killed, err := p.cgroup.OOMKilled()
+	return err == nil && killed
 }
 
 // Pid is the Keep's process ID.
@@ -346,7 +384,8 @@ func (p *Process) Run() error {
 // limitMemory sets the kernel's memory limit of the Keep's cgroup, once the
 // Keep has compiled its module and before its workload runs: the
 // container's limit, plus what the Keep uses now (its engine and the
-// compiled code), plus MemoryHeadroom.
+// compiled code), plus MemoryHeadroom; or, when the container has none,
+// lifts the compile memory limit (StartOptions.CompileMemory).
 //
 // The container's limit is the cap of the workload's linear memory
 // (Config.MemoryLimit), so the engine refuses a growth past it and the Keep
@@ -355,7 +394,17 @@ func (p *Process) Run() error {
 // Keep. Compiling is left out of it because compiling a Go module takes
 // about 90 MB, more than many containers give their workload.
 func (p *Process) limitMemory() error {
-	if p.cgroup == nil || p.memory == nil || p.memory.Limit == nil || *p.memory.Limit <= 0 {
+	if p.cgroup == nil {
+		return nil
+	}
+	if p.memory == nil || p.memory.Limit == nil || *p.memory.Limit <= 0 {
+		if p.compileMemory <= 0 {
+			return nil
+		}
+		// The container has no limit: lift the compile limit.
+		if err := p.cgroup.SetMemoryLimit(NoMemoryLimit, 0); err != nil {
+			return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
+		}
 		return nil
 	}
 	used, err := p.cgroup.MemoryUsage()

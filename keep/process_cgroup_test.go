@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,4 +104,95 @@ func TestStartCgroupRefused(t *testing.T) {
 	if !strings.Contains(err.Error(), "systemd cgroup paths") {
 		t.Errorf("error %q does not say why", err)
 	}
+}
+
+// TestStartCompileMemory bounds a Keep's memory until its workload runs
+// (the node policy's compile_memory_limit): a module that takes memory
+// while it compiles fails Start with the reason, and the bound is lifted
+// when the workload of a container without a memory limit runs.
+func TestStartCompileMemory(t *testing.T) {
+	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
+		t.Skip("creating cgroups needs root and a cgroup file system")
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	parent := "/enarx-keep-test-" + hex.EncodeToString(b)
+	memDir := func(path string) (string, string) {
+		if cgroups.Mode() == cgroups.Unified {
+			return filepath.Join("/sys/fs/cgroup", path), "memory.max"
+		}
+		return filepath.Join("/sys/fs/cgroup/memory", path), "memory.limit_in_bytes"
+	}
+	t.Cleanup(func() {
+		for _, leaf := range []string{"/bomb", "/ok", ""} {
+			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent+leaf))
+			for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent+leaf)) {
+				_ = os.Remove(d)
+			}
+		}
+	})
+	const bound = 64 << 20
+
+	t.Run("bomb", func(t *testing.T) {
+		opts := startOptions(t, "compile-bomb")
+		opts.Cgroup, opts.CompileMemory = parent+"/bomb", bound
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		began := time.Now()
+		p, err := keep.Start(ctx, opts)
+		if err == nil {
+			_ = p.Signal(9)
+			t.Fatal("Start of a Keep that takes unbounded memory compiling succeeded")
+		}
+		t.Logf("refused in %v: %v", time.Since(began).Round(time.Millisecond), err)
+		for _, w := range []string{"for want of memory", "compile_memory_limit", strconv.Itoa(bound), opts.Config.Module} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error does not contain %q", w)
+			}
+		}
+		if dir, _ := memDir(parent + "/bomb"); dirExists(dir) {
+			t.Errorf("cgroup %s left behind", dir)
+		}
+	})
+
+	t.Run("lifted", func(t *testing.T) {
+		opts := startOptions(t, "exit 0")
+		opts.Cgroup, opts.CompileMemory = parent+"/ok", bound
+		p := startKeep(t, opts)
+		t.Cleanup(func() { _ = p.Cgroup().Delete() })
+		dir, file := memDir(parent + "/ok")
+		if got := readLimit(t, filepath.Join(dir, file)); got != bound {
+			t.Errorf("%s before Run = %d, want the compile bound %d", file, got, bound)
+		}
+		if err := p.Run(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if got := readLimit(t, filepath.Join(dir, file)); got < 1<<60 {
+			t.Errorf("%s after Run = %d, want no limit (the container has none)", file, got)
+		}
+		exitStatus(t, p, 10*time.Second)
+	})
+}
+
+func dirExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
+}
+
+// readLimit reads a cgroup memory limit file; "max" is math.MaxInt64.
+func readLimit(t *testing.T, path string) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.TrimSpace(string(raw))
+	if s == "max" {
+		return math.MaxInt64
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s = %q: %v", path, raw, err)
+	}
+	return n
 }

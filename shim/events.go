@@ -24,6 +24,7 @@ const (
 	TopicTaskStart  = "/tasks/start"
 	TopicTaskExit   = "/tasks/exit"
 	TopicTaskDelete = "/tasks/delete"
+	TopicTaskOOM    = "/tasks/oom"
 )
 
 const (

@@ -94,7 +94,7 @@ func TestPolicyFromOptions(t *testing.T) {
 		{name: "malformed body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"tdx\"\n\nrequire_tee = [\n")}),
 			errs: []string{configBodySource, "line 3"}},
 		{name: "unknown key in body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"tdx\"\nSystemdCgroup = true\n")}),
-			errs: []string{`unknown setting "SystemdCgroup" (line 2, column 1)`, "backend, require_tee, steward, steward_ca and module_cache"}},
+			errs: []string{`unknown setting "SystemdCgroup" (line 2, column 1)`, "backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit"}},
 		{name: "invalid backend in body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"sgx\"\n")}),
 			errs: []string{configBodySource, `backend = "sgx" is not a backend`}},
 		{name: "runc options", opts: containerdOptions(t, &runcoptions.Options{IoUid: 1000}),

@@ -256,7 +256,8 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	if err = applyPolicy(r, spec.Annotations, &cfg); err != nil {
+	compileMemory, err := applyPolicy(r, spec.Annotations, &cfg)
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Steward != "" {
@@ -270,7 +271,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}
 	cgroupPath, resources := cgroupOf(spec)
 	keepBegan := time.Now()
-	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep, Cgroup: cgroupPath, Resources: resources})
+	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep, Cgroup: cgroupPath, Resources: resources, CompileMemory: compileMemory})
 	t.io.closeKeepSide()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
@@ -297,11 +298,12 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 
 // applyPolicy applies the node policy (the runtime options containerd
 // passes) to what the container asks for with its annotations: the backend
-// and the Steward of its Keep.
-func applyPolicy(r *taskapi.CreateTaskRequest, annotations map[string]string, cfg *keep.Config) error {
+// and the Steward of its Keep. It returns the bound of the Keep's memory
+// until its workload runs (keep.StartOptions.CompileMemory).
+func applyPolicy(r *taskapi.CreateTaskRequest, annotations map[string]string, cfg *keep.Config) (int64, error) {
 	policy, err := policyFromOptions(r.Options)
 	if err != nil {
-		return fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
 	}
 	backend, err := policy.Choose(annotations[keep.AnnotationBackend], keep.Available)
 	if err == nil {
@@ -312,11 +314,11 @@ func applyPolicy(r *taskapi.CreateTaskRequest, annotations map[string]string, cf
 	}
 	switch {
 	case err == nil:
-		return nil
+		return policy.CompileMemory(), nil
 	case errors.Is(err, keep.ErrBackendNotAllowed), errors.Is(err, keep.ErrStewardNotAllowed):
-		return fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+		return 0, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
 	default:
-		return fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
+		return 0, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
 }
 
@@ -419,7 +421,9 @@ func (t *task) cleanup(ctx context.Context) {
 	t.removeCgroup(ctx)
 }
 
-// watch records the Keep's exit once and publishes it.
+// watch records the Keep's exit once and publishes it, after an OOM event
+// when the kernel killed the Keep for want of memory in its cgroup (the
+// CRI plugin then reports the container OOMKilled).
 func (s *service) watch(t *task) {
 	<-t.proc.Done()
 	status, at := t.proc.Status()
@@ -427,6 +431,12 @@ func (s *service) watch(t *task) {
 		// For `shim delete`, should the shim die before the task is deleted.
 		if err := writeExitFile(t.bundle, status, at); err != nil {
 			log.G(context.Background()).WithError(err).WithField("id", t.id).Warn("record the exit status of a Keep")
+		}
+	}
+	if status == 128+int(syscall.SIGKILL) && t.cgroup != nil {
+		if killed, err := t.cgroup.OOMKilled(); err == nil && killed {
+			log.L.WithField("id", t.id).WithField("cgroup", t.cgroup.Path()).Warn("keep killed by the kernel for want of memory within its cgroup's limit")
+			s.events.Publish(context.Background(), s.ns, TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
 		}
 	}
 	if t.exited() {

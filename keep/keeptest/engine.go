@@ -40,6 +40,8 @@ const EngineName = "fake-engine 1.0"
 //	cat            copy stdin to stdout
 //	compile-error  fail to compile
 //	compile-hang   never finish compiling
+//	compile-bomb   take memory while compiling, 1 MiB at a time, until
+//	               killed
 func Module(cmd string) []byte { return []byte(Header + cmd) }
 
 // Factory is the keep.EngineFactory of the fake engine.
@@ -66,6 +68,15 @@ func (engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) {
 		return nil, errors.New("fake engine: invalid opcode 0xff at offset 42")
 	case "compile-hang":
 		time.Sleep(24 * time.Hour)
+	case "compile-bomb":
+		var held [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			held = append(held, b)
+		}
 	}
 	return module{cmd: cmd}, nil
 }

@@ -32,14 +32,34 @@ type memoryLimit struct {
 	bytes int64
 }
 
-// apply installs the cap on store. It applies to each linear memory of the
-// store (modules have one); tables and instance counts keep wasmtime's
-// defaults.
-func (l memoryLimit) apply(store *wasmtime.Store) {
-	if l.bytes <= 0 {
-		return
+// MaxTableElements is the most elements a table of a run may have, whether
+// or not its memory is capped: the limit V8 sets. wasmtime sets none, and a
+// table is memory outside the linear memory that the cap does not see (8
+// bytes an element): a module that grows a table in a loop would otherwise
+// take all the memory of the node, or be killed by the kernel at the
+// cgroup's limit without a word.
+const MaxTableElements = 10_000_000
+
+// tableElements is the most elements a table may have: MaxTableElements,
+// and with a cap, no more than a 16th of the cap's bytes at 8 bytes an
+// element (2 MiB of a 64 MiB cap): what the Keep's cgroup allows beyond
+// the cap (keep.MemoryHeadroom) then covers a module's table.
+func (l memoryLimit) tableElements() int64 {
+	if l.bytes > 0 {
+		return min(MaxTableElements, max(l.bytes/16/8, 1))
 	}
-	store.Limiter(l.bytes, -1, -1, -1, -1)
+	return MaxTableElements
+}
+
+// apply installs the cap on store. It applies to each linear memory of the
+// store (modules have one), and tableElements to each table; instance,
+// table and memory counts keep wasmtime's defaults.
+func (l memoryLimit) apply(store *wasmtime.Store) {
+	memory := l.bytes
+	if memory <= 0 {
+		memory = -1
+	}
+	store.Limiter(memory, l.tableElements(), -1, -1, -1)
 }
 
 // growthWindow is how close to the cap a memory must have grown for a
@@ -50,18 +70,24 @@ func (l memoryLimit) growthWindow() int64 {
 }
 
 // instantiateError turns the failure of instantiating a module whose
-// initial memory is above the cap into the cap's error; it returns nil for
-// any other failure.
+// initial memory is above the cap, or whose initial table is above
+// tableElements, into an error that says so; it returns nil for any other
+// failure.
 func (l memoryLimit) instantiateError(err error) error {
-	if l.bytes <= 0 || err == nil {
+	if err == nil {
 		return nil
+	}
+	msg := errorText(err)
+	// wasmtime: "table minimum size of N elements exceeds table limits".
+	if strings.Contains(msg, "exceeds table limits") {
+		return fmt.Errorf("wasmtime: instantiate module: %s: a table may have at most %d elements here (the runtime's cap of %d, lowered by a memory limit to a 16th of it at 8 bytes an element)",
+			lastLine(msg), l.tableElements(), MaxTableElements)
 	}
 	// wasmtime: "memory minimum size of N pages exceeds memory limits".
-	msg := errorText(err)
-	if !strings.Contains(msg, "exceeds memory limits") {
+	if l.bytes <= 0 || !strings.Contains(msg, "exceeds memory limits") {
 		return nil
 	}
-	return l.exceeded("the module's initial memory is larger", firstLine(msg))
+	return l.exceeded("the module's initial memory is larger", lastLine(msg))
 }
 
 // explain passes a run's result through, unless the run failed (a trap or
@@ -114,7 +140,12 @@ func (l memoryLimit) exceeded(state, cause string) error {
 	return &keep.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the memory limit (ctr run --memory-limit, a pod's resources.limits.memory, enarx run --memory): %s", l.bytes, state, cause)}
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+// lastLine is the last line of a wasmtime error: its cause, after the
+// context wasmtime-go puts first.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[i+1:])
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package wasmtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -156,4 +157,57 @@ func TestMemoryLimitGo(t *testing.T) {
 			t.Fatalf("exit status %d, want 0\nstdout: %s\nstderr: %s", r.status, r.stdout, r.stderr)
 		}
 	})
+}
+
+// watTableGrow grows its table by 100,000 elements until table.grow
+// returns -1, then exits with status 0 when the table has exactly WANT
+// elements, 1 otherwise.
+const watTableGrow = `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (table 1 funcref)
+  (func (export "_start")
+    (loop $grow
+      (br_if $grow (i32.ne (table.grow (ref.null func) (i32.const 100000)) (i32.const -1))))
+    (if (i32.lt_u (table.size) (i32.sub (i32.const WANT) (i32.const 100000))) (then (call $exit (i32.const 1))))
+    (if (i32.gt_u (table.size) (i32.const WANT)) (then (call $exit (i32.const 1))))))`
+
+// TestTableLimit checks that tables are capped, with or without a memory
+// limit: a table is memory the linear memory's cap does not see, and
+// wasmtime sets no cap of its own, so a module growing one in a loop would
+// take the node's memory.
+func TestTableLimit(t *testing.T) {
+	e := newEngine(t)
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		want  int64
+	}{
+		{"no memory limit", 0, MaxTableElements},
+		{"memory limit 16 MiB", 16 << 20, (16 << 20) / 16 / 8},
+	} {
+		t.Run("grow/"+tc.name, func(t *testing.T) {
+			m := compileWAT(t, e, strings.Replace(watTableGrow, "WANT", fmt.Sprint(tc.want), 2))
+			if status, err := m.Run(context.Background(), keep.RunOptions{MemoryLimit: tc.limit}); status != 0 || err != nil {
+				t.Errorf("Run = %d, %v; want the table capped near %d elements (0, nil)", status, err, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name     string
+		elements int64
+		limit    int64
+		want     string
+	}{
+		{"above the cap", MaxTableElements + 1, 0, "at most 10000000 elements"},
+		{"above the memory limit's", 200_000, 16 << 20, "at most 131072 elements"},
+		{"wasm32's largest", 1<<32 - 1, 0, "table minimum size of 4294967295 elements exceeds table limits"},
+	} {
+		t.Run("declared/"+tc.name, func(t *testing.T) {
+			m := compileWAT(t, e, fmt.Sprintf(`(module (table %d funcref) (func (export "_start")))`, tc.elements))
+			_, err := m.Run(context.Background(), keep.RunOptions{MemoryLimit: tc.limit})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), fmt.Sprintf("table minimum size of %d elements", tc.elements)) {
+				t.Errorf("Run: %v; want an error saying %q", err, tc.want)
+			}
+		})
+	}
 }

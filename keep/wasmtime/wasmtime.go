@@ -133,7 +133,31 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) 
 		return nil, fmt.Errorf("wasmtime: compile module: %s", errorText(err))
 	}
 	releaseCompilerMemory()
-	return newModule(e, mod), nil
+	m := newModule(e, mod)
+	// Imports no run could satisfy fail the compile, so that a Keep
+	// refuses such a module before it reports ready (the container's
+	// creation fails), not when its workload starts.
+	if err := m.checkWASIImports(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkWASIImports reports the module's imports that WASI preview 1 does
+// not provide (see checkImports), with wasmtime's WASI, which both WASIs
+// of Run provide the functions of.
+func (m *Module) checkWASIImports() error {
+	if len(m.module.Imports()) == 0 {
+		return nil
+	}
+	store := wasmtime.NewStore(m.engine.engine)
+	defer store.Close()
+	linker := wasmtime.NewLinker(m.engine.engine)
+	defer linker.Close()
+	if err := linker.DefineWasi(); err != nil {
+		return fmt.Errorf("wasmtime: define WASI imports: %s", errorText(err))
+	}
+	return m.checkImports(linker, store)
 }
 
 // Module is a compiled module. Each Run gets a fresh store and instance, so a
@@ -382,9 +406,10 @@ func call(ctx context.Context, w *watcher, store *wasmtime.Store, inst *wasmtime
 	return 0, false, nil
 }
 
-// checkImports reports every import the linker cannot satisfy, all at once
-// and in terms a workload author understands. wasmtime would only name the
-// first one.
+// checkImports reports the imports the linker cannot satisfy, all at once
+// (the first maxListedImports of them, and how many there are) and in
+// terms a workload author understands. wasmtime would only name the first
+// one.
 func (m *Module) checkImports(linker *wasmtime.Linker, store *wasmtime.Store) error {
 	var missing []string
 	for _, im := range m.module.Imports() {
@@ -399,8 +424,17 @@ func (m *Module) checkImports(linker *wasmtime.Linker, store *wasmtime.Store) er
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("wasmtime: module imports %s, which the host does not provide (only WASI preview 1, module \"wasi_snapshot_preview1\", is available)", strings.Join(missing, ", "))
+	listed := missing
+	if len(listed) > maxListedImports {
+		listed = append(listed[:maxListedImports:maxListedImports], fmt.Sprintf("and %d more (%d imports in all)", len(missing)-maxListedImports, len(missing)))
+	}
+	return fmt.Errorf("wasmtime: module imports %s, which the host does not provide (only WASI preview 1, module \"wasi_snapshot_preview1\", is available)", strings.Join(listed, ", "))
 }
+
+// maxListedImports is how many missing imports an error names: a module
+// may have thousands, and the error travels in a containerd reply and a
+// log line.
+const maxListedImports = 10
 
 // validateRunOptions checks what either WASI hands the workload as C
 // strings: wasmtime's copies them NUL-terminated, and a guest reads argv and

@@ -356,9 +356,10 @@ func TestEntrypointErrors(t *testing.T) {
 func TestImportErrors(t *testing.T) {
 	e := newEngine(t)
 
-	_, err := compileWAT(t, e, watHostImport).Run(context.Background(), keep.RunOptions{})
+	// Compile refuses imports no run could satisfy, naming them all.
+	_, err := e.Compile(context.Background(), wat(t, watHostImport))
 	if err == nil {
-		t.Fatal("Run of a module importing env.host_fn succeeded")
+		t.Fatal("Compile of a module importing env.host_fn succeeded")
 	}
 	for _, w := range []string{`"env"."host_fn"`, `"env"."host_table"`, "wasi_snapshot_preview1"} {
 		if !strings.Contains(err.Error(), w) {
@@ -367,6 +368,29 @@ func TestImportErrors(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "proc_exit") {
 		t.Errorf("error %q lists a WASI import that is provided", err)
+	}
+
+	// Thousands of them: the error names the first few and the count, and
+	// stays short.
+	var b strings.Builder
+	b.WriteString("(module\n")
+	for i := range 5000 {
+		fmt.Fprintf(&b, "(import \"wasi_snapshot_preview1\" \"not_wasi_%d\" (func))\n", i)
+	}
+	b.WriteString(`(func (export "_start")))`)
+	began := time.Now()
+	_, err = e.Compile(context.Background(), wat(t, b.String()))
+	if err == nil {
+		t.Fatal("Compile of a module with 5000 unknown imports succeeded")
+	}
+	t.Logf("5000 unknown imports: refused in %v: %v", time.Since(began).Round(time.Millisecond), err)
+	for _, w := range []string{`"wasi_snapshot_preview1"."not_wasi_0"`, `"wasi_snapshot_preview1"."not_wasi_9"`, "and 4990 more (5000 imports in all)"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not contain %q: %v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "not_wasi_10\"") || len(err.Error()) > 1024 {
+		t.Errorf("error lists more than 10 imports (%d bytes): %.300s", len(err.Error()), err)
 	}
 
 	// A WASI import with the wrong type is wasmtime's own error; it must
