@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 )
 
 // Backend names, as used in the node policy (backend = "...") and in the
@@ -200,23 +202,14 @@ func ParsePolicy(name string, data []byte) (Policy, error) {
 // policyDecodeError turns a go-toml error into one that names the file,
 // the line and column, and the fix.
 func policyDecodeError(name string, err error) error {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		var keys []string
-		for i := range strict.Errors {
-			e := &strict.Errors[i]
-			row, col := e.Position()
-			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
-		}
+	if keys, ok := tomlerr.UnknownKeys(err); ok {
 		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit (at the top level, no tables): remove or correct it: %w",
-			name, strings.Join(keys, ", "), err)
+			name, keys, err)
 	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, col := de.Position()
+	if row, col, key, ok := tomlerr.Position(err); ok {
 		setting := ""
-		if k := de.Key(); len(k) > 0 {
-			setting = fmt.Sprintf(" (setting %q)", strings.Join(k, "."))
+		if key != "" {
+			setting = fmt.Sprintf(" (setting %q)", key)
 		}
 		return fmt.Errorf("enarx node policy %s: line %d, column %d%s: %w: write valid TOML with a string backend and a boolean require_tee, e.g. backend = \"auto\" and require_tee = true",
 			name, row, col, setting, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
@@ -133,22 +134,12 @@ func ParseEnarxTOML(source string, data []byte) (*EnarxConfig, error) {
 // the line and the column.
 func enarxTOMLDecodeError(source string, err error) error {
 	const fix = "the keys are args (array of strings), env (table of strings), files (array of tables with kind, name, and for sockets addr, host, port and prot) and steward"
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		var keys []string
-		for i := range strict.Errors {
-			e := &strict.Errors[i]
-			row, col := e.Position()
-			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
-		}
-		return fmt.Errorf("oci: %s: unknown key %s: %s: %w", source, strings.Join(keys, ", "), fix, err)
+	if keys, ok := tomlerr.UnknownKeys(err); ok {
+		return fmt.Errorf("oci: %s: unknown key %s: %s: %w", source, keys, fix, err)
 	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, col := de.Position()
-		key := ""
-		if k := de.Key(); len(k) > 0 {
-			key = fmt.Sprintf(" (key %q)", strings.Join(k, "."))
+	if row, col, key, ok := tomlerr.Position(err); ok {
+		if key != "" {
+			key = fmt.Sprintf(" (key %q)", key)
 		}
 		return fmt.Errorf("oci: %s: line %d, column %d%s: %w: %s", source, row, col, key, err, fix)
 	}

@@ -8,10 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 )
 
 // File names in a steward's data directory.
@@ -108,18 +109,10 @@ func parseConfig(data []byte, name string) (Config, error) {
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		var strict *toml.StrictMissingError
-		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			keys := make([]string, len(strict.Errors))
-			for i := range strict.Errors {
-				row, _ := strict.Errors[i].Position()
-				keys[i] = fmt.Sprintf("%q (line %d)", strings.Join(strict.Errors[i].Key(), "."), row)
-			}
-			return Config{}, fmt.Errorf("steward: %s: unknown key %s: known keys are %s", name, strings.Join(keys, ", "), knownKeys)
+		if keys, ok := tomlerr.UnknownKeys(err); ok {
+			return Config{}, fmt.Errorf("steward: %s: unknown key %s: known keys are %s", name, keys, knownKeys)
 		}
-		var derr *toml.DecodeError
-		if errors.As(err, &derr) {
-			row, col := derr.Position()
+		if row, col, _, ok := tomlerr.Position(err); ok {
 			return Config{}, fmt.Errorf("steward: %s:%d:%d: %w", name, row, col, err)
 		}
 		return Config{}, fmt.Errorf("steward: %s: %w", name, err)

@@ -102,7 +102,7 @@ func TestDataDirErrors(t *testing.T) {
 	}{
 		{"unknown key", func(dir string) error {
 			return os.WriteFile(filepath.Join(dir, ConfigFile), []byte("listen = \"127.0.0.1:1\"\nlisten_adress = \"x\"\n"), 0o644)
-		}, []string{ConfigFile, `unknown key "listen_adress" (line 2)`}},
+		}, []string{ConfigFile, `unknown key "listen_adress" (line 2, column 1)`}},
 		{"bad duration", func(dir string) error {
 			return os.WriteFile(filepath.Join(dir, ConfigFile), []byte("token_ttl = \"an hour\"\n"), 0o644)
 		}, []string{ConfigFile, "token_ttl"}},

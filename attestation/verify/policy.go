@@ -3,7 +3,6 @@ package verify
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 )
 
 // MaxPolicySize bounds a policy file.
@@ -233,23 +233,13 @@ func (p *Policy) Validate() error {
 }
 
 func policyDecodeError(source string, err error) error {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		var keys []string
-		for i := range strict.Errors {
-			e := &strict.Errors[i]
-			row, col := e.Position()
-			keys = append(keys, fmt.Sprintf("%q (line %d, column %d)", strings.Join(e.Key(), "."), row, col))
-		}
+	if keys, ok := tomlerr.UnknownKeys(err); ok {
 		return fmt.Errorf("verify: policy %s: unknown key %s: remove or correct it (the keys are documented with verify.Policy): %w",
-			source, strings.Join(keys, ", "), err)
+			source, keys, err)
 	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, col := de.Position()
-		key := ""
-		if k := de.Key(); len(k) > 0 {
-			key = fmt.Sprintf(" (key %q)", strings.Join(k, "."))
+	if row, col, key, ok := tomlerr.Position(err); ok {
+		if key != "" {
+			key = fmt.Sprintf(" (key %q)", key)
 		}
 		return fmt.Errorf("verify: policy %s: line %d, column %d%s: %w", source, row, col, key, err)
 	}
