@@ -98,3 +98,16 @@ func (t *fdTable) closeAll() {
 		}
 	}
 }
+
+// fileEntry is the regular file open at fd: EBADF when fd is not open,
+// notFile when it is something else (a directory, a socket, stdio).
+func (w *WASI) fileEntry(fd int32, notFile errno) (*entry, errno) {
+	e := w.fds.get(fd)
+	if e == nil {
+		return nil, eBadf
+	}
+	if e.kind != kindFile {
+		return nil, notFile
+	}
+	return e, eSuccess
+}

@@ -254,12 +254,9 @@ func fdSeek(w *WASI, c *call) errno {
 }
 
 func fdTell(w *WASI, c *call) errno {
-	e := w.fds.get(c.i32(0))
-	if e == nil {
-		return eBadf
-	}
-	if e.kind != kindFile {
-		return eSpipe
+	e, bad := w.fileEntry(c.i32(0), eSpipe)
+	if bad != eSuccess {
+		return bad
 	}
 	off, err := unix.Seek(e.hostFD, 0, 1)
 	if err != nil {
@@ -270,12 +267,9 @@ func fdTell(w *WASI, c *call) errno {
 }
 
 func fdPread(w *WASI, c *call) errno {
-	e := w.fds.get(c.i32(0))
-	if e == nil {
-		return eBadf
-	}
-	if e.kind != kindFile {
-		return eSpipe
+	e, bad := w.fileEntry(c.i32(0), eSpipe)
+	if bad != eSuccess {
+		return bad
 	}
 	k, err := unix.Preadv(e.hostFD, c.iovecs(c.u32(1), c.u32(2)), int64(c.u64(3)))
 	if err != nil {
@@ -286,12 +280,9 @@ func fdPread(w *WASI, c *call) errno {
 }
 
 func fdPwrite(w *WASI, c *call) errno {
-	e := w.fds.get(c.i32(0))
-	if e == nil {
-		return eBadf
-	}
-	if e.kind != kindFile {
-		return eSpipe
+	e, bad := w.fileEntry(c.i32(0), eSpipe)
+	if bad != eSuccess {
+		return bad
 	}
 	k, err := unix.Pwritev(e.hostFD, c.iovecs(c.u32(1), c.u32(2)), int64(c.u64(3)))
 	if err != nil {
@@ -302,12 +293,9 @@ func fdPwrite(w *WASI, c *call) errno {
 }
 
 func fdSync(w *WASI, c *call) errno {
-	e := w.fds.get(c.i32(0))
-	if e == nil {
-		return eBadf
-	}
-	if e.kind != kindFile {
-		return eInval
+	e, bad := w.fileEntry(c.i32(0), eInval)
+	if bad != eSuccess {
+		return bad
 	}
 	if err := unix.Fsync(e.hostFD); err != nil {
 		return errnoOf(err)
@@ -316,12 +304,9 @@ func fdSync(w *WASI, c *call) errno {
 }
 
 func fdFilestatSetSize(w *WASI, c *call) errno {
-	e := w.fds.get(c.i32(0))
-	if e == nil {
-		return eBadf
-	}
-	if e.kind != kindFile {
-		return eInval
+	e, bad := w.fileEntry(c.i32(0), eInval)
+	if bad != eSuccess {
+		return bad
 	}
 	// A file under a read-only preopen is open O_RDONLY: the kernel refuses.
 	if err := unix.Ftruncate(e.hostFD, int64(c.u64(1))); err != nil {
