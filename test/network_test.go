@@ -2,16 +2,11 @@ package test
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +18,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -226,9 +222,7 @@ func TestNetworkTLSListen(t *testing.T) {
 		}
 
 		// A client that trusts another CA fails, and the Keep serves on.
-		other, _ := testCA(t, "other CA")
-		otherRoots := x509.NewCertPool()
-		otherRoots.AddCert(other)
+		otherRoots := testpki.NewCA(t, "other CA").Pool
 		if _, _, err := httpsGet(addr, attestedClient(t, otherRoots, &a), "/"); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Errorf("client trusting another CA: %v, want a certificate error", err)
 		}
@@ -289,14 +283,15 @@ func TestNetworkTLSListen(t *testing.T) {
 // cannot reach an address it did not declare.
 func TestNetworkConnect(t *testing.T) {
 	st := startSteward(t, "allow_test_roots = true\n")
-	caKey, caCert := stewardCA(t, st)
+	ca := stewardCA(t, st)
 	hello := func(prefix string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s %s\n", prefix, r.URL.Path)
 		})
 	}
 	tlsServer := httptest.NewUnstartedServer(hello("tls"))
-	tlsServer.TLS = &tls.Config{Certificates: []tls.Certificate{serverCertificate(t, caKey, caCert)}}
+	serverCert, _, _ := ca.Issue(t, "loopback server", nil)
+	tlsServer.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
 	tlsServer.StartTLS()
 	defer tlsServer.Close()
 	plainServer := httptest.NewServer(hello("tcp"))
@@ -351,31 +346,9 @@ func TestNetworkConnect(t *testing.T) {
 	})
 }
 
-// testCA returns a fresh self-signed CA certificate and its key.
-func testCA(t *testing.T, cn string) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// stewardCA reads the steward's CA key and certificate from its data dir.
-func stewardCA(t *testing.T, st *steward) (crypto.Signer, *x509.Certificate) {
+// stewardCA is the steward's CA, its key and certificate read from its data
+// dir, to certify a loopback server that Keeps of that steward trust.
+func stewardCA(t *testing.T, st *steward) *testpki.CA {
 	t.Helper()
 	keyPEM, err := os.ReadFile(filepath.Join(st.DataDir, "ca.key"))
 	if err != nil {
@@ -398,25 +371,5 @@ func stewardCA(t *testing.T, st *steward) (crypto.Signer, *x509.Certificate) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return key, readChain(t, certPEM)[0]
-}
-
-// serverCertificate issues a certificate for 127.0.0.1 from the CA.
-func serverCertificate(t *testing.T, caKey crypto.Signer, ca *x509.Certificate) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "loopback server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return testpki.FromCertificate(t, readChain(t, certPEM)[0].Raw, key)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -17,20 +18,20 @@ import (
 // check; it refuses another CA, a certificate without assertions, and
 // assertions its check refuses; and it needs the CA to be named.
 func TestVerifyAttestation(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	want := &attestation.Assertions{TEE: "sev-snp", RuntimeDigest: "sha256:aa", WorkloadDigest: "sha256:bb", RuntimeVersion: "v1", VerifiedAt: time.Unix(0, 0).UTC()}
 	ext, err := attestation.AssertionsExtension(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keepCert, _, _ := ca.issue(t, "keep", nil, ext)
-	plainCert, _, _ := ca.issue(t, "plain", nil)
+	keepCert, _, _ := ca.Issue(t, "keep", nil, ext)
+	plainCert, _, _ := ca.Issue(t, "plain", nil)
 	keep := &tlssock.Config{Certificates: []tls.Certificate{keepCert}}
 
 	var got *attestation.Assertions
-	client := func(roots *testCA, check func(*attestation.Assertions) error) *tlssock.Config {
+	client := func(roots *testpki.CA, check func(*attestation.Assertions) error) *tlssock.Config {
 		got = nil
-		return &tlssock.Config{RootCAs: roots.pool, ServerName: "not-a-name-of.the-keep", VerifyAttestation: func(a *attestation.Assertions) error {
+		return &tlssock.Config{RootCAs: roots.Pool, ServerName: "not-a-name-of.the-keep", VerifyAttestation: func(a *attestation.Assertions) error {
 			got = a
 			return check(a)
 		}}
@@ -52,7 +53,7 @@ func TestVerifyAttestation(t *testing.T) {
 		cli    *tlssock.Config
 		want   string
 	}{
-		{"another CA", keep, client(newCA(t, "other"), accept), "certificate"},
+		{"another CA", keep, client(testpki.NewCA(t, "other"), accept), "certificate"},
 		{"no assertions", &tlssock.Config{Certificates: []tls.Certificate{plainCert}}, client(ca, accept), "assertions"},
 		{"check refuses", keep, client(ca, func(a *attestation.Assertions) error {
 			return errors.New("workload sha256:bb is not the expected one")
@@ -69,7 +70,7 @@ func TestVerifyAttestation(t *testing.T) {
 	if _, err := (&tlssock.Config{VerifyAttestation: accept}).TLSConfig(); err == nil || !strings.Contains(err.Error(), "root_ca_file") {
 		t.Errorf("VerifyAttestation without a CA: %v, want an error naming root_ca_file", err)
 	}
-	if _, err := (&tlssock.Config{RootCAs: ca.pool, VerifyAttestation: accept}).DTLSConfig(); err == nil || !strings.Contains(err.Error(), "TLS only") {
+	if _, err := (&tlssock.Config{RootCAs: ca.Pool, VerifyAttestation: accept}).DTLSConfig(); err == nil || !strings.Contains(err.Error(), "TLS only") {
 		t.Errorf("VerifyAttestation for DTLS: %v, want a TLS-only error", err)
 	}
 }

@@ -33,7 +33,7 @@ func TestDTLSEchoDefaults(t *testing.T) {
 func TestDTLSMutual(t *testing.T) {
 	p := newPKI(t)
 	srvCfg := p.serverConfig()
-	srvCfg.ClientAuth, srvCfg.ClientCAs = "require", p.ca.pool
+	srvCfg.ClientAuth, srvCfg.ClientCAs = "require", p.ca.Pool
 	cli := p.clientConfig()
 	cli.Certificates = []tls.Certificate{p.client}
 	srv, c := exchange(t, "udp", srvCfg, cli)

@@ -14,19 +14,20 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
 // pki is a server and a client certificate from one CA.
 type pki struct {
-	ca             *testCA
+	ca             *testpki.CA
 	server, client tls.Certificate
 }
 
 func newPKI(t *testing.T) *pki {
-	ca := newCA(t, "test CA")
-	srv, _, _ := ca.issue(t, "server", []string{"keep.example"})
-	cli, _, _ := ca.issue(t, "client", nil)
+	ca := testpki.NewCA(t, "test CA")
+	srv, _, _ := ca.Issue(t, "server", []string{"keep.example"})
+	cli, _, _ := ca.Issue(t, "client", nil)
 	return &pki{ca: ca, server: srv, client: cli}
 }
 
@@ -35,7 +36,7 @@ func (p *pki) serverConfig() *tlssock.Config {
 }
 
 func (p *pki) clientConfig() *tlssock.Config {
-	return &tlssock.Config{RootCAs: p.ca.pool}
+	return &tlssock.Config{RootCAs: p.ca.Pool}
 }
 
 func mustOK(t *testing.T, srv, cli result) {
@@ -190,7 +191,7 @@ func TestMutualTLS(t *testing.T) {
 	p := newPKI(t)
 	srvCfg := p.serverConfig()
 	srvCfg.ClientAuth = "require"
-	srvCfg.ClientCAs = p.ca.pool
+	srvCfg.ClientCAs = p.ca.Pool
 
 	cli := p.clientConfig()
 	cli.Certificates = []tls.Certificate{p.client}
@@ -200,7 +201,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Errorf("server saw client verified=%v %v", srv.state.Verified, srv.state.PeerCertificates)
 	}
 
-	other, _, _ := newCA(t, "other CA").issue(t, "intruder", nil)
+	other, _, _ := testpki.NewCA(t, "other CA").Issue(t, "intruder", nil)
 	for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "certificate from another CA": {other}} {
 		cli := p.clientConfig()
 		cli.Certificates = certs
@@ -229,7 +230,7 @@ func TestSNI(t *testing.T) {
 func TestUntrustedCAFails(t *testing.T) {
 	p := newPKI(t)
 	for _, network := range []string{"tcp", "udp"} {
-		cli := &tlssock.Config{RootCAs: newCA(t, "other CA").pool}
+		cli := &tlssock.Config{RootCAs: testpki.NewCA(t, "other CA").Pool}
 		_, c := exchange(t, network, p.serverConfig(), cli)
 		if c.err == nil || !strings.Contains(c.err.Error(), "unknown authority") {
 			t.Errorf("%s: client trusting another CA: err = %v, want unknown authority", network, c.err)
@@ -271,7 +272,7 @@ curves = ["X25519"]`, `unknown key in TLS configuration (it is one [tls] table w
 func TestParseConfigAndFiles(t *testing.T) {
 	p := newPKI(t)
 	dir := t.TempDir()
-	_, key, chain := p.ca.issue(t, "file server", nil)
+	_, key, chain := p.ca.Issue(t, "file server", nil)
 	der, err := x509MarshalKey(key)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +284,7 @@ func TestParseConfigAndFiles(t *testing.T) {
 		}
 		return path
 	}
-	certFile, keyFile, caFile := write("cert.pem", chain), write("key.pem", der), write("ca.pem", p.ca.pem)
+	certFile, keyFile, caFile := write("cert.pem", chain), write("key.pem", der), write("ca.pem", p.ca.PEM)
 	srv, err := tlssock.ParseConfig([]byte(`[tls]
 groups = ["X25519MLKEM768", "X25519"]
 signature_schemes = ["ecdsa_secp256r1_sha256"]
@@ -308,14 +309,14 @@ server_name = "localhost"
 }
 
 func TestPeerAssertions(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	want := &attestation.Assertions{TEE: "none", RuntimeDigest: "sha256:aa", WorkloadDigest: "sha256:bb", RuntimeVersion: "v1", Insecure: true, VerifiedAt: time.Unix(0, 0).UTC()}
 	ext, err := attestation.AssertionsExtension(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keepCert, _, _ := ca.issue(t, "keep", nil, ext)
-	plainCert, _, _ := ca.issue(t, "plain", nil)
+	keepCert, _, _ := ca.Issue(t, "keep", nil, ext)
+	plainCert, _, _ := ca.Issue(t, "plain", nil)
 	for _, network := range []string{"tcp", "udp"} {
 		for name, cert := range map[string]tls.Certificate{"keep": keepCert, "plain": plainCert} {
 			l, err := tlssock.Listen(context.Background(), network, "127.0.0.1:0", &tlssock.Config{Certificates: []tls.Certificate{cert}})
@@ -329,7 +330,7 @@ func TestPeerAssertions(t *testing.T) {
 					c.Close()
 				}
 			}()
-			c, err := tlssock.Dial(context.Background(), network, l.Addr().String(), &tlssock.Config{RootCAs: ca.pool})
+			c, err := tlssock.Dial(context.Background(), network, l.Addr().String(), &tlssock.Config{RootCAs: ca.Pool})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -350,9 +351,9 @@ func TestPeerAssertions(t *testing.T) {
 }
 
 func TestFromKeyAndChainRejectsOtherKey(t *testing.T) {
-	ca := newCA(t, "ca")
-	_, _, chain := ca.issue(t, "a", nil)
-	_, otherKey, _ := ca.issue(t, "b", nil)
+	ca := testpki.NewCA(t, "ca")
+	_, _, chain := ca.Issue(t, "a", nil)
+	_, otherKey, _ := ca.Issue(t, "b", nil)
 	if _, err := tlssock.FromKeyAndChain(otherKey, chain); err == nil || !strings.Contains(err.Error(), "does not certify the given key") {
 		t.Errorf("FromKeyAndChain with another key: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -114,10 +115,10 @@ func TestConnectTCPByName(t *testing.T) {
 
 // tlsServer listens with a certificate from ca for localhost and
 // 127.0.0.1, with the given groups.
-func tlsServer(t *testing.T, ca *testCA, groups ...string) net.Listener {
+func tlsServer(t *testing.T, ca *testpki.CA, groups ...string) net.Listener {
 	t.Helper()
 	l, err := tlssock.Listen(context.Background(), "tcp", "127.0.0.1:0",
-		&tlssock.Config{Certificates: []tls.Certificate{ca.issue(t, "db")}, Groups: groups})
+		&tlssock.Config{Certificates: []tls.Certificate{issueLeaf(t, ca, "db")}, Groups: groups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +127,13 @@ func tlsServer(t *testing.T, ca *testCA, groups ...string) net.Listener {
 }
 
 func TestConnectTLS(t *testing.T) {
-	ca := newCA(t, "db CA")
+	ca := testpki.NewCA(t, "db CA")
 	for _, host := range []string{"127.0.0.1", "localhost"} {
 		t.Run(host, func(t *testing.T) {
 			l := tlsServer(t, ca)
 			srv := serveOnce(l)
 			addr := fmt.Sprintf("%s:%d", host, l.Addr().(*net.TCPAddr).Port)
-			s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: addr}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.pool}})
+			s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: addr}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
 			if got := talk(t, socket(t, s, "db")); got != "answer" {
 				t.Errorf("workload got %q", got)
 			}
@@ -151,10 +152,10 @@ func TestConnectTLS(t *testing.T) {
 }
 
 func TestConnectTLSClassicalServer(t *testing.T) {
-	ca := newCA(t, "db CA")
+	ca := testpki.NewCA(t, "db CA")
 	l := tlsServer(t, ca, "P-256")
 	srv := serveOnce(l)
-	s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: l.Addr().String()}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.pool}})
+	s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: l.Addr().String()}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
 	talk(t, socket(t, s, "db"))
 	if r := <-srv; r.err != nil || r.state.Group != "P-256" {
 		t.Errorf("server accepting only P-256: %+v", r)
@@ -162,7 +163,7 @@ func TestConnectTLSClassicalServer(t *testing.T) {
 }
 
 func TestConnectTLSUntrustedServer(t *testing.T) {
-	l := tlsServer(t, newCA(t, "db CA"))
+	l := tlsServer(t, testpki.NewCA(t, "db CA"))
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -174,7 +175,7 @@ func TestConnectTLSUntrustedServer(t *testing.T) {
 		}
 	}()
 	spec := Spec{Name: "db", Kind: Connect, Prot: TLS, Addr: l.Addr().String()}
-	_, err := Open(context.Background(), []Spec{spec}, Options{ClientTLS: &tlssock.Config{RootCAs: newCA(t, "other CA").pool}})
+	_, err := Open(context.Background(), []Spec{spec}, Options{ClientTLS: &tlssock.Config{RootCAs: testpki.NewCA(t, "other CA").Pool}})
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Fatalf("Open against an untrusted server: %v, want x509.UnknownAuthorityError", err)
@@ -186,7 +187,7 @@ func TestConnectTLSUntrustedServer(t *testing.T) {
 	}
 
 	_, err = Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: "127.0.0.1:" + fmt.Sprint(l.Addr().(*net.TCPAddr).Port)}},
-		Options{ClientTLS: &tlssock.Config{RootCAs: newCA(t, "db CA").pool, ServerName: "elsewhere.example"}})
+		Options{ClientTLS: &tlssock.Config{RootCAs: testpki.NewCA(t, "db CA").Pool, ServerName: "elsewhere.example"}})
 	if err == nil || !strings.Contains(err.Error(), `connect socket "db"`) {
 		t.Errorf("Open with a server name the certificate lacks: %v", err)
 	}
@@ -234,7 +235,7 @@ func TestConnectRefused(t *testing.T) {
 }
 
 func TestReleaseFilesLetsTheWorkloadClose(t *testing.T) {
-	ca := newCA(t, "db CA")
+	ca := testpki.NewCA(t, "db CA")
 	tl := tlsServer(t, ca)
 	pl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -245,7 +246,7 @@ func TestReleaseFilesLetsTheWorkloadClose(t *testing.T) {
 	s := open(t, []Spec{
 		{Name: "secure", Kind: Connect, Prot: TLS, Addr: tl.Addr().String()},
 		{Name: "plain", Kind: Connect, Prot: TCP, Addr: pl.Addr().String()},
-	}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.pool}})
+	}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
 
 	// The engine's duplicates.
 	var dups []net.Conn

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -91,7 +92,7 @@ func tlsClient(t *testing.T, s *Set, name string, cfg *tlssock.Config) (*tls.Con
 }
 
 func TestListenTLSPostQuantum(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	so := socket(t, s, "web")
 	if so.File != nil || so.Acceptor == nil {
@@ -106,7 +107,7 @@ func TestListenTLSPostQuantum(t *testing.T) {
 		t.Errorf("Accept with nothing waiting = %v, %v; want EAGAIN", f, err)
 	}
 
-	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,10 +144,10 @@ func TestListenTLSPostQuantum(t *testing.T) {
 }
 
 func TestListenTLSClassicalClient(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	for _, group := range []string{"X25519", "P-256"} {
-		c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool, Groups: []string{group}})
+		c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool, Groups: []string{group}})
 		if err != nil {
 			t.Fatalf("client offering only %s: %v", group, err)
 		}
@@ -169,16 +170,16 @@ func TestListenTLSClassicalClient(t *testing.T) {
 }
 
 func TestListenTLSUntrustedClientKeepsServing(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	for range 3 {
-		_, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: newCA(t, "other").pool})
+		_, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: testpki.NewCA(t, "other").Pool})
 		if err == nil || !strings.Contains(err.Error(), "unknown authority") {
 			t.Fatalf("client trusting another CA: %v, want unknown authority", err)
 		}
 	}
-	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatalf("a trusting client after failed ones: %v", err)
 	}
@@ -197,10 +198,10 @@ func TestListenTLSUntrustedClientKeepsServing(t *testing.T) {
 }
 
 func TestListenTLSHalfClose(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
-	cli := &tlssock.Config{RootCAs: ca.pool}
+	cli := &tlssock.Config{RootCAs: ca.Pool}
 
 	t.Run("client ends its output", func(t *testing.T) {
 		c, err := tlsClient(t, s, "web", cli)
@@ -308,7 +309,7 @@ func TestListenTLSHalfClose(t *testing.T) {
 }
 
 func TestListenTLSSlowClientDelaysNoOne(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}},
 		Options{ServerTLS: keepTLS(t, ca), HandshakeTimeout: 700 * time.Millisecond})
 	silent, err := net.Dial("tcp", s.Addr("web").String())
@@ -317,7 +318,7 @@ func TestListenTLSSlowClientDelaysNoOne(t *testing.T) {
 	}
 	defer silent.Close()
 	start := time.Now()
-	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func TestListenTLSSlowClientDelaysNoOne(t *testing.T) {
 }
 
 func TestListenTLSManyConnections(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	const n = 64
@@ -374,7 +375,7 @@ func TestListenTLSManyConnections(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c, err := tlssock.Dial(ctx, "tcp", s.Addr("web").String(), &tlssock.Config{RootCAs: ca.pool})
+			c, err := tlssock.Dial(ctx, "tcp", s.Addr("web").String(), &tlssock.Config{RootCAs: ca.Pool})
 			if err != nil {
 				errs <- err
 				return
@@ -400,13 +401,13 @@ func TestListenTLSManyConnections(t *testing.T) {
 }
 
 func TestListenTLSBacklogFull(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	const backlog = 2
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca), Backlog: backlog})
 	acc := socket(t, s, "web").Acceptor
 	var conns []*tls.Conn
 	for range backlog + 2 {
-		c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+		c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,7 +462,7 @@ func TestListenAddressInUse(t *testing.T) {
 	defer held.Close()
 	for _, prot := range []string{TCP, TLS} {
 		_, err = Open(context.Background(), []Spec{{Name: "web", Kind: Listen, Prot: prot, Addr: held.Addr().String()}},
-			Options{ServerTLS: keepTLS(t, newCA(t, "ca"))})
+			Options{ServerTLS: keepTLS(t, testpki.NewCA(t, "ca"))})
 		if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), `listen socket "web"`) ||
 			!strings.Contains(err.Error(), "address already in use: choose another port in Enarx.toml") {
 			t.Errorf("%s listen on a held port: %v", prot, err)
@@ -501,21 +502,21 @@ func TestDuplicateNames(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s, err := Open(context.Background(), []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	acc := socket(t, s, "web").Acceptor
 	addr := s.Addr("web").String()
-	active, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	active, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
 	active.Write([]byte("x"))
 	w := acceptWorkload(t, acc, 5*time.Second) // pumped, owned by the workload
 	defer w.Close()
-	queued, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	queued, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +559,7 @@ func TestCloseEndsEverything(t *testing.T) {
 }
 
 func TestCloseWaitsForItsGoroutines(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	server := tlsServer(t, ca)
 	srv := serveOnce(server)
 	before := runtime.NumGoroutine()
@@ -566,11 +567,11 @@ func TestCloseWaitsForItsGoroutines(t *testing.T) {
 	s, err := Open(context.Background(), []Spec{
 		{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"},
 		{Name: "db", Kind: Connect, Prot: TLS, Addr: server.Addr().String()},
-	}, Options{ServerTLS: keepTLS(t, ca), ClientTLS: &tlssock.Config{RootCAs: ca.pool}, NetNS: ""})
+	}, Options{ServerTLS: keepTLS(t, ca), ClientTLS: &tlssock.Config{RootCAs: ca.Pool}, NetNS: ""})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,9 +594,9 @@ func TestCloseWaitsForItsGoroutines(t *testing.T) {
 }
 
 func TestListenTLSLargeTransferBothWays(t *testing.T) {
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
-	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.pool})
+	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -125,7 +126,7 @@ func TestNewNetNSIsolates(t *testing.T) {
 
 func TestNewNetNSTLSListen(t *testing.T) {
 	requireNetNS(t)
-	ca := newCA(t, "steward")
+	ca := testpki.NewCA(t, "steward")
 	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "[::]:8443"}}, Options{NetNS: NewNetNS, ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	for _, host := range []string{"127.0.0.1", "::1"} {
@@ -137,7 +138,7 @@ func TestNewNetNSTLSListen(t *testing.T) {
 				t.Errorf("%s from inside: %v", host, err)
 				return
 			}
-			c, err := tlssock.Client(raw, &tlssock.Config{RootCAs: ca.pool, ServerName: "localhost"})
+			c, err := tlssock.Client(raw, &tlssock.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 			if err != nil {
 				t.Fatal(err)
 			}
