@@ -82,18 +82,6 @@ func canUseCgroups() bool {
 	return os.Geteuid() == 0 && cgroups.Mode() != cgroups.Unavailable
 }
 
-func phaseOf(s tasktypes.Status) lifecycle.Phase {
-	switch s {
-	case tasktypes.Status_CREATED:
-		return lifecycle.Created
-	case tasktypes.Status_RUNNING:
-		return lifecycle.Running
-	case tasktypes.Status_STOPPED:
-		return lifecycle.Stopped
-	}
-	return lifecycle.None
-}
-
 func timeOf(ts *timestamppb.Timestamp) time.Time {
 	if ts == nil {
 		return time.Time{}
@@ -127,7 +115,7 @@ func (rt *shimRuntime) Do(ctx context.Context, op lifecycle.Op) (lifecycle.Answe
 	case lifecycle.State:
 		var r *taskapi.StateResponse
 		if r, err = svc.State(ctx, &taskapi.StateRequest{ID: id}); err == nil {
-			a.Phase, rep.Pid = phaseOf(r.Status), r.Pid
+			a.Phase, rep.Pid = lifecycle.PhaseOf(r.Status), r.Pid
 			if a.Phase == lifecycle.Stopped {
 				a.ExitStatus, rep.ExitedAt = int(r.ExitStatus), timeOf(r.ExitedAt)
 			}

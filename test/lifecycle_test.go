@@ -202,18 +202,6 @@ func timeOf(ts *timestamppb.Timestamp) time.Time {
 	return ts.AsTime()
 }
 
-func phaseOf(s tasktypes.Status) lifecycle.Phase {
-	switch s {
-	case tasktypes.Status_CREATED:
-		return lifecycle.Created
-	case tasktypes.Status_RUNNING:
-		return lifecycle.Running
-	case tasktypes.Status_STOPPED:
-		return lifecycle.Stopped
-	}
-	return lifecycle.None
-}
-
 func (rt *daemonRuntime) Do(ctx context.Context, op lifecycle.Op) (lifecycle.Answer, lifecycle.Report) {
 	ctx = rt.ctx(ctx)
 	id := rt.ids[op.Task]
@@ -286,7 +274,7 @@ func (rt *daemonRuntime) Do(ctx context.Context, op lifecycle.Op) (lifecycle.Ans
 }
 
 func processAnswer(p *tasktypes.Process) (lifecycle.Answer, lifecycle.Report) {
-	a := lifecycle.Answer{Phase: phaseOf(p.Status)}
+	a := lifecycle.Answer{Phase: lifecycle.PhaseOf(p.Status)}
 	rep := lifecycle.Report{Pid: p.Pid}
 	if a.Phase == lifecycle.Stopped {
 		a.ExitStatus, rep.ExitedAt = int(p.ExitStatus), timeOf(p.ExitedAt)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"google.golang.org/grpc/codes"
 )
 
@@ -450,4 +451,17 @@ func (d *driver) checkEvents() {
 			d.fail("task %d#%d (pid %d): events %q, want %q", l.task, l.gen, l.pid, got, expect)
 		}
 	}
+}
+
+// PhaseOf is the phase a task API State answer reports.
+func PhaseOf(s tasktypes.Status) Phase {
+	switch s {
+	case tasktypes.Status_CREATED:
+		return Created
+	case tasktypes.Status_RUNNING:
+		return Running
+	case tasktypes.Status_STOPPED:
+		return Stopped
+	}
+	return None
 }
