@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // ArtifactModuleFile is the file in the bundle where the module of a wasm
@@ -55,8 +55,8 @@ func Rootfs(bundle string, spec *specs.Spec) string {
 }
 
 // Resolve turns a bundle's spec, and the container's image when the module is
-// not in the root filesystem, into the configuration of the Keep that runs
-// it. images may be nil when no image is available.
+// not in the root filesystem, into the workload it runs (the shim makes the
+// Keep's configuration of it). images may be nil when no image is available.
 //
 // process.args[0] names the module: a file ending in ".wasm" in the root
 // filesystem, optionally followed by "#function" to call another export than
@@ -68,34 +68,24 @@ func Rootfs(bundle string, spec *specs.Spec) string {
 // preopened directories (see Preopens), and its working directory is
 // process.cwd. An Enarx.toml in the image adds args, env and stdio settings
 // (see EnarxTOMLFile).
-func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images ImageStore) (keep.Config, error) {
+func Resolve(ctx context.Context, bundle string, spec *specs.Spec, images ImageStore) (workload.Workload, error) {
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
-		return keep.Config{}, errors.New("oci: process.args is empty: name the module to run, e.g. /app.wasm (`enarx package` sets it in the image)")
+		return workload.Workload{}, errors.New("oci: process.args is empty: name the module to run, e.g. /app.wasm (`enarx package` sets it in the image)")
 	}
 	// A workload reads argv and the environment as NUL-terminated strings.
-	for i, a := range spec.Process.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return keep.Config{}, fmt.Errorf("oci: process.args[%d] %q contains a NUL byte, which would cut the argument short: remove it", i, a)
-		}
+	if i := engine.BadArg(spec.Process.Args); i >= 0 {
+		return workload.Workload{}, fmt.Errorf("oci: process.args[%d] %q contains a NUL byte, which would cut the argument short: remove it", i, spec.Process.Args[i])
 	}
-	for i, kv := range spec.Process.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
-			return keep.Config{}, fmt.Errorf("oci: process.env[%d] %q is not KEY=value (without a NUL byte): write it as NAME=value", i, kv)
-		}
+	if i := engine.BadEnv(spec.Process.Env); i >= 0 {
+		return workload.Workload{}, fmt.Errorf("oci: process.env[%d] %q is not KEY=value (without a NUL byte): write it as NAME=value", i, spec.Process.Env[i])
 	}
 	args := append([]string(nil), spec.Process.Args...)
 	name, function, _ := strings.Cut(args[0], "#")
 	args[0] = name
-	cfg := keep.Config{
-		ID:         id,
+	cfg := workload.Workload{
 		Entrypoint: function,
 		Args:       args,
 		Env:        spec.Process.Env,
-	}
-	// The workload's linear memory is capped at the container's memory
-	// limit; the Keep's cgroup bounds the whole Keep (keep.Process.Run).
-	if l := spec.Linux; l != nil && l.Resources != nil && l.Resources.Memory != nil && l.Resources.Memory.Limit != nil && *l.Resources.Memory.Limit > 0 {
-		cfg.MemoryLimit = *l.Resources.Memory.Limit
 	}
 
 	module, err := moduleInRootfs(Rootfs(bundle, spec), name)
@@ -104,14 +94,14 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 		return withFiles(ctx, cfg, bundle, spec, nil)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return keep.Config{}, err
+		return workload.Workload{}, err
 	}
 	notFound := err
 	if images != nil {
 		dst := filepath.Join(bundle, ArtifactModuleFile)
 		found, ierr := extractArtifactModule(ctx, images, dst)
 		if ierr != nil {
-			return keep.Config{}, ierr
+			return workload.Workload{}, ierr
 		}
 		if found {
 			cfg.Module = dst
@@ -122,7 +112,7 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 			return cfg, err
 		}
 	}
-	return keep.Config{}, notFound
+	return workload.Workload{}, notFound
 }
 
 // moduleInRootfs finds name in rootfs without ever leaving it: ".." and

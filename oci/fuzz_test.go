@@ -17,8 +17,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 // The fuzz targets of this package take what an image or a container's
@@ -69,7 +69,7 @@ func FuzzParseEnarxTOML(f *testing.F) {
 			}
 			return
 		}
-		cfg := keep.Config{ID: "fuzz", Module: "/app.wasm", Args: []string{"/app.wasm"}, Env: []string{"PATH=/"}}
+		cfg := workload.Workload{Module: "/app.wasm", Args: []string{"/app.wasm"}, Env: []string{"PATH=/"}}
 		c.Apply(&cfg)
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("accepted Enarx.toml gives a Keep config the Keep refuses: %v", err)
@@ -110,11 +110,11 @@ func FuzzSocketAnnotations(f *testing.F) {
 		f.Add(s.connect, s.name, s.value)
 	}
 	f.Fuzz(func(t *testing.T, connect bool, name, value string) {
-		key, kind := AnnotationListenPrefix+name, sockets.Listen
+		key, kind := AnnotationListenPrefix+name, socketspec.Listen
 		if connect {
-			key, kind = AnnotationConnectPrefix+name, sockets.Connect
+			key, kind = AnnotationConnectPrefix+name, socketspec.Connect
 		}
-		var cfg keep.Config
+		var cfg workload.Workload
 		if err := applySocketAnnotations(&cfg, map[string]string{key: value}); err != nil {
 			if !strings.Contains(err.Error(), key) {
 				t.Fatalf("error does not name the annotation %q: %v", key, err)
@@ -132,7 +132,7 @@ func FuzzSocketAnnotations(f *testing.F) {
 			t.Fatalf("accepted annotation %s=%q gives a socket the Keep refuses: %v", key, value, err)
 		}
 		again := (&url.URL{Scheme: s.Prot, Host: s.Addr}).String()
-		var back keep.Config
+		var back workload.Workload
 		if err := applySocketAnnotations(&back, map[string]string{key: again}); err != nil {
 			t.Fatalf("%s=%q, the socket %v written back, is refused: %v", key, again, s, err)
 		}
@@ -229,7 +229,7 @@ func FuzzResolveSpec(f *testing.F) {
 			}
 			return
 		}
-		cfg, err := Resolve(context.Background(), "fuzz", bundle, spec, nil)
+		cfg, err := Resolve(context.Background(), bundle, spec, nil)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "oci: ") {
 				t.Fatalf("error without its source: %v", err)

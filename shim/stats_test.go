@@ -25,6 +25,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 // requireCgroups skips a test that needs to create cgroups.
@@ -195,7 +196,7 @@ func TestCleanupRemovesCgroup(t *testing.T) {
 	p, err := keep.Start(context.Background(), keep.StartOptions{
 		Executable: os.Args[0],
 		Dir:        bundle,
-		Config:     keep.Config{ID: id, Module: filepath.Join(bundle, "rootfs", "app.wasm"), Args: []string{"app.wasm"}},
+		Config:     keep.Config{ID: id, Workload: workload.Workload{Module: filepath.Join(bundle, "rootfs", "app.wasm"), Args: []string{"app.wasm"}}},
 		Cgroup:     path,
 	})
 	if err != nil {

@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -37,7 +38,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 			"n for proc_exit(n), 134 for a trap, 128+n when signal n ended it (SIGINT and SIGTERM\n"+
 			"are passed on to the Keep). The Keep is the runtime binary, "+runtimeBinary+",\n"+
 			"found beside enarx or on PATH.")
-	backend := fs.String("backend", keep.BackendAuto, "Keep backend `NAME`: auto (the first TEE this node offers, else nil), nil, sev-snp or tdx")
+	backend := fs.String("backend", nodepolicy.BackendAuto, "Keep backend `NAME`: auto (the first TEE this node offers, else nil), nil, sev-snp or tdx")
 	var env, dirs listFlag
 	fs.Var(&env, "env", "set `K=V` in the workload's environment (repeatable); K alone passes on enarx's own K")
 	fs.Var(&dirs, "dir", "`HOST:GUEST[:ro]`: give the workload the host directory HOST at the guest path GUEST, read-only with :ro (repeatable)")
@@ -45,7 +46,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	fs.Var(&listen, "listen", "`NAME=PROT://ADDR:PORT`: a listening socket named NAME in FD_NAMES, PROT tls (terminated by the Keep, self-signed) or tcp, e.g. web=tls://127.0.0.1:8443 (repeatable)")
 	fs.Var(&connect, "connect", "`NAME=PROT://HOST:PORT`: a socket connected at start, PROT tls (server verified with the system roots) or tcp (repeatable)")
 	memory := fs.String("memory", "", "cap the workload's linear memory at `BYTES` (suffix k, m or g for KiB, MiB, GiB)")
-	moduleCache := fs.String("module-cache", "", "precompiled-module cache `DIR`, or off; default "+keep.DefaultModuleCache+" as root, else off")
+	moduleCache := fs.String("module-cache", "", "precompiled-module cache `DIR`, or off; default "+nodepolicy.DefaultModuleCache+" as root, else off")
 	runtimePath := fs.String("runtime", "", "runtime binary `PATH`; default "+runtimeBinary+" beside enarx, else on PATH")
 	verbose := fs.Bool("v", false, "print the Keep's attestation summary (TEE, workload and runtime digests) to stderr")
 	if err := parseFlags(s, fs, args); err != nil {
@@ -61,7 +62,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	for _, l := range []struct {
 		flag, kind string
 		values     []string
-	}{{"--listen", sockets.Listen, listen}, {"--connect", sockets.Connect, connect}} {
+	}{{"--listen", socketspec.Listen, listen}, {"--connect", socketspec.Connect, connect}} {
 		for _, v := range l.values {
 			name, value, ok := strings.Cut(v, "=")
 			if !ok {
@@ -143,7 +144,7 @@ func runConfig(module string, args, env, dirs []string, memory, moduleCache stri
 		// The default cache is root's: others could not write it, and
 		// must not share what root's Keeps load.
 		if os.Geteuid() == 0 {
-			cfg.ModuleCache = keep.DefaultModuleCache
+			cfg.ModuleCache = nodepolicy.DefaultModuleCache
 		}
 	case "off":
 	default:
@@ -237,11 +238,11 @@ func parseBytes(s string) (int64, error) {
 // first TEE available for auto, else nil.
 func chooseBackend(requested string) (string, error) {
 	switch requested {
-	case keep.BackendAuto, keep.BackendNil, keep.BackendSEVSNP, keep.BackendTDX:
+	case nodepolicy.BackendAuto, nodepolicy.BackendNil, nodepolicy.BackendSEVSNP, nodepolicy.BackendTDX:
 	default:
 		return "", usagef("--backend %q: give auto, nil, sev-snp or tdx", requested)
 	}
-	b, err := keep.DefaultPolicy().Choose(requested, keep.Available)
+	b, err := nodepolicy.Default().Choose(requested, keep.Available)
 	if err != nil {
 		// Choose speaks of a container's annotation; say it for the flag.
 		if reason := keep.Available(requested); reason != nil {
@@ -359,7 +360,7 @@ func printReady(w io.Writer, r keep.Ready) {
 	if r.TEEVersion != "" {
 		tee += " (" + r.TEEVersion + ")"
 	}
-	if r.Backend == keep.BackendNil {
+	if r.Backend == nodepolicy.BackendNil {
 		tee += ": NOT confidential"
 	}
 	fmt.Fprintf(w, "enarx run: Keep ready on backend %s\n", r.Backend)

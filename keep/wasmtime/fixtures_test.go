@@ -12,10 +12,8 @@ import (
 	"testing"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // WAT fixtures. They are compiled with wasmtime.Wat2Wasm when a test needs
@@ -213,14 +211,14 @@ var (
 
 type goModuleOnce struct {
 	once sync.Once
-	m    keep.Module
+	m    engine.Module
 	err  error
 }
 
 // goModule builds and compiles the Go program in dir once per test process.
 // The modules share one engine, so a test that cancels a run of one must
 // not overlap with another test's run (see the package documentation).
-func goModule(t testing.TB, dir string) keep.Module {
+func goModule(t testing.TB, dir string) engine.Module {
 	t.Helper()
 	path := goWasm(t, dir)
 	fixtureEngine.once.Do(func() { fixtureEngine.e, fixtureEngine.err = New() })
@@ -245,7 +243,7 @@ func goModule(t testing.TB, dir string) keep.Module {
 
 // listenSocket opens a loopback TCP listener and returns it with a Socket
 // named name holding a duplicate of it. Both are closed when the test ends.
-func listenSocket(t testing.TB, name string) (sockets.Socket, net.Listener) {
+func listenSocket(t testing.TB, name string) (engine.Socket, net.Listener) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -257,12 +255,12 @@ func listenSocket(t testing.TB, name string) (sockets.Socket, net.Listener) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return sockets.Socket{Name: name, File: f}, ln
+	return engine.Socket{Name: name, File: f}, ln
 }
 
 // dupSocket returns s with a duplicate of its File, for one more Run (Run
 // closes the File it is given).
-func dupSocket(t testing.TB, s sockets.Socket) sockets.Socket {
+func dupSocket(t testing.TB, s engine.Socket) engine.Socket {
 	t.Helper()
 	fd, err := unix.FcntlInt(s.File.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -270,5 +268,5 @@ func dupSocket(t testing.TB, s sockets.Socket) sockets.Socket {
 	}
 	f := os.NewFile(uintptr(fd), s.File.Name())
 	t.Cleanup(func() { f.Close() })
-	return sockets.Socket{Name: s.Name, File: f}
+	return engine.Socket{Name: s.Name, File: f}
 }

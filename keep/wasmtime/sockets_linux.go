@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/wasmtime/hostwasi"
 )
 
 // newSocketWASI builds the hostwasi WASI of a run with sockets, from
 // options that validateRunOptions accepted. The Keep's own descriptors 0,
 // 1 and 2 are the workload's stdio, as with wasmtime's WASI.
-func newSocketWASI(opts keep.RunOptions) (socketWASI, error) {
+func newSocketWASI(opts engine.RunOptions) (socketWASI, error) {
 	cfg := hostwasi.Config{
 		Args:   opts.Args,
 		Env:    opts.Env,

@@ -1,8 +1,6 @@
-package keep
+package cgroup
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -15,6 +13,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -65,56 +64,20 @@ func TestWithoutHeldBack(t *testing.T) {
 	}
 }
 
-// requireCgroups skips a test that needs to create cgroups.
-func requireCgroups(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating cgroups needs root")
-	}
-	if cgroups.Mode() == cgroups.Unavailable {
-		t.Skip("no cgroup file system")
-	}
-}
-
-// testCgroupPath is a cgroup path of the test's own, removed at its end.
-func testCgroupPath(t *testing.T) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	parent := "/enarx-keep-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		// The parent is created along with the cgroup; rmdir it in
-		// every hierarchy.
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
-		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", parent))
-		for _, d := range dirs {
-			_ = os.Remove(d)
-		}
-	})
-	return parent + "/keep"
-}
-
-// memoryDir is where the memory controller shows the cgroup at path.
-func memoryDir(path string) string {
-	if cgroups.Mode() == cgroups.Unified {
-		return filepath.Join("/sys/fs/cgroup", path)
-	}
-	return filepath.Join("/sys/fs/cgroup/memory", path)
-}
-
 func TestCgroupLifecycle(t *testing.T) {
-	requireCgroups(t)
-	path := testCgroupPath(t)
+	cgrouptest.Require(t)
+	path := cgrouptest.Path(t, "keep")
 	pidsLimit := int64(64)
 	limit := int64(64 << 20)
 	shares := uint64(512)
-	cg, err := NewCgroup(path, &specs.LinuxResources{
+	cg, err := New(path, &specs.LinuxResources{
 		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 		Memory:  &specs.LinuxMemory{Limit: &limit},
 		Pids:    &specs.LinuxPids{Limit: &pidsLimit},
 		CPU:     &specs.LinuxCPU{Shares: &shares},
 	})
 	if err != nil {
-		t.Fatalf("NewCgroup: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	deleted := false
 	t.Cleanup(func() {
@@ -140,7 +103,7 @@ func TestCgroupLifecycle(t *testing.T) {
 	if err := cg.Add(sleep.Process.Pid); err != nil {
 		t.Fatalf("Add: %v", err)
 	}
-	procs, err := os.ReadFile(filepath.Join(memoryDir(path), "cgroup.procs"))
+	procs, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), "cgroup.procs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +123,7 @@ func TestCgroupLifecycle(t *testing.T) {
 		limitFile = "memory.max"
 	}
 	readLimit := func() string {
-		b, err := os.ReadFile(filepath.Join(memoryDir(path), limitFile))
+		b, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), limitFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,9 +165,9 @@ func TestCgroupLifecycle(t *testing.T) {
 		t.Errorf("Metrics() is a %T", m)
 	}
 
-	loaded, err := LoadCgroup(path)
+	loaded, err := Load(path)
 	if err != nil {
-		t.Fatalf("LoadCgroup: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	// Delete kills what is left in the cgroup.
 	if err := loaded.Delete(); err != nil {
@@ -214,11 +177,11 @@ func TestCgroupLifecycle(t *testing.T) {
 	if err := sleep.Wait(); err == nil {
 		t.Errorf("the process in the cgroup was not killed")
 	}
-	if _, err := os.Stat(memoryDir(path)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cgroup directory %s: %v, want it gone", memoryDir(path), err)
+	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup directory %s: %v, want it gone", cgrouptest.MemoryDir(path), err)
 	}
-	if _, err := LoadCgroup(path); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("LoadCgroup of a deleted cgroup: %v, want os.ErrNotExist", err)
+	if _, err := Load(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a deleted cgroup: %v, want os.ErrNotExist", err)
 	}
 	if err := cg.Delete(); err != nil {
 		t.Errorf("a second Delete: %v", err)

@@ -6,17 +6,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"golang.org/x/sys/unix"
 )
-
-// stdioFDs are the file descriptors of the streams Config.NullStdio names.
-var stdioFDs = map[string]int{"stdin": 0, "stdout": 1, "stderr": 2}
 
 // checkNullStdio reports a name in Config.NullStdio that is not a standard
 // stream.
 func checkNullStdio(names []string) error {
 	for _, name := range names {
-		if _, ok := stdioFDs[name]; !ok {
+		if _, ok := workload.StdioFD(name); !ok {
 			return fmt.Errorf("keep config: null_stdio: %q is not stdin, stdout or stderr", name)
 		}
 	}
@@ -47,7 +45,8 @@ func nullStdio(names []string) error {
 		os.Stderr = os.NewFile(uintptr(fd), "/dev/stderr")
 	}
 	for _, name := range names {
-		if err := unix.Dup3(int(null.Fd()), stdioFDs[name], 0); err != nil {
+		fd, _ := workload.StdioFD(name)
+		if err := unix.Dup3(int(null.Fd()), fd, 0); err != nil {
 			return fmt.Errorf("connect the workload's %s to %s: %w", name, os.DevNull, err)
 		}
 	}

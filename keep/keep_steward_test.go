@@ -22,6 +22,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation/steward"
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
 	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -82,10 +83,9 @@ func newCertifySteward(t *testing.T, policy string, knowRuntime bool) *certifySt
 func certifyConfig(t *testing.T, url string) Config {
 	return Config{
 		ID:       "certify-test",
-		Module:   "/app.wasm",
-		Args:     []string{"app.wasm"},
 		Steward:  url,
 		StateDir: t.TempDir(),
+		Workload: workload.Workload{Module: "/app.wasm", Args: []string{"app.wasm"}},
 	}
 }
 
@@ -98,7 +98,7 @@ func TestCertify(t *testing.T) {
 	st := newCertifySteward(t, "allow_insecure = true\n", true)
 	cfg := certifyConfig(t, st.url)
 	workload := certifyWorkload()
-	att, err := newAttester(cfg, workload, attestation.None{})
+	att, err := attestedKey(cfg, workload, attestation.None{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestCertifyFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := certifyConfig(t, tc.steward)
 			cfg.StewardCA = tc.ca
-			att, err := newAttester(cfg, certifyWorkload(), attestation.None{})
+			att, err := attestedKey(cfg, certifyWorkload(), attestation.None{})
 			if err != nil {
 				t.Fatal(err)
 			}

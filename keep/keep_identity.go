@@ -15,23 +15,60 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
-// attester is a Keep's identity: a key pair made fresh at start, and the
-// provider that binds it, the workload and the runtime into TEE evidence.
-// The private key never leaves the Keep and is never logged.
-type attester struct {
+// identity is who a Keep is: a key pair made fresh at start, the evidence
+// that binds its public key, the workload and the runtime into the TEE's
+// report, and the certificate chain a Steward issued to the key (none
+// without a Steward). The private key never leaves the Keep and is never
+// logged.
+type identity struct {
 	provider attestation.Provider
 	key      *ecdsa.PrivateKey
 	// inputs are the evidence inputs without a nonce.
 	inputs attestation.Inputs
+	// evidence is the Keep's evidence at start, without a nonce.
+	evidence *attestation.Evidence
+	// chain is the PEM certificate chain the Steward issued: the Keep's
+	// certificate, then its issuers; nil without a Steward.
+	chain []byte
+	// attestTime is what making the key and the evidence took, and
+	// certifyTime what getting the certificate took.
+	attestTime, certifyTime time.Duration
 }
 
-func newAttester(cfg Config, workloadDigest string, provider attestation.Provider) (*attester, error) {
+// newIdentity makes the identity of the Keep that runs the workload whose
+// digest is workloadDigest under cfg, on the backend called backend whose
+// provider asks the TEE for reports. An error says which step failed: the
+// backend's (the key, the runtime digest, the TEE's report) or certifying
+// with the Steward.
+func newIdentity(ctx context.Context, cfg Config, workloadDigest, backend string, provider attestation.Provider) (*identity, error) {
+	began := time.Now()
+	id, err := attestedKey(cfg, workloadDigest, provider)
+	if err == nil {
+		id.evidence, err = id.evidenceWith(ctx, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s backend: %w", backend, err)
+	}
+	id.attestTime = time.Since(began)
+	if cfg.Steward != "" {
+		began = time.Now()
+		if id.chain, err = certify(ctx, cfg, id); err != nil {
+			return nil, fmt.Errorf("certify the Keep: %w", err)
+		}
+		id.certifyTime = time.Since(began)
+	}
+	return id, nil
+}
+
+// attestedKey makes the key pair and the evidence inputs of an identity.
+func attestedKey(cfg Config, workloadDigest string, provider attestation.Provider) (*identity, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate keep key: %w", err)
@@ -48,7 +85,7 @@ func newAttester(cfg Config, workloadDigest string, provider attestation.Provide
 	if err != nil {
 		return nil, err
 	}
-	return &attester{
+	return &identity{
 		provider: provider,
 		key:      key,
 		inputs: attestation.Inputs{
@@ -61,11 +98,11 @@ func newAttester(cfg Config, workloadDigest string, provider attestation.Provide
 	}, nil
 }
 
-// evidence asks the TEE for fresh evidence, with nonce bound when given.
-func (a *attester) evidence(ctx context.Context, nonce []byte) (*attestation.Evidence, error) {
-	in := a.inputs
+// evidenceWith asks the TEE for fresh evidence, with nonce bound when given.
+func (id *identity) evidenceWith(ctx context.Context, nonce []byte) (*attestation.Evidence, error) {
+	in := id.inputs
 	in.Nonce = nonce
-	return attestation.Collect(ctx, a.provider, in)
+	return attestation.Collect(ctx, id.provider, in)
 }
 
 // executableDigest is the runtime digest: sha256 of the running binary, the

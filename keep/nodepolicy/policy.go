@@ -1,4 +1,12 @@
-package keep
+// Package nodepolicy is the node policy of the enarx runtime: which
+// backend a container's Keep gets, whether a Keep without a TEE is
+// acceptable, the attestation service, the module cache and the memory a
+// Keep may take before its workload runs. containerd hands it to the shim in
+// the runtime's options; `enarx platform` shows it.
+//
+// It decides from what it is given (Policy.Choose asks the caller whether a
+// backend is available), so it links no TEE library.
+package nodepolicy
 
 import (
 	"bytes"
@@ -16,9 +24,12 @@ import (
 	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 )
 
-// Backend names, as used in the node policy (backend = "...") and in the
-// container annotation AnnotationBackend. BackendNil is in backend.go.
+// Backend names, as used in the node policy (backend = "..."), in the
+// container annotation AnnotationBackend and in a Keep's configuration.
 const (
+	// BackendNil is a Keep without a TEE: it runs, and everything it
+	// reports says it is not confidential.
+	BackendNil = "nil"
 	// BackendAuto picks the first TEE the node offers (sev-snp, then tdx),
 	// and falls back to nil only when the node policy allows it.
 	BackendAuto = "auto"
@@ -37,8 +48,8 @@ const AnnotationBackend = "enarx.dev/backend"
 // attestation service its Keep gets a certificate from (see ChooseSteward).
 const AnnotationSteward = "enarx.dev/steward"
 
-// MaxPolicySize is the largest node policy ParsePolicy and LoadPolicy read.
-const MaxPolicySize = 64 << 10
+// MaxSize is the largest node policy Parse and Load read.
+const MaxSize = 64 << 10
 
 // teeBackends are the TEE backends in the order BackendAuto tries them.
 var teeBackends = []string{BackendSEVSNP, BackendTDX}
@@ -139,9 +150,9 @@ func (p Policy) CompileMemory() int64 {
 	return p.CompileMemoryLimit
 }
 
-// DefaultPolicy is the policy of a node whose runtime options say nothing:
+// Default is the policy of a node whose runtime options say nothing:
 // the first TEE available, else nil.
-func DefaultPolicy() Policy {
+func Default() Policy {
 	return Policy{Backend: BackendAuto}
 }
 
@@ -155,8 +166,8 @@ type policyDocument struct {
 	TypeURL string `toml:"TypeUrl"`
 }
 
-// LoadPolicy reads and parses the node policy in the TOML file at path.
-func LoadPolicy(path string) (Policy, error) {
+// Load reads and parses the node policy in the TOML file at path.
+func Load(path string) (Policy, error) {
 	// O_NONBLOCK: a FIFO at path must not hang the shim's Create; it is
 	// refused below as not a regular file.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -171,22 +182,22 @@ func LoadPolicy(path string) (Policy, error) {
 	if !fi.Mode().IsRegular() {
 		return Policy{}, fmt.Errorf("enarx node policy %s: not a regular file (%s): give the path of a TOML file", path, fi.Mode().Type())
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxPolicySize+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return Policy{}, fmt.Errorf("enarx node policy %s: %w", path, err)
 	}
-	return ParsePolicy(path, data)
+	return Parse(path, data)
 }
 
-// ParsePolicy parses a node policy from the TOML document data; name says
+// Parse parses a node policy from the TOML document data; name says
 // where it came from (a file name) and prefixes every error. Unknown
-// settings are errors, as are documents larger than MaxPolicySize. Settings
-// left out take their DefaultPolicy values.
-func ParsePolicy(name string, data []byte) (Policy, error) {
-	if len(data) > MaxPolicySize {
-		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has six settings (backend, require_tee, steward, steward_ca, module_cache, compile_memory_limit)", name, MaxPolicySize)
+// settings are errors, as are documents larger than MaxSize. Settings
+// left out take their Default values.
+func Parse(name string, data []byte) (Policy, error) {
+	if len(data) > MaxSize {
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has six settings (backend, require_tee, steward, steward_ca, module_cache, compile_memory_limit)", name, MaxSize)
 	}
-	doc := policyDocument{Policy: DefaultPolicy()}
+	doc := policyDocument{Policy: Default()}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
 		return Policy{}, policyDecodeError(name, err)
@@ -238,7 +249,7 @@ func (p Policy) Validate() error {
 		return fmt.Errorf("enarx node policy%s: backend = %q is not a backend: use one of %s", p.where(), p.Backend, validBackends)
 	}
 	if p.Steward != "" {
-		if err := checkStewardURL(p.Steward); err != nil {
+		if err := CheckStewardURL(p.Steward); err != nil {
 			return fmt.Errorf("enarx node policy%s: steward = %q %w", p.where(), p.Steward, err)
 		}
 	}
@@ -254,9 +265,9 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// checkStewardURL returns an error completing "steward = X ..." unless s is
+// CheckStewardURL returns an error completing "steward = X ..." unless s is
 // an absolute http or https URL.
-func checkStewardURL(s string) error {
+func CheckStewardURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("is not a URL (%w): give an absolute URL such as \"https://steward.example.com\"", err)
@@ -280,7 +291,7 @@ func (p Policy) ChooseSteward(requested string) (string, error) {
 		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q names another attestation service than the node policy%s (steward = %q), whose steward every Keep on this node uses: remove the annotation",
 			AnnotationSteward, requested, p.where(), p.Steward)
 	}
-	if err := checkStewardURL(requested); err != nil {
+	if err := CheckStewardURL(requested); err != nil {
 		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q %v", AnnotationSteward, requested, err)
 	}
 	return requested, nil

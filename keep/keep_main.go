@@ -14,7 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -34,7 +35,7 @@ const (
 const interruptGrace = 50 * time.Millisecond
 
 // EngineFactory creates the engine a Keep runs its workload with.
-type EngineFactory func() (Engine, error)
+type EngineFactory func() (engine.Engine, error)
 
 // Main is the Keep process. args are the arguments after Subcommand. It
 // returns the process exit status: the workload's, or 128+n when signal n
@@ -72,21 +73,24 @@ func Main(args []string, newEngine EngineFactory) int {
 		return fail(err)
 	}
 	ctx := context.Background()
-	module, att, ready, err := prepare(ctx, cfg, newEngine)
+	k, err := prepare(ctx, cfg, newEngine)
 	if err != nil {
 		return fail(err)
 	}
 	// The sockets are open before the Keep reports ready, so that a port
 	// in use fails the container's creation with the reason.
-	socks, described, identity, err := openSockets(ctx, cfg, att, ready.evidence, []byte(ready.Certificate))
+	socks, err := openSockets(ctx, cfg, k.identity)
 	if err != nil {
 		return fail(err)
 	}
 	if socks != nil {
 		defer socks.Close()
-		ready.Sockets, ready.TLSIdentity = described, identity
+		k.ready.Sockets = describeSockets(cfg.Sockets, socks)
+		if hasTLS(cfg.Sockets) {
+			k.ready.TLSIdentity = k.identity.tlsIdentityName()
+		}
 	}
-	if err := enc.Encode(response{Ready: &ready}); err != nil {
+	if err := enc.Encode(response{Ready: &k.ready}); err != nil {
 		return StatusFailed
 	}
 
@@ -94,7 +98,7 @@ func Main(args []string, newEngine EngineFactory) int {
 	// signal or the shim going away ends a created Keep; a running one
 	// goes on without its shim.
 	runc := make(chan error, 1)
-	go serveControl(ctx, dec, enc, att, runc)
+	go serveControl(ctx, dec, enc, k.identity, runc)
 	select {
 	case sig := <-signals:
 		return 128 + int(sig.(syscall.Signal))
@@ -107,12 +111,12 @@ func Main(args []string, newEngine EngineFactory) int {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 		return StatusFailed
 	}
-	return run(ctx, cfg, module, socks, signals)
+	return run(ctx, cfg, k.module, socks, signals)
 }
 
 // serveControl answers the shim's requests after ready. The first error
 // or run is sent on runc.
-func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, att *attester, runc chan<- error) {
+func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id *identity, runc chan<- error) {
 	started := false
 	for {
 		var req request
@@ -128,7 +132,7 @@ func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, att
 			runc <- nil
 		case req.Attest != nil:
 			var resp response
-			if evidence, err := att.evidence(ctx, req.Attest.Nonce); err != nil {
+			if evidence, err := id.evidenceWith(ctx, req.Attest.Nonce); err != nil {
 				resp.Error = err.Error()
 			} else if resp.Evidence, err = evidence.Marshal(); err != nil {
 				resp.Error = err.Error()
@@ -142,99 +146,89 @@ func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, att
 	}
 }
 
-// prepare loads, measures and compiles the module, and obtains the Keep's
-// evidence from its backend: a fresh key pair, the workload, the runtime and
-// the config bound into the TEE's report.
-func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (Module, *attester, Ready, error) {
+// prepared is a Keep ready to run its workload: the compiled module, the
+// Keep's identity and what the Keep reports to the shim.
+type prepared struct {
+	module   engine.Module
+	identity *identity
+	ready    Ready
+}
+
+// prepare loads, measures and compiles the module, and makes the Keep's
+// identity on its backend: a fresh key pair, the workload, the runtime and
+// the config bound into the TEE's report, and a certificate when a Steward
+// is configured.
+func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepared, error) {
 	wasm, err := os.ReadFile(cfg.Module)
 	if err != nil {
-		return nil, nil, Ready{}, fmt.Errorf("read module: %w", err)
+		return nil, fmt.Errorf("read module: %w", err)
 	}
 	sum := sha256.Sum256(wasm)
 	workloadDigest := "sha256:" + hex.EncodeToString(sum[:])
 	name := cfg.Backend
 	if name == "" {
-		name = BackendNil
+		name = nodepolicy.BackendNil
 	}
 	backend, err := LookupBackend(name)
 	if err != nil {
-		return nil, nil, Ready{}, err
+		return nil, err
 	}
 	provider, err := backend.Provider()
 	if err != nil {
-		return nil, nil, Ready{}, fmt.Errorf("%s backend: %w", name, err)
+		return nil, fmt.Errorf("%s backend: %w", name, err)
 	}
-	// Attesting (hashing the runtime binary, the TEE's report) and
-	// compiling are independent: the evidence is made while the module
-	// compiles, so it adds nothing to start-up but its own CPU time.
-	type attested struct {
-		att         *attester
-		evidence    *attestation.Evidence
-		took        time.Duration
-		certificate []byte
-		certifyTook time.Duration
-		err         error
+	// Attesting (hashing the runtime binary, the TEE's report, the
+	// Steward) and compiling are independent: the identity is made while
+	// the module compiles, so it adds nothing to start-up but its own CPU
+	// time.
+	type made struct {
+		id  *identity
+		err error
 	}
-	attestc := make(chan attested, 1)
+	identityc := make(chan made, 1)
 	go func() {
-		began := time.Now()
-		att, err := newAttester(cfg, workloadDigest, provider)
-		if err != nil {
-			attestc <- attested{err: err}
-			return
-		}
-		evidence, err := att.evidence(ctx, nil)
-		a := attested{att: att, evidence: evidence, took: time.Since(began), err: err}
-		if err == nil && cfg.Steward != "" {
-			began = time.Now()
-			a.certificate, a.err = certify(ctx, cfg, att)
-			a.certifyTook = time.Since(began)
-		}
-		attestc <- a
+		id, err := newIdentity(ctx, cfg, workloadDigest, name, provider)
+		identityc <- made{id, err}
 	}()
-	engine, err := newEngine()
+	eng, err := newEngine()
 	if err != nil {
-		return nil, nil, Ready{}, fmt.Errorf("start engine: %w", err)
+		return nil, fmt.Errorf("start engine: %w", err)
 	}
 	compileBegan := time.Now()
-	module, cacheStatus, err := compile(ctx, engine, cfg.ModuleCache, wasm, workloadDigest)
+	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, wasm, workloadDigest)
 	compileTook := time.Since(compileBegan)
 	if err != nil {
-		return nil, nil, Ready{}, fmt.Errorf("module %s: %w", cfg.Module, err)
+		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
-	a := <-attestc
-	if a.err != nil && a.att != nil && a.evidence != nil {
-		return nil, nil, Ready{}, fmt.Errorf("certify the Keep: %w", a.err)
+	m := <-identityc
+	if m.err != nil {
+		return nil, m.err
 	}
-	if a.err != nil {
-		return nil, nil, Ready{}, fmt.Errorf("%s backend: %w", name, a.err)
-	}
-	evidence := a.evidence
-	encoded, err := evidence.Marshal()
+	id := m.id
+	encoded, err := id.evidence.Marshal()
 	if err != nil {
-		return nil, nil, Ready{}, err
+		return nil, err
 	}
-	return module, a.att, Ready{
+	return &prepared{module: module, identity: id, ready: Ready{
 		Backend:        backend.Name(),
 		TEE:            backend.TEE(),
 		WorkloadDigest: workloadDigest,
 		RuntimeVersion: version.Version,
-		Engine:         engine.Name(),
-		TEEVersion:     evidence.TEEVersion,
-		RuntimeDigest:  evidence.Inputs.RuntimeDigest,
+		Engine:         eng.Name(),
+		TEEVersion:     id.evidence.TEEVersion,
+		RuntimeDigest:  id.evidence.Inputs.RuntimeDigest,
 		Evidence:       encoded,
-		EvidenceDigest: evidence.Digest(),
-		AttestTime:     a.took,
-		Certificate:    string(a.certificate),
-		CertifyTime:    a.certifyTook,
+		EvidenceDigest: id.evidence.Digest(),
+		AttestTime:     id.attestTime,
+		Certificate:    string(id.chain),
+		CertifyTime:    id.certifyTime,
 		ModuleCache:    cacheStatus,
 		CompileTime:    compileTook,
-		evidence:       evidence,
-	}, nil
+	}}, nil
 }
 
 // run runs the workload and turns its end into an exit status.
-func run(ctx context.Context, cfg Config, module Module, socks *sockets.Set, signals <-chan os.Signal) int {
+func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.Set, signals <-chan os.Signal) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	interrupted := make(chan int, 1)
@@ -249,7 +243,7 @@ func run(ctx context.Context, cfg Config, module Module, socks *sockets.Set, sig
 		time.AfterFunc(interruptGrace, func() { os.Exit(status) })
 	}()
 
-	opts := RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
+	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
 	if socks != nil {
 		opts.Sockets = socks.Sockets()
 	}
@@ -261,14 +255,14 @@ func run(ctx context.Context, cfg Config, module Module, socks *sockets.Set, sig
 		}
 	}
 	if cfg.StateDir != "" {
-		opts.Preopens = append(opts.Preopens, Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
+		opts.Preopens = append(opts.Preopens, engine.Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
 	}
 	status, err := module.Run(ctx, opts)
-	var trap *TrapError
+	var trap *engine.TrapError
 	switch {
 	case err == nil:
 		return status
-	case errors.Is(err, ErrInterrupted):
+	case errors.Is(err, engine.ErrInterrupted):
 		select {
 		case status := <-interrupted:
 			return status

@@ -1,4 +1,4 @@
-package keep
+package nodepolicy
 
 import (
 	"errors"
@@ -57,24 +57,24 @@ func TestParsePolicy(t *testing.T) {
 		{name: "compile memory limit too small", doc: "compile_memory_limit = 1000000\n", errs: []string{"compile_memory_limit = 1000000 bytes", "at least 33554432 bytes"}},
 		{name: "compile memory limit a string", doc: "compile_memory_limit = \"1G\"\n", errs: []string{"compile_memory_limit"}},
 		{name: "steward ca relative", doc: "steward_ca = \"ca.pem\"\n", errs: []string{`steward_ca = "ca.pem" is not an absolute path`}},
-		{name: "too large", doc: "# " + strings.Repeat("x", MaxPolicySize) + "\n", errs: []string{"larger than 65536 bytes"}},
+		{name: "too large", doc: "# " + strings.Repeat("x", MaxSize) + "\n", errs: []string{"larger than 65536 bytes"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			const file = "/etc/enarx/policy.toml"
-			got, err := ParsePolicy(file, []byte(tc.doc))
+			got, err := Parse(file, []byte(tc.doc))
 			if len(tc.errs) == 0 {
 				if err != nil {
-					t.Fatalf("ParsePolicy: %v", err)
+					t.Fatalf("Parse: %v", err)
 				}
 				tc.want.Source = file
 				if got != tc.want {
-					t.Fatalf("ParsePolicy = %+v, want %+v", got, tc.want)
+					t.Fatalf("Parse = %+v, want %+v", got, tc.want)
 				}
 				return
 			}
 			if err == nil {
-				t.Fatalf("ParsePolicy = %+v, want an error", got)
+				t.Fatalf("Parse = %+v, want an error", got)
 			}
 			if !strings.Contains(err.Error(), file) {
 				t.Errorf("error %q does not name the file", err)
@@ -89,9 +89,9 @@ func TestParsePolicy(t *testing.T) {
 }
 
 func TestParsePolicyWrapsTOMLErrors(t *testing.T) {
-	_, err := ParsePolicy("p.toml", []byte("backend = \n"))
+	_, err := Parse("p.toml", []byte("backend = \n"))
 	if err == nil || errors.Unwrap(err) == nil {
-		t.Fatalf("ParsePolicy error %v wraps nothing", err)
+		t.Fatalf("Parse error %v wraps nothing", err)
 	}
 }
 
@@ -101,33 +101,33 @@ func TestLoadPolicy(t *testing.T) {
 	if err := os.WriteFile(path, []byte("backend = \"nil\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p, err := LoadPolicy(path)
+	p, err := Load(path)
 	if err != nil {
-		t.Fatalf("LoadPolicy: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	if want := (Policy{Backend: BackendNil, Source: path}); p != want {
-		t.Fatalf("LoadPolicy = %+v, want %+v", p, want)
+		t.Fatalf("Load = %+v, want %+v", p, want)
 	}
 
-	if _, err := LoadPolicy(filepath.Join(dir, "missing.toml")); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.toml") {
-		t.Errorf("LoadPolicy(missing) = %v, want a not-exist error naming the file", err)
+	if _, err := Load(filepath.Join(dir, "missing.toml")); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing.toml") {
+		t.Errorf("Load(missing) = %v, want a not-exist error naming the file", err)
 	}
-	if _, err := LoadPolicy(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("LoadPolicy(dir) = %v, want not a regular file", err)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("Load(dir) = %v, want not a regular file", err)
 	}
 	big := filepath.Join(dir, "big.toml")
-	if err := os.WriteFile(big, []byte("#"+strings.Repeat("x", MaxPolicySize+10)), 0o600); err != nil {
+	if err := os.WriteFile(big, []byte("#"+strings.Repeat("x", MaxSize+10)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadPolicy(big); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("LoadPolicy(big) = %v, want a size error", err)
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load(big) = %v, want a size error", err)
 	}
 }
 
 func TestDefaultPolicy(t *testing.T) {
-	p := DefaultPolicy()
+	p := Default()
 	if p.Backend != BackendAuto || p.RequireTEE || p.Steward != "" {
-		t.Fatalf("DefaultPolicy = %+v", p)
+		t.Fatalf("Default = %+v", p)
 	}
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
@@ -183,7 +183,7 @@ func TestChoose(t *testing.T) {
 		{name: "auto picks tdx", policy: auto, tees: []string{BackendTDX}, want: BackendTDX},
 		{name: "auto falls back to nil", policy: auto, want: BackendNil},
 		{name: "empty backend is auto", policy: Policy{}, tees: []string{BackendTDX}, want: BackendTDX},
-		{name: "default policy without TEE", policy: DefaultPolicy(), want: BackendNil},
+		{name: "default policy without TEE", policy: Default(), want: BackendNil},
 		{name: "requested auto is not set", policy: auto, requested: BackendAuto, tees: []string{BackendTDX}, want: BackendTDX},
 		{name: "auto require_tee picks TEE", policy: autoReq, tees: []string{BackendTDX}, want: BackendTDX},
 		{name: "auto require_tee without TEE", policy: autoReq, wantErr: ErrBackendUnavailable,
@@ -273,7 +273,7 @@ func TestChoose(t *testing.T) {
 // An auto node stops asking at the first TEE that is available.
 func TestChooseAutoOrder(t *testing.T) {
 	var asked []string
-	if _, err := DefaultPolicy().Choose("", node(&asked, BackendSEVSNP, BackendTDX)); err != nil {
+	if _, err := Default().Choose("", node(&asked, BackendSEVSNP, BackendTDX)); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(asked, ",") != BackendSEVSNP {
@@ -282,7 +282,7 @@ func TestChooseAutoOrder(t *testing.T) {
 }
 
 func TestChooseNilAvailable(t *testing.T) {
-	if got, err := DefaultPolicy().Choose("", nil); err != nil || got != BackendNil {
+	if got, err := Default().Choose("", nil); err != nil || got != BackendNil {
 		t.Fatalf("Choose with no detection = %q, %v; want nil", got, err)
 	}
 	if _, err := (Policy{RequireTEE: true}).Choose("", nil); !errors.Is(err, ErrBackendUnavailable) {
@@ -299,13 +299,13 @@ func TestChooseSteward(t *testing.T) {
 		want      string
 		err       string
 	}{
-		{name: "none", policy: DefaultPolicy()},
+		{name: "none", policy: Default()},
 		{name: "node only", policy: node, want: "https://node.example"},
 		{name: "node repeated", policy: node, requested: "https://node.example", want: "https://node.example"},
-		{name: "annotation on a node without one", policy: DefaultPolicy(), requested: "http://127.0.0.1:3443", want: "http://127.0.0.1:3443"},
+		{name: "annotation on a node without one", policy: Default(), requested: "http://127.0.0.1:3443", want: "http://127.0.0.1:3443"},
 		{name: "annotation replaces the node's", policy: node, requested: "https://other.example",
 			err: `annotation enarx.dev/steward="https://other.example" names another attestation service than the node policy in /etc/enarx/policy.toml (steward = "https://node.example")`},
-		{name: "annotation not a URL", policy: DefaultPolicy(), requested: "steward.example",
+		{name: "annotation not a URL", policy: Default(), requested: "steward.example",
 			err: `annotation enarx.dev/steward="steward.example" is not an absolute http or https URL`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,4 +1,10 @@
-package keep
+// Package cgroup is the control group of a Keep: the container's cgroup
+// (linux.cgroupsPath of the OCI spec), made and filled with the spec's
+// resources when the Keep starts, in which the kernel limits and accounts
+// the whole Keep process, read for the container's metrics and removed with
+// the task. It works on cgroup v1, hybrid and unified hosts through
+// containerd's cgroups library.
+package cgroup
 
 import (
 	"errors"
@@ -16,13 +22,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 )
-
-// MemoryHeadroom is what the kernel's memory limit of a Keep's cgroup adds
-// to the container's limit and to what the Keep itself used until its
-// workload starts (see Process.Run). The Keep's Go runtime, WASI buffers
-// and a trap's report need it while the workload's linear memory is at its
-// cap.
-const MemoryHeadroom = 32 << 20
 
 // unifiedMountpoint is where cgroup v2 is mounted on a unified host.
 const unifiedMountpoint = "/sys/fs/cgroup"
@@ -53,7 +52,7 @@ func checkCgroupPath(path string) error {
 	return nil
 }
 
-// NewCgroup creates the cgroup at path (an OCI linux.cgroupsPath), or takes it over when
+// New creates the cgroup at path (an OCI linux.cgroupsPath), or takes it over when
 // it exists, and applies res to it, except:
 //
 //   - the memory limit and swap, which SetMemoryLimit applies once the Keep
@@ -63,7 +62,7 @@ func checkCgroupPath(path string) error {
 //     the TEE's (/dev/sev-guest, /dev/tdx_guest).
 //
 // res may be nil.
-func NewCgroup(path string, res *specs.LinuxResources) (*Cgroup, error) {
+func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
 	if err := checkCgroupPath(path); err != nil {
 		return nil, err
 	}
@@ -95,10 +94,10 @@ func NewCgroup(path string, res *specs.LinuxResources) (*Cgroup, error) {
 	return c, nil
 }
 
-// LoadCgroup returns the existing cgroup at path (an OCI
+// Load returns the existing cgroup at path (an OCI
 // linux.cgroupsPath), to read or delete it. A cgroup that does not exist is
 // an error matching os.ErrNotExist.
-func LoadCgroup(path string) (*Cgroup, error) {
+func Load(path string) (*Cgroup, error) {
 	if err := checkCgroupPath(path); err != nil {
 		return nil, err
 	}
@@ -150,7 +149,7 @@ func v2Group(path string) (string, error) {
 	return group, nil
 }
 
-// withoutHeldBack is res without what NewCgroup does not apply: devices,
+// withoutHeldBack is res without what New does not apply: devices,
 // memory limit and swap.
 func withoutHeldBack(res *specs.LinuxResources) *specs.LinuxResources {
 	if res == nil {
@@ -166,7 +165,7 @@ func withoutHeldBack(res *specs.LinuxResources) *specs.LinuxResources {
 	return &r
 }
 
-// Path is the cgroup's path, as given to NewCgroup or LoadCgroup.
+// Path is the cgroup's path, as given to New or Load.
 func (c *Cgroup) Path() string { return c.path }
 
 // Add moves process pid into the cgroup.

@@ -22,6 +22,8 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -51,7 +53,7 @@ func startOptions(t *testing.T, cmd string) keep.StartOptions {
 	return keep.StartOptions{
 		Executable: os.Args[0],
 		Dir:        t.TempDir(),
-		Config:     keep.Config{ID: keeptest.ID(t), Module: module, Args: []string{"app.wasm"}},
+		Config:     keep.Config{ID: keeptest.ID(t), Workload: workload.Workload{Module: module, Args: []string{"app.wasm"}}},
 	}
 }
 
@@ -116,7 +118,7 @@ func TestStartReportsReady(t *testing.T) {
 	p := startKeep(t, opts)
 
 	want := keep.Ready{
-		Backend:        keep.BackendNil,
+		Backend:        nodepolicy.BackendNil,
 		TEE:            "none",
 		WorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
 		RuntimeVersion: version.Version,
@@ -354,10 +356,10 @@ func TestStartInvalidConfig(t *testing.T) {
 		cfg  keep.Config
 		want string
 	}{
-		{"relative module path", keep.Config{ID: "a", Module: "rootfs/app.wasm"}, "not absolute"},
-		{"unknown backend", keep.Config{ID: "a", Module: module, Backend: "sgx"}, `unknown keep backend "sgx"`},
+		{"relative module path", keep.Config{ID: "a", Workload: workload.Workload{Module: "rootfs/app.wasm"}}, "not absolute"},
+		{"unknown backend", keep.Config{ID: "a", Backend: "sgx", Workload: workload.Workload{Module: module}}, `unknown keep backend "sgx"`},
 		{"empty module path", keep.Config{ID: "a"}, "module path is empty"},
-		{"empty id", keep.Config{Module: module}, "id is empty"},
+		{"empty id", keep.Config{Workload: workload.Workload{Module: module}}, "id is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: tc.cfg})
@@ -377,7 +379,7 @@ func TestStartInvalidConfig(t *testing.T) {
 		})
 	}
 	// The marker script works: a valid config runs it.
-	p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Module: module}})
+	p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Workload: workload.Workload{Module: module}}})
 	if err == nil {
 		p.Signal(syscall.SIGKILL)
 		t.Fatal("Start succeeded with an executable that is no Keep")
@@ -401,7 +403,7 @@ func TestStartNotAKeep(t *testing.T) {
 	}
 	module, _ := writeModule(t, "exit 0")
 	for i := 0; i < 5; i++ {
-		p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Module: module}})
+		p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Workload: workload.Workload{Module: module}}})
 		if err == nil {
 			p.Signal(syscall.SIGKILL)
 			t.Fatal("Start succeeded with an executable that is no Keep")
@@ -413,8 +415,8 @@ func TestStartNotAKeep(t *testing.T) {
 }
 
 func TestValidBackends(t *testing.T) {
-	for _, b := range []string{"", keep.BackendNil} {
-		c := keep.Config{ID: "a", Module: "/app.wasm", Backend: b}
+	for _, b := range []string{"", nodepolicy.BackendNil} {
+		c := keep.Config{ID: "a", Backend: b, Workload: workload.Workload{Module: "/app.wasm"}}
 		if err := c.Validate(); err != nil {
 			t.Errorf("backend %q: %v", b, err)
 		}

@@ -21,7 +21,7 @@ const certifyTimeout = 30 * time.Second
 // for a challenge, binds the nonce into fresh evidence, sends that evidence
 // in a CSR signed by the Keep's key, and stores the chain the Steward
 // returns in cfg.StateDir. It returns the chain, PEM encoded.
-func certify(ctx context.Context, cfg Config, att *attester) ([]byte, error) {
+func certify(ctx context.Context, cfg Config, id *identity) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	defer cancel()
 	hc, err := stewardclient.HTTPClient(cfg.StewardCA)
@@ -36,11 +36,11 @@ func certify(ctx context.Context, cfg Config, att *attester) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("steward %s: challenge: %w", cfg.Steward, err)
 	}
-	evidence, err := att.evidence(ctx, nonce)
+	evidence, err := id.evidenceWith(ctx, nonce)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := attestation.NewCSR(att.key, evidence, "enarx keep "+cfg.ID)
+	csr, err := attestation.NewCSR(id.key, evidence, "enarx keep "+cfg.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func certify(ctx context.Context, cfg Config, att *attester) ([]byte, error) {
 		return nil, fmt.Errorf("steward %s: certificate: the reply holds no certificate", cfg.Steward)
 	}
 	pub, err := x509.MarshalPKIXPublicKey(chain[0].PublicKey)
-	if err != nil || string(pub) != string(att.inputs.KeepPublicKey) {
+	if err != nil || string(pub) != string(id.inputs.KeepPublicKey) {
 		return nil, fmt.Errorf("steward %s: certificate: it is not for this Keep's key", cfg.Steward)
 	}
 	var out []byte

@@ -5,17 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
-)
-
-// What Ready.ModuleCache reports, possibly followed by ": reason".
-const (
-	// CacheHit: the module's native code was loaded from the cache.
-	CacheHit = "hit"
-	// CacheMiss: the module was compiled, and its native code stored.
-	CacheMiss = "miss"
-	// CacheOff: the module was compiled without the cache.
-	CacheOff = "off"
 )
 
 // compile compiles the module whose sha256 digest is digest, through the
@@ -23,30 +14,30 @@ const (
 // precompile. It also returns what Ready.ModuleCache reports. A cache that
 // cannot be used never fails the Keep: it compiles without it, and the
 // status says why.
-func compile(ctx context.Context, engine Engine, cacheDir string, wasm []byte, digest string) (Module, string, error) {
-	pc, ok := engine.(Precompiler)
+func compile(ctx context.Context, eng engine.Engine, cacheDir string, wasm []byte, digest string) (engine.Module, string, error) {
+	pc, ok := eng.(engine.Precompiler)
 	if cacheDir == "" || !ok {
 		status := CacheOff
 		if cacheDir != "" {
-			status += ": engine " + engine.Name() + " cannot precompile"
+			status += ": engine " + eng.Name() + " cannot precompile"
 		}
-		m, err := engine.Compile(ctx, wasm)
+		m, err := eng.Compile(ctx, wasm)
 		return m, status, err
 	}
 	cache, err := modulecache.Open(cacheDir)
 	if err != nil {
-		m, cerr := engine.Compile(ctx, wasm)
+		m, cerr := eng.Compile(ctx, wasm)
 		return m, CacheOff + ": " + err.Error(), cerr
 	}
 	defer cache.Close()
 
 	key := moduleKey(pc.Fingerprint(), digest)
 	var (
-		module     Module
+		module     engine.Module
 		compileErr error
 	)
 	build := func() ([]byte, error) {
-		module, compileErr = engine.Compile(ctx, wasm)
+		module, compileErr = eng.Compile(ctx, wasm)
 		if compileErr != nil {
 			return nil, compileErr
 		}
@@ -84,11 +75,11 @@ func compile(ctx context.Context, engine Engine, cacheDir string, wasm []byte, d
 			return module, status, nil
 		default:
 			// The cache failed before building (its lock, a read).
-			m, cerr := engine.Compile(ctx, wasm)
+			m, cerr := eng.Compile(ctx, wasm)
 			return m, CacheOff + ": " + err.Error(), cerr
 		}
 	}
-	m, err := engine.Compile(ctx, wasm)
+	m, err := eng.Compile(ctx, wasm)
 	return m, CacheMiss + ": not stored: the engine refuses what the cache holds: " + unusable.Error(), err
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 )
 
@@ -25,11 +26,11 @@ type precompiler struct {
 
 type fakeModule struct{ code string }
 
-func (fakeModule) Run(context.Context, RunOptions) (int, error) { return 0, nil }
+func (fakeModule) Run(context.Context, engine.RunOptions) (int, error) { return 0, nil }
 
 func (e *precompiler) Name() string { return "precompiler 1.0" }
 
-func (e *precompiler) Compile(_ context.Context, wasm []byte) (Module, error) {
+func (e *precompiler) Compile(_ context.Context, wasm []byte) (engine.Module, error) {
 	e.compiles++
 	if bytes.HasPrefix(wasm, []byte("bad")) {
 		return nil, errors.New("invalid module")
@@ -39,11 +40,11 @@ func (e *precompiler) Compile(_ context.Context, wasm []byte) (Module, error) {
 
 func (e *precompiler) Fingerprint() string { return e.fingerprint }
 
-func (e *precompiler) Serialize(m Module) ([]byte, error) {
+func (e *precompiler) Serialize(m engine.Module) ([]byte, error) {
 	return []byte("native:" + m.(fakeModule).code + ";"), nil
 }
 
-func (e *precompiler) Load(_ context.Context, path string) (Module, error) {
+func (e *precompiler) Load(_ context.Context, path string) (engine.Module, error) {
 	e.loads++
 	if e.refuse {
 		return nil, errors.New("compiled for another CPU")
@@ -64,11 +65,11 @@ func (e *precompiler) Load(_ context.Context, path string) (Module, error) {
 type plainEngine struct{}
 
 func (plainEngine) Name() string { return "plain 1.0" }
-func (plainEngine) Compile(_ context.Context, wasm []byte) (Module, error) {
+func (plainEngine) Compile(_ context.Context, wasm []byte) (engine.Module, error) {
 	return fakeModule{code: string(wasm)}, nil
 }
 
-func compileWith(t *testing.T, e Engine, dir, wasm string) (Module, string) {
+func compileWith(t *testing.T, e engine.Engine, dir, wasm string) (engine.Module, string) {
 	t.Helper()
 	m, status, err := compile(context.Background(), e, dir, []byte(wasm), "sha256:"+wasm)
 	if err != nil {

@@ -1,4 +1,4 @@
-package sockets
+package socketspec
 
 import (
 	"strings"
@@ -36,21 +36,21 @@ func FuzzSpecValidate(f *testing.F) {
 			}
 			return
 		}
-		e, err := s.endpoint()
+		e, err := s.Endpoint()
 		if err != nil {
 			t.Fatalf("valid %v has no endpoint: %v", s, err)
 		}
 		switch kind {
 		case Listen:
-			if e.host != "" && !e.ip.IsValid() {
+			if e.Host != "" && !e.IP.IsValid() {
 				t.Fatalf("listen %v on a name", s)
 			}
 		case Connect:
-			if e.host == "" || e.port == 0 || (e.ip.IsValid() && e.ip.IsUnspecified()) {
+			if e.Host == "" || e.Port == 0 || (e.IP.IsValid() && e.IP.IsUnspecified()) {
 				t.Fatalf("connect %v without a host or port", s)
 			}
-			if !e.ip.IsValid() && strings.ContainsAny(e.host, ":/ []%\x00") {
-				t.Fatalf("connect %v to host %q, which no resolver takes", s, e.host)
+			if !e.IP.IsValid() && strings.ContainsAny(e.Host, ":/ []%\x00") {
+				t.Fatalf("connect %v to host %q, which no resolver takes", s, e.Host)
 			}
 		default:
 			t.Fatalf("kind %q accepted", kind)

@@ -1,22 +1,58 @@
 // Package keep runs a WebAssembly workload in a Keep: an isolated process of
 // its own, with a TEE backend that attests it and an engine that runs it.
 //
-// The shim side of a Keep is Start: it executes the Keep process, hands it a
-// Config, and drives it through ready → run → exit. The Keep side is Main.
+// The package is the control protocol between the shim and a Keep and its
+// two ends, which run in different processes:
+//
+//   - protocol.go: what crosses the control socket (Config, Ready and the
+//     messages), and the backends both ends name;
+//   - shim_*.go, the shim's end: Start executes the Keep process, hands it a
+//     Config, and drives it through ready → run → exit (Process);
+//   - keep_*.go, the Keep's end: Main, in the Keep process, compiles the
+//     module (keep_compile.go), makes the Keep's identity — its key, its
+//     evidence and its certificate (keep_identity.go, keep_steward.go) —,
+//     opens its sockets (keep_sockets.go) and runs the workload.
+//
+// The engine is behind keep/engine, the node policy is keep/nodepolicy, the
+// Keep's cgroup keep/cgroup.
 package keep
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/enarx/containerd-shim-enarx/attestation"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
+
+// Subcommand is the first argument that makes the runtime binary act as a
+// Keep process instead of a shim.
+const Subcommand = "keep"
+
+// controlFD is the Keep's end of the control socket (the first ExtraFile).
+const controlFD = 3
+
+// Messages on the control socket, one JSON document each. The shim sends a
+// config, the Keep answers ready (or an error), the shim sends run.
+type request struct {
+	Config *Config        `json:"config,omitempty"`
+	Run    bool           `json:"run,omitempty"`
+	Attest *attestRequest `json:"attest,omitempty"`
+}
+
+// attestRequest asks a Keep for fresh evidence with a caller's nonce.
+type attestRequest struct {
+	Nonce []byte `json:"nonce,omitempty"`
+}
+
+type response struct {
+	Ready    *Ready          `json:"ready,omitempty"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
 
 // Config is everything a Keep needs to run one workload. The shim builds it
 // from the OCI bundle and image; the Keep treats it as untrusted input and
@@ -24,19 +60,14 @@ import (
 type Config struct {
 	// ID is the container ID, used in messages and to recognise the process.
 	ID string `json:"id"`
-	// Module is the host path of the WebAssembly core module to run.
-	Module string `json:"module"`
-	// Entrypoint is the exported function to call (default "_start").
-	Entrypoint string `json:"entrypoint,omitempty"`
-	// Args is the workload's argv, Args[0] being the program name.
-	Args []string `json:"args"`
-	// Env holds "KEY=value" entries.
-	Env []string `json:"env,omitempty"`
+	// Workload is what the Keep runs, as the bundle and image describe
+	// it (its fields are the config's own in JSON).
+	workload.Workload
 	// Backend is the backend the Keep runs on (BackendNil, BackendSEVSNP,
 	// BackendTDX), chosen by the shim from the node policy; empty means nil.
 	Backend string `json:"backend,omitempty"`
 	// Steward is the attestation service the Keep gets its certificate
-	// from at start (see keep.Policy.ChooseSteward); empty for none.
+	// from at start (see nodepolicy.Policy.ChooseSteward); empty for none.
 	Steward string `json:"steward,omitempty"`
 	// StewardCA is a PEM file of the CAs an https Steward's TLS certificate
 	// must chain to; empty means the system's roots.
@@ -51,28 +82,6 @@ type Config struct {
 	// MemoryLimit caps the workload's linear memory, in bytes (the OCI
 	// spec's linux.resources.memory.limit); 0 means no cap.
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
-	// Preopens are the host directories the workload sees (the root
-	// filesystem and the OCI mounts), each at its guest path.
-	Preopens []Preopen `json:"preopens,omitempty"`
-	// Cwd is the workload's working directory (process.cwd), a guest path.
-	Cwd string `json:"cwd,omitempty"`
-	// NullStdio names the standard streams ("stdin", "stdout", "stderr")
-	// connected to /dev/null instead of the container's (Enarx.toml files
-	// of kind "null").
-	NullStdio []string `json:"null_stdio,omitempty"`
-	// Sockets are the sockets the workload gets (Enarx.toml listen and
-	// connect entries, enarx.dev/listen.* and enarx.dev/connect.*
-	// annotations), in descriptor order. Nothing else on the network is
-	// reachable from the workload.
-	Sockets []sockets.Spec `json:"sockets,omitempty"`
-	// NetNS is the path of the network namespace the sockets are opened
-	// in (the container's, e.g. a pod's); empty means the Keep's own
-	// unless NewNetNS is set.
-	NetNS string `json:"netns,omitempty"`
-	// NewNetNS opens the sockets in a new network namespace of their own,
-	// with only a loopback interface: the OCI spec asked for a network
-	// namespace without naming one, as `ctr run` without --net-host does.
-	NewNetNS bool `json:"new_netns,omitempty"`
 }
 
 // CertificateFile is the name, in Config.StateDir, of the PEM certificate
@@ -88,25 +97,19 @@ func (c *Config) Validate() error {
 	if c.ID == "" {
 		return errors.New("keep config: id is empty")
 	}
-	if c.Module == "" {
-		return fmt.Errorf("keep config %q: module path is empty", c.ID)
-	}
-	if !filepath.IsAbs(c.Module) {
-		return fmt.Errorf("keep config %q: module path %q is not absolute", c.ID, c.Module)
+	if err := c.Workload.Validate(); err != nil {
+		return fmt.Errorf("keep config %q: %w", c.ID, err)
 	}
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("keep config %q: state directory %q is not absolute", c.ID, c.StateDir)
 	}
 	if c.Steward != "" {
-		if err := checkStewardURL(c.Steward); err != nil {
+		if err := nodepolicy.CheckStewardURL(c.Steward); err != nil {
 			return fmt.Errorf("keep config %q: steward %q %w", c.ID, c.Steward, err)
 		}
 		if c.StateDir == "" {
 			return fmt.Errorf("keep config %q: a steward needs a state directory for the certificate", c.ID)
 		}
-	}
-	if c.NetNS != "" && (c.NewNetNS || !filepath.IsAbs(c.NetNS)) {
-		return fmt.Errorf("keep config %q: network namespace %q: a path must be absolute, and excludes a new namespace", c.ID, c.NetNS)
 	}
 	if c.StewardCA != "" && !filepath.IsAbs(c.StewardCA) {
 		return fmt.Errorf("keep config %q: steward CA file %q is not absolute", c.ID, c.StewardCA)
@@ -117,40 +120,6 @@ func (c *Config) Validate() error {
 	if c.MemoryLimit < 0 {
 		return fmt.Errorf("keep config %q: memory limit %d is negative", c.ID, c.MemoryLimit)
 	}
-	// A workload reads argv and the environment as NUL-terminated strings:
-	// a NUL would silently cut them short, and the engine refuses them when
-	// the workload starts; here they fail the container's creation instead.
-	for i, a := range c.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return fmt.Errorf("keep config %q: argument %d %q contains a NUL byte", c.ID, i, a)
-		}
-	}
-	for i, kv := range c.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
-			return fmt.Errorf("keep config %q: environment entry %d %q is not KEY=value without a NUL byte", c.ID, i, kv)
-		}
-	}
-	for _, name := range c.NullStdio {
-		if _, ok := stdioFDs[name]; !ok {
-			return fmt.Errorf("keep config %q: null_stdio: %q is not stdin, stdout or stderr", c.ID, name)
-		}
-	}
-	for i, p := range c.Preopens {
-		switch {
-		case !filepath.IsAbs(p.HostPath) || !path.IsAbs(p.GuestPath):
-			return fmt.Errorf("keep config %q: preopen %d (%q at %q): both paths must be absolute", c.ID, i, p.HostPath, p.GuestPath)
-		case strings.IndexByte(p.HostPath, 0) >= 0 || strings.IndexByte(p.GuestPath, 0) >= 0:
-			return fmt.Errorf("keep config %q: preopen %d (%q at %q): a path contains a NUL byte", c.ID, i, p.HostPath, p.GuestPath)
-		case len(c.Sockets) > 0 && strings.ContainsRune(p.GuestPath, ':'):
-			// FD_NAMES lists the preopens' guest paths with the sockets.
-			return fmt.Errorf("keep config %q: preopen %d at %q: with sockets, FD_NAMES lists the preopened directories, separated by ':', so a guest path cannot contain ':': mount it elsewhere", c.ID, i, p.GuestPath)
-		}
-	}
-	for i, s := range c.Sockets {
-		if err := s.Validate(); err != nil {
-			return fmt.Errorf("keep config %q: socket %d: %w", c.ID, i, err)
-		}
-	}
 	if c.Backend != "" {
 		if _, err := LookupBackend(c.Backend); err != nil {
 			return fmt.Errorf("keep config %q: %w", c.ID, err)
@@ -158,6 +127,25 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// What Ready.ModuleCache reports, possibly followed by ": reason".
+const (
+	// CacheHit: the module's native code was loaded from the cache.
+	CacheHit = "hit"
+	// CacheMiss: the module was compiled, and its native code stored.
+	CacheMiss = "miss"
+	// CacheOff: the module was compiled without the cache.
+	CacheOff = "off"
+)
+
+// Identities a Keep presents on its TLS sockets (Ready.TLSIdentity).
+const (
+	// TLSIdentitySteward: the certificate chain the Steward issued.
+	TLSIdentitySteward = "steward"
+	// TLSIdentitySelfSigned: no Steward certified the Keep; its
+	// certificate is self-signed and carries its evidence.
+	TLSIdentitySelfSigned = "self-signed"
+)
 
 // Ready is what a Keep reports once its workload is loaded and attested, but
 // not yet running.
@@ -203,7 +191,4 @@ type Ready struct {
 	// sockets: TLSIdentitySteward, or TLSIdentitySelfSigned when no Steward
 	// certified it; empty without TLS sockets.
 	TLSIdentity string `json:"tls_identity,omitempty"`
-
-	// evidence is the parsed Evidence, in the Keep.
-	evidence *attestation.Evidence
 }

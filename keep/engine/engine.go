@@ -1,11 +1,21 @@
-package keep
+// Package engine is the seam between a Keep and the WebAssembly runtime
+// that runs its workload: what an engine is (Engine, Precompiler), what it
+// makes (Module), what a workload sees of its environment (RunOptions,
+// Preopen, Socket) and how a run ends (its status, a *TrapError,
+// ErrInterrupted).
+//
+// It is a leaf on purpose: it imports nothing of this module, so that an
+// engine (keep/wasmtime), the packages that only name a module or a preopen
+// (oci, the CLI), and the Keep itself depend on it without linking each
+// other, a TEE library or the runtime's cgroups.
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"os"
+	"strings"
 )
 
 // Engine compiles WebAssembly core modules. It is the only seam between a
@@ -70,7 +80,31 @@ type RunOptions struct {
 	// preopens in this order; FD_COUNT and FD_NAMES then describe every
 	// descriptor from 0 (see keep/sockets). Run closes each Socket.File
 	// once the workload holds its own descriptor.
-	Sockets []sockets.Socket
+	Sockets []Socket
+}
+
+// Socket is an open socket, as the engine gives it to the workload.
+type Socket struct {
+	// Name labels the descriptor in FD_NAMES.
+	Name string
+	// File is a listening or connected stream socket the workload uses
+	// directly. The engine's Run takes it over: it closes File once the
+	// workload holds its own descriptor, so that a workload closing a
+	// connection ends it.
+	File *os.File
+	// Acceptor, when File is nil, is a listener whose connections the Keep
+	// accepts itself (TLS: after the handshake) and hands to the workload.
+	Acceptor Acceptor
+}
+
+// Acceptor hands the workload connections the Keep accepted.
+type Acceptor interface {
+	// PollFD is a descriptor that polls readable while a connection is
+	// waiting.
+	PollFD() int
+	// Accept returns a waiting connection without blocking, or an error
+	// matching unix.EAGAIN when none is waiting. The caller owns the file.
+	Accept() (*os.File, error)
 }
 
 // Preopen gives the workload a host directory at GuestPath.
@@ -99,3 +133,26 @@ type TrapError struct {
 }
 
 func (e *TrapError) Error() string { return fmt.Sprintf("wasm trap: %s", e.Message) }
+
+// BadArg returns the index of the first argument in args that a workload
+// cannot receive, or -1 when it can take them all. A workload reads argv as
+// NUL-terminated strings: a NUL byte would cut an argument short.
+func BadArg(args []string) int {
+	for i, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// BadEnv returns the index of the first entry of env that is not KEY=value
+// with a non-empty KEY and no NUL byte, or -1 when every entry is.
+func BadEnv(env []string) int {
+	for i, kv := range env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return i
+		}
+	}
+	return -1
+}

@@ -15,15 +15,9 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-// Subcommand is the first argument that makes the runtime binary act as a
-// Keep process instead of a shim.
-const Subcommand = "keep"
-
-// controlFD is the Keep's end of the control socket (the first ExtraFile).
-const controlFD = 3
 
 // IsProcessOf reports whether pid is the Keep process of container id, as
 // Start executes it ("<exe> keep -id ID"), so that a recycled PID is never
@@ -38,25 +32,6 @@ func IsProcessOf(pid int, id string) bool {
 	}
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 	return len(args) >= 4 && args[1] == Subcommand && args[2] == "-id" && args[3] == id
-}
-
-// Messages on the control socket, one JSON document each. The shim sends a
-// config, the Keep answers ready (or an error), the shim sends run.
-type request struct {
-	Config *Config        `json:"config,omitempty"`
-	Run    bool           `json:"run,omitempty"`
-	Attest *attestRequest `json:"attest,omitempty"`
-}
-
-// attestRequest asks a Keep for fresh evidence with a caller's nonce.
-type attestRequest struct {
-	Nonce []byte `json:"nonce,omitempty"`
-}
-
-type response struct {
-	Ready    *Ready          `json:"ready,omitempty"`
-	Evidence json.RawMessage `json:"evidence,omitempty"`
-	Error    string          `json:"error,omitempty"`
 }
 
 // Stdio are the files a workload gets as stdin, stdout and stderr. Nil
@@ -92,6 +67,13 @@ type StartOptions struct {
 	CompileMemory int64
 }
 
+// MemoryHeadroom is what the kernel's memory limit of a Keep's cgroup adds
+// to the container's limit and to what the Keep itself used until its
+// workload starts (see Process.Run). The Keep's Go runtime, WASI buffers
+// and a trap's report need it while the workload's linear memory is at its
+// cap.
+const MemoryHeadroom = 32 << 20
+
 // Process is a Keep process seen from the shim.
 type Process struct {
 	cmd   *exec.Cmd
@@ -102,7 +84,7 @@ type Process struct {
 	ctlMu sync.Mutex
 	// cgroup is the Keep's control group, nil when it has none; memory
 	// is the container's memory limits, applied to it by Run.
-	cgroup *Cgroup
+	cgroup *cgroup.Cgroup
 	memory *specs.LinuxMemory
 	// compileMemory is the limit Start set on cgroup, 0 for none.
 	compileMemory int64
@@ -119,59 +101,44 @@ type Process struct {
 
 // Start executes a Keep process and waits until it reports ready: the module
 // is compiled and attested, and the workload waits for Run. A Keep that cannot
-// get ready is stopped and its reason returned.
-func Start(ctx context.Context, opts StartOptions) (*Process, error) {
+// get ready is stopped, its cgroup removed, and its reason returned.
+func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
+	id := opts.Config.ID
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
 	exe := opts.Executable
 	if exe == "" {
-		var err error
 		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("keep %s: find runtime executable: %w", opts.Config.ID, err)
+			return nil, fmt.Errorf("keep %s: find runtime executable: %w", id, err)
 		}
 	}
 	began := time.Now()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	ctl, remote, err := controlSocket()
 	if err != nil {
-		return nil, fmt.Errorf("keep %s: control socket: %w", opts.Config.ID, err)
+		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
 	}
-	local := os.NewFile(uintptr(fds[0]), "keep-control")
-	remote := os.NewFile(uintptr(fds[1]), "keep-control")
 	defer remote.Close()
-	ctl, err := net.FileConn(local)
-	local.Close()
-	if err != nil {
-		remote.Close()
-		return nil, fmt.Errorf("keep %s: control socket: %w", opts.Config.ID, err)
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{}), readyRead: make(chan struct{})}
+	if opts.Resources != nil {
+		p.memory = opts.Resources.Memory
 	}
-
-	var cg *Cgroup
+	// One rollback for every failure below: the Keep killed and reaped,
+	// the control socket closed, the cgroup removed.
+	defer func() {
+		if err != nil {
+			p.abandon(ctx, id)
+		}
+	}()
 	if opts.Cgroup != "" {
 		// Made before the Keep starts, so that a cgroup that cannot be made
 		// starts nothing.
-		if cg, err = NewCgroup(opts.Cgroup, opts.Resources); err != nil {
-			ctl.Close()
-			return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
-		}
-		if opts.CompileMemory > 0 {
-			if err := cg.SetMemoryLimit(opts.CompileMemory, 0); err != nil {
-				ctl.Close()
-				_ = cg.Delete()
-				return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
-			}
-		}
-	}
-	dropCgroup := func() {
-		if cg == nil {
-			return
-		}
-		if err := cg.Delete(); err != nil {
-			log.G(ctx).WithError(err).WithField("id", opts.Config.ID).Warn("remove the cgroup of a Keep that did not start")
+		if err := p.makeCgroup(opts); err != nil {
+			return nil, fmt.Errorf("keep %s: %w", id, err)
 		}
 	}
 
-	cmd := exec.Command(exe, Subcommand, "-id", opts.Config.ID)
+	cmd := exec.Command(exe, Subcommand, "-id", id)
 	cmd.Dir = opts.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
 	cmd.ExtraFiles = []*os.File{remote}
@@ -180,20 +147,12 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	// the shim kills it on Delete and shim cleanup kills it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		ctl.Close()
-		dropCgroup()
-		return nil, fmt.Errorf("keep %s: start %s: %w", opts.Config.ID, exe, err)
+		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
 	}
 	// Only the Keep holds the other end now: when it exits, reads see EOF
 	// after whatever it sent.
 	remote.Close()
-	p := &Process{cmd: cmd, ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{}), readyRead: make(chan struct{}), cgroup: cg}
-	if cg != nil {
-		p.compileMemory = opts.CompileMemory
-	}
-	if opts.Resources != nil {
-		p.memory = opts.Resources.Memory
-	}
+	p.cmd = cmd
 	go p.wait()
 
 	started := time.Now()
@@ -201,32 +160,81 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	// by then, it is limited and accounted from its first real work. (In
 	// cgroup v1 the move takes a kernel-wide lock whose first taker waits for
 	// an RCU grace period, 10-20 ms here; runc pays the same.)
-	if cg != nil {
-		if err := cg.Add(p.Pid()); err != nil {
-			p.kill()
-			dropCgroup()
-			return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
+	if p.cgroup != nil {
+		if err := p.cgroup.Add(p.Pid()); err != nil {
+			return nil, fmt.Errorf("keep %s: %w", id, err)
 		}
 	}
 	placed := time.Now()
-	if err := json.NewEncoder(ctl).Encode(request{Config: &opts.Config}); err != nil {
+	if err := p.sendConfig(opts.Config); err != nil {
+		if exitedEarly(err) {
+			status, _ := p.Status()
+			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, exe)
+		}
+		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
+	}
+	if err := p.awaitReady(ctx); err != nil {
+		return nil, p.notReady(id, opts.Config.Module, err)
+	}
+	log.G(ctx).WithField("id", id).WithField("exec", started.Sub(began)).WithField("cgroup", placed.Sub(started)).
+		WithField("ready", time.Since(placed)).Debug("keep started")
+	return p, nil
+}
+
+// controlSocket makes the control socket: the shim's end as a connection,
+// the Keep's as the file it inherits.
+func controlSocket() (net.Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	local := os.NewFile(uintptr(fds[0]), "keep-control")
+	remote := os.NewFile(uintptr(fds[1]), "keep-control")
+	ctl, err := net.FileConn(local)
+	local.Close()
+	if err != nil {
+		remote.Close()
+		return nil, nil, err
+	}
+	return ctl, remote, nil
+}
+
+// makeCgroup makes the Keep's cgroup, with the compile memory limit until
+// the workload runs.
+func (p *Process) makeCgroup(opts StartOptions) error {
+	cg, err := cgroup.New(opts.Cgroup, opts.Resources)
+	if err != nil {
+		return err
+	}
+	p.cgroup = cg
+	if opts.CompileMemory > 0 {
+		if err := cg.SetMemoryLimit(opts.CompileMemory, 0); err != nil {
+			return err
+		}
+		p.compileMemory = opts.CompileMemory
+	}
+	return nil
+}
+
+// sendConfig hands the Keep its config. When it fails, nobody will read the
+// Keep's answer; a Keep that has gone already is waited for a moment, so
+// that its own status says why.
+func (p *Process) sendConfig(cfg Config) error {
+	err := json.NewEncoder(p.ctl).Encode(request{Config: &cfg})
+	if err != nil {
 		close(p.readyRead)
 		if exitedEarly(err) {
-			// Gone already: its own status says more than ours would.
 			select {
 			case <-p.done:
 			case <-time.After(time.Second):
 			}
 		}
-		p.kill()
-		dropCgroup()
-		if exitedEarly(err) {
-			status, _ := p.Status()
-			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", opts.Config.ID, status, exe)
-		}
-		return nil, fmt.Errorf("keep %s: send config: %w", opts.Config.ID, err)
 	}
+	return err
+}
 
+// awaitReady reads the Keep's first answer: ready, or why it cannot be.
+func (p *Process) awaitReady(ctx context.Context) error {
 	answer := make(chan error, 1)
 	go func() {
 		defer close(p.readyRead)
@@ -248,27 +256,41 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	}()
 	select {
 	case err := <-answer:
-		if err == nil {
-			log.G(ctx).WithField("id", opts.Config.ID).WithField("exec", started.Sub(began)).WithField("cgroup", placed.Sub(started)).
-				WithField("ready", time.Since(placed)).Debug("keep started")
-			return p, nil
-		}
-		p.kill()
-		outOfMemory := p.outOfCompileMemory()
-		dropCgroup()
-		if exitedEarly(err) {
-			status, _ := p.Status()
-			if outOfMemory {
-				return nil, fmt.Errorf("keep %s was killed (status %d) for want of memory before it was ready: compiling module %s needed more than the %d bytes a Keep may use until its workload runs (node policy compile_memory_limit)",
-					opts.Config.ID, status, opts.Config.Module, p.compileMemory)
-			}
-			return nil, fmt.Errorf("keep %s exited with status %d before it was ready", opts.Config.ID, status)
-		}
-		return nil, fmt.Errorf("keep %s: %w", opts.Config.ID, err)
+		return err
 	case <-ctx.Done():
+		return fmt.Errorf("waiting for ready: %w", ctx.Err())
+	}
+}
+
+// notReady is the error of a Keep that did not get ready because of err:
+// the Keep's own reason, or how it ended. It kills the Keep first, to read
+// its status and its cgroup's record of an OOM kill.
+func (p *Process) notReady(id, module string, err error) error {
+	p.kill()
+	if !exitedEarly(err) {
+		return fmt.Errorf("keep %s: %w", id, err)
+	}
+	status, _ := p.Status()
+	if p.outOfCompileMemory() {
+		return fmt.Errorf("keep %s was killed (status %d) for want of memory before it was ready: compiling module %s needed more than the %d bytes a Keep may use until its workload runs (node policy compile_memory_limit)",
+			id, status, module, p.compileMemory)
+	}
+	return fmt.Errorf("keep %s exited with status %d before it was ready", id, status)
+}
+
+// abandon undoes a Start that failed: the Keep, if it started, is killed
+// and reaped (wait then closes the control socket once nobody reads it),
+// else the control socket is closed; the cgroup is removed.
+func (p *Process) abandon(ctx context.Context, id string) {
+	if p.cmd != nil {
 		p.kill()
-		dropCgroup()
-		return nil, fmt.Errorf("keep %s: waiting for ready: %w", opts.Config.ID, ctx.Err())
+	} else {
+		p.ctl.Close()
+	}
+	if p.cgroup != nil {
+		if err := p.cgroup.Delete(); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("remove the cgroup of a Keep that did not start")
+		}
 	}
 }
 
@@ -360,7 +382,7 @@ func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 
 // Cgroup is the Keep's control group, nil when it was started without one.
 // It outlives the Keep: whoever deletes the task deletes it.
-func (p *Process) Cgroup() *Cgroup { return p.cgroup }
+func (p *Process) Cgroup() *cgroup.Cgroup { return p.cgroup }
 
 // Run tells a ready Keep to start its workload. The container's memory
 // limit is applied to the Keep's cgroup first (see limitMemory).
@@ -402,7 +424,7 @@ func (p *Process) limitMemory() error {
 			return nil
 		}
 		// The container has no limit: lift the compile limit.
-		if err := p.cgroup.SetMemoryLimit(NoMemoryLimit, 0); err != nil {
+		if err := p.cgroup.SetMemoryLimit(cgroup.NoMemoryLimit, 0); err != nil {
 			return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
 		}
 		return nil

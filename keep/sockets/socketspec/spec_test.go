@@ -1,4 +1,4 @@
-package sockets
+package socketspec
 
 import (
 	"strconv"
@@ -60,23 +60,5 @@ func TestValidateRejects(t *testing.T) {
 		if tc.spec.Name != "" && !strings.Contains(err.Error(), strconv.Quote(tc.spec.Name)) {
 			t.Errorf("%v: Validate = %q does not name the socket", tc.spec, err)
 		}
-	}
-}
-
-func TestOptionsDefaults(t *testing.T) {
-	o, err := Options{}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.HandshakeTimeout != DefaultHandshakeTimeout || o.DialTimeout != DefaultDialTimeout || o.Backlog != DefaultBacklog {
-		t.Errorf("defaults = %+v", o)
-	}
-	for _, bad := range []Options{{Backlog: -1}, {HandshakeTimeout: -1}, {NetNS: "netns/x"}} {
-		if _, err := bad.withDefaults(); err == nil {
-			t.Errorf("%+v accepted", bad)
-		}
-	}
-	if _, err := (Options{NetNS: "netns/x"}).withDefaults(); err == nil || !strings.Contains(err.Error(), "absolute path such as /var/run/netns/NAME") {
-		t.Errorf("relative NetNS: %v", err)
 	}
 }
