@@ -29,6 +29,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -148,8 +149,6 @@ func socketAddress(dir, address, ns, id string) string {
 	return fmt.Sprintf("unix://%s/%x", dir, d)
 }
 
-func socketPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
-
 // start starts the shim server for a task and tells containerd its address,
 // in the dialect containerd spoke. Nothing else may reach stdout or stderr:
 // containerd reads both.
@@ -182,7 +181,7 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 		group = groupID(spec, f.id)
 	}
 	address := socketAddress(dir, f.address, f.namespace, group)
-	path := socketPath(address)
+	path := attestapi.SocketPath(address)
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
@@ -300,7 +299,7 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
-		if p := socketPath(strings.TrimSpace(string(b))); !serving(p) {
+		if p := attestapi.SocketPath(strings.TrimSpace(string(b))); !serving(p) {
 			os.Remove(p)
 		}
 	}

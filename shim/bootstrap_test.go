@@ -25,6 +25,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -105,11 +106,11 @@ func TestSocketAddress(t *testing.T) {
 	}
 	// A unix socket path holds at most 107 bytes and a NUL.
 	long := socketAddress(defaultSocketDir, address, strings.Repeat("n", 200), strings.Repeat("i", 200))
-	if p := socketPath(long); len(p) >= 106 {
+	if p := attestapi.SocketPath(long); len(p) >= 106 {
 		t.Errorf("socket path %q is %d bytes", p, len(p))
 	}
-	if p := socketPath(got); p != strings.TrimPrefix(want, "unix://") {
-		t.Errorf("socketPath = %q", p)
+	if p := attestapi.SocketPath(got); p != strings.TrimPrefix(want, "unix://") {
+		t.Errorf("SocketPath = %q", p)
 	}
 }
 
