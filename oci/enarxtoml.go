@@ -19,6 +19,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
@@ -57,7 +58,7 @@ import (
 //     find by probing from descriptor 3 up), then the sockets, and with
 //     sockets FD_COUNT and FD_NAMES describe all of them (docs/networking.md).
 //     The annotations enarx.dev/listen.NAME and enarx.dev/connect.NAME add
-//     or replace sockets (see SocketAnnotations).
+//     or replace sockets (see enarxdev.AnnotationListenPrefix).
 //   - steward is refused too: the Keep's Steward is chosen by the node policy
 //     and the enarx.dev/steward annotation.
 //
@@ -208,7 +209,7 @@ func (c *EnarxConfig) where(i int) string {
 // check reports the first entry the shim cannot apply.
 func (c *EnarxConfig) check() error {
 	if c.Steward != "" {
-		return fmt.Errorf("oci: %s: steward is not supported in Enarx.toml: the node policy chooses the Keep's Steward, and a container may pick one with the enarx.dev/steward annotation; remove steward", c.Source)
+		return fmt.Errorf("oci: %s: steward is not supported in Enarx.toml: the node policy chooses the Keep's Steward, and a container may pick one with the %s annotation; remove steward", c.Source, enarxdev.AnnotationSteward)
 	}
 	for i, a := range c.Args {
 		if strings.IndexByte(a, 0) >= 0 {

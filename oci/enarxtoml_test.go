@@ -17,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
@@ -104,7 +105,7 @@ func TestParseEnarxTOMLErrors(t *testing.T) {
 		{"fourth stream", "files = [{kind=\"stdin\"},{kind=\"stdout\"},{kind=\"stderr\"},{kind=\"null\"}]\n", []string{"files[3]", "may only be sockets"}},
 		{"name with colon", "[[files]]\nkind = \"stdin\"\nname = \"a:b\"\n", []string{"files[0]", "':'"}},
 		{"socket key on a stream", "[[files]]\nkind = \"stdin\"\nport = 1\n", []string{"files[0]", "port"}},
-		{"steward", "steward = \"https://steward.example.com\"\n", []string{"steward", "enarx.dev/steward"}},
+		{"steward", "steward = \"https://steward.example.com\"\n", []string{"steward", enarxdev.AnnotationSteward}},
 		{"env name", "env = { \"A=B\" = \"x\" }\n", []string{`"A=B"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -400,11 +401,11 @@ host = "::1"
 func TestSocketAnnotations(t *testing.T) {
 	cfg := workload.Workload{Sockets: []socketspec.Spec{{Name: "https", Kind: "listen", Prot: "tls", Addr: "[::]:443"}}}
 	err := applySocketAnnotations(&cfg, map[string]string{
-		"enarx.dev/listen.https":   "tls://127.0.0.1:8443",
-		"enarx.dev/listen.metrics": "tcp://:9090",
-		"enarx.dev/connect.db":     "tls://db.example:5432",
-		"enarx.dev/steward":        "http://127.0.0.1:1",
-		"other":                    "x",
+		enarxdev.AnnotationListenPrefix + "https":   "tls://127.0.0.1:8443",
+		enarxdev.AnnotationListenPrefix + "metrics": "tcp://:9090",
+		enarxdev.AnnotationConnectPrefix + "db":     "tls://db.example:5432",
+		enarxdev.AnnotationSteward:                  "http://127.0.0.1:1",
+		"other":                                     "x",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -418,16 +419,16 @@ func TestSocketAnnotations(t *testing.T) {
 		t.Errorf("sockets\n%+v\nwant\n%+v", cfg.Sockets, want)
 	}
 	for _, c := range []struct{ key, value, want string }{
-		{"enarx.dev/listen.x", "udp://:53", "prot://host:port"},
-		{"enarx.dev/listen.x", "tls://:", "port is missing"},
-		{"enarx.dev/listen.x", "tls://[::]:8443/path", "prot://host:port"},
-		{"enarx.dev/connect.x", "tls://:5432", "host to connect to is missing"},
-		{"enarx.dev/connect.", "tls://h:1", "name is empty"},
-		{"enarx.dev/listen.a:b", "tls://:1", "':'"},
-		{"enarx.dev/listen.x", "8443", "prot://host:port"},
-		{"enarx.dev/connect.x", "tCp://::1", "IPv6 addresses go in brackets"},
-		{"enarx.dev/connect.x", "tls://db/x:1", "prot://host:port"},
-		{"enarx.dev/connect.x", "tls://db!x:1", "neither an IP address nor a DNS name"},
+		{enarxdev.AnnotationListenPrefix + "x", "udp://:53", "prot://host:port"},
+		{enarxdev.AnnotationListenPrefix + "x", "tls://:", "port is missing"},
+		{enarxdev.AnnotationListenPrefix + "x", "tls://[::]:8443/path", "prot://host:port"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tls://:5432", "host to connect to is missing"},
+		{enarxdev.AnnotationConnectPrefix, "tls://h:1", "name is empty"},
+		{enarxdev.AnnotationListenPrefix + "a:b", "tls://:1", "':'"},
+		{enarxdev.AnnotationListenPrefix + "x", "8443", "prot://host:port"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tCp://::1", "IPv6 addresses go in brackets"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tls://db/x:1", "prot://host:port"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tls://db!x:1", "neither an IP address nor a DNS name"},
 	} {
 		err := applySocketAnnotations(&workload.Workload{}, map[string]string{c.key: c.value})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key) {

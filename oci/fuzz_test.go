@@ -17,6 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -110,9 +111,9 @@ func FuzzSocketAnnotations(f *testing.F) {
 		f.Add(s.connect, s.name, s.value)
 	}
 	f.Fuzz(func(t *testing.T, connect bool, name, value string) {
-		key, kind := AnnotationListenPrefix+name, socketspec.Listen
+		key, kind := enarxdev.AnnotationListenPrefix+name, socketspec.Listen
 		if connect {
-			key, kind = AnnotationConnectPrefix+name, socketspec.Connect
+			key, kind = enarxdev.AnnotationConnectPrefix+name, socketspec.Connect
 		}
 		var cfg workload.Workload
 		if err := applySocketAnnotations(&cfg, map[string]string{key: value}); err != nil {
@@ -197,12 +198,12 @@ func FuzzResolveSpec(f *testing.F) {
 			s.Mounts = []specs.Mount{{Destination: "/../etc", Type: "none", Source: "../..", Options: []string{"rbind"}}}
 		},
 		func(s *specs.Spec) {
-			s.Annotations = map[string]string{AnnotationListenPrefix + "web": "tls://:8443", AnnotationConnectPrefix + "db": "tcp://db:5432"}
+			s.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tls://:8443", enarxdev.AnnotationConnectPrefix + "db": "tcp://db:5432"}
 		},
 		func(s *specs.Spec) { s.Linux.Namespaces[0].Path = "netns" },
 		func(s *specs.Spec) {
 			s.Mounts = []specs.Mount{{Destination: "/a:b", Type: "bind", Source: "data"}}
-			s.Annotations = map[string]string{AnnotationListenPrefix + "web": "tcp://:80"}
+			s.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tcp://:80"}
 		},
 		func(s *specs.Spec) { s.Process.Env = []string{"NOVALUE"} },
 		func(s *specs.Spec) { s.Process.Args = append(s.Process.Args, "a\x00b") },

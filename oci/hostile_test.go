@@ -15,6 +15,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 // Hostile input from a bundle or an image: every case fails with an error
@@ -192,10 +194,10 @@ func TestHostileInputEnarxTOML(t *testing.T) {
 	_, err := Resolve(context.Background(), bundle, spec, nil)
 	wantError(t, "relative netns", err, "linux.namespaces[0]", `"run/netns/x"`, "not absolute")
 	spec.Linux = nil
-	spec.Annotations = map[string]string{AnnotationConnectPrefix + "db": "tcp://0.0.0.0:5432"}
+	spec.Annotations = map[string]string{enarxdev.AnnotationConnectPrefix + "db": "tcp://0.0.0.0:5432"}
 	_, err = Resolve(context.Background(), bundle, spec, nil)
-	wantError(t, "connect to every address", err, AnnotationConnectPrefix+"db", "name the server's host")
-	spec.Annotations = map[string]string{AnnotationListenPrefix + "web": "tcp://:80"}
+	wantError(t, "connect to every address", err, enarxdev.AnnotationConnectPrefix+"db", "name the server's host")
+	spec.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tcp://:80"}
 	spec.Mounts = []specs.Mount{{Destination: "/a:b", Type: "bind", Source: rootfs}}
 	_, err = Resolve(context.Background(), bundle, spec, nil)
 	wantError(t, "mount with ':' next to sockets", err, `"/a:b"`, "FD_NAMES", "mount it elsewhere")

@@ -10,27 +10,15 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
-// The socket annotations declare sockets without an Enarx.toml, e.g. in a
-// Kubernetes pod spec (containerd's CRI passes annotations that its runtime
-// config lists in pod_annotations / container_annotations):
-//
-//	enarx.dev/listen.https: tls://[::]:8443
-//	enarx.dev/connect.db:   tcp://db.example:5432
-//
-// The key's suffix is the socket's name in FD_NAMES; the value is prot
-// ("tls" or "tcp"), then the address to listen on or the host to connect
-// to, with its port. An annotation replaces the Enarx.toml socket of the
-// same name; the others come after the Enarx.toml sockets, by name.
-const (
-	AnnotationListenPrefix  = "enarx.dev/listen."
-	AnnotationConnectPrefix = "enarx.dev/connect."
-)
-
-// applySocketAnnotations adds the sockets that annotations declare to cfg.
+// applySocketAnnotations adds the sockets that annotations declare to cfg:
+// enarxdev.AnnotationListenPrefix+NAME and enarxdev.AnnotationConnectPrefix+NAME,
+// valued as ParseSocket reads. An annotation replaces the Enarx.toml socket of
+// the same name; the others come after the Enarx.toml sockets, by name.
 func applySocketAnnotations(cfg *workload.Workload, annotations map[string]string) error {
 	for _, key := range slices.Sorted(func(yield func(string) bool) {
 		for k := range annotations {
@@ -40,10 +28,10 @@ func applySocketAnnotations(cfg *workload.Workload, annotations map[string]strin
 		}
 	}) {
 		kind := ""
-		name, ok := strings.CutPrefix(key, AnnotationListenPrefix)
+		name, ok := strings.CutPrefix(key, enarxdev.AnnotationListenPrefix)
 		if ok {
 			kind = socketspec.Listen
-		} else if name, ok = strings.CutPrefix(key, AnnotationConnectPrefix); ok {
+		} else if name, ok = strings.CutPrefix(key, enarxdev.AnnotationConnectPrefix); ok {
 			kind = socketspec.Connect
 		} else {
 			continue

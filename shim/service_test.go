@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
@@ -345,12 +346,12 @@ func TestServiceLifecycle(t *testing.T) {
 	// Attestation labels.
 	sum := sha256.Sum256(module)
 	wantLabels := map[string]string{
-		LabelTEE:            "none",
-		LabelBackend:        "nil",
-		LabelAttestation:    "none",
-		LabelRuntimeVersion: version.Version,
-		LabelWorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
-		LabelEngine:         keeptest.EngineName,
+		enarxdev.LabelTEE:            "none",
+		enarxdev.LabelBackend:        "nil",
+		enarxdev.LabelAttestation:    "none",
+		enarxdev.LabelRuntimeVersion: version.Version,
+		enarxdev.LabelWorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
+		enarxdev.LabelEngine:         keeptest.EngineName,
 	}
 	h.containerd.mu.Lock()
 	gotLabels, gotNS := h.containerd.labels[id], h.containerd.ns
@@ -368,10 +369,10 @@ func TestServiceLifecycle(t *testing.T) {
 	if err := evidence.CheckBinding(); err != nil {
 		t.Errorf("evidence binding: %v", err)
 	}
-	wantLabels[LabelEvidencePath] = evidencePath
-	wantLabels[LabelEvidenceDigest] = evidence.Digest()
-	wantLabels[LabelRuntimeDigest] = evidence.Inputs.RuntimeDigest
-	if evidence.Inputs.WorkloadDigest != wantLabels[LabelWorkloadDigest] || evidence.TEE != "none" {
+	wantLabels[enarxdev.LabelEvidencePath] = evidencePath
+	wantLabels[enarxdev.LabelEvidenceDigest] = evidence.Digest()
+	wantLabels[enarxdev.LabelRuntimeDigest] = evidence.Inputs.RuntimeDigest
+	if evidence.Inputs.WorkloadDigest != wantLabels[enarxdev.LabelWorkloadDigest] || evidence.TEE != "none" {
 		t.Errorf("evidence: workload %s, tee %s", evidence.Inputs.WorkloadDigest, evidence.TEE)
 	}
 	var attested []receivedEvent
@@ -387,7 +388,7 @@ func TestServiceLifecycle(t *testing.T) {
 		if err := proto.Unmarshal(attested[0].envelope.GetEvent().GetValue(), &update); err != nil {
 			t.Errorf("attestation event payload: %v", err)
 		} else if attested[0].envelope.GetEvent().GetTypeUrl() != "containerd.events.ContainerUpdate" ||
-			update.ID != id || update.Labels[LabelTEE] != "none" || update.Labels[LabelEvidenceDigest] != evidence.Digest() {
+			update.ID != id || update.Labels[enarxdev.LabelTEE] != "none" || update.Labels[enarxdev.LabelEvidenceDigest] != evidence.Digest() {
 			t.Errorf("attestation event %s %v", attested[0].envelope.GetEvent().GetTypeUrl(), &update)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-sev-guest/abi"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 // simulateVersion is the runtime version of the simulate shim.
@@ -66,13 +67,13 @@ func TestSimulatedSEVSNP(t *testing.T) {
 			id := uniqueID("snp")
 			d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, ref, id, "/app.wasm", "1h")
 			labels := containerLabels(t, d, ns, id)
-			if labels["enarx.dev/tee"] != "sev-snp" || labels["enarx.dev/backend"] != "sev-snp" || labels["enarx.dev/attestation"] != "ok" {
+			if labels[enarxdev.LabelTEE] != "sev-snp" || labels[enarxdev.LabelBackend] != "sev-snp" || labels[enarxdev.LabelAttestation] != "ok" {
 				t.Errorf("labels %v, want tee and backend sev-snp, attestation ok", labels)
 			}
-			if !strings.Contains(labels["enarx.dev/tee.version"], "snp=") {
-				t.Errorf("enarx.dev/tee.version = %q, want the SNP TCB", labels["enarx.dev/tee.version"])
+			if !strings.Contains(labels[enarxdev.LabelTEEVersion], "snp=") {
+				t.Errorf(enarxdev.LabelTEEVersion+" = %q, want the SNP TCB", labels[enarxdev.LabelTEEVersion])
 			}
-			encoded, err := os.ReadFile(labels["enarx.dev/evidence.path"])
+			encoded, err := os.ReadFile(labels[enarxdev.LabelEvidencePath])
 			if err != nil {
 				t.Fatalf("evidence file: %v", err)
 			}
@@ -80,8 +81,8 @@ func TestSimulatedSEVSNP(t *testing.T) {
 			if err != nil {
 				t.Fatalf("evidence: %v", err)
 			}
-			if ev.Digest() != labels["enarx.dev/evidence.digest"] {
-				t.Errorf("evidence digest %s, label %s", ev.Digest(), labels["enarx.dev/evidence.digest"])
+			if ev.Digest() != labels[enarxdev.LabelEvidenceDigest] {
+				t.Errorf("evidence digest %s, label %s", ev.Digest(), labels[enarxdev.LabelEvidenceDigest])
 			}
 			if ev.TEE != attestation.TEESEVSNP || ev.Inputs.WorkloadDigest != fileDigest(t, wasm) ||
 				ev.Inputs.RuntimeDigest != fileDigest(t, filepath.Join(bin, shimBinary)) {
