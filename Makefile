@@ -52,7 +52,7 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/verify FuzzParseCSR:./attestation/steward FuzzCSREvidence:./attestation/steward \
 	FuzzVerifyPolicy:./attestation/verify FuzzReferenceValues:./attestation/verify FuzzStewardConfig:./attestation/steward \
 	FuzzParseEnarxTOML:./oci FuzzSocketAnnotations:./oci FuzzResolveSpec:./oci FuzzWasmManifest:./oci \
-	FuzzKeepConfig:./keep FuzzPolicy:./keep FuzzModuleCacheEntry:./keep FuzzSpecValidate:./keep/sockets \
+	FuzzKeepConfig:./keep FuzzPolicy:./keep/nodepolicy FuzzModuleCacheEntry:./keep FuzzSpecValidate:./keep/sockets/socketspec \
 	FuzzRuntimeOptions:./shim FuzzTaskRequest:./shim FuzzTLSConfig:./tlssock
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

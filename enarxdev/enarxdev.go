@@ -57,7 +57,7 @@ const AnnotationBackend = "enarx.dev/backend"
 
 // AnnotationSteward is the OCI annotation with which a container names the
 // attestation service its Keep gets a certificate from (see
-// keep.Policy.ChooseSteward). It is the key of LabelSteward: the annotation
+// nodepolicy.Policy.ChooseSteward). It is the key of LabelSteward: the annotation
 // is the request, the label the Steward that certified the Keep.
 const AnnotationSteward = "enarx.dev/steward"
 

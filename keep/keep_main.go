@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -279,4 +280,23 @@ func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.S
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: module %s: %v\n", cfg.ID, cfg.Module, err)
 		return StatusFailed
 	}
+}
+
+// withPWD returns env with PWD=cwd added, unless cwd is empty or env sets
+// PWD already.
+//
+// WASI preview 1 has no working directory. Go's wasip1 runtime takes $PWD
+// as its own and resolves relative paths against it, which is how
+// process.cwd reaches a Go workload. WASI libc (C, C++, Rust) starts in "/"
+// whatever the environment says; such a workload must chdir($PWD) itself.
+func withPWD(env []string, cwd string) []string {
+	if cwd == "" {
+		return env
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PWD=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PWD="+cwd)
 }

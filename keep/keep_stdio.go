@@ -52,22 +52,3 @@ func nullStdio(names []string) error {
 	}
 	return nil
 }
-
-// withPWD returns env with PWD=cwd added, unless cwd is empty or env sets
-// PWD already.
-//
-// WASI preview 1 has no working directory. Go's wasip1 runtime takes $PWD
-// as its own and resolves relative paths against it, which is how
-// process.cwd reaches a Go workload. WASI libc (C, C++, Rust) starts in "/"
-// whatever the environment says; such a workload must chdir($PWD) itself.
-func withPWD(env []string, cwd string) []string {
-	if cwd == "" {
-		return env
-	}
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "PWD=") {
-			return env
-		}
-	}
-	return append(env[:len(env):len(env)], "PWD="+cwd)
-}

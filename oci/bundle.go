@@ -17,9 +17,89 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ArtifactModuleFile is the file in the bundle where the module of a wasm
-// artifact image is written for the Keep to load.
-const ArtifactModuleFile = "enarx-module.wasm"
+// Bundle is an OCI bundle as containerd makes it for a task and the enarx
+// runtime fills it: it owns the name of every file in it. containerd writes
+// config.json and makes the root filesystem's mount point; the shim writes
+// the address of its socket and reads its log FIFO; Create adds the files
+// Clean removes.
+type Bundle struct {
+	// Dir is the bundle's directory, absolute, or "." when the process
+	// runs in it (containerd starts the shim there).
+	Dir string
+}
+
+// The files of a bundle.
+const (
+	// configFile is the runtime spec, written by containerd.
+	configFile = "config.json"
+	// addressFile records the address of the shim's socket, for
+	// containerd to reconnect after a restart.
+	addressFile = "address"
+	// logFIFO is the FIFO containerd copies the shim's log from.
+	logFIFO = "log"
+	// artifactModuleFile holds the module of a wasm artifact image,
+	// written for the Keep to load.
+	artifactModuleFile = "enarx-module.wasm"
+	// keepPIDFile records the Keep's PID for `shim delete`.
+	keepPIDFile = "enarx-keep.pid"
+	// keepExitFile records the Keep's exit status once the shim has
+	// reaped it, for `shim delete` after a shim crash.
+	keepExitFile = "enarx-keep.exit"
+	// evidenceFile holds the Keep's evidence at start.
+	evidenceFile = "enarx-evidence.json"
+	// keepStateDir is the Keep's state directory (keep.Config.StateDir),
+	// made when the Keep gets a certificate.
+	keepStateDir = "enarx"
+)
+
+func (b Bundle) path(name string) string { return filepath.Join(b.Dir, name) }
+
+// Config is the path of the bundle's runtime spec.
+func (b Bundle) Config() string { return b.path(configFile) }
+
+// Address is the file in which the shim records its socket's address.
+func (b Bundle) Address() string { return b.path(addressFile) }
+
+// Log is the FIFO the shim writes its log to.
+func (b Bundle) Log() string { return b.path(logFIFO) }
+
+// ArtifactModule is where the module of a wasm artifact image is written.
+func (b Bundle) ArtifactModule() string { return b.path(artifactModuleFile) }
+
+// KeepPID is the file that records the Keep's PID.
+func (b Bundle) KeepPID() string { return b.path(keepPIDFile) }
+
+// KeepExit is the file that records the Keep's exit status.
+func (b Bundle) KeepExit() string { return b.path(keepExitFile) }
+
+// Evidence is the file that holds the Keep's evidence at start.
+func (b Bundle) Evidence() string { return b.path(evidenceFile) }
+
+// KeepStateDir is the Keep's own directory (keep.Config.StateDir).
+func (b Bundle) KeepStateDir() string { return b.path(keepStateDir) }
+
+// Rootfs is the host path of the spec's root filesystem (see Rootfs).
+func (b Bundle) Rootfs(spec *specs.Spec) string { return Rootfs(b.Dir, spec) }
+
+// Spec reads the bundle's runtime spec (see LoadSpec).
+func (b Bundle) Spec() (*specs.Spec, error) { return LoadSpec(b.Dir) }
+
+// Clean removes what the enarx runtime added to the bundle: the artifact
+// module, the Keep's PID and exit records, its evidence and its state
+// directory. What containerd made is left alone; so is what is already
+// gone. It returns every failure, joined.
+func (b Bundle) Clean() error {
+	var errs []error
+	for _, f := range []string{artifactModuleFile, keepPIDFile, keepExitFile, evidenceFile} {
+		if err := os.Remove(b.path(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(b.path(keepStateDir)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
 
 // MaxSpecSize bounds the config.json LoadSpec reads: containerd writes a few
 // KiB, and Kubernetes bounds a whole pod object to 1.5 MiB.
@@ -27,7 +107,7 @@ const MaxSpecSize = 16 << 20
 
 // LoadSpec reads the runtime spec (config.json) of an OCI bundle.
 func LoadSpec(bundle string) (*specs.Spec, error) {
-	p := filepath.Join(bundle, "config.json")
+	p := Bundle{Dir: bundle}.Config()
 	b, err := readRegularFile(p, MaxSpecSize)
 	if err != nil {
 		return nil, fmt.Errorf("oci: read bundle config: %w", err)
@@ -42,10 +122,11 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	return &spec, nil
 }
 
-// Rootfs is the host path of the spec's root filesystem.
+// Rootfs is the host path of the spec's root filesystem; with a nil spec,
+// where containerd puts it by default.
 func Rootfs(bundle string, spec *specs.Spec) string {
 	root := "rootfs"
-	if spec.Root != nil && spec.Root.Path != "" {
+	if spec != nil && spec.Root != nil && spec.Root.Path != "" {
 		root = spec.Root.Path
 	}
 	if !filepath.IsAbs(root) {
@@ -98,7 +179,7 @@ func Resolve(ctx context.Context, bundle string, spec *specs.Spec, images ImageS
 	}
 	notFound := err
 	if images != nil {
-		dst := filepath.Join(bundle, ArtifactModuleFile)
+		dst := Bundle{Dir: bundle}.ArtifactModule()
 		found, ierr := extractArtifactModule(ctx, images, dst)
 		if ierr != nil {
 			return workload.Workload{}, ierr

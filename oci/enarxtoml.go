@@ -21,6 +21,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -211,10 +212,8 @@ func (c *EnarxConfig) check() error {
 	if c.Steward != "" {
 		return fmt.Errorf("oci: %s: steward is not supported in Enarx.toml: the node policy chooses the Keep's Steward, and a container may pick one with the %s annotation; remove steward", c.Source, enarxdev.AnnotationSteward)
 	}
-	for i, a := range c.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return fmt.Errorf("oci: %s: args[%d] %q contains a NUL byte, which would cut the argument short: remove it", c.Source, i, a)
-		}
+	if i := engine.BadArg(c.Args); i >= 0 {
+		return fmt.Errorf("oci: %s: args[%d] %q contains a NUL byte, which would cut the argument short: remove it", c.Source, i, c.Args[i])
 	}
 	for k, v := range c.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {

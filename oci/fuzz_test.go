@@ -307,7 +307,7 @@ func FuzzWasmManifest(f *testing.F) {
 	f.Add(uint8(1), index(withPlatform(module, WasmArchitecture)))
 	f.Add(uint8(4), valid)
 	f.Add(uint8(0), []byte(`{"layers":[{"mediaType":"application/wasm","digest":"sha256:","size":-1}]}`))
-	dst := filepath.Join(dir, ArtifactModuleFile)
+	dst := Bundle{Dir: dir}.ArtifactModule()
 	f.Fuzz(func(t *testing.T, targetType uint8, doc []byte) {
 		images := &memImages{blobs: map[digest.Digest][]byte{}}
 		for d, b := range base.blobs {

@@ -263,7 +263,7 @@ func TestHostileInputImage(t *testing.T) {
 			bundle := t.TempDir()
 			_, err := Resolve(context.Background(), bundle, spec, m)
 			wantError(t, c.name, err, append([]string{"oci: "}, c.want...)...)
-			if _, serr := os.Stat(filepath.Join(bundle, ArtifactModuleFile)); serr == nil {
+			if _, serr := os.Stat(Bundle{Dir: bundle}.ArtifactModule()); serr == nil {
 				t.Errorf("%s: the module was left in the bundle", c.name)
 			}
 		})

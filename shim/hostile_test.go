@@ -121,8 +121,9 @@ func TestHostileInputCreate(t *testing.T) {
 				t.Errorf("Keeps of the refused task run: %v", pids)
 			}
 			if filepath.IsAbs(r.Bundle) {
-				for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile, EvidenceFile} {
-					if _, err := os.Stat(filepath.Join(r.Bundle, f)); err == nil {
+				b := oci.Bundle{Dir: r.Bundle}
+				for _, f := range []string{b.ArtifactModule(), b.KeepPID(), b.Evidence()} {
+					if _, err := os.Stat(f); err == nil {
 						t.Errorf("%s left in the bundle", f)
 					}
 				}

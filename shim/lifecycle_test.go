@@ -24,6 +24,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/internal/lifecycle"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
 // shimRuntime is the task service driven directly, as containerd drives it,
@@ -294,7 +295,11 @@ func (p *exitingProcess) Status() (int, time.Time)    { return p.status, p.at }
 func (h *harness) exitingTask(t *testing.T, st state, delay time.Duration) *task {
 	t.Helper()
 	p := &exitingProcess{done: make(chan struct{}), status: 143, at: time.Now()}
-	tk := &task{id: keeptest.ID(t), bundle: t.TempDir(), proc: p, reaped: make(chan struct{}), state: st}
+	tk := newTask(keeptest.ID(t), oci.Bundle{Dir: t.TempDir()}, "", "", "")
+	tk.proc, tk.state = p, st
+	if st == stateRunning {
+		close(tk.startPublished) // as Start would have
+	}
 	h.svc.mu.Lock()
 	h.svc.tasks[tk.id] = tk
 	h.svc.mu.Unlock()

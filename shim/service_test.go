@@ -155,6 +155,9 @@ func (f *fakeContainerd) SetLabels(ctx context.Context, ns, id string, labels ma
 
 func (f *fakeContainerd) Image(ns, id string) oci.ImageStore { return noImage{} }
 
+// Warm has no connection to make.
+func (f *fakeContainerd) Warm() {}
+
 type noImage struct{}
 
 func (noImage) Target(context.Context) (ocispec.Descriptor, error) {
@@ -294,8 +297,8 @@ func alive(pid int) bool {
 // noPIDFile checks that the Keep's PID and exit files are gone.
 func noPIDFile(t *testing.T, bundle string) {
 	t.Helper()
-	for _, f := range []string{keepPIDFile, keepExitFile} {
-		if _, err := os.Stat(filepath.Join(bundle, f)); !errors.Is(err, os.ErrNotExist) {
+	for _, f := range []string{oci.Bundle{Dir: bundle}.KeepPID(), oci.Bundle{Dir: bundle}.KeepExit()} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: %v, want none", f, err)
 		}
 	}
@@ -339,7 +342,7 @@ func TestServiceLifecycle(t *testing.T) {
 	if !keep.IsProcessOf(int(pid), id) {
 		t.Errorf("pid %d is not the Keep of %s", pid, id)
 	}
-	if b, err := os.ReadFile(filepath.Join(r.Bundle, keepPIDFile)); err != nil || string(b) != strconv.Itoa(int(pid)) {
+	if b, err := os.ReadFile(oci.Bundle{Dir: r.Bundle}.KeepPID()); err != nil || string(b) != strconv.Itoa(int(pid)) {
 		t.Errorf("pid file = %q, %v; want %d", b, err, pid)
 	}
 
@@ -357,7 +360,7 @@ func TestServiceLifecycle(t *testing.T) {
 	gotLabels, gotNS := h.containerd.labels[id], h.containerd.ns
 	h.containerd.mu.Unlock()
 	// The evidence file in the bundle, and the labels that point at it.
-	evidencePath := filepath.Join(r.Bundle, EvidenceFile)
+	evidencePath := oci.Bundle{Dir: r.Bundle}.Evidence()
 	encoded, err := os.ReadFile(evidencePath)
 	if err != nil {
 		t.Fatalf("evidence file: %v", err)
@@ -455,7 +458,7 @@ func TestServiceLifecycle(t *testing.T) {
 	_, err = h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)})
 	wantCode(t, "Kill of a stopped task", err, codes.NotFound, "already finished")
 	// Recorded for `shim delete`, should the shim die now.
-	if status, at, ok := readExitFile(r.Bundle); !ok || status != 143 || !at.Equal(st.ExitedAt.AsTime()) {
+	if status, at, ok := readExitRecord(oci.Bundle{Dir: r.Bundle}); !ok || status != 143 || !at.Equal(st.ExitedAt.AsTime()) {
 		t.Errorf("exit file: %d %v %v, want 143 at %v", status, at, ok, st.ExitedAt.AsTime())
 	}
 	// An error, not an empty list: containerd 2.x deletes the tasks of

@@ -39,7 +39,7 @@ import (
 	wazerosys "github.com/tetratelabs/wazero/sys"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	keepwasmtime "github.com/enarx/containerd-shim-enarx/keep/wasmtime"
 )
 
@@ -486,7 +486,7 @@ func BenchmarkEngine(b *testing.B) {
 		}{
 			{caseWasmtime, ourCompile, func() error {
 				return withStdoutDiscarded(func() error {
-					status, err := ourModule.Run(ctx, keep.RunOptions{Args: args})
+					status, err := ourModule.Run(ctx, engine.RunOptions{Args: args})
 					if err == nil && status != 0 {
 						err = fmt.Errorf("exit status %d", status)
 					}

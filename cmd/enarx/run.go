@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -108,10 +110,8 @@ func runConfig(module string, args, env, dirs []string, memory, moduleCache stri
 		return keep.Config{}, err
 	}
 	cfg := keep.Config{
-		ID:         filepath.Base(path),
-		Module:     path,
-		Entrypoint: function,
-		Args:       append([]string{filepath.Base(path)}, args...),
+		ID:       filepath.Base(path),
+		Workload: workload.Workload{Module: path, Entrypoint: function, Args: append([]string{filepath.Base(path)}, args...)},
 	}
 	for _, kv := range env {
 		k, _, hasValue := strings.Cut(kv, "=")
@@ -176,7 +176,7 @@ func checkModule(path string) error {
 
 // parseDir parses --dir HOST:GUEST[:ro|:rw] into a preopen of an existing
 // host directory.
-func parseDir(d string) (keep.Preopen, error) {
+func parseDir(d string) (engine.Preopen, error) {
 	parts := strings.Split(d, ":")
 	readOnly := false
 	if n := len(parts); n == 3 {
@@ -185,28 +185,28 @@ func parseDir(d string) (keep.Preopen, error) {
 			readOnly = true
 		case "rw":
 		default:
-			return keep.Preopen{}, usagef("--dir %q: the third part is %q; give ro or rw", d, parts[2])
+			return engine.Preopen{}, usagef("--dir %q: the third part is %q; give ro or rw", d, parts[2])
 		}
 		parts = parts[:2]
 	}
 	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return keep.Preopen{}, usagef("--dir %q: give HOST:GUEST or HOST:GUEST:ro, e.g. --dir ./data:/data:ro", d)
+		return engine.Preopen{}, usagef("--dir %q: give HOST:GUEST or HOST:GUEST:ro, e.g. --dir ./data:/data:ro", d)
 	}
 	if !strings.HasPrefix(parts[1], "/") {
-		return keep.Preopen{}, usagef("--dir %q: the guest path %q is not absolute", d, parts[1])
+		return engine.Preopen{}, usagef("--dir %q: the guest path %q is not absolute", d, parts[1])
 	}
 	host, err := filepath.Abs(parts[0])
 	if err != nil {
-		return keep.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
+		return engine.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
 	}
 	fi, err := os.Stat(host)
 	if err != nil {
-		return keep.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
+		return engine.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
 	}
 	if !fi.IsDir() {
-		return keep.Preopen{}, fmt.Errorf("--dir %s: %s is not a directory: WASI gives a workload directories only", d, host)
+		return engine.Preopen{}, fmt.Errorf("--dir %s: %s is not a directory: WASI gives a workload directories only", d, host)
 	}
-	return keep.Preopen{HostPath: host, GuestPath: filepath.Clean(parts[1]), ReadOnly: readOnly}, nil
+	return engine.Preopen{HostPath: host, GuestPath: filepath.Clean(parts[1]), ReadOnly: readOnly}, nil
 }
 
 // parseBytes parses a positive byte count with an optional binary suffix

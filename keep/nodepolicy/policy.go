@@ -21,6 +21,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
 )
 
@@ -38,15 +39,6 @@ const (
 	// BackendTDX is a Keep in an Intel TDX guest.
 	BackendTDX = "tdx"
 )
-
-// AnnotationBackend is the OCI annotation with which a container asks for a
-// backend. It can ask for a stronger backend than the node's default, never
-// for a weaker one than the node policy requires.
-const AnnotationBackend = "enarx.dev/backend"
-
-// AnnotationSteward is the OCI annotation with which a container names the
-// attestation service its Keep gets a certificate from (see ChooseSteward).
-const AnnotationSteward = "enarx.dev/steward"
 
 // MaxSize is the largest node policy Parse and Load read.
 const MaxSize = 64 << 10
@@ -289,10 +281,10 @@ func (p Policy) ChooseSteward(requested string) (string, error) {
 		return p.Steward, nil
 	case p.Steward != "":
 		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q names another attestation service than the node policy%s (steward = %q), whose steward every Keep on this node uses: remove the annotation",
-			AnnotationSteward, requested, p.where(), p.Steward)
+			enarxdev.AnnotationSteward, requested, p.where(), p.Steward)
 	}
 	if err := CheckStewardURL(requested); err != nil {
-		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q %v", AnnotationSteward, requested, err)
+		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q %v", enarxdev.AnnotationSteward, requested, err)
 	}
 	return requested, nil
 }
@@ -342,25 +334,25 @@ func (p Policy) Choose(requested string, available func(backend string) error) (
 		switch {
 		case isTEE(node):
 			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=nil asks for a Keep without a TEE, but the node policy%s sets backend = %q, and a container's backend is never weaker than the node requires: remove the annotation",
-				AnnotationBackend, p.where(), node)
+				enarxdev.AnnotationBackend, p.where(), node)
 		case p.RequireTEE:
 			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=nil asks for a Keep without a TEE, but the node policy%s sets require_tee = true, and a container's backend is never weaker than the node requires: remove the annotation",
-				AnnotationBackend, p.where())
+				enarxdev.AnnotationBackend, p.where())
 		}
 		return BackendNil, nil
 	case BackendSEVSNP, BackendTDX:
 		if isTEE(node) && requested != node {
 			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=%s asks for %s, but the node policy%s sets backend = %q: remove the annotation or set it to %q",
-				AnnotationBackend, requested, requested, p.where(), node, node)
+				enarxdev.AnnotationBackend, requested, requested, p.where(), node, node)
 		}
 		if err := available(requested); err != nil {
 			return "", newChoiceError(ErrBackendUnavailable, []error{err}, "annotation %s=%s asks for a %s Keep, but this node cannot provide one: %v: remove the annotation to get the node's backend, or run the container on a %s guest",
-				AnnotationBackend, requested, requested, err, requested)
+				enarxdev.AnnotationBackend, requested, requested, err, requested)
 		}
 		return requested, nil
 	default:
 		return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=%q is not a backend: use one of %s, or remove the annotation to get the node's backend",
-			AnnotationBackend, requested, validBackends)
+			enarxdev.AnnotationBackend, requested, validBackends)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -200,9 +202,9 @@ func TestChoose(t *testing.T) {
 		{name: "nil on auto node", policy: auto, requested: BackendNil, tees: []string{BackendSEVSNP}, want: BackendNil},
 		{name: "nil on nil node", policy: nilP, requested: BackendNil, want: BackendNil},
 		{name: "nil on require_tee node", policy: autoReq, requested: BackendNil, tees: []string{BackendSEVSNP}, wantErr: ErrBackendNotAllowed,
-			errs: []string{AnnotationBackend + "=nil", "require_tee = true", file, "never weaker than the node requires", "remove the annotation"}},
+			errs: []string{enarxdev.AnnotationBackend + "=nil", "require_tee = true", file, "never weaker than the node requires", "remove the annotation"}},
 		{name: "nil on TEE node", policy: snp, requested: BackendNil, tees: []string{BackendSEVSNP}, wantErr: ErrBackendNotAllowed,
-			errs: []string{AnnotationBackend + "=nil", `backend = "sev-snp"`, "never weaker than the node requires"}},
+			errs: []string{enarxdev.AnnotationBackend + "=nil", `backend = "sev-snp"`, "never weaker than the node requires"}},
 
 		// Requests for a TEE.
 		{name: "TEE on auto node", policy: auto, requested: BackendTDX, tees: []string{BackendSEVSNP, BackendTDX}, want: BackendTDX},
@@ -210,15 +212,15 @@ func TestChoose(t *testing.T) {
 		{name: "TEE on require_tee node", policy: autoReq, requested: BackendSEVSNP, tees: []string{BackendSEVSNP}, want: BackendSEVSNP},
 		{name: "same TEE as node", policy: tdxReq, requested: BackendTDX, tees: []string{BackendTDX}, want: BackendTDX},
 		{name: "unavailable TEE", policy: auto, requested: BackendTDX, tees: []string{BackendSEVSNP}, wantErr: ErrBackendUnavailable,
-			errs: []string{AnnotationBackend + "=tdx", errNoTDX.Error(), "remove the annotation"}, causes: []error{errNoTDX}},
+			errs: []string{enarxdev.AnnotationBackend + "=tdx", errNoTDX.Error(), "remove the annotation"}, causes: []error{errNoTDX}},
 		{name: "unavailable TEE on nil node", policy: nilP, requested: BackendSEVSNP, wantErr: ErrBackendUnavailable,
-			errs: []string{AnnotationBackend + "=sev-snp", errNoSNP.Error()}, causes: []error{errNoSNP}},
+			errs: []string{enarxdev.AnnotationBackend + "=sev-snp", errNoSNP.Error()}, causes: []error{errNoSNP}},
 		{name: "other TEE than node", policy: snp, requested: BackendTDX, tees: []string{BackendSEVSNP, BackendTDX}, wantErr: ErrBackendNotAllowed,
-			errs: []string{AnnotationBackend + "=tdx", `sets backend = "sev-snp"`, file, `set it to "sev-snp"`}},
+			errs: []string{enarxdev.AnnotationBackend + "=tdx", `sets backend = "sev-snp"`, file, `set it to "sev-snp"`}},
 
 		// Names that are no backend.
 		{name: "unknown name", policy: auto, requested: "sgx", wantErr: ErrBackendNotAllowed,
-			errs: []string{AnnotationBackend + `="sgx" is not a backend`, `"auto", "nil", "sev-snp", "tdx"`}},
+			errs: []string{enarxdev.AnnotationBackend + `="sgx" is not a backend`, `"auto", "nil", "sev-snp", "tdx"`}},
 		{name: "names are case sensitive", policy: auto, requested: "TDX", tees: []string{BackendTDX}, wantErr: ErrBackendNotAllowed,
 			errs: []string{`="TDX" is not a backend`}},
 		{name: "invalid policy", policy: Policy{Backend: "kvm", Source: file}, wantErr: ErrBackendUnavailable,

@@ -441,19 +441,15 @@ const maxListedImports = 10
 // silently truncate them. It rejects those instead, and environment entries
 // that are not KEY=value.
 func validateRunOptions(opts engine.RunOptions) error {
-	for i, a := range opts.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
-		}
+	if i := engine.BadArg(opts.Args); i >= 0 {
+		return fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
 	}
-	for _, kv := range opts.Env {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
-		}
-		if strings.IndexByte(kv, 0) >= 0 {
+	if i := engine.BadEnv(opts.Env); i >= 0 {
+		kv := opts.Env[i]
+		if k, _, ok := strings.Cut(kv, "="); ok && k != "" {
 			return fmt.Errorf("wasmtime: environment variable %q contains a NUL byte", k)
 		}
+		return fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
 	}
 	for _, p := range opts.Preopens {
 		if strings.IndexByte(p.HostPath, 0) >= 0 || strings.IndexByte(p.GuestPath, 0) >= 0 || p.GuestPath == "" {

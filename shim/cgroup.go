@@ -10,32 +10,21 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // The task's cgroup: the Keep is placed in the container's cgroup
 // (linux.cgroupsPath) with the container's resources, Stats reports its
 // metrics, and deleting the task removes it.
 
-// cgroupOf is where a container's Keep goes: the spec's cgroup path and
-// resources ("" and nil when the spec names no cgroup).
-func cgroupOf(spec *specs.Spec) (string, *specs.LinuxResources) {
-	if spec.Linux == nil {
-		return "", nil
-	}
-	return spec.Linux.CgroupsPath, spec.Linux.Resources
-}
-
 // loadCgroup finds the cgroup of the container of spec for `shim delete`,
 // nil when it has none or it is gone.
-func loadCgroup(ctx context.Context, spec *specs.Spec) *keep.Cgroup {
-	path, _ := cgroupOf(spec)
-	if path == "" {
+func loadCgroup(ctx context.Context, spec *specs.Spec) *cgroup.Cgroup {
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
 		return nil
 	}
-	cg, err := keep.LoadCgroup(path)
+	cg, err := cgroup.Load(spec.Linux.CgroupsPath)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			log.G(ctx).WithError(err).Warn("load the cgroup of a Keep")
