@@ -94,6 +94,7 @@ type Process struct {
 	// will not): wait closes the control socket only then, so that a Keep
 	// that answers and exits at once never loses its answer.
 	readyRead chan struct{}
+	readOnce  sync.Once
 	mu        sync.Mutex
 	status    int
 	exitedAt  time.Time
@@ -222,7 +223,7 @@ func (p *Process) makeCgroup(opts StartOptions) error {
 func (p *Process) sendConfig(cfg Config) error {
 	err := json.NewEncoder(p.ctl).Encode(request{Config: &cfg})
 	if err != nil {
-		close(p.readyRead)
+		p.doneReading()
 		if exitedEarly(err) {
 			select {
 			case <-p.done:
@@ -237,7 +238,7 @@ func (p *Process) sendConfig(cfg Config) error {
 func (p *Process) awaitReady(ctx context.Context) error {
 	answer := make(chan error, 1)
 	go func() {
-		defer close(p.readyRead)
+		defer p.doneReading()
 		var resp response
 		if err := p.dec.Decode(&resp); err != nil {
 			answer <- err
@@ -278,12 +279,17 @@ func (p *Process) notReady(id, module string, err error) error {
 	return fmt.Errorf("keep %s exited with status %d before it was ready", id, status)
 }
 
+// doneReading says that nobody will read the Keep's first answer any more
+// (see readyRead).
+func (p *Process) doneReading() { p.readOnce.Do(func() { close(p.readyRead) }) }
+
 // abandon undoes a Start that failed: the Keep, if it started, is killed
-// and reaped (wait then closes the control socket once nobody reads it),
-// else the control socket is closed; the cgroup is removed.
+// and reaped (wait then closes the control socket), else the control socket
+// is closed; the cgroup is removed.
 func (p *Process) abandon(ctx context.Context, id string) {
 	if p.cmd != nil {
 		p.kill()
+		p.doneReading()
 	} else {
 		p.ctl.Close()
 	}

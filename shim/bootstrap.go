@@ -1,7 +1,10 @@
 // Package shim is the containerd runtime shim: the bootstrap containerd runs
 // (start, delete, -info), and the ttrpc task service that manages Keeps. It
-// knows nothing of WebAssembly engines or TEEs; those live behind package
-// keep.
+// runs no WebAssembly (the engine is behind package keep, in the Keep
+// process), but it is not TEE-blind: it chooses a Keep's backend under the
+// node policy (asking package keep which TEEs the node offers), publishes
+// what the Keep attested as labels (parsing its certificate), and serves
+// fresh evidence from a running Keep (package attestapi).
 package shim
 
 import (

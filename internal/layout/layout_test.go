@@ -105,7 +105,12 @@ var rules = []rule{
 	{"enarxdev", "leaf", leaf, "the enarx.dev/* keys are a leaf: the shim, the CLI and the Keep all import them"},
 	{"keep/engine", "no-TEE-libs", teeLibs, "running a module needs no TEE: attestation is the Keep's, not the engine's"},
 	{"keep/wasmtime", "no-TEE-libs", teeLibs, "running a module needs no TEE: attestation is the Keep's, not the engine's"},
+	{"keep/workload", "leaves-only", append([]string{module + "/keep", module + "/keep/sockets", module + "/attestation/...", module + "/tlssock/...", module + "/oci/...", module + "/shim/..."}, teeLibs...),
+		"a workload's description names only the leaves below it (keep/engine, socketspec)"},
+	{"keep/sockets/socketspec", "leaf", leaf, "a socket's declaration is checked without the network or TLS, so that oci and the CLI read it without linking them"},
+	{"keep/wasmtime", "no-keep", []string{module + "/keep", module + "/attestation/..."}, "an engine implements the engine seam; the Keep, its attestation and its backends are not the engine's"},
 	{"oci", "no-TEE-libs", teeLibs, "turning a bundle or an image into a workload needs no TEE"},
+	{"oci", "no-keep", []string{module + "/keep", module + "/keep/sockets", module + "/attestation/..."}, "oci describes a workload; the Keep that runs it is the shim's business"},
 	{"cmd/enarx", "no-mount-no-shim", []string{"github.com/containerd/containerd/v2/core/mount", module + "/shim"},
 		"the CLI runs Keeps without containerd: it mounts no rootfs and embeds no shim"},
 }
