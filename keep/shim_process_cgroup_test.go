@@ -2,8 +2,6 @@ package keep_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"math"
 	"os"
@@ -13,34 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/cgroups/v3"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
 )
 
 // TestStartInCgroup starts a Keep in a cgroup of its own: it is there
 // before it is ready, the memory limit is applied when it runs, with room
 // for the Keep itself, and the cgroup outlives the Keep until deleted.
 func TestStartInCgroup(t *testing.T) {
-	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
-		t.Skip("creating cgroups needs root and a cgroup file system")
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	parent := "/enarx-keep-test-" + hex.EncodeToString(b)
-	path := parent + "/keep"
-	memDir := filepath.Join("/sys/fs/cgroup/memory", path)
-	limitFile := "memory.limit_in_bytes"
-	if cgroups.Mode() == cgroups.Unified {
-		memDir, limitFile = filepath.Join("/sys/fs/cgroup", path), "memory.max"
-	}
-	t.Cleanup(func() {
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
-		for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent)) {
-			_ = os.Remove(d)
-		}
-	})
+	cgrouptest.Require(t)
+	path := cgrouptest.Path(t, "keep")
+	memDir, limitFile := cgrouptest.MemoryDir(path), cgrouptest.MemoryLimitFile()
 
 	limit := int64(16 << 20)
 	opts := startOptions(t, "exit 7")
@@ -111,26 +94,8 @@ func TestStartCgroupRefused(t *testing.T) {
 // while it compiles fails Start with the reason, and the bound is lifted
 // when the workload of a container without a memory limit runs.
 func TestStartCompileMemory(t *testing.T) {
-	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
-		t.Skip("creating cgroups needs root and a cgroup file system")
-	}
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	parent := "/enarx-keep-test-" + hex.EncodeToString(b)
-	memDir := func(path string) (string, string) {
-		if cgroups.Mode() == cgroups.Unified {
-			return filepath.Join("/sys/fs/cgroup", path), "memory.max"
-		}
-		return filepath.Join("/sys/fs/cgroup/memory", path), "memory.limit_in_bytes"
-	}
-	t.Cleanup(func() {
-		for _, leaf := range []string{"/bomb", "/ok", ""} {
-			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent+leaf))
-			for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent+leaf)) {
-				_ = os.Remove(d)
-			}
-		}
-	})
+	cgrouptest.Require(t)
+	parent := cgrouptest.Parent(t) // removed with /bomb and /ok below it
 	const bound = 64 << 20
 
 	t.Run("bomb", func(t *testing.T) {
@@ -150,7 +115,7 @@ func TestStartCompileMemory(t *testing.T) {
 				t.Errorf("error does not contain %q", w)
 			}
 		}
-		if dir, _ := memDir(parent + "/bomb"); dirExists(dir) {
+		if dir := cgrouptest.MemoryDir(parent + "/bomb"); dirExists(dir) {
 			t.Errorf("cgroup %s left behind", dir)
 		}
 	})
@@ -160,7 +125,7 @@ func TestStartCompileMemory(t *testing.T) {
 		opts.Cgroup, opts.CompileMemory = parent+"/ok", bound
 		p := startKeep(t, opts)
 		t.Cleanup(func() { _ = p.Cgroup().Delete() })
-		dir, file := memDir(parent + "/ok")
+		dir, file := cgrouptest.MemoryDir(parent+"/ok"), cgrouptest.MemoryLimitFile()
 		if got := readLimit(t, filepath.Join(dir, file)); got != bound {
 			t.Errorf("%s before Run = %d, want the compile bound %d", file, got, bound)
 		}

@@ -3,8 +3,6 @@ package shim
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/cgroups/v3"
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
@@ -24,40 +21,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
-
-// requireCgroups skips a test that needs to create cgroups.
-func requireCgroups(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
-		t.Skip("creating cgroups needs root and a cgroup file system")
-	}
-}
-
-// testCgroupPath returns a cgroup path of the test's own, like ctr's
-// "/<namespace>/<id>"; its parent is removed at the end of the test.
-func testCgroupPath(t *testing.T, id string) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	parent := "/enarx-shim-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
-		for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent)) {
-			_ = os.Remove(d)
-		}
-	})
-	return parent + "/" + id
-}
-
-// cgroupDir is where the memory controller shows the cgroup at path.
-func cgroupDir(path string) string {
-	if cgroups.Mode() == cgroups.Unified {
-		return filepath.Join("/sys/fs/cgroup", path)
-	}
-	return filepath.Join("/sys/fs/cgroup/memory", path)
-}
 
 // writeCgroupSpec gives the bundle's spec a cgroup and resources.
 func writeCgroupSpec(t *testing.T, bundle, cgroupPath string, res *specs.LinuxResources) {
@@ -82,12 +49,12 @@ func writeCgroupSpec(t *testing.T, bundle, cgroupPath string, res *specs.LinuxRe
 // lists the Keep, Wait answers after the Keep is gone, and Delete removes
 // the cgroup.
 func TestServiceCgroup(t *testing.T) {
-	requireCgroups(t)
+	cgrouptest.Require(t)
 	h := newHarness(t)
 	ctx := context.Background()
 	bundle, _ := newBundle(t, "spin")
 	id := keeptest.ID(t)
-	path := testCgroupPath(t, id)
+	path := cgrouptest.Path(t, id)
 	limit, pidsLimit := int64(64<<20), int64(32)
 	writeCgroupSpec(t, bundle, path, &specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: &limit},
@@ -99,7 +66,7 @@ func TestServiceCgroup(t *testing.T) {
 	}
 	pid := int(resp.Pid)
 
-	procs, err := os.ReadFile(filepath.Join(cgroupDir(path), "cgroup.procs"))
+	procs, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), "cgroup.procs"))
 	if err != nil {
 		t.Fatalf("the task's cgroup: %v", err)
 	}
@@ -167,8 +134,8 @@ func TestServiceCgroup(t *testing.T) {
 	if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if _, err := os.Stat(cgroupDir(path)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cgroup %s after Delete: %v, want it gone", cgroupDir(path), err)
+	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after Delete: %v, want it gone", cgrouptest.MemoryDir(path), err)
 	}
 }
 
@@ -188,10 +155,10 @@ func TestServiceCgroupSystemd(t *testing.T) {
 // left in the cgroup named by the bundle's spec is killed and the cgroup
 // removed.
 func TestCleanupRemovesCgroup(t *testing.T) {
-	requireCgroups(t)
+	cgrouptest.Require(t)
 	bundle, _ := newBundle(t, "spin")
 	id := keeptest.ID(t)
-	path := testCgroupPath(t, id)
+	path := cgrouptest.Path(t, id)
 	writeCgroupSpec(t, bundle, path, nil)
 	p, err := keep.Start(context.Background(), keep.StartOptions{
 		Executable: os.Args[0],
@@ -215,7 +182,7 @@ func TestCleanupRemovesCgroup(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the Keep in the cgroup still runs")
 	}
-	if _, err := os.Stat(cgroupDir(path)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cgroup %s after shim delete: %v, want it gone", cgroupDir(path), err)
+	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after shim delete: %v, want it gone", cgrouptest.MemoryDir(path), err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/cgroups/v3"
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/enarx/containerd-shim-enarx/internal/lifecycle"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
@@ -61,7 +61,7 @@ func newShimRuntime(t *testing.T, h *harness, fixtures []lifecycle.Fixture, cgro
 			Root:    &specs.Root{Path: "rootfs"},
 		}
 		if cgroups {
-			spec.Linux = &specs.Linux{CgroupsPath: testCgroupPath(t, id)}
+			spec.Linux = &specs.Linux{CgroupsPath: cgrouptest.Path(t, id)}
 		}
 		b, err := json.Marshal(&spec)
 		if err != nil {
@@ -75,12 +75,6 @@ func newShimRuntime(t *testing.T, h *harness, fixtures []lifecycle.Fixture, cgro
 		rt.index[id] = i
 	}
 	return rt
-}
-
-// canUseCgroups reports whether tasks can have cgroups here; Stats needs
-// one.
-func canUseCgroups() bool {
-	return os.Geteuid() == 0 && cgroups.Mode() != cgroups.Unavailable
 }
 
 func timeOf(ts *timestamppb.Timestamp) time.Time {
@@ -208,7 +202,7 @@ func unmarshalEvent(r receivedEvent, m proto.Message) {
 func TestServiceRandomLifecycle(t *testing.T) {
 	seed, seqs, ops := lifecycle.Settings(t, 6, 40)
 	t.Logf("%s=%d, %d sequences of %d requests", lifecycle.EnvSeed, seed, seqs, ops)
-	withCgroups := canUseCgroups()
+	withCgroups := cgrouptest.Available()
 	kinds := lifecycleKinds(withCgroups)
 	for k := 0; k < seqs; k++ {
 		s := seed + int64(k)
@@ -234,7 +228,7 @@ func TestServiceRandomLifecycle(t *testing.T) {
 // TestServiceLifecycleWalk performs every request of the lifecycle table
 // in every phase (lifecycle.Walk) and checks the answers.
 func TestServiceLifecycleWalk(t *testing.T) {
-	withCgroups := canUseCgroups()
+	withCgroups := cgrouptest.Available()
 	m, ops := lifecycle.Walk()
 	if !withCgroups {
 		ops = withoutKind(ops, lifecycle.Stats)

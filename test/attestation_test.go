@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/hex"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 )
 
 // simulateVersion is the runtime version of the simulate shim.
@@ -35,12 +37,10 @@ func simulateBinDir(t *testing.T) string {
 			simulateBin.err = err
 			return
 		}
-		cmd := exec.Command(goTool(), "build", "-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
-			"-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1")
-		cmd.Dir = harness.moduleRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if err := wasmfixture.GoBuild(context.Background(), harness.moduleRoot, nil,
+			"-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
+			"-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1"); err != nil {
 			simulateBin.err = err
-			t.Logf("%s", out)
 			return
 		}
 		simulateBin.dir = dir

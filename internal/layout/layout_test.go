@@ -103,6 +103,7 @@ var (
 var rules = []rule{
 	{"keep/engine", "leaf", leaf, "the engine seam is a leaf: engines and their users import it, it imports none of them"},
 	{"enarxdev", "leaf", leaf, "the enarx.dev/* keys are a leaf: the shim, the CLI and the Keep all import them"},
+	{"internal/wasmfixture", "leaf", leaf, "the tests' builder of Go fixtures runs the go command on the module's packages, it links none of them"},
 	{"keep/engine", "no-TEE-libs", teeLibs, "running a module needs no TEE: attestation is the Keep's, not the engine's"},
 	{"keep/wasmtime", "no-TEE-libs", teeLibs, "running a module needs no TEE: attestation is the Keep's, not the engine's"},
 	{"keep/workload", "leaves-only", append([]string{module + "/keep", module + "/keep/sockets", module + "/attestation/...", module + "/tlssock/...", module + "/oci/...", module + "/shim/..."}, teeLibs...),

@@ -27,7 +27,7 @@ const (
 // module cache, and has another process load it in a fresh engine and run
 // it, as the second Keep of a module does.
 func TestCacheRoundTrip(t *testing.T) {
-	wasm, err := os.ReadFile(goWasm(t, "testdata/hello"))
+	wasm, err := os.ReadFile(fixtures.Wasm(t, "testdata/hello"))
 	if err != nil {
 		t.Fatal(err)
 	}

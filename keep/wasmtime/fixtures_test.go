@@ -2,18 +2,16 @@ package wasmtime
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
-	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // WAT fixtures. They are compiled with wasmtime.Wat2Wasm when a test needs
@@ -144,59 +142,9 @@ func wat(t testing.TB, text string) []byte {
 	return wasm
 }
 
-// goTool returns the go command that built this test, preferring the one in
-// GOROOT so that the wasip1 fixture uses the same toolchain.
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// fixtureDir holds the files built for this test process; TestMain creates
-// and removes it.
-var fixtureDir string
-
-// goFixtures are the Go wasip1 programs built by goWasm, by directory.
-var goFixtures sync.Map // name → *goFixture
-
-type goFixture struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// goWasm builds the Go program in dir (relative to this package) for wasip1
-// once per test process and returns the path of the .wasm file.
-func goWasm(t testing.TB, dir string) string {
-	t.Helper()
-	name := filepath.Base(dir)
-	v, _ := goFixtures.LoadOrStore(dir, &goFixture{})
-	f := v.(*goFixture)
-	f.once.Do(func() {
-		out := filepath.Join(fixtureDir, name+".wasm")
-		cmd := exec.Command(goTool(), "build", "-o", out, "main.go")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			f.err = fmt.Errorf("%w\n%s", err, msg)
-			return
-		}
-		f.path = out
-	})
-	if f.err != nil {
-		t.Fatalf("build %s for wasip1: %v", dir, f.err)
-	}
-	return f.path
-}
+// fixtures builds the Go wasip1 programs (fixtures.Wasm(t, dir), dir
+// relative to this package) once per test process; TestMain removes it.
+var fixtures wasmfixture.Cache
 
 // goModules are Go fixtures compiled by goModule, by directory, all with
 // fixtureEngine. Compiling a Go program takes seconds; tests share them.
@@ -220,7 +168,7 @@ type goModuleOnce struct {
 // not overlap with another test's run (see the package documentation).
 func goModule(t testing.TB, dir string) engine.Module {
 	t.Helper()
-	path := goWasm(t, dir)
+	path := fixtures.Wasm(t, dir)
 	fixtureEngine.once.Do(func() { fixtureEngine.e, fixtureEngine.err = New() })
 	if fixtureEngine.err != nil {
 		t.Fatalf("New: %v", fixtureEngine.err)

@@ -135,7 +135,7 @@ func TestMemoryLimitGrowthWindow(t *testing.T) {
 // Go runtime exits with status 2 when memory.grow is refused, and Run turns
 // that into the cap's error.
 func TestMemoryLimitGo(t *testing.T) {
-	wasm := goWasm(t, "../../test/fixtures/alloc")
+	wasm := fixtures.Wasm(t, "../../test/fixtures/alloc")
 	t.Run("allocate until refused", func(t *testing.T) {
 		t.Parallel()
 		r := runChild(t, wasm, engine.RunOptions{Args: []string{"alloc"}, MemoryLimit: 32 << 20}, "")

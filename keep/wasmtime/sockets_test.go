@@ -261,7 +261,7 @@ func TestSocketsConnected(t *testing.T) {
 	}
 	defer f.Close()
 	conn.Close() // the workload's is the only one left open, in the child
-	r := runChild(t, goWasm(t, "testdata/httpclient"), engine.RunOptions{
+	r := runChild(t, fixtures.Wasm(t, "testdata/httpclient"), engine.RunOptions{
 		Args:    []string{"httpclient", "upstream", "/ping"},
 		Sockets: []engine.Socket{{Name: "upstream", File: f}},
 	}, "")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
@@ -36,14 +37,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(runHelper())
 	}
-	dir, err := os.MkdirTemp("", "keep-wasmtime-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fixtureDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	fixtures.Remove()
 	os.Exit(code)
 }
 
@@ -166,7 +161,7 @@ func TestName(t *testing.T) {
 // update Version. Test binaries carry no dependency build info, so ask the go
 // command which version the module selects.
 func TestVersionMatchesGoMod(t *testing.T) {
-	out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Version}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
+	out, err := exec.Command(wasmfixture.GoTool(), "list", "-m", "-f", "{{.Version}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
 	if err != nil {
 		t.Fatalf("go list -m: %v", err)
 	}
@@ -577,7 +572,7 @@ func TestSharedEngineInterrupts(t *testing.T) {
 }
 
 func TestGoHello(t *testing.T) {
-	wasm := goWasm(t, "testdata/hello")
+	wasm := fixtures.Wasm(t, "testdata/hello")
 	t.Run("args env and output", func(t *testing.T) {
 		t.Parallel()
 		r := runChild(t, wasm, engine.RunOptions{

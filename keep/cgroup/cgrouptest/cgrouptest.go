@@ -13,11 +13,16 @@ import (
 	"github.com/containerd/cgroups/v3"
 )
 
-// Require skips a test that needs to create cgroups: it needs root and a
-// cgroup file system.
+// Available reports whether this process can create cgroups: it needs
+// root and a cgroup file system.
+func Available() bool {
+	return os.Geteuid() == 0 && cgroups.Mode() != cgroups.Unavailable
+}
+
+// Require skips a test that needs to create cgroups (see Available).
 func Require(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 || cgroups.Mode() == cgroups.Unavailable {
+	if !Available() {
 		t.Skip("creating cgroups needs root and a cgroup file system")
 	}
 }
@@ -25,7 +30,8 @@ func Require(t testing.TB) {
 // Parent returns an absolute cgroup path of the test's own, under which it
 // makes its cgroups (like ctr's "/<namespace>"). The parent, made along
 // with the first cgroup below it, is removed from every hierarchy at the
-// end of the test; its children must be gone by then.
+// end of the test, with the cgroups a failed test left below it (those
+// without processes).
 func Parent(t testing.TB) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -33,10 +39,21 @@ func Parent(t testing.TB) string {
 	t.Cleanup(func() {
 		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
 		for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", parent)) {
-			_ = os.Remove(d)
+			removeTree(d)
 		}
 	})
 	return parent
+}
+
+// removeTree removes the cgroup directory dir, its children first.
+func removeTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = os.Remove(dir)
 }
 
 // Path returns the cgroup path Parent(t)/name.

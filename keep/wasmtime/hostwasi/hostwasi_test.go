@@ -9,9 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -19,47 +17,36 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 )
 
-// buildWasip1 builds the Go program in dir for GOOS=wasip1, once per test
-// binary run.
-func buildWasip1(t testing.TB, dir string) []byte {
-	t.Helper()
-	builtMu.Lock()
-	defer builtMu.Unlock()
-	if b, ok := built[dir]; ok {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "prog.wasm")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goTool, "build", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s for wasip1: %v\n%s", dir, err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	built[dir] = b
-	return b
+// fixtures builds the Go programs the tests run for GOOS=wasip1, once per
+// test binary run; TestMain removes it.
+var fixtures wasmfixture.Cache
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fixtures.Remove()
+	os.Exit(code)
 }
 
 var (
-	builtMu sync.Mutex
-	built   = map[string][]byte{}
 	engine  = wasmtime.NewEngine()
 	modMu   sync.Mutex
 	modules = map[string]*wasmtime.Module{}
 )
 
 func compile(t testing.TB, dir string) *wasmtime.Module {
-	wasm := buildWasip1(t, dir)
+	path := fixtures.Wasm(t, dir)
 	modMu.Lock()
 	defer modMu.Unlock()
 	if m, ok := modules[dir]; ok {
 		return m
+	}
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
 	m, err := wasmtime.NewModule(engine, wasm)
 	if err != nil {
