@@ -13,17 +13,13 @@ import (
 // 1 and 2 are the workload's stdio, as with wasmtime's WASI.
 func newSocketWASI(opts engine.RunOptions) (socketWASI, error) {
 	cfg := hostwasi.Config{
-		Args:   opts.Args,
-		Env:    opts.Env,
-		Stdin:  os.Stdin,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
-	}
-	for _, p := range opts.Preopens {
-		cfg.Preopens = append(cfg.Preopens, hostwasi.Preopen{HostPath: p.HostPath, GuestPath: p.GuestPath, ReadOnly: p.ReadOnly})
-	}
-	for _, s := range opts.Sockets {
-		cfg.Sockets = append(cfg.Sockets, hostwasi.Socket{Name: s.Name, File: s.File, Acceptor: s.Acceptor})
+		Args:     opts.Args,
+		Env:      opts.Env,
+		Stdin:    os.Stdin,
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Preopens: opts.Preopens,
+		Sockets:  opts.Sockets,
 	}
 	w, err := hostwasi.New(cfg)
 	if err != nil {

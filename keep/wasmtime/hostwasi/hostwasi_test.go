@@ -19,6 +19,7 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
 	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // fixtures builds the Go programs the tests run for GOOS=wasip1, once per
@@ -32,9 +33,9 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	engine  = wasmtime.NewEngine()
-	modMu   sync.Mutex
-	modules = map[string]*wasmtime.Module{}
+	wasmEngine = wasmtime.NewEngine()
+	modMu      sync.Mutex
+	modules    = map[string]*wasmtime.Module{}
 )
 
 func compile(t testing.TB, dir string) *wasmtime.Module {
@@ -48,7 +49,7 @@ func compile(t testing.TB, dir string) *wasmtime.Module {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := wasmtime.NewModule(engine, wasm)
+	m, err := wasmtime.NewModule(wasmEngine, wasm)
 	if err != nil {
 		t.Fatalf("compile %s: %v", dir, err)
 	}
@@ -61,9 +62,9 @@ func compile(t testing.TB, dir string) *wasmtime.Module {
 func run(ctx context.Context, mod *wasmtime.Module, w *WASI) (int32, error) {
 	stop := context.AfterFunc(ctx, w.Interrupt)
 	defer stop()
-	store := wasmtime.NewStore(engine)
+	store := wasmtime.NewStore(wasmEngine)
 	defer store.Close()
-	linker := wasmtime.NewLinker(engine)
+	linker := wasmtime.NewLinker(wasmEngine)
 	defer linker.Close()
 	if err := w.Define(linker); err != nil {
 		return 0, err
@@ -95,7 +96,7 @@ func TestHTTPServer(t *testing.T) {
 	}
 	errf, _ := os.CreateTemp(t.TempDir(), "stderr")
 	defer errf.Close()
-	w, err := New(Config{Args: []string{"httpserver", "web"}, Stderr: errf, Sockets: []Socket{{Name: "web", File: lf}}})
+	w, err := New(Config{Args: []string{"httpserver", "web"}, Stderr: errf, Sockets: []engine.Socket{{Name: "web", File: lf}}})
 	lf.Close()
 	if err != nil {
 		t.Fatal(err)
