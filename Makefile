@@ -37,6 +37,8 @@ deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@big=$$(git ls-files -z 2>/dev/null | xargs -0 -r stat -c '%s %n' -- 2>/dev/null | awk '$$1 > 2097152'); \
+	if [ -n "$$big" ]; then echo "tracked files over 2 MB (bytes, path); build outputs belong in bin/, see .gitignore:"; echo "$$big"; exit 1; fi
 	$(GO) vet ./...
 
 test: deps build lint
@@ -50,7 +52,7 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/verify FuzzParseCSR:./attestation/steward FuzzCSREvidence:./attestation/steward \
 	FuzzVerifyPolicy:./attestation/verify FuzzReferenceValues:./attestation/verify FuzzStewardConfig:./attestation/steward \
 	FuzzParseEnarxTOML:./oci FuzzSocketAnnotations:./oci FuzzResolveSpec:./oci FuzzWasmManifest:./oci \
-	FuzzKeepConfig:./keep FuzzPolicy:./keep FuzzModuleCacheEntry:./keep FuzzSpecValidate:./keep/sockets \
+	FuzzKeepConfig:./keep FuzzPolicy:./keep/nodepolicy FuzzModuleCacheEntry:./keep FuzzSpecValidate:./keep/sockets/socketspec \
 	FuzzRuntimeOptions:./shim FuzzTaskRequest:./shim FuzzTLSConfig:./tlssock
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -6,10 +6,8 @@ import (
 	"strings"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
-
-// BackendNil is the backend of a Keep without a TEE.
-const BackendNil = "nil"
 
 // Backend provides the isolation and the evidence of a Keep: the TEE the
 // Keep runs on and the provider that asks it for reports.
@@ -27,7 +25,7 @@ type Backend interface {
 
 // backends are the backends this build knows, by name.
 var backends = map[string]Backend{
-	BackendNil: nilBackend{},
+	nodepolicy.BackendNil: nilBackend{},
 }
 
 func registerBackend(b Backend) { backends[b.Name()] = b }
@@ -59,7 +57,7 @@ func Available(name string) error {
 // process isolation as every Keep, and never claims to be confidential.
 type nilBackend struct{}
 
-func (nilBackend) Name() string     { return BackendNil }
+func (nilBackend) Name() string     { return nodepolicy.BackendNil }
 func (nilBackend) TEE() string      { return attestation.TEENone }
 func (nilBackend) Available() error { return nil }
 func (nilBackend) Provider() (attestation.Provider, error) {

@@ -8,6 +8,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/attestation/snp"
 	"github.com/enarx/containerd-shim-enarx/attestation/tdx"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
 
 // EnvSimulateTEE, set to "sev-snp" in the environment of containerd (and so
@@ -19,8 +20,8 @@ import (
 const EnvSimulateTEE = "ENARX_SIMULATE_TEE"
 
 func init() {
-	registerBackend(teeBackend{name: BackendSEVSNP, tee: attestation.TEESEVSNP, open: openSNP})
-	registerBackend(teeBackend{name: BackendTDX, tee: attestation.TEETDX, open: func() (attestation.Provider, error) { return tdx.Open() }})
+	registerBackend(teeBackend{name: nodepolicy.BackendSEVSNP, tee: attestation.TEESEVSNP, open: openSNP})
+	registerBackend(teeBackend{name: nodepolicy.BackendTDX, tee: attestation.TEETDX, open: func() (attestation.Provider, error) { return tdx.Open() }})
 }
 
 // teeBackend is a Keep on a hardware TEE of the node: the node is an
@@ -34,7 +35,7 @@ func (b teeBackend) Name() string { return b.name }
 func (b teeBackend) TEE() string  { return b.tee }
 
 func (b teeBackend) Available() error {
-	if b.name == BackendSEVSNP {
+	if b.name == nodepolicy.BackendSEVSNP {
 		if _, ok := simulatedSNP(); ok {
 			return nil
 		}
@@ -67,7 +68,7 @@ var simulated struct {
 // simulatedSNP returns the simulated SEV-SNP provider when the environment
 // asks for it and this is a test build.
 func simulatedSNP() (attestation.Provider, bool) {
-	if os.Getenv(EnvSimulateTEE) != BackendSEVSNP {
+	if os.Getenv(EnvSimulateTEE) != nodepolicy.BackendSEVSNP {
 		return nil, false
 	}
 	simulated.once.Do(func() {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,9 +12,10 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/pelletier/go-toml/v2"
-
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 // FuzzKeepConfig decodes the shim's request to a Keep as the Keep does and
@@ -24,21 +24,24 @@ import (
 // one gets an error naming the Keep config.
 func FuzzKeepConfig(f *testing.F) {
 	full := Config{
-		ID: "c1", Module: "/run/bundle/rootfs/app.wasm", Entrypoint: "main", Args: []string{"/app.wasm", "x"},
-		Env: []string{"PATH=/", "A=b=c"}, Backend: BackendNil, Steward: "https://steward.example", StewardCA: "/etc/ca.pem",
+		ID: "c1", Backend: nodepolicy.BackendNil, Steward: "https://steward.example", StewardCA: "/etc/ca.pem",
 		StateDir: "/run/bundle/enarx", ModuleCache: "/var/lib/modules", MemoryLimit: 64 << 20,
-		Preopens:  []Preopen{{HostPath: "/run/bundle/rootfs", GuestPath: "/", ReadOnly: true}, {HostPath: "/data", GuestPath: "/data"}},
-		Cwd:       "/data",
-		NullStdio: []string{"stdout"},
-		Sockets: []sockets.Spec{
-			{Name: "web", Kind: sockets.Listen, Prot: sockets.TLS, Addr: "[::]:8443"},
-			{Name: "db", Kind: sockets.Connect, Prot: sockets.TCP, Addr: "db.example:5432"},
+		Workload: workload.Workload{
+			Module: "/run/bundle/rootfs/app.wasm", Entrypoint: "main", Args: []string{"/app.wasm", "x"},
+			Env:       []string{"PATH=/", "A=b=c"},
+			Preopens:  []engine.Preopen{{HostPath: "/run/bundle/rootfs", GuestPath: "/", ReadOnly: true}, {HostPath: "/data", GuestPath: "/data"}},
+			Cwd:       "/data",
+			NullStdio: []string{"stdout"},
+			Sockets: []socketspec.Spec{
+				{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "[::]:8443"},
+				{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: "db.example:5432"},
+			},
+			NetNS: "/var/run/netns/cni-1",
 		},
-		NetNS: "/var/run/netns/cni-1",
 	}
 	for _, edit := range []func(c *Config){
 		nil,
-		func(c *Config) { *c = Config{ID: "min", Module: "/m.wasm"} },
+		func(c *Config) { *c = Config{ID: "min", Workload: workload.Workload{Module: "/m.wasm"}} },
 		func(c *Config) { c.Module = "app.wasm" },
 		func(c *Config) { c.Steward = "ftp://x" },
 		func(c *Config) { c.NetNS, c.NewNetNS = "", true },
@@ -51,8 +54,8 @@ func FuzzKeepConfig(f *testing.F) {
 		func(c *Config) { c.MemoryLimit = -1 },
 	} {
 		c := full
-		c.Preopens = append([]Preopen(nil), full.Preopens...)
-		c.Sockets = append([]sockets.Spec(nil), full.Sockets...)
+		c.Preopens = append([]engine.Preopen(nil), full.Preopens...)
+		c.Sockets = append([]socketspec.Spec(nil), full.Sockets...)
 		if edit != nil {
 			edit(&c)
 		}
@@ -108,69 +111,6 @@ func normalize(c Config) Config {
 		c.Sockets = nil
 	}
 	return c
-}
-
-// FuzzPolicy parses node policies (the runtime options' ConfigBody, or
-// the file at ConfigPath): an accepted one validates, survives a TOML round
-// trip, and chooses a backend and a Steward without panicking; a refused
-// one gets an error naming the policy.
-func FuzzPolicy(f *testing.F) {
-	for _, s := range []string{
-		"backend = \"auto\"\nrequire_tee = true\nsteward = \"https://steward.example.com\"\nsteward_ca = \"/etc/enarx/steward-ca.pem\"\nmodule_cache = \"/var/lib/containerd-shim-enarx/modules\"\n",
-		"backend = \"nil\"\n",
-		"backend = \"sev-snp\"\nmodule_cache = \"off\"\n",
-		"TypeUrl = \"io.containerd.runc.v1.Options\"\nbackend = \"tdx\"\n",
-		"backend = \"nil\"\nrequire_tee = true\n",
-		"backend = \"sgx\"\n",
-		"backend = 1\n",
-		"[backend]\nx = 1\n",
-		"steward = \"steward.example.com\"\n",
-		"module_cache = \"modules\"\n",
-		"SystemdCgroup = true\n",
-		"",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := ParsePolicy("policy.toml", data)
-		if err != nil {
-			if !strings.Contains(err.Error(), "enarx node policy") || !strings.Contains(err.Error(), "policy.toml") {
-				t.Fatalf("error does not name the policy: %v", err)
-			}
-			return
-		}
-		if err := p.Validate(); err != nil {
-			t.Fatalf("a parsed policy does not validate: %v", err)
-		}
-		b, err := toml.Marshal(p)
-		if err != nil {
-			t.Fatalf("a parsed policy does not encode: %v", err)
-		}
-		back, err := ParsePolicy("policy.toml", b)
-		if err != nil {
-			t.Fatalf("a parsed policy, encoded, does not parse: %v\n%s", err, b)
-		}
-		if back != p {
-			t.Fatalf("round trip changed the policy:\n got %+v\nwant %+v", back, p)
-		}
-		if d := p.ModuleCacheDir(); d != "" && !filepath.IsAbs(d) {
-			t.Fatalf("module cache %q is not absolute", d)
-		}
-		for _, requested := range []string{"", BackendNil, BackendSEVSNP, "x"} {
-			for _, avail := range []func(string) error{nil, func(string) error { return nil }} {
-				b, err := p.Choose(requested, avail)
-				if err == nil && b != BackendNil && !isTEE(b) {
-					t.Fatalf("Choose(%q) = %q", requested, b)
-				}
-				if err != nil && !errors.Is(err, ErrBackendNotAllowed) && !errors.Is(err, ErrBackendUnavailable) {
-					t.Fatalf("Choose(%q): %v wraps neither kind", requested, err)
-				}
-			}
-		}
-		if s, err := p.ChooseSteward(""); err != nil || s != p.Steward {
-			t.Fatalf("ChooseSteward(\"\") = %q, %v; want the policy's", s, err)
-		}
-	})
 }
 
 // FuzzModuleCacheEntry writes the input as the module cache's entry of a

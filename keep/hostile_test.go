@@ -5,51 +5,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
-
-// TestHostileInputPolicyFile: a node policy path that is a FIFO is refused
-// at once (opening it for reading would wait for a writer forever, and the
-// shim's Create with it), and so is one over MaxPolicySize.
-func TestHostileInputPolicyFile(t *testing.T) {
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "policy.toml")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { _, err := LoadPolicy(fifo); done <- err }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("LoadPolicy(FIFO) = %v, want not a regular file, naming it", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("LoadPolicy(FIFO) blocks")
-	}
-	big := filepath.Join(dir, "big.toml")
-	if err := os.WriteFile(big, []byte("backend = \"auto\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(big, 10<<20); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadPolicy(big); err == nil || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "larger than 65536 bytes") {
-		t.Errorf("LoadPolicy(10 MiB) = %v, want a size error naming it", err)
-	}
-}
 
 // TestHostileInputKeepConfig: what the Keep refuses of its config, each
 // error naming the container and the field.
 func TestHostileInputKeepConfig(t *testing.T) {
 	valid := func() Config {
-		return Config{ID: "c", Module: "/m.wasm", Args: []string{"m"}, Env: []string{"A=1"},
-			Preopens: []Preopen{{HostPath: "/data", GuestPath: "/data"}},
-			Sockets:  []sockets.Spec{{Name: "web", Kind: sockets.Listen, Prot: sockets.TCP, Addr: ":80"}}}
+		return Config{
+			ID:       "c",
+			Workload: workload.Workload{Module: "/m.wasm", Args: []string{"m"}, Env: []string{"A=1"}, Preopens: []engine.Preopen{{HostPath: "/data", GuestPath: "/data"}}, Sockets: []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: ":80"}}},
+		}
 	}
 	if c := valid(); c.Validate() != nil {
 		t.Fatalf("valid config refused: %v", c.Validate())

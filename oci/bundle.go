@@ -11,15 +11,95 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
-// ArtifactModuleFile is the file in the bundle where the module of a wasm
-// artifact image is written for the Keep to load.
-const ArtifactModuleFile = "enarx-module.wasm"
+// Bundle is an OCI bundle as containerd makes it for a task and the enarx
+// runtime fills it: it owns the name of every file in it. containerd writes
+// config.json and makes the root filesystem's mount point; the shim writes
+// the address of its socket and reads its log FIFO; Create adds the files
+// Clean removes.
+type Bundle struct {
+	// Dir is the bundle's directory, absolute, or "." when the process
+	// runs in it (containerd starts the shim there).
+	Dir string
+}
+
+// The files of a bundle.
+const (
+	// configFile is the runtime spec, written by containerd.
+	configFile = "config.json"
+	// addressFile records the address of the shim's socket, for
+	// containerd to reconnect after a restart.
+	addressFile = "address"
+	// logFIFO is the FIFO containerd copies the shim's log from.
+	logFIFO = "log"
+	// artifactModuleFile holds the module of a wasm artifact image,
+	// written for the Keep to load.
+	artifactModuleFile = "enarx-module.wasm"
+	// keepPIDFile records the Keep's PID for `shim delete`.
+	keepPIDFile = "enarx-keep.pid"
+	// keepExitFile records the Keep's exit status once the shim has
+	// reaped it, for `shim delete` after a shim crash.
+	keepExitFile = "enarx-keep.exit"
+	// evidenceFile holds the Keep's evidence at start.
+	evidenceFile = "enarx-evidence.json"
+	// keepStateDir is the Keep's state directory (keep.Config.StateDir),
+	// made when the Keep gets a certificate.
+	keepStateDir = "enarx"
+)
+
+func (b Bundle) path(name string) string { return filepath.Join(b.Dir, name) }
+
+// Config is the path of the bundle's runtime spec.
+func (b Bundle) Config() string { return b.path(configFile) }
+
+// Address is the file in which the shim records its socket's address.
+func (b Bundle) Address() string { return b.path(addressFile) }
+
+// Log is the FIFO the shim writes its log to.
+func (b Bundle) Log() string { return b.path(logFIFO) }
+
+// ArtifactModule is where the module of a wasm artifact image is written.
+func (b Bundle) ArtifactModule() string { return b.path(artifactModuleFile) }
+
+// KeepPID is the file that records the Keep's PID.
+func (b Bundle) KeepPID() string { return b.path(keepPIDFile) }
+
+// KeepExit is the file that records the Keep's exit status.
+func (b Bundle) KeepExit() string { return b.path(keepExitFile) }
+
+// Evidence is the file that holds the Keep's evidence at start.
+func (b Bundle) Evidence() string { return b.path(evidenceFile) }
+
+// KeepStateDir is the Keep's own directory (keep.Config.StateDir).
+func (b Bundle) KeepStateDir() string { return b.path(keepStateDir) }
+
+// Rootfs is the host path of the spec's root filesystem (see Rootfs).
+func (b Bundle) Rootfs(spec *specs.Spec) string { return Rootfs(b.Dir, spec) }
+
+// Spec reads the bundle's runtime spec (see LoadSpec).
+func (b Bundle) Spec() (*specs.Spec, error) { return LoadSpec(b.Dir) }
+
+// Clean removes what the enarx runtime added to the bundle: the artifact
+// module, the Keep's PID and exit records, its evidence and its state
+// directory. What containerd made is left alone; so is what is already
+// gone. It returns every failure, joined.
+func (b Bundle) Clean() error {
+	var errs []error
+	for _, f := range []string{artifactModuleFile, keepPIDFile, keepExitFile, evidenceFile} {
+		if err := os.Remove(b.path(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(b.path(keepStateDir)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
 
 // MaxSpecSize bounds the config.json LoadSpec reads: containerd writes a few
 // KiB, and Kubernetes bounds a whole pod object to 1.5 MiB.
@@ -27,7 +107,7 @@ const MaxSpecSize = 16 << 20
 
 // LoadSpec reads the runtime spec (config.json) of an OCI bundle.
 func LoadSpec(bundle string) (*specs.Spec, error) {
-	p := filepath.Join(bundle, "config.json")
+	p := Bundle{Dir: bundle}.Config()
 	b, err := readRegularFile(p, MaxSpecSize)
 	if err != nil {
 		return nil, fmt.Errorf("oci: read bundle config: %w", err)
@@ -42,10 +122,11 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	return &spec, nil
 }
 
-// Rootfs is the host path of the spec's root filesystem.
+// Rootfs is the host path of the spec's root filesystem; with a nil spec,
+// where containerd puts it by default.
 func Rootfs(bundle string, spec *specs.Spec) string {
 	root := "rootfs"
-	if spec.Root != nil && spec.Root.Path != "" {
+	if spec != nil && spec.Root != nil && spec.Root.Path != "" {
 		root = spec.Root.Path
 	}
 	if !filepath.IsAbs(root) {
@@ -55,8 +136,8 @@ func Rootfs(bundle string, spec *specs.Spec) string {
 }
 
 // Resolve turns a bundle's spec, and the container's image when the module is
-// not in the root filesystem, into the configuration of the Keep that runs
-// it. images may be nil when no image is available.
+// not in the root filesystem, into the workload it runs (the shim makes the
+// Keep's configuration of it). images may be nil when no image is available.
 //
 // process.args[0] names the module: a file ending in ".wasm" in the root
 // filesystem, optionally followed by "#function" to call another export than
@@ -68,34 +149,24 @@ func Rootfs(bundle string, spec *specs.Spec) string {
 // preopened directories (see Preopens), and its working directory is
 // process.cwd. An Enarx.toml in the image adds args, env and stdio settings
 // (see EnarxTOMLFile).
-func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images ImageStore) (keep.Config, error) {
+func Resolve(ctx context.Context, bundle string, spec *specs.Spec, images ImageStore) (workload.Workload, error) {
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
-		return keep.Config{}, errors.New("oci: process.args is empty: name the module to run, e.g. /app.wasm (`enarx package` sets it in the image)")
+		return workload.Workload{}, errors.New("oci: process.args is empty: name the module to run, e.g. /app.wasm (`enarx package` sets it in the image)")
 	}
 	// A workload reads argv and the environment as NUL-terminated strings.
-	for i, a := range spec.Process.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return keep.Config{}, fmt.Errorf("oci: process.args[%d] %q contains a NUL byte, which would cut the argument short: remove it", i, a)
-		}
+	if i := engine.BadArg(spec.Process.Args); i >= 0 {
+		return workload.Workload{}, fmt.Errorf("oci: process.args[%d] %q contains a NUL byte, which would cut the argument short: remove it", i, spec.Process.Args[i])
 	}
-	for i, kv := range spec.Process.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
-			return keep.Config{}, fmt.Errorf("oci: process.env[%d] %q is not KEY=value (without a NUL byte): write it as NAME=value", i, kv)
-		}
+	if i := engine.BadEnv(spec.Process.Env); i >= 0 {
+		return workload.Workload{}, fmt.Errorf("oci: process.env[%d] %q is not KEY=value (without a NUL byte): write it as NAME=value", i, spec.Process.Env[i])
 	}
 	args := append([]string(nil), spec.Process.Args...)
 	name, function, _ := strings.Cut(args[0], "#")
 	args[0] = name
-	cfg := keep.Config{
-		ID:         id,
+	cfg := workload.Workload{
 		Entrypoint: function,
 		Args:       args,
 		Env:        spec.Process.Env,
-	}
-	// The workload's linear memory is capped at the container's memory
-	// limit; the Keep's cgroup bounds the whole Keep (keep.Process.Run).
-	if l := spec.Linux; l != nil && l.Resources != nil && l.Resources.Memory != nil && l.Resources.Memory.Limit != nil && *l.Resources.Memory.Limit > 0 {
-		cfg.MemoryLimit = *l.Resources.Memory.Limit
 	}
 
 	module, err := moduleInRootfs(Rootfs(bundle, spec), name)
@@ -104,14 +175,14 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 		return withFiles(ctx, cfg, bundle, spec, nil)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return keep.Config{}, err
+		return workload.Workload{}, err
 	}
 	notFound := err
 	if images != nil {
-		dst := filepath.Join(bundle, ArtifactModuleFile)
+		dst := Bundle{Dir: bundle}.ArtifactModule()
 		found, ierr := extractArtifactModule(ctx, images, dst)
 		if ierr != nil {
-			return keep.Config{}, ierr
+			return workload.Workload{}, ierr
 		}
 		if found {
 			cfg.Module = dst
@@ -122,7 +193,7 @@ func Resolve(ctx context.Context, id, bundle string, spec *specs.Spec, images Im
 			return cfg, err
 		}
 	}
-	return keep.Config{}, notFound
+	return workload.Workload{}, notFound
 }
 
 // moduleInRootfs finds name in rootfs without ever leaving it: ".." and

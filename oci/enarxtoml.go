@@ -19,9 +19,11 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 // An image may carry an Enarx.toml, the workload configuration of Enarx
@@ -57,7 +59,7 @@ import (
 //     find by probing from descriptor 3 up), then the sockets, and with
 //     sockets FD_COUNT and FD_NAMES describe all of them (docs/networking.md).
 //     The annotations enarx.dev/listen.NAME and enarx.dev/connect.NAME add
-//     or replace sockets (see SocketAnnotations).
+//     or replace sockets (see enarxdev.AnnotationListenPrefix).
 //   - steward is refused too: the Keep's Steward is chosen by the node policy
 //     and the enarx.dev/steward annotation.
 //
@@ -208,12 +210,10 @@ func (c *EnarxConfig) where(i int) string {
 // check reports the first entry the shim cannot apply.
 func (c *EnarxConfig) check() error {
 	if c.Steward != "" {
-		return fmt.Errorf("oci: %s: steward is not supported in Enarx.toml: the node policy chooses the Keep's Steward, and a container may pick one with the enarx.dev/steward annotation; remove steward", c.Source)
+		return fmt.Errorf("oci: %s: steward is not supported in Enarx.toml: the node policy chooses the Keep's Steward, and a container may pick one with the %s annotation; remove steward", c.Source, enarxdev.AnnotationSteward)
 	}
-	for i, a := range c.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return fmt.Errorf("oci: %s: args[%d] %q contains a NUL byte, which would cut the argument short: remove it", c.Source, i, a)
-		}
+	if i := engine.BadArg(c.Args); i >= 0 {
+		return fmt.Errorf("oci: %s: args[%d] %q contains a NUL byte, which would cut the argument short: remove it", c.Source, i, c.Args[i])
 	}
 	for k, v := range c.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -273,12 +273,12 @@ func (f EnarxFile) name() string {
 
 // socket is the keep socket of a listen or connect entry, with Enarx's
 // defaults.
-func (f EnarxFile) socket() (sockets.Spec, error) {
-	s := sockets.Spec{Name: f.name(), Kind: f.Kind, Prot: f.Prot}
+func (f EnarxFile) socket() (socketspec.Spec, error) {
+	s := socketspec.Spec{Name: f.name(), Kind: f.Kind, Prot: f.Prot}
 	if s.Prot == "" {
-		s.Prot = sockets.TLS
+		s.Prot = socketspec.TLS
 	}
-	if s.Prot != sockets.TLS && s.Prot != sockets.TCP {
+	if s.Prot != socketspec.TLS && s.Prot != socketspec.TCP {
 		return s, fmt.Errorf("kind %q: prot %q is not \"tls\" or \"tcp\"", f.Kind, f.Prot)
 	}
 	port := uint16(443)
@@ -334,7 +334,7 @@ func checkSocketName(name string) error {
 
 // Apply applies c to cfg, whose Args and Env come from the spec, with the
 // precedence described at EnarxTOMLFile.
-func (c *EnarxConfig) Apply(cfg *keep.Config) {
+func (c *EnarxConfig) Apply(cfg *workload.Workload) {
 	if len(cfg.Args) <= 1 && len(c.Args) > 0 {
 		cfg.Args = append(cfg.Args[:len(cfg.Args):len(cfg.Args)], c.Args...)
 	}
@@ -477,10 +477,10 @@ func readBlob(ctx context.Context, images ImageStore, desc ocispec.Descriptor, m
 // directory, and the image's Enarx.toml, read from the root filesystem or,
 // when artifact is not nil, from the wasm artifact image the module came
 // from.
-func withFiles(ctx context.Context, cfg keep.Config, bundle string, spec *specs.Spec, artifact ImageStore) (keep.Config, error) {
+func withFiles(ctx context.Context, cfg workload.Workload, bundle string, spec *specs.Spec, artifact ImageStore) (workload.Workload, error) {
 	preopens, err := Preopens(bundle, spec)
 	if err != nil {
-		return keep.Config{}, err
+		return workload.Workload{}, err
 	}
 	cfg.Preopens = preopens
 	cfg.Cwd = spec.Process.Cwd
@@ -492,22 +492,22 @@ func withFiles(ctx context.Context, cfg keep.Config, bundle string, spec *specs.
 		enarx, err = enarxTOMLInRootfs(Rootfs(bundle, spec))
 	}
 	if err != nil {
-		return keep.Config{}, err
+		return workload.Workload{}, err
 	}
 	if enarx != nil {
 		enarx.Apply(&cfg)
 	}
 	if err := applySocketAnnotations(&cfg, spec.Annotations); err != nil {
-		return keep.Config{}, err
+		return workload.Workload{}, err
 	}
 	if err := applyNetwork(&cfg, spec); err != nil {
-		return keep.Config{}, err
+		return workload.Workload{}, err
 	}
 	// What the Keep checks of its config, so that Create fails rather
 	// than the Keep (e.g. a mount at a guest path with ':' next to
 	// sockets, which FD_NAMES cannot list).
 	if err := cfg.Validate(); err != nil {
-		return keep.Config{}, fmt.Errorf("oci: %w", err)
+		return workload.Workload{}, fmt.Errorf("oci: %w", err)
 	}
 	return cfg, nil
 }

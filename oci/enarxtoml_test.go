@@ -17,8 +17,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 func TestParseEnarxTOML(t *testing.T) {
@@ -103,7 +105,7 @@ func TestParseEnarxTOMLErrors(t *testing.T) {
 		{"fourth stream", "files = [{kind=\"stdin\"},{kind=\"stdout\"},{kind=\"stderr\"},{kind=\"null\"}]\n", []string{"files[3]", "may only be sockets"}},
 		{"name with colon", "[[files]]\nkind = \"stdin\"\nname = \"a:b\"\n", []string{"files[0]", "':'"}},
 		{"socket key on a stream", "[[files]]\nkind = \"stdin\"\nport = 1\n", []string{"files[0]", "port"}},
-		{"steward", "steward = \"https://steward.example.com\"\n", []string{"steward", "enarx.dev/steward"}},
+		{"steward", "steward = \"https://steward.example.com\"\n", []string{"steward", enarxdev.AnnotationSteward}},
 		{"env name", "env = { \"A=B\" = \"x\" }\n", []string{`"A=B"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -151,7 +153,7 @@ env = { GREETING = "hello", PATH = "/toml", ZED = "z" }
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string(nil), c.args...)
-			cfg := keep.Config{Args: args, Env: c.env}
+			cfg := workload.Workload{Args: args, Env: c.env}
 			toml.Apply(&cfg)
 			if !reflect.DeepEqual(cfg.Args, c.wantArgs) {
 				t.Errorf("args %q, want %q", cfg.Args, c.wantArgs)
@@ -179,7 +181,7 @@ env = { GREETING = "hello", PATH = "/toml", ZED = "z" }
 		{"[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"null\"\nname = \"stdout\"\n[[files]]\nkind = \"stderr\"\n", []string{"stdout"}, []string{"FD_COUNT=3", "FD_NAMES=stdin:stdout:stderr"}},
 		{"env = { FD_COUNT = \"mine\" }\nfiles = [{kind = \"stdin\"}, {kind = \"stdout\"}, {kind = \"stderr\"}]\n", nil, []string{"FD_NAMES=stdin:stdout:stderr", "FD_COUNT=mine"}},
 	} {
-		cfg := keep.Config{Args: []string{"/app.wasm"}}
+		cfg := workload.Workload{Args: []string{"/app.wasm"}}
 		parse(c.doc).Apply(&cfg)
 		if !reflect.DeepEqual(cfg.NullStdio, c.wantNull) {
 			t.Errorf("%q: null stdio %q, want %q", c.doc, cfg.NullStdio, c.wantNull)
@@ -212,13 +214,13 @@ func TestResolveFiles(t *testing.T) {
 		Process: &specs.Process{Args: []string{"/app.wasm"}, Env: []string{"PATH=/bin"}, Cwd: "/data"},
 		Mounts:  []specs.Mount{{Destination: "/data", Type: "bind", Source: data, Options: []string{"rbind", "ro"}}},
 	}
-	cfg, err := Resolve(context.Background(), "id", bundle, spec, nil)
+	cfg, err := Resolve(context.Background(), bundle, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := keep.Config{
-		ID: "id", Module: filepath.Join(rootfs, "app.wasm"), Args: []string{"/app.wasm"}, Env: []string{"PATH=/bin"},
-		Preopens: []keep.Preopen{{HostPath: rootfs, GuestPath: "/", ReadOnly: true}, {HostPath: data, GuestPath: "/data", ReadOnly: true}},
+	want := workload.Workload{
+		Module: filepath.Join(rootfs, "app.wasm"), Args: []string{"/app.wasm"}, Env: []string{"PATH=/bin"},
+		Preopens: []engine.Preopen{{HostPath: rootfs, GuestPath: "/", ReadOnly: true}, {HostPath: data, GuestPath: "/data", ReadOnly: true}},
 		Cwd:      "/data",
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -226,7 +228,7 @@ func TestResolveFiles(t *testing.T) {
 	}
 
 	write(EnarxTOMLFile, []byte("args = [\"from-toml\"]\nenv = { GREETING = \"hi\" }\nfiles = [{ kind = \"stdin\" }, { kind = \"stdout\" }, { kind = \"null\" }]\n"))
-	cfg, err = Resolve(context.Background(), "id", bundle, spec, nil)
+	cfg, err = Resolve(context.Background(), bundle, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +240,7 @@ func TestResolveFiles(t *testing.T) {
 	}
 
 	write(EnarxTOMLFile, []byte("args = [\"ok\"]\n\nenv = [\"A=B\"]\n"))
-	if _, err := Resolve(context.Background(), "id", bundle, spec, nil); err == nil || !strings.Contains(err.Error(), "Enarx.toml: line 3") {
+	if _, err := Resolve(context.Background(), bundle, spec, nil); err == nil || !strings.Contains(err.Error(), "Enarx.toml: line 3") {
 		t.Errorf("invalid Enarx.toml: %v, want an error naming Enarx.toml and line 3", err)
 	}
 
@@ -251,7 +253,7 @@ func TestResolveFiles(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(rootfs, EnarxTOMLFile)); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err = Resolve(context.Background(), "id", bundle, spec, nil)
+	cfg, err = Resolve(context.Background(), bundle, spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +310,7 @@ func artifactImage(t *testing.T, toml []byte) *memImages {
 func TestResolveArtifactEnarxTOML(t *testing.T) {
 	spec := &specs.Spec{Process: &specs.Process{Args: []string{"app"}, Env: []string{"B=spec"}, Cwd: "/"}}
 	images := artifactImage(t, []byte("args = [\"x\"]\nenv = { A = \"toml\", B = \"toml\" }\n"))
-	cfg, err := Resolve(context.Background(), "id", t.TempDir(), spec, images)
+	cfg, err := Resolve(context.Background(), t.TempDir(), spec, images)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,12 +324,12 @@ func TestResolveArtifactEnarxTOML(t *testing.T) {
 		t.Errorf("preopens %+v without a root filesystem or mounts", cfg.Preopens)
 	}
 
-	cfg, err = Resolve(context.Background(), "id", t.TempDir(), spec, artifactImage(t, nil))
+	cfg, err = Resolve(context.Background(), t.TempDir(), spec, artifactImage(t, nil))
 	if err != nil || len(cfg.Args) != 1 {
 		t.Errorf("no Enarx.toml layer: %+v, %v", cfg, err)
 	}
 
-	_, err = Resolve(context.Background(), "id", t.TempDir(), spec, artifactImage(t, []byte("\n\nargs = 3\n")))
+	_, err = Resolve(context.Background(), t.TempDir(), spec, artifactImage(t, []byte("\n\nargs = 3\n")))
 	if err == nil || !strings.Contains(err.Error(), "Enarx.toml (layer sha256:") || !strings.Contains(err.Error(), "line 3") {
 		t.Errorf("invalid Enarx.toml layer: %v, want an error naming it and line 3", err)
 	}
@@ -338,7 +340,7 @@ func TestResolveArtifactEnarxTOML(t *testing.T) {
 			corrupt.blobs[d] = []byte("args = [\"y\"]\n")
 		}
 	}
-	if _, err := Resolve(context.Background(), "id", t.TempDir(), spec, corrupt); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+	if _, err := Resolve(context.Background(), t.TempDir(), spec, corrupt); err == nil || !strings.Contains(err.Error(), "does not match its digest") {
 		t.Errorf("corrupt Enarx.toml layer: %v, want a digest error", err)
 	}
 }
@@ -378,9 +380,9 @@ host = "::1"
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := keep.Config{Args: []string{"/app.wasm"}}
+	cfg := workload.Workload{Args: []string{"/app.wasm"}}
 	c.Apply(&cfg)
-	want := []sockets.Spec{
+	want := []socketspec.Spec{
 		{Name: "https", Kind: "listen", Prot: "tls", Addr: "[::]:8443"},
 		{Name: "plain", Kind: "listen", Prot: "tcp", Addr: "127.0.0.1:8080"},
 		{Name: "db.example", Kind: "connect", Prot: "tcp", Addr: "db.example:5432"},
@@ -397,18 +399,18 @@ host = "::1"
 }
 
 func TestSocketAnnotations(t *testing.T) {
-	cfg := keep.Config{Sockets: []sockets.Spec{{Name: "https", Kind: "listen", Prot: "tls", Addr: "[::]:443"}}}
+	cfg := workload.Workload{Sockets: []socketspec.Spec{{Name: "https", Kind: "listen", Prot: "tls", Addr: "[::]:443"}}}
 	err := applySocketAnnotations(&cfg, map[string]string{
-		"enarx.dev/listen.https":   "tls://127.0.0.1:8443",
-		"enarx.dev/listen.metrics": "tcp://:9090",
-		"enarx.dev/connect.db":     "tls://db.example:5432",
-		"enarx.dev/steward":        "http://127.0.0.1:1",
-		"other":                    "x",
+		enarxdev.AnnotationListenPrefix + "https":   "tls://127.0.0.1:8443",
+		enarxdev.AnnotationListenPrefix + "metrics": "tcp://:9090",
+		enarxdev.AnnotationConnectPrefix + "db":     "tls://db.example:5432",
+		enarxdev.AnnotationSteward:                  "http://127.0.0.1:1",
+		"other":                                     "x",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []sockets.Spec{
+	want := []socketspec.Spec{
 		{Name: "https", Kind: "listen", Prot: "tls", Addr: "127.0.0.1:8443"},
 		{Name: "db", Kind: "connect", Prot: "tls", Addr: "db.example:5432"},
 		{Name: "metrics", Kind: "listen", Prot: "tcp", Addr: "[::]:9090"},
@@ -417,18 +419,18 @@ func TestSocketAnnotations(t *testing.T) {
 		t.Errorf("sockets\n%+v\nwant\n%+v", cfg.Sockets, want)
 	}
 	for _, c := range []struct{ key, value, want string }{
-		{"enarx.dev/listen.x", "udp://:53", "prot://host:port"},
-		{"enarx.dev/listen.x", "tls://:", "port is missing"},
-		{"enarx.dev/listen.x", "tls://[::]:8443/path", "prot://host:port"},
-		{"enarx.dev/connect.x", "tls://:5432", "host to connect to is missing"},
-		{"enarx.dev/connect.", "tls://h:1", "name is empty"},
-		{"enarx.dev/listen.a:b", "tls://:1", "':'"},
-		{"enarx.dev/listen.x", "8443", "prot://host:port"},
-		{"enarx.dev/connect.x", "tCp://::1", "IPv6 addresses go in brackets"},
-		{"enarx.dev/connect.x", "tls://db/x:1", "prot://host:port"},
-		{"enarx.dev/connect.x", "tls://db!x:1", "neither an IP address nor a DNS name"},
+		{enarxdev.AnnotationListenPrefix + "x", "udp://:53", "prot://host:port"},
+		{enarxdev.AnnotationListenPrefix + "x", "tls://:", "port is missing"},
+		{enarxdev.AnnotationListenPrefix + "x", "tls://[::]:8443/path", "prot://host:port"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tls://:5432", "host to connect to is missing"},
+		{enarxdev.AnnotationConnectPrefix, "tls://h:1", "name is empty"},
+		{enarxdev.AnnotationListenPrefix + "a:b", "tls://:1", "':'"},
+		{enarxdev.AnnotationListenPrefix + "x", "8443", "prot://host:port"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tCp://::1", "IPv6 addresses go in brackets"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tls://db/x:1", "prot://host:port"},
+		{enarxdev.AnnotationConnectPrefix + "x", "tls://db!x:1", "neither an IP address nor a DNS name"},
 	} {
-		err := applySocketAnnotations(&keep.Config{}, map[string]string{c.key: c.value})
+		err := applySocketAnnotations(&workload.Workload{}, map[string]string{c.key: c.value})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.key) {
 			t.Errorf("%s=%q: %v, want an error naming the key and saying %q", c.key, c.value, err, c.want)
 		}
@@ -446,7 +448,7 @@ func TestApplyNetwork(t *testing.T) {
 		{"new", []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}, "", true},
 		{"pod", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"}}, "/var/run/netns/cni-1", false},
 	} {
-		cfg := keep.Config{}
+		cfg := workload.Workload{}
 		if err := applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}}); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

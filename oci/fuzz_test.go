@@ -17,8 +17,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 // The fuzz targets of this package take what an image or a container's
@@ -69,7 +70,7 @@ func FuzzParseEnarxTOML(f *testing.F) {
 			}
 			return
 		}
-		cfg := keep.Config{ID: "fuzz", Module: "/app.wasm", Args: []string{"/app.wasm"}, Env: []string{"PATH=/"}}
+		cfg := workload.Workload{Module: "/app.wasm", Args: []string{"/app.wasm"}, Env: []string{"PATH=/"}}
 		c.Apply(&cfg)
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("accepted Enarx.toml gives a Keep config the Keep refuses: %v", err)
@@ -110,11 +111,11 @@ func FuzzSocketAnnotations(f *testing.F) {
 		f.Add(s.connect, s.name, s.value)
 	}
 	f.Fuzz(func(t *testing.T, connect bool, name, value string) {
-		key, kind := AnnotationListenPrefix+name, sockets.Listen
+		key, kind := enarxdev.AnnotationListenPrefix+name, socketspec.Listen
 		if connect {
-			key, kind = AnnotationConnectPrefix+name, sockets.Connect
+			key, kind = enarxdev.AnnotationConnectPrefix+name, socketspec.Connect
 		}
-		var cfg keep.Config
+		var cfg workload.Workload
 		if err := applySocketAnnotations(&cfg, map[string]string{key: value}); err != nil {
 			if !strings.Contains(err.Error(), key) {
 				t.Fatalf("error does not name the annotation %q: %v", key, err)
@@ -132,7 +133,7 @@ func FuzzSocketAnnotations(f *testing.F) {
 			t.Fatalf("accepted annotation %s=%q gives a socket the Keep refuses: %v", key, value, err)
 		}
 		again := (&url.URL{Scheme: s.Prot, Host: s.Addr}).String()
-		var back keep.Config
+		var back workload.Workload
 		if err := applySocketAnnotations(&back, map[string]string{key: again}); err != nil {
 			t.Fatalf("%s=%q, the socket %v written back, is refused: %v", key, again, s, err)
 		}
@@ -197,12 +198,12 @@ func FuzzResolveSpec(f *testing.F) {
 			s.Mounts = []specs.Mount{{Destination: "/../etc", Type: "none", Source: "../..", Options: []string{"rbind"}}}
 		},
 		func(s *specs.Spec) {
-			s.Annotations = map[string]string{AnnotationListenPrefix + "web": "tls://:8443", AnnotationConnectPrefix + "db": "tcp://db:5432"}
+			s.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tls://:8443", enarxdev.AnnotationConnectPrefix + "db": "tcp://db:5432"}
 		},
 		func(s *specs.Spec) { s.Linux.Namespaces[0].Path = "netns" },
 		func(s *specs.Spec) {
 			s.Mounts = []specs.Mount{{Destination: "/a:b", Type: "bind", Source: "data"}}
-			s.Annotations = map[string]string{AnnotationListenPrefix + "web": "tcp://:80"}
+			s.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tcp://:80"}
 		},
 		func(s *specs.Spec) { s.Process.Env = []string{"NOVALUE"} },
 		func(s *specs.Spec) { s.Process.Args = append(s.Process.Args, "a\x00b") },
@@ -229,7 +230,7 @@ func FuzzResolveSpec(f *testing.F) {
 			}
 			return
 		}
-		cfg, err := Resolve(context.Background(), "fuzz", bundle, spec, nil)
+		cfg, err := Resolve(context.Background(), bundle, spec, nil)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "oci: ") {
 				t.Fatalf("error without its source: %v", err)
@@ -306,7 +307,7 @@ func FuzzWasmManifest(f *testing.F) {
 	f.Add(uint8(1), index(withPlatform(module, WasmArchitecture)))
 	f.Add(uint8(4), valid)
 	f.Add(uint8(0), []byte(`{"layers":[{"mediaType":"application/wasm","digest":"sha256:","size":-1}]}`))
-	dst := filepath.Join(dir, ArtifactModuleFile)
+	dst := Bundle{Dir: dir}.ArtifactModule()
 	f.Fuzz(func(t *testing.T, targetType uint8, doc []byte) {
 		images := &memImages{blobs: map[digest.Digest][]byte{}}
 		for d, b := range base.blobs {

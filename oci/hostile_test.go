@@ -15,6 +15,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 // Hostile input from a bundle or an image: every case fails with an error
@@ -116,7 +118,7 @@ func resolveArgs(t *testing.T, bundle string, root string, args ...string) error
 	t.Helper()
 	spec := &specs.Spec{Root: &specs.Root{Path: root}, Process: &specs.Process{Args: args, Cwd: "/"}}
 	return within(t, "Resolve", func() error {
-		_, err := Resolve(context.Background(), "id", bundle, spec, nil)
+		_, err := Resolve(context.Background(), bundle, spec, nil)
 		return err
 	})
 }
@@ -131,7 +133,7 @@ func TestHostileInputRootfs(t *testing.T) {
 	wantError(t, "rootfs a FIFO", resolveArgs(t, bundle, "fifo", "/app.wasm"), "is not a directory")
 	// An artifact image still runs without a root filesystem.
 	spec := &specs.Spec{Root: &specs.Root{Path: "missing"}, Process: &specs.Process{Args: []string{"app"}, Cwd: "/"}}
-	if _, err := Resolve(context.Background(), "id", bundle, spec, artifactImage(t, nil)); err != nil {
+	if _, err := Resolve(context.Background(), bundle, spec, artifactImage(t, nil)); err != nil {
 		t.Errorf("artifact image without a root filesystem: %v", err)
 	}
 }
@@ -157,7 +159,7 @@ func TestHostileInputModulePaths(t *testing.T) {
 	}
 	// A link that stays inside resolves, inside.
 	spec := &specs.Spec{Root: &specs.Root{Path: "rootfs"}, Process: &specs.Process{Args: []string{"/in.wasm"}, Cwd: "/"}}
-	cfg, err := Resolve(context.Background(), "id", bundle, spec, nil)
+	cfg, err := Resolve(context.Background(), bundle, spec, nil)
 	if err != nil || cfg.Module != filepath.Join(rootfs, "app.wasm") {
 		t.Errorf("/in.wasm: module %q, %v; want %s", cfg.Module, err, filepath.Join(rootfs, "app.wasm"))
 	}
@@ -165,7 +167,7 @@ func TestHostileInputModulePaths(t *testing.T) {
 	wantError(t, "directory module", resolveArgs(t, bundle, "rootfs", "/dir.wasm"), `"/dir.wasm"`, "not a regular file")
 	wantError(t, "NUL in args", resolveArgs(t, bundle, "rootfs", "/app.wasm", "a\x00b"), "process.args[1]", "NUL")
 	spec.Process = &specs.Process{Args: []string{"/app.wasm"}, Env: []string{"PATH=/", "NOVALUE"}}
-	_, err = Resolve(context.Background(), "id", bundle, spec, nil)
+	_, err = Resolve(context.Background(), bundle, spec, nil)
 	wantError(t, "env without =", err, "process.env[1]", `"NOVALUE"`, "NAME=value")
 }
 
@@ -189,15 +191,15 @@ func TestHostileInputEnarxTOML(t *testing.T) {
 		Root: &specs.Root{Path: "rootfs"}, Process: &specs.Process{Args: []string{"/app.wasm"}},
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "run/netns/x"}}},
 	}
-	_, err := Resolve(context.Background(), "id", bundle, spec, nil)
+	_, err := Resolve(context.Background(), bundle, spec, nil)
 	wantError(t, "relative netns", err, "linux.namespaces[0]", `"run/netns/x"`, "not absolute")
 	spec.Linux = nil
-	spec.Annotations = map[string]string{AnnotationConnectPrefix + "db": "tcp://0.0.0.0:5432"}
-	_, err = Resolve(context.Background(), "id", bundle, spec, nil)
-	wantError(t, "connect to every address", err, AnnotationConnectPrefix+"db", "name the server's host")
-	spec.Annotations = map[string]string{AnnotationListenPrefix + "web": "tcp://:80"}
+	spec.Annotations = map[string]string{enarxdev.AnnotationConnectPrefix + "db": "tcp://0.0.0.0:5432"}
+	_, err = Resolve(context.Background(), bundle, spec, nil)
+	wantError(t, "connect to every address", err, enarxdev.AnnotationConnectPrefix+"db", "name the server's host")
+	spec.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tcp://:80"}
 	spec.Mounts = []specs.Mount{{Destination: "/a:b", Type: "bind", Source: rootfs}}
-	_, err = Resolve(context.Background(), "id", bundle, spec, nil)
+	_, err = Resolve(context.Background(), bundle, spec, nil)
 	wantError(t, "mount with ':' next to sockets", err, `"/a:b"`, "FD_NAMES", "mount it elsewhere")
 }
 
@@ -259,9 +261,9 @@ func TestHostileInputImage(t *testing.T) {
 			m := artifactImage(t, []byte("args = [\"x\"]\n"))
 			c.damage(m)
 			bundle := t.TempDir()
-			_, err := Resolve(context.Background(), "id", bundle, spec, m)
+			_, err := Resolve(context.Background(), bundle, spec, m)
 			wantError(t, c.name, err, append([]string{"oci: "}, c.want...)...)
-			if _, serr := os.Stat(filepath.Join(bundle, ArtifactModuleFile)); serr == nil {
+			if _, serr := os.Stat(Bundle{Dir: bundle}.ArtifactModule()); serr == nil {
 				t.Errorf("%s: the module was left in the bundle", c.name)
 			}
 		})

@@ -9,9 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // A WebAssembly workload sees files only through WASI preopened directories:
@@ -57,15 +56,15 @@ import (
 // that is not preopened. A consequence that differs from runc: an absolute
 // symbolic link in the image (/etc/alternatives/x -> /usr/bin/y) does not
 // resolve even when its target is in the root filesystem.
-func Preopens(bundle string, spec *specs.Spec) ([]keep.Preopen, error) {
-	var preopens []keep.Preopen
-	add := func(p keep.Preopen) {
-		preopens = slices.DeleteFunc(preopens, func(q keep.Preopen) bool { return q.GuestPath == p.GuestPath })
+func Preopens(bundle string, spec *specs.Spec) ([]engine.Preopen, error) {
+	var preopens []engine.Preopen
+	add := func(p engine.Preopen) {
+		preopens = slices.DeleteFunc(preopens, func(q engine.Preopen) bool { return q.GuestPath == p.GuestPath })
 		preopens = append(preopens, p)
 	}
 	rootfs := Rootfs(bundle, spec)
 	if st, err := os.Stat(rootfs); err == nil && st.IsDir() {
-		add(keep.Preopen{HostPath: rootfs, GuestPath: "/", ReadOnly: spec.Root != nil && spec.Root.Readonly})
+		add(engine.Preopen{HostPath: rootfs, GuestPath: "/", ReadOnly: spec.Root != nil && spec.Root.Readonly})
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("oci: root filesystem %s: %w", rootfs, err)
 	}
@@ -86,21 +85,21 @@ var systemPaths = []string{"/proc", "/sys", "/dev"}
 
 // mountPreopen applies the rules of Preopens to one mount: ok is false for
 // a mount that is skipped.
-func mountPreopen(bundle string, m specs.Mount) (p keep.Preopen, ok bool, err error) {
+func mountPreopen(bundle string, m specs.Mount) (p engine.Preopen, ok bool, err error) {
 	if !isBindMount(m) {
-		return keep.Preopen{}, false, nil
+		return engine.Preopen{}, false, nil
 	}
 	if m.Destination == "" {
-		return keep.Preopen{}, false, errors.New("a bind mount needs a destination")
+		return engine.Preopen{}, false, errors.New("a bind mount needs a destination")
 	}
 	guest := path.Clean("/" + m.Destination)
 	for _, sys := range systemPaths {
 		if guest == sys || strings.HasPrefix(guest, sys+"/") {
-			return keep.Preopen{}, false, nil
+			return engine.Preopen{}, false, nil
 		}
 	}
 	if m.Source == "" {
-		return keep.Preopen{}, false, errors.New("a bind mount needs a source directory")
+		return engine.Preopen{}, false, errors.New("a bind mount needs a source directory")
 	}
 	source := m.Source
 	if !filepath.IsAbs(source) {
@@ -109,10 +108,10 @@ func mountPreopen(bundle string, m specs.Mount) (p keep.Preopen, ok bool, err er
 	}
 	st, err := os.Stat(source)
 	if err != nil {
-		return keep.Preopen{}, false, fmt.Errorf("bind mount source: %w", err)
+		return engine.Preopen{}, false, fmt.Errorf("bind mount source: %w", err)
 	}
 	if !st.IsDir() {
-		return keep.Preopen{}, false, nil
+		return engine.Preopen{}, false, nil
 	}
 	readOnly := false
 	for _, o := range m.Options {
@@ -123,7 +122,7 @@ func mountPreopen(bundle string, m specs.Mount) (p keep.Preopen, ok bool, err er
 			readOnly = false
 		}
 	}
-	return keep.Preopen{HostPath: source, GuestPath: guest, ReadOnly: readOnly}, true, nil
+	return engine.Preopen{HostPath: source, GuestPath: guest, ReadOnly: readOnly}, true, nil
 }
 
 // isBindMount reports whether m is a bind mount: type "bind" (runc's

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // containerdDefaultMounts are the mounts containerd's default spec (ctr run)
@@ -58,7 +57,7 @@ func TestPreopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []keep.Preopen{
+	want := []engine.Preopen{
 		{HostPath: rootfs, GuestPath: "/"},
 		{HostPath: data, GuestPath: "/data", ReadOnly: true},
 		{HostPath: logs, GuestPath: "/logs"},
@@ -80,7 +79,7 @@ func TestPreopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = []keep.Preopen{{HostPath: rootfs, GuestPath: "/", ReadOnly: true}, {HostPath: logs, GuestPath: "/data", ReadOnly: true}}
+	want = []engine.Preopen{{HostPath: rootfs, GuestPath: "/", ReadOnly: true}, {HostPath: logs, GuestPath: "/data", ReadOnly: true}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("read-only root:\n got %+v\nwant %+v", got, want)
 	}
@@ -89,7 +88,7 @@ func TestPreopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []keep.Preopen{{HostPath: data, GuestPath: "/"}}; !reflect.DeepEqual(got, want) {
+	if want := []engine.Preopen{{HostPath: data, GuestPath: "/"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("bind mount at /: got %+v, want %+v", got, want)
 	}
 
@@ -100,7 +99,7 @@ func TestPreopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []keep.Preopen{{HostPath: data, GuestPath: "/data"}}; !reflect.DeepEqual(got, want) {
+	if want := []engine.Preopen{{HostPath: data, GuestPath: "/data"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("no rootfs: got %+v, want %+v", got, want)
 	}
 }

@@ -10,28 +10,16 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
-// The socket annotations declare sockets without an Enarx.toml, e.g. in a
-// Kubernetes pod spec (containerd's CRI passes annotations that its runtime
-// config lists in pod_annotations / container_annotations):
-//
-//	enarx.dev/listen.https: tls://[::]:8443
-//	enarx.dev/connect.db:   tcp://db.example:5432
-//
-// The key's suffix is the socket's name in FD_NAMES; the value is prot
-// ("tls" or "tcp"), then the address to listen on or the host to connect
-// to, with its port. An annotation replaces the Enarx.toml socket of the
-// same name; the others come after the Enarx.toml sockets, by name.
-const (
-	AnnotationListenPrefix  = "enarx.dev/listen."
-	AnnotationConnectPrefix = "enarx.dev/connect."
-)
-
-// applySocketAnnotations adds the sockets that annotations declare to cfg.
-func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) error {
+// applySocketAnnotations adds the sockets that annotations declare to cfg:
+// enarxdev.AnnotationListenPrefix+NAME and enarxdev.AnnotationConnectPrefix+NAME,
+// valued as ParseSocket reads. An annotation replaces the Enarx.toml socket of
+// the same name; the others come after the Enarx.toml sockets, by name.
+func applySocketAnnotations(cfg *workload.Workload, annotations map[string]string) error {
 	for _, key := range slices.Sorted(func(yield func(string) bool) {
 		for k := range annotations {
 			if !yield(k) {
@@ -40,11 +28,11 @@ func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) err
 		}
 	}) {
 		kind := ""
-		name, ok := strings.CutPrefix(key, AnnotationListenPrefix)
+		name, ok := strings.CutPrefix(key, enarxdev.AnnotationListenPrefix)
 		if ok {
-			kind = sockets.Listen
-		} else if name, ok = strings.CutPrefix(key, AnnotationConnectPrefix); ok {
-			kind = sockets.Connect
+			kind = socketspec.Listen
+		} else if name, ok = strings.CutPrefix(key, enarxdev.AnnotationConnectPrefix); ok {
+			kind = socketspec.Connect
 		} else {
 			continue
 		}
@@ -52,7 +40,7 @@ func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) err
 		if err != nil {
 			return fmt.Errorf("oci: annotation %s=%q: %w", key, annotations[key], err)
 		}
-		if i := slices.IndexFunc(cfg.Sockets, func(x sockets.Spec) bool { return x.Name == name }); i >= 0 {
+		if i := slices.IndexFunc(cfg.Sockets, func(x socketspec.Spec) bool { return x.Name == name }); i >= 0 {
 			cfg.Sockets[i] = s
 		} else {
 			cfg.Sockets = append(cfg.Sockets, s)
@@ -64,46 +52,46 @@ func applySocketAnnotations(cfg *keep.Config, annotations map[string]string) err
 // ParseSocket parses the value of a socket annotation ("tls://[::]:8443")
 // into the socket name of kind (sockets.Listen or sockets.Connect). `enarx
 // run --listen/--connect` takes the same form.
-func ParseSocket(kind, name, value string) (sockets.Spec, error) {
+func ParseSocket(kind, name, value string) (socketspec.Spec, error) {
 	example := "tls://[::]:8443"
-	if kind == sockets.Connect {
+	if kind == socketspec.Connect {
 		example = "tls://db.example:5432"
 	}
 	if err := checkSocketName(name); err != nil {
-		return sockets.Spec{}, err
+		return socketspec.Spec{}, err
 	}
 	u, err := url.Parse(value)
-	if err != nil || (u.Scheme != sockets.TLS && u.Scheme != sockets.TCP) || u.Opaque != "" || u.User != nil ||
+	if err != nil || (u.Scheme != socketspec.TLS && u.Scheme != socketspec.TCP) || u.Opaque != "" || u.User != nil ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return sockets.Spec{}, fmt.Errorf("the value is prot://host:port with prot tls or tcp, e.g. %s", example)
+		return socketspec.Spec{}, fmt.Errorf("the value is prot://host:port with prot tls or tcp, e.g. %s", example)
 	}
 	// Not u.Hostname and u.Port: they read "tcp://::1" as host ":" and
 	// port 1.
 	host, port, err := net.SplitHostPort(u.Host)
 	if err != nil {
 		if strings.Contains(err.Error(), "missing port") {
-			return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
+			return socketspec.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
 		}
-		return sockets.Spec{}, fmt.Errorf("%q is not host:port (IPv6 addresses go in brackets), e.g. %s", u.Host, example)
+		return socketspec.Spec{}, fmt.Errorf("%q is not host:port (IPv6 addresses go in brackets), e.g. %s", u.Host, example)
 	}
 	if port == "" {
-		return sockets.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
+		return socketspec.Spec{}, fmt.Errorf("the port is missing, e.g. %s", example)
 	}
 	switch kind {
-	case sockets.Listen:
+	case socketspec.Listen:
 		if host == "" {
 			host = "::"
 		}
-	case sockets.Connect:
+	case socketspec.Connect:
 		if host == "" {
-			return sockets.Spec{}, fmt.Errorf("the host to connect to is missing, e.g. %s", example)
+			return socketspec.Spec{}, fmt.Errorf("the host to connect to is missing, e.g. %s", example)
 		}
 	}
-	s := sockets.Spec{Name: name, Kind: kind, Prot: u.Scheme, Addr: net.JoinHostPort(host, port)}
+	s := socketspec.Spec{Name: name, Kind: kind, Prot: u.Scheme, Addr: net.JoinHostPort(host, port)}
 	// What the Keep will check: a listen address that is an IP address, a
 	// connect host that is not "every address", a printable name.
 	if err := s.Validate(); err != nil {
-		return sockets.Spec{}, err
+		return socketspec.Spec{}, err
 	}
 	return s, nil
 }
@@ -113,7 +101,7 @@ func ParseSocket(kind, name, value string) (sockets.Spec, error) {
 // Keep's own (the host's) when it has none (`ctr run --net-host`, a pod
 // with hostNetwork). A path must be absolute: the Keep does not run in the
 // directory a relative one would be relative to.
-func applyNetwork(cfg *keep.Config, spec *specs.Spec) error {
+func applyNetwork(cfg *workload.Workload, spec *specs.Spec) error {
 	cfg.NetNS, cfg.NewNetNS = "", false
 	if spec.Linux == nil {
 		return nil

@@ -1,7 +1,10 @@
 // Package shim is the containerd runtime shim: the bootstrap containerd runs
 // (start, delete, -info), and the ttrpc task service that manages Keeps. It
-// knows nothing of WebAssembly engines or TEEs; those live behind package
-// keep.
+// runs no WebAssembly (the engine is behind package keep, in the Keep
+// process), but it is not TEE-blind: it chooses a Keep's backend under the
+// node policy (asking package keep which TEEs the node offers), publishes
+// what the Keep attested as labels (parsing its certificate), and serves
+// fresh evidence from a running Keep (package attestapi).
 package shim
 
 import (
@@ -28,7 +31,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -148,8 +153,6 @@ func socketAddress(dir, address, ns, id string) string {
 	return fmt.Sprintf("unix://%s/%x", dir, d)
 }
 
-func socketPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
-
 // start starts the shim server for a task and tells containerd its address,
 // in the dialect containerd spoke. Nothing else may reach stdout or stderr:
 // containerd reads both.
@@ -182,7 +185,7 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 		group = groupID(spec, f.id)
 	}
 	address := socketAddress(dir, f.address, f.namespace, group)
-	path := socketPath(address)
+	path := attestapi.SocketPath(address)
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
@@ -228,7 +231,7 @@ func start(ctx context.Context, f flags, in io.Reader, out io.Writer) error {
 // records it in the bundle.
 func answer(out io.Writer, params *bootapi.BootstrapParams, address string) error {
 	// containerd 1.x finds a live shim again after a restart through this file.
-	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+	if err := os.WriteFile(oci.Bundle{Dir: "."}.Address(), []byte(address), 0o600); err != nil {
 		return fmt.Errorf("write address file: %w", err)
 	}
 	if params == nil {
@@ -279,18 +282,19 @@ func listen(path string) (*net.UnixListener, error) {
 func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	// containerd reads only the DeleteResponse on stdout; keep stderr quiet.
 	logrus.SetOutput(io.Discard)
-	bundle := f.bundle
-	if bundle == "" {
-		bundle, _ = os.Getwd()
+	dir := f.bundle
+	if dir == "" {
+		dir, _ = os.Getwd()
 	}
+	bundle := oci.Bundle{Dir: dir}
 	var pid int
-	if b, err := os.ReadFile(filepath.Join(bundle, keepPIDFile)); err == nil {
+	if b, err := os.ReadFile(bundle.KeepPID()); err == nil {
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
 	// A Keep the shim saw exit has its status recorded; a Keep still
 	// running is killed, and gone before its root filesystem is unmounted
 	// (it may hold files in it) and its cgroup removed.
-	status, exitedAt, exited := readExitFile(bundle)
+	status, exitedAt, exited := readExitRecord(bundle)
 	if !exited {
 		status, exitedAt = 128+int(syscall.SIGKILL), time.Now()
 		if pid > 0 && keep.IsProcessOf(pid, f.id) {
@@ -299,19 +303,19 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 			exitedAt = time.Now()
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
-		if p := socketPath(strings.TrimSpace(string(b))); !serving(p) {
+	if b, err := os.ReadFile(bundle.Address()); err == nil {
+		if p := attestapi.SocketPath(strings.TrimSpace(string(b))); !serving(p) {
 			os.Remove(p)
 		}
 	}
 	// The same cleanup as Delete, with the rootfs where Create mounted it.
-	rootfs := filepath.Join(bundle, "rootfs")
-	var cgroup *keep.Cgroup
-	if spec, err := oci.LoadSpec(bundle); err == nil {
-		rootfs = oci.Rootfs(bundle, spec)
-		cgroup = loadCgroup(ctx, spec)
+	rootfs := bundle.Rootfs(nil)
+	var cg *cgroup.Cgroup
+	if spec, err := bundle.Spec(); err == nil {
+		rootfs = bundle.Rootfs(spec)
+		cg = loadCgroup(ctx, spec)
 	}
-	t := &task{id: f.id, bundle: bundle, rootfs: rootfs, cgroup: cgroup}
+	t := &task{id: f.id, bundle: bundle, rootfs: rootfs, cgroup: cg}
 	t.cleanup(ctx)
 	b, err := proto.Marshal(&taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.New(exitedAt),
@@ -323,6 +327,39 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 	}
 	_, err = out.Write(b)
 	return err
+}
+
+// processGoneTimeout bounds how long `shim delete` waits for a Keep it
+// killed to be gone.
+const processGoneTimeout = 5 * time.Second
+
+// waitGone waits until pid has exited (it is a zombie or gone): the Keep of
+// a dead shim is no child of ours to wait for.
+func waitGone(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if !running(pid) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// running reports whether pid exists and has not exited.
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	// "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
 }
 
 // serving reports whether a shim server answers on the socket.

@@ -25,6 +25,9 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
+	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
@@ -105,11 +108,11 @@ func TestSocketAddress(t *testing.T) {
 	}
 	// A unix socket path holds at most 107 bytes and a NUL.
 	long := socketAddress(defaultSocketDir, address, strings.Repeat("n", 200), strings.Repeat("i", 200))
-	if p := socketPath(long); len(p) >= 106 {
+	if p := attestapi.SocketPath(long); len(p) >= 106 {
 		t.Errorf("socket path %q is %d bytes", p, len(p))
 	}
-	if p := socketPath(got); p != strings.TrimPrefix(want, "unix://") {
-		t.Errorf("socketPath = %q", p)
+	if p := attestapi.SocketPath(got); p != strings.TrimPrefix(want, "unix://") {
+		t.Errorf("SocketPath = %q", p)
 	}
 }
 
@@ -143,7 +146,7 @@ func startTestKeep(t *testing.T, id string) *keep.Process {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := keep.Start(ctx, keep.StartOptions{Executable: os.Args[0], Config: keep.Config{ID: id, Module: module, Args: []string{"app.wasm"}}})
+	p, err := keep.Start(ctx, keep.StartOptions{Executable: os.Args[0], Config: keep.Config{ID: id, Workload: workload.Workload{Module: module, Args: []string{"app.wasm"}}}})
 	if err != nil {
 		t.Fatalf("start keep: %v", err)
 	}
@@ -205,7 +208,7 @@ func readDeleteResponseStatus(t *testing.T, out []byte, want uint32) *taskapi.De
 
 func writePIDFile(t *testing.T, bundle string, pid int) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(bundle, keepPIDFile), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+	if err := os.WriteFile(oci.Bundle{Dir: bundle}.KeepPID(), []byte(strconv.Itoa(pid)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -243,7 +246,7 @@ func TestCleanupKillsTheKeep(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("cleanup left the Keep running")
 	}
-	if _, err := os.Stat(filepath.Join(bundle, keepPIDFile)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(oci.Bundle{Dir: bundle}.KeepPID()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file left: %v", err)
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
@@ -309,7 +312,7 @@ func TestCleanupReportsTheRecordedExit(t *testing.T) {
 	bundle := t.TempDir()
 	writePIDFile(t, bundle, p.Pid())
 	at := time.Now().Add(-time.Minute).Round(time.Microsecond)
-	if err := writeExitFile(bundle, 3, at); err != nil {
+	if err := writeExitRecord(oci.Bundle{Dir: bundle}, 3, at); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -325,8 +328,8 @@ func TestCleanupReportsTheRecordedExit(t *testing.T) {
 		t.Fatal("cleanup killed a Keep whose task had a recorded exit")
 	case <-time.After(200 * time.Millisecond):
 	}
-	for _, f := range []string{keepPIDFile, keepExitFile} {
-		if _, err := os.Stat(filepath.Join(bundle, f)); !errors.Is(err, os.ErrNotExist) {
+	for _, f := range []string{oci.Bundle{Dir: bundle}.KeepPID(), oci.Bundle{Dir: bundle}.KeepExit()} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left: %v", f, err)
 		}
 	}
@@ -334,21 +337,21 @@ func TestCleanupReportsTheRecordedExit(t *testing.T) {
 
 func TestExitFile(t *testing.T) {
 	bundle := t.TempDir()
-	if _, _, ok := readExitFile(bundle); ok {
+	if _, _, ok := readExitRecord(oci.Bundle{Dir: bundle}); ok {
 		t.Error("an exit read where none was recorded")
 	}
 	at := time.Unix(1700000000, 123456789)
-	if err := writeExitFile(bundle, 143, at); err != nil {
+	if err := writeExitRecord(oci.Bundle{Dir: bundle}, 143, at); err != nil {
 		t.Fatal(err)
 	}
-	if status, got, ok := readExitFile(bundle); !ok || status != 143 || !got.Equal(at) {
+	if status, got, ok := readExitRecord(oci.Bundle{Dir: bundle}); !ok || status != 143 || !got.Equal(at) {
 		t.Errorf("readExitFile = %d %v %v, want 143 %v", status, got, ok, at)
 	}
 	for _, bad := range []string{"", "3", "x 1", "3 y", "-1 5", "1 2 3"} {
-		if err := os.WriteFile(filepath.Join(bundle, keepExitFile), []byte(bad), 0o600); err != nil {
+		if err := os.WriteFile(oci.Bundle{Dir: bundle}.KeepExit(), []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if status, _, ok := readExitFile(bundle); ok {
+		if status, _, ok := readExitRecord(oci.Bundle{Dir: bundle}); ok {
 			t.Errorf("%q read as status %d", bad, status)
 		}
 	}

@@ -29,6 +29,9 @@ const grpcNamespaceKey = "containerd-namespace"
 // container and to read its image. The daemon is the real one; tests give
 // the service their own.
 type containerdAPI interface {
+	// Warm starts connecting in the background, so that the first call
+	// does not wait for the connection; it returns at once.
+	Warm()
 	// SetLabels adds labels to container id of namespace ns.
 	SetLabels(ctx context.Context, ns, id string, labels map[string]string) error
 	// Image is the image of container id of namespace ns.

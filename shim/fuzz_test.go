@@ -23,6 +23,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 )
 
 // FuzzRuntimeOptions decodes the runtime options of a CreateTaskRequest
@@ -98,19 +100,19 @@ func FuzzTaskRequest(f *testing.F) {
 		}
 	})
 	seeds := map[string]proto.Message{
-		"State":      &taskapi.StateRequest{ID: "pod"},
-		"Start":      &taskapi.StartRequest{ID: "pod"},
-		"Delete":     &taskapi.DeleteRequest{ID: "pod"},
-		"Pids":       &taskapi.PidsRequest{ID: "pod"},
-		"Kill":       &taskapi.KillRequest{ID: "pod", Signal: 9, All: true},
-		"Exec":       &taskapi.ExecProcessRequest{ID: "pod", ExecID: "sh"},
-		"CloseIO":    &taskapi.CloseIORequest{ID: "pod", Stdin: true},
-		"Update":     &taskapi.UpdateTaskRequest{ID: "pod"},
-		"Wait":       &taskapi.WaitRequest{ID: "pod", ExecID: "x"},
-		"Stats":      &taskapi.StatsRequest{ID: "pod"},
-		"Connect":    &taskapi.ConnectRequest{ID: "pod"},
-		"Shutdown":   &taskapi.ShutdownRequest{ID: "pod", Now: true},
-		attestMethod: wrapperspb.Bytes([]byte(`{"id":"pod","nonce":"00ff"}`)),
+		"State":          &taskapi.StateRequest{ID: "pod"},
+		"Start":          &taskapi.StartRequest{ID: "pod"},
+		"Delete":         &taskapi.DeleteRequest{ID: "pod"},
+		"Pids":           &taskapi.PidsRequest{ID: "pod"},
+		"Kill":           &taskapi.KillRequest{ID: "pod", Signal: 9, All: true},
+		"Exec":           &taskapi.ExecProcessRequest{ID: "pod", ExecID: "sh"},
+		"CloseIO":        &taskapi.CloseIORequest{ID: "pod", Stdin: true},
+		"Update":         &taskapi.UpdateTaskRequest{ID: "pod"},
+		"Wait":           &taskapi.WaitRequest{ID: "pod", ExecID: "x"},
+		"Stats":          &taskapi.StatsRequest{ID: "pod"},
+		"Connect":        &taskapi.ConnectRequest{ID: "pod"},
+		"Shutdown":       &taskapi.ShutdownRequest{ID: "pod", Now: true},
+		attestapi.Method: wrapperspb.Bytes([]byte(`{"id":"pod","nonce":"00ff"}`)),
 	}
 	for i, n := range names {
 		req, ok := seeds[n]

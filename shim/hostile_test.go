@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -87,7 +87,7 @@ func TestHostileInputCreate(t *testing.T) {
 		}, want: []string{`module "/app.wasm"`, "not a regular file"}},
 		{name: "oversized Enarx.toml", bundle: writeFile("rootfs/Enarx.toml", "args = []\n"+strings.Repeat("#\n", oci.MaxEnarxTOMLSize/2)),
 			want: []string{"Enarx.toml is larger than 1048576 bytes"}},
-		{name: "oversized runtime options", request: options(&runtimeoptions.Options{ConfigBody: bytes.Repeat([]byte("# padding\n"), keep.MaxPolicySize/10+1)}),
+		{name: "oversized runtime options", request: options(&runtimeoptions.Options{ConfigBody: bytes.Repeat([]byte("# padding\n"), nodepolicy.MaxSize/10+1)}),
 			want: []string{configBodySource, "larger than 65536 bytes"}},
 		{name: "malformed runtime options", request: func(r *taskapi.CreateTaskRequest) {
 			r.Options = containerdOptions(t, &runtimeoptions.Options{})
@@ -121,8 +121,9 @@ func TestHostileInputCreate(t *testing.T) {
 				t.Errorf("Keeps of the refused task run: %v", pids)
 			}
 			if filepath.IsAbs(r.Bundle) {
-				for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile, EvidenceFile} {
-					if _, err := os.Stat(filepath.Join(r.Bundle, f)); err == nil {
+				b := oci.Bundle{Dir: r.Bundle}
+				for _, f := range []string{b.ArtifactModule(), b.KeepPID(), b.Evidence()} {
+					if _, err := os.Stat(f); err == nil {
 						t.Errorf("%s left in the bundle", f)
 					}
 				}

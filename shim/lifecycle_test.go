@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/cgroups/v3"
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -23,7 +22,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/enarx/containerd-shim-enarx/internal/lifecycle"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
 // shimRuntime is the task service driven directly, as containerd drives it,
@@ -60,7 +61,7 @@ func newShimRuntime(t *testing.T, h *harness, fixtures []lifecycle.Fixture, cgro
 			Root:    &specs.Root{Path: "rootfs"},
 		}
 		if cgroups {
-			spec.Linux = &specs.Linux{CgroupsPath: testCgroupPath(t, id)}
+			spec.Linux = &specs.Linux{CgroupsPath: cgrouptest.Path(t, id)}
 		}
 		b, err := json.Marshal(&spec)
 		if err != nil {
@@ -74,12 +75,6 @@ func newShimRuntime(t *testing.T, h *harness, fixtures []lifecycle.Fixture, cgro
 		rt.index[id] = i
 	}
 	return rt
-}
-
-// canUseCgroups reports whether tasks can have cgroups here; Stats needs
-// one.
-func canUseCgroups() bool {
-	return os.Geteuid() == 0 && cgroups.Mode() != cgroups.Unavailable
 }
 
 func timeOf(ts *timestamppb.Timestamp) time.Time {
@@ -207,7 +202,7 @@ func unmarshalEvent(r receivedEvent, m proto.Message) {
 func TestServiceRandomLifecycle(t *testing.T) {
 	seed, seqs, ops := lifecycle.Settings(t, 6, 40)
 	t.Logf("%s=%d, %d sequences of %d requests", lifecycle.EnvSeed, seed, seqs, ops)
-	withCgroups := canUseCgroups()
+	withCgroups := cgrouptest.Available()
 	kinds := lifecycleKinds(withCgroups)
 	for k := 0; k < seqs; k++ {
 		s := seed + int64(k)
@@ -233,7 +228,7 @@ func TestServiceRandomLifecycle(t *testing.T) {
 // TestServiceLifecycleWalk performs every request of the lifecycle table
 // in every phase (lifecycle.Walk) and checks the answers.
 func TestServiceLifecycleWalk(t *testing.T) {
-	withCgroups := canUseCgroups()
+	withCgroups := cgrouptest.Available()
 	m, ops := lifecycle.Walk()
 	if !withCgroups {
 		ops = withoutKind(ops, lifecycle.Stats)
@@ -294,7 +289,11 @@ func (p *exitingProcess) Status() (int, time.Time)    { return p.status, p.at }
 func (h *harness) exitingTask(t *testing.T, st state, delay time.Duration) *task {
 	t.Helper()
 	p := &exitingProcess{done: make(chan struct{}), status: 143, at: time.Now()}
-	tk := &task{id: keeptest.ID(t), bundle: t.TempDir(), proc: p, reaped: make(chan struct{}), state: st}
+	tk := newTask(keeptest.ID(t), oci.Bundle{Dir: t.TempDir()}, "", "", "")
+	tk.proc, tk.state = p, st
+	if st == stateRunning {
+		close(tk.startPublished) // as Start would have
+	}
 	h.svc.mu.Lock()
 	h.svc.tasks[tk.id] = tk
 	h.svc.mu.Unlock()

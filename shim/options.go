@@ -6,10 +6,9 @@ import (
 	"strings"
 
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // runtimeOptionsName is the full protobuf name of containerd's options for
@@ -37,31 +36,31 @@ const configBodySource = "the runtime's options in containerd's config (ConfigBo
 // ConfigPath takes precedence over ConfigBody, as runtimeoptions.v1
 // documents; containerd never sends both. The type URL may carry any
 // prefix ending in "/" (such as "type.googleapis.com/").
-func policyFromOptions(opts *anypb.Any) (keep.Policy, error) {
+func policyFromOptions(opts *anypb.Any) (nodepolicy.Policy, error) {
 	if opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0) {
-		return keep.DefaultPolicy(), nil
+		return nodepolicy.Default(), nil
 	}
 	typeURL := opts.GetTypeUrl()
 	if name := typeURL[strings.LastIndex(typeURL, "/")+1:]; name != runtimeOptionsName {
-		return keep.Policy{}, fmt.Errorf("runtime options of type %q are not understood by the enarx runtime: it takes %s, "+
+		return nodepolicy.Policy{}, fmt.Errorf("runtime options of type %q are not understood by the enarx runtime: it takes %s, "+
 			"i.e. a node policy file (ctr run --runtime-config-path /etc/enarx/policy.toml, or ConfigPath in the options of the enarx runtime in containerd's config) "+
 			"or the policy's settings (backend, require_tee) in those options; options for runc do not apply to it",
 			typeURL, runtimeOptionsName)
 	}
 	var ro runtimeoptions.Options
 	if err := proto.Unmarshal(opts.GetValue(), &ro); err != nil {
-		return keep.Policy{}, fmt.Errorf("runtime options (%s): %w: containerd sends them from the options of the enarx runtime in its config; check them there", typeURL, err)
+		return nodepolicy.Policy{}, fmt.Errorf("runtime options (%s): %w: containerd sends them from the options of the enarx runtime in its config; check them there", typeURL, err)
 	}
 	switch {
 	case ro.GetConfigPath() != "":
 		path := ro.GetConfigPath()
 		if !filepath.IsAbs(path) {
-			return keep.Policy{}, fmt.Errorf("enarx node policy %q: the path is relative, and the shim does not run in the directory it is relative to: give an absolute path (ctr run --runtime-config-path /etc/enarx/policy.toml)", path)
+			return nodepolicy.Policy{}, fmt.Errorf("enarx node policy %q: the path is relative, and the shim does not run in the directory it is relative to: give an absolute path (ctr run --runtime-config-path /etc/enarx/policy.toml)", path)
 		}
-		return keep.LoadPolicy(path)
+		return nodepolicy.Load(path)
 	case len(ro.GetConfigBody()) > 0:
-		return keep.ParsePolicy(configBodySource, ro.GetConfigBody())
+		return nodepolicy.Parse(configBodySource, ro.GetConfigBody())
 	default:
-		return keep.DefaultPolicy(), nil
+		return nodepolicy.Default(), nil
 	}
 }

@@ -10,11 +10,10 @@ import (
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/typeurl/v2"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/pelletier/go-toml/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // containerdOptions marshals o the way containerd does (client.WithRuntime
@@ -66,24 +65,24 @@ func TestPolicyFromOptions(t *testing.T) {
 	tests := []struct {
 		name string
 		opts *anypb.Any
-		want keep.Policy
+		want nodepolicy.Policy
 		errs []string // substrings of the error; none means success
 	}{
-		{name: "nil", opts: nil, want: keep.DefaultPolicy()},
-		{name: "empty Any", opts: &anypb.Any{}, want: keep.DefaultPolicy()},
-		{name: "empty runtimeoptions", opts: containerdOptions(t, &runtimeoptions.Options{}), want: keep.DefaultPolicy()},
+		{name: "nil", opts: nil, want: nodepolicy.Default()},
+		{name: "empty Any", opts: &anypb.Any{}, want: nodepolicy.Default()},
+		{name: "empty runtimeoptions", opts: containerdOptions(t, &runtimeoptions.Options{}), want: nodepolicy.Default()},
 		{name: "ctr --runtime-config-path", opts: containerdOptions(t, &runtimeoptions.Options{ConfigPath: file}),
-			want: keep.Policy{Backend: keep.BackendTDX, RequireTEE: true, Source: file}},
+			want: nodepolicy.Policy{Backend: nodepolicy.BackendTDX, RequireTEE: true, Source: file}},
 		{name: "type.googleapis.com prefix", opts: googleOptions(t, &runtimeoptions.Options{ConfigPath: file}),
-			want: keep.Policy{Backend: keep.BackendTDX, RequireTEE: true, Source: file}},
+			want: nodepolicy.Policy{Backend: nodepolicy.BackendTDX, RequireTEE: true, Source: file}},
 		{name: "CRI ConfigBody", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: criBody}),
-			want: keep.Policy{Backend: keep.BackendSEVSNP, RequireTEE: true, Source: configBodySource}},
+			want: nodepolicy.Policy{Backend: nodepolicy.BackendSEVSNP, RequireTEE: true, Source: configBodySource}},
 		{name: "ConfigBody with prefix", opts: googleOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"nil\"\n")}),
-			want: keep.Policy{Backend: keep.BackendNil, Source: configBodySource}},
+			want: nodepolicy.Policy{Backend: nodepolicy.BackendNil, Source: configBodySource}},
 		{name: "ConfigPath wins over ConfigBody", opts: containerdOptions(t, &runtimeoptions.Options{ConfigPath: file, ConfigBody: []byte("backend = \"nil\"\n")}),
-			want: keep.Policy{Backend: keep.BackendTDX, RequireTEE: true, Source: file}},
+			want: nodepolicy.Policy{Backend: nodepolicy.BackendTDX, RequireTEE: true, Source: file}},
 		{name: "TypeUrl field is ignored", opts: containerdOptions(t, &runtimeoptions.Options{TypeUrl: "anything", ConfigPath: file}),
-			want: keep.Policy{Backend: keep.BackendTDX, RequireTEE: true, Source: file}},
+			want: nodepolicy.Policy{Backend: nodepolicy.BackendTDX, RequireTEE: true, Source: file}},
 
 		{name: "missing file", opts: containerdOptions(t, &runtimeoptions.Options{ConfigPath: filepath.Join(dir, "missing.toml")}),
 			errs: []string{"missing.toml", "no such file"}},

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 )
 
 // annotate adds annotations to the bundle's config.json.
@@ -202,7 +203,7 @@ func TestStartJoinsPodShim(t *testing.T) {
 	const grpc = "/run/containerd/containerd.sock"
 	pod, id := "pod0123", "container4567"
 	want := socketAddress(dir, grpc, "k8s.io", pod)
-	l, err := net.Listen("unix", socketPath(want))
+	l, err := net.Listen("unix", attestapi.SocketPath(want))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -111,7 +112,7 @@ func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *d
 // openLog opens the bundle's log FIFO, which containerd copies into its own
 // log; without one, logs are discarded (stdout and stderr are /dev/null).
 func openLog() io.Writer {
-	fd, err := unix.Open("log", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(oci.Bundle{Dir: "."}.Log(), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return io.Discard
 	}

@@ -17,6 +17,7 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
@@ -26,36 +27,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
-)
-
-// Container labels the shim sets from what the Keep reports.
-const (
-	LabelTEE            = "enarx.dev/tee"
-	LabelBackend        = "enarx.dev/backend"
-	LabelAttestation    = "enarx.dev/attestation"
-	LabelRuntimeVersion = "enarx.dev/runtime.version"
-	LabelWorkloadDigest = "enarx.dev/workload.digest"
-	LabelEngine         = "enarx.dev/engine"
-	LabelTEEVersion     = "enarx.dev/tee.version"
-	LabelRuntimeDigest  = "enarx.dev/runtime.digest"
-	LabelEvidenceDigest = "enarx.dev/evidence.digest"
-	LabelEvidencePath   = "enarx.dev/evidence.path"
-	// The certificate a Steward issued to the Keep, when one is configured:
-	// its serial number (hex), end of validity (RFC 3339), issuer, the
-	// Steward's URL and the file holding the PEM chain.
-	LabelCertificateSerial   = "enarx.dev/certificate.serial"
-	LabelCertificateNotAfter = "enarx.dev/certificate.not-after"
-	LabelCertificateIssuer   = "enarx.dev/certificate.issuer"
-	LabelCertificatePath     = "enarx.dev/certificate.path"
-	LabelSteward             = "enarx.dev/steward"
-	// The Keep's sockets, "NAME KIND PROT ADDRESS" joined by ", ", and the
-	// certificate its TLS sockets present: "steward", or "self-signed" when
-	// no Steward certified the Keep.
-	LabelSockets     = "enarx.dev/sockets"
-	LabelTLSIdentity = "enarx.dev/tls.identity"
 )
 
 // TopicAttestation is the topic of the event a Keep's attestation is
@@ -63,18 +38,8 @@ const (
 // the enarx.dev/* labels.
 const TopicAttestation = "/enarx/attestation"
 
-// EvidenceFile in the bundle holds the Keep's evidence at start.
-const EvidenceFile = "enarx-evidence.json"
-
 // maxLabelSize is containerd's limit on a label's key and value together.
 const maxLabelSize = 4096
-
-// keepStateDir in the bundle is the Keep's state directory (keep.Config.StateDir),
-// made when the Keep gets a certificate.
-const keepStateDir = "enarx"
-
-// keepPIDFile in the bundle records the Keep's PID for `shim delete`.
-const keepPIDFile = "enarx-keep.pid"
 
 // service is the task API: the one place where containerd's requests are
 // translated into operations on tasks and their Keeps.
@@ -214,15 +179,16 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	return &taskapi.CreateTaskResponse{Pid: pid}, nil
 }
 
-// create mounts the root filesystem, resolves the module, starts the Keep
-// and publishes its attestation labels. On error it undoes what it did.
+// create builds a task the way containerd's runc shim builds a container
+// (runc.NewContainer): the root filesystem mounted, the workload resolved,
+// the Keep planned (planKeep) and started, its attestation published. One
+// deferred rollback undoes whatever was done when a step fails.
 func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *task, err error) {
 	began := time.Now()
-	if w, ok := s.daemon.(interface{ Warm() }); ok {
-		w.Warm() // the labels need the connection once the Keep is ready
-	}
-	t := &task{id: r.ID, bundle: r.Bundle, stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, reaped: make(chan struct{})}
-	spec, err := oci.LoadSpec(r.Bundle)
+	s.daemon.Warm() // the labels need the connection once the Keep is ready
+	bundle := oci.Bundle{Dir: r.Bundle}
+	t := newTask(r.ID, bundle, r.Stdin, r.Stdout, r.Stderr)
+	spec, err := bundle.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
@@ -231,16 +197,6 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		t.proc = newIdleProcess(os.Getpid())
 		log.G(ctx).WithField("id", r.ID).WithField("pod", spec.Annotations[annotationSandboxID]).Info("pod sandbox ready")
 		return t, nil
-	}
-	if len(r.Rootfs) > 0 {
-		rootfs := oci.Rootfs(r.Bundle, spec)
-		if err := os.MkdirAll(rootfs, 0o711); err != nil {
-			return nil, fmt.Errorf("create rootfs mount point: %w", err)
-		}
-		if err := mount.All(mount.FromProto(r.Rootfs), rootfs); err != nil {
-			return nil, fmt.Errorf("mount rootfs of %s: %w", r.ID, err)
-		}
-		t.rootfs = rootfs
 	}
 	defer func() {
 		if err != nil {
@@ -251,41 +207,45 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			t.cleanup(ctx)
 		}
 	}()
-
-	cfg, err := oci.Resolve(ctx, r.ID, r.Bundle, spec, s.daemon.Image(s.ns, r.ID))
+	if err := t.mountRootfs(r.Rootfs, bundle.Rootfs(spec)); err != nil {
+		return nil, err
+	}
+	wl, err := oci.Resolve(ctx, bundle.Dir, spec, s.daemon.Image(s.ns, r.ID))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	compileMemory, err := applyPolicy(r, spec.Annotations, &cfg)
+	policy, err := policyFromOptions(r.Options)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+	}
+	opts, err := planKeep(keepPlan{id: r.ID, bundle: bundle, spec: spec, policy: policy, workload: wl, available: keep.Available})
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Steward != "" {
-		cfg.StateDir = filepath.Join(r.Bundle, keepStateDir)
-		if err = os.Mkdir(cfg.StateDir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if dir := opts.Config.StateDir; dir != "" {
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("task %s: keep state directory: %w", r.ID, err)
 		}
 	}
 	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
-	cgroupPath, resources := cgroupOf(spec)
+	opts.Executable, opts.Stdio = s.exe, t.io.keep
 	keepBegan := time.Now()
-	proc, err := keep.Start(ctx, keep.StartOptions{Executable: s.exe, Dir: r.Bundle, Config: cfg, Stdio: t.io.keep, Cgroup: cgroupPath, Resources: resources, CompileMemory: compileMemory})
+	proc, err := keep.Start(ctx, opts)
 	t.io.closeKeepSide()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
-	// From here on, a failure kills and reaps the Keep (the defer above).
+	// From here on, a failure kills and reaps the Keep (the rollback).
 	t.keep, t.proc, t.cgroup = proc, proc, proc.Cgroup()
-	pidFile := filepath.Join(r.Bundle, keepPIDFile)
-	if err = os.WriteFile(pidFile, []byte(strconv.Itoa(t.proc.Pid())), 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w", pidFile, err)
+	if err := os.WriteFile(bundle.KeepPID(), []byte(strconv.Itoa(t.proc.Pid())), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", bundle.KeepPID(), err)
 	}
 	ready := t.keep.Ready()
 	keepTook := time.Since(keepBegan)
 	labelsBegan := time.Now()
-	if t.attested, err = s.publishAttestation(ctx, r.ID, r.Bundle, cfg.Steward, ready); err != nil {
+	if t.attested, err = s.publishAttestation(ctx, r.ID, bundle, opts.Config.Steward, ready); err != nil {
 		return nil, err
 	}
 	labelsTook := time.Since(labelsBegan)
@@ -296,67 +256,57 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	return t, nil
 }
 
-// applyPolicy applies the node policy (the runtime options containerd
-// passes) to what the container asks for with its annotations: the backend
-// and the Steward of its Keep. It returns the bound of the Keep's memory
-// until its workload runs (keep.StartOptions.CompileMemory).
-func applyPolicy(r *taskapi.CreateTaskRequest, annotations map[string]string, cfg *keep.Config) (int64, error) {
-	policy, err := policyFromOptions(r.Options)
-	if err != nil {
-		return 0, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
+// mountRootfs mounts the task's root filesystem at rootfs when containerd
+// gave mounts for it; t.rootfs records it for cleanup.
+func (t *task) mountRootfs(mounts []*types.Mount, rootfs string) error {
+	if len(mounts) == 0 {
+		return nil
 	}
-	backend, err := policy.Choose(annotations[keep.AnnotationBackend], keep.Available)
-	if err == nil {
-		cfg.Backend = backend
-		cfg.Steward, err = policy.ChooseSteward(annotations[keep.AnnotationSteward])
-		cfg.StewardCA = policy.StewardCA
-		cfg.ModuleCache = policy.ModuleCacheDir()
+	if err := os.MkdirAll(rootfs, 0o711); err != nil {
+		return fmt.Errorf("create rootfs mount point: %w", err)
 	}
-	switch {
-	case err == nil:
-		return policy.CompileMemory(), nil
-	case errors.Is(err, keep.ErrBackendNotAllowed), errors.Is(err, keep.ErrStewardNotAllowed):
-		return 0, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument)
-	default:
-		return 0, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
+	if err := mount.All(mount.FromProto(mounts), rootfs); err != nil {
+		return fmt.Errorf("mount rootfs of %s: %w", t.id, err)
 	}
+	t.rootfs = rootfs
+	return nil
 }
 
 // publishAttestation makes a ready Keep's attestation visible: the evidence
 // as a file in the bundle and the enarx.dev/* labels on the container
 // (`ctr containers info`). It returns the /enarx/attestation event that
 // Create publishes after the task's create event (`ctr events`).
-func (s *service) publishAttestation(ctx context.Context, id, bundle, steward string, ready keep.Ready) (*eventstypes.ContainerUpdate, error) {
-	evidencePath := filepath.Join(bundle, EvidenceFile)
+func (s *service) publishAttestation(ctx context.Context, id string, bundle oci.Bundle, steward string, ready keep.Ready) (*eventstypes.ContainerUpdate, error) {
+	evidencePath := bundle.Evidence()
 	if err := os.WriteFile(evidencePath, ready.Evidence, 0o644); err != nil {
 		return nil, fmt.Errorf("write evidence: %w", err)
 	}
 	labels := map[string]string{
-		LabelTEE:            ready.TEE,
-		LabelBackend:        ready.Backend,
-		LabelAttestation:    attestationLabel(ready),
-		LabelRuntimeVersion: ready.RuntimeVersion,
-		LabelRuntimeDigest:  ready.RuntimeDigest,
-		LabelWorkloadDigest: ready.WorkloadDigest,
-		LabelEvidenceDigest: ready.EvidenceDigest,
-		LabelEvidencePath:   evidencePath,
-		LabelEngine:         ready.Engine,
+		enarxdev.LabelTEE:            ready.TEE,
+		enarxdev.LabelBackend:        ready.Backend,
+		enarxdev.LabelAttestation:    attestationLabel(ready),
+		enarxdev.LabelRuntimeVersion: ready.RuntimeVersion,
+		enarxdev.LabelRuntimeDigest:  ready.RuntimeDigest,
+		enarxdev.LabelWorkloadDigest: ready.WorkloadDigest,
+		enarxdev.LabelEvidenceDigest: ready.EvidenceDigest,
+		enarxdev.LabelEvidencePath:   evidencePath,
+		enarxdev.LabelEngine:         ready.Engine,
 	}
 	if ready.TEEVersion != "" {
-		labels[LabelTEEVersion] = ready.TEEVersion
+		labels[enarxdev.LabelTEEVersion] = ready.TEEVersion
 	}
 	if ready.Certificate != "" {
 		if err := certificateLabels(labels, ready.Certificate); err != nil {
 			return nil, err
 		}
-		labels[LabelCertificatePath] = filepath.Join(bundle, keepStateDir, keep.CertificateFile)
-		labels[LabelSteward] = steward
+		labels[enarxdev.LabelCertificatePath] = filepath.Join(bundle.KeepStateDir(), keep.CertificateFile)
+		labels[enarxdev.LabelSteward] = steward
 	}
 	if len(ready.Sockets) > 0 {
-		labels[LabelSockets] = strings.Join(ready.Sockets, ", ")
+		labels[enarxdev.LabelSockets] = strings.Join(ready.Sockets, ", ")
 	}
 	if ready.TLSIdentity != "" {
-		labels[LabelTLSIdentity] = ready.TLSIdentity
+		labels[enarxdev.LabelTLSIdentity] = ready.TLSIdentity
 	}
 	for k, v := range labels {
 		// containerd refuses a label over 4096 bytes; ours are short, but a
@@ -384,9 +334,9 @@ func certificateLabels(labels map[string]string, chain string) error {
 	if err != nil {
 		return fmt.Errorf("the Keep's certificate: %w", err)
 	}
-	labels[LabelCertificateSerial] = hex.EncodeToString(cert.SerialNumber.Bytes())
-	labels[LabelCertificateNotAfter] = cert.NotAfter.UTC().Format(time.RFC3339)
-	labels[LabelCertificateIssuer] = cert.Issuer.String()
+	labels[enarxdev.LabelCertificateSerial] = hex.EncodeToString(cert.SerialNumber.Bytes())
+	labels[enarxdev.LabelCertificateNotAfter] = cert.NotAfter.UTC().Format(time.RFC3339)
+	labels[enarxdev.LabelCertificateIssuer] = cert.Issuer.String()
 	return nil
 }
 
@@ -398,8 +348,8 @@ func attestationLabel(r keep.Ready) string {
 	return "ok"
 }
 
-// cleanup removes what Create made in the bundle: the mounted root
-// filesystem, the artifact module, the PID file; and the Keep's cgroup.
+// cleanup removes what Create made: the mounted root filesystem, the
+// files Create added to the bundle, and the Keep's cgroup.
 func (t *task) cleanup(ctx context.Context) {
 	if t.io != nil {
 		t.io.closeKeepSide()
@@ -410,12 +360,7 @@ func (t *task) cleanup(ctx context.Context) {
 			log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
 		}
 	}
-	for _, f := range []string{oci.ArtifactModuleFile, keepPIDFile, keepExitFile, EvidenceFile} {
-		if err := os.Remove(filepath.Join(t.bundle, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			log.G(ctx).WithError(err).Warn("clean bundle")
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(t.bundle, keepStateDir)); err != nil {
+	if err := t.bundle.Clean(); err != nil {
 		log.G(ctx).WithError(err).Warn("clean bundle")
 	}
 	t.removeCgroup(ctx)
@@ -429,7 +374,7 @@ func (s *service) watch(t *task) {
 	status, at := t.proc.Status()
 	if t.keep != nil {
 		// For `shim delete`, should the shim die before the task is deleted.
-		if err := writeExitFile(t.bundle, status, at); err != nil {
+		if err := writeExitRecord(t.bundle, status, at); err != nil {
 			log.G(context.Background()).WithError(err).WithField("id", t.id).Warn("record the exit status of a Keep")
 		}
 	}
@@ -474,7 +419,7 @@ func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 	st := t.current()
 	resp := &taskapi.StateResponse{
 		ID:     t.id,
-		Bundle: t.bundle,
+		Bundle: t.bundle.Dir,
 		Pid:    uint32(t.proc.Pid()),
 		Status: st.status(),
 		Stdin:  t.stdin,

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
@@ -153,6 +154,9 @@ func (f *fakeContainerd) SetLabels(ctx context.Context, ns, id string, labels ma
 }
 
 func (f *fakeContainerd) Image(ns, id string) oci.ImageStore { return noImage{} }
+
+// Warm has no connection to make.
+func (f *fakeContainerd) Warm() {}
 
 type noImage struct{}
 
@@ -293,8 +297,8 @@ func alive(pid int) bool {
 // noPIDFile checks that the Keep's PID and exit files are gone.
 func noPIDFile(t *testing.T, bundle string) {
 	t.Helper()
-	for _, f := range []string{keepPIDFile, keepExitFile} {
-		if _, err := os.Stat(filepath.Join(bundle, f)); !errors.Is(err, os.ErrNotExist) {
+	for _, f := range []string{oci.Bundle{Dir: bundle}.KeepPID(), oci.Bundle{Dir: bundle}.KeepExit()} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: %v, want none", f, err)
 		}
 	}
@@ -338,25 +342,25 @@ func TestServiceLifecycle(t *testing.T) {
 	if !keep.IsProcessOf(int(pid), id) {
 		t.Errorf("pid %d is not the Keep of %s", pid, id)
 	}
-	if b, err := os.ReadFile(filepath.Join(r.Bundle, keepPIDFile)); err != nil || string(b) != strconv.Itoa(int(pid)) {
+	if b, err := os.ReadFile(oci.Bundle{Dir: r.Bundle}.KeepPID()); err != nil || string(b) != strconv.Itoa(int(pid)) {
 		t.Errorf("pid file = %q, %v; want %d", b, err, pid)
 	}
 
 	// Attestation labels.
 	sum := sha256.Sum256(module)
 	wantLabels := map[string]string{
-		LabelTEE:            "none",
-		LabelBackend:        "nil",
-		LabelAttestation:    "none",
-		LabelRuntimeVersion: version.Version,
-		LabelWorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
-		LabelEngine:         keeptest.EngineName,
+		enarxdev.LabelTEE:            "none",
+		enarxdev.LabelBackend:        "nil",
+		enarxdev.LabelAttestation:    "none",
+		enarxdev.LabelRuntimeVersion: version.Version,
+		enarxdev.LabelWorkloadDigest: "sha256:" + hex.EncodeToString(sum[:]),
+		enarxdev.LabelEngine:         keeptest.EngineName,
 	}
 	h.containerd.mu.Lock()
 	gotLabels, gotNS := h.containerd.labels[id], h.containerd.ns
 	h.containerd.mu.Unlock()
 	// The evidence file in the bundle, and the labels that point at it.
-	evidencePath := filepath.Join(r.Bundle, EvidenceFile)
+	evidencePath := oci.Bundle{Dir: r.Bundle}.Evidence()
 	encoded, err := os.ReadFile(evidencePath)
 	if err != nil {
 		t.Fatalf("evidence file: %v", err)
@@ -368,10 +372,10 @@ func TestServiceLifecycle(t *testing.T) {
 	if err := evidence.CheckBinding(); err != nil {
 		t.Errorf("evidence binding: %v", err)
 	}
-	wantLabels[LabelEvidencePath] = evidencePath
-	wantLabels[LabelEvidenceDigest] = evidence.Digest()
-	wantLabels[LabelRuntimeDigest] = evidence.Inputs.RuntimeDigest
-	if evidence.Inputs.WorkloadDigest != wantLabels[LabelWorkloadDigest] || evidence.TEE != "none" {
+	wantLabels[enarxdev.LabelEvidencePath] = evidencePath
+	wantLabels[enarxdev.LabelEvidenceDigest] = evidence.Digest()
+	wantLabels[enarxdev.LabelRuntimeDigest] = evidence.Inputs.RuntimeDigest
+	if evidence.Inputs.WorkloadDigest != wantLabels[enarxdev.LabelWorkloadDigest] || evidence.TEE != "none" {
 		t.Errorf("evidence: workload %s, tee %s", evidence.Inputs.WorkloadDigest, evidence.TEE)
 	}
 	var attested []receivedEvent
@@ -387,7 +391,7 @@ func TestServiceLifecycle(t *testing.T) {
 		if err := proto.Unmarshal(attested[0].envelope.GetEvent().GetValue(), &update); err != nil {
 			t.Errorf("attestation event payload: %v", err)
 		} else if attested[0].envelope.GetEvent().GetTypeUrl() != "containerd.events.ContainerUpdate" ||
-			update.ID != id || update.Labels[LabelTEE] != "none" || update.Labels[LabelEvidenceDigest] != evidence.Digest() {
+			update.ID != id || update.Labels[enarxdev.LabelTEE] != "none" || update.Labels[enarxdev.LabelEvidenceDigest] != evidence.Digest() {
 			t.Errorf("attestation event %s %v", attested[0].envelope.GetEvent().GetTypeUrl(), &update)
 		}
 	}
@@ -454,7 +458,7 @@ func TestServiceLifecycle(t *testing.T) {
 	_, err = h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)})
 	wantCode(t, "Kill of a stopped task", err, codes.NotFound, "already finished")
 	// Recorded for `shim delete`, should the shim die now.
-	if status, at, ok := readExitFile(r.Bundle); !ok || status != 143 || !at.Equal(st.ExitedAt.AsTime()) {
+	if status, at, ok := readExitRecord(oci.Bundle{Dir: r.Bundle}); !ok || status != 143 || !at.Equal(st.ExitedAt.AsTime()) {
 		t.Errorf("exit file: %d %v %v, want 143 at %v", status, at, ok, st.ExitedAt.AsTime())
 	}
 	// An error, not an empty list: containerd 2.x deletes the tasks of

@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
+	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
 // state is where a task is in its life. The only transitions are
@@ -66,7 +68,8 @@ var _ process = (*keep.Process)(nil)
 
 // task is one container: its bundle, its stdio and its Keep.
 type task struct {
-	id, bundle string
+	id     string
+	bundle oci.Bundle
 	// rootfs is the directory where the shim mounted the container's root
 	// filesystem, empty when it mounted none.
 	rootfs                string
@@ -78,14 +81,23 @@ type task struct {
 	// keep is the task's Keep; nil for a pod sandbox.
 	keep *keep.Process
 	// cgroup is the Keep's cgroup, removed with the task; nil for none.
-	cgroup *keep.Cgroup
+	cgroup *cgroup.Cgroup
 	// attested is the payload of the task's /enarx/attestation event.
 	attested *eventstypes.ContainerUpdate
 	// reaped is closed once the Keep's exit has been recorded and published.
 	reaped chan struct{}
+	// startPublished is closed once Start has published the task's start
+	// event: a running task's exit event waits for it.
+	startPublished chan struct{}
 
 	mu    sync.Mutex
 	state state
+}
+
+// newTask is a task of a created container, before it has a process.
+func newTask(id string, bundle oci.Bundle, stdin, stdout, stderr string) *task {
+	return &task{id: id, bundle: bundle, stdin: stdin, stdout: stdout, stderr: stderr,
+		reaped: make(chan struct{}), startPublished: make(chan struct{})}
 }
 
 func (t *task) current() state {
@@ -100,8 +112,8 @@ func (t *task) current() state {
 const exitRecordWait = 5 * time.Second
 
 // start lets a created task's workload run. started runs once it does,
-// before the Keep's exit can be recorded: the task's start event is
-// published before its exit event.
+// with no lock held; the task's exit event waits for it (see exited), so
+// that its start event is published before its exit event.
 func (t *task) start(started func()) error {
 	t.mu.Lock()
 	if t.state != stateCreated {
@@ -121,8 +133,9 @@ func (t *task) start(started func()) error {
 		return fmt.Errorf("start task %s: %w", t.id, err)
 	}
 	t.state = stateRunning
-	started()
 	t.mu.Unlock()
+	started()
+	close(t.startPublished)
 	return nil
 }
 
@@ -144,15 +157,21 @@ func (t *task) awaitExitRecord() bool {
 }
 
 // exited records that the Keep has exited. It reports false when the task
-// had already left the created and running states.
+// had already left the created and running states. A running task's exit is
+// recorded only once its start event is out: it returns after that.
 func (t *task) exited() bool {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.state != stateCreated && t.state != stateRunning {
+	st := t.state
+	if st != stateCreated && st != stateRunning {
+		t.mu.Unlock()
 		return false
 	}
 	t.state = stateStopped
 	t.io.closeStdin()
+	t.mu.Unlock()
+	if st == stateRunning {
+		<-t.startPublished
+	}
 	return true
 }
 

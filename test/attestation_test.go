@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"encoding/hex"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"github.com/google/go-sev-guest/abi"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 )
 
 // simulateVersion is the runtime version of the simulate shim.
@@ -34,12 +37,10 @@ func simulateBinDir(t *testing.T) string {
 			simulateBin.err = err
 			return
 		}
-		cmd := exec.Command(goTool(), "build", "-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
-			"-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1")
-		cmd.Dir = harness.moduleRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
+		if err := wasmfixture.GoBuild(context.Background(), harness.moduleRoot, nil,
+			"-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
+			"-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1"); err != nil {
 			simulateBin.err = err
-			t.Logf("%s", out)
 			return
 		}
 		simulateBin.dir = dir
@@ -66,13 +67,13 @@ func TestSimulatedSEVSNP(t *testing.T) {
 			id := uniqueID("snp")
 			d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, ref, id, "/app.wasm", "1h")
 			labels := containerLabels(t, d, ns, id)
-			if labels["enarx.dev/tee"] != "sev-snp" || labels["enarx.dev/backend"] != "sev-snp" || labels["enarx.dev/attestation"] != "ok" {
+			if labels[enarxdev.LabelTEE] != "sev-snp" || labels[enarxdev.LabelBackend] != "sev-snp" || labels[enarxdev.LabelAttestation] != "ok" {
 				t.Errorf("labels %v, want tee and backend sev-snp, attestation ok", labels)
 			}
-			if !strings.Contains(labels["enarx.dev/tee.version"], "snp=") {
-				t.Errorf("enarx.dev/tee.version = %q, want the SNP TCB", labels["enarx.dev/tee.version"])
+			if !strings.Contains(labels[enarxdev.LabelTEEVersion], "snp=") {
+				t.Errorf(enarxdev.LabelTEEVersion+" = %q, want the SNP TCB", labels[enarxdev.LabelTEEVersion])
 			}
-			encoded, err := os.ReadFile(labels["enarx.dev/evidence.path"])
+			encoded, err := os.ReadFile(labels[enarxdev.LabelEvidencePath])
 			if err != nil {
 				t.Fatalf("evidence file: %v", err)
 			}
@@ -80,8 +81,8 @@ func TestSimulatedSEVSNP(t *testing.T) {
 			if err != nil {
 				t.Fatalf("evidence: %v", err)
 			}
-			if ev.Digest() != labels["enarx.dev/evidence.digest"] {
-				t.Errorf("evidence digest %s, label %s", ev.Digest(), labels["enarx.dev/evidence.digest"])
+			if ev.Digest() != labels[enarxdev.LabelEvidenceDigest] {
+				t.Errorf("evidence digest %s, label %s", ev.Digest(), labels[enarxdev.LabelEvidenceDigest])
 			}
 			if ev.TEE != attestation.TEESEVSNP || ev.Inputs.WorkloadDigest != fileDigest(t, wasm) ||
 				ev.Inputs.RuntimeDigest != fileDigest(t, filepath.Join(bin, shimBinary)) {

@@ -39,7 +39,8 @@ import (
 	wazerosys "github.com/tetratelabs/wazero/sys"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	keepwasmtime "github.com/enarx/containerd-shim-enarx/keep/wasmtime"
 )
 
@@ -182,24 +183,14 @@ func benchDir(b testing.TB) string {
 // buildNoopShim builds the do-nothing shim of test/fixtures/noopshim.
 func buildNoopShim(b testing.TB) string {
 	b.Helper()
-	return cachedFixture(b, "noopshim", func(out string) error {
-		return goBuild(fixtureDir("noopshim"), out, "CGO_ENABLED=0")
-	})
+	return buildNative(b, "noopshim")
 }
 
 // buildNativePurego is buildNative with -tags purego: the standard library's
 // generic Go code instead of its assembly, the same code GOARCH=wasm gets.
 func buildNativePurego(b testing.TB, name string) string {
 	b.Helper()
-	return cachedFixture(b, name+".native-purego", func(out string) error {
-		cmd := exec.Command(goTool(), "build", "-trimpath", "-tags", "purego", "-ldflags=-s -w", "-o", out, ".")
-		cmd.Dir = fixtureDir(name)
-		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+runtime.GOARCH, "CGO_ENABLED=0")
-		if o, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build -tags purego %s: %v\n%s", cmd.Dir, err, o)
-		}
-		return nil
-	})
+	return fixtures.Native(b, fixtureDir(name), "-trimpath", "-tags=purego", "-ldflags=-s -w")
 }
 
 // timedCtr runs one ctr command and returns how long it took in ms; it
@@ -486,7 +477,7 @@ func BenchmarkEngine(b *testing.B) {
 		}{
 			{caseWasmtime, ourCompile, func() error {
 				return withStdoutDiscarded(func() error {
-					status, err := ourModule.Run(ctx, keep.RunOptions{Args: args})
+					status, err := ourModule.Run(ctx, engine.RunOptions{Args: args})
 					if err == nil && status != 0 {
 						err = fmt.Errorf("exit status %d", status)
 					}
@@ -966,7 +957,7 @@ func benchVersions() []string {
 		return line
 	}
 	module := func(path string) string {
-		cmd := exec.Command(goTool(), "list", "-m", "-f", "{{.Version}}", path)
+		cmd := exec.Command(wasmfixture.GoTool(), "list", "-m", "-f", "{{.Version}}", path)
 		cmd.Dir = harness.moduleRoot
 		out, err := cmd.Output()
 		if err != nil {

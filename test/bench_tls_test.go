@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 const (
@@ -137,7 +139,7 @@ func BenchmarkTLSServer(b *testing.B) {
 	keepAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	id := uniqueID("tls")
 	d.mustCtr(b, ns, "run", "-d", "--runtime", runtimeEnarx, "--net-host",
-		"--annotation", "enarx.dev/listen.https=tls://"+keepAddr, ref, id, "/app.wasm", "https")
+		"--annotation", enarxdev.AnnotationListenPrefix+"https=tls://"+keepAddr, ref, id, "/app.wasm", "https")
 	keepPID := 0
 	defer func() {
 		stopContainers(b, d, ns, []string{id})

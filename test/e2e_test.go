@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 // runWasm runs `ctr run --rm --runtime io.containerd.enarx.v1 [opts] ref id [args]`.
@@ -86,29 +88,29 @@ func TestAttestationLabels(t *testing.T) {
 		d.mustCtr(t, ns, "run", "--runtime", runtimeEnarx, ref, id)
 		labels := containerLabels(t, d, ns, id)
 		want := map[string]string{
-			"enarx.dev/tee":             "none",
-			"enarx.dev/backend":         "nil",
-			"enarx.dev/attestation":     "none",
-			"enarx.dev/workload.digest": fileDigest(t, wasm),
+			enarxdev.LabelTEE:            "none",
+			enarxdev.LabelBackend:        "nil",
+			enarxdev.LabelAttestation:    "none",
+			enarxdev.LabelWorkloadDigest: fileDigest(t, wasm),
 		}
 		for k, v := range want {
 			if labels[k] != v {
 				t.Errorf("label %s = %q, want %q", k, labels[k], v)
 			}
 		}
-		if labels["enarx.dev/runtime.version"] == "" {
-			t.Errorf("label enarx.dev/runtime.version is missing: %v", labels)
+		if labels[enarxdev.LabelRuntimeVersion] == "" {
+			t.Errorf("label "+enarxdev.LabelRuntimeVersion+" is missing: %v", labels)
 		}
-		if want := fileDigest(t, filepath.Join(requireBinaries(t), shimBinary)); labels["enarx.dev/runtime.digest"] != want {
-			t.Errorf("label enarx.dev/runtime.digest = %q, want the shim binary's %q", labels["enarx.dev/runtime.digest"], want)
+		if want := fileDigest(t, filepath.Join(requireBinaries(t), shimBinary)); labels[enarxdev.LabelRuntimeDigest] != want {
+			t.Errorf("label "+enarxdev.LabelRuntimeDigest+" = %q, want the shim binary's %q", labels[enarxdev.LabelRuntimeDigest], want)
 		}
 		// The evidence file the label points at is in the bundle while the
 		// task exists; its digest is the evidence.digest label.
-		if p := labels["enarx.dev/evidence.path"]; !strings.HasPrefix(p, d.State) || !strings.HasSuffix(p, "/enarx-evidence.json") {
-			t.Errorf("label enarx.dev/evidence.path = %q, want a file in the task's bundle", p)
+		if p := labels[enarxdev.LabelEvidencePath]; !strings.HasPrefix(p, d.State) || !strings.HasSuffix(p, "/enarx-evidence.json") {
+			t.Errorf("label "+enarxdev.LabelEvidencePath+" = %q, want a file in the task's bundle", p)
 		}
-		if d := labels["enarx.dev/evidence.digest"]; !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
-			t.Errorf("label enarx.dev/evidence.digest = %q", d)
+		if d := labels[enarxdev.LabelEvidenceDigest]; !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
+			t.Errorf("label "+enarxdev.LabelEvidenceDigest+" = %q", d)
 		}
 		// ctr run without --rm deletes the task, not the container.
 		d.mustCtr(t, ns, "containers", "rm", id)
@@ -514,8 +516,8 @@ func TestNodePolicy(t *testing.T) {
 		}{
 			{"require_tee without a TEE", []string{"--runtime-config-path", requireTEE}, []string{"require_tee", "sev-snp", "tdx"}},
 			{"unknown setting", []string{"--runtime-config-path", badPolicy}, []string{"require_tea", "line 2"}},
-			{"annotation below the node's requirement", []string{"--runtime-config-path", requireTEE, "--annotation", "enarx.dev/backend=nil"}, []string{"enarx.dev/backend", "never weaker"}},
-			{"unknown backend", []string{"--annotation", "enarx.dev/backend=sgx"}, []string{`"sgx"`}},
+			{"annotation below the node's requirement", []string{"--runtime-config-path", requireTEE, "--annotation", enarxdev.AnnotationBackend + "=nil"}, []string{enarxdev.AnnotationBackend, "never weaker"}},
+			{"unknown backend", []string{"--annotation", enarxdev.AnnotationBackend + "=sgx"}, []string{`"sgx"`}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				id := uniqueID("policy")
@@ -533,9 +535,9 @@ func TestNodePolicy(t *testing.T) {
 			})
 		}
 		// The nil backend, asked for explicitly on a node that allows it.
-		stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", "enarx.dev/backend=nil"}, ref, uniqueID("nil"))
+		stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", enarxdev.AnnotationBackend + "=nil"}, ref, uniqueID("nil"))
 		if exit != 0 || !strings.Contains(stdout, "Hello from a Keep!") {
-			t.Errorf("enarx.dev/backend=nil: exit %d, stdout %q, stderr %q", exit, stdout, stderr)
+			t.Errorf(enarxdev.AnnotationBackend+"=nil: exit %d, stdout %q, stderr %q", exit, stdout, stderr)
 		}
 	})
 }

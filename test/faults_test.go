@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 // annotationSandboxID groups containers in one shim, as the CRI plugin does
@@ -142,10 +144,11 @@ func watchEvents(t *testing.T, d *Daemon, ns string) *eventWatch {
 		_ = cmd.Wait()
 	})
 	// `ctr events` says nothing of its subscription: label the namespace
-	// until the watch sees the label's event.
+	// (with a key of the tests' own under enarxdev.Prefix) until the watch
+	// sees the label's event.
 	deadline := time.Now().Add(20 * time.Second)
 	for i := 0; ; i++ {
-		mark := "enarx.dev/e2e-sync=" + strconv.Itoa(i)
+		mark := enarxdev.Prefix + "e2e-sync=" + strconv.Itoa(i)
 		d.mustCtr(t, ns, "namespaces", "label", ns, mark)
 		for wait := time.Now().Add(200 * time.Millisecond); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
 			w.mu.Lock()

@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 )
 
 // Environment variables the harness reads.
@@ -149,6 +151,7 @@ func setupHarness() error {
 	if err := writeOwner(harness.workDir); err != nil {
 		return err
 	}
+	fixtures.Dir = filepath.Join(harness.workDir, "fixtures")
 
 	harness.binDone = make(chan struct{})
 	if dir := os.Getenv(envBinDir); dir != "" {
@@ -202,21 +205,11 @@ func buildOurBinaries(ctx context.Context, dir string) error {
 		{shimBinary, "./cmd/containerd-shim-enarx-v1"},
 		{enarxBinary, "./cmd/enarx"},
 	} {
-		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		cmd.Dir = harness.moduleRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build -o %s %s: %v\n%s", filepath.Join(dir, b.out), b.pkg, err, out)
+		if err := wasmfixture.GoBuild(ctx, harness.moduleRoot, nil, "-o", filepath.Join(dir, b.out), b.pkg); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// goTool returns the go command (go test puts $GOROOT/bin first on PATH).
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
 }
 
 // requireBinaries waits for our binaries (containerd-shim-enarx-v1, enarx) and

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
@@ -175,16 +176,16 @@ func TestNetworkTLSListen(t *testing.T) {
 		ref := importFixtureImage(t, d, ns, "docker.io/enarx-test/httpserver-toml:latest", "httpserver",
 			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte(toml)})
 		id := uniqueID("https")
-		done := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", "enarx.dev/steward=" + st.URL}, ref, id)
+		done := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", enarxdev.AnnotationSteward + "=" + st.URL}, ref, id)
 		defer stopTask(t, d, ns, id, done)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 
 		labels := containerLabels(t, d, ns, id)
-		if want := "https listen tls " + addr; labels["enarx.dev/sockets"] != want {
-			t.Errorf("enarx.dev/sockets = %q, want %q", labels["enarx.dev/sockets"], want)
+		if want := "https listen tls " + addr; labels[enarxdev.LabelSockets] != want {
+			t.Errorf(enarxdev.LabelSockets+" = %q, want %q", labels[enarxdev.LabelSockets], want)
 		}
-		if labels["enarx.dev/tls.identity"] != "steward" {
-			t.Errorf("enarx.dev/tls.identity = %q, want steward", labels["enarx.dev/tls.identity"])
+		if labels[enarxdev.LabelTLSIdentity] != "steward" {
+			t.Errorf(enarxdev.LabelTLSIdentity+" = %q, want steward", labels[enarxdev.LabelTLSIdentity])
 		}
 
 		// Post-quantum by default, trusting only the Steward's CA.
@@ -235,10 +236,10 @@ func TestNetworkTLSListen(t *testing.T) {
 		port2 := freePort(t)
 		plain := importWasmImage(t, d, ns, "docker.io/enarx-test/httpserver:latest", wasm, false)
 		id2 := uniqueID("selfsigned")
-		done2 := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", fmt.Sprintf("enarx.dev/listen.web=tls://127.0.0.1:%d", port2)}, plain, id2, "/app.wasm", "web")
+		done2 := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", fmt.Sprintf(enarxdev.AnnotationListenPrefix+"web=tls://127.0.0.1:%d", port2)}, plain, id2, "/app.wasm", "web")
 		defer stopTask(t, d, ns, id2, done2)
-		if l := containerLabels(t, d, ns, id2); l["enarx.dev/tls.identity"] != "self-signed" {
-			t.Errorf("without a steward: enarx.dev/tls.identity = %q, want self-signed", l["enarx.dev/tls.identity"])
+		if l := containerLabels(t, d, ns, id2); l[enarxdev.LabelTLSIdentity] != "self-signed" {
+			t.Errorf("without a steward: "+enarxdev.LabelTLSIdentity+" = %q, want self-signed", l[enarxdev.LabelTLSIdentity])
 		}
 		state, body, err = httpsGet(fmt.Sprintf("127.0.0.1:%d", port2), &tls.Config{InsecureSkipVerify: true}, "/self")
 		if err != nil || body != "hello from /self\n" {
@@ -256,7 +257,7 @@ func TestNetworkTLSListen(t *testing.T) {
 		// network namespace: the host cannot reach it.
 		port3 := freePort(t)
 		id3 := uniqueID("isolated")
-		done3 := runWasmBackground(t, d, ns, []string{"--annotation", fmt.Sprintf("enarx.dev/listen.web=tcp://127.0.0.1:%d", port3)}, plain, id3, "/app.wasm", "web")
+		done3 := runWasmBackground(t, d, ns, []string{"--annotation", fmt.Sprintf(enarxdev.AnnotationListenPrefix+"web=tcp://127.0.0.1:%d", port3)}, plain, id3, "/app.wasm", "web")
 		defer stopTask(t, d, ns, id3, done3)
 		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port3), 2*time.Second); err == nil {
 			c.Close()
@@ -304,13 +305,13 @@ func TestNetworkConnect(t *testing.T) {
 
 	forEachSimulatedDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
-		steward := "enarx.dev/steward=" + st.URL
+		steward := enarxdev.AnnotationSteward + "=" + st.URL
 		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/netclient:latest", buildGoWasm(t, "netclient"), false)
 		for _, c := range []struct {
 			name, annotation, socket, want string
 		}{
-			{"tls", "enarx.dev/connect.api=tls://" + tlsAddr, "api", "200 OK tls /tls-path\n"},
-			{"tcp", "enarx.dev/connect.plain=tcp://" + plainAddr, "plain", "200 OK tcp /tcp-path\n"},
+			{"tls", enarxdev.AnnotationConnectPrefix + "api=tls://" + tlsAddr, "api", "200 OK tls /tls-path\n"},
+			{"tcp", enarxdev.AnnotationConnectPrefix + "plain=tcp://" + plainAddr, "plain", "200 OK tcp /tcp-path\n"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				id := uniqueID("connect")
@@ -337,7 +338,7 @@ func TestNetworkConnect(t *testing.T) {
 
 		// A server the Keep cannot verify: the container is not created.
 		id := uniqueID("connect-untrusted")
-		_, stderr, exit = runWasm(t, d, ns, []string{"--net-host", "--annotation", steward, "--annotation", "enarx.dev/connect.bad=tls://" + untrusted.Listener.Addr().String()}, ref, id, "/app.wasm", "bad")
+		_, stderr, exit = runWasm(t, d, ns, []string{"--net-host", "--annotation", steward, "--annotation", enarxdev.AnnotationConnectPrefix + "bad=tls://" + untrusted.Listener.Addr().String()}, ref, id, "/app.wasm", "bad")
 		if exit == 0 || !strings.Contains(stderr, "bad") || !strings.Contains(stderr, "certificate") {
 			t.Errorf("connect to an untrusted server: exit %d, stderr %q; want a failure naming the socket and the certificate", exit, stderr)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
 // steward is an `enarx steward` process on loopback.
@@ -156,7 +157,7 @@ func TestStewardCertificate(t *testing.T) {
 			sleep := buildGoWasm(t, "sleep")
 			ref := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", sleep, false)
 			id := uniqueID("certified")
-			d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, "--annotation", "enarx.dev/steward="+st.URL, ref, id, "/app.wasm", "1h")
+			d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, "--annotation", enarxdev.AnnotationSteward+"="+st.URL, ref, id, "/app.wasm", "1h")
 			defer func() {
 				d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
 				waitStatus(t, d, ns, id, "STOPPED")
@@ -164,19 +165,19 @@ func TestStewardCertificate(t *testing.T) {
 				d.ctr(t, ns, "containers", "rm", id)
 			}()
 			labels := containerLabels(t, d, ns, id)
-			pemChain, err := os.ReadFile(labels["enarx.dev/certificate.path"])
+			pemChain, err := os.ReadFile(labels[enarxdev.LabelCertificatePath])
 			if err != nil {
 				t.Fatalf("certificate file (labels %v): %v", labels, err)
 			}
 			chain := readChain(t, pemChain)
-			if got := hex.EncodeToString(chain[0].SerialNumber.Bytes()); labels["enarx.dev/certificate.serial"] != got {
-				t.Errorf("enarx.dev/certificate.serial = %q, certificate serial %s", labels["enarx.dev/certificate.serial"], got)
+			if got := hex.EncodeToString(chain[0].SerialNumber.Bytes()); labels[enarxdev.LabelCertificateSerial] != got {
+				t.Errorf(enarxdev.LabelCertificateSerial+" = %q, certificate serial %s", labels[enarxdev.LabelCertificateSerial], got)
 			}
-			if got := chain[0].NotAfter.UTC().Format(time.RFC3339); labels["enarx.dev/certificate.not-after"] != got {
-				t.Errorf("enarx.dev/certificate.not-after = %q, certificate %s", labels["enarx.dev/certificate.not-after"], got)
+			if got := chain[0].NotAfter.UTC().Format(time.RFC3339); labels[enarxdev.LabelCertificateNotAfter] != got {
+				t.Errorf(enarxdev.LabelCertificateNotAfter+" = %q, certificate %s", labels[enarxdev.LabelCertificateNotAfter], got)
 			}
-			if labels["enarx.dev/steward"] != st.URL {
-				t.Errorf("enarx.dev/steward = %q, want %s", labels["enarx.dev/steward"], st.URL)
+			if labels[enarxdev.LabelSteward] != st.URL {
+				t.Errorf(enarxdev.LabelSteward+" = %q, want %s", labels[enarxdev.LabelSteward], st.URL)
 			}
 			a := checkKeepCertificate(t, st, chain)
 			if a.TEE != attestation.TEESEVSNP || a.RuntimeVersion != simulateVersion || a.WorkloadDigest != fileDigest(t, sleep) ||
@@ -206,7 +207,7 @@ func TestStewardCertificate(t *testing.T) {
 
 			// The workload reads its certificate.
 			catfile := importWasmImage(t, d, ns, "docker.io/enarx-test/catfile:latest", buildGoWasm(t, "catfile"), false)
-			stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", "enarx.dev/steward=" + st.URL}, catfile, uniqueID("catcert"), "/app.wasm", "/run/enarx/certificate.pem")
+			stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", enarxdev.AnnotationSteward + "=" + st.URL}, catfile, uniqueID("catcert"), "/app.wasm", "/run/enarx/certificate.pem")
 			if exit != 0 {
 				t.Fatalf("catfile: exit %d: %s", exit, stderr)
 			}
@@ -216,7 +217,7 @@ func TestStewardCertificate(t *testing.T) {
 
 			// A steward that refuses the evidence: the Keep is not created.
 			refused := uniqueID("refused")
-			_, stderr, exit = runWasm(t, d, ns, []string{"--annotation", "enarx.dev/steward=" + strict.URL}, ref, refused, "/app.wasm", "1s")
+			_, stderr, exit = runWasm(t, d, ns, []string{"--annotation", enarxdev.AnnotationSteward + "=" + strict.URL}, ref, refused, "/app.wasm", "1s")
 			if exit == 0 || !strings.Contains(stderr, "snp.chain") {
 				t.Errorf("ctr run with a steward that refuses test roots: exit %d, stderr %q; want a failure naming snp.chain", exit, stderr)
 			}

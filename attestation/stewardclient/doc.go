@@ -1,8 +1,11 @@
 // Package stewardclient talks to a steward, the attestation service that
 // verifies a Keep's evidence and vouches for it with a signed token or an
 // X.509 certificate, and holds the types of its wire protocol. The server is
-// package steward; this package imports neither the verifier nor any TEE
-// library, so it can be linked into the shim.
+// package steward; this package does not import the verifier nor a TEE's
+// device client (it talks no hardware), so a Keep links it to get its
+// certificate. It does link the evidence format (package attestation), and
+// with it the report parsers (the abi packages) of go-sev-guest and
+// go-tdx-guest.
 //
 // # Wire protocol, version 1
 //

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -62,9 +63,31 @@ func splitTestRoots(roots map[string][]*trust.AMDRootCerts) (prod, test map[stri
 	return prod, test
 }
 
-// verifySNP checks an SEV-SNP report and its certificates: the hardware
-// checks (snp.report, snp.chain, snp.signature) and then the [sev-snp]
-// policy. It covers every check of the Enarx Steward's SEV-SNP verifier
+// verifySNP checks an SEV-SNP report and its certificates, in the layers of
+// go-sev-guest itself (abi parses, verify checks the signature chain,
+// validate checks the policy):
+//
+//  1. parseSNPEvidence: the report and certificate table parse (snp.report).
+//  2. checkSNPChain: go-sev-guest's verify.SnpAttestation with AMD's roots
+//     (or test roots by opt-in), then the endorsement key against the
+//     report (snp.chain, snp.signature).
+//  3. snpPolicy.checkGuestPolicy: the guest policy and VMPL (snp.debug,
+//     snp.policy, snp.vmpl).
+//  4. snpPolicy.checkTCB: TCB, firmware and guest SVN (snp.tcb,
+//     snp.guest_svn).
+//  5. snpPolicy.checkLaunchData: MEASUREMENT, HOST_DATA, ID block
+//     (snp.measurement, snp.host_data, snp.id_block).
+//  6. snpPolicy.checkValidate: go-sev-guest's validate.SnpAttestation
+//     (snp.validate), the second line of defence.
+//
+// Steps 3 to 5 are the first line: the project's own checks, each failure
+// naming its check, the value found, the policy key and file, and the fix.
+// Step 6 expresses the same policy as go-sev-guest's validate.Options and
+// runs last, as defence in depth: should our checks or go-sev-guest's
+// disagree, the stricter wins. Both read the policy from one snpPolicy,
+// built once by newSNPPolicy, so they cannot drift apart.
+//
+// It covers every check of the Enarx Steward's SEV-SNP verifier
 // (enarx/steward, crates/attestation/src/snp/mod.rs, Snp::verify, and its
 // Config), some generalised to the CVM a Keep runs in here:
 //
@@ -120,152 +143,304 @@ func splitTestRoots(roots map[string][]*trust.AMDRootCerts) (prod, test map[stri
 // relaxes it), CHIP_ID must be the VCEK's (snp.chain); and go-sev-guest's
 // validate runs over the same policy last (snp.validate).
 func (v *Verifier) verifySNP(ctx context.Context, ev *attestation.Evidence, now time.Time) (hardware, error) {
-	p := v.pol.p
-	s := &p.SNP
-	var hw hardware
+	att, err := parseSNPEvidence(ev)
+	if err != nil {
+		return hardware{}, err
+	}
+	chain, err := v.checkSNPChain(ctx, ev, att, now)
+	if err != nil {
+		return hardware{}, err
+	}
+	want := newSNPPolicy(v.pol, ev.ReportData)
+	report := chain.att.GetReport()
+	if err := want.checkGuestPolicy(report); err != nil {
+		return hardware{}, err
+	}
+	if err := want.checkTCB(report, chain); err != nil {
+		return hardware{}, err
+	}
+	if err := want.checkLaunchData(report, chain.signer); err != nil {
+		return hardware{}, err
+	}
+	if err := want.checkValidate(chain.att); err != nil {
+		return hardware{}, err
+	}
+	return hardware{measurement: hex.EncodeToString(report.GetMeasurement()), insecureReason: chain.insecureReason}, nil
+}
 
+// parseSNPEvidence parses the report and its certificate table and checks
+// the report's format and platform info (snp.report). The checks that
+// follow verify their own fresh parse (snpVerify); this one gives the
+// certificate table's ARK to the chain check.
+func parseSNPEvidence(ev *attestation.Evidence) (*sevpb.Attestation, error) {
 	att, err := parseSNP(ev.Report, ev.Certificates)
 	if err != nil {
-		return hw, fail(CheckSNPReport, fmt.Errorf("%w: %w", ErrMalformed, err))
+		return nil, fail(CheckSNPReport, fmt.Errorf("%w: %w", ErrMalformed, err))
 	}
 	if err := abi.ValidateReportFormat(ev.Report); err != nil {
-		return hw, failf(CheckSNPReport, ErrMalformed, "%v", err)
+		return nil, failf(CheckSNPReport, ErrMalformed, "%v", err)
 	}
 	if _, err := abi.ParseSnpPlatformInfo(att.GetReport().GetPlatformInfo()); err != nil {
-		return hw, failf(CheckSNPReport, ErrMalformed, "platform info: %v", err)
+		return nil, failf(CheckSNPReport, ErrMalformed, "platform info: %v", err)
 	}
-	tableARK, _ := x509.ParseCertificate(att.GetCertificateChain().GetArkCert())
-	testTable := isTestARK(tableARK)
+	return att, nil
+}
 
-	// AMD's roots (or Options.SNPRoots without the test ARK) first. The
-	// test ARK (from the evidence's table, or Options.SNPRoots) is tried
-	// only after them: to accept the evidence, as Insecure, when the policy
-	// allows test roots, and otherwise only to say why it is refused.
-	verified, err := v.snpVerify(ctx, ev, now, v.snpRoots)
-	signedByTestRoots := false
-	if err != nil && (testTable || v.snpTest != nil) {
-		roots := v.snpTest
-		if testTable {
-			roots = tableRoots(tableARK, att.GetCertificateChain())
-		}
-		if tverified, terr := v.snpVerify(ctx, ev, now, roots); terr == nil {
-			signedByTestRoots = true
-			if p.AllowTestRoots {
-				verified, err = tverified, nil
-				hw.insecureReason = fmt.Sprintf("SEV-SNP evidence signed by go-sev-guest's test-only AMD roots, whose private keys are public: accepted because allow_test_roots = true in %s", p.where())
-			}
-		}
-	}
+// snpChain is what the chain check establishes about a report.
+type snpChain struct {
+	att            *sevpb.Attestation // as go-sev-guest's verify checked (and filled in) it
+	signer         abi.SignerInfo     // the report's SIGNER_INFO
+	exts           *kds.Extensions    // of the VCEK or VLEK that signs the report
+	insecureReason string             // set when only the test roots sign it
+}
+
+// checkSNPChain is the signature and certificate chain check (snp.chain,
+// snp.signature): go-sev-guest's verify.SnpAttestation with the trusted
+// roots (snpVerifyRoots), then the endorsement key's certificate, its
+// extensions and CHIP_ID (endorse).
+func (v *Verifier) checkSNPChain(ctx context.Context, ev *attestation.Evidence, att *sevpb.Attestation, now time.Time) (*snpChain, error) {
+	verified, insecureReason, err := v.snpVerifyRoots(ctx, ev, att, now)
 	if err != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return hw, fmt.Errorf("verify: %w", cerr)
-		}
-		if signedByTestRoots {
-			return hw, fail(CheckSNPChain, fmt.Errorf("%w: %w; set allow_test_roots = true in %s only for development", ErrChain, ErrTestRoots, p.where()))
-		}
-		return hw, v.snpVerifyError(err, verified)
+		return nil, err
 	}
-	report := verified.GetReport()
+	c := &snpChain{att: verified, insecureReason: insecureReason}
+	if err := c.endorse(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// snpVerifyRoots runs go-sev-guest's verify with AMD's roots (or
+// Options.SNPRoots without the test ARK) first. The test ARK (from the
+// evidence's table, or Options.SNPRoots) is tried only after them: to
+// accept the evidence, as Insecure, when the policy allows test roots, and
+// otherwise only to say why it is refused.
+func (v *Verifier) snpVerifyRoots(ctx context.Context, ev *attestation.Evidence, att *sevpb.Attestation, now time.Time) (*sevpb.Attestation, string, error) {
+	p := v.pol.p
+	verified, err := v.snpVerify(ctx, ev, now, v.snpRoots)
+	if err == nil {
+		return verified, "", nil
+	}
+	tverified, testErr := v.snpVerifyTest(ctx, ev, att, now)
+	if testErr == nil && p.AllowTestRoots {
+		return tverified, fmt.Sprintf("SEV-SNP evidence signed by go-sev-guest's test-only AMD roots, whose private keys are public: accepted because allow_test_roots = true in %s", p.where()), nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, "", fmt.Errorf("verify: %w", cerr)
+	}
+	if testErr == nil {
+		return nil, "", fail(CheckSNPChain, fmt.Errorf("%w: %w; set allow_test_roots = true in %s only for development", ErrChain, ErrTestRoots, p.where()))
+	}
+	return nil, "", v.snpVerifyError(err, verified)
+}
+
+// errNoTestRoots: neither the evidence's table nor Options.SNPRoots holds
+// the test ARK.
+var errNoTestRoots = errors.New("no test roots")
+
+// snpVerifyTest runs go-sev-guest's verify with the test ARK: the
+// evidence's table's if it holds it, else Options.SNPRoots' test entries.
+func (v *Verifier) snpVerifyTest(ctx context.Context, ev *attestation.Evidence, att *sevpb.Attestation, now time.Time) (*sevpb.Attestation, error) {
+	tableARK, _ := x509.ParseCertificate(att.GetCertificateChain().GetArkCert())
+	roots := v.snpTest
+	if isTestARK(tableARK) {
+		roots = tableRoots(tableARK, att.GetCertificateChain())
+	} else if roots == nil {
+		return nil, errNoTestRoots
+	}
+	return v.snpVerify(ctx, ev, now, roots)
+}
+
+// endorse reads the verified report's signer, its VCEK or VLEK and that
+// certificate's extensions, and checks CHIP_ID against the VCEK's HWID.
+func (c *snpChain) endorse() error {
+	report := c.att.GetReport()
 	info, err := abi.ParseSignerInfo(report.GetSignerInfo())
 	if err != nil {
-		return hw, failf(CheckSNPReport, ErrMalformed, "signer info: %v", err)
+		return failf(CheckSNPReport, ErrMalformed, "signer info: %v", err)
 	}
-	ekCert, err := endorsementCert(verified.GetCertificateChain(), info.SigningKey)
+	ekCert, err := endorsementCert(c.att.GetCertificateChain(), info.SigningKey)
 	if err != nil {
-		return hw, failf(CheckSNPChain, ErrChain, "%v", err)
+		return failf(CheckSNPChain, ErrChain, "%v", err)
 	}
 	exts, err := kds.CertificateExtensions(ekCert, info.SigningKey)
 	if err != nil {
-		return hw, failf(CheckSNPChain, ErrChain, "%v certificate extensions: %v", info.SigningKey, err)
+		return failf(CheckSNPChain, ErrChain, "%v certificate extensions: %v", info.SigningKey, err)
 	}
 	if info.SigningKey == abi.VcekReportSigner && !allZero(report.GetChipId()) && !bytes.Equal(report.GetChipId(), exts.HWID) {
-		return hw, failf(CheckSNPChain, ErrChain, "CHIP_ID %x is not the VCEK's hardware ID %x: the VCEK is another chip's", report.GetChipId(), exts.HWID)
+		return failf(CheckSNPChain, ErrChain, "CHIP_ID %x is not the VCEK's hardware ID %x: the VCEK is another chip's", report.GetChipId(), exts.HWID)
 	}
+	c.signer, c.exts = info, exts
+	return nil
+}
 
-	// Guest policy.
+// snpPolicy is the [sev-snp] policy as the SEV-SNP checks read it. Every
+// value both lines check is read, by our checks and by go-sev-guest's
+// validate alike, from opts; newSNPPolicy alone fills it in from the
+// policy. The allow lists are ours alone: validate.Options takes a single
+// MEASUREMENT, and trusts an ID block through either of its digests, where
+// measurements is a list and id_key_digests and author_key_digests must
+// each hold. p is the policy as written, for messages only (its file, and
+// the keys quoted as the operator wrote them).
+type snpPolicy struct {
+	opts         *validate.Options
+	measurements [][]byte // MEASUREMENT allow list; empty: any
+	idKeys       [][]byte // ID_KEY_DIGEST allow list; empty: any
+	authorKeys   [][]byte // AUTHOR_KEY_DIGEST allow list; set: AUTHOR_KEY_EN required
+	p            *Policy
+}
+
+// newSNPPolicy builds the SEV-SNP checks' policy from the compiled
+// [sev-snp] table, reading each of its values once; reportData is the
+// evidence's REPORT_DATA, which validate compares again.
+func newSNPPolicy(c *compiled, reportData []byte) *snpPolicy {
+	s := &c.p.SNP
+	o := &validate.Options{
+		GuestPolicy: abi.SnpPolicy{
+			ABIMajor:     c.snpMinABIMajor,
+			ABIMinor:     c.snpMinABIMinor,
+			SMT:          s.AllowSMT,
+			MigrateMA:    s.AllowMigrationAgent,
+			Debug:        s.AllowDebug,
+			SingleSocket: s.RequireSingleSocket,
+		},
+		MinimumGuestSvn:           s.MinimumGuestSVN,
+		ReportData:                reportData,
+		HostData:                  c.snpHostData,
+		MinimumBuild:              s.MinimumBuild,
+		MinimumVersion:            c.snpMinVersion,
+		MinimumTCB:                c.snpMinTCB,
+		MinimumLaunchTCB:          c.snpMinLaunchTCB,
+		PermitProvisionalFirmware: s.PermitProvisionalFirmware,
+	}
+	if s.VMPL >= 0 {
+		vmpl := s.VMPL
+		o.VMPL = &vmpl
+	}
+	return &snpPolicy{opts: o, measurements: c.snpMeasurements, idKeys: c.snpIDKeys, authorKeys: c.snpAuthorKeys, p: c.p}
+}
+
+// checkGuestPolicy checks the report's guest policy and VMPL (snp.debug,
+// snp.policy, snp.vmpl). GuestPolicy's booleans are what the policy allows
+// (SingleSocket: what it requires), as validate reads them.
+func (w *snpPolicy) checkGuestPolicy(report *sevpb.Report) error {
+	want, where := &w.opts.GuestPolicy, w.p.where()
 	pol, err := abi.ParseSnpPolicy(report.GetPolicy())
 	if err != nil {
-		return hw, failf(CheckSNPReport, ErrMalformed, "guest policy: %v", err)
+		return failf(CheckSNPReport, ErrMalformed, "guest policy: %v", err)
 	}
-	if pol.Debug && !s.AllowDebug {
-		return hw, failf(CheckSNPDebug, ErrDebug, "the guest policy (0x%x) allows the host to debug the guest, reading and changing its memory; set [sev-snp] allow_debug = true in %s only for development", report.GetPolicy(), p.where())
+	if pol.Debug && !want.Debug {
+		return failf(CheckSNPDebug, ErrDebug, "the guest policy (0x%x) allows the host to debug the guest, reading and changing its memory; set [sev-snp] allow_debug = true in %s only for development", report.GetPolicy(), where)
 	}
-	if pol.MigrateMA && !s.AllowMigrationAgent {
-		return hw, failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy (0x%x) allows a migration agent; set [sev-snp] allow_migration_agent = true in %s to accept it", report.GetPolicy(), p.where())
+	if pol.MigrateMA && !want.MigrateMA {
+		return failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy (0x%x) allows a migration agent; set [sev-snp] allow_migration_agent = true in %s to accept it", report.GetPolicy(), where)
 	}
-	if pol.SMT && !s.AllowSMT {
-		return hw, failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy (0x%x) allows SMT, and allow_smt = false in %s", report.GetPolicy(), p.where())
+	if pol.SMT && !want.SMT {
+		return failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy (0x%x) allows SMT, and allow_smt = false in %s", report.GetPolicy(), where)
 	}
-	if s.RequireSingleSocket && !pol.SingleSocket {
-		return hw, failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy (0x%x) does not restrict the guest to a single socket, and require_single_socket = true in %s", report.GetPolicy(), p.where())
+	if want.SingleSocket && !pol.SingleSocket {
+		return failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy (0x%x) does not restrict the guest to a single socket, and require_single_socket = true in %s", report.GetPolicy(), where)
 	}
-	if version(pol.ABIMajor, pol.ABIMinor) < version(v.pol.snpMinABIMajor, v.pol.snpMinABIMinor) {
-		return hw, failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy requires ABI %d.%d, below minimum_abi = %q of %s", pol.ABIMajor, pol.ABIMinor, s.MinimumABI, p.where())
+	if version(pol.ABIMajor, pol.ABIMinor) < version(want.ABIMajor, want.ABIMinor) {
+		return failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy requires ABI %d.%d, below minimum_abi = %q of %s", pol.ABIMajor, pol.ABIMinor, w.p.SNP.MinimumABI, where)
 	}
 	if version(pol.ABIMajor, pol.ABIMinor) > version(uint8(report.GetCurrentMajor()), uint8(report.GetCurrentMinor())) {
-		return hw, failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy requires ABI %d.%d, above the firmware's %d.%d", pol.ABIMajor, pol.ABIMinor, report.GetCurrentMajor(), report.GetCurrentMinor())
+		return failf(CheckSNPPolicy, ErrGuestPolicy, "the guest policy requires ABI %d.%d, above the firmware's %d.%d", pol.ABIMajor, pol.ABIMinor, report.GetCurrentMajor(), report.GetCurrentMinor())
 	}
-	if s.VMPL >= 0 && report.GetVmpl() != uint32(s.VMPL) {
-		return hw, failf(CheckSNPVMPL, ErrVMPL, "the report was requested at VMPL %d, and vmpl = %d in %s", report.GetVmpl(), s.VMPL, p.where())
+	if w.opts.VMPL != nil && report.GetVmpl() != uint32(*w.opts.VMPL) {
+		return failf(CheckSNPVMPL, ErrVMPL, "the report was requested at VMPL %d, and vmpl = %d in %s", report.GetVmpl(), *w.opts.VMPL, where)
 	}
+	return nil
+}
 
-	// TCB and firmware.
+// checkTCB checks the TCBs, firmware and guest SVN (snp.tcb,
+// snp.guest_svn): the endorsement key certifies REPORTED_TCB and no more
+// than CURRENT_TCB; REPORTED_TCB and LAUNCH_TCB, firmware build and
+// version meet their minimums; the committed firmware is the current one.
+func (w *snpPolicy) checkTCB(report *sevpb.Report, chain *snpChain) error {
+	o, where, key := w.opts, w.p.where(), chain.signer.SigningKey
 	reported := kds.DecomposeTCBVersion(kds.TCBVersion(report.GetReportedTcb()))
 	current := kds.DecomposeTCBVersion(kds.TCBVersion(report.GetCurrentTcb()))
-	committed := kds.DecomposeTCBVersion(kds.TCBVersion(report.GetCommittedTcb()))
 	launch := kds.DecomposeTCBVersion(kds.TCBVersion(report.GetLaunchTcb()))
-	certTCB := kds.DecomposeTCBVersion(exts.TCBVersion)
+	certTCB := kds.DecomposeTCBVersion(chain.exts.TCBVersion)
 	switch {
-	case exts.TCBVersion != kds.TCBVersion(report.GetReportedTcb()):
-		return hw, failf(CheckSNPTCB, ErrTCB, "the %v certifies TCB %s but the report states REPORTED_TCB %s: the host must supply the certificate for the reported TCB", info.SigningKey, tcbString(certTCB), tcbString(reported))
+	case chain.exts.TCBVersion != kds.TCBVersion(report.GetReportedTcb()):
+		return failf(CheckSNPTCB, ErrTCB, "the %v certifies TCB %s but the report states REPORTED_TCB %s: the host must supply the certificate for the reported TCB", key, tcbString(certTCB), tcbString(reported))
 	case !tcbAtLeast(current, certTCB):
-		return hw, failf(CheckSNPTCB, ErrTCB, "the %v certifies TCB %s, above CURRENT_TCB %s", info.SigningKey, tcbString(certTCB), tcbString(current))
-	case !tcbAtLeast(reported, v.pol.snpMinTCB):
-		return hw, failf(CheckSNPTCB, ErrTCB, "REPORTED_TCB %s is below minimum_tcb %s of %s", tcbString(reported), tcbString(v.pol.snpMinTCB), p.where())
-	case !tcbAtLeast(launch, v.pol.snpMinLaunchTCB):
-		return hw, failf(CheckSNPTCB, ErrTCB, "LAUNCH_TCB %s is below minimum_launch_tcb %s of %s", tcbString(launch), tcbString(v.pol.snpMinLaunchTCB), p.where())
-	case uint8(report.GetCurrentBuild()) < s.MinimumBuild:
-		return hw, failf(CheckSNPTCB, ErrTCB, "firmware build %d is below minimum_build = %d of %s", report.GetCurrentBuild(), s.MinimumBuild, p.where())
-	case version(uint8(report.GetCurrentMajor()), uint8(report.GetCurrentMinor())) < v.pol.snpMinVersion:
-		return hw, failf(CheckSNPTCB, ErrTCB, "firmware %d.%d is below minimum_version = %q of %s", report.GetCurrentMajor(), report.GetCurrentMinor(), s.MinimumVersion, p.where())
+		return failf(CheckSNPTCB, ErrTCB, "the %v certifies TCB %s, above CURRENT_TCB %s", key, tcbString(certTCB), tcbString(current))
+	case !tcbAtLeast(reported, o.MinimumTCB):
+		return failf(CheckSNPTCB, ErrTCB, "REPORTED_TCB %s is below minimum_tcb %s of %s", tcbString(reported), tcbString(o.MinimumTCB), where)
+	case !tcbAtLeast(launch, o.MinimumLaunchTCB):
+		return failf(CheckSNPTCB, ErrTCB, "LAUNCH_TCB %s is below minimum_launch_tcb %s of %s", tcbString(launch), tcbString(o.MinimumLaunchTCB), where)
+	case uint8(report.GetCurrentBuild()) < o.MinimumBuild:
+		return failf(CheckSNPTCB, ErrTCB, "firmware build %d is below minimum_build = %d of %s", report.GetCurrentBuild(), o.MinimumBuild, where)
+	case version(uint8(report.GetCurrentMajor()), uint8(report.GetCurrentMinor())) < o.MinimumVersion:
+		return failf(CheckSNPTCB, ErrTCB, "firmware %d.%d is below minimum_version = %q of %s", report.GetCurrentMajor(), report.GetCurrentMinor(), w.p.SNP.MinimumVersion, where)
 	}
-	if !s.PermitProvisionalFirmware && (committed != current ||
-		report.GetCommittedMajor() != report.GetCurrentMajor() || report.GetCommittedMinor() != report.GetCurrentMinor() || report.GetCommittedBuild() != report.GetCurrentBuild()) {
-		return hw, failf(CheckSNPTCB, ErrTCB, "committed firmware (TCB %s, %d.%d.%d) is not the current one (TCB %s, %d.%d.%d); set [sev-snp] permit_provisional_firmware = true in %s to accept uncommitted firmware",
+	if err := w.checkCommitted(report, current); err != nil {
+		return err
+	}
+	if report.GetGuestSvn() < o.MinimumGuestSvn {
+		return failf(CheckSNPGuestSVN, ErrTCB, "GUEST_SVN %d is below minimum_guest_svn = %d of %s", report.GetGuestSvn(), o.MinimumGuestSvn, where)
+	}
+	return nil
+}
+
+// checkCommitted checks that the committed firmware (TCB, version, build)
+// is the current one, unless PermitProvisionalFirmware (snp.tcb).
+func (w *snpPolicy) checkCommitted(report *sevpb.Report, current kds.TCBParts) error {
+	if w.opts.PermitProvisionalFirmware {
+		return nil
+	}
+	committed := kds.DecomposeTCBVersion(kds.TCBVersion(report.GetCommittedTcb()))
+	if committed != current || report.GetCommittedMajor() != report.GetCurrentMajor() || report.GetCommittedMinor() != report.GetCurrentMinor() || report.GetCommittedBuild() != report.GetCurrentBuild() {
+		return failf(CheckSNPTCB, ErrTCB, "committed firmware (TCB %s, %d.%d.%d) is not the current one (TCB %s, %d.%d.%d); set [sev-snp] permit_provisional_firmware = true in %s to accept uncommitted firmware",
 			tcbString(committed), report.GetCommittedMajor(), report.GetCommittedMinor(), report.GetCommittedBuild(),
-			tcbString(current), report.GetCurrentMajor(), report.GetCurrentMinor(), report.GetCurrentBuild(), p.where())
+			tcbString(current), report.GetCurrentMajor(), report.GetCurrentMinor(), report.GetCurrentBuild(), w.p.where())
 	}
-	if report.GetGuestSvn() < s.MinimumGuestSVN {
-		return hw, failf(CheckSNPGuestSVN, ErrTCB, "GUEST_SVN %d is below minimum_guest_svn = %d of %s", report.GetGuestSvn(), s.MinimumGuestSVN, p.where())
-	}
+	return nil
+}
 
-	// Launch measurement and launch-time data.
-	if len(v.pol.snpMeasurements) > 0 && !containsBytes(v.pol.snpMeasurements, report.GetMeasurement()) {
-		return hw, failf(CheckSNPMeasurement, ErrMeasurement, "MEASUREMENT %x is not in [sev-snp] measurements of %s", report.GetMeasurement(), p.where())
+// checkLaunchData checks what the guest was launched with: MEASUREMENT,
+// HOST_DATA and the ID block's digests (snp.measurement, snp.host_data,
+// snp.id_block). REPORT_DATA, the binding of the Keep's key and inputs,
+// is not checked here: Verify checks it first, for every TEE
+// (Evidence.CheckBinding, check binding), and checkValidate again.
+func (w *snpPolicy) checkLaunchData(report *sevpb.Report, signer abi.SignerInfo) error {
+	where := w.p.where()
+	if len(w.measurements) > 0 && !containsBytes(w.measurements, report.GetMeasurement()) {
+		return failf(CheckSNPMeasurement, ErrMeasurement, "MEASUREMENT %x is not in [sev-snp] measurements of %s", report.GetMeasurement(), where)
 	}
-	if v.pol.snpHostData != nil && !bytes.Equal(v.pol.snpHostData, report.GetHostData()) {
-		return hw, failf(CheckSNPHostData, ErrMeasurement, "HOST_DATA %x is not host_data = %q of %s", report.GetHostData(), s.HostData, p.where())
+	if w.opts.HostData != nil && !bytes.Equal(w.opts.HostData, report.GetHostData()) {
+		return failf(CheckSNPHostData, ErrMeasurement, "HOST_DATA %x is not host_data = %q of %s", report.GetHostData(), w.p.SNP.HostData, where)
 	}
-	if len(v.pol.snpIDKeys) > 0 && !containsBytes(v.pol.snpIDKeys, report.GetIdKeyDigest()) {
-		return hw, failf(CheckSNPIDBlock, ErrMeasurement, "ID_KEY_DIGEST %x is not in id_key_digests of %s", report.GetIdKeyDigest(), p.where())
+	if len(w.idKeys) > 0 && !containsBytes(w.idKeys, report.GetIdKeyDigest()) {
+		return failf(CheckSNPIDBlock, ErrMeasurement, "ID_KEY_DIGEST %x is not in id_key_digests of %s", report.GetIdKeyDigest(), where)
 	}
-	if len(v.pol.snpAuthorKeys) > 0 {
-		if !info.AuthorKeyEn {
-			return hw, failf(CheckSNPIDBlock, ErrMeasurement, "the guest was launched without an author key, and author_key_digests is set in %s", p.where())
+	if len(w.authorKeys) > 0 {
+		if !signer.AuthorKeyEn {
+			return failf(CheckSNPIDBlock, ErrMeasurement, "the guest was launched without an author key, and author_key_digests is set in %s", where)
 		}
-		if !containsBytes(v.pol.snpAuthorKeys, report.GetAuthorKeyDigest()) {
-			return hw, failf(CheckSNPIDBlock, ErrMeasurement, "AUTHOR_KEY_DIGEST %x is not in author_key_digests of %s", report.GetAuthorKeyDigest(), p.where())
+		if !containsBytes(w.authorKeys, report.GetAuthorKeyDigest()) {
+			return failf(CheckSNPIDBlock, ErrMeasurement, "AUTHOR_KEY_DIGEST %x is not in author_key_digests of %s", report.GetAuthorKeyDigest(), where)
 		}
 	}
+	return nil
+}
 
-	// go-sev-guest's own policy validation, over the same policy.
+// checkValidate is the second line of defence (snp.validate): go-sev-guest's
+// validate.SnpAttestation over the same options our checks read. Evidence
+// that passes our checks should pass it; it fails only where go-sev-guest
+// is stricter than we are (it also rejects, for one, a guest policy with
+// CXL_ALLOWED, for which the policy has no key), or where our checks and
+// go-sev-guest's part ways, which is what defence in depth is for.
+func (w *snpPolicy) checkValidate(att *sevpb.Attestation) error {
 	if err := safely("go-sev-guest validate", func() error {
-		return validate.SnpAttestation(verified, v.validateOptions(ev))
+		return validate.SnpAttestation(att, w.opts)
 	}); err != nil {
-		return hw, failf(CheckSNPValidate, ErrGuestPolicy, "%v", err)
+		return failf(CheckSNPValidate, ErrGuestPolicy, "%v", err)
 	}
-	hw.measurement = hex.EncodeToString(report.GetMeasurement())
-	return hw, nil
+	return nil
 }
 
 // snpVerify runs go-sev-guest's verify (certificate chain and signature) on
@@ -305,34 +480,6 @@ func (v *Verifier) snpVerifyError(err error, att *sevpb.Attestation) error {
 		}
 	}
 	return failf(CheckSNPChain, ErrChain, "%v", err)
-}
-
-// validateOptions expresses the [sev-snp] policy for go-sev-guest's validate.
-func (v *Verifier) validateOptions(ev *attestation.Evidence) *validate.Options {
-	s := &v.pol.p.SNP
-	o := &validate.Options{
-		GuestPolicy: abi.SnpPolicy{
-			ABIMajor:     v.pol.snpMinABIMajor,
-			ABIMinor:     v.pol.snpMinABIMinor,
-			SMT:          s.AllowSMT,
-			MigrateMA:    s.AllowMigrationAgent,
-			Debug:        s.AllowDebug,
-			SingleSocket: s.RequireSingleSocket,
-		},
-		MinimumGuestSvn:           s.MinimumGuestSVN,
-		ReportData:                ev.ReportData,
-		HostData:                  v.pol.snpHostData,
-		MinimumBuild:              s.MinimumBuild,
-		MinimumVersion:            v.pol.snpMinVersion,
-		MinimumTCB:                v.pol.snpMinTCB,
-		MinimumLaunchTCB:          v.pol.snpMinLaunchTCB,
-		PermitProvisionalFirmware: s.PermitProvisionalFirmware,
-	}
-	if s.VMPL >= 0 {
-		vmpl := s.VMPL
-		o.VMPL = &vmpl
-	}
-	return o
 }
 
 // parseSNP parses a report and its GHCB certificate table, never panicking.

@@ -8,13 +8,14 @@ import (
 	"os"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/wasmtime"
 	"github.com/enarx/containerd-shim-enarx/shim"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], func() (keep.Engine, error) { return wasmtime.New() }))
+		os.Exit(keep.Main(os.Args[2:], func() (engine.Engine, error) { return wasmtime.New() }))
 	}
 	os.Exit(shim.Run(context.Background(), os.Args[1:]))
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
-	"github.com/enarx/containerd-shim-enarx/shim"
+	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 )
 
 func runAttest(ctx context.Context, s stdio, args []string) error {
@@ -49,7 +49,7 @@ func runAttest(ctx context.Context, s stdio, args []string) error {
 		}
 		*nonce = hex.EncodeToString(n)
 	}
-	evidence, err := shim.Attest(ctx, *state, *ns, fs.Arg(0), *nonce)
+	evidence, err := attestapi.Attest(ctx, *state, *ns, fs.Arg(0), *nonce)
 	if err != nil {
 		return err
 	}

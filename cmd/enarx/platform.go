@@ -9,6 +9,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
 
 // platformReport is what `enarx platform --json` prints.
@@ -17,9 +18,9 @@ type platformReport struct {
 	Backends []backendReport      `json:"backends"`
 	// Policy is the policy the choice was made with, and Chosen the backend
 	// a container without an enarx.dev/backend annotation gets under it.
-	Policy      keep.Policy `json:"policy"`
-	Chosen      string      `json:"chosen,omitempty"`
-	ChoiceError string      `json:"choice_error,omitempty"`
+	Policy      nodepolicy.Policy `json:"policy"`
+	Chosen      string            `json:"chosen,omitempty"`
+	ChoiceError string            `json:"choice_error,omitempty"`
 }
 
 type backendReport struct {
@@ -47,15 +48,15 @@ func runPlatform(ctx context.Context, s stdio, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("platform takes no arguments")
 	}
-	policy := keep.DefaultPolicy()
+	policy := nodepolicy.Default()
 	if *policyPath != "" {
 		var err error
-		if policy, err = keep.LoadPolicy(*policyPath); err != nil {
+		if policy, err = nodepolicy.Load(*policyPath); err != nil {
 			return err
 		}
 	}
 	r := platformReport{Platform: attestation.Detect(), Policy: policy}
-	for _, name := range []string{keep.BackendSEVSNP, keep.BackendTDX, keep.BackendNil} {
+	for _, name := range []string{nodepolicy.BackendSEVSNP, nodepolicy.BackendTDX, nodepolicy.BackendNil} {
 		b, err := keep.LookupBackend(name)
 		if err != nil {
 			r.Backends = append(r.Backends, backendReport{Name: name, Reason: err.Error()})

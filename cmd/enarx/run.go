@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -37,7 +40,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 			"n for proc_exit(n), 134 for a trap, 128+n when signal n ended it (SIGINT and SIGTERM\n"+
 			"are passed on to the Keep). The Keep is the runtime binary, "+runtimeBinary+",\n"+
 			"found beside enarx or on PATH.")
-	backend := fs.String("backend", keep.BackendAuto, "Keep backend `NAME`: auto (the first TEE this node offers, else nil), nil, sev-snp or tdx")
+	backend := fs.String("backend", nodepolicy.BackendAuto, "Keep backend `NAME`: auto (the first TEE this node offers, else nil), nil, sev-snp or tdx")
 	var env, dirs listFlag
 	fs.Var(&env, "env", "set `K=V` in the workload's environment (repeatable); K alone passes on enarx's own K")
 	fs.Var(&dirs, "dir", "`HOST:GUEST[:ro]`: give the workload the host directory HOST at the guest path GUEST, read-only with :ro (repeatable)")
@@ -45,7 +48,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	fs.Var(&listen, "listen", "`NAME=PROT://ADDR:PORT`: a listening socket named NAME in FD_NAMES, PROT tls (terminated by the Keep, self-signed) or tcp, e.g. web=tls://127.0.0.1:8443 (repeatable)")
 	fs.Var(&connect, "connect", "`NAME=PROT://HOST:PORT`: a socket connected at start, PROT tls (server verified with the system roots) or tcp (repeatable)")
 	memory := fs.String("memory", "", "cap the workload's linear memory at `BYTES` (suffix k, m or g for KiB, MiB, GiB)")
-	moduleCache := fs.String("module-cache", "", "precompiled-module cache `DIR`, or off; default "+keep.DefaultModuleCache+" as root, else off")
+	moduleCache := fs.String("module-cache", "", "precompiled-module cache `DIR`, or off; default "+nodepolicy.DefaultModuleCache+" as root, else off")
 	runtimePath := fs.String("runtime", "", "runtime binary `PATH`; default "+runtimeBinary+" beside enarx, else on PATH")
 	verbose := fs.Bool("v", false, "print the Keep's attestation summary (TEE, workload and runtime digests) to stderr")
 	if err := parseFlags(s, fs, args); err != nil {
@@ -61,7 +64,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	for _, l := range []struct {
 		flag, kind string
 		values     []string
-	}{{"--listen", sockets.Listen, listen}, {"--connect", sockets.Connect, connect}} {
+	}{{"--listen", socketspec.Listen, listen}, {"--connect", socketspec.Connect, connect}} {
 		for _, v := range l.values {
 			name, value, ok := strings.Cut(v, "=")
 			if !ok {
@@ -107,10 +110,8 @@ func runConfig(module string, args, env, dirs []string, memory, moduleCache stri
 		return keep.Config{}, err
 	}
 	cfg := keep.Config{
-		ID:         filepath.Base(path),
-		Module:     path,
-		Entrypoint: function,
-		Args:       append([]string{filepath.Base(path)}, args...),
+		ID:       filepath.Base(path),
+		Workload: workload.Workload{Module: path, Entrypoint: function, Args: append([]string{filepath.Base(path)}, args...)},
 	}
 	for _, kv := range env {
 		k, _, hasValue := strings.Cut(kv, "=")
@@ -143,7 +144,7 @@ func runConfig(module string, args, env, dirs []string, memory, moduleCache stri
 		// The default cache is root's: others could not write it, and
 		// must not share what root's Keeps load.
 		if os.Geteuid() == 0 {
-			cfg.ModuleCache = keep.DefaultModuleCache
+			cfg.ModuleCache = nodepolicy.DefaultModuleCache
 		}
 	case "off":
 	default:
@@ -175,7 +176,7 @@ func checkModule(path string) error {
 
 // parseDir parses --dir HOST:GUEST[:ro|:rw] into a preopen of an existing
 // host directory.
-func parseDir(d string) (keep.Preopen, error) {
+func parseDir(d string) (engine.Preopen, error) {
 	parts := strings.Split(d, ":")
 	readOnly := false
 	if n := len(parts); n == 3 {
@@ -184,28 +185,28 @@ func parseDir(d string) (keep.Preopen, error) {
 			readOnly = true
 		case "rw":
 		default:
-			return keep.Preopen{}, usagef("--dir %q: the third part is %q; give ro or rw", d, parts[2])
+			return engine.Preopen{}, usagef("--dir %q: the third part is %q; give ro or rw", d, parts[2])
 		}
 		parts = parts[:2]
 	}
 	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return keep.Preopen{}, usagef("--dir %q: give HOST:GUEST or HOST:GUEST:ro, e.g. --dir ./data:/data:ro", d)
+		return engine.Preopen{}, usagef("--dir %q: give HOST:GUEST or HOST:GUEST:ro, e.g. --dir ./data:/data:ro", d)
 	}
 	if !strings.HasPrefix(parts[1], "/") {
-		return keep.Preopen{}, usagef("--dir %q: the guest path %q is not absolute", d, parts[1])
+		return engine.Preopen{}, usagef("--dir %q: the guest path %q is not absolute", d, parts[1])
 	}
 	host, err := filepath.Abs(parts[0])
 	if err != nil {
-		return keep.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
+		return engine.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
 	}
 	fi, err := os.Stat(host)
 	if err != nil {
-		return keep.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
+		return engine.Preopen{}, fmt.Errorf("--dir %s: %w", d, err)
 	}
 	if !fi.IsDir() {
-		return keep.Preopen{}, fmt.Errorf("--dir %s: %s is not a directory: WASI gives a workload directories only", d, host)
+		return engine.Preopen{}, fmt.Errorf("--dir %s: %s is not a directory: WASI gives a workload directories only", d, host)
 	}
-	return keep.Preopen{HostPath: host, GuestPath: filepath.Clean(parts[1]), ReadOnly: readOnly}, nil
+	return engine.Preopen{HostPath: host, GuestPath: filepath.Clean(parts[1]), ReadOnly: readOnly}, nil
 }
 
 // parseBytes parses a positive byte count with an optional binary suffix
@@ -237,11 +238,11 @@ func parseBytes(s string) (int64, error) {
 // first TEE available for auto, else nil.
 func chooseBackend(requested string) (string, error) {
 	switch requested {
-	case keep.BackendAuto, keep.BackendNil, keep.BackendSEVSNP, keep.BackendTDX:
+	case nodepolicy.BackendAuto, nodepolicy.BackendNil, nodepolicy.BackendSEVSNP, nodepolicy.BackendTDX:
 	default:
 		return "", usagef("--backend %q: give auto, nil, sev-snp or tdx", requested)
 	}
-	b, err := keep.DefaultPolicy().Choose(requested, keep.Available)
+	b, err := nodepolicy.Default().Choose(requested, keep.Available)
 	if err != nil {
 		// Choose speaks of a container's annotation; say it for the flag.
 		if reason := keep.Available(requested); reason != nil {
@@ -359,7 +360,7 @@ func printReady(w io.Writer, r keep.Ready) {
 	if r.TEEVersion != "" {
 		tee += " (" + r.TEEVersion + ")"
 	}
-	if r.Backend == keep.BackendNil {
+	if r.Backend == nodepolicy.BackendNil {
 		tee += ": NOT confidential"
 	}
 	fmt.Fprintf(w, "enarx run: Keep ready on backend %s\n", r.Backend)

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 )
 
 // runBuilds are the binaries and modules the `enarx run` tests build once
@@ -53,11 +55,8 @@ func runTestDir(t *testing.T) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
-				cmd.Dir = root
-				cmd.Env = append(os.Environ(), env...)
-				if o, err := cmd.CombinedOutput(); err != nil {
-					errs <- fmt.Errorf("go build %s: %v\n%s", pkg, err, o)
+				if err := wasmfixture.GoBuild(context.Background(), root, env, "-o", filepath.Join(dir, out), pkg); err != nil {
+					errs <- err
 				}
 			}()
 		}
@@ -71,7 +70,7 @@ func runTestDir(t *testing.T) string {
 		}
 		build("./cmd/enarx", "enarx")
 		for _, f := range []string{"echo", "exit", "cat", "sleep", "fsprobe", "netclient"} {
-			build("./test/fixtures/"+f, f+".wasm", "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+			build("./test/fixtures/"+f, f+".wasm", wasmfixture.Wasip1Env()...)
 		}
 		wg.Wait()
 		close(errs)

@@ -15,6 +15,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
 	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -26,7 +27,7 @@ const referenceValuesFile = "reference-values.json"
 func runVerify(ctx context.Context, s stdio, args []string) error {
 	fs := newFlagSet(s, "verify", "[--policy FILE] [--reference-values FILE] [--steward URL] [--nonce HEX] [--json] FILE|-\n       enarx verify --tls HOST:PORT --steward-ca FILE [--workload DIGEST] [--json]",
 		"Verifies a Keep's evidence (from `enarx attest` or the file named by the container's\n"+
-			"enarx.dev/evidence.path label; - reads stdin) and prints the two assertions it proves:\n"+
+			enarxdev.LabelEvidencePath+" label; - reads stdin) and prints the two assertions it proves:\n"+
 			"(1) the TEE type and version, (2) the runtime version and integrity, with the workload's\n"+
 			"digest. With --steward, the attestation service verifies it and signs the result.\n"+
 			"On failure it names the check that failed and exits with status 1.\n"+
@@ -110,7 +111,7 @@ func readEvidence(s stdio, name string) ([]byte, error) {
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, fmt.Errorf("%w: give the evidence file `enarx attest` wrote (or the container's enarx.dev/evidence.path), or - to read stdin", err)
+			return nil, fmt.Errorf("%w: give the evidence file `enarx attest` wrote (or the container's %s), or - to read stdin", err, enarxdev.LabelEvidencePath)
 		}
 		defer f.Close()
 		r = f
@@ -242,7 +243,7 @@ func verifyTLS(ctx context.Context, s stdio, addr, caFile, wantWorkload string, 
 		return usagef("--tls needs --steward-ca FILE: the CA of the attestation service that certified the Keep (its ca.crt)")
 	}
 	if wantWorkload != "" && !strings.HasPrefix(wantWorkload, "sha256:") {
-		return usagef("--workload %q: give sha256:HEX, e.g. the container's enarx.dev/workload.digest", wantWorkload)
+		return usagef("--workload %q: give sha256:HEX, e.g. the container's %s", wantWorkload, enarxdev.LabelWorkloadDigest)
 	}
 	var got *attestation.Assertions
 	cfg := &tlssock.Config{RootCAFile: caFile, VerifyAttestation: func(a *attestation.Assertions) error {

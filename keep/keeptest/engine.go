@@ -1,4 +1,4 @@
-// Package keeptest provides a fake keep.Engine for tests of the Keep process
+// Package keeptest provides a fake engine.Engine for tests of the Keep process
 // and the shim: no WebAssembly runtime, the bytes after a module's 8-byte
 // header are a command. A test binary that starts itself as a Keep (see
 // keep.Subcommand) runs keep.Main with Factory.
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // Header is the 8-byte header of a WebAssembly core module.
@@ -45,7 +46,7 @@ const EngineName = "fake-engine 1.0"
 func Module(cmd string) []byte { return []byte(Header + cmd) }
 
 // Factory is the keep.EngineFactory of the fake engine.
-func Factory() (keep.Engine, error) { return engine{}, nil }
+func Factory() (engine.Engine, error) { return fakeEngine{}, nil }
 
 // PrintedArgs is what the "print-args" command writes to stdout.
 type PrintedArgs struct {
@@ -54,11 +55,11 @@ type PrintedArgs struct {
 	Env        []string `json:"env"`
 }
 
-type engine struct{}
+type fakeEngine struct{}
 
-func (engine) Name() string { return EngineName }
+func (fakeEngine) Name() string { return EngineName }
 
-func (engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) {
+func (fakeEngine) Compile(ctx context.Context, wasm []byte) (engine.Module, error) {
 	if !bytes.HasPrefix(wasm, []byte(Header)) {
 		return nil, errors.New("fake engine: not a WebAssembly module")
 	}
@@ -83,19 +84,19 @@ func (engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) {
 
 type module struct{ cmd string }
 
-func (m module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
+func (m module) Run(ctx context.Context, opts engine.RunOptions) (int, error) {
 	verb, arg, _ := strings.Cut(m.cmd, " ")
 	switch verb {
 	case "exit":
 		return strconv.Atoi(arg)
 	case "trap":
-		return 0, &keep.TrapError{Message: "unreachable instruction executed at fake+0x2a"}
+		return 0, &engine.TrapError{Message: "unreachable instruction executed at fake+0x2a"}
 	case "fail":
 		return 0, errors.New(arg)
 	case "spin":
 		for ctx.Err() == nil {
 		}
-		return 0, fmt.Errorf("spin: %w", keep.ErrInterrupted)
+		return 0, fmt.Errorf("spin: %w", engine.ErrInterrupted)
 	case "block":
 		time.Sleep(24 * time.Hour)
 		return 0, nil

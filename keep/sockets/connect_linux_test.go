@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -55,7 +57,7 @@ func serveOnce(l net.Listener) <-chan serverResult {
 
 // talk plays the workload on a connect socket's File: it sends "question",
 // shuts down its write side and reads the answer.
-func talk(t *testing.T, so Socket) string {
+func talk(t *testing.T, so engine.Socket) string {
 	t.Helper()
 	c := fileConn(t, so.File)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -79,7 +81,7 @@ func TestConnectTCP(t *testing.T) {
 	}
 	defer l.Close()
 	srv := serveOnce(l)
-	s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TCP, Addr: l.Addr().String()}}, Options{})
+	s := open(t, []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: l.Addr().String()}}, Options{})
 	if got := s.Addr("db").String(); got != l.Addr().String() {
 		t.Errorf("Addr = %s, want the server's %s", got, l.Addr())
 	}
@@ -106,7 +108,7 @@ func TestConnectTCPByName(t *testing.T) {
 	defer l.Close()
 	srv := serveOnce(l)
 	port := l.Addr().(*net.TCPAddr).Port
-	s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TCP, Addr: fmt.Sprintf("localhost:%d", port)}}, Options{})
+	s := open(t, []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: fmt.Sprintf("localhost:%d", port)}}, Options{})
 	if got := talk(t, socket(t, s, "db")); got != "answer" {
 		t.Errorf("workload got %q", got)
 	}
@@ -133,7 +135,7 @@ func TestConnectTLS(t *testing.T) {
 			l := tlsServer(t, ca)
 			srv := serveOnce(l)
 			addr := fmt.Sprintf("%s:%d", host, l.Addr().(*net.TCPAddr).Port)
-			s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: addr}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
+			s := open(t, []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: addr}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
 			if got := talk(t, socket(t, s, "db")); got != "answer" {
 				t.Errorf("workload got %q", got)
 			}
@@ -155,7 +157,7 @@ func TestConnectTLSClassicalServer(t *testing.T) {
 	ca := testpki.NewCA(t, "db CA")
 	l := tlsServer(t, ca, "P-256")
 	srv := serveOnce(l)
-	s := open(t, []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: l.Addr().String()}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
+	s := open(t, []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: l.Addr().String()}}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
 	talk(t, socket(t, s, "db"))
 	if r := <-srv; r.err != nil || r.state.Group != "P-256" {
 		t.Errorf("server accepting only P-256: %+v", r)
@@ -174,8 +176,8 @@ func TestConnectTLSUntrustedServer(t *testing.T) {
 			c.Close()
 		}
 	}()
-	spec := Spec{Name: "db", Kind: Connect, Prot: TLS, Addr: l.Addr().String()}
-	_, err := Open(context.Background(), []Spec{spec}, Options{ClientTLS: &tlssock.Config{RootCAs: testpki.NewCA(t, "other CA").Pool}})
+	spec := socketspec.Spec{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: l.Addr().String()}
+	_, err := Open(context.Background(), []socketspec.Spec{spec}, Options{ClientTLS: &tlssock.Config{RootCAs: testpki.NewCA(t, "other CA").Pool}})
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Fatalf("Open against an untrusted server: %v, want x509.UnknownAuthorityError", err)
@@ -186,7 +188,7 @@ func TestConnectTLSUntrustedServer(t *testing.T) {
 		}
 	}
 
-	_, err = Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: "127.0.0.1:" + fmt.Sprint(l.Addr().(*net.TCPAddr).Port)}},
+	_, err = Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: "127.0.0.1:" + fmt.Sprint(l.Addr().(*net.TCPAddr).Port)}},
 		Options{ClientTLS: &tlssock.Config{RootCAs: testpki.NewCA(t, "db CA").Pool, ServerName: "elsewhere.example"}})
 	if err == nil || !strings.Contains(err.Error(), `connect socket "db"`) {
 		t.Errorf("Open with a server name the certificate lacks: %v", err)
@@ -208,7 +210,7 @@ func TestConnectTLSNotTLS(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	_, err = Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: TLS, Addr: l.Addr().String()}},
+	_, err = Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: l.Addr().String()}},
 		Options{HandshakeTimeout: 300 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), `connect socket "db"`) || !strings.Contains(err.Error(), "HandshakeTimeout") {
 		t.Errorf("Open against a silent server: %v", err)
@@ -225,8 +227,8 @@ func TestConnectRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	for _, prot := range []string{TCP, TLS} {
-		_, err := Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: prot, Addr: addr}}, Options{})
+	for _, prot := range []string{socketspec.TCP, socketspec.TLS} {
+		_, err := Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: prot, Addr: addr}}, Options{})
 		if !errors.Is(err, unix.ECONNREFUSED) || !strings.Contains(err.Error(), `connect socket "db" (`+prot+`, `+addr+`)`) ||
 			!strings.Contains(err.Error(), "nothing listens there") {
 			t.Errorf("%s connect to a closed port: %v", prot, err)
@@ -243,9 +245,9 @@ func TestReleaseFilesLetsTheWorkloadClose(t *testing.T) {
 	}
 	defer pl.Close()
 	srvTLS, srvTCP := serveOnce(tl), serveOnce(pl)
-	s := open(t, []Spec{
-		{Name: "secure", Kind: Connect, Prot: TLS, Addr: tl.Addr().String()},
-		{Name: "plain", Kind: Connect, Prot: TCP, Addr: pl.Addr().String()},
+	s := open(t, []socketspec.Spec{
+		{Name: "secure", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: tl.Addr().String()},
+		{Name: "plain", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: pl.Addr().String()},
 	}, Options{ClientTLS: &tlssock.Config{RootCAs: ca.Pool}})
 
 	// The engine's duplicates.

@@ -6,19 +6,20 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"golang.org/x/sys/unix"
 )
 
 // openError is the error of a socket that could not be bound or
 // connected: the socket, what failed, and how to fix it.
-func openError(sp Spec, err error, netns string) error {
+func openError(sp socketspec.Spec, err error, netns string) error {
 	if h := openHint(sp, err, netns); h != "" {
 		return fmt.Errorf("sockets: %s: %w: %s", sp, err, h)
 	}
 	return fmt.Errorf("sockets: %s: %w", sp, err)
 }
 
-func openHint(sp Spec, err error, netns string) string {
+func openHint(sp socketspec.Spec, err error, netns string) string {
 	where := "the Keep's network namespace"
 	if netns == NewNetNS {
 		where = "the Keep's new network namespace, which has only loopback"
@@ -28,9 +29,9 @@ func openHint(sp Spec, err error, netns string) string {
 	switch {
 	case errors.Is(err, unix.EADDRINUSE):
 		return "address already in use: choose another port in Enarx.toml, or stop what listens there"
-	case errors.Is(err, unix.EADDRNOTAVAIL) && sp.Kind == Listen:
+	case errors.Is(err, unix.EADDRNOTAVAIL) && sp.Kind == socketspec.Listen:
 		return fmt.Sprintf("no interface of %s has this address: listen on one it has, or on \"[::]\" for every address", where)
-	case errors.Is(err, unix.EACCES) && sp.Kind == Listen:
+	case errors.Is(err, unix.EACCES) && sp.Kind == socketspec.Listen:
 		return "a port below 1024 needs CAP_NET_BIND_SERVICE: choose a port from 1024 up, or grant the capability"
 	case errors.Is(err, unix.ECONNREFUSED):
 		return fmt.Sprintf("nothing listens there as seen from %s: start the server first, or correct the address in Enarx.toml", where)
@@ -46,7 +47,7 @@ func openHint(sp Spec, err error, netns string) string {
 
 // tlsError is the error of a failed client handshake, with what to change
 // in the client TLS configuration.
-func tlsError(sp Spec, err error, serverName string) error {
+func tlsError(sp socketspec.Spec, err error, serverName string) error {
 	var unknownCA x509.UnknownAuthorityError
 	var name x509.HostnameError
 	var invalid x509.CertificateInvalidError

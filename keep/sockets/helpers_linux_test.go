@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -30,7 +32,7 @@ func keepTLS(tb testing.TB, ca *testpki.CA) *tlssock.Config {
 }
 
 // open opens specs and closes the Set at the end of the test.
-func open(tb testing.TB, specs []Spec, opts Options) *Set {
+func open(tb testing.TB, specs []socketspec.Spec, opts Options) *Set {
 	tb.Helper()
 	s, err := Open(context.Background(), specs, opts)
 	if err != nil {
@@ -45,7 +47,7 @@ func open(tb testing.TB, specs []Spec, opts Options) *Set {
 }
 
 // socket is the Socket called name.
-func socket(tb testing.TB, s *Set, name string) Socket {
+func socket(tb testing.TB, s *Set, name string) engine.Socket {
 	tb.Helper()
 	for _, so := range s.Sockets() {
 		if so.Name == name {
@@ -53,12 +55,12 @@ func socket(tb testing.TB, s *Set, name string) Socket {
 		}
 	}
 	tb.Fatalf("no socket %q in %v", name, s.Sockets())
-	return Socket{}
+	return engine.Socket{}
 }
 
 // acceptWorkload plays the workload's sock_accept: it polls PollFD, as
 // poll_oneoff would, then Accepts.
-func acceptWorkload(tb testing.TB, a Acceptor, timeout time.Duration) *net.UnixConn {
+func acceptWorkload(tb testing.TB, a engine.Acceptor, timeout time.Duration) *net.UnixConn {
 	tb.Helper()
 	c, err := tryAcceptWorkload(a, timeout)
 	if err != nil {
@@ -67,7 +69,7 @@ func acceptWorkload(tb testing.TB, a Acceptor, timeout time.Duration) *net.UnixC
 	return c
 }
 
-func tryAcceptWorkload(a Acceptor, timeout time.Duration) (*net.UnixConn, error) {
+func tryAcceptWorkload(a engine.Acceptor, timeout time.Duration) (*net.UnixConn, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		left := time.Until(deadline)

@@ -17,11 +17,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
 func TestListenTCP(t *testing.T) {
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TCP, Addr: "127.0.0.1:0"}}, Options{})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: "127.0.0.1:0"}}, Options{})
 	so := socket(t, s, "web")
 	if so.File == nil || so.Acceptor != nil {
 		t.Fatalf("tcp listen socket = %+v, want a File", so)
@@ -65,7 +66,7 @@ func TestListenTCP(t *testing.T) {
 }
 
 func TestListenAllAddressesDualStack(t *testing.T) {
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TCP, Addr: "[::]:0"}}, Options{})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: "[::]:0"}}, Options{})
 	port := s.Addr("web").(*net.TCPAddr).Port
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort(host, fmt.Sprint(port)), 5*time.Second)
@@ -93,7 +94,7 @@ func tlsClient(t *testing.T, s *Set, name string, cfg *tlssock.Config) (*tls.Con
 
 func TestListenTLSPostQuantum(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	so := socket(t, s, "web")
 	if so.File != nil || so.Acceptor == nil {
 		t.Fatalf("tls listen socket = %+v, want an Acceptor", so)
@@ -145,7 +146,7 @@ func TestListenTLSPostQuantum(t *testing.T) {
 
 func TestListenTLSClassicalClient(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	for _, group := range []string{"X25519", "P-256"} {
 		c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool, Groups: []string{group}})
 		if err != nil {
@@ -171,7 +172,7 @@ func TestListenTLSClassicalClient(t *testing.T) {
 
 func TestListenTLSUntrustedClientKeepsServing(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	for range 3 {
 		_, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: testpki.NewCA(t, "other").Pool})
@@ -199,7 +200,7 @@ func TestListenTLSUntrustedClientKeepsServing(t *testing.T) {
 
 func TestListenTLSHalfClose(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	cli := &tlssock.Config{RootCAs: ca.Pool}
 
@@ -310,7 +311,7 @@ func TestListenTLSHalfClose(t *testing.T) {
 
 func TestListenTLSSlowClientDelaysNoOne(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}},
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}},
 		Options{ServerTLS: keepTLS(t, ca), HandshakeTimeout: 700 * time.Millisecond})
 	silent, err := net.Dial("tcp", s.Addr("web").String())
 	if err != nil {
@@ -338,7 +339,7 @@ func TestListenTLSSlowClientDelaysNoOne(t *testing.T) {
 
 func TestListenTLSManyConnections(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	const n = 64
 
@@ -403,7 +404,7 @@ func TestListenTLSManyConnections(t *testing.T) {
 func TestListenTLSBacklogFull(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
 	const backlog = 2
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca), Backlog: backlog})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca), Backlog: backlog})
 	acc := socket(t, s, "web").Acceptor
 	var conns []*tls.Conn
 	for range backlog + 2 {
@@ -441,7 +442,7 @@ func TestListenTLSBacklogFull(t *testing.T) {
 }
 
 func TestListenTLSNeedsCertificate(t *testing.T) {
-	specs := []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}
+	specs := []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}
 	for _, opts := range []Options{{}, {ServerTLS: &tlssock.Config{}}} {
 		_, err := Open(context.Background(), specs, opts)
 		if err == nil || !strings.Contains(err.Error(), `listen socket "web" (tls, 127.0.0.1:0)`) || !strings.Contains(err.Error(), "Options.ServerTLS") {
@@ -460,8 +461,8 @@ func TestListenAddressInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	for _, prot := range []string{TCP, TLS} {
-		_, err = Open(context.Background(), []Spec{{Name: "web", Kind: Listen, Prot: prot, Addr: held.Addr().String()}},
+	for _, prot := range []string{socketspec.TCP, socketspec.TLS} {
+		_, err = Open(context.Background(), []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: prot, Addr: held.Addr().String()}},
 			Options{ServerTLS: keepTLS(t, testpki.NewCA(t, "ca"))})
 		if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), `listen socket "web"`) ||
 			!strings.Contains(err.Error(), "address already in use: choose another port in Enarx.toml") {
@@ -473,13 +474,13 @@ func TestListenAddressInUse(t *testing.T) {
 func TestOpenClosesWhatItOpenedOnError(t *testing.T) {
 	// The first socket opens, the second fails: the first must be closed,
 	// so its port is free again.
-	s := open(t, []Spec{{Name: "probe", Kind: Listen, Prot: TCP, Addr: "127.0.0.1:0"}}, Options{})
+	s := open(t, []socketspec.Spec{{Name: "probe", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: "127.0.0.1:0"}}, Options{})
 	port := s.Addr("probe").(*net.TCPAddr).Port
 	s.Close()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	_, err := Open(context.Background(), []Spec{
-		{Name: "web", Kind: Listen, Prot: TCP, Addr: addr},
-		{Name: "db", Kind: Connect, Prot: TCP, Addr: "127.0.0.1:1"},
+	_, err := Open(context.Background(), []socketspec.Spec{
+		{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: addr},
+		{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: "127.0.0.1:1"},
 	}, Options{})
 	if err == nil || !strings.Contains(err.Error(), `connect socket "db"`) {
 		t.Fatalf("Open: %v, want the connect error", err)
@@ -492,9 +493,9 @@ func TestOpenClosesWhatItOpenedOnError(t *testing.T) {
 }
 
 func TestDuplicateNames(t *testing.T) {
-	_, err := Open(context.Background(), []Spec{
-		{Name: "web", Kind: Listen, Prot: TCP, Addr: "127.0.0.1:0"},
-		{Name: "web", Kind: Listen, Prot: TCP, Addr: "127.0.0.1:0"},
+	_, err := Open(context.Background(), []socketspec.Spec{
+		{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: "127.0.0.1:0"},
+		{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: "127.0.0.1:0"},
 	}, Options{})
 	if err == nil || !strings.Contains(err.Error(), `two sockets are named "web"`) {
 		t.Errorf("Open with a name twice: %v", err)
@@ -503,7 +504,7 @@ func TestDuplicateNames(t *testing.T) {
 
 func TestCloseEndsEverything(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s, err := Open(context.Background(), []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s, err := Open(context.Background(), []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,9 +565,9 @@ func TestCloseWaitsForItsGoroutines(t *testing.T) {
 	srv := serveOnce(server)
 	before := runtime.NumGoroutine()
 
-	s, err := Open(context.Background(), []Spec{
-		{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"},
-		{Name: "db", Kind: Connect, Prot: TLS, Addr: server.Addr().String()},
+	s, err := Open(context.Background(), []socketspec.Spec{
+		{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"},
+		{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TLS, Addr: server.Addr().String()},
 	}, Options{ServerTLS: keepTLS(t, ca), ClientTLS: &tlssock.Config{RootCAs: ca.Pool}, NetNS: ""})
 	if err != nil {
 		t.Fatal(err)
@@ -595,7 +596,7 @@ func TestCloseWaitsForItsGoroutines(t *testing.T) {
 
 func TestListenTLSLargeTransferBothWays(t *testing.T) {
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
 		t.Fatal(err)

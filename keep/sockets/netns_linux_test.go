@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
 
@@ -84,7 +85,7 @@ func TestNewNetNSIsolates(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
 	// The port the host's listener holds is free in the new namespace.
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TCP, Addr: addr}}, Options{NetNS: NewNetNS})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: addr}}, Options{NetNS: NewNetNS})
 	if s.NetNS() == nil {
 		t.Fatal("NetNS() = nil for a new namespace")
 	}
@@ -127,7 +128,7 @@ func TestNewNetNSIsolates(t *testing.T) {
 func TestNewNetNSTLSListen(t *testing.T) {
 	requireNetNS(t)
 	ca := testpki.NewCA(t, "steward")
-	s := open(t, []Spec{{Name: "web", Kind: Listen, Prot: TLS, Addr: "[::]:8443"}}, Options{NetNS: NewNetNS, ServerTLS: keepTLS(t, ca)})
+	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "[::]:8443"}}, Options{NetNS: NewNetNS, ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		inNetNS(t, s.NetNS(), func() {
@@ -163,15 +164,15 @@ func TestNewNetNSCannotReachHost(t *testing.T) {
 	requireNetNS(t)
 	port, hostHit := hostListener(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for _, prot := range []string{TCP, TLS} {
-		_, err := Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: prot, Addr: addr}}, Options{NetNS: NewNetNS})
+	for _, prot := range []string{socketspec.TCP, socketspec.TLS} {
+		_, err := Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: prot, Addr: addr}}, Options{NetNS: NewNetNS})
 		if !errors.Is(err, unix.ECONNREFUSED) || !strings.Contains(err.Error(), `connect socket "db"`) ||
 			!strings.Contains(err.Error(), "new network namespace, which has only loopback") {
 			t.Errorf("%s connect from a new namespace to the host's loopback: %v", prot, err)
 		}
 	}
 	// Other addresses have no route at all.
-	_, err := Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: TCP, Addr: "192.0.2.1:80"}}, Options{NetNS: NewNetNS})
+	_, err := Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: "192.0.2.1:80"}}, Options{NetNS: NewNetNS})
 	if !errors.Is(err, unix.ENETUNREACH) || !strings.Contains(err.Error(), "no route to it from the Keep's new network namespace") {
 		t.Errorf("connect from a new namespace to 192.0.2.1: %v", err)
 	}
@@ -187,7 +188,7 @@ func TestNewNetNSResolvesInside(t *testing.T) {
 	// The name servers of /etc/resolv.conf are not reachable from a new
 	// namespace unless they are on its loopback: a query sent from inside
 	// fails there (and none leaves the machine).
-	_, err := Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: TCP, Addr: "db.example:5432"}}, Options{NetNS: NewNetNS})
+	_, err := Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: "db.example:5432"}}, Options{NetNS: NewNetNS})
 	if err == nil || !strings.Contains(err.Error(), `resolving "db.example"`) || !strings.Contains(err.Error(), `connect socket "db"`) {
 		t.Fatalf("Open of an unresolvable name: %v", err)
 	}
@@ -195,7 +196,7 @@ func TestNewNetNSResolvesInside(t *testing.T) {
 		t.Errorf("the name was looked up outside the new namespace: %v", err)
 	}
 	// /etc/hosts is read as usual.
-	_, err = Open(context.Background(), []Spec{{Name: "db", Kind: Connect, Prot: TCP, Addr: "localhost:1"}}, Options{NetNS: NewNetNS})
+	_, err = Open(context.Background(), []socketspec.Spec{{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: "localhost:1"}}, Options{NetNS: NewNetNS})
 	if !errors.Is(err, unix.ECONNREFUSED) {
 		t.Errorf("localhost:1 from a new namespace: %v, want connection refused", err)
 	}
@@ -223,9 +224,9 @@ func TestNetNSPath(t *testing.T) {
 	defer inner.Close()
 	srv := serveOnce(inner)
 
-	s := open(t, []Spec{
-		{Name: "web", Kind: Listen, Prot: TCP, Addr: addr},
-		{Name: "db", Kind: Connect, Prot: TCP, Addr: inner.Addr().String()},
+	s := open(t, []socketspec.Spec{
+		{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: addr},
+		{Name: "db", Kind: socketspec.Connect, Prot: socketspec.TCP, Addr: inner.Addr().String()},
 	}, Options{NetNS: path})
 	if inode(t, s.NetNS()) != inode(t, target) {
 		t.Errorf("Set's namespace is not %s", path)
@@ -250,7 +251,7 @@ func TestNetNSPath(t *testing.T) {
 
 func TestNetNSPathErrors(t *testing.T) {
 	requireNetNS(t)
-	spec := []Spec{{Name: "web", Kind: Listen, Prot: TCP, Addr: "127.0.0.1:0"}}
+	spec := []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: "127.0.0.1:0"}}
 	_, err := Open(context.Background(), spec, Options{NetNS: "/var/run/netns/no-such-namespace"})
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/var/run/netns/no-such-namespace") {
 		t.Errorf("missing namespace: %v", err)

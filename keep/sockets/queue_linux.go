@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +25,7 @@ type queue struct {
 	closed bool
 }
 
-var _ Acceptor = (*queue)(nil)
+var _ engine.Acceptor = (*queue)(nil)
 
 func newQueue(name string, max int) (*queue, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_SEMAPHORE|unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 )
 
 // tlsListener is a listen socket with prot "tls": the Keep accepts and
 // handshakes, the workload accepts from q.
 type tlsListener struct {
-	spec    Spec
+	spec    socketspec.Spec
 	ln      net.Listener
 	q       *queue
 	cfg     *tls.Config

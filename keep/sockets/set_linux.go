@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"golang.org/x/sys/unix"
 )
 
 // Set is the open sockets of a Keep, with the goroutines that serve its TLS
 // sockets. Close it when the workload has ended.
 type Set struct {
-	sockets []Socket
+	sockets []engine.Socket
 	addrs   map[string]net.Addr
 	ns      *os.File
 
@@ -47,14 +49,14 @@ type Set struct {
 // socket, rather than when its workload first uses one. ctx bounds the
 // opening; its values (the logger) also serve the goroutines that run
 // until Close, which its cancellation does not stop.
-func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
+func Open(ctx context.Context, specs []socketspec.Spec, opts Options) (*Set, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	eps := make([]endpoint, len(specs))
+	eps := make([]socketspec.Endpoint, len(specs))
 	seen := make(map[string]bool, len(specs))
-	var firstServer, firstClient *Spec
+	var firstServer, firstClient *socketspec.Spec
 	for i := range specs {
 		sp := &specs[i]
 		if err := sp.Validate(); err != nil {
@@ -64,11 +66,11 @@ func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
 			return nil, fmt.Errorf("sockets: two sockets are named %q: give each a name of its own, names label FD_NAMES", sp.Name)
 		}
 		seen[sp.Name] = true
-		eps[i], _ = sp.endpoint()
-		if sp.Prot == TLS && sp.Kind == Listen && firstServer == nil {
+		eps[i], _ = sp.Endpoint()
+		if sp.Prot == socketspec.TLS && sp.Kind == socketspec.Listen && firstServer == nil {
 			firstServer = sp
 		}
-		if sp.Prot == TLS && sp.Kind == Connect && firstClient == nil {
+		if sp.Prot == socketspec.TLS && sp.Kind == socketspec.Connect && firstClient == nil {
 			firstClient = sp
 		}
 	}
@@ -102,7 +104,7 @@ func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
 		s.ns = t.ns
 	}
 	for i, sp := range specs {
-		if sp.Kind == Listen {
+		if sp.Kind == socketspec.Listen {
 			err = s.listen(t, sp, eps[i], opts, serverTLS)
 		} else {
 			err = s.dial(ctx, t, sp, eps[i], opts, clientTLS)
@@ -118,7 +120,7 @@ func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
 
 // Sockets are the open sockets in the order of the specs, for the engine.
 // Their Files stay the Set's (see ReleaseFiles).
-func (s *Set) Sockets() []Socket {
+func (s *Set) Sockets() []engine.Socket {
 	return slices.Clone(s.sockets)
 }
 
@@ -210,18 +212,18 @@ func (s *Set) keepFile(name string, f *os.File) {
 	s.mu.Lock()
 	s.files = append(s.files, f)
 	s.mu.Unlock()
-	s.sockets = append(s.sockets, Socket{Name: name, File: f})
+	s.sockets = append(s.sockets, engine.Socket{Name: name, File: f})
 }
 
 // listen opens a listen socket.
-func (s *Set) listen(t *nsThread, sp Spec, ep endpoint, opts Options, serverTLS *tls.Config) error {
+func (s *Set) listen(t *nsThread, sp socketspec.Spec, ep socketspec.Endpoint, opts Options, serverTLS *tls.Config) error {
 	fd, addr, err := t.listenTCP(ep, opts.Backlog)
 	if err != nil {
 		return openError(sp, err, opts.NetNS)
 	}
 	s.addrs[sp.Name] = addr
 	f := os.NewFile(uintptr(fd), sp.Name)
-	if sp.Prot == TCP {
+	if sp.Prot == socketspec.TCP {
 		s.keepFile(sp.Name, f)
 		return nil
 	}
@@ -237,7 +239,7 @@ func (s *Set) listen(t *nsThread, sp Spec, ep endpoint, opts Options, serverTLS 
 	}
 	s.listeners = append(s.listeners, ln)
 	s.queues = append(s.queues, q)
-	s.sockets = append(s.sockets, Socket{Name: sp.Name, Acceptor: q})
+	s.sockets = append(s.sockets, engine.Socket{Name: sp.Name, Acceptor: q})
 	l := &tlsListener{spec: sp, ln: ln, q: q, cfg: serverTLS, timeout: opts.HandshakeTimeout, slots: make(chan struct{}, opts.Backlog)}
 	s.wg.Add(1)
 	go func() {
@@ -250,19 +252,19 @@ func (s *Set) listen(t *nsThread, sp Spec, ep endpoint, opts Options, serverTLS 
 // listenTCP creates, binds and listens on a TCP socket for ep. An empty or
 // "::" host listens on every IPv4 and IPv6 address (IPv4 only where the
 // namespace has no IPv6).
-func (t *nsThread) listenTCP(ep endpoint, backlog int) (int, *net.TCPAddr, error) {
-	ip := ep.ip
+func (t *nsThread) listenTCP(ep socketspec.Endpoint, backlog int) (int, *net.TCPAddr, error) {
+	ip := ep.IP
 	wildcard := !ip.IsValid() || ip == netip.IPv6Unspecified()
 	if !ip.IsValid() {
 		ip = netip.IPv6Unspecified()
 	}
-	family, sa, err := t.sockaddr(netip.AddrPortFrom(ip, ep.port))
+	family, sa, err := t.sockaddr(netip.AddrPortFrom(ip, ep.Port))
 	if err != nil {
 		return -1, nil, err
 	}
 	fd, err := t.socket(family, unix.SOCK_STREAM)
 	if wildcard && errors.Is(err, unix.EAFNOSUPPORT) {
-		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ep.port)}
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: int(ep.Port)}
 		fd, err = t.socket(family, unix.SOCK_STREAM)
 	}
 	if err != nil {
@@ -316,18 +318,18 @@ func tcpAddr(sa unix.Sockaddr) *net.TCPAddr {
 
 // dial opens a connect socket: the TCP connection, and for prot "tls" the
 // handshake and the pipe to the workload's end.
-func (s *Set) dial(ctx context.Context, t *nsThread, sp Spec, ep endpoint, opts Options, clientTLS *tls.Config) error {
+func (s *Set) dial(ctx context.Context, t *nsThread, sp socketspec.Spec, ep socketspec.Endpoint, opts Options, clientTLS *tls.Config) error {
 	dctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	addrs := []netip.AddrPort{netip.AddrPortFrom(ep.ip, ep.port)}
-	if !ep.ip.IsValid() {
-		ips, err := t.resolver().LookupNetIP(dctx, "ip", ep.host)
+	addrs := []netip.AddrPort{netip.AddrPortFrom(ep.IP, ep.Port)}
+	if !ep.IP.IsValid() {
+		ips, err := t.resolver().LookupNetIP(dctx, "ip", ep.Host)
 		if err != nil {
-			return fmt.Errorf("sockets: %s: resolving %q: %w: check the host name, or write an IP address", sp, ep.host, err)
+			return fmt.Errorf("sockets: %s: resolving %q: %w: check the host name, or write an IP address", sp, ep.Host, err)
 		}
 		addrs = addrs[:0]
 		for _, ip := range ips {
-			addrs = append(addrs, netip.AddrPortFrom(ip.Unmap(), ep.port))
+			addrs = append(addrs, netip.AddrPortFrom(ip.Unmap(), ep.Port))
 		}
 	}
 	fd := -1
@@ -350,7 +352,7 @@ func (s *Set) dial(ctx context.Context, t *nsThread, sp Spec, ep endpoint, opts 
 		return openError(sp, errors.Join(errs...), opts.NetNS)
 	}
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if sp.Prot == TCP {
+	if sp.Prot == socketspec.TCP {
 		// The workload's engine sets the mode it wants on its duplicate.
 		if err := unix.SetNonblock(fd, false); err != nil {
 			unix.Close(fd)
@@ -368,9 +370,9 @@ func (s *Set) dial(ctx context.Context, t *nsThread, sp Spec, ep endpoint, opts 
 	}
 	cfg := clientTLS.Clone()
 	if cfg.ServerName == "" {
-		cfg.ServerName = ep.host
-		if ep.ip.IsValid() {
-			cfg.ServerName = ep.ip.WithZone("").String()
+		cfg.ServerName = ep.Host
+		if ep.IP.IsValid() {
+			cfg.ServerName = ep.IP.WithZone("").String()
 		}
 	}
 	tc := tls.Client(conn, cfg)

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"net"
 	"os"
+
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 )
 
 // Set is the open sockets of a Keep. Only Linux opens sockets; elsewhere
@@ -14,7 +17,7 @@ import (
 type Set struct{}
 
 // Open fails off Linux: a Keep's sockets need Linux (namespaces, eventfd).
-func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
+func Open(ctx context.Context, specs []socketspec.Spec, opts Options) (*Set, error) {
 	if len(specs) == 0 {
 		return &Set{}, nil
 	}
@@ -22,7 +25,7 @@ func Open(ctx context.Context, specs []Spec, opts Options) (*Set, error) {
 }
 
 // Sockets is empty off Linux.
-func (s *Set) Sockets() []Socket { return nil }
+func (s *Set) Sockets() []engine.Socket { return nil }
 
 // Addr is nil off Linux.
 func (s *Set) Addr(name string) net.Addr { return nil }

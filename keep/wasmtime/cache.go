@@ -7,12 +7,11 @@ import (
 	"runtime"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // The engine saves and loads native code for the Keep's module cache.
-var _ keep.Precompiler = (*Engine)(nil)
+var _ engine.Precompiler = (*Engine)(nil)
 
 // Fingerprint identifies the native code this engine produces: the
 // wasmtime-go release, the target and the settings New applies. wasmtime
@@ -25,7 +24,7 @@ func (e *Engine) Fingerprint() string {
 // Serialize returns the native code of a module compiled or loaded by a
 // wasmtime Engine: an ELF image, 3 times the size of a Go wasip1 module (8.5
 // MB for a 2.7 MB hello), in 10–23 ms.
-func (e *Engine) Serialize(m keep.Module) ([]byte, error) {
+func (e *Engine) Serialize(m engine.Module) ([]byte, error) {
 	mod, ok := m.(*Module)
 	if !ok {
 		return nil, fmt.Errorf("wasmtime: serialize: %T is not a wasmtime module", m)
@@ -44,7 +43,7 @@ func (e *Engine) Serialize(m keep.Module) ([]byte, error) {
 //
 // wasmtime checks that the code was made by the same release with
 // compatible settings, but trusts its content: it must come from Serialize.
-func (e *Engine) Load(ctx context.Context, path string) (keep.Module, error) {
+func (e *Engine) Load(ctx context.Context, path string) (engine.Module, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("wasmtime: load module: %w", err)
 	}

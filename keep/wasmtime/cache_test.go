@@ -13,7 +13,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 )
 
@@ -27,7 +27,7 @@ const (
 // module cache, and has another process load it in a fresh engine and run
 // it, as the second Keep of a module does.
 func TestCacheRoundTrip(t *testing.T) {
-	wasm, err := os.ReadFile(goWasm(t, "testdata/hello"))
+	wasm, err := os.ReadFile(fixtures.Wasm(t, "testdata/hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestCacheHelper(t *testing.T) {
 	loaded := time.Since(began)
 	entry.Close()
 	os.Stderr.WriteString("open and verify " + verified.Round(time.Microsecond).String() + ", load " + loaded.Round(time.Microsecond).String() + "\n")
-	status, err := m.Run(context.Background(), keep.RunOptions{
+	status, err := m.Run(context.Background(), engine.RunOptions{
 		Args: []string{"hello", "one"},
 		Env:  []string{"GREETING=" + os.Getenv("GREETING"), "EXIT_CODE=" + os.Getenv("EXIT_CODE")},
 	})
@@ -143,7 +143,7 @@ func TestLoadWithTrailer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, err := m.Run(context.Background(), keep.RunOptions{}); status != 42 || err != nil {
+	if status, err := m.Run(context.Background(), engine.RunOptions{}); status != 42 || err != nil {
 		t.Fatalf("Run of the loaded module: %d, %v; want 42", status, err)
 	}
 }
@@ -179,7 +179,7 @@ func TestSerializeForeignModule(t *testing.T) {
 
 type foreignModule struct{}
 
-func (foreignModule) Run(context.Context, keep.RunOptions) (int, error) { return 0, nil }
+func (foreignModule) Run(context.Context, engine.RunOptions) (int, error) { return 0, nil }
 
 func TestFingerprint(t *testing.T) {
 	fp := newEngine(t).Fingerprint()

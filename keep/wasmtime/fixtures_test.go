@@ -2,20 +2,16 @@ package wasmtime
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"golang.org/x/sys/unix"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // WAT fixtures. They are compiled with wasmtime.Wat2Wasm when a test needs
@@ -146,59 +142,9 @@ func wat(t testing.TB, text string) []byte {
 	return wasm
 }
 
-// goTool returns the go command that built this test, preferring the one in
-// GOROOT so that the wasip1 fixture uses the same toolchain.
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// fixtureDir holds the files built for this test process; TestMain creates
-// and removes it.
-var fixtureDir string
-
-// goFixtures are the Go wasip1 programs built by goWasm, by directory.
-var goFixtures sync.Map // name → *goFixture
-
-type goFixture struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// goWasm builds the Go program in dir (relative to this package) for wasip1
-// once per test process and returns the path of the .wasm file.
-func goWasm(t testing.TB, dir string) string {
-	t.Helper()
-	name := filepath.Base(dir)
-	v, _ := goFixtures.LoadOrStore(dir, &goFixture{})
-	f := v.(*goFixture)
-	f.once.Do(func() {
-		out := filepath.Join(fixtureDir, name+".wasm")
-		cmd := exec.Command(goTool(), "build", "-o", out, "main.go")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			f.err = fmt.Errorf("%w\n%s", err, msg)
-			return
-		}
-		f.path = out
-	})
-	if f.err != nil {
-		t.Fatalf("build %s for wasip1: %v", dir, f.err)
-	}
-	return f.path
-}
+// fixtures builds the Go wasip1 programs (fixtures.Wasm(t, dir), dir
+// relative to this package) once per test process; TestMain removes it.
+var fixtures wasmfixture.Cache
 
 // goModules are Go fixtures compiled by goModule, by directory, all with
 // fixtureEngine. Compiling a Go program takes seconds; tests share them.
@@ -213,16 +159,16 @@ var (
 
 type goModuleOnce struct {
 	once sync.Once
-	m    keep.Module
+	m    engine.Module
 	err  error
 }
 
 // goModule builds and compiles the Go program in dir once per test process.
 // The modules share one engine, so a test that cancels a run of one must
 // not overlap with another test's run (see the package documentation).
-func goModule(t testing.TB, dir string) keep.Module {
+func goModule(t testing.TB, dir string) engine.Module {
 	t.Helper()
-	path := goWasm(t, dir)
+	path := fixtures.Wasm(t, dir)
 	fixtureEngine.once.Do(func() { fixtureEngine.e, fixtureEngine.err = New() })
 	if fixtureEngine.err != nil {
 		t.Fatalf("New: %v", fixtureEngine.err)
@@ -245,7 +191,7 @@ func goModule(t testing.TB, dir string) keep.Module {
 
 // listenSocket opens a loopback TCP listener and returns it with a Socket
 // named name holding a duplicate of it. Both are closed when the test ends.
-func listenSocket(t testing.TB, name string) (sockets.Socket, net.Listener) {
+func listenSocket(t testing.TB, name string) (engine.Socket, net.Listener) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -257,12 +203,12 @@ func listenSocket(t testing.TB, name string) (sockets.Socket, net.Listener) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return sockets.Socket{Name: name, File: f}, ln
+	return engine.Socket{Name: name, File: f}, ln
 }
 
 // dupSocket returns s with a duplicate of its File, for one more Run (Run
 // closes the File it is given).
-func dupSocket(t testing.TB, s sockets.Socket) sockets.Socket {
+func dupSocket(t testing.TB, s engine.Socket) engine.Socket {
 	t.Helper()
 	fd, err := unix.FcntlInt(s.File.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -270,5 +216,5 @@ func dupSocket(t testing.TB, s sockets.Socket) sockets.Socket {
 	}
 	f := os.NewFile(uintptr(fd), s.File.Name())
 	t.Cleanup(func() { f.Close() })
-	return sockets.Socket{Name: s.Name, File: f}
+	return engine.Socket{Name: s.Name, File: f}
 }

@@ -6,8 +6,7 @@ import (
 	"strings"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // minGrowthWindow is the smallest growthWindow: the Go runtime grows a
@@ -15,7 +14,7 @@ import (
 // no longer fits.
 const minGrowthWindow = 4 << 20
 
-// memoryLimit caps the linear memory of one run (keep.RunOptions.MemoryLimit)
+// memoryLimit caps the linear memory of one run (engine.RunOptions.MemoryLimit)
 // and recognises a run that failed because of the cap.
 //
 // wasmtime-go v39 only offers wasmtime's fixed store limiter: a memory.grow
@@ -97,7 +96,7 @@ func (l memoryLimit) explain(store *wasmtime.Store, inst *wasmtime.Instance, sta
 	if l.bytes <= 0 || inst == nil {
 		return status, err
 	}
-	var trap *keep.TrapError
+	var trap *engine.TrapError
 	var cause string
 	switch {
 	case err == nil && status == 0:
@@ -137,7 +136,7 @@ func (l memoryLimit) atCap(store *wasmtime.Store, inst *wasmtime.Instance) (int6
 // (the Keep exits with keep.StatusTrap, 134), an out-of-memory abort as a
 // native program's would be.
 func (l memoryLimit) exceeded(state, cause string) error {
-	return &keep.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the memory limit (ctr run --memory-limit, a pod's resources.limits.memory, enarx run --memory): %s", l.bytes, state, cause)}
+	return &engine.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the memory limit (ctr run --memory-limit, a pod's resources.limits.memory, enarx run --memory): %s", l.bytes, state, cause)}
 }
 
 // lastLine is the last line of a wasmtime error: its cause, after the

@@ -7,8 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // watGrowThen grows its memory one page at a time until memory.grow
@@ -35,7 +34,7 @@ func TestMemoryLimit(t *testing.T) {
 		limit int64
 		// wantStatus is checked when wantErr is empty.
 		wantStatus int
-		// wantErr lists what the *keep.TrapError's message must contain.
+		// wantErr lists what the *engine.TrapError's message must contain.
 		wantErr []string
 	}{
 		{
@@ -88,11 +87,11 @@ func TestMemoryLimit(t *testing.T) {
 		},
 	} {
 		for _, withSocket := range []bool{false, true} {
-			name, opts := tc.name, keep.RunOptions{MemoryLimit: tc.limit}
+			name, opts := tc.name, engine.RunOptions{MemoryLimit: tc.limit}
 			if withSocket {
 				// hostwasi's WASI instead of wasmtime's: the cap is the store's.
 				sock, _ := listenSocket(t, "web")
-				name, opts.Sockets = name+"/with a socket", []sockets.Socket{sock}
+				name, opts.Sockets = name+"/with a socket", []engine.Socket{sock}
 			}
 			t.Run(name, func(t *testing.T) {
 				m := compileWAT(t, e, tc.wat)
@@ -103,9 +102,9 @@ func TestMemoryLimit(t *testing.T) {
 					}
 					return
 				}
-				var trap *keep.TrapError
+				var trap *engine.TrapError
 				if !errors.As(err, &trap) {
-					t.Fatalf("Run = %d, %v; want a *keep.TrapError", status, err)
+					t.Fatalf("Run = %d, %v; want a *engine.TrapError", status, err)
 				}
 				for _, want := range tc.wantErr {
 					if !strings.Contains(trap.Message, want) {
@@ -136,10 +135,10 @@ func TestMemoryLimitGrowthWindow(t *testing.T) {
 // Go runtime exits with status 2 when memory.grow is refused, and Run turns
 // that into the cap's error.
 func TestMemoryLimitGo(t *testing.T) {
-	wasm := goWasm(t, "../../test/fixtures/alloc")
+	wasm := fixtures.Wasm(t, "../../test/fixtures/alloc")
 	t.Run("allocate until refused", func(t *testing.T) {
 		t.Parallel()
-		r := runChild(t, wasm, keep.RunOptions{Args: []string{"alloc"}, MemoryLimit: 32 << 20}, "")
+		r := runChild(t, wasm, engine.RunOptions{Args: []string{"alloc"}, MemoryLimit: 32 << 20}, "")
 		if r.status != helperFailure {
 			t.Fatalf("exit status %d, want the helper's failure %d; stderr: %s", r.status, helperFailure, r.stderr)
 		}
@@ -152,7 +151,7 @@ func TestMemoryLimitGo(t *testing.T) {
 	})
 	t.Run("allocate within the cap", func(t *testing.T) {
 		t.Parallel()
-		r := runChild(t, wasm, keep.RunOptions{Args: []string{"alloc", "8"}, MemoryLimit: 32 << 20}, "")
+		r := runChild(t, wasm, engine.RunOptions{Args: []string{"alloc", "8"}, MemoryLimit: 32 << 20}, "")
 		if r.status != 0 || !strings.Contains(r.stdout, "done, holding 8 blocks") {
 			t.Fatalf("exit status %d, want 0\nstdout: %s\nstderr: %s", r.status, r.stdout, r.stderr)
 		}
@@ -187,7 +186,7 @@ func TestTableLimit(t *testing.T) {
 	} {
 		t.Run("grow/"+tc.name, func(t *testing.T) {
 			m := compileWAT(t, e, strings.Replace(watTableGrow, "WANT", fmt.Sprint(tc.want), 2))
-			if status, err := m.Run(context.Background(), keep.RunOptions{MemoryLimit: tc.limit}); status != 0 || err != nil {
+			if status, err := m.Run(context.Background(), engine.RunOptions{MemoryLimit: tc.limit}); status != 0 || err != nil {
 				t.Errorf("Run = %d, %v; want the table capped near %d elements (0, nil)", status, err, tc.want)
 			}
 		})
@@ -204,7 +203,7 @@ func TestTableLimit(t *testing.T) {
 	} {
 		t.Run("declared/"+tc.name, func(t *testing.T) {
 			m := compileWAT(t, e, fmt.Sprintf(`(module (table %d funcref) (func (export "_start")))`, tc.elements))
-			_, err := m.Run(context.Background(), keep.RunOptions{MemoryLimit: tc.limit})
+			_, err := m.Run(context.Background(), engine.RunOptions{MemoryLimit: tc.limit})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), fmt.Sprintf("table minimum size of %d elements", tc.elements)) {
 				t.Errorf("Run: %v; want an error saying %q", err, tc.want)
 			}

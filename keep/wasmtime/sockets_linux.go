@@ -4,26 +4,22 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/wasmtime/hostwasi"
 )
 
 // newSocketWASI builds the hostwasi WASI of a run with sockets, from
 // options that validateRunOptions accepted. The Keep's own descriptors 0,
 // 1 and 2 are the workload's stdio, as with wasmtime's WASI.
-func newSocketWASI(opts keep.RunOptions) (socketWASI, error) {
+func newSocketWASI(opts engine.RunOptions) (socketWASI, error) {
 	cfg := hostwasi.Config{
-		Args:   opts.Args,
-		Env:    opts.Env,
-		Stdin:  os.Stdin,
-		Stdout: os.Stdout,
-		Stderr: os.Stderr,
-	}
-	for _, p := range opts.Preopens {
-		cfg.Preopens = append(cfg.Preopens, hostwasi.Preopen{HostPath: p.HostPath, GuestPath: p.GuestPath, ReadOnly: p.ReadOnly})
-	}
-	for _, s := range opts.Sockets {
-		cfg.Sockets = append(cfg.Sockets, hostwasi.Socket{Name: s.Name, File: s.File, Acceptor: s.Acceptor})
+		Args:     opts.Args,
+		Env:      opts.Env,
+		Stdin:    os.Stdin,
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Preopens: opts.Preopens,
+		Sockets:  opts.Sockets,
 	}
 	w, err := hostwasi.New(cfg)
 	if err != nil {

@@ -5,11 +5,11 @@ package wasmtime
 import (
 	"errors"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // newSocketWASI fails: package hostwasi, which gives a workload its
 // sockets, rests on Linux's openat2 and ppoll.
-func newSocketWASI(keep.RunOptions) (socketWASI, error) {
+func newSocketWASI(engine.RunOptions) (socketWASI, error) {
 	return nil, errors.New("wasmtime: sockets for the workload are supported on Linux only")
 }

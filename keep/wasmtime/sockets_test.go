@@ -17,10 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // server is a run of testdata/httpserver in this process.
@@ -34,7 +32,7 @@ type server struct {
 // startServer runs testdata/httpserver with opts (its argv is set here:
 // it serves on the socket called name) and waits until it answers through
 // client at base.
-func startServer(t *testing.T, opts keep.RunOptions, name string, client *http.Client, base string) *server {
+func startServer(t *testing.T, opts engine.RunOptions, name string, client *http.Client, base string) *server {
 	t.Helper()
 	m := goModule(t, "testdata/httpserver")
 	opts.Args = []string{"httpserver", name}
@@ -112,10 +110,10 @@ func (s *server) wait(t *testing.T, d time.Duration) result {
 // its status.
 func TestSocketsListener(t *testing.T) {
 	sock, ln := listenSocket(t, "web")
-	opts := keep.RunOptions{
+	opts := engine.RunOptions{
 		Env:      []string{"FD_COUNT=1", "A=b", "FD_NAMES=stale"},
-		Preopens: []keep.Preopen{{HostPath: t.TempDir(), GuestPath: "/data"}},
-		Sockets:  []sockets.Socket{sock},
+		Preopens: []engine.Preopen{{HostPath: t.TempDir(), GuestPath: "/data"}},
+		Sockets:  []engine.Socket{sock},
 	}
 	s := startServer(t, opts, "web", &http.Client{Timeout: 10 * time.Second}, "http://"+ln.Addr().String())
 	for i := range 20 {
@@ -134,7 +132,7 @@ func TestSocketsListener(t *testing.T) {
 	}
 }
 
-// acceptor is a sockets.Acceptor as the Keep's TLS terminator is one: a
+// acceptor is a engine.Acceptor as the Keep's TLS terminator is one: a
 // queue of socketpair ends and an eventfd (semaphore mode) that counts
 // them.
 type acceptor struct {
@@ -144,7 +142,7 @@ type acceptor struct {
 	accepted atomic.Int32
 }
 
-var _ sockets.Acceptor = (*acceptor)(nil)
+var _ engine.Acceptor = (*acceptor)(nil)
 
 func newAcceptor(t *testing.T) *acceptor {
 	t.Helper()
@@ -209,7 +207,7 @@ func TestSocketsAcceptor(t *testing.T) {
 	a := newAcceptor(t)
 	tr := &http.Transport{DialContext: a.dial}
 	defer tr.CloseIdleConnections()
-	opts := keep.RunOptions{Sockets: []sockets.Socket{{Name: "tls", Acceptor: a}}}
+	opts := engine.RunOptions{Sockets: []engine.Socket{{Name: "tls", Acceptor: a}}}
 	s := startServer(t, opts, "tls", &http.Client{Transport: tr, Timeout: 10 * time.Second}, "http://workload")
 	for i := range 10 {
 		if got, want := s.get(t, fmt.Sprintf("/y%d", i)), fmt.Sprintf("hello from /y%d\n", i); got != want {
@@ -227,7 +225,7 @@ func TestSocketsAcceptor(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 	s.cancel()
-	if r := s.wait(t, 5*time.Second); !errors.Is(r.err, keep.ErrInterrupted) {
+	if r := s.wait(t, 5*time.Second); !errors.Is(r.err, engine.ErrInterrupted) {
 		t.Errorf("Run() after cancel = %d, %v; want ErrInterrupted", r.status, r.err)
 	}
 }
@@ -263,9 +261,9 @@ func TestSocketsConnected(t *testing.T) {
 	}
 	defer f.Close()
 	conn.Close() // the workload's is the only one left open, in the child
-	r := runChild(t, goWasm(t, "testdata/httpclient"), keep.RunOptions{
+	r := runChild(t, fixtures.Wasm(t, "testdata/httpclient"), engine.RunOptions{
 		Args:    []string{"httpclient", "upstream", "/ping"},
-		Sockets: []sockets.Socket{{Name: "upstream", File: f}},
+		Sockets: []engine.Socket{{Name: "upstream", File: f}},
 	}, "")
 	if r.status != 0 {
 		t.Fatalf("exit status %d, want 0; stderr: %s", r.status, r.stderr)
@@ -304,7 +302,7 @@ func TestSocketsInterrupt(t *testing.T) {
 			defer cancel()
 			done := make(chan result, 1)
 			go func() {
-				status, err := m.Run(ctx, keep.RunOptions{Args: []string{"httpserver", "web"}, Sockets: []sockets.Socket{sock}})
+				status, err := m.Run(ctx, engine.RunOptions{Args: []string{"httpserver", "web"}, Sockets: []engine.Socket{sock}})
 				done <- result{status, err}
 			}()
 			// Once it has answered, it is back in accept, waiting.
@@ -331,10 +329,10 @@ func TestSocketsInterrupt(t *testing.T) {
 			if el := time.Since(stopped); el > time.Second {
 				t.Errorf("Run returned %v after ctx was done, want < 1s", el)
 			}
-			if !errors.Is(r.err, keep.ErrInterrupted) || !errors.Is(r.err, tc.cause) {
+			if !errors.Is(r.err, engine.ErrInterrupted) || !errors.Is(r.err, tc.cause) {
 				t.Fatalf("Run() = %d, %v; want ErrInterrupted and %v", r.status, r.err, tc.cause)
 			}
-			var trap *keep.TrapError
+			var trap *engine.TrapError
 			if errors.As(r.err, &trap) {
 				t.Errorf("interruption reported as a trap: %v", r.err)
 			}
@@ -351,18 +349,18 @@ func TestSocketsExitStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		wat     string
-		opts    keep.RunOptions
+		opts    engine.RunOptions
 		status  int
 		wantErr string
 	}{
-		{"proc_exit", watExit42, keep.RunOptions{}, 42, ""},
-		{"proc_exit 0", exit(0), keep.RunOptions{}, 0, ""},
-		{"proc_exit 125", exit(125), keep.RunOptions{}, 125, ""},
-		{"return", watReturn, keep.RunOptions{}, 0, ""},
-		{"reactor", watReactor, keep.RunOptions{Entrypoint: "run"}, 5, ""},
-		{"command ignores _initialize", watCommandWithInitialize, keep.RunOptions{}, 3, ""},
-		{"proc_exit 126", exit(126), keep.RunOptions{}, 0, "outside of [0..126)"},
-		{"proc_exit -1", exit(-1), keep.RunOptions{}, 0, "outside of [0..126)"},
+		{"proc_exit", watExit42, engine.RunOptions{}, 42, ""},
+		{"proc_exit 0", exit(0), engine.RunOptions{}, 0, ""},
+		{"proc_exit 125", exit(125), engine.RunOptions{}, 125, ""},
+		{"return", watReturn, engine.RunOptions{}, 0, ""},
+		{"reactor", watReactor, engine.RunOptions{Entrypoint: "run"}, 5, ""},
+		{"command ignores _initialize", watCommandWithInitialize, engine.RunOptions{}, 3, ""},
+		{"proc_exit 126", exit(126), engine.RunOptions{}, 0, "outside of [0..126)"},
+		{"proc_exit -1", exit(-1), engine.RunOptions{}, 0, "outside of [0..126)"},
 	} {
 		m := compileWAT(t, e, tc.wat)
 		for _, withSocket := range []bool{false, true} {
@@ -371,7 +369,7 @@ func TestSocketsExitStatus(t *testing.T) {
 			if withSocket {
 				name = tc.name + "/hostwasi"
 				sock, _ := listenSocket(t, "web")
-				opts.Sockets = []sockets.Socket{sock}
+				opts.Sockets = []engine.Socket{sock}
 			}
 			t.Run(name, func(t *testing.T) {
 				status, err := m.Run(context.Background(), opts)
@@ -381,7 +379,7 @@ func TestSocketsExitStatus(t *testing.T) {
 					}
 					return
 				}
-				var trap *keep.TrapError
+				var trap *engine.TrapError
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || errors.As(err, &trap) {
 					t.Fatalf("Run() = %d, %v; want an error (not a trap) containing %q", status, err, tc.wantErr)
 				}
@@ -405,12 +403,12 @@ const watAdvise = `(module
 // wasmtime's WASI.
 func TestSocketsChooseWASI(t *testing.T) {
 	m := compileWAT(t, newEngine(t), watAdvise)
-	status, err := m.Run(context.Background(), keep.RunOptions{})
+	status, err := m.Run(context.Background(), engine.RunOptions{})
 	if err != nil || status != 8 {
 		t.Errorf("without sockets: fd_advise answered %d (err %v), want 8 (EBADF) from wasmtime's WASI", status, err)
 	}
 	sock, _ := listenSocket(t, "web")
-	status, err = m.Run(context.Background(), keep.RunOptions{Sockets: []sockets.Socket{sock}})
+	status, err = m.Run(context.Background(), engine.RunOptions{Sockets: []engine.Socket{sock}})
 	if err != nil || status != 52 {
 		t.Errorf("with a socket: fd_advise answered %d (err %v), want 52 (ENOSYS) from hostwasi", status, err)
 	}
@@ -428,16 +426,16 @@ func TestSocketsBadOptions(t *testing.T) {
 	defer notSocket.Close()
 	for _, tc := range []struct {
 		name string
-		opts keep.RunOptions
+		opts engine.RunOptions
 		want string
 	}{
-		{"arg NUL", keep.RunOptions{Args: []string{"prog", "a\x00b"}, Sockets: []sockets.Socket{sock}}, "argument 1 contains a NUL byte"},
-		{"env NUL", keep.RunOptions{Env: []string{"A=b\x00c"}, Sockets: []sockets.Socket{sock}}, `"A" contains a NUL byte`},
-		{"env without =", keep.RunOptions{Env: []string{"NOVALUE"}, Sockets: []sockets.Socket{sock}}, `"NOVALUE" is not KEY=value`},
-		{"neither File nor Acceptor", keep.RunOptions{Sockets: []sockets.Socket{{Name: "empty"}}}, `socket "empty": neither a File nor an Acceptor`},
-		{"not a socket", keep.RunOptions{Sockets: []sockets.Socket{{Name: "null", File: notSocket}}}, `socket "null": /dev/null is not a socket`},
-		{"name with :", keep.RunOptions{Sockets: []sockets.Socket{{Name: "a:b", File: sock.File}}}, `socket "a:b"`},
-		{"missing preopen", keep.RunOptions{Preopens: []keep.Preopen{{HostPath: "/nonexistent", GuestPath: "/data"}}, Sockets: []sockets.Socket{sock}}, `preopen "/nonexistent"`},
+		{"arg NUL", engine.RunOptions{Args: []string{"prog", "a\x00b"}, Sockets: []engine.Socket{sock}}, "argument 1 contains a NUL byte"},
+		{"env NUL", engine.RunOptions{Env: []string{"A=b\x00c"}, Sockets: []engine.Socket{sock}}, `"A" contains a NUL byte`},
+		{"env without =", engine.RunOptions{Env: []string{"NOVALUE"}, Sockets: []engine.Socket{sock}}, `"NOVALUE" is not KEY=value`},
+		{"neither File nor Acceptor", engine.RunOptions{Sockets: []engine.Socket{{Name: "empty"}}}, `socket "empty": neither a File nor an Acceptor`},
+		{"not a socket", engine.RunOptions{Sockets: []engine.Socket{{Name: "null", File: notSocket}}}, `socket "null": /dev/null is not a socket`},
+		{"name with :", engine.RunOptions{Sockets: []engine.Socket{{Name: "a:b", File: sock.File}}}, `socket "a:b"`},
+		{"missing preopen", engine.RunOptions{Preopens: []engine.Preopen{{HostPath: "/nonexistent", GuestPath: "/data"}}, Sockets: []engine.Socket{sock}}, `preopen "/nonexistent"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, err := m.Run(context.Background(), tc.opts)
@@ -464,11 +462,11 @@ func TestSocketsPrestat(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		fd   int
-		opts keep.RunOptions
+		opts engine.RunOptions
 	}{
-		{"stdout, wasmtime WASI", 1, keep.RunOptions{}},
-		{"stdout, hostwasi", 1, keep.RunOptions{Sockets: []sockets.Socket{dupSocket(t, sock)}}},
-		{"the socket, hostwasi", 3, keep.RunOptions{Sockets: []sockets.Socket{dupSocket(t, sock)}}},
+		{"stdout, wasmtime WASI", 1, engine.RunOptions{}},
+		{"stdout, hostwasi", 1, engine.RunOptions{Sockets: []engine.Socket{dupSocket(t, sock)}}},
+		{"the socket, hostwasi", 3, engine.RunOptions{Sockets: []engine.Socket{dupSocket(t, sock)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := compileWAT(t, e, strings.Replace(watPrestat, "FD", fmt.Sprint(tc.fd), 1))

@@ -1,7 +1,7 @@
-// Package wasmtime implements keep.Engine with wasmtime-go (Cranelift, cgo).
+// Package wasmtime implements engine.Engine with wasmtime-go (Cranelift, cgo).
 //
 // Everything wasmtime-specific stays in this package: the rest of the Keep
-// sees only keep.Engine, keep.Module and the errors defined by package keep.
+// sees only engine.Engine, engine.Module and the errors defined by package keep.
 //
 // # Cancellation
 //
@@ -10,7 +10,7 @@
 // goroutine increments the engine's epoch when the run's context is done. The
 // generated code checks the epoch at function entries and loop back-edges, so
 // a spinning module traps with an "interrupt" trap and Run returns an error
-// matching keep.ErrInterrupted.
+// matching engine.ErrInterrupted.
 //
 // Two limits follow from wasmtime's design, and the callers must live with
 // them:
@@ -25,7 +25,7 @@
 //   - The epoch belongs to the engine, not to the store. Cancelling one run
 //     also trips every other run on the same Engine that has a cancellable
 //     context (their deadline is the same next tick). Such a collateral trap is
-//     reported as a *keep.TrapError, never as keep.ErrInterrupted, because that
+//     reported as a *engine.TrapError, never as engine.ErrInterrupted, because that
 //     run's own context was not cancelled. Runs whose context can never be
 //     cancelled (ctx.Done() == nil) get a deadline that is never reached and
 //     are immune. Use one Engine per workload when this matters; wasmtime-go
@@ -35,7 +35,7 @@
 //
 // A workload without sockets gets wasmtime's own WASI preview 1
 // (Linker.DefineWasi). wasmtime-go's WASI cannot hold sockets, so a workload
-// with keep.RunOptions.Sockets gets package hostwasi's, written in Go on the
+// with engine.RunOptions.Sockets gets package hostwasi's, written in Go on the
 // same engine: the same argv, environment, stdio and preopens, the sockets at
 // the descriptors after the preopens, and FD_COUNT/FD_NAMES naming every
 // descriptor (docs/networking.md).
@@ -49,8 +49,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
-
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // Version is the wasmtime-go release this package is built and tested
@@ -78,8 +77,8 @@ type Engine struct {
 
 // Compile-time checks that the wasmtime types implement the Keep seams.
 var (
-	_ keep.Engine = (*Engine)(nil)
-	_ keep.Module = (*Module)(nil)
+	_ engine.Engine = (*Engine)(nil)
+	_ engine.Module = (*Module)(nil)
 )
 
 // settings names the Config settings that New applies, for Fingerprint: a
@@ -116,7 +115,7 @@ func (e *Engine) Name() string { return "wasmtime-go " + Version }
 // Compilation itself cannot be interrupted: ctx is only checked before it
 // starts. A large module (a Go program is a few MB) takes on the order of
 // seconds with Cranelift.
-func (e *Engine) Compile(ctx context.Context, wasm []byte) (keep.Module, error) {
+func (e *Engine) Compile(ctx context.Context, wasm []byte) (engine.Module, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("wasmtime: compile module: %w", err)
 	}
@@ -291,7 +290,7 @@ func (m *Module) checkCallable(role, name string) error {
 }
 
 // Run instantiates the module in a new store with WASI preview 1 and calls the
-// entrypoint. See keep.Module for the contract and the package documentation
+// entrypoint. See engine.Module for the contract and the package documentation
 // for how cancellation works and where it does not, and for which WASI a run
 // gets: wasmtime's, or package hostwasi's when opts.Sockets is not empty.
 //
@@ -301,22 +300,22 @@ func (m *Module) checkCallable(role, name string) error {
 //
 // Exit status: proc_exit(n) anywhere (start function, _initialize or the
 // entrypoint) gives (n, nil); the entrypoint returning gives (0, nil). A trap
-// gives a *keep.TrapError, and an interruption because ctx was cancelled an
-// error matching both keep.ErrInterrupted and ctx's error.
+// gives a *engine.TrapError, and an interruption because ctx was cancelled an
+// error matching both engine.ErrInterrupted and ctx's error.
 //
 // opts.MemoryLimit caps each linear memory (see memoryLimit): a module whose
 // initial memory is above it, or that fails after growing to it, gives a
-// *keep.TrapError that starts with "memory limit N bytes exceeded".
-func (m *Module) Run(ctx context.Context, opts keep.RunOptions) (int, error) {
+// *engine.TrapError that starts with "memory limit N bytes exceeded".
+func (m *Module) Run(ctx context.Context, opts engine.RunOptions) (int, error) {
 	entry := opts.Entrypoint
 	if entry == "" {
-		entry = keep.DefaultEntrypoint
+		entry = engine.DefaultEntrypoint
 	}
 	if err := m.checkCallable("entrypoint", entry); err != nil {
 		return 0, err
 	}
 	callInit := false
-	if entry != keep.DefaultEntrypoint && entry != initializeExport {
+	if entry != engine.DefaultEntrypoint && entry != initializeExport {
 		if _, ok := m.lookup(initializeExport); ok {
 			if err := m.checkCallable("reactor initializer", initializeExport); err != nil {
 				return 0, err
@@ -441,20 +440,16 @@ const maxListedImports = 10
 // the environment as NUL-terminated strings, so an embedded NUL would
 // silently truncate them. It rejects those instead, and environment entries
 // that are not KEY=value.
-func validateRunOptions(opts keep.RunOptions) error {
-	for i, a := range opts.Args {
-		if strings.IndexByte(a, 0) >= 0 {
-			return fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
-		}
+func validateRunOptions(opts engine.RunOptions) error {
+	if i := engine.BadArg(opts.Args); i >= 0 {
+		return fmt.Errorf("wasmtime: argument %d contains a NUL byte", i)
 	}
-	for _, kv := range opts.Env {
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
-		}
-		if strings.IndexByte(kv, 0) >= 0 {
+	if i := engine.BadEnv(opts.Env); i >= 0 {
+		kv := opts.Env[i]
+		if k, _, ok := strings.Cut(kv, "="); ok && k != "" {
 			return fmt.Errorf("wasmtime: environment variable %q contains a NUL byte", k)
 		}
+		return fmt.Errorf("wasmtime: environment entry %q is not KEY=value", kv)
 	}
 	for _, p := range opts.Preopens {
 		if strings.IndexByte(p.HostPath, 0) >= 0 || strings.IndexByte(p.GuestPath, 0) >= 0 || p.GuestPath == "" {
@@ -466,7 +461,7 @@ func validateRunOptions(opts keep.RunOptions) error {
 
 // newWasiConfig builds wasmtime's WASI context of a run without sockets,
 // from options that validateRunOptions accepted.
-func newWasiConfig(opts keep.RunOptions) (*wasmtime.WasiConfig, error) {
+func newWasiConfig(opts engine.RunOptions) (*wasmtime.WasiConfig, error) {
 	keys := make([]string, 0, len(opts.Env))
 	values := make([]string, 0, len(opts.Env))
 	for _, kv := range opts.Env {
@@ -581,12 +576,12 @@ func (w *watcher) result(ctx context.Context, what string, err error) (int, erro
 		if code := trap.Code(); code != nil && *code == wasmtime.Interrupt && w.fired.Load() {
 			return 0, interrupted(ctx)
 		}
-		return 0, &keep.TrapError{Message: trapMessage(trap)}
+		return 0, &engine.TrapError{Message: trapMessage(trap)}
 	}
 	return 0, fmt.Errorf("wasmtime: %s: %s", what, errorText(err))
 }
 
-// trapMessage describes a trap for keep.TrapError: the cause first, then
+// trapMessage describes a trap for engine.TrapError: the cause first, then
 // the wasm backtrace.
 //
 // wasmtime formats a trap as "error while executing at wasm backtrace:
@@ -639,8 +634,8 @@ func errorText(err error) string {
 }
 
 // interrupted is the error for a run stopped because ctx is done. It matches
-// keep.ErrInterrupted and ctx's own error (context.Canceled or
+// engine.ErrInterrupted and ctx's own error (context.Canceled or
 // context.DeadlineExceeded) with errors.Is.
 func interrupted(ctx context.Context) error {
-	return fmt.Errorf("wasmtime: %w: %w", keep.ErrInterrupted, context.Cause(ctx))
+	return fmt.Errorf("wasmtime: %w: %w", engine.ErrInterrupted, context.Cause(ctx))
 }

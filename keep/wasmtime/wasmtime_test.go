@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // Environment variables of the helper process. A module writes to the real
@@ -23,7 +23,7 @@ import (
 const (
 	helperEnv     = "ENARX_ENGINE_HELPER"      // "1" in the child
 	helperWasmEnv = "ENARX_ENGINE_HELPER_WASM" // path of the module
-	helperOptsEnv = "ENARX_ENGINE_HELPER_OPTS" // keep.RunOptions as JSON
+	helperOptsEnv = "ENARX_ENGINE_HELPER_OPTS" // engine.RunOptions as JSON
 	// helperSocketsEnv names the sockets the child inherits at its
 	// descriptors 3, 4, ..., separated by ",": opts.Sockets cannot travel
 	// as JSON.
@@ -37,14 +37,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		os.Exit(runHelper())
 	}
-	dir, err := os.MkdirTemp("", "keep-wasmtime-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fixtureDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	fixtures.Remove()
 	os.Exit(code)
 }
 
@@ -60,13 +54,13 @@ func runHelper() int {
 	if err != nil {
 		return fail(err)
 	}
-	var opts keep.RunOptions
+	var opts engine.RunOptions
 	if err := json.Unmarshal([]byte(os.Getenv(helperOptsEnv)), &opts); err != nil {
 		return fail(err)
 	}
 	if names := os.Getenv(helperSocketsEnv); names != "" {
 		for i, name := range strings.Split(names, ",") {
-			opts.Sockets = append(opts.Sockets, sockets.Socket{Name: name, File: os.NewFile(uintptr(3+i), name)})
+			opts.Sockets = append(opts.Sockets, engine.Socket{Name: name, File: os.NewFile(uintptr(3+i), name)})
 		}
 	}
 	e, err := New()
@@ -93,7 +87,7 @@ type childResult struct {
 // runChild runs the module at wasmPath in a helper child with opts, stdin
 // as its standard input and extraEnv added to the child's own environment.
 // The child gets the Files of opts.Sockets, which must have no Acceptor.
-func runChild(t *testing.T, wasmPath string, opts keep.RunOptions, stdin string, extraEnv ...string) childResult {
+func runChild(t *testing.T, wasmPath string, opts engine.RunOptions, stdin string, extraEnv ...string) childResult {
 	t.Helper()
 	socks := opts.Sockets
 	opts.Sockets = nil
@@ -148,7 +142,7 @@ func newEngine(t testing.TB) *Engine {
 }
 
 // compileWAT compiles a WAT fixture with e.
-func compileWAT(t testing.TB, e *Engine, text string) keep.Module {
+func compileWAT(t testing.TB, e *Engine, text string) engine.Module {
 	t.Helper()
 	m, err := e.Compile(context.Background(), wat(t, text))
 	if err != nil {
@@ -167,7 +161,7 @@ func TestName(t *testing.T) {
 // update Version. Test binaries carry no dependency build info, so ask the go
 // command which version the module selects.
 func TestVersionMatchesGoMod(t *testing.T) {
-	out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Version}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
+	out, err := exec.Command(wasmfixture.GoTool(), "list", "-m", "-f", "{{.Version}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
 	if err != nil {
 		t.Fatalf("go list -m: %v", err)
 	}
@@ -237,18 +231,18 @@ func TestExitStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		wat    string
-		opts   keep.RunOptions
+		opts   engine.RunOptions
 		status int
 	}{
-		{"proc_exit", watExit42, keep.RunOptions{}, 42},
-		{"return", watReturn, keep.RunOptions{}, 0},
-		{"explicit _start", watExit42, keep.RunOptions{Entrypoint: "_start"}, 42},
-		{"custom entrypoint", watExports, keep.RunOptions{Entrypoint: "run"}, 7},
-		{"entrypoint with results", watExports, keep.RunOptions{Entrypoint: "answer"}, 0},
-		{"entrypoint with reference result", watSIMD, keep.RunOptions{Entrypoint: "ref"}, 0},
-		{"reactor _initialize first", watReactor, keep.RunOptions{Entrypoint: "run"}, 5},
-		{"reactor _initialize as entrypoint", watReactor, keep.RunOptions{Entrypoint: "_initialize"}, 0},
-		{"command ignores _initialize", watCommandWithInitialize, keep.RunOptions{}, 3},
+		{"proc_exit", watExit42, engine.RunOptions{}, 42},
+		{"return", watReturn, engine.RunOptions{}, 0},
+		{"explicit _start", watExit42, engine.RunOptions{Entrypoint: "_start"}, 42},
+		{"custom entrypoint", watExports, engine.RunOptions{Entrypoint: "run"}, 7},
+		{"entrypoint with results", watExports, engine.RunOptions{Entrypoint: "answer"}, 0},
+		{"entrypoint with reference result", watSIMD, engine.RunOptions{Entrypoint: "ref"}, 0},
+		{"reactor _initialize first", watReactor, engine.RunOptions{Entrypoint: "run"}, 5},
+		{"reactor _initialize as entrypoint", watReactor, engine.RunOptions{Entrypoint: "_initialize"}, 0},
+		{"command ignores _initialize", watCommandWithInitialize, engine.RunOptions{}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := compileWAT(t, e, tc.wat)
@@ -268,7 +262,7 @@ func TestExitStatus(t *testing.T) {
 func TestRunTwice(t *testing.T) {
 	m := compileWAT(t, newEngine(t), watReactor)
 	for i := range 2 {
-		status, err := m.Run(context.Background(), keep.RunOptions{Entrypoint: "run"})
+		status, err := m.Run(context.Background(), engine.RunOptions{Entrypoint: "run"})
 		if err != nil || status != 5 {
 			t.Errorf("run %d: Run() = %d, %v; want 5, nil", i, status, err)
 		}
@@ -290,10 +284,10 @@ func TestTrap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := compileWAT(t, e, tc.wat)
-			status, err := m.Run(context.Background(), keep.RunOptions{})
-			var trap *keep.TrapError
+			status, err := m.Run(context.Background(), engine.RunOptions{})
+			var trap *engine.TrapError
 			if !errors.As(err, &trap) {
-				t.Fatalf("Run() = %d, %v (%T); want a *keep.TrapError", status, err, err)
+				t.Fatalf("Run() = %d, %v (%T); want a *engine.TrapError", status, err, err)
 			}
 			if status != 0 {
 				t.Errorf("status = %d with a trap, want 0", status)
@@ -309,7 +303,7 @@ func TestTrap(t *testing.T) {
 			if strings.Contains(trap.Message, "Stack backtrace") {
 				t.Errorf("trap message %q has the host's native backtrace", trap.Message)
 			}
-			if errors.Is(err, keep.ErrInterrupted) {
+			if errors.Is(err, engine.ErrInterrupted) {
 				t.Errorf("a plain trap matches ErrInterrupted")
 			}
 		})
@@ -321,7 +315,7 @@ func TestEntrypointErrors(t *testing.T) {
 	exports := compileWAT(t, e, watExports)
 	for _, tc := range []struct {
 		name  string
-		mod   keep.Module
+		mod   engine.Module
 		entry string
 		want  []string
 	}{
@@ -336,7 +330,7 @@ func TestEntrypointErrors(t *testing.T) {
 		{"v128 param", compileWAT(t, e, watSIMD), "take", []string{`"take"`, "parameters (v128)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, err := tc.mod.Run(context.Background(), keep.RunOptions{Entrypoint: tc.entry})
+			status, err := tc.mod.Run(context.Background(), engine.RunOptions{Entrypoint: tc.entry})
 			if err == nil {
 				t.Fatalf("Run() = %d, nil; want an error", status)
 			}
@@ -345,7 +339,7 @@ func TestEntrypointErrors(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			var trap *keep.TrapError
+			var trap *engine.TrapError
 			if errors.As(err, &trap) {
 				t.Errorf("entrypoint error is a trap: %v", err)
 			}
@@ -395,7 +389,7 @@ func TestImportErrors(t *testing.T) {
 
 	// A WASI import with the wrong type is wasmtime's own error; it must
 	// still name the import.
-	_, err = compileWAT(t, e, watWrongWASISignature).Run(context.Background(), keep.RunOptions{})
+	_, err = compileWAT(t, e, watWrongWASISignature).Run(context.Background(), engine.RunOptions{})
 	if err == nil || !strings.Contains(err.Error(), "proc_exit") {
 		t.Errorf("Run with a mistyped WASI import: err = %v, want an error naming proc_exit", err)
 	}
@@ -405,13 +399,13 @@ func TestBadRunOptions(t *testing.T) {
 	m := compileWAT(t, newEngine(t), watExit42)
 	for _, tc := range []struct {
 		name string
-		opts keep.RunOptions
+		opts engine.RunOptions
 		want string
 	}{
-		{"env without =", keep.RunOptions{Env: []string{"NOVALUE"}}, `"NOVALUE" is not KEY=value`},
-		{"env empty key", keep.RunOptions{Env: []string{"=x"}}, `"=x" is not KEY=value`},
-		{"env NUL", keep.RunOptions{Env: []string{"A=b\x00c"}}, `"A" contains a NUL byte`},
-		{"arg NUL", keep.RunOptions{Args: []string{"prog", "a\x00b"}}, "argument 1 contains a NUL byte"},
+		{"env without =", engine.RunOptions{Env: []string{"NOVALUE"}}, `"NOVALUE" is not KEY=value`},
+		{"env empty key", engine.RunOptions{Env: []string{"=x"}}, `"=x" is not KEY=value`},
+		{"env NUL", engine.RunOptions{Env: []string{"A=b\x00c"}}, `"A" contains a NUL byte`},
+		{"arg NUL", engine.RunOptions{Args: []string{"prog", "a\x00b"}}, "argument 1 contains a NUL byte"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := m.Run(context.Background(), tc.opts)
@@ -446,13 +440,13 @@ func TestInterrupt(t *testing.T) {
 			r := await(t, run(ctx, m))
 			status, err := r.status, r.err
 			elapsed := time.Since(start)
-			if !errors.Is(err, keep.ErrInterrupted) {
+			if !errors.Is(err, engine.ErrInterrupted) {
 				t.Fatalf("Run() = %d, %v; want ErrInterrupted", status, err)
 			}
 			if !errors.Is(err, tc.cause) {
 				t.Errorf("err %v does not match the context's error %v", err, tc.cause)
 			}
-			var trap *keep.TrapError
+			var trap *engine.TrapError
 			if errors.As(err, &trap) {
 				t.Errorf("interruption reported as a trap: %v", err)
 			}
@@ -469,8 +463,8 @@ func TestAlreadyCancelled(t *testing.T) {
 	m := compileWAT(t, newEngine(t), watExit42)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	status, err := m.Run(ctx, keep.RunOptions{})
-	if !errors.Is(err, keep.ErrInterrupted) || !errors.Is(err, context.Canceled) {
+	status, err := m.Run(ctx, engine.RunOptions{})
+	if !errors.Is(err, engine.ErrInterrupted) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run() = %d, %v; want ErrInterrupted and context.Canceled", status, err)
 	}
 	if status != 0 {
@@ -485,10 +479,10 @@ type result struct {
 }
 
 // run starts m.Run in a goroutine.
-func run(ctx context.Context, m keep.Module) <-chan result {
+func run(ctx context.Context, m engine.Module) <-chan result {
 	c := make(chan result, 1)
 	go func() {
-		status, err := m.Run(ctx, keep.RunOptions{})
+		status, err := m.Run(ctx, engine.RunOptions{})
 		c <- result{status, err}
 	}()
 	return c
@@ -517,7 +511,7 @@ func TestFinishedRunIsNotInterrupted(t *testing.T) {
 	spin := compileWAT(t, e, watSpin300ms)
 
 	ctxA, cancelA := context.WithCancel(context.Background())
-	if status, err := quick.Run(ctxA, keep.RunOptions{}); err != nil || status != 42 {
+	if status, err := quick.Run(ctxA, engine.RunOptions{}); err != nil || status != 42 {
 		t.Fatalf("first run: Run() = %d, %v; want 42, nil", status, err)
 	}
 
@@ -559,16 +553,16 @@ func TestSharedEngineInterrupts(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	cancel()
 
-	if r := await(t, victim); !errors.Is(r.err, keep.ErrInterrupted) {
+	if r := await(t, victim); !errors.Is(r.err, engine.ErrInterrupted) {
 		t.Errorf("cancelled run: Run() = %d, %v; want ErrInterrupted", r.status, r.err)
 	}
 	r := await(t, bystander)
 	if bystanderCtx.Err() != nil {
 		t.Fatalf("the bystander run was not tripped by the other run's interrupt; Run() = %d, %v", r.status, r.err)
 	}
-	var trap *keep.TrapError
-	if !errors.As(r.err, &trap) || errors.Is(r.err, keep.ErrInterrupted) {
-		t.Errorf("bystander run: Run() = %d, %v (%T); want a *keep.TrapError, not ErrInterrupted", r.status, r.err, r.err)
+	var trap *engine.TrapError
+	if !errors.As(r.err, &trap) || errors.Is(r.err, engine.ErrInterrupted) {
+		t.Errorf("bystander run: Run() = %d, %v (%T); want a *engine.TrapError, not ErrInterrupted", r.status, r.err, r.err)
 	} else if !strings.Contains(trap.Message, "interrupt") {
 		t.Errorf("bystander trap %q does not say it was an interrupt", trap.Message)
 	}
@@ -578,10 +572,10 @@ func TestSharedEngineInterrupts(t *testing.T) {
 }
 
 func TestGoHello(t *testing.T) {
-	wasm := goWasm(t, "testdata/hello")
+	wasm := fixtures.Wasm(t, "testdata/hello")
 	t.Run("args env and output", func(t *testing.T) {
 		t.Parallel()
-		r := runChild(t, wasm, keep.RunOptions{
+		r := runChild(t, wasm, engine.RunOptions{
 			Args: []string{"hello", "a b", "c"},
 			Env:  []string{"GREETING=bonjour=salut", "OTHER=x"},
 		}, "", "GREETING=leaked-from-host")
@@ -598,7 +592,7 @@ func TestGoHello(t *testing.T) {
 	})
 	t.Run("host environment not inherited", func(t *testing.T) {
 		t.Parallel()
-		r := runChild(t, wasm, keep.RunOptions{Args: []string{"hello"}}, "", "GREETING=leaked-from-host")
+		r := runChild(t, wasm, engine.RunOptions{Args: []string{"hello"}}, "", "GREETING=leaked-from-host")
 		if r.status != 0 {
 			t.Fatalf("exit status %d, want 0; stderr: %s", r.status, r.stderr)
 		}
@@ -608,14 +602,14 @@ func TestGoHello(t *testing.T) {
 	})
 	t.Run("exit status", func(t *testing.T) {
 		t.Parallel()
-		r := runChild(t, wasm, keep.RunOptions{Args: []string{"hello"}, Env: []string{"EXIT_CODE=7"}}, "")
+		r := runChild(t, wasm, engine.RunOptions{Args: []string{"hello"}, Env: []string{"EXIT_CODE=7"}}, "")
 		if r.status != 7 {
 			t.Errorf("exit status %d, want 7; stderr: %s", r.status, r.stderr)
 		}
 	})
 	t.Run("stdin", func(t *testing.T) {
 		t.Parallel()
-		r := runChild(t, wasm, keep.RunOptions{Args: []string{"hello", "--cat"}}, "piped input\n")
+		r := runChild(t, wasm, engine.RunOptions{Args: []string{"hello", "--cat"}}, "piped input\n")
 		if r.status != 0 {
 			t.Fatalf("exit status %d, want 0; stderr: %s", r.status, r.stderr)
 		}
@@ -626,11 +620,11 @@ func TestGoHello(t *testing.T) {
 }
 
 func TestWATOutputAndExitInChild(t *testing.T) {
-	r := runChild(t, writeWAT(t, watHello), keep.RunOptions{}, "")
+	r := runChild(t, writeWAT(t, watHello), engine.RunOptions{}, "")
 	if r.status != 0 || r.stdout != "hi\n" || r.stderr != "" {
 		t.Errorf("hello WAT: status %d, stdout %q, stderr %q; want 0, %q, %q", r.status, r.stdout, r.stderr, "hi\n", "")
 	}
-	r = runChild(t, writeWAT(t, watExit42), keep.RunOptions{}, "")
+	r = runChild(t, writeWAT(t, watExit42), engine.RunOptions{}, "")
 	if r.status != 42 {
 		t.Errorf("proc_exit(42) WAT: child exit status %d, want 42; stderr: %s", r.status, r.stderr)
 	}
@@ -640,7 +634,7 @@ func TestWATOutputAndExitInChild(t *testing.T) {
 // appends the host's native backtrace to its messages (RUST_BACKTRACE=1 is
 // read once per process, hence the child) and checks that it is left out.
 func TestTrapMessageWithRustBacktrace(t *testing.T) {
-	r := runChild(t, writeWAT(t, watUnreachable), keep.RunOptions{}, "", "RUST_BACKTRACE=1")
+	r := runChild(t, writeWAT(t, watUnreachable), engine.RunOptions{}, "", "RUST_BACKTRACE=1")
 	if r.status != helperFailure {
 		t.Fatalf("child exit status %d, want %d; stderr: %s", r.status, helperFailure, r.stderr)
 	}

@@ -5,6 +5,7 @@ package hostwasi
 import (
 	"os"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +27,7 @@ type entry struct {
 	owned  bool     // file is ours to close (stdio defaulting to /dev/null)
 	// acceptor hands out the connections of a listener the host accepts
 	// on; it is the host's, never closed here.
-	acceptor Acceptor
+	acceptor engine.Acceptor
 	// preopen is the guest path of a preopened directory, "" otherwise.
 	preopen string
 	// readOnly: nothing opened through this directory may be written,

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // probe runs test/fixtures/fsprobe with args and the preopens, and returns
 // its result lines by command ("read /x" -> "ok: text" or "error: ...").
-func probe(t *testing.T, preopens []Preopen, args ...string) (map[string]string, string) {
+func probe(t *testing.T, preopens []engine.Preopen, args ...string) (map[string]string, string) {
 	t.Helper()
 	return probeWith(t, Config{Preopens: preopens}, args...)
 }
@@ -86,7 +88,7 @@ func TestFilesReadWrite(t *testing.T) {
 	writeFile(t, filepath.Join(root, "hello.txt"), "root hello")
 	writeFile(t, filepath.Join(ro, "inside.txt"), "read only")
 	writeFile(t, filepath.Join(rw, "old.txt"), "old")
-	preopens := []Preopen{{HostPath: root, GuestPath: "/"}, {HostPath: ro, GuestPath: "/data", ReadOnly: true}, {HostPath: rw, GuestPath: "/out"}}
+	preopens := []engine.Preopen{{HostPath: root, GuestPath: "/"}, {HostPath: ro, GuestPath: "/data", ReadOnly: true}, {HostPath: rw, GuestPath: "/out"}}
 	got, out := probe(t, preopens,
 		"read", "/hello.txt", "ls", "/", "ls", "/data", "read", "/data/inside.txt", "stat", "/data/inside.txt", "stat", "/sub",
 		"write", "/data/new.txt", "x", "write", "/data/inside.txt", "x", "append", "/data/inside.txt", "x",
@@ -180,7 +182,7 @@ func TestFilesEscapes(t *testing.T) {
 	for _, a := range attempts {
 		args = append(args, strings.Fields(a)...)
 	}
-	preopens := []Preopen{{HostPath: root, GuestPath: "/"}, {HostPath: shared, GuestPath: "/data", ReadOnly: true}}
+	preopens := []engine.Preopen{{HostPath: root, GuestPath: "/"}, {HostPath: shared, GuestPath: "/data", ReadOnly: true}}
 	got, out := probe(t, preopens, args...)
 	want := map[string]string{"read /etc/hostname": "ok: image hostname", "openat 4 a.txt": "ok: shared", "read /inside": "ok: image hostname"}
 	for _, a := range attempts {

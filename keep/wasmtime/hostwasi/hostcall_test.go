@@ -26,13 +26,13 @@ func benchHostCall(b *testing.B, define func(*wasmtime.Linker) error) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mod, err := wasmtime.NewModule(engine, wasm)
+	mod, err := wasmtime.NewModule(wasmEngine, wasm)
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := wasmtime.NewStore(engine)
+	store := wasmtime.NewStore(wasmEngine)
 	defer store.Close()
-	linker := wasmtime.NewLinker(engine)
+	linker := wasmtime.NewLinker(wasmEngine)
 	if err := define(linker); err != nil {
 		b.Fatal(err)
 	}

@@ -9,9 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -19,49 +17,39 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
-// buildWasip1 builds the Go program in dir for GOOS=wasip1, once per test
-// binary run.
-func buildWasip1(t testing.TB, dir string) []byte {
-	t.Helper()
-	builtMu.Lock()
-	defer builtMu.Unlock()
-	if b, ok := built[dir]; ok {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "prog.wasm")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goTool, "build", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s for wasip1: %v\n%s", dir, err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	built[dir] = b
-	return b
+// fixtures builds the Go programs the tests run for GOOS=wasip1, once per
+// test binary run; TestMain removes it.
+var fixtures wasmfixture.Cache
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fixtures.Remove()
+	os.Exit(code)
 }
 
 var (
-	builtMu sync.Mutex
-	built   = map[string][]byte{}
-	engine  = wasmtime.NewEngine()
-	modMu   sync.Mutex
-	modules = map[string]*wasmtime.Module{}
+	wasmEngine = wasmtime.NewEngine()
+	modMu      sync.Mutex
+	modules    = map[string]*wasmtime.Module{}
 )
 
 func compile(t testing.TB, dir string) *wasmtime.Module {
-	wasm := buildWasip1(t, dir)
+	path := fixtures.Wasm(t, dir)
 	modMu.Lock()
 	defer modMu.Unlock()
 	if m, ok := modules[dir]; ok {
 		return m
 	}
-	m, err := wasmtime.NewModule(engine, wasm)
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := wasmtime.NewModule(wasmEngine, wasm)
 	if err != nil {
 		t.Fatalf("compile %s: %v", dir, err)
 	}
@@ -74,9 +62,9 @@ func compile(t testing.TB, dir string) *wasmtime.Module {
 func run(ctx context.Context, mod *wasmtime.Module, w *WASI) (int32, error) {
 	stop := context.AfterFunc(ctx, w.Interrupt)
 	defer stop()
-	store := wasmtime.NewStore(engine)
+	store := wasmtime.NewStore(wasmEngine)
 	defer store.Close()
-	linker := wasmtime.NewLinker(engine)
+	linker := wasmtime.NewLinker(wasmEngine)
 	defer linker.Close()
 	if err := w.Define(linker); err != nil {
 		return 0, err
@@ -108,7 +96,7 @@ func TestHTTPServer(t *testing.T) {
 	}
 	errf, _ := os.CreateTemp(t.TempDir(), "stderr")
 	defer errf.Close()
-	w, err := New(Config{Args: []string{"httpserver", "web"}, Stderr: errf, Sockets: []Socket{{Name: "web", File: lf}}})
+	w, err := New(Config{Args: []string{"httpserver", "web"}, Stderr: errf, Sockets: []engine.Socket{{Name: "web", File: lf}}})
 	lf.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
 // sub is a poll_oneoff subscription for the tests: a clock (fd < 0,
@@ -79,7 +80,7 @@ func pollFixture(t *testing.T) (*WASI, *os.File, net.Conn, int32) {
 	defer ln.Close()
 	lf, _ := ln.(*net.TCPListener).File()
 	defer lf.Close()
-	w, err := New(Config{Stdin: r, Preopens: []Preopen{{HostPath: dir, GuestPath: "/"}}, Sockets: []Socket{{Name: "l", File: lf}}})
+	w, err := New(Config{Stdin: r, Preopens: []engine.Preopen{{HostPath: dir, GuestPath: "/"}}, Sockets: []engine.Socket{{Name: "l", File: lf}}})
 	if err != nil {
 		t.Fatal(err)
 	}

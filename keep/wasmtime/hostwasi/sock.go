@@ -5,44 +5,15 @@ package hostwasi
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
 
-// Socket is a stream socket the host gives the workload: a descriptor it
-// finds by Name in FD_NAMES. Exactly one of File and Acceptor is set.
-type Socket struct {
-	// Name labels the descriptor in FD_NAMES; it cannot contain ':'.
-	Name string
-	// File is a listening socket (the workload's sock_accept accepts on
-	// it) or a connected one (the workload reads and writes it). New
-	// duplicates it, and the duplicate shares the open file description:
-	// the socket is non-blocking for the caller too from then on. The
-	// caller keeps and closes its own.
-	File *os.File
-	// Acceptor is a listener whose connections the host accepts itself
-	// (after a TLS handshake, say) and hands to the workload.
-	Acceptor Acceptor
-}
-
-// Acceptor hands the workload connections the host accepted. It has the
-// method set of keep/sockets.Acceptor, so that the engine passes one on as
-// it is.
-type Acceptor interface {
-	// PollFD is a descriptor that polls readable while a connection is
-	// waiting; poll_oneoff waits on it for the listener's read readiness.
-	PollFD() int
-	// Accept returns a waiting connection without blocking, or an error
-	// matching unix.EAGAIN when none is waiting. The WASI takes the file:
-	// it becomes one of the workload's connections.
-	Accept() (*os.File, error)
-}
-
 // openSocket makes the entry of one of Config.Sockets: a listener for an
 // Acceptor or a listening File, a connection for a connected File.
-func openSocket(s Socket) (*entry, error) {
+func openSocket(s engine.Socket) (*entry, error) {
 	if s.Name == "" || strings.ContainsAny(s.Name, ":\x00") {
 		return nil, fmt.Errorf("hostwasi: socket %q: a name must be non-empty, without ':' or NUL (FD_NAMES separates names with ':')", s.Name)
 	}
@@ -115,7 +86,7 @@ func sockAccept(w *WASI, c *call) errno {
 // acceptFrom takes a connection from an Acceptor as a non-blocking
 // descriptor of the WASI's own. EAGAIN is the workload's to wait on
 // (poll_oneoff on PollFD).
-func acceptFrom(a Acceptor) (int, errno) {
+func acceptFrom(a engine.Acceptor) (int, errno) {
 	f, err := a.Accept()
 	if err != nil {
 		if errors.Is(err, unix.EAGAIN) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,8 +129,8 @@ func TestSockets(t *testing.T) {
 	a := newFakeAcceptor(t)
 	w, err := New(Config{
 		Env:      []string{"FD_NAMES=old", "X=1", "FD_COUNT=9"},
-		Preopens: []Preopen{{HostPath: t.TempDir(), GuestPath: "/d"}},
-		Sockets:  []Socket{{Name: "l", File: lf}, {Name: "c", File: cf}, {Name: "a", Acceptor: a}},
+		Preopens: []engine.Preopen{{HostPath: t.TempDir(), GuestPath: "/d"}},
+		Sockets:  []engine.Socket{{Name: "l", File: lf}, {Name: "c", File: cf}, {Name: "a", Acceptor: a}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,14 +229,14 @@ func TestSocketErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"neither", Config{Sockets: []Socket{{Name: "s"}}}, `socket "s": neither a File nor an Acceptor`},
-		{"both", Config{Sockets: []Socket{{Name: "s", File: lf, Acceptor: a}}}, `socket "s": both a File and an Acceptor`},
-		{"no name", Config{Sockets: []Socket{{File: lf}}}, `socket "": a name must be non-empty`},
-		{"name with :", Config{Sockets: []Socket{{Name: "a:b", File: lf}}}, `socket "a:b": a name must be non-empty, without ':'`},
-		{"datagram", Config{Sockets: []Socket{{Name: "u", File: uf}}}, `socket "u": ` + uf.Name() + ` is not a stream socket`},
-		{"not a socket", Config{Sockets: []Socket{{Name: "f", File: regular}}}, `socket "f": ` + regular.Name() + ` is not a socket`},
-		{"acceptor without a descriptor", Config{Sockets: []Socket{{Name: "a", Acceptor: badAcceptor{}}}}, `socket "a": the Acceptor has no descriptor to poll`},
-		{"preopen with :", Config{Preopens: []Preopen{{HostPath: t.TempDir(), GuestPath: "/a:b"}}, Sockets: []Socket{{Name: "l", File: lf}}}, `at "/a:b": a guest path with ':'`},
+		{"neither", Config{Sockets: []engine.Socket{{Name: "s"}}}, `socket "s": neither a File nor an Acceptor`},
+		{"both", Config{Sockets: []engine.Socket{{Name: "s", File: lf, Acceptor: a}}}, `socket "s": both a File and an Acceptor`},
+		{"no name", Config{Sockets: []engine.Socket{{File: lf}}}, `socket "": a name must be non-empty`},
+		{"name with :", Config{Sockets: []engine.Socket{{Name: "a:b", File: lf}}}, `socket "a:b": a name must be non-empty, without ':'`},
+		{"datagram", Config{Sockets: []engine.Socket{{Name: "u", File: uf}}}, `socket "u": ` + uf.Name() + ` is not a stream socket`},
+		{"not a socket", Config{Sockets: []engine.Socket{{Name: "f", File: regular}}}, `socket "f": ` + regular.Name() + ` is not a socket`},
+		{"acceptor without a descriptor", Config{Sockets: []engine.Socket{{Name: "a", Acceptor: badAcceptor{}}}}, `socket "a": the Acceptor has no descriptor to poll`},
+		{"preopen with :", Config{Preopens: []engine.Preopen{{HostPath: t.TempDir(), GuestPath: "/a:b"}}, Sockets: []engine.Socket{{Name: "l", File: lf}}}, `at "/a:b": a guest path with ':'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := New(tc.cfg)
@@ -261,7 +262,7 @@ func (badAcceptor) Accept() (*os.File, error) { return nil, unix.EAGAIN }
 // workload's.
 func TestAcceptor(t *testing.T) {
 	a := newFakeAcceptor(t)
-	w, err := New(Config{Sockets: []Socket{{Name: "tls", Acceptor: a}}})
+	w, err := New(Config{Sockets: []engine.Socket{{Name: "tls", Acceptor: a}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,8 +360,8 @@ func TestFilesWithSockets(t *testing.T) {
 	lf, _ := ln.(*net.TCPListener).File()
 	defer lf.Close()
 	got, o := probeWith(t, Config{
-		Preopens: []Preopen{{HostPath: root, GuestPath: "/"}, {HostPath: out, GuestPath: "/out"}},
-		Sockets:  []Socket{{Name: "web", File: lf}},
+		Preopens: []engine.Preopen{{HostPath: root, GuestPath: "/"}, {HostPath: out, GuestPath: "/out"}},
+		Sockets:  []engine.Socket{{Name: "web", File: lf}},
 	}, "read", "/hello.txt", "write", "/out/new.txt", "x", "env", "FD_NAMES")
 	expect(t, got, o, map[string]string{
 		"read /hello.txt":    "ok: root hello",

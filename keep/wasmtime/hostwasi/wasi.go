@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,20 +34,17 @@ type Config struct {
 	// /dev/null. The WASI does not close them.
 	Stdin, Stdout, Stderr *os.File
 	// Preopens are directories, at descriptors 3, 4, ... in this order.
-	Preopens []Preopen
-	// Sockets are stream sockets, at the descriptors after the preopens,
-	// in this order. With sockets, FD_COUNT and FD_NAMES describe every
-	// descriptor from 0 (see New).
-	Sockets []Socket
-}
-
-// Preopen gives the workload a host directory at GuestPath.
-type Preopen struct {
-	HostPath  string
-	GuestPath string
-	// ReadOnly refuses opening for writing, creating, truncating,
+	// A read-only one refuses opening for writing, creating, truncating,
 	// removing and renaming.
-	ReadOnly bool
+	Preopens []engine.Preopen
+	// Sockets are stream sockets, at the descriptors after the preopens,
+	// in this order; a name cannot contain ':', and exactly one of File
+	// and Acceptor is set. With sockets, FD_COUNT and FD_NAMES describe
+	// every descriptor from 0 (see New). New duplicates each File, and the
+	// duplicate shares the open file description: the socket is
+	// non-blocking for the caller too from then on. The caller keeps and
+	// closes its own. An Acceptor's connections become the workload's.
+	Sockets []engine.Socket
 }
 
 // WASI is one instance's WASI state: its descriptor table and exit status.

@@ -1,0 +1,344 @@
+// Package cgroup is the control group of a Keep: the container's cgroup
+// (linux.cgroupsPath of the OCI spec), made and filled with the spec's
+// resources when the Keep starts, in which the kernel limits and accounts
+// the whole Keep process, read for the container's metrics and removed with
+// the task. It works on cgroup v1, hybrid and unified hosts through
+// containerd's cgroups library.
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+)
+
+// unifiedMountpoint is where cgroup v2 is mounted on a unified host.
+const unifiedMountpoint = "/sys/fs/cgroup"
+
+// Cgroup is the control group of a Keep: the container's cgroup
+// (linux.cgroupsPath of the OCI spec), in which the kernel limits and
+// accounts the whole Keep process — its engine and compiled code as well as
+// its workload. On cgroup v1 and hybrid hosts it spans the v1 hierarchies;
+// on unified hosts it is a cgroup v2 group.
+type Cgroup struct {
+	path string
+	v1   cgroup1.Cgroup
+	v2   *cgroup2.Manager
+}
+
+// checkCgroupPath checks an OCI linux.cgroupsPath. An absolute path
+// ("/default/ID", as ctr and the cgroupfs drivers give) is the cgroup's path
+// in each hierarchy; a relative one is placed under the calling process's
+// own cgroup. The systemd driver's "slice:prefix:name" is refused: Keeps
+// are placed in cgroupfs groups only.
+func checkCgroupPath(path string) error {
+	if strings.Contains(path, ":") {
+		return fmt.Errorf("cgroup %q: systemd cgroup paths (slice:prefix:name) are not supported by the enarx runtime: use the cgroupfs driver (kubelet --cgroup-driver=cgroupfs, containerd's SystemdCgroup = false)", path)
+	}
+	if path == "" || path == "/" || path != filepath.Clean(path) {
+		return fmt.Errorf("cgroup %q: not a clean path below the root of the hierarchy", path)
+	}
+	return nil
+}
+
+// New creates the cgroup at path (an OCI linux.cgroupsPath), or takes it over when
+// it exists, and applies res to it, except:
+//
+//   - the memory limit and swap, which SetMemoryLimit applies once the Keep
+//     has compiled its module (compiling a Go module takes more memory than
+//     many containers are given for their workload);
+//   - devices: the workload sees no device (WASI), and the Keep must reach
+//     the TEE's (/dev/sev-guest, /dev/tdx_guest).
+//
+// res may be nil.
+func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
+	if err := checkCgroupPath(path); err != nil {
+		return nil, err
+	}
+	applied := withoutHeldBack(res)
+	c := &Cgroup{path: path}
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		group, err := v2Group(path)
+		if err != nil {
+			return nil, err
+		}
+		if c.v2, err = cgroup2.NewManager(unifiedMountpoint, group, cgroup2.ToResources(applied)); err != nil {
+			return nil, fmt.Errorf("cgroup %s: create: %w", path, err)
+		}
+		// Metrics of memory, CPU and PIDs whether or not the spec limits them.
+		if ctrls, err := c.v2.RootControllers(); err == nil {
+			if err := c.v2.ToggleControllers(ctrls, cgroup2.Enable); err != nil {
+				return nil, fmt.Errorf("cgroup %s: enable controllers %v: %w", path, ctrls, err)
+			}
+		}
+	case cgroups.Legacy, cgroups.Hybrid:
+		var err error
+		if c.v1, err = cgroup1.New(v1Path(path), applied); err != nil {
+			return nil, fmt.Errorf("cgroup %s: create: %w", path, err)
+		}
+	default:
+		return nil, fmt.Errorf("cgroup %s: no cgroup file system is mounted at %s", path, unifiedMountpoint)
+	}
+	return c, nil
+}
+
+// Load returns the existing cgroup at path (an OCI
+// linux.cgroupsPath), to read or delete it. A cgroup that does not exist is
+// an error matching os.ErrNotExist.
+func Load(path string) (*Cgroup, error) {
+	if err := checkCgroupPath(path); err != nil {
+		return nil, err
+	}
+	c := &Cgroup{path: path}
+	switch cgroups.Mode() {
+	case cgroups.Unified:
+		group, err := v2Group(path)
+		if err != nil {
+			return nil, err
+		}
+		if c.v2, err = cgroup2.Load(group); err != nil {
+			return nil, fmt.Errorf("cgroup %s: load: %w", path, err)
+		}
+		if _, err := os.Stat(filepath.Join(unifiedMountpoint, group)); err != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", path, err)
+		}
+	case cgroups.Legacy, cgroups.Hybrid:
+		var err error
+		if c.v1, err = cgroup1.Load(v1Path(path)); err != nil {
+			if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+				return nil, fmt.Errorf("cgroup %s: %w: %w", path, err, os.ErrNotExist)
+			}
+			return nil, fmt.Errorf("cgroup %s: load: %w", path, err)
+		}
+	default:
+		return nil, fmt.Errorf("cgroup %s: no cgroup file system is mounted at %s", path, unifiedMountpoint)
+	}
+	return c, nil
+}
+
+// v1Path places a relative path under the caller's own cgroup, in each
+// hierarchy.
+func v1Path(path string) cgroup1.Path {
+	if strings.HasPrefix(path, "/") {
+		return cgroup1.StaticPath(path)
+	}
+	return cgroup1.NestedPath(path)
+}
+
+// v2Group places a relative path under the caller's own cgroup.
+func v2Group(path string) (string, error) {
+	if strings.HasPrefix(path, "/") {
+		return path, nil
+	}
+	group, err := cgroup2.NestedGroupPath(path)
+	if err != nil {
+		return "", fmt.Errorf("cgroup %s: find own cgroup: %w", path, err)
+	}
+	return group, nil
+}
+
+// withoutHeldBack is res without what New does not apply: devices,
+// memory limit and swap.
+func withoutHeldBack(res *specs.LinuxResources) *specs.LinuxResources {
+	if res == nil {
+		return &specs.LinuxResources{}
+	}
+	r := *res
+	r.Devices = nil
+	if res.Memory != nil {
+		m := *res.Memory
+		m.Limit, m.Swap = nil, nil
+		r.Memory = &m
+	}
+	return &r
+}
+
+// Path is the cgroup's path, as given to New or Load.
+func (c *Cgroup) Path() string { return c.path }
+
+// Add moves process pid into the cgroup.
+func (c *Cgroup) Add(pid int) error {
+	var err error
+	if c.v2 != nil {
+		err = c.v2.AddProc(uint64(pid))
+	} else {
+		err = c.v1.AddProc(uint64(pid))
+	}
+	if err != nil {
+		return fmt.Errorf("cgroup %s: add process %d: %w", c.path, pid, err)
+	}
+	return nil
+}
+
+// MemoryUsage is the memory the cgroup's processes use now, in bytes.
+func (c *Cgroup) MemoryUsage() (uint64, error) {
+	if c.v2 != nil {
+		st, err := c.v2.StatFiltered(cgroup2.StatMemory)
+		if err != nil {
+			return 0, fmt.Errorf("cgroup %s: memory usage: %w", c.path, err)
+		}
+		if st.GetMemory() == nil {
+			return 0, fmt.Errorf("cgroup %s: memory usage: the memory controller is not enabled", c.path)
+		}
+		return st.GetMemory().GetUsage(), nil
+	}
+	st, err := c.v1.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %s: memory usage: %w", c.path, err)
+	}
+	if st.GetMemory().GetUsage() == nil {
+		return 0, fmt.Errorf("cgroup %s: memory usage: no memory controller", c.path)
+	}
+	return st.GetMemory().GetUsage().GetUsage(), nil
+}
+
+// NoMemoryLimit given to SetMemoryLimit lifts the memory limit: the largest
+// value, which both cgroup versions read as none (v1 shows it as
+// 9223372036854771712, v2 as "max").
+const NoMemoryLimit = math.MaxInt64
+
+// OOMKilled reports whether the kernel's OOM killer has killed a process
+// of the cgroup for want of memory within its limit: the oom_kill count of
+// memory.events (v2) or memory.oom_control (v1). On a v1 host whose
+// oom_control has no count (before Linux 4.13), it reports whether the
+// memory reached its limit (failcnt).
+func (c *Cgroup) OOMKilled() (bool, error) {
+	if c.v2 != nil {
+		st, err := c.v2.Stat()
+		if err != nil {
+			return false, fmt.Errorf("cgroup %s: memory events: %w", c.path, err)
+		}
+		return st.GetMemoryEvents().GetOomKill() > 0, nil
+	}
+	if strings.HasPrefix(c.path, "/") {
+		if b, err := os.ReadFile(filepath.Join(v1MemoryMountpoint, c.path, "memory.oom_control")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if n, ok := strings.CutPrefix(line, "oom_kill "); ok {
+					return strings.TrimSpace(n) != "0", nil
+				}
+			}
+		}
+	}
+	st, err := c.v1.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return false, fmt.Errorf("cgroup %s: memory usage: %w", c.path, err)
+	}
+	return st.GetMemory().GetUsage().GetFailcnt() > 0, nil
+}
+
+// v1MemoryMountpoint is where the v1 memory controller is mounted.
+const v1MemoryMountpoint = "/sys/fs/cgroup/memory"
+
+// SetMemoryLimit sets the kernel's memory limit of the cgroup to limit
+// bytes and, when swap is positive, memory plus swap to swap bytes (the OCI
+// spec's memory.limit and memory.swap).
+func (c *Cgroup) SetMemoryLimit(limit, swap int64) error {
+	mem := &specs.LinuxMemory{Limit: &limit}
+	if swap > 0 {
+		mem.Swap = &swap
+	}
+	var err error
+	if c.v2 != nil {
+		err = c.v2.Update(cgroup2.ToResources(&specs.LinuxResources{Memory: mem}))
+	} else {
+		err = c.v1.Update(&specs.LinuxResources{Memory: mem})
+	}
+	if err != nil {
+		return fmt.Errorf("cgroup %s: set memory limit %d: %w", c.path, limit, err)
+	}
+	return nil
+}
+
+// Metrics returns the cgroup's metrics as containerd reports them: a
+// *github.com/containerd/cgroups/v3/cgroup1/stats.Metrics on cgroup v1
+// hosts, a *github.com/containerd/cgroups/v3/cgroup2/stats.Metrics on
+// unified ones.
+func (c *Cgroup) Metrics() (proto.Message, error) {
+	if c.v2 != nil {
+		st, err := c.v2.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: metrics: %w", c.path, err)
+		}
+		return st, nil
+	}
+	st, err := c.v1.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: metrics: %w", c.path, err)
+	}
+	return st, nil
+}
+
+// Pids lists the processes in the cgroup.
+func (c *Cgroup) Pids() ([]int, error) {
+	var pids []int
+	if c.v2 != nil {
+		procs, err := c.v2.Procs(true)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: processes: %w", c.path, err)
+		}
+		for _, p := range procs {
+			pids = append(pids, int(p))
+		}
+		return pids, nil
+	}
+	subsystems := c.v1.Subsystems()
+	if len(subsystems) == 0 {
+		return nil, nil
+	}
+	procs, err := c.v1.Processes(subsystems[0].Name(), true)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: processes: %w", c.path, err)
+	}
+	seen := map[int]bool{}
+	for _, p := range procs {
+		if !seen[p.Pid] {
+			seen[p.Pid] = true
+			pids = append(pids, p.Pid)
+		}
+	}
+	return pids, nil
+}
+
+// cgroupEmptyTimeout bounds how long Delete waits for killed processes to
+// leave the cgroup.
+const cgroupEmptyTimeout = 2 * time.Second
+
+// Delete removes the cgroup. Processes still in it (a Keep whose shim
+// died) are killed first. A cgroup that is already gone is not an error.
+func (c *Cgroup) Delete() error {
+	pids, err := c.Pids()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if len(pids) > 0 {
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		deadline := time.Now().Add(cgroupEmptyTimeout)
+		for len(pids) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			pids, _ = c.Pids()
+		}
+	}
+	if c.v2 != nil {
+		err = c.v2.Delete()
+	} else {
+		err = c.v1.Delete()
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cgroup %s: delete: %w", c.path, err)
+	}
+	return nil
+}

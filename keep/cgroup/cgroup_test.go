@@ -1,0 +1,189 @@
+package cgroup
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestCheckCgroupPath(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want string // part of the error; empty for none
+	}{
+		{"/default/hello", ""},
+		{"/kubepods/burstable/pod1234/abcd", ""},
+		{"relative/id", ""},
+		{"system.slice:cri-containerd:abcd", "systemd cgroup paths (slice:prefix:name) are not supported"},
+		{"kubepods-besteffort-pod1.slice:cri-containerd:1", "cgroupfs driver"},
+		{"", "not a clean path"},
+		{"/", "not a clean path"},
+		{"/default/../../etc", "not a clean path"},
+		{"/default//id", "not a clean path"},
+	} {
+		err := checkCgroupPath(tc.path)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("checkCgroupPath(%q) = %v, want nil", tc.path, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("checkCgroupPath(%q) = %v, want an error saying %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+func TestWithoutHeldBack(t *testing.T) {
+	limit, swap, reservation, pids := int64(64<<20), int64(128<<20), int64(32<<20), int64(10)
+	res := &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+		Memory:  &specs.LinuxMemory{Limit: &limit, Swap: &swap, Reservation: &reservation},
+		Pids:    &specs.LinuxPids{Limit: &pids},
+	}
+	got := withoutHeldBack(res)
+	if got.Devices != nil || got.Memory.Limit != nil || got.Memory.Swap != nil {
+		t.Errorf("devices, memory limit or swap applied at creation: %+v %+v", got.Devices, got.Memory)
+	}
+	if got.Memory.Reservation == nil || *got.Memory.Reservation != reservation || got.Pids != res.Pids {
+		t.Errorf("other resources dropped: %+v", got)
+	}
+	if res.Memory.Limit == nil || res.Devices == nil {
+		t.Errorf("the spec's resources were modified")
+	}
+	if withoutHeldBack(nil) == nil {
+		t.Errorf("withoutHeldBack(nil) = nil, want empty resources")
+	}
+}
+
+func TestCgroupLifecycle(t *testing.T) {
+	cgrouptest.Require(t)
+	path := cgrouptest.Path(t, "keep")
+	pidsLimit := int64(64)
+	limit := int64(64 << 20)
+	shares := uint64(512)
+	cg, err := New(path, &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+		Memory:  &specs.LinuxMemory{Limit: &limit},
+		Pids:    &specs.LinuxPids{Limit: &pidsLimit},
+		CPU:     &specs.LinuxCPU{Shares: &shares},
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted {
+			_ = cg.Delete()
+		}
+	})
+
+	// The process uses its memory once in the cgroup: cgroup v1 does not
+	// move what it used before.
+	sleep := exec.Command("sh", "-c", "read go; exec sleep 60")
+	stdin, err := sleep.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = sleep.Process.Kill()
+		_ = sleep.Wait()
+	}()
+	if err := cg.Add(sleep.Process.Pid); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	procs, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains("\n"+string(procs), "\n"+strconv.Itoa(sleep.Process.Pid)+"\n") {
+		t.Errorf("cgroup.procs %q does not list pid %d", procs, sleep.Process.Pid)
+	}
+	if pids, err := cg.Pids(); err != nil || len(pids) != 1 || pids[0] != sleep.Process.Pid {
+		t.Errorf("Pids() = %v, %v; want [%d]", pids, err, sleep.Process.Pid)
+	}
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The memory limit waits for SetMemoryLimit.
+	limitFile := "memory.limit_in_bytes"
+	if cgroups.Mode() == cgroups.Unified {
+		limitFile = "memory.max"
+	}
+	readLimit := func() string {
+		b, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), limitFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if got := readLimit(); got == strconv.FormatInt(limit, 10) {
+		t.Errorf("%s = %s before SetMemoryLimit", limitFile, got)
+	}
+	if err := cg.SetMemoryLimit(limit, 0); err != nil {
+		t.Fatalf("SetMemoryLimit: %v", err)
+	}
+	if got := readLimit(); got != strconv.FormatInt(limit, 10) {
+		t.Errorf("%s = %s, want %d", limitFile, got, limit)
+	}
+
+	var used uint64
+	for deadline := time.Now().Add(5 * time.Second); used == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if used, err = cg.MemoryUsage(); err != nil {
+			t.Fatalf("MemoryUsage: %v", err)
+		}
+	}
+	if used == 0 {
+		t.Errorf("MemoryUsage() = 0 with a process that runs in the cgroup")
+	}
+	m, err := cg.Metrics()
+	if err != nil {
+		t.Fatalf("Metrics: %v", err)
+	}
+	switch m := m.(type) {
+	case *v1stats.Metrics:
+		if m.GetMemory().GetUsage().GetUsage() == 0 || m.GetPids().GetCurrent() != 1 || m.GetPids().GetLimit() != uint64(pidsLimit) {
+			t.Errorf("v1 metrics: memory %v, pids %v", m.GetMemory().GetUsage(), m.GetPids())
+		}
+	case *v2stats.Metrics:
+		if m.GetMemory().GetUsage() == 0 || m.GetPids().GetCurrent() != 1 || m.GetPids().GetLimit() != uint64(pidsLimit) {
+			t.Errorf("v2 metrics: memory %v, pids %v", m.GetMemory(), m.GetPids())
+		}
+	default:
+		t.Errorf("Metrics() is a %T", m)
+	}
+
+	loaded, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	// Delete kills what is left in the cgroup.
+	if err := loaded.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	deleted = true
+	if err := sleep.Wait(); err == nil {
+		t.Errorf("the process in the cgroup was not killed")
+	}
+	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup directory %s: %v, want it gone", cgrouptest.MemoryDir(path), err)
+	}
+	if _, err := Load(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a deleted cgroup: %v, want os.ErrNotExist", err)
+	}
+	if err := cg.Delete(); err != nil {
+		t.Errorf("a second Delete: %v", err)
+	}
+}

@@ -1,0 +1,268 @@
+package keep
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
+)
+
+// precompiler is an engine whose "native code" is "native:" and the module
+// bytes: enough to see what compile loads, compiles and stores.
+type precompiler struct {
+	fingerprint string
+	compiles    int
+	loads       int
+	// refuse makes Load fail, as wasmtime does for code made elsewhere.
+	refuse bool
+}
+
+type fakeModule struct{ code string }
+
+func (fakeModule) Run(context.Context, engine.RunOptions) (int, error) { return 0, nil }
+
+func (e *precompiler) Name() string { return "precompiler 1.0" }
+
+func (e *precompiler) Compile(_ context.Context, wasm []byte) (engine.Module, error) {
+	e.compiles++
+	if bytes.HasPrefix(wasm, []byte("bad")) {
+		return nil, errors.New("invalid module")
+	}
+	return fakeModule{code: string(wasm)}, nil
+}
+
+func (e *precompiler) Fingerprint() string { return e.fingerprint }
+
+func (e *precompiler) Serialize(m engine.Module) ([]byte, error) {
+	return []byte("native:" + m.(fakeModule).code + ";"), nil
+}
+
+func (e *precompiler) Load(_ context.Context, path string) (engine.Module, error) {
+	e.loads++
+	if e.refuse {
+		return nil, errors.New("compiled for another CPU")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	// What follows ';' is the cache's trailer.
+	code, _, ok := bytes.Cut(bytes.TrimPrefix(b, []byte("native:")), []byte(";"))
+	if !ok {
+		return nil, fmt.Errorf("not native code: %q", b)
+	}
+	return fakeModule{code: string(code)}, nil
+}
+
+// plainEngine cannot precompile.
+type plainEngine struct{}
+
+func (plainEngine) Name() string { return "plain 1.0" }
+func (plainEngine) Compile(_ context.Context, wasm []byte) (engine.Module, error) {
+	return fakeModule{code: string(wasm)}, nil
+}
+
+func compileWith(t *testing.T, e engine.Engine, dir, wasm string) (engine.Module, string) {
+	t.Helper()
+	m, status, err := compile(context.Background(), e, dir, []byte(wasm), "sha256:"+wasm)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	if got := m.(fakeModule).code; got != wasm {
+		t.Fatalf("compile returned module %q, want %q", got, wasm)
+	}
+	return m, status
+}
+
+func TestCompileCached(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	first := &precompiler{fingerprint: "v1"}
+	if _, status := compileWith(t, first, dir, "mod"); status != CacheMiss || first.compiles != 1 {
+		t.Fatalf("first start: status %q, %d compiles; want a miss", status, first.compiles)
+	}
+	// Another Keep: a fresh engine loads what the first stored.
+	second := &precompiler{fingerprint: "v1"}
+	if _, status := compileWith(t, second, dir, "mod"); status != CacheHit || second.compiles != 0 || second.loads != 1 {
+		t.Fatalf("second start: status %q, %d compiles, %d loads; want a hit", status, second.compiles, second.loads)
+	}
+	// Another engine version or setting does not load it.
+	other := &precompiler{fingerprint: "v2"}
+	if _, status := compileWith(t, other, dir, "mod"); status != CacheMiss || other.compiles != 1 {
+		t.Fatalf("other fingerprint: status %q, %d compiles; want a miss", status, other.compiles)
+	}
+	// Nor is another module's entry used.
+	if _, status := compileWith(t, second, dir, "mod2"); status != CacheMiss {
+		t.Fatalf("other module: status %q, want a miss", status)
+	}
+}
+
+func TestCompileCacheOff(t *testing.T) {
+	e := &precompiler{fingerprint: "v1"}
+	if _, status := compileWith(t, e, "", "mod"); status != CacheOff {
+		t.Errorf("no cache directory: status %q, want %q", status, CacheOff)
+	}
+	if _, status := compileWith(t, plainEngine{}, t.TempDir(), "mod"); !strings.HasPrefix(status, CacheOff+": engine plain 1.0 cannot precompile") {
+		t.Errorf("engine without precompilation: status %q", status)
+	}
+	// A directory others can write is refused, and the Keep compiles.
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777)
+	_, status := compileWith(t, e, open, "mod")
+	if !strings.HasPrefix(status, CacheOff+": ") || !strings.Contains(status, "lets others write it") {
+		t.Errorf("world-writable cache: status %q, want off with the reason", status)
+	}
+}
+
+func TestCompileErrorNotCached(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	e := &precompiler{fingerprint: "v1"}
+	if _, _, err := compile(context.Background(), e, dir, []byte("bad module"), "sha256:bad"); err == nil || err.Error() != "invalid module" {
+		t.Fatalf("compile of a bad module: %v, want the engine's error", err)
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*.entry"))
+	if len(names) != 0 {
+		t.Fatalf("a module that does not compile left entries: %v", names)
+	}
+}
+
+func TestCompileReplacesRefusedEntry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod")
+	// The entry verifies, but the engine refuses it: it is rebuilt.
+	refusing := &precompiler{fingerprint: "v1", refuse: true}
+	_, status := compileWith(t, refusing, dir, "mod")
+	if !strings.HasPrefix(status, CacheMiss+": replaced an entry the engine refused") || refusing.compiles != 1 {
+		t.Fatalf("refused entry: status %q, %d compiles", status, refusing.compiles)
+	}
+	if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != CacheHit {
+		t.Fatalf("after the rebuild: status %q, want a hit", status)
+	}
+}
+
+func TestCompileReplacesDamagedEntry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod")
+	path := filepath.Join(dir, moduleKey("v1", "sha256:mod")+".entry")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[2] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &precompiler{fingerprint: "v1"}
+	_, status := compileWith(t, e, dir, "mod")
+	if !strings.HasPrefix(status, CacheMiss+": replaced module cache: entry") || e.loads != 0 {
+		t.Fatalf("damaged entry: status %q, %d loads; want a rebuild that never loads it", status, e.loads)
+	}
+	if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != CacheHit {
+		t.Fatalf("after the rebuild: status %q, want a hit", status)
+	}
+}
+
+// TestFileDigestCache checks the runtime digest's cache: a hit for the same
+// file, a new digest when the file changes even with its mtime restored.
+func TestFileDigestCache(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	bin := filepath.Join(t.TempDir(), "shim")
+	if err := os.WriteFile(bin, bytes.Repeat([]byte("runtime v1 "), 100000), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	digest := func() (string, bool) {
+		t.Helper()
+		f, err := os.Open(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		want, err := hashFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, hit, err := fileDigest(f, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d != want {
+			t.Fatalf("fileDigest = %s, want %s", d, want)
+		}
+		return d, hit
+	}
+	d1, hit := digest()
+	if hit {
+		t.Fatal("first digest was a hit")
+	}
+	if d, hit := digest(); !hit || d != d1 {
+		t.Fatalf("second digest: %s, hit %v; want a hit", d, hit)
+	}
+
+	// Rewrite the binary in place, same size, and put its mtime back:
+	// the ctime still changes, so the key does.
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, bytes.Repeat([]byte("runtime v2 "), 100000), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(bin, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	d2, hit := digest()
+	if hit || d2 == d1 {
+		t.Fatalf("changed binary: %s, hit %v; want a new digest, hashed", d2, hit)
+	}
+
+	// An entry that is not a digest is not believed.
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := fileKey(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := modulecache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Put(key, []byte("sha256:not-a-digest\n")); err != nil {
+		t.Fatal(err)
+	}
+	if d, hit := digest(); hit || d != d2 {
+		t.Fatalf("malformed entry: %s, hit %v; want the hashed digest", d, hit)
+	}
+	if d, hit := digest(); !hit || d != d2 {
+		t.Fatalf("after a malformed entry: %s, hit %v; want a hit again", d, hit)
+	}
+}
+
+func TestExecutableDigest(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	plain, err := executableDigest("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		cached, err := executableDigest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cached != plain {
+			t.Fatalf("cached runtime digest %s, want %s", cached, plain)
+		}
+	}
+}

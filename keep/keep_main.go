@@ -1,0 +1,302 @@
+package keep
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// Exit statuses of a Keep besides the workload's own.
+const (
+	// StatusTrap is returned when the workload traps. It is 128+SIGABRT, as
+	// the wasmtime CLI returns for a trap.
+	StatusTrap = 134
+	// StatusFailed is returned when the Keep cannot run the workload.
+	StatusFailed = 1
+)
+
+// interruptGrace bounds how long an interrupted workload may take to stop.
+// Epoch interruption stops WebAssembly code at once, but not a blocking WASI
+// host call (a sleep, a read): after the grace the Keep exits regardless.
+const interruptGrace = 50 * time.Millisecond
+
+// EngineFactory creates the engine a Keep runs its workload with.
+type EngineFactory func() (engine.Engine, error)
+
+// Main is the Keep process. args are the arguments after Subcommand. It
+// returns the process exit status: the workload's, or 128+n when signal n
+// interrupted it, StatusTrap for a trap, StatusFailed when the Keep could not
+// run it. A crash signal (SIGSEGV, SIGABRT...) ends the Keep by that signal.
+func Main(args []string, newEngine EngineFactory) int {
+	fs := flag.NewFlagSet(Subcommand, flag.ContinueOnError)
+	id := fs.String("id", "", "container ID (for ps and logs)")
+	if err := fs.Parse(args); err != nil {
+		return StatusFailed
+	}
+	dieOfCrashSignals(*id)
+	ctl, err := net.FileConn(os.NewFile(controlFD, "keep-control"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "enarx keep: no control socket on fd %d: %v (a Keep is started by the shim, not by hand; use `enarx run` instead)\n", controlFD, err)
+		return StatusFailed
+	}
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+
+	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
+	fail := func(err error) int {
+		_ = enc.Encode(response{Error: err.Error()})
+		return StatusFailed
+	}
+	var req request
+	if err := dec.Decode(&req); err != nil || req.Config == nil {
+		return fail(fmt.Errorf("read keep config: %v", err))
+	}
+	cfg := *req.Config
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	if err := checkNullStdio(cfg.NullStdio); err != nil {
+		return fail(err)
+	}
+	ctx := context.Background()
+	k, err := prepare(ctx, cfg, newEngine)
+	if err != nil {
+		return fail(err)
+	}
+	// The sockets are open before the Keep reports ready, so that a port
+	// in use fails the container's creation with the reason.
+	socks, err := openSockets(ctx, cfg, k.identity)
+	if err != nil {
+		return fail(err)
+	}
+	if socks != nil {
+		defer socks.Close()
+		k.ready.Sockets = describeSockets(cfg.Sockets, socks)
+		if hasTLS(cfg.Sockets) {
+			k.ready.TLSIdentity = k.identity.tlsIdentityName()
+		}
+	}
+	if err := enc.Encode(response{Ready: &k.ready}); err != nil {
+		return StatusFailed
+	}
+
+	// Serve the shim: run once, and fresh evidence whenever asked. A
+	// signal or the shim going away ends a created Keep; a running one
+	// goes on without its shim.
+	runc := make(chan error, 1)
+	go serveControl(ctx, dec, enc, k.identity, runc)
+	select {
+	case sig := <-signals:
+		return 128 + int(sig.(syscall.Signal))
+	case err := <-runc:
+		if err != nil {
+			return StatusFailed
+		}
+	}
+	if err := nullStdio(cfg.NullStdio); err != nil {
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
+		return StatusFailed
+	}
+	return run(ctx, cfg, k.module, socks, signals)
+}
+
+// serveControl answers the shim's requests after ready. The first error
+// or run is sent on runc.
+func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id *identity, runc chan<- error) {
+	started := false
+	for {
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			if !started {
+				runc <- err
+			}
+			return
+		}
+		switch {
+		case req.Run && !started:
+			started = true
+			runc <- nil
+		case req.Attest != nil:
+			var resp response
+			if evidence, err := id.evidenceWith(ctx, req.Attest.Nonce); err != nil {
+				resp.Error = err.Error()
+			} else if resp.Evidence, err = evidence.Marshal(); err != nil {
+				resp.Error = err.Error()
+			}
+			if err := enc.Encode(resp); err != nil {
+				return
+			}
+		default:
+			_ = enc.Encode(response{Error: "unexpected control message"})
+		}
+	}
+}
+
+// prepared is a Keep ready to run its workload: the compiled module, the
+// Keep's identity and what the Keep reports to the shim.
+type prepared struct {
+	module   engine.Module
+	identity *identity
+	ready    Ready
+}
+
+// prepare loads, measures and compiles the module, and makes the Keep's
+// identity on its backend: a fresh key pair, the workload, the runtime and
+// the config bound into the TEE's report, and a certificate when a Steward
+// is configured.
+func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepared, error) {
+	wasm, err := os.ReadFile(cfg.Module)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	sum := sha256.Sum256(wasm)
+	workloadDigest := "sha256:" + hex.EncodeToString(sum[:])
+	name := cfg.Backend
+	if name == "" {
+		name = nodepolicy.BackendNil
+	}
+	backend, err := LookupBackend(name)
+	if err != nil {
+		return nil, err
+	}
+	provider, err := backend.Provider()
+	if err != nil {
+		return nil, fmt.Errorf("%s backend: %w", name, err)
+	}
+	// Attesting (hashing the runtime binary, the TEE's report, the
+	// Steward) and compiling are independent: the identity is made while
+	// the module compiles, so it adds nothing to start-up but its own CPU
+	// time.
+	type made struct {
+		id  *identity
+		err error
+	}
+	identityc := make(chan made, 1)
+	go func() {
+		id, err := newIdentity(ctx, cfg, workloadDigest, name, provider)
+		identityc <- made{id, err}
+	}()
+	eng, err := newEngine()
+	if err != nil {
+		return nil, fmt.Errorf("start engine: %w", err)
+	}
+	compileBegan := time.Now()
+	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, wasm, workloadDigest)
+	compileTook := time.Since(compileBegan)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
+	}
+	m := <-identityc
+	if m.err != nil {
+		return nil, m.err
+	}
+	id := m.id
+	encoded, err := id.evidence.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return &prepared{module: module, identity: id, ready: Ready{
+		Backend:        backend.Name(),
+		TEE:            backend.TEE(),
+		WorkloadDigest: workloadDigest,
+		RuntimeVersion: version.Version,
+		Engine:         eng.Name(),
+		TEEVersion:     id.evidence.TEEVersion,
+		RuntimeDigest:  id.evidence.Inputs.RuntimeDigest,
+		Evidence:       encoded,
+		EvidenceDigest: id.evidence.Digest(),
+		AttestTime:     id.attestTime,
+		Certificate:    string(id.chain),
+		CertifyTime:    id.certifyTime,
+		ModuleCache:    cacheStatus,
+		CompileTime:    compileTook,
+	}}, nil
+}
+
+// run runs the workload and turns its end into an exit status.
+func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.Set, signals <-chan os.Signal) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	interrupted := make(chan int, 1)
+	go func() {
+		sig, ok := <-signals
+		if !ok {
+			return
+		}
+		status := 128 + int(sig.(syscall.Signal))
+		interrupted <- status
+		cancel()
+		time.AfterFunc(interruptGrace, func() { os.Exit(status) })
+	}()
+
+	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
+	if socks != nil {
+		opts.Sockets = socks.Sockets()
+	}
+	opts.Env = withPWD(opts.Env, cfg.Cwd)
+	for _, p := range cfg.Preopens {
+		// The Keep's own state directory is never hidden by a mount.
+		if cfg.StateDir == "" || p.GuestPath != GuestStateDir {
+			opts.Preopens = append(opts.Preopens, p)
+		}
+	}
+	if cfg.StateDir != "" {
+		opts.Preopens = append(opts.Preopens, engine.Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
+	}
+	status, err := module.Run(ctx, opts)
+	var trap *engine.TrapError
+	switch {
+	case err == nil:
+		return status
+	case errors.Is(err, engine.ErrInterrupted):
+		select {
+		case status := <-interrupted:
+			return status
+		default:
+			return 128 + int(syscall.SIGTERM)
+		}
+	case errors.As(err, &trap):
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, trap)
+		return StatusTrap
+	default:
+		// Not the workload's doing (a trap, an exit): the module could not
+		// run (a table or memory it declares is too large, an import of
+		// the wrong type, an entrypoint it lacks).
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: module %s: %v\n", cfg.ID, cfg.Module, err)
+		return StatusFailed
+	}
+}
+
+// withPWD returns env with PWD=cwd added, unless cwd is empty or env sets
+// PWD already.
+//
+// WASI preview 1 has no working directory. Go's wasip1 runtime takes $PWD
+// as its own and resolves relative paths against it, which is how
+// process.cwd reaches a Go workload. WASI libc (C, C++, Rust) starts in "/"
+// whatever the environment says; such a workload must chdir($PWD) itself.
+func withPWD(env []string, cwd string) []string {
+	if cwd == "" {
+		return env
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PWD=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PWD="+cwd)
+}

@@ -1,0 +1,104 @@
+package keep
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/tlssock"
+)
+
+// selfSignedValidity is how long a self-signed Keep certificate is valid.
+const selfSignedValidity = 30 * 24 * time.Hour
+
+// openSockets opens cfg.Sockets in the container's network namespace; nil
+// when the Keep has none.
+//
+// TLS listen sockets present the Keep's identity: the chain its Steward
+// issued or, without one, a self-signed certificate that carries the Keep's
+// evidence (see identity.tlsIdentity). TLS connect sockets trust the
+// system's roots and the CAs of the Keep's own chain, so that Keeps
+// certified by one Steward trust each other.
+func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, error) {
+	if len(cfg.Sockets) == 0 {
+		return nil, nil
+	}
+	opts := sockets.Options{NetNS: cfg.NetNS}
+	if cfg.NewNetNS {
+		opts.NetNS = sockets.NewNetNS
+	}
+	if hasTLS(cfg.Sockets) {
+		cert, err := id.tlsCertificate(cfg.ID)
+		if err != nil {
+			return nil, err
+		}
+		opts.ServerTLS = &tlssock.Config{Certificates: []tls.Certificate{cert}}
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		for _, ca := range cert.Certificate[1:] {
+			if c, err := x509.ParseCertificate(ca); err == nil {
+				roots.AddCert(c)
+			}
+		}
+		opts.ClientTLS = &tlssock.Config{RootCAs: roots}
+	}
+	return sockets.Open(ctx, cfg.Sockets, opts)
+}
+
+// hasTLS reports whether a socket of specs terminates TLS in the Keep.
+func hasTLS(specs []socketspec.Spec) bool {
+	return slices.ContainsFunc(specs, func(s socketspec.Spec) bool { return s.Prot == socketspec.TLS })
+}
+
+// describeSockets is what Ready.Sockets reports of the open set:
+// "NAME KIND PROT ADDRESS", with the port a listen socket really got.
+func describeSockets(specs []socketspec.Spec, set *sockets.Set) []string {
+	var described []string
+	for _, s := range specs {
+		addr := s.Addr
+		if a := set.Addr(s.Name); a != nil {
+			addr = a.String()
+		}
+		described = append(described, fmt.Sprintf("%s %s %s %s", s.Name, s.Kind, s.Prot, addr))
+	}
+	return described
+}
+
+// tlsIdentityName is what Ready.TLSIdentity reports of the certificate
+// tlsCertificate returns.
+func (id *identity) tlsIdentityName() string {
+	if len(id.chain) > 0 {
+		return TLSIdentitySteward
+	}
+	return TLSIdentitySelfSigned
+}
+
+// tlsCertificate returns the certificate of the Keep's TLS sockets: the
+// Steward's chain, else a self-signed certificate carrying the evidence.
+func (id *identity) tlsCertificate(keepID string) (tls.Certificate, error) {
+	if len(id.chain) > 0 {
+		cert, err := tlssock.FromKeyAndChain(id.key, id.chain)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("TLS sockets: the Steward's certificate: %w", err)
+		}
+		return cert, nil
+	}
+	der, err := attestation.NewSelfSignedCertificate(id.key, id.evidence, "enarx keep "+keepID+" (self-signed: no attestation service)", selfSignedValidity)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("TLS sockets: %w", err)
+	}
+	cert, err := tlssock.FromKeyAndChain(id.key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("TLS sockets: %w", err)
+	}
+	return cert, nil
+}

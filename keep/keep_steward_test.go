@@ -1,0 +1,195 @@
+package keep
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+
+	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/attestation/steward"
+	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
+	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// certifySteward is a steward on loopback for certify to talk to.
+type certifySteward struct {
+	srv *steward.Server
+	url string
+}
+
+// newCertifySteward starts a steward whose policy is policy and whose
+// reference values know this test binary, which is the runtime newAttester
+// measures, as version.Version (unless knowRuntime is false).
+func newCertifySteward(t *testing.T, policy string, knowRuntime bool) *certifySteward {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "steward")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var ref verify.ReferenceValues
+	if knowRuntime {
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest, err := verify.FileDigest(exe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ref.Add(filepath.Base(exe), version.Version, digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refJSON, err := ref.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		steward.PolicyFile: []byte(policy + "reference_values = \"reference.json\"\n"),
+		"reference.json":   refJSON,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(quiet))
+	srv, err := steward.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &certifySteward{srv: srv, url: hs.URL}
+}
+
+// certifyConfig is the configuration of a Keep certified by url.
+func certifyConfig(t *testing.T, url string) Config {
+	return Config{
+		ID:       "certify-test",
+		Steward:  url,
+		StateDir: t.TempDir(),
+		Workload: workload.Workload{Module: "/app.wasm", Args: []string{"app.wasm"}},
+	}
+}
+
+func certifyWorkload() string {
+	sum := sha256.Sum256([]byte("certify test workload"))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func TestCertify(t *testing.T) {
+	st := newCertifySteward(t, "allow_insecure = true\n", true)
+	cfg := certifyConfig(t, st.url)
+	workload := certifyWorkload()
+	att, err := attestedKey(cfg, workload, attestation.None{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := certify(context.Background(), cfg, att)
+	if err != nil {
+		t.Fatalf("certify: %v", err)
+	}
+
+	chain, err := stewardclient.ParseCertificatesPEM(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(st.srv.CA())
+	leaf := chain[0]
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("the Keep's certificate does not verify against the steward's CA alone: %v", err)
+	}
+	if !att.key.PublicKey.Equal(leaf.PublicKey) {
+		t.Errorf("the certificate is for another key than the Keep's")
+	}
+	a, err := attestation.CertificateAssertions(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.TEE != attestation.TEENone || a.WorkloadDigest != workload || !a.Insecure ||
+		a.RuntimeVersion != version.Version || a.RuntimeDigest != att.inputs.RuntimeDigest || a.ConfigDigest != att.inputs.ConfigDigest {
+		t.Errorf("certificate assertions %+v, want tee none, workload %s, insecure, runtime %s %s", a, workload, version.Version, att.inputs.RuntimeDigest)
+	}
+	if len(a.Nonce) != stewardclient.NonceSize {
+		t.Errorf("the certified evidence binds a %d-byte nonce, want the steward's %d-byte challenge", len(a.Nonce), stewardclient.NonceSize)
+	}
+	stored, err := os.ReadFile(filepath.Join(cfg.StateDir, CertificateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(stored) != string(out) {
+		t.Errorf("%s is not the chain certify returned:\n%s\nwant:\n%s", CertificateFile, stored, out)
+	}
+}
+
+func TestCertifyFailures(t *testing.T) {
+	refusing := newCertifySteward(t, "", true)
+	unknownRuntime := newCertifySteward(t, "allow_insecure = true\n", false)
+	good := newCertifySteward(t, "allow_insecure = true\n", true)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String()
+	l.Close()
+	notPEM := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		steward string
+		ca      string
+		want    []string // substrings of the error
+	}{
+		{"policy refuses nil evidence", refusing.url, "", []string{refusing.url, "(check " + verify.CheckTEE + ")"}},
+		{"runtime unknown", unknownRuntime.url, "", []string{unknownRuntime.url, "(check " + verify.CheckRuntime + ")"}},
+		{"steward unreachable", down, "", []string{down}},
+		{"steward CA not PEM", good.url, notPEM, []string{notPEM, "no PEM certificate"}},
+		{"steward CA missing", good.url, notPEM + ".missing", []string{notPEM + ".missing"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := certifyConfig(t, tc.steward)
+			cfg.StewardCA = tc.ca
+			att, err := attestedKey(cfg, certifyWorkload(), attestation.None{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := certify(context.Background(), cfg, att)
+			if err == nil {
+				t.Fatalf("certify succeeded (%d bytes of chain), want an error", len(out))
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(cfg.StateDir, CertificateFile)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s after a failure: %v, want it absent", CertificateFile, err)
+			}
+			if entries, _ := os.ReadDir(cfg.StateDir); len(entries) != 0 {
+				t.Errorf("state directory holds %d files after a failure, want none", len(entries))
+			}
+		})
+	}
+}

@@ -1,0 +1,407 @@
+// Package nodepolicy is the node policy of the enarx runtime: which
+// backend a container's Keep gets, whether a Keep without a TEE is
+// acceptable, the attestation service, the module cache and the memory a
+// Keep may take before its workload runs. containerd hands it to the shim in
+// the runtime's options; `enarx platform` shows it.
+//
+// It decides from what it is given (Policy.Choose asks the caller whether a
+// backend is available), so it links no TEE library.
+package nodepolicy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/internal/tomlerr"
+)
+
+// Backend names, as used in the node policy (backend = "..."), in the
+// container annotation AnnotationBackend and in a Keep's configuration.
+const (
+	// BackendNil is a Keep without a TEE: it runs, and everything it
+	// reports says it is not confidential.
+	BackendNil = "nil"
+	// BackendAuto picks the first TEE the node offers (sev-snp, then tdx),
+	// and falls back to nil only when the node policy allows it.
+	BackendAuto = "auto"
+	// BackendSEVSNP is a Keep in an AMD SEV-SNP guest.
+	BackendSEVSNP = "sev-snp"
+	// BackendTDX is a Keep in an Intel TDX guest.
+	BackendTDX = "tdx"
+)
+
+// MaxSize is the largest node policy Parse and Load read.
+const MaxSize = 64 << 10
+
+// teeBackends are the TEE backends in the order BackendAuto tries them.
+var teeBackends = []string{BackendSEVSNP, BackendTDX}
+
+// validBackends lists every name a policy or annotation may use.
+const validBackends = `"auto", "nil", "sev-snp", "tdx"`
+
+// Errors of Policy.Choose, to be found with errors.Is. Every error Choose
+// returns wraps exactly one of them.
+var (
+	// ErrBackendNotAllowed means the container asked for a backend that is
+	// not a backend or that the node policy does not allow: the container
+	// must change.
+	ErrBackendNotAllowed = errors.New("backend not allowed")
+	// ErrBackendUnavailable means the node cannot provide the backend the
+	// policy or the container needs: the node (or its policy) must change.
+	ErrBackendUnavailable = errors.New("backend unavailable")
+	// ErrStewardNotAllowed means the container's AnnotationSteward is not a
+	// URL or contradicts the node policy: the container must change.
+	ErrStewardNotAllowed = errors.New("steward not allowed")
+)
+
+// Policy is the node policy of the enarx runtime: which backend Keeps get
+// and whether a Keep without a TEE is acceptable. containerd hands it to the
+// shim in the runtime's options, as a TOML document such as
+//
+//	backend = "auto"       # auto | nil | sev-snp | tdx
+//	require_tee = true     # never fall back to nil
+//	steward = "https://steward.example.com"
+//	steward_ca = "/etc/enarx/steward-ca.pem"
+//	module_cache = "/var/lib/containerd-shim-enarx/modules"   # or "off"
+//	compile_memory_limit = 1073741824   # bytes; -1 for none
+type Policy struct {
+	// Backend is the node's backend: BackendAuto (the default),
+	// BackendNil, BackendSEVSNP or BackendTDX.
+	Backend string `toml:"backend"`
+	// RequireTEE forbids the nil backend: with it, a node without a TEE
+	// refuses to create Keeps.
+	RequireTEE bool `toml:"require_tee"`
+	// Steward is the URL of an attestation service (absolute http or
+	// https), optional.
+	Steward string `toml:"steward"`
+	// StewardCA is a PEM file of the CA certificates that an https steward's
+	// TLS certificate must chain to; empty means the system's roots.
+	StewardCA string `toml:"steward_ca"`
+	// ModuleCache is the directory of precompiled modules that the node's
+	// Keeps share: an absolute path, or "off" to compile at every start.
+	// Empty means DefaultModuleCache.
+	ModuleCache string `toml:"module_cache"`
+	// CompileMemoryLimit bounds the memory of a Keep, in bytes, from its
+	// start until its workload runs (compiling the module takes the
+	// most): the kernel's limit of the Keep's cgroup meanwhile, whether
+	// or not the container has a memory limit of its own, which applies
+	// once the workload runs. 0 means DefaultCompileMemoryLimit, a
+	// negative value no bound.
+	CompileMemoryLimit int64 `toml:"compile_memory_limit"`
+	// Source names where the policy came from (a file name, or a
+	// description), for error messages. It is not a setting.
+	Source string `toml:"-"`
+}
+
+// DefaultModuleCache is where Keeps keep precompiled modules unless the node
+// policy says otherwise: a directory only root can write, next to
+// containerd's own /var/lib/containerd.
+const DefaultModuleCache = "/var/lib/containerd-shim-enarx/modules"
+
+// ModuleCacheDir returns the module cache directory under p, or "" when the
+// cache is off.
+func (p Policy) ModuleCacheDir() string {
+	switch p.ModuleCache {
+	case "":
+		return DefaultModuleCache
+	case "off":
+		return ""
+	}
+	return p.ModuleCache
+}
+
+// DefaultCompileMemoryLimit is the node policy's compile_memory_limit
+// unless it sets one: ten times what compiling a Go program of a few MB
+// takes (about 100 MB), while a module made to exhaust the compiler (one
+// function of a few MB) takes GBs.
+const DefaultCompileMemoryLimit = 1 << 30
+
+// MinCompileMemoryLimit is the smallest compile_memory_limit: a Keep takes
+// about 25 MB before it compiles anything.
+const MinCompileMemoryLimit = 32 << 20
+
+// CompileMemory returns the bound of a Keep's memory until its workload
+// runs under p (see Policy.CompileMemoryLimit), 0 for none.
+func (p Policy) CompileMemory() int64 {
+	switch {
+	case p.CompileMemoryLimit == 0:
+		return DefaultCompileMemoryLimit
+	case p.CompileMemoryLimit < 0:
+		return 0
+	}
+	return p.CompileMemoryLimit
+}
+
+// Default is the policy of a node whose runtime options say nothing:
+// the first TEE available, else nil.
+func Default() Policy {
+	return Policy{Backend: BackendAuto}
+}
+
+// policyDocument is what a policy file may hold.
+type policyDocument struct {
+	Policy
+	// TypeURL is runtimeoptions.v1.Options' own TypeUrl. containerd's CRI
+	// plugin passes the whole `options` table of the runtime as the policy
+	// document, and that table may set it; it is not a policy setting and
+	// is ignored.
+	TypeURL string `toml:"TypeUrl"`
+}
+
+// Load reads and parses the node policy in the TOML file at path.
+func Load(path string) (Policy, error) {
+	// O_NONBLOCK: a FIFO at path must not hang the shim's Create; it is
+	// refused below as not a regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return Policy{}, fmt.Errorf("enarx node policy: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Policy{}, fmt.Errorf("enarx node policy: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Policy{}, fmt.Errorf("enarx node policy %s: not a regular file (%s): give the path of a TOML file", path, fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return Policy{}, fmt.Errorf("enarx node policy %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses a node policy from the TOML document data; name says
+// where it came from (a file name) and prefixes every error. Unknown
+// settings are errors, as are documents larger than MaxSize. Settings
+// left out take their Default values.
+func Parse(name string, data []byte) (Policy, error) {
+	if len(data) > MaxSize {
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has six settings (backend, require_tee, steward, steward_ca, module_cache, compile_memory_limit)", name, MaxSize)
+	}
+	doc := policyDocument{Policy: Default()}
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return Policy{}, policyDecodeError(name, err)
+	}
+	p := doc.Policy
+	p.Source = name
+	if err := p.Validate(); err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}
+
+// policyDecodeError turns a go-toml error into one that names the file,
+// the line and column, and the fix.
+func policyDecodeError(name string, err error) error {
+	if keys, ok := tomlerr.UnknownKeys(err); ok {
+		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit (at the top level, no tables): remove or correct it: %w",
+			name, keys, err)
+	}
+	if row, col, key, ok := tomlerr.Position(err); ok {
+		setting := ""
+		if key != "" {
+			setting = fmt.Sprintf(" (setting %q)", key)
+		}
+		return fmt.Errorf("enarx node policy %s: line %d, column %d%s: %w: write valid TOML with a string backend and a boolean require_tee, e.g. backend = \"auto\" and require_tee = true",
+			name, row, col, setting, err)
+	}
+	return fmt.Errorf("enarx node policy %s: %w: write valid TOML, e.g. backend = \"auto\" and require_tee = true", name, err)
+}
+
+// where returns " in SOURCE" for messages, or "" when p has no source.
+func (p Policy) where() string {
+	if p.Source == "" {
+		return ""
+	}
+	return " in " + p.Source
+}
+
+// Validate reports the first problem with p. An empty Backend counts as
+// BackendAuto.
+func (p Policy) Validate() error {
+	switch p.backend() {
+	case BackendAuto, BackendSEVSNP, BackendTDX:
+	case BackendNil:
+		if p.RequireTEE {
+			return fmt.Errorf("enarx node policy%s: backend = \"nil\" contradicts require_tee = true: set backend = \"auto\" (or a TEE) to require a TEE, or require_tee = false to run Keeps without one", p.where())
+		}
+	default:
+		return fmt.Errorf("enarx node policy%s: backend = %q is not a backend: use one of %s", p.where(), p.Backend, validBackends)
+	}
+	if p.Steward != "" {
+		if err := CheckStewardURL(p.Steward); err != nil {
+			return fmt.Errorf("enarx node policy%s: steward = %q %w", p.where(), p.Steward, err)
+		}
+	}
+	if p.ModuleCache != "" && p.ModuleCache != "off" && !filepath.IsAbs(p.ModuleCache) {
+		return fmt.Errorf("enarx node policy%s: module_cache = %q is not an absolute path: give the absolute path of a directory, or \"off\"", p.where(), p.ModuleCache)
+	}
+	if p.CompileMemoryLimit > 0 && p.CompileMemoryLimit < MinCompileMemoryLimit {
+		return fmt.Errorf("enarx node policy%s: compile_memory_limit = %d bytes is less than a Keep needs before it compiles anything: give at least %d bytes, 0 for the default (%d), or -1 for no bound", p.where(), p.CompileMemoryLimit, MinCompileMemoryLimit, DefaultCompileMemoryLimit)
+	}
+	if p.StewardCA != "" && !filepath.IsAbs(p.StewardCA) {
+		return fmt.Errorf("enarx node policy%s: steward_ca = %q is not an absolute path: give the absolute path of a PEM file", p.where(), p.StewardCA)
+	}
+	return nil
+}
+
+// CheckStewardURL returns an error completing "steward = X ..." unless s is
+// an absolute http or https URL.
+func CheckStewardURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("is not a URL (%w): give an absolute URL such as \"https://steward.example.com\"", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("is not an absolute http or https URL: give one such as \"https://steward.example.com\"")
+	}
+	return nil
+}
+
+// ChooseSteward returns the attestation service a container's Keep asks for
+// a certificate, or "" for none. requested is the container's
+// AnnotationSteward. A node policy's steward binds every container: a
+// container may repeat it but not replace it. On a node without one, the
+// container's annotation names its steward.
+func (p Policy) ChooseSteward(requested string) (string, error) {
+	switch {
+	case requested == "" || requested == p.Steward:
+		return p.Steward, nil
+	case p.Steward != "":
+		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q names another attestation service than the node policy%s (steward = %q), whose steward every Keep on this node uses: remove the annotation",
+			enarxdev.AnnotationSteward, requested, p.where(), p.Steward)
+	}
+	if err := CheckStewardURL(requested); err != nil {
+		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q %v", enarxdev.AnnotationSteward, requested, err)
+	}
+	return requested, nil
+}
+
+// backend is p.Backend with "" read as BackendAuto.
+func (p Policy) backend() string {
+	if p.Backend == "" {
+		return BackendAuto
+	}
+	return p.Backend
+}
+
+// isTEE reports whether b names a TEE backend.
+func isTEE(b string) bool {
+	return b == BackendSEVSNP || b == BackendTDX
+}
+
+// Choose returns the backend a container gets under p. requested is the
+// container's AnnotationBackend ("" or "auto" when it asks for nothing).
+// available(b) returns nil if the TEE backend b can run on this node, or an
+// error saying why not; Choose never asks it about nil, which always can.
+//
+// The rules:
+//   - No request: the node's backend. For "auto" that is the first available
+//     of sev-snp and tdx, else nil unless require_tee is set; a TEE the
+//     policy names must be available.
+//   - A request for nil is refused when the node requires a TEE
+//     (require_tee, or a TEE as the node's backend): a container never gets
+//     a weaker backend than the node requires.
+//   - A request for a TEE must be available, and must be the node's backend
+//     if the policy names a TEE.
+//   - Any other name is refused.
+//
+// Errors wrap ErrBackendNotAllowed or ErrBackendUnavailable.
+func (p Policy) Choose(requested string, available func(backend string) error) (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", &choiceError{msg: err.Error(), kind: ErrBackendUnavailable, causes: []error{err}}
+	}
+	if available == nil {
+		available = func(string) error { return errors.New("no TEE detection") }
+	}
+	node := p.backend()
+	switch requested {
+	case "", BackendAuto:
+		return p.nodeChoice(available)
+	case BackendNil:
+		switch {
+		case isTEE(node):
+			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=nil asks for a Keep without a TEE, but the node policy%s sets backend = %q, and a container's backend is never weaker than the node requires: remove the annotation",
+				enarxdev.AnnotationBackend, p.where(), node)
+		case p.RequireTEE:
+			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=nil asks for a Keep without a TEE, but the node policy%s sets require_tee = true, and a container's backend is never weaker than the node requires: remove the annotation",
+				enarxdev.AnnotationBackend, p.where())
+		}
+		return BackendNil, nil
+	case BackendSEVSNP, BackendTDX:
+		if isTEE(node) && requested != node {
+			return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=%s asks for %s, but the node policy%s sets backend = %q: remove the annotation or set it to %q",
+				enarxdev.AnnotationBackend, requested, requested, p.where(), node, node)
+		}
+		if err := available(requested); err != nil {
+			return "", newChoiceError(ErrBackendUnavailable, []error{err}, "annotation %s=%s asks for a %s Keep, but this node cannot provide one: %v: remove the annotation to get the node's backend, or run the container on a %s guest",
+				enarxdev.AnnotationBackend, requested, requested, err, requested)
+		}
+		return requested, nil
+	default:
+		return "", newChoiceError(ErrBackendNotAllowed, nil, "annotation %s=%q is not a backend: use one of %s, or remove the annotation to get the node's backend",
+			enarxdev.AnnotationBackend, requested, validBackends)
+	}
+}
+
+// nodeChoice is the backend of a container that asks for none.
+func (p Policy) nodeChoice(available func(string) error) (string, error) {
+	switch node := p.backend(); node {
+	case BackendNil:
+		return BackendNil, nil
+	case BackendSEVSNP, BackendTDX:
+		if err := available(node); err != nil {
+			return "", newChoiceError(ErrBackendUnavailable, []error{err}, "the node policy%s sets backend = %q, but this node cannot provide it: %v: run on a %s guest, or set backend = \"auto\"",
+				p.where(), node, err, node)
+		}
+		return node, nil
+	default: // BackendAuto
+		var reasons []string
+		var errs []error
+		for _, b := range teeBackends {
+			err := available(b)
+			if err == nil {
+				return b, nil
+			}
+			reasons = append(reasons, b+": "+err.Error())
+			errs = append(errs, err)
+		}
+		if !p.RequireTEE {
+			return BackendNil, nil
+		}
+		return "", newChoiceError(ErrBackendUnavailable, errs, "the node policy%s sets require_tee = true, but this node offers no TEE (%s): run on an SEV-SNP or TDX guest, or set require_tee = false to allow Keeps without a TEE (backend nil)",
+			p.where(), strings.Join(reasons, "; "))
+	}
+}
+
+// choiceError is an error of Choose: its message is for the user, and it
+// wraps its kind (ErrBackendNotAllowed or ErrBackendUnavailable) and the
+// reasons available gave, without repeating them in the message.
+type choiceError struct {
+	msg    string
+	kind   error
+	causes []error
+}
+
+// newChoiceError returns a choiceError of kind whose message is
+// fmt.Sprintf(format, args...), wrapping causes.
+func newChoiceError(kind error, causes []error, format string, args ...any) error {
+	return &choiceError{msg: fmt.Sprintf(format, args...), kind: kind, causes: causes}
+}
+
+func (e *choiceError) Error() string { return e.msg }
+
+// Unwrap returns the kind, then the causes.
+func (e *choiceError) Unwrap() []error { return append([]error{e.kind}, e.causes...) }

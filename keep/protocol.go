@@ -1,0 +1,194 @@
+// Package keep runs a WebAssembly workload in a Keep: an isolated process of
+// its own, with a TEE backend that attests it and an engine that runs it.
+//
+// The package is the control protocol between the shim and a Keep and its
+// two ends, which run in different processes:
+//
+//   - protocol.go: what crosses the control socket (Config, Ready and the
+//     messages), and the backends both ends name;
+//   - shim_*.go, the shim's end: Start executes the Keep process, hands it a
+//     Config, and drives it through ready → run → exit (Process);
+//   - keep_*.go, the Keep's end: Main, in the Keep process, compiles the
+//     module (keep_compile.go), makes the Keep's identity — its key, its
+//     evidence and its certificate (keep_identity.go, keep_steward.go) —,
+//     opens its sockets (keep_sockets.go) and runs the workload.
+//
+// The engine is behind keep/engine, the node policy is keep/nodepolicy, the
+// Keep's cgroup keep/cgroup.
+package keep
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
+)
+
+// Subcommand is the first argument that makes the runtime binary act as a
+// Keep process instead of a shim.
+const Subcommand = "keep"
+
+// controlFD is the Keep's end of the control socket (the first ExtraFile).
+const controlFD = 3
+
+// Messages on the control socket, one JSON document each. The shim sends a
+// config, the Keep answers ready (or an error), the shim sends run.
+type request struct {
+	Config *Config        `json:"config,omitempty"`
+	Run    bool           `json:"run,omitempty"`
+	Attest *attestRequest `json:"attest,omitempty"`
+}
+
+// attestRequest asks a Keep for fresh evidence with a caller's nonce.
+type attestRequest struct {
+	Nonce []byte `json:"nonce,omitempty"`
+}
+
+type response struct {
+	Ready    *Ready          `json:"ready,omitempty"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// Config is everything a Keep needs to run one workload. The shim builds it
+// from the OCI bundle and image; the Keep treats it as untrusted input and
+// validates it.
+type Config struct {
+	// ID is the container ID, used in messages and to recognise the process.
+	ID string `json:"id"`
+	// Workload is what the Keep runs, as the bundle and image describe
+	// it (its fields are the config's own in JSON).
+	workload.Workload
+	// Backend is the backend the Keep runs on (BackendNil, BackendSEVSNP,
+	// BackendTDX), chosen by the shim from the node policy; empty means nil.
+	Backend string `json:"backend,omitempty"`
+	// Steward is the attestation service the Keep gets its certificate
+	// from at start (see nodepolicy.Policy.ChooseSteward); empty for none.
+	Steward string `json:"steward,omitempty"`
+	// StewardCA is a PEM file of the CAs an https Steward's TLS certificate
+	// must chain to; empty means the system's roots.
+	StewardCA string `json:"steward_ca,omitempty"`
+	// StateDir is a host directory of the Keep's own: the Keep writes its
+	// certificate chain there (CertificateFile), and the workload sees it
+	// read-only at GuestStateDir. Empty when there is none.
+	StateDir string `json:"state_dir,omitempty"`
+	// ModuleCache is the directory of precompiled modules shared by the
+	// node's Keeps (root-only); empty means compile every time.
+	ModuleCache string `json:"module_cache,omitempty"`
+	// MemoryLimit caps the workload's linear memory, in bytes (the OCI
+	// spec's linux.resources.memory.limit); 0 means no cap.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+}
+
+// CertificateFile is the name, in Config.StateDir, of the PEM certificate
+// chain a Steward issued to the Keep: the Keep's certificate, then its
+// issuers.
+const CertificateFile = "certificate.pem"
+
+// GuestStateDir is where the workload sees Config.StateDir (read-only).
+const GuestStateDir = "/run/enarx"
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	if c.ID == "" {
+		return errors.New("keep config: id is empty")
+	}
+	if err := c.Workload.Validate(); err != nil {
+		return fmt.Errorf("keep config %q: %w", c.ID, err)
+	}
+	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("keep config %q: state directory %q is not absolute", c.ID, c.StateDir)
+	}
+	if c.Steward != "" {
+		if err := nodepolicy.CheckStewardURL(c.Steward); err != nil {
+			return fmt.Errorf("keep config %q: steward %q %w", c.ID, c.Steward, err)
+		}
+		if c.StateDir == "" {
+			return fmt.Errorf("keep config %q: a steward needs a state directory for the certificate", c.ID)
+		}
+	}
+	if c.StewardCA != "" && !filepath.IsAbs(c.StewardCA) {
+		return fmt.Errorf("keep config %q: steward CA file %q is not absolute", c.ID, c.StewardCA)
+	}
+	if c.ModuleCache != "" && !filepath.IsAbs(c.ModuleCache) {
+		return fmt.Errorf("keep config %q: module cache %q is not absolute", c.ID, c.ModuleCache)
+	}
+	if c.MemoryLimit < 0 {
+		return fmt.Errorf("keep config %q: memory limit %d is negative", c.ID, c.MemoryLimit)
+	}
+	if c.Backend != "" {
+		if _, err := LookupBackend(c.Backend); err != nil {
+			return fmt.Errorf("keep config %q: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+// What Ready.ModuleCache reports, possibly followed by ": reason".
+const (
+	// CacheHit: the module's native code was loaded from the cache.
+	CacheHit = "hit"
+	// CacheMiss: the module was compiled, and its native code stored.
+	CacheMiss = "miss"
+	// CacheOff: the module was compiled without the cache.
+	CacheOff = "off"
+)
+
+// Identities a Keep presents on its TLS sockets (Ready.TLSIdentity).
+const (
+	// TLSIdentitySteward: the certificate chain the Steward issued.
+	TLSIdentitySteward = "steward"
+	// TLSIdentitySelfSigned: no Steward certified the Keep; its
+	// certificate is self-signed and carries its evidence.
+	TLSIdentitySelfSigned = "self-signed"
+)
+
+// Ready is what a Keep reports once its workload is loaded and attested, but
+// not yet running.
+type Ready struct {
+	// Backend is the backend that provides the Keep ("nil", "sev-snp", "tdx").
+	Backend string `json:"backend"`
+	// TEE is the kind of trusted execution environment; "none" for nil.
+	TEE string `json:"tee"`
+	// WorkloadDigest is the digest of the module bytes the Keep compiled,
+	// e.g. "sha256:…".
+	WorkloadDigest string `json:"workload_digest"`
+	// RuntimeVersion is the version of the Keep runtime.
+	RuntimeVersion string `json:"runtime_version"`
+	// Engine names the WebAssembly engine and its version.
+	Engine string `json:"engine"`
+	// TEEVersion is the TEE's version as its report states it (empty for nil).
+	TEEVersion string `json:"tee_version,omitempty"`
+	// RuntimeDigest is "sha256:" of the Keep's binary.
+	RuntimeDigest string `json:"runtime_digest"`
+	// Evidence is the Keep's evidence at start (attestation.Evidence, its
+	// canonical JSON encoding), and EvidenceDigest its digest.
+	Evidence       json.RawMessage `json:"evidence"`
+	EvidenceDigest string          `json:"evidence_digest"`
+	// AttestTime is what attesting added to the Keep's start: the key pair,
+	// the runtime digest and the TEE's report.
+	AttestTime time.Duration `json:"attest_time"`
+	// Certificate is the PEM certificate chain the Steward issued to the
+	// Keep's key (also in Config.StateDir/CertificateFile); empty without a
+	// Steward.
+	Certificate string `json:"certificate,omitempty"`
+	// CertifyTime is how long getting the certificate took.
+	CertifyTime time.Duration `json:"certify_time,omitempty"`
+	// ModuleCache says whether the module came from the node's module
+	// cache: CacheHit, CacheMiss or CacheOff, then ": reason" if any.
+	ModuleCache string `json:"module_cache,omitempty"`
+	// CompileTime is how long loading or compiling the module took.
+	CompileTime time.Duration `json:"compile_time,omitempty"`
+	// Sockets describe the open sockets, one per Config.Sockets entry:
+	// "NAME KIND PROT ADDRESS", the address a listen socket is bound to
+	// or the one a connect socket reached.
+	Sockets []string `json:"sockets,omitempty"`
+	// TLSIdentity is the certificate the Keep presents on its TLS
+	// sockets: TLSIdentitySteward, or TLSIdentitySelfSigned when no Steward
+	// certified it; empty without TLS sockets.
+	TLSIdentity string `json:"tls_identity,omitempty"`
+}

@@ -1,0 +1,472 @@
+package keep
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// IsProcessOf reports whether pid is the Keep process of container id, as
+// Start executes it ("<exe> keep -id ID"), so that a recycled PID is never
+// taken for a Keep.
+func IsProcessOf(pid int, id string) bool {
+	if id == "" {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	return len(args) >= 4 && args[1] == Subcommand && args[2] == "-id" && args[3] == id
+}
+
+// Stdio are the files a workload gets as stdin, stdout and stderr. Nil
+// means /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// StartOptions say how to start a Keep process.
+type StartOptions struct {
+	// Executable is the binary that runs Keeps when given Subcommand as its
+	// first argument. Empty means the running executable.
+	Executable string
+	// Dir is the Keep's working directory (the bundle).
+	Dir string
+	// Config is the workload.
+	Config Config
+	// Stdio is the workload's standard I/O.
+	Stdio Stdio
+	// Cgroup is the control group the Keep is placed in as soon as it
+	// starts, before it compiles its module: the OCI spec's
+	// linux.cgroupsPath. Empty means the Keep stays in the caller's.
+	Cgroup string
+	// Resources are the OCI spec's linux.resources, applied to Cgroup
+	// (see NewCgroup for what is applied when). Nil means none.
+	Resources *specs.LinuxResources
+	// CompileMemory is the kernel's memory limit of Cgroup, in bytes,
+	// until the workload runs (the node policy's compile_memory_limit,
+	// Policy.CompileMemory): compiling a module is the Keep's work, not
+	// the workload's, and a module can be made to take GBs of the
+	// compiler. Run replaces it with the container's limit, or lifts it.
+	// 0 means none.
+	CompileMemory int64
+}
+
+// MemoryHeadroom is what the kernel's memory limit of a Keep's cgroup adds
+// to the container's limit and to what the Keep itself used until its
+// workload starts (see Process.Run). The Keep's Go runtime, WASI buffers
+// and a trap's report need it while the workload's linear memory is at its
+// cap.
+const MemoryHeadroom = 32 << 20
+
+// Process is a Keep process seen from the shim.
+type Process struct {
+	cmd   *exec.Cmd
+	ctl   net.Conn
+	dec   *json.Decoder
+	ready Ready
+	// ctlMu serialises requests after ready (Run, Attest).
+	ctlMu sync.Mutex
+	// cgroup is the Keep's control group, nil when it has none; memory
+	// is the container's memory limits, applied to it by Run.
+	cgroup *cgroup.Cgroup
+	memory *specs.LinuxMemory
+	// compileMemory is the limit Start set on cgroup, 0 for none.
+	compileMemory int64
+
+	done chan struct{}
+	// readyRead is closed once Start has read the Keep's first answer (or
+	// will not): wait closes the control socket only then, so that a Keep
+	// that answers and exits at once never loses its answer.
+	readyRead chan struct{}
+	readOnce  sync.Once
+	mu        sync.Mutex
+	status    int
+	exitedAt  time.Time
+}
+
+// Start executes a Keep process and waits until it reports ready: the module
+// is compiled and attested, and the workload waits for Run. A Keep that cannot
+// get ready is stopped, its cgroup removed, and its reason returned.
+func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
+	id := opts.Config.ID
+	if err := opts.Config.Validate(); err != nil {
+		return nil, err
+	}
+	exe := opts.Executable
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("keep %s: find runtime executable: %w", id, err)
+		}
+	}
+	began := time.Now()
+	ctl, remote, err := controlSocket()
+	if err != nil {
+		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
+	}
+	defer remote.Close()
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{}), readyRead: make(chan struct{})}
+	if opts.Resources != nil {
+		p.memory = opts.Resources.Memory
+	}
+	// One rollback for every failure below: the Keep killed and reaped,
+	// the control socket closed, the cgroup removed.
+	defer func() {
+		if err != nil {
+			p.abandon(ctx, id)
+		}
+	}()
+	if opts.Cgroup != "" {
+		// Made before the Keep starts, so that a cgroup that cannot be made
+		// starts nothing.
+		if err := p.makeCgroup(opts); err != nil {
+			return nil, fmt.Errorf("keep %s: %w", id, err)
+		}
+	}
+
+	cmd := exec.Command(exe, Subcommand, "-id", id)
+	cmd.Dir = opts.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
+	cmd.ExtraFiles = []*os.File{remote}
+	// The Keep must not take the shim's signals (a process group of its
+	// own), and must not outlive the decision of containerd to delete it:
+	// the shim kills it on Delete and shim cleanup kills it by PID.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
+	}
+	// Only the Keep holds the other end now: when it exits, reads see EOF
+	// after whatever it sent.
+	remote.Close()
+	p.cmd = cmd
+	go p.wait()
+
+	started := time.Now()
+	// The Keep waits for its config before it does anything: in its cgroup
+	// by then, it is limited and accounted from its first real work. (In
+	// cgroup v1 the move takes a kernel-wide lock whose first taker waits for
+	// an RCU grace period, 10-20 ms here; runc pays the same.)
+	if p.cgroup != nil {
+		if err := p.cgroup.Add(p.Pid()); err != nil {
+			return nil, fmt.Errorf("keep %s: %w", id, err)
+		}
+	}
+	placed := time.Now()
+	if err := p.sendConfig(opts.Config); err != nil {
+		if exitedEarly(err) {
+			status, _ := p.Status()
+			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, exe)
+		}
+		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
+	}
+	if err := p.awaitReady(ctx); err != nil {
+		return nil, p.notReady(id, opts.Config.Module, err)
+	}
+	log.G(ctx).WithField("id", id).WithField("exec", started.Sub(began)).WithField("cgroup", placed.Sub(started)).
+		WithField("ready", time.Since(placed)).Debug("keep started")
+	return p, nil
+}
+
+// controlSocket makes the control socket: the shim's end as a connection,
+// the Keep's as the file it inherits.
+func controlSocket() (net.Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	local := os.NewFile(uintptr(fds[0]), "keep-control")
+	remote := os.NewFile(uintptr(fds[1]), "keep-control")
+	ctl, err := net.FileConn(local)
+	local.Close()
+	if err != nil {
+		remote.Close()
+		return nil, nil, err
+	}
+	return ctl, remote, nil
+}
+
+// makeCgroup makes the Keep's cgroup, with the compile memory limit until
+// the workload runs.
+func (p *Process) makeCgroup(opts StartOptions) error {
+	cg, err := cgroup.New(opts.Cgroup, opts.Resources)
+	if err != nil {
+		return err
+	}
+	p.cgroup = cg
+	if opts.CompileMemory > 0 {
+		if err := cg.SetMemoryLimit(opts.CompileMemory, 0); err != nil {
+			return err
+		}
+		p.compileMemory = opts.CompileMemory
+	}
+	return nil
+}
+
+// sendConfig hands the Keep its config. When it fails, nobody will read the
+// Keep's answer; a Keep that has gone already is waited for a moment, so
+// that its own status says why.
+func (p *Process) sendConfig(cfg Config) error {
+	err := json.NewEncoder(p.ctl).Encode(request{Config: &cfg})
+	if err != nil {
+		p.doneReading()
+		if exitedEarly(err) {
+			select {
+			case <-p.done:
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return err
+}
+
+// awaitReady reads the Keep's first answer: ready, or why it cannot be.
+func (p *Process) awaitReady(ctx context.Context) error {
+	answer := make(chan error, 1)
+	go func() {
+		defer p.doneReading()
+		var resp response
+		if err := p.dec.Decode(&resp); err != nil {
+			answer <- err
+			return
+		}
+		if resp.Error != "" {
+			answer <- errors.New(resp.Error)
+			return
+		}
+		if resp.Ready == nil {
+			answer <- errors.New("keep sent neither ready nor an error")
+			return
+		}
+		p.ready = *resp.Ready
+		answer <- nil
+	}()
+	select {
+	case err := <-answer:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for ready: %w", ctx.Err())
+	}
+}
+
+// notReady is the error of a Keep that did not get ready because of err:
+// the Keep's own reason, or how it ended. It kills the Keep first, to read
+// its status and its cgroup's record of an OOM kill.
+func (p *Process) notReady(id, module string, err error) error {
+	p.kill()
+	if !exitedEarly(err) {
+		return fmt.Errorf("keep %s: %w", id, err)
+	}
+	status, _ := p.Status()
+	if p.outOfCompileMemory() {
+		return fmt.Errorf("keep %s was killed (status %d) for want of memory before it was ready: compiling module %s needed more than the %d bytes a Keep may use until its workload runs (node policy compile_memory_limit)",
+			id, status, module, p.compileMemory)
+	}
+	return fmt.Errorf("keep %s exited with status %d before it was ready", id, status)
+}
+
+// doneReading says that nobody will read the Keep's first answer any more
+// (see readyRead).
+func (p *Process) doneReading() { p.readOnce.Do(func() { close(p.readyRead) }) }
+
+// abandon undoes a Start that failed: the Keep, if it started, is killed
+// and reaped (wait then closes the control socket), else the control socket
+// is closed; the cgroup is removed.
+func (p *Process) abandon(ctx context.Context, id string) {
+	if p.cmd != nil {
+		p.kill()
+		p.doneReading()
+	} else {
+		p.ctl.Close()
+	}
+	if p.cgroup != nil {
+		if err := p.cgroup.Delete(); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("remove the cgroup of a Keep that did not start")
+		}
+	}
+}
+
+// exitedEarly reports whether err, from the control socket, means that the
+// Keep closed it: it exited, or it is no Keep and never read its config.
+func exitedEarly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// wait reaps the process and records its status the way a shell does:
+// exit(n) → n, killed by signal n → 128+n.
+func (p *Process) wait() {
+	err := p.cmd.Wait()
+	status := 0
+	if state := p.cmd.ProcessState; state != nil {
+		ws, _ := state.Sys().(syscall.WaitStatus)
+		switch {
+		case ws.Signaled():
+			status = 128 + int(ws.Signal())
+		default:
+			status = ws.ExitStatus()
+		}
+	} else if err != nil {
+		status = 255
+	}
+	p.mu.Lock()
+	p.status, p.exitedAt = status, time.Now()
+	p.mu.Unlock()
+	close(p.done)
+	// The Keep's end is closed now, so reads see EOF after what it sent;
+	// close ours once Start has read its answer.
+	go func() {
+		<-p.readyRead
+		p.ctl.Close()
+	}()
+}
+
+func (p *Process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// outOfCompileMemory reports whether the Keep, which has exited, was
+// killed by the kernel at its compile memory limit: SIGKILL, and the
+// cgroup records an OOM kill.
+func (p *Process) outOfCompileMemory() bool {
+	if p.compileMemory <= 0 {
+		return false
+	}
+	if status, _ := p.Status(); status != 128+int(syscall.SIGKILL) {
+		return false
+	}
+	killed, err := p.cgroup.OOMKilled()
+	return err == nil && killed
+}
+
+// Pid is the Keep's process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Ready is what the Keep reported when it got ready.
+func (p *Process) Ready() Ready { return p.ready }
+
+// Attest asks the Keep for fresh evidence with nonce bound into it (at most
+// attestation.MaxNonceSize bytes) and returns its canonical encoding.
+func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	select {
+	case <-p.done:
+		return nil, fmt.Errorf("keep pid %d has exited", p.Pid())
+	default:
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = p.ctl.SetDeadline(deadline)
+		defer p.ctl.SetDeadline(time.Time{})
+	}
+	if err := json.NewEncoder(p.ctl).Encode(request{Attest: &attestRequest{Nonce: nonce}}); err != nil {
+		return nil, fmt.Errorf("keep pid %d: ask for evidence: %w", p.Pid(), err)
+	}
+	var resp response
+	if err := p.dec.Decode(&resp); err != nil {
+		return nil, fmt.Errorf("keep pid %d: read evidence: %w", p.Pid(), err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("keep pid %d: %s", p.Pid(), resp.Error)
+	}
+	return resp.Evidence, nil
+}
+
+// Cgroup is the Keep's control group, nil when it was started without one.
+// It outlives the Keep: whoever deletes the task deletes it.
+func (p *Process) Cgroup() *cgroup.Cgroup { return p.cgroup }
+
+// Run tells a ready Keep to start its workload. The container's memory
+// limit is applied to the Keep's cgroup first (see limitMemory).
+func (p *Process) Run() error {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	if err := p.limitMemory(); err != nil {
+		return err
+	}
+	if err := json.NewEncoder(p.ctl).Encode(request{Run: true}); err != nil {
+		select {
+		case <-p.done:
+			return fmt.Errorf("keep pid %d has already exited", p.Pid())
+		default:
+		}
+		return fmt.Errorf("keep pid %d: send run: %w", p.Pid(), err)
+	}
+	return nil
+}
+
+// limitMemory sets the kernel's memory limit of the Keep's cgroup, once the
+// Keep has compiled its module and before its workload runs: the
+// container's limit, plus what the Keep uses now (its engine and the
+// compiled code), plus MemoryHeadroom; or, when the container has none,
+// lifts the compile memory limit (StartOptions.CompileMemory).
+//
+// The container's limit is the cap of the workload's linear memory
+// (Config.MemoryLimit), so the engine refuses a growth past it and the Keep
+// reports "memory limit N bytes exceeded" before the kernel's OOM killer
+// would end it without a word. The kernel's limit still bounds the whole
+// Keep. Compiling is left out of it because compiling a Go module takes
+// about 90 MB, more than many containers give their workload.
+func (p *Process) limitMemory() error {
+	if p.cgroup == nil {
+		return nil
+	}
+	if p.memory == nil || p.memory.Limit == nil || *p.memory.Limit <= 0 {
+		if p.compileMemory <= 0 {
+			return nil
+		}
+		// The container has no limit: lift the compile limit.
+		if err := p.cgroup.SetMemoryLimit(cgroup.NoMemoryLimit, 0); err != nil {
+			return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
+		}
+		return nil
+	}
+	used, err := p.cgroup.MemoryUsage()
+	if err != nil {
+		return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
+	}
+	extra := int64(used) + MemoryHeadroom
+	var swap int64
+	if p.memory.Swap != nil && *p.memory.Swap > 0 {
+		swap = *p.memory.Swap + extra
+	}
+	if err := p.cgroup.SetMemoryLimit(*p.memory.Limit+extra, swap); err != nil {
+		return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
+	}
+	return nil
+}
+
+// Signal sends sig to the Keep process. It returns os.ErrProcessDone when the
+// Keep has exited.
+func (p *Process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return os.ErrProcessDone
+	default:
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// Done is closed when the Keep process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Status returns the exit status and time; valid once Done is closed.
+func (p *Process) Status() (int, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status, p.exitedAt
+}

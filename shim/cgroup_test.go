@@ -1,0 +1,188 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
+	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
+)
+
+// writeCgroupSpec gives the bundle's spec a cgroup and resources.
+func writeCgroupSpec(t *testing.T, bundle, cgroupPath string, res *specs.LinuxResources) {
+	t.Helper()
+	spec := specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{Args: []string{"/app.wasm"}, Env: []string{"PATH=/"}, Cwd: "/"},
+		Root:    &specs.Root{Path: "rootfs"},
+		Linux:   &specs.Linux{CgroupsPath: cgroupPath, Resources: res},
+	}
+	b, err := json.Marshal(&spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServiceCgroup runs a task in a cgroup: the Keep is in it from
+// Create, Stats reports its metrics as containerd's cgroup Metrics, Pids
+// lists the Keep, Wait answers after the Keep is gone, and Delete removes
+// the cgroup.
+func TestServiceCgroup(t *testing.T) {
+	cgrouptest.Require(t)
+	h := newHarness(t)
+	ctx := context.Background()
+	bundle, _ := newBundle(t, "spin")
+	id := keeptest.ID(t)
+	path := cgrouptest.Path(t, id)
+	limit, pidsLimit := int64(64<<20), int64(32)
+	writeCgroupSpec(t, bundle, path, &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &limit},
+		Pids:   &specs.LinuxPids{Limit: &pidsLimit},
+	})
+	resp, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	pid := int(resp.Pid)
+
+	procs, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), "cgroup.procs"))
+	if err != nil {
+		t.Fatalf("the task's cgroup: %v", err)
+	}
+	if strings.TrimSpace(string(procs)) != strconv.Itoa(pid) {
+		t.Errorf("cgroup.procs = %q, want the Keep's pid %d alone", procs, pid)
+	}
+	ps, err := h.svc.Pids(ctx, &taskapi.PidsRequest{ID: id})
+	if err != nil || len(ps.Processes) != 1 || int(ps.Processes[0].Pid) != pid {
+		t.Errorf("Pids = %v, %v; want the Keep, pid %d", ps, err, pid)
+	}
+
+	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	stats, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	m, err := typeurl.UnmarshalAny(stats.Stats)
+	if err != nil {
+		t.Fatalf("decode Stats (type URL %q): %v", stats.Stats.GetTypeUrl(), err)
+	}
+	switch m := m.(type) {
+	case *v1stats.Metrics:
+		if stats.Stats.GetTypeUrl() != "io.containerd.cgroups.v1.Metrics" {
+			t.Errorf("type URL %q", stats.Stats.GetTypeUrl())
+		}
+		if m.GetMemory().GetUsage().GetUsage() == 0 || m.GetPids().GetCurrent() == 0 || m.GetPids().GetLimit() != uint64(pidsLimit) {
+			t.Errorf("metrics: memory %v, pids %v", m.GetMemory().GetUsage(), m.GetPids())
+		}
+		// The container's limit plus what the Keep needs for itself.
+		if got := m.GetMemory().GetUsage().GetLimit(); got < uint64(limit+keep.MemoryHeadroom) || got > 1<<40 {
+			t.Errorf("memory limit %d, want %d plus the Keep's own", got, limit)
+		}
+	case *v2stats.Metrics:
+		if stats.Stats.GetTypeUrl() != "io.containerd.cgroups.v2.Metrics" {
+			t.Errorf("type URL %q", stats.Stats.GetTypeUrl())
+		}
+		if m.GetMemory().GetUsage() == 0 || m.GetPids().GetCurrent() == 0 {
+			t.Errorf("metrics: memory %v, pids %v", m.GetMemory(), m.GetPids())
+		}
+	default:
+		t.Fatalf("Stats decodes to a %T", m)
+	}
+
+	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGTERM)}); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if w := h.wait(t, id); w.ExitStatus != 143 {
+		t.Errorf("exit status after SIGTERM %d, want 143", w.ExitStatus)
+	}
+	// The Keep is gone; Wait still answers, and metrics are still there
+	// until the task is deleted.
+	if alive(pid) {
+		t.Errorf("the Keep, pid %d, is still alive after Wait", pid)
+	}
+	if w := h.wait(t, id); w.ExitStatus != 143 {
+		t.Errorf("a second Wait: exit status %d, want 143", w.ExitStatus)
+	}
+	if _, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id}); err != nil {
+		t.Errorf("Stats of a stopped task: %v", err)
+	}
+	_, err = h.svc.Pids(ctx, &taskapi.PidsRequest{ID: id})
+	wantCode(t, "Pids of a stopped task", err, codes.FailedPrecondition, "stopped")
+	if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after Delete: %v, want it gone", cgrouptest.MemoryDir(path), err)
+	}
+}
+
+// TestServiceCgroupSystemd refuses a systemd cgroup path with the reason.
+func TestServiceCgroupSystemd(t *testing.T) {
+	h := newHarness(t)
+	bundle, _ := newBundle(t, "exit 0")
+	writeCgroupSpec(t, bundle, "system.slice:cri-containerd:abc", nil)
+	_, err := h.svc.Create(context.Background(), &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle})
+	if err == nil || !strings.Contains(err.Error(), "systemd cgroup paths") {
+		t.Errorf("Create in a systemd cgroup: %v, want an error saying they are not supported", err)
+	}
+	noPIDFile(t, bundle)
+}
+
+// TestCleanupRemovesCgroup is `shim delete` after a shim died: the Keep
+// left in the cgroup named by the bundle's spec is killed and the cgroup
+// removed.
+func TestCleanupRemovesCgroup(t *testing.T) {
+	cgrouptest.Require(t)
+	bundle, _ := newBundle(t, "spin")
+	id := keeptest.ID(t)
+	path := cgrouptest.Path(t, id)
+	writeCgroupSpec(t, bundle, path, nil)
+	p, err := keep.Start(context.Background(), keep.StartOptions{
+		Executable: os.Args[0],
+		Dir:        bundle,
+		Config:     keep.Config{ID: id, Workload: workload.Workload{Module: filepath.Join(bundle, "rootfs", "app.wasm"), Args: []string{"app.wasm"}}},
+		Cgroup:     path,
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+	})
+	var out bytes.Buffer
+	if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the Keep in the cgroup still runs")
+	}
+	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s after shim delete: %v, want it gone", cgrouptest.MemoryDir(path), err)
+	}
+}

@@ -1,0 +1,83 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
+	"github.com/enarx/containerd-shim-enarx/oci"
+)
+
+// keepPlan is what Create decides about a container's Keep before starting
+// it: what planKeep reads of the spec, the node policy and the workload.
+type keepPlan struct {
+	id     string
+	bundle oci.Bundle
+	spec   *specs.Spec
+	policy nodepolicy.Policy
+	// workload is what the bundle and the image describe (oci.Resolve).
+	workload workload.Workload
+	// available reports whether a TEE backend can run on this node
+	// (keep.Available); planKeep asks, it does not look.
+	available func(backend string) error
+}
+
+// planKeep turns a container's spec, the node policy and its workload into
+// the complete options of its Keep: it is the one writer of the Keep's
+// configuration. It does nothing but decide (no file, process or cgroup is
+// touched), so that what Create starts is known before anything is made.
+// The options lack only what Create makes: the stdio and the executable.
+//
+// An error says whose it is: the container's (errdefs.ErrInvalidArgument:
+// it asks for what the node does not allow, or its workload is invalid) or
+// the node's (errdefs.ErrFailedPrecondition: it cannot provide what the
+// policy requires).
+func planKeep(p keepPlan) (keep.StartOptions, error) {
+	annotations := p.spec.Annotations
+	backend, err := p.policy.Choose(annotations[enarxdev.AnnotationBackend], p.available)
+	var steward string
+	if err == nil {
+		steward, err = p.policy.ChooseSteward(annotations[enarxdev.AnnotationSteward])
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, nodepolicy.ErrBackendNotAllowed), errors.Is(err, nodepolicy.ErrStewardNotAllowed):
+		return keep.StartOptions{}, fmt.Errorf("task %s: %w: %w", p.id, err, errdefs.ErrInvalidArgument)
+	default:
+		return keep.StartOptions{}, fmt.Errorf("task %s: %w: %w", p.id, err, errdefs.ErrFailedPrecondition)
+	}
+	cfg := keep.Config{
+		ID:          p.id,
+		Workload:    p.workload,
+		Backend:     backend,
+		Steward:     steward,
+		StewardCA:   p.policy.StewardCA,
+		ModuleCache: p.policy.ModuleCacheDir(),
+	}
+	if steward != "" {
+		cfg.StateDir = p.bundle.KeepStateDir()
+	}
+	opts := keep.StartOptions{Dir: p.bundle.Dir, CompileMemory: p.policy.CompileMemory()}
+	if l := p.spec.Linux; l != nil {
+		// The container's memory limit is read once: it caps the
+		// workload's linear memory, and the Keep's cgroup bounds the
+		// whole Keep with it (keep.Process.Run).
+		opts.Cgroup, opts.Resources = l.CgroupsPath, l.Resources
+		if r := l.Resources; r != nil && r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
+			cfg.MemoryLimit = *r.Memory.Limit
+		}
+	}
+	// What the Keep checks of its config, so that Create fails rather than
+	// the Keep.
+	if err := cfg.Validate(); err != nil {
+		return keep.StartOptions{}, fmt.Errorf("oci: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	opts.Config = cfg
+	return opts, nil
+}
