@@ -47,6 +47,10 @@ const (
 	keepExitFile = "enarx-keep.exit"
 	// evidenceFile holds the Keep's evidence at start.
 	evidenceFile = "enarx-evidence.json"
+	// rootfsMountFile records where the shim mounted the root filesystem
+	// (containerd gave it the mounts): the shim unmounts only that, never
+	// a root filesystem someone else mounted (Docker, ctr run --rootfs).
+	rootfsMountFile = "enarx-rootfs.mount"
 	// keepStateDir is the Keep's state directory (keep.Config.StateDir),
 	// made when the Keep gets a certificate.
 	keepStateDir = "enarx"
@@ -75,6 +79,10 @@ func (b Bundle) KeepExit() string { return b.path(keepExitFile) }
 // Evidence is the file that holds the Keep's evidence at start.
 func (b Bundle) Evidence() string { return b.path(evidenceFile) }
 
+// RootfsMount is the file that records where the shim mounted the root
+// filesystem.
+func (b Bundle) RootfsMount() string { return b.path(rootfsMountFile) }
+
 // KeepStateDir is the Keep's own directory (keep.Config.StateDir).
 func (b Bundle) KeepStateDir() string { return b.path(keepStateDir) }
 
@@ -85,12 +93,13 @@ func (b Bundle) Rootfs(spec *specs.Spec) string { return Rootfs(b.Dir, spec) }
 func (b Bundle) Spec() (*specs.Spec, error) { return LoadSpec(b.Dir) }
 
 // Clean removes what the enarx runtime added to the bundle: the artifact
-// module, the Keep's PID and exit records, its evidence and its state
-// directory. What containerd made is left alone; so is what is already
-// gone. It returns every failure, joined.
+// module, the Keep's PID and exit records, its evidence, the record of the
+// root filesystem's mount (unmount it first) and its state directory. What
+// containerd made is left alone; so is what is already gone. It returns
+// every failure, joined.
 func (b Bundle) Clean() error {
 	var errs []error
-	for _, f := range []string{artifactModuleFile, keepPIDFile, keepExitFile, evidenceFile} {
+	for _, f := range []string{artifactModuleFile, keepPIDFile, keepExitFile, evidenceFile, rootfsMountFile} {
 		if err := os.Remove(b.path(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

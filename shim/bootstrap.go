@@ -308,14 +308,12 @@ func cleanup(ctx context.Context, f flags, out io.Writer) error {
 			os.Remove(p)
 		}
 	}
-	// The same cleanup as Delete, with the rootfs where Create mounted it.
-	rootfs := bundle.Rootfs(nil)
+	// The same cleanup as Delete: the rootfs only if Create mounted it.
 	var cg *cgroup.Cgroup
 	if spec, err := bundle.Spec(); err == nil {
-		rootfs = bundle.Rootfs(spec)
 		cg = loadCgroup(ctx, spec)
 	}
-	t := &task{id: f.id, bundle: bundle, rootfs: rootfs, cgroup: cg}
+	t := &task{id: f.id, bundle: bundle, rootfs: mountedRootfs(bundle), cgroup: cg}
 	t.cleanup(ctx)
 	b, err := proto.Marshal(&taskapi.DeleteResponse{
 		ExitedAt:   timestamppb.New(exitedAt),

@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,9 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -355,4 +359,57 @@ func TestExitFile(t *testing.T) {
 			t.Errorf("%q read as status %d", bad, status)
 		}
 	}
+}
+
+// TestCleanupUnmountsOnlyItsOwnRootfs is `shim delete` on a bundle whose
+// root filesystem someone else mounted (Docker mounts its own and gives the
+// shim no mounts; so does `ctr run --rootfs DIR`): the mount stays. A root
+// filesystem the shim recorded as its own mount is unmounted.
+func TestCleanupUnmountsOnlyItsOwnRootfs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	mountTmpfs := func(t *testing.T, dir string) {
+		t.Helper()
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatalf("mount tmpfs on %s: %v", dir, err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	}
+	bundleWithRoot := func(t *testing.T) (string, string) {
+		bundle, root := t.TempDir(), t.TempDir()
+		b, _ := json.Marshal(specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"/app.wasm"}}, Root: &specs.Root{Path: root}})
+		if err := os.WriteFile(oci.Bundle{Dir: bundle}.Config(), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mountTmpfs(t, root)
+		return bundle, root
+	}
+
+	t.Run("theirs", func(t *testing.T) {
+		bundle, root := bundleWithRoot(t)
+		var out bytes.Buffer
+		if err := cleanup(context.Background(), flags{id: "theirs", namespace: "default", bundle: bundle}, &out); err != nil {
+			t.Fatalf("cleanup: %v", err)
+		}
+		if mounted, err := mountinfo.Mounted(root); err != nil || !mounted {
+			t.Errorf("the root filesystem someone else mounted at %s: mounted %v (%v) after shim delete, want it left alone", root, mounted, err)
+		}
+	})
+	t.Run("ours", func(t *testing.T) {
+		bundle, root := bundleWithRoot(t)
+		if err := os.WriteFile(oci.Bundle{Dir: bundle}.RootfsMount(), []byte(root), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := cleanup(context.Background(), flags{id: "ours", namespace: "default", bundle: bundle}, &out); err != nil {
+			t.Fatalf("cleanup: %v", err)
+		}
+		if mounted, err := mountinfo.Mounted(root); err != nil || mounted {
+			t.Errorf("the root filesystem the shim mounted at %s: mounted %v (%v) after shim delete, want it unmounted", root, mounted, err)
+		}
+		if _, err := os.Stat(oci.Bundle{Dir: bundle}.RootfsMount()); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the mount record is left: %v", err)
+		}
+	})
 }

@@ -257,7 +257,10 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 }
 
 // mountRootfs mounts the task's root filesystem at rootfs when containerd
-// gave mounts for it; t.rootfs records it for cleanup.
+// gave mounts for it. It records the mount, in the task (t.rootfs) and in
+// the bundle for `shim delete`, before mounting: cleanup unmounts only what
+// the shim mounted, never a root filesystem that was there before (Docker
+// mounts its own and gives no mounts; so does `ctr run --rootfs DIR`).
 func (t *task) mountRootfs(mounts []*types.Mount, rootfs string) error {
 	if len(mounts) == 0 {
 		return nil
@@ -265,11 +268,25 @@ func (t *task) mountRootfs(mounts []*types.Mount, rootfs string) error {
 	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return fmt.Errorf("create rootfs mount point: %w", err)
 	}
+	if err := os.WriteFile(t.bundle.RootfsMount(), []byte(rootfs), 0o600); err != nil {
+		return fmt.Errorf("record the rootfs mount of %s: %w", t.id, err)
+	}
+	// From here on the rollback unmounts whatever of it was mounted.
+	t.rootfs = rootfs
 	if err := mount.All(mount.FromProto(mounts), rootfs); err != nil {
 		return fmt.Errorf("mount rootfs of %s: %w", t.id, err)
 	}
-	t.rootfs = rootfs
 	return nil
+}
+
+// mountedRootfs is where the bundle records that the shim mounted the root
+// filesystem, "" when it mounted none.
+func mountedRootfs(bundle oci.Bundle) string {
+	b, err := os.ReadFile(bundle.RootfsMount())
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 // publishAttestation makes a ready Keep's attestation visible: the evidence
