@@ -48,6 +48,7 @@ test: deps build lint
 # A short run of each fuzz target over parsers of untrusted input (18 targets, 3.5 to 4.5 minutes);
 # FUZZTIME=5m for a long one. A crasher lands in the package's testdata/fuzz/ and is a seed from then on.
 # Minimizing is cut short: the seeds are KiB-sized evidence, and minimizing them would fill a short run.
+# scripts/fuzz.sh tells Go 1.26's fuzztime race (golang/go#75804) from a failure.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/verify FuzzParseCSR:./attestation/steward FuzzCSREvidence:./attestation/steward \
 	FuzzVerifyPolicy:./attestation/verify FuzzReferenceValues:./attestation/verify FuzzStewardConfig:./attestation/steward \
@@ -55,10 +56,7 @@ FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/ver
 	FuzzKeepConfig:./keep FuzzPolicy:./keep/nodepolicy FuzzModuleCacheEntry:./keep FuzzSpecValidate:./keep/sockets/socketspec \
 	FuzzRuntimeOptions:./shim FuzzTaskRequest:./shim FuzzTLSConfig:./tlssock
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100ms $${t#*:}; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh
 
 # Benchmarks, each against a peer measured in the same run.
 # BENCH_RUNS (default 20) and the other settings are in scripts/bench.sh; it writes BENCHMARKS.md.
