@@ -37,6 +37,11 @@ func dieOfCrashSignals(id string) {
 // dump: a Keep's memory is its workload's, not to be written to disk.
 func dieOf(sig syscall.Signal) {
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	if unix.Getpid() == 1 {
+		// The init of its own PID namespace (a confined Keep) is not
+		// killed by a signal it sends itself: exit with the status.
+		os.Exit(128 + int(sig))
+	}
 	// The Go runtime's handler stays installed whatever os/signal is told:
 	// set the default action with the system call. A zeroed kernel
 	// sigaction is SIG_DFL, no flags, an empty mask, on every architecture.

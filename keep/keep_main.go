@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
@@ -91,6 +92,17 @@ func Main(args []string, newEngine EngineFactory) int {
 			k.ready.TLSIdentity = k.identity.tlsIdentityName()
 		}
 	}
+	if err := nullStdio(cfg.NullStdio); err != nil {
+		return fail(err)
+	}
+	// What needed the host is done: the Keep becomes the container.
+	if cfg.Container != nil {
+		began := time.Now()
+		if err := confine.Enter(cfg.Container, cfg.StateDir); err != nil {
+			return fail(err)
+		}
+		k.ready.ConfineTime = time.Since(began)
+	}
 	if err := enc.Encode(response{Ready: &k.ready}); err != nil {
 		return StatusFailed
 	}
@@ -107,10 +119,6 @@ func Main(args []string, newEngine EngineFactory) int {
 		if err != nil {
 			return StatusFailed
 		}
-	}
-	if err := nullStdio(cfg.NullStdio); err != nil {
-		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
-		return StatusFailed
 	}
 	return run(ctx, cfg, k.module, socks, signals)
 }
@@ -249,15 +257,7 @@ func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.S
 		opts.Sockets = socks.Sockets()
 	}
 	opts.Env = withPWD(opts.Env, cfg.Cwd)
-	for _, p := range cfg.Preopens {
-		// The Keep's own state directory is never hidden by a mount.
-		if cfg.StateDir == "" || p.GuestPath != GuestStateDir {
-			opts.Preopens = append(opts.Preopens, p)
-		}
-	}
-	if cfg.StateDir != "" {
-		opts.Preopens = append(opts.Preopens, engine.Preopen{HostPath: cfg.StateDir, GuestPath: GuestStateDir, ReadOnly: true})
-	}
+	opts.Preopens = preopens(cfg)
 	status, err := module.Run(ctx, opts)
 	var trap *engine.TrapError
 	switch {
@@ -299,4 +299,23 @@ func withPWD(env []string, cwd string) []string {
 		}
 	}
 	return append(env[:len(env):len(env)], "PWD="+cwd)
+}
+
+// preopens are the directories the workload sees: "/" of the container's
+// view for a confined Keep, else its Preopens and its state directory.
+func preopens(cfg Config) []engine.Preopen {
+	if cfg.Container != nil {
+		return []engine.Preopen{{HostPath: "/", GuestPath: "/"}}
+	}
+	var ps []engine.Preopen
+	for _, p := range cfg.Preopens {
+		// The Keep's own state directory is never hidden by a mount.
+		if cfg.StateDir == "" || p.GuestPath != confine.GuestStateDir {
+			ps = append(ps, p)
+		}
+	}
+	if cfg.StateDir != "" {
+		ps = append(ps, engine.Preopen{HostPath: cfg.StateDir, GuestPath: confine.GuestStateDir, ReadOnly: true})
+	}
+	return ps
 }

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -74,7 +75,7 @@ type Config struct {
 	StewardCA string `json:"steward_ca,omitempty"`
 	// StateDir is a host directory of the Keep's own: the Keep writes its
 	// certificate chain there (CertificateFile), and the workload sees it
-	// read-only at GuestStateDir. Empty when there is none.
+	// read-only at confine.GuestStateDir. Empty when there is none.
 	StateDir string `json:"state_dir,omitempty"`
 	// ModuleCache is the directory of precompiled modules shared by the
 	// node's Keeps (root-only); empty means compile every time.
@@ -82,15 +83,17 @@ type Config struct {
 	// MemoryLimit caps the workload's linear memory, in bytes (the OCI
 	// spec's linux.resources.memory.limit); 0 means no cap.
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// Container confines the Keep as runc confines a process of the
+	// container's spec (package confine): the workload then sees "/" of
+	// the container's filesystem view, and Preopens are not used. Nil for
+	// a Keep without a container (enarx run), which sees its Preopens.
+	Container *confine.Spec `json:"container,omitempty"`
 }
 
 // CertificateFile is the name, in Config.StateDir, of the PEM certificate
 // chain a Steward issued to the Keep: the Keep's certificate, then its
 // issuers.
 const CertificateFile = "certificate.pem"
-
-// GuestStateDir is where the workload sees Config.StateDir (read-only).
-const GuestStateDir = "/run/enarx"
 
 // Validate reports the first problem with c.
 func (c *Config) Validate() error {
@@ -119,6 +122,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryLimit < 0 {
 		return fmt.Errorf("keep config %q: memory limit %d is negative", c.ID, c.MemoryLimit)
+	}
+	if c.Container != nil {
+		if err := c.Container.Validate(); err != nil {
+			return fmt.Errorf("keep config %q: %w", c.ID, err)
+		}
 	}
 	if c.Backend != "" {
 		if _, err := LookupBackend(c.Backend); err != nil {
@@ -183,6 +191,9 @@ type Ready struct {
 	ModuleCache string `json:"module_cache,omitempty"`
 	// CompileTime is how long loading or compiling the module took.
 	CompileTime time.Duration `json:"compile_time,omitempty"`
+	// ConfineTime is how long the Keep took to confine itself
+	// (confine.Enter).
+	ConfineTime time.Duration `json:"confine_time,omitempty"`
 	// Sockets describe the open sockets, one per Config.Sockets entry:
 	// "NAME KIND PROT ADDRESS", the address a listen socket is bound to
 	// or the one a connect socket reached.

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // IsProcessOf reports whether pid is the Keep process of container id, as
@@ -147,6 +149,11 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	// own), and must not outlive the decision of containerd to delete it:
 	// the shim kills it on Delete and shim cleanup kills it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if c := opts.Config.Container; c != nil {
+		// The namespaces of its own a confined Keep starts in: it
+		// mounts its view of the container in them (confine.Enter).
+		cmd.SysProcAttr.Cloneflags = c.Cloneflags()
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
 	}
@@ -203,7 +210,7 @@ func controlSocket() (net.Conn, *os.File, error) {
 // makeCgroup makes the Keep's cgroup, with the compile memory limit until
 // the workload runs.
 func (p *Process) makeCgroup(opts StartOptions) error {
-	cg, err := cgroup.New(opts.Cgroup, opts.Resources)
+	cg, err := cgroup.New(opts.Cgroup, withKeepDevices(opts.Resources))
 	if err != nil {
 		return err
 	}
@@ -469,4 +476,27 @@ func (p *Process) Status() (int, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.status, p.exitedAt
+}
+
+// keepDevices are the devices a Keep itself opens, whatever its container
+// may: the TEE's report devices.
+var keepDevices = []string{attestation.SEVGuestDevice, attestation.TDXGuestDevice, attestation.TDXGuestDeviceLegacy}
+
+// withKeepDevices is res with rules that let the Keep open those of
+// keepDevices this node has, when res restricts devices at all.
+func withKeepDevices(res *specs.LinuxResources) *specs.LinuxResources {
+	if res == nil || len(res.Devices) == 0 {
+		return res
+	}
+	r := *res
+	r.Devices = append([]specs.LinuxDeviceCgroup(nil), res.Devices...)
+	for _, path := range keepDevices {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
+			continue
+		}
+		major, minor := int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+		r.Devices = append(r.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rw"})
+	}
+	return &r
 }

@@ -154,9 +154,8 @@ func Rootfs(bundle string, spec *specs.Spec) string {
 // architecture "wasm" with a wasm layer) provides the module and args[0] is
 // only the program name.
 //
-// The workload's files are the root filesystem and the bind mounts, as
-// preopened directories (see Preopens), and its working directory is
-// process.cwd. An Enarx.toml in the image adds args, env and stdio settings
+// The workload's files are the container's filesystem view, which the Keep
+// mounts (keep/confine), and its working directory is process.cwd. An Enarx.toml in the image adds args, env and stdio settings
 // (see EnarxTOMLFile).
 func Resolve(ctx context.Context, bundle string, spec *specs.Spec, images ImageStore) (workload.Workload, error) {
 	if spec.Process == nil || len(spec.Process.Args) == 0 {

@@ -472,20 +472,18 @@ func readBlob(ctx context.Context, images ImageStore, desc ocispec.Descriptor, m
 	return b, nil
 }
 
-// withFiles completes cfg with what the workload sees of files: the
-// preopens of the root filesystem and the mounts (Preopens), its working
-// directory, and the image's Enarx.toml, read from the root filesystem or,
+// withFiles completes cfg with what the workload sees of files (its root
+// is the container's filesystem view, which the Keep mounts: see
+// keep/confine): its working directory, and the image's Enarx.toml, read from the root filesystem or,
 // when artifact is not nil, from the wasm artifact image the module came
 // from.
 func withFiles(ctx context.Context, cfg workload.Workload, bundle string, spec *specs.Spec, artifact ImageStore) (workload.Workload, error) {
-	preopens, err := Preopens(bundle, spec)
-	if err != nil {
-		return workload.Workload{}, err
-	}
-	cfg.Preopens = preopens
 	cfg.Cwd = spec.Process.Cwd
 
-	var enarx *EnarxConfig
+	var (
+		enarx *EnarxConfig
+		err   error
+	)
 	if artifact != nil {
 		enarx, err = artifactEnarxTOML(ctx, artifact)
 	} else {

@@ -18,7 +18,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
-	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -218,10 +217,12 @@ func TestResolveFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No preopens: the Keep mounts the container's view (the root
+	// filesystem and its mounts, data at /data) and the workload sees "/"
+	// of it (keep/confine).
 	want := workload.Workload{
 		Module: filepath.Join(rootfs, "app.wasm"), Args: []string{"/app.wasm"}, Env: []string{"PATH=/bin"},
-		Preopens: []engine.Preopen{{HostPath: rootfs, GuestPath: "/", ReadOnly: true}, {HostPath: data, GuestPath: "/data", ReadOnly: true}},
-		Cwd:      "/data",
+		Cwd: "/data",
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("without Enarx.toml:\n got %+v\nwant %+v", cfg, want)

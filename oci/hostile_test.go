@@ -198,9 +198,12 @@ func TestHostileInputEnarxTOML(t *testing.T) {
 	_, err = Resolve(context.Background(), bundle, spec, nil)
 	wantError(t, "connect to every address", err, enarxdev.AnnotationConnectPrefix+"db", "name the server's host")
 	spec.Annotations = map[string]string{enarxdev.AnnotationListenPrefix + "web": "tcp://:80"}
+	// A mount whose path has ':' beside sockets is fine: FD_NAMES lists
+	// only "/", the root of the container's view the mount is in.
 	spec.Mounts = []specs.Mount{{Destination: "/a:b", Type: "bind", Source: rootfs}}
-	_, err = Resolve(context.Background(), bundle, spec, nil)
-	wantError(t, "mount with ':' next to sockets", err, `"/a:b"`, "FD_NAMES", "mount it elsewhere")
+	if _, err = Resolve(context.Background(), bundle, spec, nil); err != nil {
+		t.Errorf("mount with ':' next to sockets: %v, want none (FD_NAMES names the view's root only)", err)
+	}
 }
 
 // TestHostileInputImage damages the blobs of a wasm artifact image: every

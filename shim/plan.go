@@ -9,6 +9,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/oci"
@@ -63,15 +64,27 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	if steward != "" {
 		cfg.StateDir = p.bundle.KeepStateDir()
 	}
+	// The Keep is a container: it sees the container's filesystem view,
+	// not preopens of its parts.
+	cfg.Container = confine.FromOCI(p.spec, p.bundle.Rootfs(p.spec))
+	cfg.Preopens = nil
 	opts := keep.StartOptions{Dir: p.bundle.Dir, CompileMemory: p.policy.CompileMemory()}
 	if l := p.spec.Linux; l != nil {
 		// The container's memory limit is read once: it caps the
 		// workload's linear memory, and the Keep's cgroup bounds the
 		// whole Keep with it (keep.Process.Run).
-		opts.Cgroup, opts.Resources = l.CgroupsPath, l.Resources
-		if r := l.Resources; r != nil && r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
-			cfg.MemoryLimit = *r.Memory.Limit
+		opts.Cgroup = l.CgroupsPath
+		res := specs.LinuxResources{}
+		if r := l.Resources; r != nil {
+			res = *r
+			if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
+				cfg.MemoryLimit = *r.Memory.Limit
+			}
 		}
+		// The devices the workload may open: the spec's rules and runc's
+		// defaults (keep.Start adds the Keep's own, its TEE's device).
+		res.Devices = confine.DeviceRules(res.Devices)
+		opts.Resources = &res
 	}
 	// What the Keep checks of its config, so that Create fails rather than
 	// the Keep.

@@ -251,6 +251,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	labelsTook := time.Since(labelsBegan)
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.proc.Pid()).WithField("workload", ready.WorkloadDigest).
 		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).
+		WithField("confine", ready.ConfineTime.Round(time.Microsecond)).
 		WithField("keep", keepTook.Round(time.Microsecond)).WithField("labels", labelsTook.Round(time.Microsecond)).
 		WithField("create", time.Since(began).Round(time.Microsecond)).Info("keep ready")
 	return t, nil

@@ -394,12 +394,8 @@ func TestHostileWorkloadMemoryBomb(t *testing.T) {
 				events := watchEvents(t, d, ns)
 				cgroup := "/" + ns + "/" + id
 				var shim int
-				var lastLimit int64
 				sampler := startSampler(20*time.Millisecond, func(record func(string, int64)) {
-					if limit, peak, err := cgroupMemory(cgroup); err == nil {
-						// The limit last seen: the workload's, after the
-						// compile bound (read after stop: no race).
-						lastLimit = limit
+					if _, peak, err := cgroupMemory(cgroup); err == nil {
 						record("peak", peak)
 					}
 					if shim == 0 {
@@ -409,11 +405,23 @@ func TestHostileWorkloadMemoryBomb(t *testing.T) {
 						record("shim", rss)
 					}
 				})
+				// Detached, so that the stopped task keeps its cgroup until
+				// it is deleted: its limit is read then, not raced.
+				logFile := filepath.Join(t.TempDir(), id+".log")
 				began := time.Now()
-				_, stderr, exit := runWasm(t, d, ns, []string{"--memory-limit", strconv.Itoa(memoryLimit)}, ref, id)
+				runKeep(t, d, ns, "", []string{"--memory-limit", strconv.Itoa(memoryLimit), "--log-uri", "file://" + logFile}, ref, id)
+				waitStatus(t, d, ns, id, "STOPPED")
 				took := time.Since(began)
 				peak, n := sampler.stop()
-				peak["limit"] = lastLimit
+				limit, final, err := cgroupMemory(cgroup)
+				if err != nil {
+					t.Fatalf("the stopped task's cgroup %s: %v", cgroup, err)
+				}
+				peak["limit"], peak["peak"] = limit, max(peak["peak"], final)
+				exit := deleteTask(t, d, ns, id)
+				d.mustCtr(t, ns, "containers", "rm", id)
+				logged, _ := os.ReadFile(logFile)
+				stderr := string(logged)
 				t.Logf("exit %d in %v; cgroup limit %d, peak usage %d bytes; shim peak RSS %d KiB (%d samples); stderr: %s",
 					exit, took.Round(time.Millisecond), peak["limit"], peak["peak"], peak["shim"], n, tailLines(stderr, 3))
 				if exit != c.status {
@@ -582,7 +590,7 @@ func TestHostileWorkloadFileEscape(t *testing.T) {
 		n := randomHex(3)
 		links := map[string]string{
 			"/out/abs-" + n:     secretPath,          // the host path
-			"/out/rel-" + n:     "../secret",         // beside the mount, on the host
+			"/out/rel-" + n:     "../secret",         // beside the mount on the host; /secret in the container
 			"/out/etc-" + n:     "/etc",              // the root of the host
 			"/out/up-" + n:      up + "etc",          // far above the mount
 			"/scratch-up-" + n:  up + "etc",          // in the root filesystem
@@ -601,7 +609,7 @@ func TestHostileWorkloadFileEscape(t *testing.T) {
 		attempts = append(attempts,
 			"read /out/etc-"+n+"/hostname", "ls /out/etc-"+n, "ls /out/up-"+n,
 			"link /data/../secret /out/hard-"+n, "link /out/../secret /out/hard2-"+n,
-			"openat 5 rel-"+n, "openat 5 etc-"+n+"/hostname",
+			"openat 3 out/etc-"+n+"/hostname",
 		)
 		for _, a := range attempts {
 			args = append(args, strings.Fields(a)...)
@@ -620,6 +628,16 @@ func TestHostileWorkloadFileEscape(t *testing.T) {
 		for link, target := range links {
 			result := got["symlink "+target+" "+link]
 			t.Logf("symlink %s -> %s: %s", link, target, result)
+			if link == "/out/rel-"+n {
+				// In the container's view ../secret from /out is the
+				// container's /secret, which its process may write as
+				// runc's may: what matters is that the host's secret
+				// beside the mount is not reached (checked below).
+				for _, a := range through[link] {
+					delete(want, strings.TrimSuffix(a, " pwned"))
+				}
+				continue
+			}
 			if !strings.HasPrefix(result, "ok") {
 				for _, a := range through[link] {
 					delete(want, strings.TrimSuffix(a, " pwned"))

@@ -102,18 +102,22 @@ func writeRootfsImage(path, ref string, rootfs []tarFile, entrypoint []string) e
 // writeLayerImage is writeRootfsImage of a layer made already (a damaged
 // one, say): the image's digests and diff ID are the layer's as it is.
 func writeLayerImage(path, ref string, layer []byte, entrypoint []string) error {
+	return writeLayerImageConfig(path, ref, layer, ocispec.ImageConfig{Entrypoint: entrypoint})
+}
+
+// writeLayerImageConfig is writeLayerImage with an image config of the
+// test's (its User, say); PATH is set.
+func writeLayerImageConfig(path, ref string, layer []byte, cfg ocispec.ImageConfig) error {
 	layerDigest := digest.FromBytes(layer)
 
 	platform := ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
 	created := time.Unix(0, 0).UTC()
+	cfg.Env = append(cfg.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	config, err := json.Marshal(ocispec.Image{
 		Created:  &created,
 		Platform: platform,
-		Config: ocispec.ImageConfig{
-			Entrypoint: entrypoint,
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		},
-		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDigest}},
+		Config:   cfg,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDigest}},
 	})
 	if err != nil {
 		return err
@@ -200,6 +204,10 @@ type tarFile struct {
 	Mode int64
 	Data []byte
 	Link string
+	// Type, when set, is another entry type: tar.TypeDir, or
+	// tar.TypeChar / tar.TypeBlock with Major and Minor.
+	Type         byte
+	Major, Minor int64
 }
 
 // tarFiles returns an uncompressed tar of files (owned by root, mtime 0),
@@ -222,6 +230,13 @@ func tarFiles(files []tarFile) ([]byte, error) {
 		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: f.Name, Mode: f.Mode, Size: int64(len(f.Data)), ModTime: time.Unix(0, 0)}
 		if f.Link != "" {
 			hdr = &tar.Header{Typeflag: tar.TypeSymlink, Name: f.Name, Linkname: f.Link, Mode: 0o777, ModTime: time.Unix(0, 0)}
+		}
+		if f.Type != 0 {
+			hdr = &tar.Header{Typeflag: f.Type, Name: f.Name, Mode: f.Mode, Devmajor: f.Major, Devminor: f.Minor, ModTime: time.Unix(0, 0)}
+			if f.Type == tar.TypeDir {
+				hdr.Name += "/"
+				dirs[f.Name] = true
+			}
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("tar %s: %w", f.Name, err)

@@ -108,6 +108,7 @@ var rules = []rule{
 	{"keep/wasmtime", "no-TEE-libs", teeLibs, "running a module needs no TEE: attestation is the Keep's, not the engine's"},
 	{"keep/workload", "leaves-only", append([]string{module + "/keep", module + "/keep/sockets", module + "/attestation/...", module + "/tlssock/...", module + "/oci/...", module + "/shim/..."}, teeLibs...),
 		"a workload's description names only the leaves below it (keep/engine, socketspec)"},
+	{"keep/confine", "leaf", leaf, "the Keep's confinement reads an OCI spec and makes mounts: it needs nothing of the Keep, the engine or a TEE"},
 	{"keep/sockets/socketspec", "leaf", leaf, "a socket's declaration is checked without the network or TLS, so that oci and the CLI read it without linking them"},
 	{"keep/wasmtime", "no-keep", []string{module + "/keep", module + "/attestation/..."}, "an engine implements the engine seam; the Keep, its attestation and its backends are not the engine's"},
 	{"oci", "no-TEE-libs", teeLibs, "turning a bundle or an image into a workload needs no TEE"},

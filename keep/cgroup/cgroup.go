@@ -53,13 +53,11 @@ func checkCgroupPath(path string) error {
 }
 
 // New creates the cgroup at path (an OCI linux.cgroupsPath), or takes it over when
-// it exists, and applies res to it, except:
-//
-//   - the memory limit and swap, which SetMemoryLimit applies once the Keep
-//     has compiled its module (compiling a Go module takes more memory than
-//     many containers are given for their workload);
-//   - devices: the workload sees no device (WASI), and the Keep must reach
-//     the TEE's (/dev/sev-guest, /dev/tdx_guest).
+// it exists, and applies res to it, devices included (the caller adds the
+// rules of the devices the Keep itself uses), except the memory limit and
+// swap, which SetMemoryLimit applies once the Keep has compiled its module
+// (compiling a Go module takes more memory than many containers are given
+// for their workload).
 //
 // res may be nil.
 func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
@@ -149,14 +147,13 @@ func v2Group(path string) (string, error) {
 	return group, nil
 }
 
-// withoutHeldBack is res without what New does not apply: devices,
-// memory limit and swap.
+// withoutHeldBack is res without what New does not apply: the memory limit
+// and swap.
 func withoutHeldBack(res *specs.LinuxResources) *specs.LinuxResources {
 	if res == nil {
 		return &specs.LinuxResources{}
 	}
 	r := *res
-	r.Devices = nil
 	if res.Memory != nil {
 		m := *res.Memory
 		m.Limit, m.Swap = nil, nil

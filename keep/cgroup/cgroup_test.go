@@ -50,8 +50,11 @@ func TestWithoutHeldBack(t *testing.T) {
 		Pids:    &specs.LinuxPids{Limit: &pids},
 	}
 	got := withoutHeldBack(res)
-	if got.Devices != nil || got.Memory.Limit != nil || got.Memory.Swap != nil {
-		t.Errorf("devices, memory limit or swap applied at creation: %+v %+v", got.Devices, got.Memory)
+	if got.Memory.Limit != nil || got.Memory.Swap != nil {
+		t.Errorf("memory limit or swap applied at creation: %+v", got.Memory)
+	}
+	if len(got.Devices) != 1 {
+		t.Errorf("devices %+v, want the spec's rules applied at creation", got.Devices)
 	}
 	if got.Memory.Reservation == nil || *got.Memory.Reservation != reservation || got.Pids != res.Pids {
 		t.Errorf("other resources dropped: %+v", got)

@@ -1,0 +1,364 @@
+package confine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Enter confines the calling Keep process as s says. It must run in the
+// mount namespace of the Keep's own (the shim starts the Keep in it, see
+// Cloneflags), before the workload runs, with the privileges the Keep
+// starts with; it drops them. stateDir, when not "", is the Keep's state
+// directory on the host, shown read-only at GuestStateDir.
+//
+// What it does, in runc's order: the mounts below the root filesystem stop
+// propagating to the host (rootfsPropagation, rslave by default); the root
+// filesystem becomes a mount of its own with every spec mount on it, in
+// order, each destination created without leaving the root filesystem;
+// default and spec device nodes in a /dev the spec mounts as tmpfs;
+// pivot_root into it; masked and read-only paths; a read-only root; the
+// hostname; the umask, groups, gid and uid.
+func Enter(s *Spec, stateDir string) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, unix.MS_SLAVE|unix.MS_REC), ""); err != nil {
+		return fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
+	}
+	if err := unix.Mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("confinement: bind the root filesystem %s: %w", s.Rootfs, err)
+	}
+	root, err := os.OpenFile(s.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("confinement: root filesystem: %w", err)
+	}
+	defer root.Close()
+	v := view{root: root, rootfs: s.Rootfs}
+	for i, m := range s.Mounts {
+		if err := v.mount(m); err != nil {
+			return fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
+		}
+		if m.Destination == "/dev" && m.Type == "tmpfs" {
+			if err := v.makeDevices(s.Devices); err != nil {
+				return fmt.Errorf("confinement: /dev: %w", err)
+			}
+		}
+	}
+	if stateDir != "" {
+		state := specs.Mount{Destination: GuestStateDir, Type: "bind", Source: stateDir, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}
+		if err := v.mount(state); err != nil {
+			return fmt.Errorf("confinement: the Keep's state directory at %s: %w", GuestStateDir, err)
+		}
+	}
+	if err := pivotRoot(s.Rootfs); err != nil {
+		return err
+	}
+	for _, p := range s.MaskedPaths {
+		if err := maskPath(p); err != nil {
+			return fmt.Errorf("confinement: mask %s: %w", p, err)
+		}
+	}
+	for _, p := range s.ReadonlyPaths {
+		if err := readonlyPath(p); err != nil {
+			return fmt.Errorf("confinement: make %s read-only: %w", p, err)
+		}
+	}
+	if s.Readonly {
+		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("confinement: make the root filesystem read-only: %w", err)
+		}
+	}
+	if s.Propagation != "" {
+		if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, 0), ""); err != nil {
+			return fmt.Errorf("confinement: rootfsPropagation %s: %w", s.Propagation, err)
+		}
+	}
+	if s.Hostname != "" && s.Has(specs.UTSNamespace) {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return fmt.Errorf("confinement: hostname %q: %w", s.Hostname, err)
+		}
+	}
+	return becomeUser(s.User)
+}
+
+// view is the root filesystem being mounted.
+type view struct {
+	root   *os.File
+	rootfs string
+}
+
+// procPath names an open file by its descriptor, for mount(2): the kernel
+// follows it to the file itself, wherever links in the container point.
+func procPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
+
+// mount applies one spec mount to the view.
+func (v *view) mount(m specs.Mount) error {
+	o, err := parseOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	typ := m.Type
+	switch typ {
+	case "cgroup", "cgroup2":
+		// A WebAssembly workload has no use for the cgroup file system,
+		// and mounting the Keep's own needs a cgroup namespace: an empty
+		// read-only tmpfs stands in its place.
+		typ, m.Source, o.flags, o.data = "tmpfs", "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=0"
+	}
+	bind := typ == "bind" || o.flags&unix.MS_BIND != 0
+	if bind {
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("bind source: %w", err)
+		}
+		target, err := v.mountpoint(m.Destination, st.IsDir())
+		if err != nil {
+			return err
+		}
+		err = unix.Mount(m.Source, procPath(target), "", unix.MS_BIND|o.flags&unix.MS_REC, "")
+		target.Close()
+		if err != nil {
+			return fmt.Errorf("bind %s: %w", m.Source, err)
+		}
+		if rest := o.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 {
+			if err := v.onTop(m.Destination, func(p string) error {
+				return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|rest, "")
+			}); err != nil {
+				return fmt.Errorf("apply the options %q: %w", strings.Join(m.Options, ","), err)
+			}
+		}
+	} else {
+		target, err := v.mountpoint(m.Destination, true)
+		if err != nil {
+			return err
+		}
+		source := m.Source
+		if source == "" {
+			source = typ
+		}
+		err = unix.Mount(source, procPath(target), typ, o.flags, o.data)
+		target.Close()
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", typ, err)
+		}
+	}
+	if o.propagation != 0 {
+		if err := v.onTop(m.Destination, func(p string) error { return unix.Mount("", p, "", o.propagation, "") }); err != nil {
+			return fmt.Errorf("propagation: %w", err)
+		}
+	}
+	if o.attr.Attr_set != 0 || o.attr.Attr_clr != 0 {
+		if err := v.onTop(m.Destination, func(p string) error {
+			return unix.MountSetattr(unix.AT_FDCWD, p, unix.AT_RECURSIVE, &o.attr)
+		}); err != nil {
+			return fmt.Errorf("recursive options of %q: %w", strings.Join(m.Options, ","), err)
+		}
+	}
+	return nil
+}
+
+// onTop calls f with a path to what is mounted at dest now.
+func (v *view) onTop(dest string, f func(path string) error) error {
+	h, err := pathrs.OpenInRoot(v.rootfs, dest)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return f(procPath(h))
+}
+
+// mountpoint returns a handle to dest in the view, creating it (a
+// directory, or an empty file when dir is false) and its parents without
+// following any link out of the root filesystem.
+func (v *view) mountpoint(dest string, dir bool) (*os.File, error) {
+	if dir {
+		return pathrs.MkdirAllHandle(v.root, dest, 0o755)
+	}
+	f, err := pathrs.OpenInRoot(v.rootfs, dest)
+	if errors.Is(err, os.ErrNotExist) {
+		parent, perr := pathrs.MkdirAllHandle(v.root, path.Dir(dest), 0o755)
+		if perr != nil {
+			return nil, perr
+		}
+		fd, cerr := unix.Openat(int(parent.Fd()), path.Base(dest), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		parent.Close()
+		if cerr != nil {
+			return nil, fmt.Errorf("mount point %s: %w", dest, cerr)
+		}
+		unix.Close(fd)
+		f, err = pathrs.OpenInRoot(v.rootfs, dest)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", dest, err)
+	}
+	if st, err := f.Stat(); err != nil || st.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("mount point %s: a file is bound there, but the container has a directory: %w", dest, unix.ENOTDIR)
+	}
+	return f, nil
+}
+
+// defaultDevices are the device nodes runc makes in every container's /dev
+// (the devices cgroup decides whether they can be opened).
+var defaultDevices = []specs.LinuxDevice{
+	{Path: "/dev/null", Type: "c", Major: 1, Minor: 3},
+	{Path: "/dev/zero", Type: "c", Major: 1, Minor: 5},
+	{Path: "/dev/full", Type: "c", Major: 1, Minor: 7},
+	{Path: "/dev/random", Type: "c", Major: 1, Minor: 8},
+	{Path: "/dev/urandom", Type: "c", Major: 1, Minor: 9},
+	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0},
+}
+
+// devLinks are the links runc makes in /dev.
+var devLinks = [][2]string{
+	{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
+	{"/proc/self/fd/2", "/dev/stderr"}, {"pts/ptmx", "/dev/ptmx"},
+}
+
+// makeDevices fills a /dev the spec mounts as a tmpfs: the default device
+// nodes, the spec's linux.devices and the usual links.
+func (v *view) makeDevices(devices []specs.LinuxDevice) error {
+	for _, d := range append(append([]specs.LinuxDevice(nil), defaultDevices...), devices...) {
+		if err := v.mknod(d); err != nil {
+			return fmt.Errorf("device %s: %w", d.Path, err)
+		}
+	}
+	for _, l := range devLinks {
+		dir, err := pathrs.MkdirAllHandle(v.root, path.Dir(l[1]), 0o755)
+		if err != nil {
+			return err
+		}
+		err = unix.Symlinkat(l[0], int(dir.Fd()), path.Base(l[1]))
+		dir.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("link %s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// mknod makes the device node d in the view.
+func (v *view) mknod(d specs.LinuxDevice) error {
+	var kind uint32
+	switch d.Type {
+	case "c", "u":
+		kind = unix.S_IFCHR
+	case "b":
+		kind = unix.S_IFBLK
+	case "p":
+		kind = unix.S_IFIFO
+	default:
+		return fmt.Errorf("type %q is not c, u, b or p", d.Type)
+	}
+	mode := uint32(0o666)
+	if d.FileMode != nil {
+		mode = uint32(*d.FileMode) & 0o7777
+	}
+	dir, err := pathrs.MkdirAllHandle(v.root, path.Dir(d.Path), 0o755)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	base := path.Base(d.Path)
+	_ = unix.Unlinkat(int(dir.Fd()), base, 0)
+	if err := unix.Mknodat(int(dir.Fd()), base, kind|mode, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
+		return err
+	}
+	// mknod applies the umask: set the mode the spec asks for.
+	if err := unix.Fchmodat(int(dir.Fd()), base, mode, 0); err != nil {
+		return err
+	}
+	uid, gid := -1, -1
+	if d.UID != nil {
+		uid = int(*d.UID)
+	}
+	if d.GID != nil {
+		gid = int(*d.GID)
+	}
+	return unix.Fchownat(int(dir.Fd()), base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// pivotRoot makes rootfs the root of the Keep's mount namespace and
+// detaches the host's root from it.
+func pivotRoot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return fmt.Errorf("confinement: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("confinement: pivot_root into %s: %w", rootfs, err)
+	}
+	// The old root is stacked under the new one: detach it, without the
+	// unmount reaching the host.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("confinement: the old root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("confinement: detach the host's root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("confinement: %w", err)
+	}
+	return nil
+}
+
+// maskPath hides p as runc does: /dev/null over a file, an empty read-only
+// tmpfs over a directory. A path that does not exist needs no mask.
+func maskPath(p string) error {
+	err := unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	if errors.Is(err, unix.ENOTDIR) {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}
+
+// readonlyPath makes p read-only, with everything mounted below it.
+func readonlyPath(p string) error {
+	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
+}
+
+// becomeUser takes on process.user: umask, supplementary groups, gid and
+// uid, in that order (the groups and gid need the privilege the uid
+// gives up). The C library applies each to every thread of the Keep.
+func becomeUser(u specs.User) error {
+	if u.Umask != nil {
+		syscall.Umask(int(*u.Umask))
+	}
+	groups := make([]int, len(u.AdditionalGids))
+	for i, g := range u.AdditionalGids {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("confinement: process.user.additionalGids %v: %w", u.AdditionalGids, err)
+	}
+	if err := syscall.Setgid(int(u.GID)); err != nil {
+		return fmt.Errorf("confinement: process.user.gid %d: %w", u.GID, err)
+	}
+	if err := syscall.Setuid(int(u.UID)); err != nil {
+		return fmt.Errorf("confinement: process.user.uid %d: %w", u.UID, err)
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

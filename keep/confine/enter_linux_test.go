@@ -1,0 +1,293 @@
+package confine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// childEnv makes the test binary a Keep stand-in: it enters the Spec in
+// the file the variable names and reports what it then sees (probe).
+const childEnv = "ENARX_CONFINE_TEST_SPEC"
+
+func TestMain(m *testing.M) {
+	if p := os.Getenv(childEnv); p != "" {
+		os.Exit(child(p))
+	}
+	os.Exit(m.Run())
+}
+
+// childInput is what the test gives the child.
+type childInput struct {
+	Spec     Spec
+	StateDir string
+	Probes   []string
+}
+
+// child enters the confinement and prints one line per probe:
+// "PROBE: ok[: detail]" or "PROBE: error: ERRNO-NAME".
+func child(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Println("input:", err)
+		return 2
+	}
+	var in childInput
+	if err := json.Unmarshal(b, &in); err != nil {
+		fmt.Println("input:", err)
+		return 2
+	}
+	began := time.Now()
+	if err := Enter(&in.Spec, in.StateDir); err != nil {
+		fmt.Println("enter:", err)
+		return 3
+	}
+	fmt.Printf("took: %v\n", time.Since(began))
+	for _, p := range in.Probes {
+		fmt.Printf("%s: %s\n", p, probe(p))
+	}
+	return 0
+}
+
+// probe runs one check: "read PATH", "write PATH", "stat PATH", "uid",
+// "owner PATH", "hostname", "pid".
+func probe(p string) string {
+	verb, arg, _ := strings.Cut(p, " ")
+	result := func(detail string, err error) string {
+		if err != nil {
+			var errno syscall.Errno
+			if errors.As(err, &errno) {
+				return "error: " + unix.ErrnoName(errno)
+			}
+			return "error: " + err.Error()
+		}
+		if detail == "" {
+			return "ok"
+		}
+		return "ok: " + detail
+	}
+	switch verb {
+	case "read":
+		b, err := os.ReadFile(arg)
+		return result(strings.TrimSpace(string(b)), err)
+	case "write":
+		return result("", os.WriteFile(arg, []byte("x"), 0o644))
+	case "stat":
+		st, err := os.Lstat(arg)
+		if err != nil {
+			return result("", err)
+		}
+		return result(st.Mode().Type().String(), nil)
+	case "owner":
+		var st unix.Stat_t
+		err := unix.Stat(arg, &st)
+		return result(fmt.Sprintf("%d:%d", st.Uid, st.Gid), err)
+	case "uid":
+		return result(fmt.Sprintf("%d:%d %v", os.Getuid(), os.Getgid(), must(os.Getgroups())), nil)
+	case "hostname":
+		h, err := os.Hostname()
+		return result(h, err)
+	case "pid":
+		return result(fmt.Sprint(os.Getpid()), nil)
+	}
+	return "error: unknown probe"
+}
+
+func must[T any](v T, _ error) T { return v }
+
+// runChild confines a child process as in says and returns its probes'
+// results.
+func runChild(t *testing.T, in childInput) map[string]string {
+	t.Helper()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(t.TempDir(), "input.json")
+	if err := os.WriteFile(input, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+input)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: in.Spec.Cloneflags()}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("confined child: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok {
+			got[k] = v
+		}
+	}
+	return got
+}
+
+func write(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEnter confines a process as a container's spec asks, with the
+// mounts containerd's default spec and the CRI plugin give, and checks what
+// it sees: its root is the container's, single files are bound, tmpfs and
+// /dev are there, read-only and masked paths hold, the host is out of
+// sight, and it runs as the spec's user.
+func TestEnter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("confining a process needs root")
+	}
+	rootfs, host, state := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(rootfs, "image.txt"), "in the image", 0o644)
+	write(t, filepath.Join(rootfs, "secret.txt"), "root only", 0o600)
+	write(t, filepath.Join(rootfs, "masked.txt"), "masked file", 0o644)
+	write(t, filepath.Join(rootfs, "maskeddir", "f.txt"), "in a masked directory", 0o644)
+	if err := os.MkdirAll(filepath.Join(rootfs, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(host, "hosts"), "127.0.0.1 localhost pod", 0o644)
+	write(t, filepath.Join(host, "config", "app.conf"), "from a ConfigMap", 0o644)
+	write(t, filepath.Join(host, "data", "a.txt"), "read-only data", 0o644)
+	write(t, filepath.Join(state, "certificate.pem"), "the Keep's certificate", 0o644)
+	sub := filepath.Join(host, "data", "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	write(t, filepath.Join(host, "rro", "f.txt"), "recursively read-only", 0o644)
+	rroSub := filepath.Join(host, "rro", "sub")
+	if err := os.MkdirAll(rroSub, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", rroSub, "tmpfs", 0, "size=1m,mode=777"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(rroSub, unix.MNT_DETACH) })
+	write(t, filepath.Join(host, "outside.txt"), "host only", 0o644)
+
+	umask := uint32(0o022)
+	spec := &specs.Spec{
+		Hostname: "keep-host",
+		Root:     &specs.Root{Path: rootfs},
+		Process:  &specs.Process{User: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{2000}, Umask: &umask}},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+			{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(host, "hosts"), Options: []string{"rbind", "rprivate", "ro"}},
+			{Destination: "/etc/app/app.conf", Type: "bind", Source: filepath.Join(host, "config", "app.conf"), Options: []string{"rbind", "ro"}},
+			{Destination: "/data", Type: "bind", Source: filepath.Join(host, "data"), Options: []string{"rbind", "ro"}},
+			{Destination: "/rro", Type: "bind", Source: filepath.Join(host, "rro"), Options: []string{"rbind", "rro"}},
+		},
+		Linux: &specs.Linux{
+			MaskedPaths:   []string{"/proc/kcore", "/proc/acpi", "/etc/hidden", "/masked.txt", "/maskeddir"},
+			ReadonlyPaths: []string{"/proc/sys"},
+			Namespaces:    []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}},
+		},
+	}
+	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), StateDir: state, Probes: []string{
+		"read /image.txt", "read /secret.txt", "write /new.txt", "write /tmp/mine.txt", "owner /tmp/mine.txt",
+		"read /etc/hosts", "write /etc/hosts", "read /etc/app/app.conf",
+		"read /data/a.txt", "write /data/b.txt", "write /data/sub/c.txt",
+		"read /rro/f.txt", "write /rro/sub/d.txt",
+		"read /masked.txt", "read /maskeddir/f.txt", "write /proc/sys/kernel/hostname", "stat /dev/null", "stat /dev/fd",
+		"read " + filepath.Join(host, "outside.txt"), "read /run/enarx/certificate.pem", "write /run/enarx/x",
+		"uid", "hostname", "pid",
+	}})
+	want := map[string]string{
+		"read /image.txt":                 "ok: in the image",
+		"read /secret.txt":                "error: EACCES",
+		"write /new.txt":                  "error: EACCES",
+		"write /tmp/mine.txt":             "ok",
+		"owner /tmp/mine.txt":             "ok: 1000:1000",
+		"read /etc/hosts":                 "ok: 127.0.0.1 localhost pod",
+		"write /etc/hosts":                "error: EROFS",
+		"read /etc/app/app.conf":          "ok: from a ConfigMap",
+		"read /data/a.txt":                "ok: read-only data",
+		"write /data/b.txt":               "error: EROFS",
+		"read /rro/f.txt":                 "ok: recursively read-only",
+		"write /rro/sub/d.txt":            "error: EROFS",
+		"read /masked.txt":                "ok",
+		"read /maskeddir/f.txt":           "error: ENOENT",
+		"stat /dev/null":                  "ok: Dc---------",
+		"stat /dev/fd":                    "ok: L---------",
+		"read /run/enarx/certificate.pem": "ok: the Keep's certificate",
+		"write /run/enarx/x":              "error: EROFS",
+		"uid":                             "ok: 1000:1000 [2000]",
+		"hostname":                        "ok: keep-host",
+		"pid":                             "ok: 1",
+	}
+	t.Logf("Enter took %s (%d mounts)", got["took"], len(spec.Mounts))
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+	// Writing below a read-only (not recursively read-only) bind reaches
+	// the writable tmpfs mounted there, as with runc.
+	if got["write /data/sub/c.txt"] != "ok" {
+		t.Errorf("write /data/sub/c.txt: %q, want ok (ro is not recursive)", got["write /data/sub/c.txt"])
+	}
+	if r := got["write /proc/sys/kernel/hostname"]; !strings.HasPrefix(r, "error") {
+		t.Errorf("/proc/sys is read-only: write gave %q", r)
+	}
+	if r := got["read "+filepath.Join(host, "outside.txt")]; !strings.HasPrefix(r, "error: ENOENT") {
+		t.Errorf("a host file outside the container: %q, want ENOENT", r)
+	}
+	// Nothing of the view is left mounted on the host.
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), rootfs) {
+		t.Errorf("the container's view leaked into the host's mounts:\n%s", mounts)
+	}
+}
+
+// TestEnterRefusesAMissingBindSource: as runc, a bind mount of nothing
+// fails, naming the mount.
+func TestEnterRefusesAMissingBindSource(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("confining a process needs root")
+	}
+	rootfs := t.TempDir()
+	spec := &specs.Spec{Root: &specs.Root{Path: rootfs}, Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/nonexistent/enarx", Options: []string{"rbind"}}}}
+	b, _ := json.Marshal(childInput{Spec: *FromOCI(spec, rootfs)})
+	input := filepath.Join(t.TempDir(), "input.json")
+	if err := os.WriteFile(input, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+input)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "mounts[0] (bind at /data)") || !strings.Contains(string(out), "/nonexistent/enarx") {
+		t.Errorf("missing bind source: %v\n%s", err, out)
+	}
+}

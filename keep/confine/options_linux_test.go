@@ -1,0 +1,92 @@
+package confine
+
+import (
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func TestParseOptions(t *testing.T) {
+	for _, c := range []struct {
+		opts        []string
+		flags, prop uintptr
+		set, clr    uint64
+		data        string
+	}{
+		{opts: []string{"rbind", "ro"}, flags: unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY},
+		{opts: []string{"ro", "rw"}, flags: 0},
+		{opts: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}, flags: unix.MS_NOSUID | unix.MS_STRICTATIME, data: "mode=755,size=65536k"},
+		{opts: []string{"bind", "rprivate"}, flags: unix.MS_BIND, prop: unix.MS_PRIVATE | unix.MS_REC},
+		{opts: []string{"rbind", "rro"}, flags: unix.MS_BIND | unix.MS_REC, set: unix.MOUNT_ATTR_RDONLY},
+		{opts: []string{"rro", "rrw", "rnosuid"}, set: unix.MOUNT_ATTR_NOSUID, clr: unix.MOUNT_ATTR_RDONLY},
+		{opts: []string{"newinstance", "ptmxmode=0666", "mode=0620", "gid=5", "nosuid", "noexec"}, flags: unix.MS_NOSUID | unix.MS_NOEXEC, data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+	} {
+		o, err := parseOptions(c.opts)
+		if err != nil {
+			t.Fatalf("%q: %v", c.opts, err)
+		}
+		if o.flags != c.flags || o.propagation != c.prop || o.attr.Attr_set != c.set || o.attr.Attr_clr != c.clr || o.data != c.data {
+			t.Errorf("%q: flags %#x prop %#x set %#x clr %#x data %q; want %#x %#x %#x %#x %q",
+				c.opts, o.flags, o.propagation, o.attr.Attr_set, o.attr.Attr_clr, o.data, c.flags, c.prop, c.set, c.clr, c.data)
+		}
+	}
+	if _, err := parseOptions([]string{"bind", "tmpcopyup"}); err == nil || !strings.Contains(err.Error(), `"tmpcopyup" is not supported`) {
+		t.Errorf("tmpcopyup: %v, want refused by name", err)
+	}
+}
+
+func TestFromOCI(t *testing.T) {
+	umask := uint32(0o077)
+	spec := &specs.Spec{
+		Hostname: "web",
+		Root:     &specs.Root{Path: "rootfs", Readonly: true},
+		Process:  &specs.Process{User: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{10}, Umask: &umask}, NoNewPrivileges: true},
+		Mounts:   []specs.Mount{{Destination: "/data", Type: "bind", Source: "/srv", Options: []string{"rbind", "ro"}}},
+		Linux: &specs.Linux{
+			RootfsPropagation: "rprivate",
+			MaskedPaths:       []string{"/proc/kcore"},
+			ReadonlyPaths:     []string{"/proc/sys"},
+			Devices:           []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}},
+			Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace, Path: "/proc/1/ns/ipc"},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}},
+		},
+	}
+	s := FromOCI(spec, "/run/bundle/rootfs")
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Rootfs != "/run/bundle/rootfs" || !s.Readonly || s.Hostname != "web" || s.User.UID != 1000 || !s.NoNewPrivileges ||
+		s.Propagation != "rprivate" || len(s.Mounts) != 1 || len(s.MaskedPaths) != 1 || len(s.ReadonlyPaths) != 1 || len(s.Devices) != 1 {
+		t.Errorf("FromOCI = %+v", s)
+	}
+	want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
+	if got := s.Cloneflags(); got != want {
+		t.Errorf("Cloneflags = %#x, want %#x (mount always; pid, ipc and uts as listed; a path makes a new one; no network)", got, want)
+	}
+	if s := FromOCI(&specs.Spec{}, "/r"); s.Cloneflags() != unix.CLONE_NEWNS {
+		t.Errorf("a spec without namespaces: Cloneflags %#x, want a mount namespace only", s.Cloneflags())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		edit func(*Spec)
+		want string
+	}{
+		{"relative rootfs", func(s *Spec) { s.Rootfs = "rootfs" }, "not an absolute path"},
+		{"propagation", func(s *Spec) { s.Propagation = "sideways" }, `"sideways" is not a propagation`},
+		{"no mount namespace", func(s *Spec) { s.Namespaces = nil }, "mount namespace"},
+		{"network namespace", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.NetworkNamespace) }, `namespace "network"`},
+		{"relative destination", func(s *Spec) { s.Mounts = []specs.Mount{{Destination: "data", Type: "tmpfs"}} }, `destination "data"`},
+		{"relative masked path", func(s *Spec) { s.MaskedPaths = []string{"proc/kcore"} }, `"proc/kcore" is not absolute`},
+	} {
+		s := FromOCI(&specs.Spec{}, "/r")
+		c.edit(s)
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
+}

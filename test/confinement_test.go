@@ -1,0 +1,161 @@
+package test
+
+import (
+	"archive/tar"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// importFsprobeImageAs is importFsprobeImage of an image whose config
+// names the user its process runs as (Dockerfile USER).
+func importFsprobeImageAs(t *testing.T, d *Daemon, ns, ref, user string, extra ...tarFile) string {
+	t.Helper()
+	wasm, err := os.ReadFile(buildGoWasm(t, "fsprobe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarFiles(append([]tarFile{{Name: "app.wasm", Mode: 0o644, Data: wasm}}, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "fsprobe.tar")
+	if err := writeLayerImageConfig(archive, ref, layer, ocispec.ImageConfig{Entrypoint: []string{"/app.wasm"}, User: user}); err != nil {
+		t.Fatal(err)
+	}
+	importArchive(t, d, ns, ref, archive)
+	return ref
+}
+
+// TestConfinementUserAndDevices: a Keep opens files as the image's user,
+// and only the devices its devices cgroup allows, as runc's process would:
+// an image with User 1000:1000 cannot read a root-only file nor write a
+// root-owned directory, what it creates is owned by 1000; a device node
+// shipped in the image cannot be opened, one the container is given
+// (ctr run --device, a linux.devices entry with its rule) can.
+func TestConfinementUserAndDevices(t *testing.T) {
+	out := t.TempDir()
+	if err := os.Chmod(out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	image := []tarFile{
+		{Name: "secret.txt", Mode: 0o600, Data: []byte("root only")},
+		{Name: "rootdir", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "dev-kmsg", Type: tar.TypeChar, Mode: 0o666, Major: 1, Minor: 11},
+	}
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		mount := []string{"--mount", "type=bind,src=" + out + ",dst=/out,options=rbind:rw"}
+
+		root := importFsprobeImageAs(t, d, ns, "docker.io/enarx-test/fsprobe-root:latest", "", image...)
+		stdout, stderr, _ := runWasm(t, d, ns, mount, root, uniqueID("dev"), "/app.wasm",
+			"read", "/secret.txt", "write", "/dev-kmsg", "enarx-test", "write", "/dev/null", "x")
+		expectProbe(t, stdout, stderr, map[string]string{
+			"read /secret.txt": "ok: root only",
+			"write /dev-kmsg":  "error",
+			"write /dev/null":  "ok",
+		})
+		stdout, stderr, _ = runWasm(t, d, ns, append(mount, "--device", "/dev/kmsg"), root, uniqueID("device"), "/app.wasm",
+			"write", "/dev/kmsg", "enarx-test: a device the container is given")
+		expectProbe(t, stdout, stderr, map[string]string{"write /dev/kmsg": "ok"})
+
+		user := importFsprobeImageAs(t, d, ns, "docker.io/enarx-test/fsprobe-user:latest", "1000:1000", image...)
+		name := "mine-" + randomHex(4)
+		stdout, stderr, exit := runWasm(t, d, ns, mount, user, uniqueID("user"), "/app.wasm",
+			"read", "/secret.txt", "write", "/rootdir/x", "y", "write", "/out/"+name, "by 1000")
+		if exit != 3 {
+			t.Errorf("exit %d, want 3 (refusals); stderr: %s", exit, stderr)
+		}
+		expectProbe(t, stdout, stderr, map[string]string{
+			"read /secret.txt":   "error",
+			"write /rootdir/x":   "error",
+			"write /out/" + name: "ok",
+		})
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(out, name), &st); err != nil || st.Uid != 1000 || st.Gid != 1000 {
+			t.Errorf("the file the workload made: owner %d:%d (%v), want 1000:1000", st.Uid, st.Gid, err)
+		}
+	})
+}
+
+// TestConfinementMounts: the workload sees the container's view as runc
+// builds it: single-file bind mounts, read-only and read-write, a tmpfs,
+// a recursively read-only mount, the masked paths of containerd's default
+// spec; the Keep is in a mount namespace of its own.
+func TestConfinementMounts(t *testing.T) {
+	host := t.TempDir()
+	writeHostFile(t, filepath.Join(host, "app.conf"), "from a ConfigMap")
+	writeHostFile(t, filepath.Join(host, "state.txt"), "before")
+	rro := filepath.Join(host, "rro")
+	sub := filepath.Join(rro, "sub")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m,mode=777"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importFsprobeImage(t, d, ns, "docker.io/enarx-test/fsprobe:latest",
+			tarFile{Name: "etc/app/app.conf", Mode: 0o644, Data: []byte("in the image")})
+		mounts := []string{
+			"--mount", "type=bind,src=" + filepath.Join(host, "app.conf") + ",dst=/etc/app/app.conf,options=rbind:ro",
+			"--mount", "type=bind,src=" + filepath.Join(host, "state.txt") + ",dst=/state.txt,options=rbind:rw",
+			"--mount", "type=tmpfs,src=tmpfs,dst=/scratch,options=mode=1777",
+			"--mount", "type=bind,src=" + rro + ",dst=/rro,options=rbind:rro",
+		}
+		id := uniqueID("mounts")
+		stdout, stderr, _ := runWasm(t, d, ns, mounts, ref, id, "/app.wasm",
+			"read", "/etc/app/app.conf", "write", "/etc/app/app.conf", "x",
+			"write", "/state.txt", "after", "write", "/scratch/t.txt", "in tmpfs", "read", "/scratch/t.txt",
+			"write", "/rro/sub/x", "y", "ls", "/sys/firmware", "read", "/proc/timer_list")
+		expectProbe(t, stdout, stderr, map[string]string{
+			"read /etc/app/app.conf":  "ok: from a ConfigMap",
+			"write /etc/app/app.conf": "error",
+			"write /state.txt":        "ok",
+			"write /scratch/t.txt":    "ok",
+			"read /scratch/t.txt":     "ok: in tmpfs",
+			"write /rro/sub/x":        "error",
+		})
+		// Masked: an empty directory, an empty file.
+		got := probeResults(stdout)
+		if r := got["ls /sys/firmware"]; r != "ok" {
+			t.Errorf("ls /sys/firmware (masked): %q, want an empty directory", r)
+		}
+		if r := got["read /proc/timer_list"]; r != "ok" {
+			t.Errorf("read /proc/timer_list (masked): %q, want an empty file", r)
+		}
+		if b, err := os.ReadFile(filepath.Join(host, "state.txt")); err != nil || string(b) != "after" {
+			t.Errorf("the read-write file mount on the host: %q, %v", b, err)
+		}
+
+		// The Keep is in a mount namespace of its own, and PID 1 of its
+		// own PID namespace.
+		sleepRef := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
+		sid := uniqueID("ns")
+		runKeep(t, d, ns, "", nil, sleepRef, sid, "/app.wasm", "1h")
+		waitStatus(t, d, ns, sid, "RUNNING")
+		pid := taskPID(t, d, ns, sid)
+		for _, kind := range []string{"mnt", "pid"} {
+			mine, _ := os.Readlink("/proc/self/ns/" + kind)
+			keeps, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + kind)
+			if err != nil || keeps == mine {
+				t.Errorf("the Keep's %s namespace %q (%v) is the host's %q", kind, keeps, err, mine)
+			}
+		}
+		if status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status"); err != nil || !strings.Contains(string(status), "\nNSpid:\t"+strconv.Itoa(pid)+"\t1\n") {
+			t.Errorf("the Keep is not PID 1 of its own PID namespace: %v\n%s", err, status)
+		}
+		d.mustCtr(t, ns, "tasks", "kill", "--signal", "SIGKILL", sid)
+		waitStatus(t, d, ns, sid, "STOPPED")
+		deleteTask(t, d, ns, sid)
+		d.mustCtr(t, ns, "containers", "rm", sid)
+	})
+}
