@@ -87,7 +87,8 @@ func TestConfinementUserAndDevices(t *testing.T) {
 // TestConfinementMounts: the workload sees the container's view as runc
 // builds it: single-file bind mounts, read-only and read-write, a tmpfs,
 // a recursively read-only mount, the masked paths of containerd's default
-// spec; the Keep is in a mount namespace of its own.
+// spec; the Keep is in a mount namespace of its own, and every thread of it
+// is filtered by the seccomp profile ctr run --seccomp gives.
 func TestConfinementMounts(t *testing.T) {
 	host := t.TempDir()
 	writeHostFile(t, filepath.Join(host, "app.conf"), "from a ConfigMap")
@@ -140,7 +141,7 @@ func TestConfinementMounts(t *testing.T) {
 		// own PID namespace.
 		sleepRef := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
 		sid := uniqueID("ns")
-		runKeep(t, d, ns, "", nil, sleepRef, sid, "/app.wasm", "1h")
+		runKeep(t, d, ns, "", []string{"--seccomp"}, sleepRef, sid, "/app.wasm", "1h")
 		waitStatus(t, d, ns, sid, "RUNNING")
 		pid := taskPID(t, d, ns, sid)
 		for _, kind := range []string{"mnt", "pid"} {
@@ -150,8 +151,19 @@ func TestConfinementMounts(t *testing.T) {
 				t.Errorf("the Keep's %s namespace %q (%v) is the host's %q", kind, keeps, err, mine)
 			}
 		}
-		if status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status"); err != nil || !strings.Contains(string(status), "\nNSpid:\t"+strconv.Itoa(pid)+"\t1\n") {
+		status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil || !strings.Contains(string(status), "\nNSpid:\t"+strconv.Itoa(pid)+"\t1\n") {
 			t.Errorf("the Keep is not PID 1 of its own PID namespace: %v\n%s", err, status)
+		}
+		// ctr run --seccomp: containerd's default profile, on every thread.
+		if !strings.Contains(string(status), "\nSeccomp:\t2\n") {
+			t.Errorf("the Keep has no seccomp filter:\n%s", status)
+		}
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		for _, task := range tasks {
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/status"); err == nil && !strings.Contains(string(b), "\nSeccomp:\t2\n") {
+				t.Errorf("thread %s of the Keep has no seccomp filter", task.Name())
+			}
 		}
 		d.mustCtr(t, ns, "tasks", "kill", "--signal", "SIGKILL", sid)
 		waitStatus(t, d, ns, sid, "STOPPED")

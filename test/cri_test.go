@@ -489,3 +489,79 @@ func processMemory(t testing.TB, ps []process) (int, int) {
 	}
 	return len(ps), total
 }
+
+// TestCRISecurityContext runs a pod's containers as Kubernetes asks with a
+// securityContext: runAsUser, capabilities drop [ALL], no privilege
+// escalation, the RuntimeDefault seccomp profile. The Keep runs as that user with no capability on any thread
+// and no_new_privs, in its own mount namespace, and its workload sees the
+// /etc/hosts and /etc/resolv.conf the CRI plugin gives every container.
+func TestCRISecurityContext(t *testing.T) {
+	for _, kind := range daemonKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			c, refs := criFixture(t, kind, "fsprobe", "sleep")
+			logDir := t.TempDir()
+			podCfg := podConfig("secure", logDir)
+			pod := c.runPod(t, podCfg)
+			secure := &cri.LinuxContainerConfig{SecurityContext: &cri.LinuxContainerSecurityContext{
+				RunAsUser:    &cri.Int64Value{Value: 1000},
+				Capabilities: &cri.Capability{DropCapabilities: []string{"ALL"}},
+				NoNewPrivs:   true,
+				Seccomp:      &cri.SecurityProfile{ProfileType: cri.SecurityProfile_RuntimeDefault},
+			}}
+			create := func(name, image string, args ...string) string {
+				ctx := criContext(t)
+				created, err := c.CreateContainer(ctx, &cri.CreateContainerRequest{
+					PodSandboxId: pod,
+					Config: &cri.ContainerConfig{
+						Metadata: &cri.ContainerMetadata{Name: name}, Image: &cri.ImageSpec{Image: image},
+						Args: args, LogPath: name + ".log", Linux: secure,
+					},
+					SandboxConfig: podCfg,
+				})
+				if err != nil {
+					t.Fatalf("%s: CreateContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
+				}
+				if _, err := c.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
+					t.Fatalf("%s: StartContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
+				}
+				return created.ContainerId
+			}
+
+			probe := create("probe", refs["fsprobe"], "read", "/etc/hosts", "read", "/etc/resolv.conf", "write", "/app-owned.txt", "x")
+			st := c.waitExited(t, probe)
+			lines := strings.Join(readCRILog(t, filepath.Join(logDir, "probe.log")), "\n")
+			for _, want := range []string{"read /etc/hosts: ok: ", "read /etc/resolv.conf: ok", "write /app-owned.txt: error"} {
+				if !strings.Contains(lines, want) {
+					t.Errorf("probe (exit %d): %q not in its output:\n%s", st.ExitCode, want, lines)
+				}
+			}
+
+			sleeper := create("sleep", refs["sleep"], "1h")
+			var keep process
+			for _, k := range keepsOf(c.d) {
+				if strings.Contains(k.Cmdline, sleeper) {
+					keep = k
+				}
+			}
+			if keep.PID == 0 {
+				t.Fatalf("no Keep for %s among %v", sleeper, keepsOf(c.d))
+			}
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", keep.PID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"\nUid:\t1000\t1000\t1000\t1000\n", "\nCapEff:\t0000000000000000\n", "\nCapPrm:\t0000000000000000\n",
+				"\nCapBnd:\t0000000000000000\n", "\nNoNewPrivs:\t1\n", "\nSeccomp:\t2\n"} {
+				if !strings.Contains(string(status), want) {
+					t.Errorf("the Keep's status lacks %q:\n%s", strings.TrimSpace(want), status)
+				}
+			}
+			mine, _ := os.Readlink("/proc/self/ns/mnt")
+			if theirs, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", keep.PID)); theirs == mine {
+				t.Errorf("the Keep is in the host's mount namespace %s", mine)
+			}
+			c.removePod(t, pod)
+			waitNone(t, "keeps", func() []process { return keepsOf(c.d) })
+		})
+	}
+}

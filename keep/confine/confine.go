@@ -53,8 +53,16 @@ type Spec struct {
 	Hostname string `json:"hostname,omitempty"`
 	// User is process.user: uid, gid, additional gids and umask.
 	User specs.User `json:"user"`
+	// Capabilities are process.capabilities; nil leaves the Keep's own.
+	Capabilities *specs.LinuxCapabilities `json:"capabilities,omitempty"`
 	// NoNewPrivileges is process.noNewPrivileges.
 	NoNewPrivileges bool `json:"no_new_privileges,omitempty"`
+	// Seccomp is linux.seccomp; nil for none.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// Rlimits are process.rlimits.
+	Rlimits []specs.POSIXRlimit `json:"rlimits,omitempty"`
+	// OOMScoreAdj is process.oomScoreAdj.
+	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
 	// Namespaces are the namespaces the Keep gets of its own, created when
 	// the shim starts it: NamespaceMount always, and those of "pid",
 	// "ipc" and "uts" the spec lists (see FromOCI).
@@ -82,6 +90,8 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 	}
 	if spec.Process != nil {
 		s.User = spec.Process.User
+		s.Capabilities = spec.Process.Capabilities
+		s.Rlimits, s.OOMScoreAdj = spec.Process.Rlimits, spec.Process.OOMScoreAdj
 		s.NoNewPrivileges = spec.Process.NoNewPrivileges
 	}
 	s.Mounts = spec.Mounts
@@ -89,6 +99,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.Propagation = l.RootfsPropagation
 		s.MaskedPaths, s.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
 		s.Devices = l.Devices
+		s.Seccomp = l.Seccomp
 		for _, ns := range l.Namespaces {
 			switch ns.Type {
 			case specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -19,16 +20,25 @@ import (
 // starts with; it drops them. stateDir, when not "", is the Keep's state
 // directory on the host, shown read-only at GuestStateDir.
 //
-// What it does, in runc's order: the mounts below the root filesystem stop
+// What it does, in runc's order: the rlimits and oomScoreAdj; the mounts below the root filesystem stop
 // propagating to the host (rootfsPropagation, rslave by default); the root
 // filesystem becomes a mount of its own with every spec mount on it, in
 // order, each destination created without leaving the root filesystem;
 // default and spec device nodes in a /dev the spec mounts as tmpfs;
 // pivot_root into it; masked and read-only paths; a read-only root; the
-// hostname; the umask, groups, gid and uid.
+// hostname; the bounding set, the umask, groups, gid and uid, the other
+// capability sets and no_new_privs (see becomeProcess).
 func Enter(s *Spec, stateDir string) error {
 	if err := s.Validate(); err != nil {
 		return err
+	}
+	if err := setRlimits(s.Rlimits); err != nil {
+		return err
+	}
+	if s.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*s.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("confinement: process.oomScoreAdj %d: %w", *s.OOMScoreAdj, err)
+		}
 	}
 	if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, unix.MS_SLAVE|unix.MS_REC), ""); err != nil {
 		return fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
@@ -86,7 +96,7 @@ func Enter(s *Spec, stateDir string) error {
 			return fmt.Errorf("confinement: hostname %q: %w", s.Hostname, err)
 		}
 	}
-	return becomeUser(s.User)
+	return becomeProcess(s)
 }
 
 // view is the root filesystem being mounted.
@@ -361,4 +371,29 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// rlimits are the resources process.rlimits may name.
+var rlimits = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// setRlimits applies process.rlimits to the Keep (a process attribute:
+// every thread shares it), while it may still raise a hard limit.
+func setRlimits(limits []specs.POSIXRlimit) error {
+	for _, l := range limits {
+		resource, ok := rlimits[l.Type]
+		if !ok {
+			return fmt.Errorf("confinement: process.rlimits: %q is not a resource limit: use one of RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_CORE, ...", l.Type)
+		}
+		if err := unix.Setrlimit(resource, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
+			return fmt.Errorf("confinement: process.rlimits %s (soft %d, hard %d): %w", l.Type, l.Soft, l.Hard, err)
+		}
+	}
+	return nil
 }

@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -99,6 +102,43 @@ func probe(p string) string {
 		return result(h, err)
 	case "pid":
 		return result(fmt.Sprint(os.Getpid()), nil)
+	case "uname":
+		var u unix.Utsname
+		return result("", unix.Uname(&u))
+	case "unshare":
+		runtime.LockOSThread() // the thread may be in a namespace of its own now: it dies with the probe
+		return result("", unix.Unshare(unix.CLONE_NEWUTS))
+	case "limit":
+		// A line of /proc/self/limits: soft and hard.
+		b, err := os.ReadFile("/proc/self/limits")
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, arg+" ") {
+				f := strings.Fields(strings.TrimPrefix(line, arg))
+				return result(f[0]+" "+f[1], err)
+			}
+		}
+		return result("", err)
+	case "status":
+		// The field of every thread's status, each value once.
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return result("", err)
+		}
+		seen := map[string]bool{}
+		var values []string
+		for _, task := range tasks {
+			b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+			if err != nil {
+				return result("", err)
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, arg+":"); ok && !seen[strings.TrimSpace(v)] {
+					seen[strings.TrimSpace(v)] = true
+					values = append(values, strings.TrimSpace(v))
+				}
+			}
+		}
+		return result(strings.Join(values, ","), nil)
 	}
 	return "error: unknown probe"
 }
@@ -190,10 +230,15 @@ func TestEnter(t *testing.T) {
 	write(t, filepath.Join(host, "outside.txt"), "host only", 0o644)
 
 	umask := uint32(0o022)
+	netBind := []string{"CAP_NET_BIND_SERVICE"}
 	spec := &specs.Spec{
 		Hostname: "keep-host",
 		Root:     &specs.Root{Path: rootfs},
-		Process:  &specs.Process{User: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{2000}, Umask: &umask}},
+		Process: &specs.Process{User: specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{2000}, Umask: &umask},
+			Capabilities:    &specs.LinuxCapabilities{Bounding: netBind, Effective: netBind, Permitted: netBind, Inheritable: netBind, Ambient: netBind},
+			NoNewPrivileges: true,
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 4096, Soft: 1024}, {Type: "RLIMIT_CORE", Hard: 0, Soft: 0}},
+			OOMScoreAdj:     ptr(500)},
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -218,7 +263,7 @@ func TestEnter(t *testing.T) {
 		"read /rro/f.txt", "write /rro/sub/d.txt",
 		"read /masked.txt", "read /maskeddir/f.txt", "write /proc/sys/kernel/hostname", "stat /dev/null", "stat /dev/fd",
 		"read " + filepath.Join(host, "outside.txt"), "read /run/enarx/certificate.pem", "write /run/enarx/x",
-		"uid", "hostname", "pid",
+		"uid", "hostname", "pid", "status CapBnd", "status CapEff", "status CapPrm", "status CapAmb", "status NoNewPrivs", "read /proc/self/oom_score_adj", "limit Max open files", "limit Max core file size",
 	}})
 	want := map[string]string{
 		"read /image.txt":                 "ok: in the image",
@@ -242,6 +287,15 @@ func TestEnter(t *testing.T) {
 		"uid":                             "ok: 1000:1000 [2000]",
 		"hostname":                        "ok: keep-host",
 		"pid":                             "ok: 1",
+		// Every thread: only CAP_NET_BIND_SERVICE (bit 10), no_new_privs.
+		"status CapBnd":                 "ok: 0000000000000400",
+		"status CapEff":                 "ok: 0000000000000400",
+		"status CapPrm":                 "ok: 0000000000000400",
+		"status CapAmb":                 "ok: 0000000000000400",
+		"status NoNewPrivs":             "ok: 1",
+		"read /proc/self/oom_score_adj": "ok: 500",
+		"limit Max open files":          "ok: 1024 4096",
+		"limit Max core file size":      "ok: 0 0",
 	}
 	t.Logf("Enter took %s (%d mounts)", got["took"], len(spec.Mounts))
 	for k, w := range want {
@@ -289,5 +343,73 @@ func TestEnterRefusesAMissingBindSource(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "mounts[0] (bind at /data)") || !strings.Contains(string(out), "/nonexistent/enarx") {
 		t.Errorf("missing bind source: %v\n%s", err, out)
+	}
+}
+
+// TestEnterRootWithoutDACOverride: uid 0 whose capabilities the spec drops
+// (docker --cap-drop ALL, drop: [ALL]) cannot read another user's private
+// file: CAP_DAC_OVERRIDE is gone, on every thread.
+func TestEnterRootWithoutDACOverride(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("confining a process needs root")
+	}
+	rootfs := t.TempDir()
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	private := filepath.Join(rootfs, "private.txt")
+	write(t, private, "uid 1000's", 0o600)
+	if err := os.Chown(private, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	spec := &specs.Spec{
+		Root:    &specs.Root{Path: rootfs},
+		Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}},
+		Mounts:  []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	}
+	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), Probes: []string{"uid", "read /private.txt", "status CapEff", "status CapBnd"}})
+	for k, w := range map[string]string{"uid": "ok: 0:0 []", "read /private.txt": "error: EACCES", "status CapEff": "ok: 0000000000000000", "status CapBnd": "ok: 0000000000000000"} {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+// TestEnterSeccomp confines with containerd's default seccomp profile (what
+// ctr run --seccomp and Kubernetes' RuntimeDefault give) and a rule of the
+// test's own: every thread is filtered, what the profile allows works, what
+// it refuses fails with its errno.
+func TestEnterSeccomp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("confining a process needs root")
+	}
+	rootfs := t.TempDir()
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(rootfs, "f.txt"), "readable", 0o644)
+	spec := &specs.Spec{
+		Root: &specs.Root{Path: rootfs},
+		Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+			Bounding: []string{"CAP_CHOWN", "CAP_SETUID", "CAP_SETGID"}, Effective: []string{"CAP_CHOWN"}, Permitted: []string{"CAP_CHOWN"},
+		}},
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux:  &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	}
+	spec.Linux.Seccomp = ctrdseccomp.DefaultProfile(spec)
+	eacces := uint(unix.EACCES)
+	spec.Linux.Seccomp.Syscalls = append([]specs.LinuxSyscall{{Names: []string{"uname"}, Action: specs.ActErrno, ErrnoRet: &eacces}}, spec.Linux.Seccomp.Syscalls...)
+	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), Probes: []string{"read /f.txt", "uname", "unshare", "status Seccomp", "status NoNewPrivs"}})
+	for k, w := range map[string]string{
+		"read /f.txt":       "ok: readable",
+		"uname":             "error: EACCES",
+		"unshare":           "error: EPERM",
+		"status Seccomp":    "ok: 2",
+		"status NoNewPrivs": "ok: 0",
+	} {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
 	}
 }

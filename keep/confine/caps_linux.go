@@ -1,0 +1,163 @@
+package confine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"kernel.org/pub/linux/libs/security/libcap/cap"
+	"kernel.org/pub/linux/libs/security/libcap/psx"
+)
+
+// Capability sets and no_new_privs are attributes of each thread, and a
+// Keep is a multi-threaded Go program with cgo: libcap's psx applies them to
+// every thread it finds in /proc/PID/task, so it needs the container's /proc.
+
+// capabilities are the sets of process.capabilities that decide what a
+// process has once it runs (see becomeProcess), as libcap names them.
+type capabilities struct {
+	bounding, inheritable, ambient []cap.Value
+}
+
+// parseCapabilities reads process.capabilities. A name libcap does not know
+// (a capability newer than this build) is skipped, as runc skips it.
+func parseCapabilities(c *specs.LinuxCapabilities) capabilities {
+	values := func(names []string) []cap.Value {
+		var vs []cap.Value
+		for _, n := range names {
+			if v, err := cap.FromName(strings.ToLower(n)); err == nil {
+				vs = append(vs, v)
+			}
+		}
+		return vs
+	}
+	return capabilities{values(c.Bounding), values(c.Inheritable), values(c.Ambient)}
+}
+
+// allThreads runs a system call on every thread of the Keep; the
+// arguments it does not take are 0 (prctl checks that they are).
+func allThreads(nr, a1, a2, a3 uintptr) error {
+	if _, _, errno := psx.Syscall6(nr, a1, a2, a3, 0, 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// becomeProcess takes on process.user, process.capabilities and
+// process.noNewPrivileges, leaving the Keep with the capabilities runc's
+// process of the same spec has once it runs: runc sets the spec's sets and
+// then executes the process, and the kernel recomputes them at execve. So,
+// as with runc: the bounding and inheritable sets are the spec's; a process
+// whose uid is 0 gets every capability of its bounding and inheritable sets
+// as permitted and effective; any other uid gets only its ambient ones
+// (those of the spec that are inheritable too). The order is runc's: the
+// bounding set, the user with the permitted set kept across the change of
+// uid, the other sets, no_new_privs. Without capabilities in the spec, the
+// Keep's are left as they are: all for uid 0, none for another.
+//
+// A seccomp profile is loaded first when the spec does not ask for
+// no_new_privs (loading needs CAP_SYS_ADMIN then), last otherwise, as runc
+// does.
+func becomeProcess(s *Spec) error {
+	if s.Seccomp != nil && !s.NoNewPrivileges {
+		if err := loadSeccomp(s.Seccomp); err != nil {
+			return err
+		}
+	}
+	if err := becomeProcessCaps(s); err != nil {
+		return err
+	}
+	if s.Seccomp != nil && s.NoNewPrivileges {
+		return loadSeccomp(s.Seccomp)
+	}
+	return nil
+}
+
+// becomeProcessCaps is becomeProcess without seccomp.
+func becomeProcessCaps(s *Spec) error {
+	if s.Capabilities == nil && !s.NoNewPrivileges {
+		return becomeUser(s.User)
+	}
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		return fmt.Errorf("confinement: process.capabilities and noNewPrivileges are applied to every thread through /proc, and the container has none: mount proc at /proc (%w)", err)
+	}
+	if s.Capabilities == nil {
+		if err := becomeUser(s.User); err != nil {
+			return err
+		}
+		return noNewPrivileges()
+	}
+	c := parseCapabilities(s.Capabilities)
+	keep := map[cap.Value]bool{}
+	for _, v := range c.bounding {
+		keep[v] = true
+	}
+	var drop []cap.Value
+	for v := cap.Value(0); v < cap.MaxBits(); v++ {
+		if !keep[v] {
+			drop = append(drop, v)
+		}
+	}
+	if err := cap.DropBound(drop...); err != nil {
+		return fmt.Errorf("confinement: the bounding set of process.capabilities: %w", err)
+	}
+	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); err != nil {
+		return fmt.Errorf("confinement: keep the capabilities across the change of user: %w", err)
+	}
+	if err := becomeUser(s.User); err != nil {
+		return err
+	}
+	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0); err != nil {
+		return fmt.Errorf("confinement: %w", err)
+	}
+	inheritable := map[cap.Value]bool{}
+	for _, v := range c.inheritable {
+		inheritable[v] = true
+	}
+	var ambient, raised []cap.Value
+	for _, v := range c.ambient {
+		if inheritable[v] && keep[v] {
+			ambient = append(ambient, v)
+		}
+	}
+	if s.User.UID == 0 {
+		raised = append(append(raised, c.bounding...), c.inheritable...)
+	} else {
+		raised = ambient
+	}
+	set := cap.NewSet()
+	for _, f := range []struct {
+		flag cap.Flag
+		vs   []cap.Value
+	}{{cap.Permitted, raised}, {cap.Effective, raised}, {cap.Inheritable, c.inheritable}} {
+		if err := set.SetFlag(f.flag, true, f.vs...); err != nil {
+			return fmt.Errorf("confinement: process.capabilities: %w", err)
+		}
+	}
+	if err := set.SetProc(); err != nil {
+		return fmt.Errorf("confinement: set process.capabilities (%s): %w", set, err)
+	}
+	if err := cap.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("confinement: clear the ambient set: %w", err)
+	}
+	if len(ambient) > 0 {
+		if err := cap.SetAmbient(true, ambient...); err != nil {
+			return fmt.Errorf("confinement: the ambient set of process.capabilities %v: %w", s.Capabilities.Ambient, err)
+		}
+	}
+	if s.NoNewPrivileges {
+		return noNewPrivileges()
+	}
+	return nil
+}
+
+// noNewPrivileges sets no_new_privs on every thread.
+func noNewPrivileges() error {
+	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+		return fmt.Errorf("confinement: noNewPrivileges: %w", err)
+	}
+	return nil
+}
