@@ -96,9 +96,10 @@ func Main(args []string, newEngine EngineFactory) int {
 		return fail(err)
 	}
 	// What needed the host is done: the Keep becomes the container.
+	var confined *confine.Confined
 	if cfg.Container != nil {
 		began := time.Now()
-		if err := confine.Enter(cfg.Container, cfg.StateDir); err != nil {
+		if confined, err = confine.Enter(cfg.Container, cfg.StateDir); err != nil {
 			return fail(err)
 		}
 		k.ready.ConfineTime = time.Since(began)
@@ -117,6 +118,12 @@ func Main(args []string, newEngine EngineFactory) int {
 		return 128 + int(sig.(syscall.Signal))
 	case err := <-runc:
 		if err != nil {
+			return StatusFailed
+		}
+	}
+	if confined != nil {
+		if err := confined.StartContainer(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 			return StatusFailed
 		}
 	}

@@ -67,6 +67,7 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	// The Keep is a container: it sees the container's filesystem view,
 	// not preopens of its parts.
 	cfg.Container = confine.FromOCI(p.spec, p.bundle.Rootfs(p.spec))
+	cfg.Container.ID, cfg.Container.Bundle = p.id, p.bundle.Dir
 	cfg.Preopens = nil
 	opts := keep.StartOptions{Dir: p.bundle.Dir, CompileMemory: p.policy.CompileMemory()}
 	if l := p.spec.Linux; l != nil {

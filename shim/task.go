@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,9 +12,11 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -82,6 +85,11 @@ type task struct {
 	keep *keep.Process
 	// cgroup is the Keep's cgroup, removed with the task; nil for none.
 	cgroup *cgroup.Cgroup
+	// hooks are the spec's hooks: the shim runs those of the runtime's
+	// namespaces (confine.RunHooks); annotations are the spec's, for their
+	// state.
+	hooks       *specs.Hooks
+	annotations map[string]string
 	// attested is the payload of the task's /enarx/attestation event.
 	attested *eventstypes.ContainerUpdate
 	// reaped is closed once the Keep's exit has been recorded and published.
@@ -223,4 +231,13 @@ func (t *task) markDeleted() error {
 	t.state = stateDeleted
 	t.io.closeStdin()
 	return nil
+}
+
+// runHooks runs the task's hooks of kind with its state, status st.
+func (t *task) runHooks(ctx context.Context, kind string, hooks func(*specs.Hooks) []specs.Hook, st specs.ContainerState) error {
+	if t.hooks == nil {
+		return nil
+	}
+	state := specs.State{Version: specs.Version, ID: t.id, Status: st, Pid: t.proc.Pid(), Bundle: t.bundle.Dir, Annotations: t.annotations}
+	return confine.RunHooks(ctx, kind, hooks(t.hooks), state)
 }

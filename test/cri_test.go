@@ -492,9 +492,10 @@ func processMemory(t testing.TB, ps []process) (int, int) {
 
 // TestCRISecurityContext runs a pod's containers as Kubernetes asks with a
 // securityContext: runAsUser, capabilities drop [ALL], no privilege
-// escalation, the RuntimeDefault seccomp profile. The Keep runs as that user with no capability on any thread
-// and no_new_privs, in its own mount namespace, and its workload sees the
-// /etc/hosts and /etc/resolv.conf the CRI plugin gives every container.
+// escalation, the RuntimeDefault seccomp profile. The Keep runs as that
+// user with no capability, no_new_privs and the profile on every thread, in
+// its own mount namespace, and its workload sees the /etc/hosts and
+// /etc/resolv.conf the CRI plugin gives every container.
 func TestCRISecurityContext(t *testing.T) {
 	for _, kind := range daemonKinds {
 		t.Run(string(kind), func(t *testing.T) {

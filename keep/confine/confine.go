@@ -59,6 +59,14 @@ type Spec struct {
 	NoNewPrivileges bool `json:"no_new_privileges,omitempty"`
 	// Seccomp is linux.seccomp; nil for none.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// Hooks are the spec's hooks; the Keep runs createContainer and
+	// startContainer (see RunHooks for the others).
+	Hooks *specs.Hooks `json:"hooks,omitempty"`
+	// ID and Bundle name the container in the state its hooks get.
+	ID     string `json:"id,omitempty"`
+	Bundle string `json:"bundle,omitempty"`
+	// Annotations are the spec's annotations, for the state its hooks get.
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// Rlimits are process.rlimits.
 	Rlimits []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	// OOMScoreAdj is process.oomScoreAdj.
@@ -95,6 +103,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.NoNewPrivileges = spec.Process.NoNewPrivileges
 	}
 	s.Mounts = spec.Mounts
+	s.Hooks, s.Annotations = spec.Hooks, spec.Annotations
 	if l := spec.Linux; l != nil {
 		s.Propagation = l.RootfsPropagation
 		s.MaskedPaths, s.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths

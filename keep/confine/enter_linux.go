@@ -1,6 +1,7 @@
 package confine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,89 +15,127 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Confined is a Keep that Enter confined.
+type Confined struct {
+	spec *Spec
+	// pid is the Keep's PID as the host sees it (the state's pid).
+	pid int
+}
+
+// state is the container's state for its hooks.
+func (c *Confined) state(status specs.ContainerState) specs.State {
+	return specs.State{Version: specs.Version, ID: c.spec.ID, Status: status, Pid: c.pid, Bundle: c.spec.Bundle, Annotations: c.spec.Annotations}
+}
+
+// StartContainer runs the spec's startContainer hooks, in the container,
+// before its workload runs.
+func (c *Confined) StartContainer(ctx context.Context) error {
+	if c.spec.Hooks == nil {
+		return nil
+	}
+	return RunHooks(ctx, "startContainer", c.spec.Hooks.StartContainer, c.state(specs.StateCreated))
+}
+
 // Enter confines the calling Keep process as s says. It must run in the
 // mount namespace of the Keep's own (the shim starts the Keep in it, see
 // Cloneflags), before the workload runs, with the privileges the Keep
 // starts with; it drops them. stateDir, when not "", is the Keep's state
 // directory on the host, shown read-only at GuestStateDir.
 //
-// What it does, in runc's order: the rlimits and oomScoreAdj; the mounts below the root filesystem stop
-// propagating to the host (rootfsPropagation, rslave by default); the root
+// What it does, in runc's order: the rlimits and oomScoreAdj; the mounts
+// below the root filesystem stop propagating to the host (rootfsPropagation, rslave by default); the root
 // filesystem becomes a mount of its own with every spec mount on it, in
 // order, each destination created without leaving the root filesystem;
 // default and spec device nodes in a /dev the spec mounts as tmpfs;
-// pivot_root into it; masked and read-only paths; a read-only root; the
+// the createContainer hooks; pivot_root into it; masked and read-only paths; a read-only root; the
 // hostname; the bounding set, the umask, groups, gid and uid, the other
 // capability sets and no_new_privs (see becomeProcess).
-func Enter(s *Spec, stateDir string) error {
+func Enter(s *Spec, stateDir string) (*Confined, error) {
 	if err := s.Validate(); err != nil {
-		return err
+		return nil, err
+	}
+	// The host's /proc is still there: the Keep's PID as the host sees it.
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		return nil, fmt.Errorf("confinement: %w", err)
+	}
+	c := &Confined{spec: s}
+	if c.pid, err = strconv.Atoi(self); err != nil {
+		return nil, fmt.Errorf("confinement: /proc/self is %q: %w", self, err)
 	}
 	if err := setRlimits(s.Rlimits); err != nil {
-		return err
+		return nil, err
 	}
 	if s.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*s.OOMScoreAdj)), 0); err != nil {
-			return fmt.Errorf("confinement: process.oomScoreAdj %d: %w", *s.OOMScoreAdj, err)
+			return nil, fmt.Errorf("confinement: process.oomScoreAdj %d: %w", *s.OOMScoreAdj, err)
 		}
 	}
 	if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, unix.MS_SLAVE|unix.MS_REC), ""); err != nil {
-		return fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
+		return nil, fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
 	}
 	if err := unix.Mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("confinement: bind the root filesystem %s: %w", s.Rootfs, err)
+		return nil, fmt.Errorf("confinement: bind the root filesystem %s: %w", s.Rootfs, err)
 	}
 	root, err := os.OpenFile(s.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("confinement: root filesystem: %w", err)
+		return nil, fmt.Errorf("confinement: root filesystem: %w", err)
 	}
 	defer root.Close()
 	v := view{root: root, rootfs: s.Rootfs}
 	for i, m := range s.Mounts {
 		if err := v.mount(m); err != nil {
-			return fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
+			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
 		}
 		if m.Destination == "/dev" && m.Type == "tmpfs" {
 			if err := v.makeDevices(s.Devices); err != nil {
-				return fmt.Errorf("confinement: /dev: %w", err)
+				return nil, fmt.Errorf("confinement: /dev: %w", err)
 			}
 		}
 	}
 	if stateDir != "" {
 		state := specs.Mount{Destination: GuestStateDir, Type: "bind", Source: stateDir, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}
 		if err := v.mount(state); err != nil {
-			return fmt.Errorf("confinement: the Keep's state directory at %s: %w", GuestStateDir, err)
+			return nil, fmt.Errorf("confinement: the Keep's state directory at %s: %w", GuestStateDir, err)
+		}
+	}
+	if s.Hooks != nil {
+		if err := RunHooks(context.Background(), "createContainer", s.Hooks.CreateContainer, c.state(specs.StateCreated)); err != nil {
+			return nil, fmt.Errorf("confinement: %w", err)
 		}
 	}
 	if err := pivotRoot(s.Rootfs); err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range s.MaskedPaths {
 		if err := maskPath(p); err != nil {
-			return fmt.Errorf("confinement: mask %s: %w", p, err)
+			return nil, fmt.Errorf("confinement: mask %s: %w", p, err)
 		}
 	}
 	for _, p := range s.ReadonlyPaths {
 		if err := readonlyPath(p); err != nil {
-			return fmt.Errorf("confinement: make %s read-only: %w", p, err)
+			return nil, fmt.Errorf("confinement: make %s read-only: %w", p, err)
 		}
 	}
 	if s.Readonly {
 		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("confinement: make the root filesystem read-only: %w", err)
+			return nil, fmt.Errorf("confinement: make the root filesystem read-only: %w", err)
 		}
 	}
 	if s.Propagation != "" {
 		if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, 0), ""); err != nil {
-			return fmt.Errorf("confinement: rootfsPropagation %s: %w", s.Propagation, err)
+			return nil, fmt.Errorf("confinement: rootfsPropagation %s: %w", s.Propagation, err)
 		}
 	}
 	if s.Hostname != "" && s.Has(specs.UTSNamespace) {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-			return fmt.Errorf("confinement: hostname %q: %w", s.Hostname, err)
+			return nil, fmt.Errorf("confinement: hostname %q: %w", s.Hostname, err)
 		}
 	}
-	return becomeProcess(s)
+	if err := becomeProcess(s); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // view is the root filesystem being mounted.

@@ -51,7 +51,7 @@ func child(path string) int {
 		return 2
 	}
 	began := time.Now()
-	if err := Enter(&in.Spec, in.StateDir); err != nil {
+	if _, err := Enter(&in.Spec, in.StateDir); err != nil {
 		fmt.Println("enter:", err)
 		return 3
 	}

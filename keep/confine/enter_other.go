@@ -2,12 +2,21 @@
 
 package confine
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // Enter is for Linux only: a Keep is a Linux container.
-func Enter(*Spec, string) error {
-	return errors.New("confinement: a Keep is confined on Linux only")
+func Enter(*Spec, string) (*Confined, error) {
+	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
+
+// Confined is a Keep that Enter confined.
+type Confined struct{}
+
+// StartContainer runs the spec's startContainer hooks.
+func (*Confined) StartContainer(context.Context) error { return nil }
 
 // Cloneflags are none off Linux.
 func (s *Spec) Cloneflags() uintptr { return 0 }
