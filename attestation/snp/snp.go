@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/client"
+	spb "github.com/google/go-sev-guest/proto/sevsnp"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 )
@@ -50,7 +51,14 @@ func open(p attestation.Platform) (*Provider, error) {
 	case attestation.ViaConfigfsTSM:
 		return New(&client.LinuxConfigFsQuoteProvider{})
 	case attestation.ViaSEVGuest:
-		return New(&client.LinuxIoctlQuoteProvider{})
+		// Opened once, now: a Keep confines itself after it made its
+		// first evidence, and no longer sees /dev/sev-guest then, but
+		// keeps the open device for fresh evidence.
+		d, err := client.OpenDevice()
+		if err != nil {
+			return nil, fmt.Errorf("snp: open %s: %w", attestation.SEVGuestDevice, err)
+		}
+		return New(DeviceQuoteProvider{Device: d})
 	}
 	return nil, fmt.Errorf("snp: unknown way %q to SEV-SNP evidence", b.Via)
 }
@@ -95,3 +103,37 @@ func split(raw []byte) (attestation.Quote, error) {
 	q.TEEVersion = v
 	return q, nil
 }
+
+// DeviceQuoteProvider is a client.QuoteProvider over a device the caller
+// opened (client.OpenDevice, or go-sev-guest's testing.Device): the
+// extended report and its certificate table, or the report alone when the
+// host supplies no certificates, as client.LinuxIoctlQuoteProvider returns
+// them. Unlike that provider, it does not open /dev/sev-guest for each
+// report.
+type DeviceQuoteProvider struct {
+	Device client.Device
+}
+
+// IsSupported reports that the device is there: it is open.
+func (DeviceQuoteProvider) IsSupported() bool { return true }
+
+// GetRawQuote returns the report for reportData with the certificate table.
+func (p DeviceQuoteProvider) GetRawQuote(reportData [64]byte) ([]byte, error) {
+	report, certs, err := client.GetRawExtendedReport(p.Device, reportData)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return report, nil
+	}
+	table, err := abi.ExtendedPlatformCertTable(certs)
+	if err != nil {
+		return nil, fmt.Errorf("invalid certificate table: %w", err)
+	}
+	return append(report, table...), nil
+}
+
+// Product is the device's product.
+//
+// Deprecated: as client.QuoteProvider's, which it implements.
+func (p DeviceQuoteProvider) Product() *spb.SevProduct { return p.Device.Product() }

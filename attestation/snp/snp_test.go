@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
+	"github.com/google/go-sev-guest/client"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	sevtest "github.com/google/go-sev-guest/testing"
 	"github.com/google/go-sev-guest/verify"
@@ -158,7 +159,7 @@ func TestOpenChoosesTheRealProvider(t *testing.T) {
 		files map[string]string
 		want  any
 	}{
-		{map[string]string{"dev/sev-guest": ""}, "*client.LinuxIoctlQuoteProvider"},
+		{map[string]string{"dev/sev-guest": ""}, "snp.DeviceQuoteProvider"},
 		{map[string]string{"sys/kernel/config/tsm/report/e/provider": "sev_guest\n"}, "*client.LinuxConfigFsQuoteProvider"},
 	} {
 		root := t.TempDir()
@@ -168,6 +169,16 @@ func TestOpenChoosesTheRealProvider(t *testing.T) {
 			os.WriteFile(full, []byte(content), 0o644)
 		}
 		p, err := open(attestation.DetectAt(root))
+		if c.want == "snp.DeviceQuoteProvider" {
+			// The device is opened at once (a confined Keep keeps it):
+			// without one, open fails, naming it.
+			if _, serr := os.Stat(attestation.SEVGuestDevice); serr != nil {
+				if err == nil || !strings.Contains(err.Error(), attestation.SEVGuestDevice) {
+					t.Errorf("open without %s: %v, want an error naming it", attestation.SEVGuestDevice, err)
+				}
+				continue
+			}
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,5 +292,48 @@ func BenchmarkCollectFake(b *testing.B) {
 		if _, err := attestation.Collect(context.Background(), p, in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDeviceQuoteProvider: reports through a device opened once (a
+// confined Keep's /dev/sev-guest) are go-sev-guest's extended reports, the
+// certificate table after the report, for as many reports as asked.
+func TestDeviceQuoteProvider(t *testing.T) {
+	tcs := sevtest.TestCases()
+	d, err := sevtest.TcDevice(tcs, &sevtest.DeviceOptions{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qp := DeviceQuoteProvider{Device: d}
+	asked := 0
+	for _, tc := range tcs {
+		if tc.WantErr != "" || tc.FwErr != 0 || tc.EsResult != 0 {
+			continue
+		}
+		for i := 0; i < 2; i++ {
+			quote, err := qp.GetRawQuote(tc.Input)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.Name, err)
+			}
+			report, err := client.GetRawReport(d, tc.Input)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.Name, err)
+			}
+			// The fake device signs each report anew: compare what it signs
+			// (the report's first 0x2A0 bytes).
+			if !bytes.Equal(quote[:0x2A0], report[:0x2A0]) {
+				t.Errorf("%s: the quote's report is not the device's", tc.Name)
+			}
+			if _, err := abi.ReportCertsToProto(quote); err != nil {
+				t.Errorf("%s: the quote does not parse as a report and its certificates: %v", tc.Name, err)
+			}
+			asked++
+		}
+	}
+	if asked == 0 {
+		t.Fatal("no test case of go-sev-guest gave a report")
+	}
+	if !qp.IsSupported() || qp.Product() == nil {
+		t.Errorf("IsSupported %v, Product %v", qp.IsSupported(), qp.Product())
 	}
 }
