@@ -126,6 +126,11 @@ func Main(args []string, newEngine EngineFactory) int {
 			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 			return StatusFailed
 		}
+		// The last wall before the workload: the Keep's own filter.
+		if err := confine.LockDown(); err != nil {
+			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
+			return StatusFailed
+		}
 	}
 	return run(ctx, cfg, k.module, socks, signals)
 }

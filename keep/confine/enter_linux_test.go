@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 type childInput struct {
 	Spec     Spec
 	StateDir string
+	LockDown bool
 	Probes   []string
 }
 
@@ -56,6 +57,12 @@ func child(path string) int {
 		return 3
 	}
 	fmt.Printf("took: %v\n", time.Since(began))
+	if in.LockDown {
+		if err := LockDown(); err != nil {
+			fmt.Println("lockdown:", err)
+			return 3
+		}
+	}
 	for _, p := range in.Probes {
 		fmt.Printf("%s: %s\n", p, probe(p))
 	}
@@ -407,6 +414,39 @@ func TestEnterSeccomp(t *testing.T) {
 		"unshare":           "error: EPERM",
 		"status Seccomp":    "ok: 2",
 		"status NoNewPrivs": "ok: 0",
+	} {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+// TestLockDown: the Keep's own filter lets it read and write its files and
+// refuses what a Keep never does once its workload runs, on every thread,
+// whatever the spec says (here: no profile, uid 0 with every capability).
+func TestLockDown(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("confining a process needs root")
+	}
+	rootfs := t.TempDir()
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(rootfs, "f.txt"), "readable", 0o644)
+	spec := &specs.Spec{
+		Root:   &specs.Root{Path: rootfs},
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}, {Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"}},
+		Linux:  &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	}
+	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), LockDown: true,
+		Probes: []string{"read /f.txt", "write /tmp/x", "uname", "unshare", "status Seccomp", "status NoNewPrivs"}})
+	for k, w := range map[string]string{
+		"read /f.txt":       "ok: readable",
+		"write /tmp/x":      "ok",
+		"uname":             "ok",
+		"unshare":           "error: EPERM",
+		"status Seccomp":    "ok: 2",
+		"status NoNewPrivs": "ok: 1",
 	} {
 		if got[k] != w {
 			t.Errorf("%s: %q, want %q", k, got[k], w)

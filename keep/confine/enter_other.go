@@ -20,3 +20,6 @@ func (*Confined) StartContainer(context.Context) error { return nil }
 
 // Cloneflags are none off Linux.
 func (s *Spec) Cloneflags() uintptr { return 0 }
+
+// LockDown is for Linux only.
+func LockDown() error { return errors.New("confinement: a Keep is confined on Linux only") }

@@ -138,28 +138,7 @@ func loadSeccomp(s *specs.LinuxSeccomp) error {
 	if err != nil {
 		return fmt.Errorf("confinement: linux.seccomp: %w", err)
 	}
-	// The default action may carry an errno that go-seccomp-bpf's
-	// policy cannot name (it names EPERM): it is the last instruction.
-	def := p.DefaultAction
-	p.DefaultAction = def &^ seccomp.Action(unix.SECCOMP_RET_DATA)
-	program, err := p.Assemble()
-	if err != nil {
-		return fmt.Errorf("confinement: linux.seccomp: %w", err)
-	}
-	if ret, ok := program[len(program)-1].(bpf.RetConstant); ok && def != seccomp.ActionErrno {
-		ret.Val = uint32(def)
-		program[len(program)-1] = ret
-	}
-	raw, err := bpf.Assemble(program)
-	if err != nil {
-		return fmt.Errorf("confinement: linux.seccomp: %w", err)
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, in := range raw {
-		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
-	}
-	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	flags := uintptr(unix.SECCOMP_FILTER_FLAG_TSYNC)
+	var flags uintptr
 	for _, f := range s.Flags {
 		switch f {
 		case specs.LinuxSeccompFlagLog:
@@ -168,10 +147,40 @@ func loadSeccomp(s *specs.LinuxSeccomp) error {
 			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 		}
 	}
-	if r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&prog))); errno != 0 {
-		return fmt.Errorf("confinement: load linux.seccomp: %w", errno)
-	} else if r != 0 {
-		return fmt.Errorf("confinement: load linux.seccomp: thread %d could not take the filter", r)
+	if err := loadPolicy(p, p.DefaultAction, flags); err != nil {
+		return fmt.Errorf("confinement: load linux.seccomp: %w", err)
+	}
+	return nil
+}
+
+// loadPolicy assembles p and loads it on every thread (TSYNC, and flags).
+// def is the default action with its errno, which go-seccomp-bpf's policy
+// cannot name but for EPERM: it is the program's last instruction.
+func loadPolicy(p *seccomp.Policy, def seccomp.Action, flags uintptr) error {
+	p.DefaultAction = def &^ seccomp.Action(unix.SECCOMP_RET_DATA)
+	program, err := p.Assemble()
+	if err != nil {
+		return err
+	}
+	if ret, ok := program[len(program)-1].(bpf.RetConstant); ok && def != seccomp.ActionErrno {
+		ret.Val = uint32(def)
+		program[len(program)-1] = ret
+	}
+	raw, err := bpf.Assemble(program)
+	if err != nil {
+		return err
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, in := range raw {
+		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags|unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	if errno != 0 {
+		return errno
+	}
+	if r != 0 {
+		return fmt.Errorf("thread %d could not take the filter", r)
 	}
 	return nil
 }
