@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -164,6 +165,34 @@ func TestConfinementMounts(t *testing.T) {
 			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/status"); err == nil && !strings.Contains(string(b), "\nSeccomp:\t2\n") {
 				t.Errorf("thread %s of the Keep has no seccomp filter", task.Name())
 			}
+		}
+		d.mustCtr(t, ns, "tasks", "kill", "--signal", "SIGKILL", sid)
+		waitStatus(t, d, ns, sid, "STOPPED")
+		deleteTask(t, d, ns, sid)
+		d.mustCtr(t, ns, "containers", "rm", sid)
+
+		// Without a profile in the spec, the Keep's own filter and
+		// no_new_privs are there all the same, on every thread.
+		sid = uniqueID("own")
+		runKeep(t, d, ns, "", nil, sleepRef, sid, "/app.wasm", "1h")
+		waitStatus(t, d, ns, sid, "RUNNING")
+		pid = taskPID(t, d, ns, sid)
+		// RUNNING is reported once the Keep is told to run: it loads its
+		// filter a moment later, just before the workload starts.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status"); err != nil || strings.Contains(string(b), "\nSeccomp:\t2\n") {
+				break
+			}
+		}
+		tasks, _ = os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		for _, task := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/status")
+			if err == nil && (!strings.Contains(string(b), "\nSeccomp:\t2\n") || !strings.Contains(string(b), "\nNoNewPrivs:\t1\n")) {
+				t.Errorf("thread %s of a Keep without a seccomp profile in its spec lacks the Keep's own filter or no_new_privs", task.Name())
+			}
+		}
+		if len(tasks) == 0 {
+			t.Errorf("no threads of the Keep %d", pid)
 		}
 		d.mustCtr(t, ns, "tasks", "kill", "--signal", "SIGKILL", sid)
 		waitStatus(t, d, ns, sid, "STOPPED")
