@@ -152,9 +152,8 @@ func probe(p string) string {
 
 func must[T any](v T, _ error) T { return v }
 
-// runChild confines a child process as in says and returns its probes'
-// results.
-func runChild(t *testing.T, in childInput) map[string]string {
+// execChild confines a child process as in says and returns its output.
+func execChild(t *testing.T, in childInput) ([]byte, error) {
 	t.Helper()
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -167,7 +166,14 @@ func runChild(t *testing.T, in childInput) map[string]string {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+input)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: in.Spec.Cloneflags()}
-	out, err := cmd.CombinedOutput()
+	return cmd.CombinedOutput()
+}
+
+// runChild confines a child process as in says and returns its probes'
+// results.
+func runChild(t *testing.T, in childInput) map[string]string {
+	t.Helper()
+	out, err := execChild(t, in)
 	if err != nil {
 		t.Fatalf("confined child: %v\n%s", err, out)
 	}
@@ -178,6 +184,34 @@ func runChild(t *testing.T, in childInput) map[string]string {
 		}
 	}
 	return got
+}
+
+// expectProbes checks the probes' results against want.
+func expectProbes(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+// requireRoot skips a test that confines a process: it needs root.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("confining a process needs root")
+	}
+}
+
+// newRootfs is an empty root filesystem that any user may enter.
+func newRootfs(t *testing.T) string {
+	t.Helper()
+	rootfs := t.TempDir()
+	if err := os.Chmod(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return rootfs
 }
 
 func write(t *testing.T, path, data string, mode os.FileMode) {
@@ -199,13 +233,8 @@ func write(t *testing.T, path, data string, mode os.FileMode) {
 // /dev are there, read-only and masked paths hold, the host is out of
 // sight, and it runs as the spec's user.
 func TestEnter(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("confining a process needs root")
-	}
-	rootfs, host, state := t.TempDir(), t.TempDir(), t.TempDir()
-	if err := os.Chmod(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	requireRoot(t)
+	rootfs, host, state := newRootfs(t), t.TempDir(), t.TempDir()
 	write(t, filepath.Join(rootfs, "image.txt"), "in the image", 0o644)
 	write(t, filepath.Join(rootfs, "secret.txt"), "root only", 0o600)
 	write(t, filepath.Join(rootfs, "masked.txt"), "masked file", 0o644)
@@ -305,11 +334,7 @@ func TestEnter(t *testing.T) {
 		"limit Max core file size":      "ok: 0 0",
 	}
 	t.Logf("Enter took %s (%d mounts)", got["took"], len(spec.Mounts))
-	for k, w := range want {
-		if got[k] != w {
-			t.Errorf("%s: %q, want %q", k, got[k], w)
-		}
-	}
+	expectProbes(t, got, want)
 	// Writing below a read-only (not recursively read-only) bind reaches
 	// the writable tmpfs mounted there, as with runc.
 	if got["write /data/sub/c.txt"] != "ok" {
@@ -334,20 +359,10 @@ func TestEnter(t *testing.T) {
 // TestEnterRefusesAMissingBindSource: as runc, a bind mount of nothing
 // fails, naming the mount.
 func TestEnterRefusesAMissingBindSource(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("confining a process needs root")
-	}
-	rootfs := t.TempDir()
+	requireRoot(t)
+	rootfs := newRootfs(t)
 	spec := &specs.Spec{Root: &specs.Root{Path: rootfs}, Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "/nonexistent/enarx", Options: []string{"rbind"}}}}
-	b, _ := json.Marshal(childInput{Spec: *FromOCI(spec, rootfs)})
-	input := filepath.Join(t.TempDir(), "input.json")
-	if err := os.WriteFile(input, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+input)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS}
-	out, err := cmd.CombinedOutput()
+	out, err := execChild(t, childInput{Spec: *FromOCI(spec, rootfs)})
 	if err == nil || !strings.Contains(string(out), "mounts[0] (bind at /data)") || !strings.Contains(string(out), "/nonexistent/enarx") {
 		t.Errorf("missing bind source: %v\n%s", err, out)
 	}
@@ -357,13 +372,8 @@ func TestEnterRefusesAMissingBindSource(t *testing.T) {
 // (docker --cap-drop ALL, drop: [ALL]) cannot read another user's private
 // file: CAP_DAC_OVERRIDE is gone, on every thread.
 func TestEnterRootWithoutDACOverride(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("confining a process needs root")
-	}
-	rootfs := t.TempDir()
-	if err := os.Chmod(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	requireRoot(t)
+	rootfs := newRootfs(t)
 	private := filepath.Join(rootfs, "private.txt")
 	write(t, private, "uid 1000's", 0o600)
 	if err := os.Chown(private, 1000, 1000); err != nil {
@@ -376,11 +386,7 @@ func TestEnterRootWithoutDACOverride(t *testing.T) {
 		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
 	}
 	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), Probes: []string{"uid", "read /private.txt", "status CapEff", "status CapBnd"}})
-	for k, w := range map[string]string{"uid": "ok: 0:0 []", "read /private.txt": "error: EACCES", "status CapEff": "ok: 0000000000000000", "status CapBnd": "ok: 0000000000000000"} {
-		if got[k] != w {
-			t.Errorf("%s: %q, want %q", k, got[k], w)
-		}
-	}
+	expectProbes(t, got, map[string]string{"uid": "ok: 0:0 []", "read /private.txt": "error: EACCES", "status CapEff": "ok: 0000000000000000", "status CapBnd": "ok: 0000000000000000"})
 }
 
 // TestEnterSeccomp confines with containerd's default seccomp profile (what
@@ -388,13 +394,8 @@ func TestEnterRootWithoutDACOverride(t *testing.T) {
 // test's own: every thread is filtered, what the profile allows works, what
 // it refuses fails with its errno.
 func TestEnterSeccomp(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("confining a process needs root")
-	}
-	rootfs := t.TempDir()
-	if err := os.Chmod(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	requireRoot(t)
+	rootfs := newRootfs(t)
 	write(t, filepath.Join(rootfs, "f.txt"), "readable", 0o644)
 	spec := &specs.Spec{
 		Root: &specs.Root{Path: rootfs},
@@ -408,30 +409,21 @@ func TestEnterSeccomp(t *testing.T) {
 	eacces := uint(unix.EACCES)
 	spec.Linux.Seccomp.Syscalls = append([]specs.LinuxSyscall{{Names: []string{"uname"}, Action: specs.ActErrno, ErrnoRet: &eacces}}, spec.Linux.Seccomp.Syscalls...)
 	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), Probes: []string{"read /f.txt", "uname", "unshare", "status Seccomp", "status NoNewPrivs"}})
-	for k, w := range map[string]string{
+	expectProbes(t, got, map[string]string{
 		"read /f.txt":       "ok: readable",
 		"uname":             "error: EACCES",
 		"unshare":           "error: EPERM",
 		"status Seccomp":    "ok: 2",
 		"status NoNewPrivs": "ok: 0",
-	} {
-		if got[k] != w {
-			t.Errorf("%s: %q, want %q", k, got[k], w)
-		}
-	}
+	})
 }
 
 // TestLockDown: the Keep's own filter lets it read and write its files and
 // refuses what a Keep never does once its workload runs, on every thread,
 // whatever the spec says (here: no profile, uid 0 with every capability).
 func TestLockDown(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("confining a process needs root")
-	}
-	rootfs := t.TempDir()
-	if err := os.Chmod(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	requireRoot(t)
+	rootfs := newRootfs(t)
 	write(t, filepath.Join(rootfs, "f.txt"), "readable", 0o644)
 	spec := &specs.Spec{
 		Root:   &specs.Root{Path: rootfs},
@@ -440,16 +432,12 @@ func TestLockDown(t *testing.T) {
 	}
 	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), LockDown: true,
 		Probes: []string{"read /f.txt", "write /tmp/x", "uname", "unshare", "status Seccomp", "status NoNewPrivs"}})
-	for k, w := range map[string]string{
+	expectProbes(t, got, map[string]string{
 		"read /f.txt":       "ok: readable",
 		"write /tmp/x":      "ok",
 		"uname":             "ok",
 		"unshare":           "error: EPERM",
 		"status Seccomp":    "ok: 2",
 		"status NoNewPrivs": "ok: 1",
-	} {
-		if got[k] != w {
-			t.Errorf("%s: %q, want %q", k, got[k], w)
-		}
-	}
+	})
 }
