@@ -240,13 +240,16 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}
 	// From here on, a failure kills and reaps the Keep (the rollback).
 	t.keep, t.proc, t.cgroup = proc, proc, proc.Cgroup()
-	t.hooks, t.annotations = spec.Hooks, spec.Annotations
+	if spec.Hooks != nil {
+		t.hooks = *spec.Hooks
+	}
+	t.annotations = spec.Annotations
 	// The hooks of the runtime's namespaces at create (prestart is
 	// createRuntime's deprecated twin); the Keep ran createContainer.
-	if err := t.runHooks(ctx, "prestart", func(h *specs.Hooks) []specs.Hook { return h.Prestart }, specs.StateCreated); err != nil {
+	if err := t.runHooks(ctx, "prestart", t.hooks.Prestart, specs.StateCreated); err != nil {
 		return nil, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
-	if err := t.runHooks(ctx, "createRuntime", func(h *specs.Hooks) []specs.Hook { return h.CreateRuntime }, specs.StateCreated); err != nil {
+	if err := t.runHooks(ctx, "createRuntime", t.hooks.CreateRuntime, specs.StateCreated); err != nil {
 		return nil, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
 	if err := os.WriteFile(bundle.KeepPID(), []byte(strconv.Itoa(t.proc.Pid())), 0o600); err != nil {
@@ -436,7 +439,7 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	if err := t.runHooks(ctx, "poststart", func(h *specs.Hooks) []specs.Hook { return h.Poststart }, specs.StateRunning); err != nil {
+	if err := t.runHooks(ctx, "poststart", t.hooks.Poststart, specs.StateRunning); err != nil {
 		log.G(ctx).WithError(err).WithField("id", t.id).Warn("poststart hook failed")
 	}
 	return &taskapi.StartResponse{Pid: pid}, nil
@@ -499,7 +502,7 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		return nil, toGRPC(err)
 	}
 	t.cleanup(ctx)
-	if err := t.runHooks(ctx, "poststop", func(h *specs.Hooks) []specs.Hook { return h.Poststop }, specs.StateStopped); err != nil {
+	if err := t.runHooks(ctx, "poststop", t.hooks.Poststop, specs.StateStopped); err != nil {
 		log.G(ctx).WithError(err).WithField("id", t.id).Warn("poststop hook failed")
 	}
 	s.mu.Lock()

@@ -85,10 +85,10 @@ type task struct {
 	keep *keep.Process
 	// cgroup is the Keep's cgroup, removed with the task; nil for none.
 	cgroup *cgroup.Cgroup
-	// hooks are the spec's hooks: the shim runs those of the runtime's
-	// namespaces (confine.RunHooks); annotations are the spec's, for their
-	// state.
-	hooks       *specs.Hooks
+	// hooks are the spec's hooks (none when it has none): the shim runs
+	// those of the runtime's namespaces (confine.RunHooks); annotations are
+	// the spec's, for their state.
+	hooks       specs.Hooks
 	annotations map[string]string
 	// attested is the payload of the task's /enarx/attestation event.
 	attested *eventstypes.ContainerUpdate
@@ -233,11 +233,8 @@ func (t *task) markDeleted() error {
 	return nil
 }
 
-// runHooks runs the task's hooks of kind with its state, status st.
-func (t *task) runHooks(ctx context.Context, kind string, hooks func(*specs.Hooks) []specs.Hook, st specs.ContainerState) error {
-	if t.hooks == nil {
-		return nil
-	}
+// runHooks runs hooks of kind with the task's state, status st.
+func (t *task) runHooks(ctx context.Context, kind string, hooks []specs.Hook, st specs.ContainerState) error {
 	state := specs.State{Version: specs.Version, ID: t.id, Status: st, Pid: t.proc.Pid(), Bundle: t.bundle.Dir, Annotations: t.annotations}
-	return confine.RunHooks(ctx, kind, hooks(t.hooks), state)
+	return confine.RunHooks(ctx, kind, hooks, state)
 }
