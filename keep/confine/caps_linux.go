@@ -67,30 +67,33 @@ func becomeProcess(s *Spec) error {
 			return err
 		}
 	}
-	if err := becomeProcessCaps(s); err != nil {
-		return err
-	}
-	if s.Seccomp != nil && s.NoNewPrivileges {
-		return loadSeccomp(s.Seccomp)
-	}
-	return nil
-}
-
-// becomeProcessCaps is becomeProcess without seccomp.
-func becomeProcessCaps(s *Spec) error {
-	if s.Capabilities == nil && !s.NoNewPrivileges {
-		return becomeUser(s.User)
-	}
-	if _, err := os.Stat("/proc/self/task"); err != nil {
-		return fmt.Errorf("confinement: process.capabilities and noNewPrivileges are applied to every thread through /proc, and the container has none: mount proc at /proc (%w)", err)
+	if s.Capabilities != nil || s.NoNewPrivileges {
+		if _, err := os.Stat("/proc/self/task"); err != nil {
+			return fmt.Errorf("confinement: process.capabilities and noNewPrivileges are applied to every thread through /proc, and the container has none: mount proc at /proc (%w)", err)
+		}
 	}
 	if s.Capabilities == nil {
 		if err := becomeUser(s.User); err != nil {
 			return err
 		}
-		return noNewPrivileges()
+	} else if err := becomeUserWithCapabilities(s.User, parseCapabilities(s.Capabilities)); err != nil {
+		return err
 	}
-	c := parseCapabilities(s.Capabilities)
+	if !s.NoNewPrivileges {
+		return nil
+	}
+	if err := noNewPrivileges(); err != nil {
+		return err
+	}
+	if s.Seccomp != nil {
+		return loadSeccomp(s.Seccomp)
+	}
+	return nil
+}
+
+// becomeUserWithCapabilities takes on u and the capabilities c, as
+// becomeProcess says.
+func becomeUserWithCapabilities(u specs.User, c capabilities) error {
 	keep := map[cap.Value]bool{}
 	for _, v := range c.bounding {
 		keep[v] = true
@@ -107,7 +110,7 @@ func becomeProcessCaps(s *Spec) error {
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); err != nil {
 		return fmt.Errorf("confinement: keep the capabilities across the change of user: %w", err)
 	}
-	if err := becomeUser(s.User); err != nil {
+	if err := becomeUser(u); err != nil {
 		return err
 	}
 	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0); err != nil {
@@ -123,7 +126,7 @@ func becomeProcessCaps(s *Spec) error {
 			ambient = append(ambient, v)
 		}
 	}
-	if s.User.UID == 0 {
+	if u.UID == 0 {
 		raised = append(append(raised, c.bounding...), c.inheritable...)
 	} else {
 		raised = ambient
@@ -145,11 +148,8 @@ func becomeProcessCaps(s *Spec) error {
 	}
 	if len(ambient) > 0 {
 		if err := cap.SetAmbient(true, ambient...); err != nil {
-			return fmt.Errorf("confinement: the ambient set of process.capabilities %v: %w", s.Capabilities.Ambient, err)
+			return fmt.Errorf("confinement: the ambient set of process.capabilities %v: %w", ambient, err)
 		}
-	}
-	if s.NoNewPrivileges {
-		return noNewPrivileges()
 	}
 	return nil
 }
