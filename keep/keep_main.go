@@ -46,8 +46,22 @@ type EngineFactory func() (engine.Engine, error)
 func Main(args []string, newEngine EngineFactory) int {
 	fs := flag.NewFlagSet(Subcommand, flag.ContinueOnError)
 	id := fs.String("id", "", "container ID (for ps and logs)")
+	pause := fs.Bool("pause", false, "hold a pod's namespaces (see StartSandbox)")
+	hostname := fs.String("hostname", "", "the pod's hostname, with -pause")
+	sysctls := sysctlFlag{}
+	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
 		return StatusFailed
+	}
+	if *pause {
+		// The shim waits for "ready", or the reason it will not be, on
+		// the first ExtraFile.
+		report := os.NewFile(controlFD, "sandbox-ready")
+		if err := confine.Hold(*hostname, sysctls, func() { fmt.Fprintln(report, sandboxReady); report.Close() }); err != nil {
+			fmt.Fprintln(report, err)
+			return StatusFailed
+		}
+		return 0
 	}
 	dieOfCrashSignals(*id)
 	ctl, err := net.FileConn(os.NewFile(controlFD, "keep-control"))
@@ -99,7 +113,15 @@ func Main(args []string, newEngine EngineFactory) int {
 	var confined *confine.Confined
 	if cfg.Container != nil {
 		began := time.Now()
-		if confined, err = confine.Enter(cfg.Container, cfg.StateDir); err != nil {
+		netns, err := containerNetNS(cfg, socks)
+		if err != nil {
+			return fail(err)
+		}
+		confined, err = confine.Enter(cfg.Container, cfg.StateDir, netns)
+		if netns != nil && (socks == nil || netns != socks.NetNS()) {
+			netns.Close()
+		}
+		if err != nil {
 			return fail(err)
 		}
 		k.ready.ConfineTime = time.Since(began)
@@ -133,6 +155,20 @@ func Main(args []string, newEngine EngineFactory) int {
 		}
 	}
 	return run(ctx, cfg, k.module, socks, signals)
+}
+
+// sysctlFlag collects -sysctl key=value flags.
+type sysctlFlag map[string]string
+
+func (f sysctlFlag) String() string { return fmt.Sprint(map[string]string(f)) }
+
+func (f sysctlFlag) Set(kv string) error {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok {
+		return fmt.Errorf("%q is not key=value", kv)
+	}
+	f[k] = v
+	return nil
 }
 
 // serveControl answers the shim's requests after ready. The first error

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -52,6 +53,22 @@ func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, e
 		opts.ClientTLS = &tlssock.Config{RootCAs: roots}
 	}
 	return sockets.Open(ctx, cfg.Sockets, opts)
+}
+
+// containerNetNS is the network namespace a confined Keep enters: the one
+// its sockets were opened in, else the one its container has (at a path,
+// or new), or nil for the host's, where it did what needed the host.
+func containerNetNS(cfg Config, socks *sockets.Set) (*os.File, error) {
+	if socks != nil && socks.NetNS() != nil {
+		return socks.NetNS(), nil
+	}
+	switch {
+	case cfg.NewNetNS:
+		return sockets.OpenNetNS(sockets.NewNetNS)
+	case cfg.NetNS != "":
+		return sockets.OpenNetNS(cfg.NetNS)
+	}
+	return nil, nil
 }
 
 // hasTLS reports whether a socket of specs terminates TLS in the Keep.

@@ -78,7 +78,6 @@ const MemoryHeadroom = 32 << 20
 
 // Process is a Keep process seen from the shim.
 type Process struct {
-	cmd   *exec.Cmd
 	ctl   net.Conn
 	dec   *json.Decoder
 	ready Ready
@@ -91,15 +90,12 @@ type Process struct {
 	// compileMemory is the limit Start set on cgroup, 0 for none.
 	compileMemory int64
 
-	done chan struct{}
+	child
 	// readyRead is closed once Start has read the Keep's first answer (or
 	// will not): wait closes the control socket only then, so that a Keep
 	// that answers and exits at once never loses its answer.
 	readyRead chan struct{}
 	readOnce  sync.Once
-	mu        sync.Mutex
-	status    int
-	exitedAt  time.Time
 }
 
 // Start executes a Keep process and waits until it reports ready: the module
@@ -122,7 +118,7 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
 	}
 	defer remote.Close()
-	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), done: make(chan struct{}), readyRead: make(chan struct{})}
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{done: make(chan struct{})}, readyRead: make(chan struct{})}
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
@@ -143,18 +139,21 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 
 	cmd := exec.Command(exe, Subcommand, "-id", id)
 	cmd.Dir = opts.Dir
+	cmd.Env = keepEnv(os.Environ())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
 	cmd.ExtraFiles = []*os.File{remote}
 	// The Keep must not take the shim's signals (a process group of its
 	// own), and must not outlive the decision of containerd to delete it:
 	// the shim kills it on Delete and shim cleanup kills it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := cmd.Start
 	if c := opts.Config.Container; c != nil {
-		// The namespaces of its own a confined Keep starts in: it
-		// mounts its view of the container in them (confine.Enter).
-		cmd.SysProcAttr.Cloneflags = c.Cloneflags()
+		// A confined Keep starts in the container's namespaces, new or
+		// joined, and mounts its view of the container in them
+		// (confine.Enter).
+		start = func() error { return c.Start(cmd) }
 	}
-	if err := cmd.Start(); err != nil {
+	if err := start(); err != nil {
 		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
 	}
 	// Only the Keep holds the other end now: when it exits, reads see EOF
@@ -187,6 +186,25 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	log.G(ctx).WithField("id", id).WithField("exec", started.Sub(began)).WithField("cgroup", placed.Sub(started)).
 		WithField("ready", time.Since(placed)).Debug("keep started")
 	return p, nil
+}
+
+// keepEnv is the environment of a Keep process, of the shim's env: only
+// the runtime's own variables (ENARX_*) and the Go runtime's settings. A
+// Keep's environment is not its workload's (that is in its config), and a
+// workload that may read the Keep's /proc/PID/environ (a root one, as
+// under runc it may read its own process's) must not find containerd's
+// there.
+func keepEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "ENARX_"),
+			name == "GODEBUG", name == "GOGC", name == "GOMAXPROCS", name == "GOMEMLIMIT", name == "GOTRACEBACK", name == "GOCOVERDIR":
+			out = append(out, kv)
+		}
+	}
+	return append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
 // controlSocket makes the control socket: the shim's end as a connection,
@@ -316,23 +334,7 @@ func exitedEarly(err error) bool {
 // wait reaps the process and records its status the way a shell does:
 // exit(n) → n, killed by signal n → 128+n.
 func (p *Process) wait() {
-	err := p.cmd.Wait()
-	status := 0
-	if state := p.cmd.ProcessState; state != nil {
-		ws, _ := state.Sys().(syscall.WaitStatus)
-		switch {
-		case ws.Signaled():
-			status = 128 + int(ws.Signal())
-		default:
-			status = ws.ExitStatus()
-		}
-	} else if err != nil {
-		status = 255
-	}
-	p.mu.Lock()
-	p.status, p.exitedAt = status, time.Now()
-	p.mu.Unlock()
-	close(p.done)
+	p.reap()
 	// The Keep's end is closed now, so reads see EOF after what it sent;
 	// close ours once Start has read its answer.
 	go func() {
@@ -361,7 +363,6 @@ func (p *Process) outOfCompileMemory() bool {
 }
 
 // Pid is the Keep's process ID.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Ready is what the Keep reported when it got ready.
 func (p *Process) Ready() Ready { return p.ready }
@@ -455,27 +456,6 @@ func (p *Process) limitMemory() error {
 		return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
 	}
 	return nil
-}
-
-// Signal sends sig to the Keep process. It returns os.ErrProcessDone when the
-// Keep has exited.
-func (p *Process) Signal(sig syscall.Signal) error {
-	select {
-	case <-p.done:
-		return os.ErrProcessDone
-	default:
-	}
-	return p.cmd.Process.Signal(sig)
-}
-
-// Done is closed when the Keep process has exited and been reaped.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Status returns the exit status and time; valid once Done is closed.
-func (p *Process) Status() (int, time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.status, p.exitedAt
 }
 
 // keepDevices are the devices a Keep itself opens, whatever its container

@@ -4,8 +4,10 @@
 #   scripts/containerd.sh install   ensure Debian's containerd 1.6 + runc and a
 #                                   containerd 2.4.2 + ctr + containerd-shim-runc-v2
 #                                   built from its Go module
+#                                   and the CNI plugins the pod-network tests use
+#                                   (loopback, ptp, host-local), built the same way
 #   scripts/containerd.sh env       print shell exports ENARX_CONTAINERD16, ENARX_CTR16,
-#                                   ENARX_CONTAINERD2, ENARX_CTR2
+#                                   ENARX_CONTAINERD2, ENARX_CTR2, ENARX_CNI_BIN
 #
 # 2.4 needs its own containerd-shim-runc-v2: Debian's (1.6) reads 2.4's
 # bootstrap parameters on stdin as runtime options and fails. The tests put
@@ -18,6 +20,9 @@ set -euo pipefail
 CONTAINERD2_VERSION=v2.4.2
 CACHE_ROOT="${ENARX_CACHE:-$HOME/.cache/containerd-shim-enarx}"
 CONTAINERD2_DIR="${ENARX_CONTAINERD2_DIR:-$CACHE_ROOT/containerd-$CONTAINERD2_VERSION}"
+CNI_VERSION=v1.10.0
+CNI_DIR="${ENARX_CNI_BIN:-$CACHE_ROOT/cni-plugins-$CNI_VERSION}"
+CNI_PLUGINS=(plugins/main/loopback plugins/main/ptp plugins/ipam/host-local)
 
 log() { echo "containerd.sh: $*" >&2; }
 
@@ -62,17 +67,47 @@ install_containerd2() {
 	log "built $("$CONTAINERD2_DIR/containerd" --version)"
 }
 
+# install_cni builds the CNI plugins a pod network needs in the tests:
+# loopback (the CRI plugin always sets up lo), ptp (the pod's eth0, a veth
+# whose other end is in the node's network namespace, which the tests make
+# for the daemon) and host-local (its address).
+install_cni() {
+	local missing=0 p
+	for p in "${CNI_PLUGINS[@]}"; do
+		[[ -x $CNI_DIR/${p##*/} ]] || missing=1
+	done
+	if [[ $missing -eq 0 ]]; then
+		log "CNI plugins $CNI_VERSION already built in $CNI_DIR"
+		return
+	fi
+	log "building CNI plugins $CNI_VERSION into $CNI_DIR (about 20 seconds cold)"
+	mkdir -p "$CNI_DIR"
+	local tmp pkgs=()
+	tmp=$(mktemp -d)
+	for p in "${CNI_PLUGINS[@]}"; do
+		pkgs+=("github.com/containernetworking/plugins/$p@$CNI_VERSION")
+	done
+	if ! (cd "$tmp" && GOBIN="$CNI_DIR" GOFLAGS= GO111MODULE=on go install "${pkgs[@]}"); then
+		rm -rf "$tmp"
+		log "building CNI plugins $CNI_VERSION failed"
+		exit 1
+	fi
+	rm -rf "$tmp"
+}
+
 print_env() {
 	printf 'export ENARX_CONTAINERD16=%q\n' /usr/bin/containerd
 	printf 'export ENARX_CTR16=%q\n' /usr/bin/ctr
 	printf 'export ENARX_CONTAINERD2=%q\n' "$CONTAINERD2_DIR/containerd"
 	printf 'export ENARX_CTR2=%q\n' "$CONTAINERD2_DIR/ctr"
+	printf 'export ENARX_CNI_BIN=%q\n' "$CNI_DIR"
 }
 
 case "${1:-}" in
 install)
 	install_debian
 	install_containerd2
+	install_cni
 	;;
 env)
 	print_env

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,12 +19,39 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 )
 
-// annotate adds annotations to the bundle's config.json.
+// annotate sets the annotations of the bundle's config.json.
 func annotate(t testing.TB, bundle string, annotations map[string]string) {
+	t.Helper()
+	editSpec(t, bundle, func(s *specs.Spec) { s.Annotations = annotations })
+}
+
+// sandboxBundle is a pod sandbox's bundle as containerd's CRI plugin makes
+// it: a pause command, no module.
+func sandboxBundle(t testing.TB, podID string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	writeSpec(t, bundle, "/pause")
+	annotate(t, bundle, map[string]string{annotationContainerType: containerTypeSandbox, annotationSandboxID: podID})
+	if os.Geteuid() == 0 {
+		// The CRI plugin's: new namespaces (the network one it makes
+		// itself and names by path; a new one here).
+		editSpec(t, bundle, func(s *specs.Spec) {
+			s.Hostname = "pod-host"
+			s.Linux = &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.MountNamespace}}}
+		})
+	}
+	return bundle
+}
+
+// editSpec changes the bundle's config.json.
+func editSpec(t testing.TB, bundle string, edit func(*specs.Spec)) {
 	t.Helper()
 	path := filepath.Join(bundle, "config.json")
 	b, err := os.ReadFile(path)
@@ -34,23 +62,13 @@ func annotate(t testing.TB, bundle string, annotations map[string]string) {
 	if err := json.Unmarshal(b, &spec); err != nil {
 		t.Fatal(err)
 	}
-	spec.Annotations = annotations
+	edit(&spec)
 	if b, err = json.Marshal(&spec); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// sandboxBundle is a pod sandbox's bundle as containerd's CRI plugin makes
-// it: a pause command, no module.
-func sandboxBundle(t testing.TB, podID string) string {
-	t.Helper()
-	bundle := t.TempDir()
-	writeSpec(t, bundle, "/pause")
-	annotate(t, bundle, map[string]string{annotationContainerType: containerTypeSandbox, annotationSandboxID: podID})
-	return bundle
 }
 
 func TestServicePodSandbox(t *testing.T) {
@@ -62,8 +80,22 @@ func TestServicePodSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create of a pod sandbox: %v", err)
 	}
-	if created.Pid != uint32(os.Getpid()) {
-		t.Errorf("sandbox pid %d, want the shim's %d", created.Pid, os.Getpid())
+	// Its process is the runtime holding the pod's namespaces, recorded
+	// for `shim delete` as a Keep is.
+	pid := int(created.Pid)
+	if pid == os.Getpid() || !keep.IsProcessOf(pid, id) {
+		t.Fatalf("sandbox pid %d is not a sandbox process of %s", pid, id)
+	}
+	if b, err := os.ReadFile(oci.Bundle{Dir: bundle}.KeepPID()); err != nil || string(b) != fmt.Sprint(pid) {
+		t.Errorf("PID file: %q, %v; want %d", b, err, pid)
+	}
+	if os.Geteuid() == 0 {
+		for _, ns := range []string{"pid", "ipc", "uts", "net"} {
+			mine, _ := os.Readlink("/proc/self/ns/" + ns)
+			if theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns)); err != nil || theirs == mine {
+				t.Errorf("the sandbox's %s namespace: %q, %v; want one of its own", ns, theirs, err)
+			}
+		}
 	}
 	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -72,17 +104,17 @@ func TestServicePodSandbox(t *testing.T) {
 		t.Errorf("State %v, want RUNNING", st.Status)
 	}
 	// No Keep, no labels, no attestation, no metrics of its own.
-	if pids := keeptest.Processes(id); len(pids) != 0 {
-		t.Errorf("a sandbox started Keeps: %v", pids)
+	if pids := keeptest.Processes(id); len(pids) != 1 || pids[0] != pid {
+		t.Errorf("processes of the sandbox: %v, want its own only (%d)", pids, pid)
 	}
-	noPIDFile(t, bundle)
 	if _, ok := h.containerd.labels[id]; ok {
 		t.Errorf("sandbox labelled: %v", h.containerd.labels[id])
 	}
 	_, err = h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
 	wantCode(t, "Stats of a sandbox", err, codes.NotFound, "pod sandbox")
 
-	// Signals pause ignores change nothing; SIGTERM ends it.
+	// Signals pause ignores change nothing; SIGTERM ends it, with status
+	// 0 as pause.
 	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGCHLD)}); err != nil {
 		t.Fatalf("Kill SIGCHLD: %v", err)
 	}
@@ -92,8 +124,8 @@ func TestServicePodSandbox(t *testing.T) {
 	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGTERM)}); err != nil {
 		t.Fatalf("Kill SIGTERM: %v", err)
 	}
-	if w := h.wait(t, id); w.ExitStatus != 143 {
-		t.Errorf("Wait = %d, want 143", w.ExitStatus)
+	if w := h.wait(t, id); w.ExitStatus != 0 {
+		t.Errorf("Wait = %d, want 0", w.ExitStatus)
 	}
 	_, err = h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)})
 	wantCode(t, "Kill after exit", err, codes.NotFound)
@@ -101,20 +133,19 @@ func TestServicePodSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if del.ExitStatus != 143 {
-		t.Errorf("Delete status %d, want 143", del.ExitStatus)
+	if del.ExitStatus != 0 {
+		t.Errorf("Delete status %d, want 0", del.ExitStatus)
 	}
 	events := h.events.wait(t, 4)
 	want := []string{TopicTaskCreate, TopicTaskStart, TopicTaskExit, TopicTaskDelete}
 	if got := topics(events); !equalStrings(got, want) {
 		t.Errorf("events %v, want %v", got, want)
 	}
-	if e := decode(t, events[2], TopicTaskExit).(*eventstypes.TaskExit); e.ExitStatus != 143 || e.ContainerID != id {
+	if e := decode(t, events[2], TopicTaskExit).(*eventstypes.TaskExit); e.ExitStatus != 0 || e.ContainerID != id {
 		t.Errorf("TaskExit %v", e)
 	}
-	// That PID was the shim's: a sandbox's signals never reach it.
-	if !alive(os.Getpid()) {
-		t.Fatal("unreachable")
+	if alive(pid) {
+		t.Errorf("sandbox process %d outlived Delete", pid)
 	}
 }
 
@@ -261,4 +292,23 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestServicePodSandboxRefusesHostSysctls: a pod whose sysctls would change
+// the host's kernel is refused at create, as runc refuses its pause.
+func TestServicePodSandboxRefusesHostSysctls(t *testing.T) {
+	h := newHarness(t)
+	id := keeptest.ID(t)
+	bundle := sandboxBundle(t, id)
+	editSpec(t, bundle, func(s *specs.Spec) {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		s.Linux.Sysctl = map[string]string{"kernel.panic": "1"}
+	})
+	_, err := h.svc.Create(context.Background(), &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
+	wantCode(t, "Create", err, codes.FailedPrecondition, `"kernel.panic" is not in a namespace`)
+	if pids := keeptest.Processes(id); len(pids) != 0 {
+		t.Errorf("processes left: %v", pids)
+	}
 }

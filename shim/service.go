@@ -194,9 +194,19 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	if isSandbox(spec) {
-		// A pod's sandbox runs nothing: no rootfs, no Keep.
-		t.proc = newIdleProcess(os.Getpid())
-		log.G(ctx).WithField("id", r.ID).WithField("pod", spec.Annotations[annotationSandboxID]).Info("pod sandbox ready")
+		// A pod's sandbox runs no Keep, and needs no rootfs: a process
+		// that holds the pod's namespaces for its Keeps to join.
+		sandbox, err := keep.StartSandbox(ctx, keep.SandboxOptions{Executable: s.exe, ID: r.ID, Spec: spec})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		t.proc = sandbox
+		if err := recordPID(bundle, sandbox.Pid()); err != nil {
+			_ = sandbox.Signal(syscall.SIGKILL)
+			<-sandbox.Done()
+			return nil, err
+		}
+		log.G(ctx).WithField("id", r.ID).WithField("pod", spec.Annotations[annotationSandboxID]).WithField("pid", sandbox.Pid()).Info("pod sandbox ready")
 		return t, nil
 	}
 	defer func() {
@@ -252,8 +262,8 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if err := t.runHooks(ctx, "createRuntime", t.hooks.CreateRuntime, specs.StateCreated); err != nil {
 		return nil, fmt.Errorf("task %s: %w: %w", r.ID, err, errdefs.ErrFailedPrecondition)
 	}
-	if err := os.WriteFile(bundle.KeepPID(), []byte(strconv.Itoa(t.proc.Pid())), 0o600); err != nil {
-		return nil, fmt.Errorf("write %s: %w", bundle.KeepPID(), err)
+	if err := recordPID(bundle, t.proc.Pid()); err != nil {
+		return nil, err
 	}
 	ready := t.keep.Ready()
 	keepTook := time.Since(keepBegan)
@@ -268,6 +278,15 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		WithField("keep", keepTook.Round(time.Microsecond)).WithField("labels", labelsTook.Round(time.Microsecond)).
 		WithField("create", time.Since(began).Round(time.Microsecond)).Info("keep ready")
 	return t, nil
+}
+
+// recordPID records the PID of the task's process in its bundle, for
+// `shim delete` to kill it by if the shim is gone.
+func recordPID(bundle oci.Bundle, pid int) error {
+	if err := os.WriteFile(bundle.KeepPID(), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", bundle.KeepPID(), err)
+	}
+	return nil
 }
 
 // mountRootfs mounts the task's root filesystem at rootfs when containerd

@@ -56,7 +56,7 @@ func (s state) status() tasktypes.Status {
 }
 
 // process is what a task runs, as the task API sees it: *keep.Process, or
-// *idleProcess for a pod sandbox.
+// *keep.Sandbox for a pod sandbox.
 type process interface {
 	Pid() int
 	// Run lets a created process run its workload.
@@ -67,7 +67,10 @@ type process interface {
 	Status() (int, time.Time)
 }
 
-var _ process = (*keep.Process)(nil)
+var (
+	_ process = (*keep.Process)(nil)
+	_ process = (*keep.Sandbox)(nil)
+)
 
 // task is one container: its bundle, its stdio and its Keep.
 type task struct {

@@ -3,7 +3,8 @@ package test
 // End-to-end tests of the Kubernetes path: containerd's CRI plugin drives the
 // shim, and the test drives the CRI plugin with a real CRI client
 // (k8s.io/cri-api) over the daemon's gRPC socket, the way kubelet does.
-// Pods use the node's network, so no CNI plugin is needed.
+// Pods use the node's network, except in TestCRIPodNetwork, whose pods get a
+// network of their own from CNI plugins (scripts/containerd.sh builds them).
 
 import (
 	"bufio"
@@ -37,16 +38,25 @@ type criOptions struct {
 	SandboxImage string // the pause image
 	CNIConfDir   string // empty directory: pods use the host network
 	CNIBinDir    string
+	// NetNS, when not "", is the path of the network namespace the daemon
+	// runs in: the node's network as its CNI plugins and Keeps see it.
+	NetNS string
 }
 
 // startDaemonCRI starts a private daemon of kind with the CRI plugin enabled
-// and our runtime as handler "enarx", and stops it in t.Cleanup.
+// and our runtime as handler "enarx", and stops it in t.Cleanup. Its pods
+// can use the node's network only.
 func startDaemonCRI(t testing.TB, kind daemonKind) *Daemon {
+	t.Helper()
+	cni := t.TempDir()
+	return startDaemonCRIWith(t, kind, &criOptions{SandboxImage: criPauseImage, CNIConfDir: filepath.Join(cni, "net.d"), CNIBinDir: filepath.Join(cni, "bin")})
+}
+
+// startDaemonCRIWith is startDaemonCRI with opts.
+func startDaemonCRIWith(t testing.TB, kind daemonKind, opts *criOptions) *Daemon {
 	t.Helper()
 	requireDaemonEnv(t, kind)
 	requireBinaries(t)
-	cni := t.TempDir()
-	opts := &criOptions{SandboxImage: criPauseImage, CNIConfDir: filepath.Join(cni, "net.d"), CNIBinDir: filepath.Join(cni, "bin")}
 	for _, dir := range []string{opts.CNIConfDir, opts.CNIBinDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -190,7 +200,12 @@ func (c *criClient) waitImage(t testing.TB, ref string) {
 // returns the client and the image refs by fixture name.
 func criFixture(t *testing.T, kind daemonKind, fixtures ...string) (*criClient, map[string]string) {
 	t.Helper()
-	d := startDaemonCRI(t, kind)
+	return criFixtureOn(t, startDaemonCRI(t, kind), fixtures...)
+}
+
+// criFixtureOn is criFixture on a CRI daemon d.
+func criFixtureOn(t *testing.T, d *Daemon, fixtures ...string) (*criClient, map[string]string) {
+	t.Helper()
 	c := newCRIClient(t, d)
 	importNativeImage(t, d, criNamespace, criPauseImage, buildNative(t, "sleep"))
 	c.waitImage(t, criPauseImage)
@@ -335,11 +350,26 @@ func shimsOf(d *Daemon, pod string) []process {
 	return out
 }
 
-// keepsOf lists the Keeps our binaries run ("<exe> keep -id ID").
+// keepsOf lists the Keeps our binaries run ("<exe> keep -id ID"), not the
+// pods' sandbox processes (sandboxesOf).
 func keepsOf(d *Daemon) []process {
 	var out []process
 	for _, p := range findProcesses(filepath.Join(d.BinDir, shimBinary) + " keep -id ") {
-		out = append(out, p)
+		if !strings.HasSuffix(p.Cmdline, " -pause") && !strings.Contains(p.Cmdline, " -pause ") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sandboxesOf lists the processes that hold pods' namespaces ("<exe> keep
+// -id POD -pause"); with pod set, that pod's.
+func sandboxesOf(d *Daemon, pod string) []process {
+	var out []process
+	for _, p := range findProcesses(filepath.Join(d.BinDir, shimBinary) + " keep -id " + pod) {
+		if strings.HasSuffix(p.Cmdline, " -pause") || strings.Contains(p.Cmdline, " -pause ") {
+			out = append(out, p)
+		}
 	}
 	return out
 }
@@ -377,6 +407,9 @@ func TestCRIPod(t *testing.T) {
 			if keeps := keepsOf(c.d); len(keeps) != 0 {
 				t.Errorf("the sandbox runs Keeps: %v", keeps)
 			}
+			if sandboxes := sandboxesOf(c.d, pod); len(sandboxes) != 1 {
+				t.Errorf("sandbox processes of pod %s: %v, want one", pod, sandboxes)
+			}
 
 			hello := c.runContainer(t, pod, podCfg, "hello", refs["hello"])
 			st := c.waitExited(t, hello)
@@ -406,6 +439,7 @@ func TestCRIPod(t *testing.T) {
 
 			c.removePod(t, pod)
 			waitNone(t, "keeps", func() []process { return keepsOf(c.d) })
+			waitNone(t, "sandboxes", func() []process { return sandboxesOf(c.d, "") })
 			waitNone(t, "shims", func() []process { return shimsOf(c.d, "") })
 			list, err := c.ListContainers(criContext(t), &cri.ListContainersRequest{})
 			if err != nil || len(list.Containers) != 0 {
@@ -449,6 +483,7 @@ func TestCRIPodDensity(t *testing.T) {
 				pods = append(pods, p)
 			}
 			manyShims, manyPSS := shimMemory(t, c.d)
+			sandboxes, sandboxPSS := processMemory(t, sandboxesOf(c.d, ""))
 			for _, p := range pods {
 				c.removePod(t, p)
 			}
@@ -458,8 +493,8 @@ func TestCRIPodDensity(t *testing.T) {
 			if oneShims != 1 || manyShims != n {
 				t.Errorf("shims: %d for one pod of %d, %d for %d pods; want 1 and %d", oneShims, n, manyShims, n, n)
 			}
-			t.Logf("%s: one pod of %d Keeps: %d shim, PSS %d KiB; %d pods of one Keep: %d shims, PSS %d KiB (%d KiB each); the %d Keeps: PSS %d KiB",
-				c.d.Name, n, oneShims, onePSS, n, manyShims, manyPSS, manyPSS/max(manyShims, 1), keeps, keepPSS)
+			t.Logf("%s: one pod of %d Keeps: %d shim, PSS %d KiB; %d pods of one Keep: %d shims, PSS %d KiB (%d KiB each), %d sandbox processes, PSS %d KiB (%d KiB each); the %d Keeps: PSS %d KiB",
+				c.d.Name, n, oneShims, onePSS, n, manyShims, manyPSS, manyPSS/max(manyShims, 1), sandboxes, sandboxPSS, sandboxPSS/max(sandboxes, 1), keeps, keepPSS)
 		})
 	}
 }

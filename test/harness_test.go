@@ -8,6 +8,7 @@
 //	ENARX_CONTAINERD2, ENARX_CTR2    containerd 2.4.2 and its ctr (default
 //	                                 ${ENARX_CACHE:-$HOME/.cache/containerd-shim-enarx}/containerd-v2.4.2/{containerd,ctr})
 //	ENARX_BIN_DIR                    prebuilt containerd-shim-enarx-v1 and enarx (default: built once per run)
+//	ENARX_CNI_BIN                    the CNI plugins loopback, ptp and host-local, for pods on a pod network
 //	ENARX_E2E_OPTIONAL=1             skip, rather than fail, when not root or a daemon is missing
 //	ENARX_E2E_DEBUG=1                run the daemons with log level debug
 //
@@ -29,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +38,8 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Environment variables the harness reads.
@@ -523,7 +527,12 @@ func (d *Daemon) start() error {
 	// SIGTERM if the test binary dies without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	began := time.Now()
-	if err := cmd.Start(); err != nil {
+	var namespaces []specs.LinuxNamespace
+	if d.CRI != nil && d.CRI.NetNS != "" {
+		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: d.CRI.NetNS})
+		cmd.SysProcAttr.Pdeathsig = 0 // see confine.Start; the test's cleanup stops it
+	}
+	if err := onStarterThread(func() error { return confine.Start(cmd, namespaces) }); err != nil {
 		return fmt.Errorf("%s --config %s: %w", d.Binary, d.Config, err)
 	}
 	d.cmd = cmd
@@ -554,6 +563,28 @@ func (d *Daemon) start() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// starterThread runs the functions that start daemons, on one thread that
+// never ends. A daemon's Pdeathsig is sent when the thread that started it
+// ends, not the test binary: the Go runtime ends a thread whenever a
+// goroutine that locked it returns (as the tests' namespace helpers do).
+var starterThread = sync.OnceValue(func() chan<- func() {
+	calls := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked
+		for f := range calls {
+			f()
+		}
+	}()
+	return calls
+})
+
+// onStarterThread runs f on starterThread.
+func onStarterThread(f func() error) error {
+	done := make(chan error, 1)
+	starterThread() <- func() { done <- f() }
+	return <-done
 }
 
 // parseServerVersion picks "Version:" from the Server section of `ctr version`.

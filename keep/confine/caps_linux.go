@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -37,6 +38,20 @@ func parseCapabilities(c *specs.LinuxCapabilities) capabilities {
 	return capabilities{values(c.Bounding), values(c.Inheritable), values(c.Ambient)}
 }
 
+// checkProc reports whether /proc shows the Keep's PID namespace, as psx
+// needs: it finds the threads in /proc/PID/task, with PID as getpid(2)
+// gives it.
+func checkProc() error {
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		return fmt.Errorf("no proc at /proc (%w): mount proc at /proc", err)
+	}
+	if self != strconv.Itoa(os.Getpid()) {
+		return fmt.Errorf("/proc is not the proc of the container's PID namespace (it shows the Keep as %s, not %d): mount proc at /proc rather than bind another one", self, os.Getpid())
+	}
+	return nil
+}
+
 // allThreads runs a system call on every thread of the Keep; the
 // arguments it does not take are 0 (prctl checks that they are).
 func allThreads(nr, a1, a2, a3 uintptr) error {
@@ -68,8 +83,8 @@ func becomeProcess(s *Spec) error {
 		}
 	}
 	if s.Capabilities != nil || s.NoNewPrivileges {
-		if _, err := os.Stat("/proc/self/task"); err != nil {
-			return fmt.Errorf("confinement: process.capabilities and noNewPrivileges are applied to every thread through /proc, and the container has none: mount proc at /proc (%w)", err)
+		if err := checkProc(); err != nil {
+			return fmt.Errorf("confinement: process.capabilities and noNewPrivileges are applied to every thread through /proc: %w", err)
 		}
 	}
 	if s.Capabilities == nil {

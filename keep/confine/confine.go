@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -67,14 +68,18 @@ type Spec struct {
 	Bundle string `json:"bundle,omitempty"`
 	// Annotations are the spec's annotations, for the state its hooks get.
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Sysctls are linux.sysctl: kernel parameters of the Keep's own
+	// namespaces (see checkSysctl).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// Rlimits are process.rlimits.
 	Rlimits []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	// OOMScoreAdj is process.oomScoreAdj.
 	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
-	// Namespaces are the namespaces the Keep gets of its own, created when
-	// the shim starts it: NamespaceMount always, and those of "pid",
-	// "ipc" and "uts" the spec lists (see FromOCI).
-	Namespaces []specs.LinuxNamespaceType `json:"namespaces,omitempty"`
+	// Namespaces are the spec's namespaces of the Keep, each new (no
+	// Path) or joined (Path): a mount namespace of its own always, and the
+	// PID, IPC, UTS and cgroup namespaces the spec lists. The network
+	// namespace is the workload's (keep/sockets) and Enter's netns.
+	Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
 }
 
 // GuestStateDir is where the workload sees the Keep's state directory
@@ -85,14 +90,12 @@ const GuestStateDir = "/run/enarx"
 // FromOCI is the confinement of a Keep that runs the container of spec,
 // whose root filesystem is at rootfs on the host.
 //
-// The Keep gets a new mount namespace always, and new PID, IPC and UTS
-// namespaces when the spec lists them. A namespace the spec names by path
-// (a pod's) is not joined — a Go process can join one only before its
-// runtime starts — but a new one is made in its place, so that the Keep
-// never sees the host's processes or IPC objects; the sockets the workload
-// declares are opened in the spec's network namespace (keep/sockets).
+// The Keep gets a new mount namespace always, and the PID, IPC, UTS and
+// cgroup namespaces the spec lists: new ones, or a pod's, joined by path
+// (see Start and Enter). A user or time namespace is kept so that
+// Validate refuses it by name.
 func FromOCI(spec *specs.Spec, rootfs string) *Spec {
-	s := &Spec{Rootfs: rootfs, Hostname: spec.Hostname, Namespaces: []specs.LinuxNamespaceType{specs.MountNamespace}}
+	s := &Spec{Rootfs: rootfs, Hostname: spec.Hostname, Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}}}
 	if spec.Root != nil {
 		s.Readonly = spec.Root.Readonly
 	}
@@ -109,20 +112,25 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.MaskedPaths, s.ReadonlyPaths = l.MaskedPaths, l.ReadonlyPaths
 		s.Devices = l.Devices
 		s.Seccomp = l.Seccomp
+		s.Sysctls = l.Sysctl
 		for _, ns := range l.Namespaces {
 			switch ns.Type {
-			case specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace:
-				s.Namespaces = append(s.Namespaces, ns.Type)
+			case specs.MountNamespace:
+				s.Namespaces[0].Path = ns.Path
+			case specs.NetworkNamespace:
+			default:
+				s.Namespaces = append(s.Namespaces, ns)
 			}
 		}
 	}
 	return s
 }
 
-// Has reports whether the Keep gets a namespace of type t of its own.
+// Has reports whether the Keep is in a namespace of type t that is not
+// the host's: a new one or a joined one.
 func (s *Spec) Has(t specs.LinuxNamespaceType) bool {
 	for _, ns := range s.Namespaces {
-		if ns == t {
+		if ns.Type == t {
 			return true
 		}
 	}
@@ -143,11 +151,19 @@ func (s *Spec) Validate() error {
 	if !s.Has(specs.MountNamespace) {
 		return errors.New("confinement: a Keep always has a mount namespace of its own")
 	}
-	for _, t := range s.Namespaces {
-		switch t {
-		case specs.MountNamespace, specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace:
-		default:
-			return fmt.Errorf("confinement: namespace %q: a Keep gets a new mount, PID, IPC or UTS namespace only", t)
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range s.Namespaces {
+		if seen[ns.Type] {
+			return fmt.Errorf("confinement: linux.namespaces lists %q twice", ns.Type)
+		}
+		seen[ns.Type] = true
+		if err := checkNamespace(ns); err != nil {
+			return err
+		}
+	}
+	for key := range s.Sysctls {
+		if err := checkSysctl(key, s.Has); err != nil {
+			return err
 		}
 	}
 	for i, m := range s.Mounts {
@@ -164,6 +180,83 @@ func (s *Spec) Validate() error {
 		}
 	}
 	return nil
+}
+
+// checkNamespace reports why a Keep cannot be in ns, if it cannot.
+func checkNamespace(ns specs.LinuxNamespace) error {
+	switch ns.Type {
+	case specs.MountNamespace:
+		if ns.Path != "" {
+			return fmt.Errorf("confinement: mount namespace %q: a Keep makes a mount namespace of its own for its view of the container and cannot join one by path; remove the path", ns.Path)
+		}
+		return nil
+	case specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace:
+	case specs.UserNamespace:
+		return errors.New("confinement: user namespaces (linux.uidMappings, Kubernetes hostUsers: false) are not supported for a Keep yet: run the container without one")
+	default:
+		return fmt.Errorf("confinement: namespace %q is not supported for a Keep: remove it from linux.namespaces", ns.Type)
+	}
+	if ns.Path != "" && !filepath.IsAbs(ns.Path) {
+		return fmt.Errorf("confinement: %s namespace path %q is not absolute: give the absolute path of the namespace to join (e.g. /proc/PID/ns/%s), or no path for a new one", ns.Type, ns.Path, nsFile[ns.Type])
+	}
+	return nil
+}
+
+// ipcSysctls are the kernel parameters of an IPC namespace besides
+// fs.mqueue.*, as runc knows them.
+var ipcSysctls = map[string]bool{
+	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true, "kernel.sem": true,
+	"kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true, "kernel.shm_rmid_forced": true,
+}
+
+// CheckSysctls reports why a process in the namespaces cannot set the
+// kernel parameters of sysctls (linux.sysctl), as runc's validator does:
+// only parameters of a namespace that is not the host's (IPC, UTS,
+// network).
+func CheckSysctls(sysctls map[string]string, namespaces []specs.LinuxNamespace) error {
+	has := func(t specs.LinuxNamespaceType) bool {
+		return slices.ContainsFunc(namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == t })
+	}
+	for key := range sysctls {
+		if err := checkSysctl(key, has); err != nil {
+			return err
+		}
+		if strings.HasPrefix(strings.ReplaceAll(key, "/", "."), "net.") && !has(specs.NetworkNamespace) {
+			return fmt.Errorf("confinement: linux.sysctl %q is not allowed in the host's network namespace: give the container a network namespace", key)
+		}
+	}
+	return nil
+}
+
+// checkSysctl reports why a process cannot set the kernel parameter key
+// when has says which namespaces are not the host's. net.* is left to the
+// caller: whether a Keep has a network namespace of its own is known only
+// when it enters it (Enter's netns).
+func checkSysctl(key string, has func(specs.LinuxNamespaceType) bool) error {
+	if strings.Contains(key, "..") || strings.HasPrefix(key, "/") || strings.HasPrefix(key, ".") || key == "" {
+		return fmt.Errorf("confinement: linux.sysctl %q is not a kernel parameter name: write it as net.ipv4.ip_forward", key)
+	}
+	name := strings.ReplaceAll(key, "/", ".")
+	switch {
+	case ipcSysctls[name] || strings.HasPrefix(name, "fs.mqueue."):
+		if !has(specs.IPCNamespace) {
+			return fmt.Errorf("confinement: linux.sysctl %q is not allowed in the host's IPC namespace: give the container an IPC namespace", key)
+		}
+		return nil
+	case strings.HasPrefix(name, "net."):
+		return nil
+	case name == "kernel.domainname" && has(specs.UTSNamespace):
+		return nil
+	case name == "kernel.hostname":
+		return fmt.Errorf("confinement: linux.sysctl %q is not allowed: use the spec's hostname instead", key)
+	}
+	return fmt.Errorf("confinement: linux.sysctl %q is not in a namespace of the container's own: it would change the host's kernel; remove it", key)
+}
+
+// nsFile is the name of each namespace type in /proc/PID/ns.
+var nsFile = map[specs.LinuxNamespaceType]string{
+	specs.MountNamespace: "mnt", specs.PIDNamespace: "pid", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
+	specs.NetworkNamespace: "net", specs.CgroupNamespace: "cgroup", specs.UserNamespace: "user", specs.TimeNamespace: "time",
 }
 
 // defaultDeviceRules allow the devices runc allows every container beside

@@ -37,12 +37,14 @@ func (c *Confined) StartContainer(ctx context.Context) error {
 }
 
 // Enter confines the calling Keep process as s says. It must run in the
-// mount namespace of the Keep's own (the shim starts the Keep in it, see
-// Cloneflags), before the workload runs, with the privileges the Keep
-// starts with; it drops them. stateDir, when not "", is the Keep's state
-// directory on the host, shown read-only at GuestStateDir.
+// namespaces the Keep was started in (the shim starts it with s.Start),
+// before the workload runs, with the privileges the Keep starts with; it
+// drops them. stateDir, when not "", is the Keep's state directory on the
+// host, shown read-only at GuestStateDir. netns, when not nil, is the
+// container's network namespace: every thread of the Keep enters it.
 //
-// What it does, in runc's order: the rlimits and oomScoreAdj; the mounts
+// What it does, in runc's order: the network and cgroup namespaces (the
+// Keep is in its cgroup by now); the rlimits and oomScoreAdj; the mounts
 // below the root filesystem stop propagating to the host (rootfsPropagation, rslave by default); the root
 // filesystem becomes a mount of its own with every spec mount on it, in
 // order, each destination created without leaving the root filesystem;
@@ -50,7 +52,7 @@ func (c *Confined) StartContainer(ctx context.Context) error {
 // the createContainer hooks; pivot_root into it; masked and read-only paths; a read-only root; the
 // hostname; the bounding set, the umask, groups, gid and uid, the other
 // capability sets and no_new_privs (see becomeProcess).
-func Enter(s *Spec, stateDir string) (*Confined, error) {
+func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -74,8 +76,17 @@ func Enter(s *Spec, stateDir string) (*Confined, error) {
 	if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, unix.MS_SLAVE|unix.MS_REC), ""); err != nil {
 		return nil, fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
 	}
+	if err := enterNamespaces(s, netns); err != nil {
+		return nil, err
+	}
 	if err := unix.Mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("confinement: bind the root filesystem %s: %w", s.Rootfs, err)
+	}
+	// A device node the image ships is never a device for the Keep, even
+	// one its devices cgroup would allow: the image's files are nodev
+	// (EACCES). Devices are the spec's, in the /dev it mounts.
+	if err := unix.MountSetattr(unix.AT_FDCWD, s.Rootfs, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}); err != nil {
+		return nil, fmt.Errorf("confinement: make the root filesystem %s nodev: %w", s.Rootfs, err)
 	}
 	root, err := os.OpenFile(s.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -105,6 +116,9 @@ func Enter(s *Spec, stateDir string) (*Confined, error) {
 		}
 	}
 	if err := pivotRoot(s.Rootfs); err != nil {
+		return nil, err
+	}
+	if err := setSysctls(s.Sysctls, netns != nil); err != nil {
 		return nil, err
 	}
 	for _, p := range s.MaskedPaths {
@@ -432,6 +446,24 @@ func setRlimits(limits []specs.POSIXRlimit) error {
 		}
 		if err := unix.Setrlimit(resource, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
 			return fmt.Errorf("confinement: process.rlimits %s (soft %d, hard %d): %w", l.Type, l.Soft, l.Hard, err)
+		}
+	}
+	return nil
+}
+
+// setSysctls sets the kernel parameters of the caller's namespaces through
+// /proc (in a Keep, the container's, before readonlyPaths makes /proc/sys
+// read-only, as runc does). privateNet says whether the caller has a
+// network namespace of its own, which net.* needs.
+func setSysctls(sysctls map[string]string, privateNet bool) error {
+	for key, value := range sysctls {
+		name := strings.ReplaceAll(key, "/", ".")
+		if strings.HasPrefix(name, "net.") && !privateNet {
+			return fmt.Errorf("confinement: linux.sysctl %q is not allowed in the host's network namespace: give the container a network namespace", key)
+		}
+		p := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
+		if err := os.WriteFile(p, []byte(value), 0); err != nil {
+			return fmt.Errorf("confinement: linux.sysctl %s=%q: %w", key, value, err)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package confine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,7 +37,10 @@ type childInput struct {
 	Spec     Spec
 	StateDir string
 	LockDown bool
-	Probes   []string
+	// NetNS, when not "", is the path of the network namespace the child
+	// enters.
+	NetNS  string
+	Probes []string
 }
 
 // child enters the confinement and prints one line per probe:
@@ -51,8 +56,15 @@ func child(path string) int {
 		fmt.Println("input:", err)
 		return 2
 	}
+	var netns *os.File
+	if in.NetNS != "" {
+		if netns, err = os.Open(in.NetNS); err != nil {
+			fmt.Println("input:", err)
+			return 2
+		}
+	}
 	began := time.Now()
-	if _, err := Enter(&in.Spec, in.StateDir); err != nil {
+	if _, err := Enter(&in.Spec, in.StateDir, netns); err != nil {
 		fmt.Println("enter:", err)
 		return 3
 	}
@@ -125,6 +137,23 @@ func probe(p string) string {
 			}
 		}
 		return result("", err)
+	case "ns":
+		// The namespace of type arg of every thread, each once.
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return result("", err)
+		}
+		var values []string
+		for _, task := range tasks {
+			v, err := os.Readlink("/proc/self/task/" + task.Name() + "/ns/" + arg)
+			if err != nil {
+				return result("", err)
+			}
+			if !slices.Contains(values, v) {
+				values = append(values, v)
+			}
+		}
+		return result(strings.Join(values, ","), nil)
 	case "status":
 		// The field of every thread's status, each value once.
 		tasks, err := os.ReadDir("/proc/self/task")
@@ -165,8 +194,13 @@ func execChild(t *testing.T, in childInput) ([]byte, error) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+input)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: in.Spec.Cloneflags()}
-	return cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := in.Spec.Start(cmd); err != nil {
+		return nil, err
+	}
+	err = cmd.Wait()
+	return out.Bytes(), err
 }
 
 // runChild confines a child process as in says and returns its probes'
@@ -239,6 +273,11 @@ func TestEnter(t *testing.T) {
 	write(t, filepath.Join(rootfs, "secret.txt"), "root only", 0o600)
 	write(t, filepath.Join(rootfs, "masked.txt"), "masked file", 0o644)
 	write(t, filepath.Join(rootfs, "maskeddir", "f.txt"), "in a masked directory", 0o644)
+	// A device node in the image: /dev/null's numbers, which the spec's
+	// own /dev/null has too.
+	if err := unix.Mknod(filepath.Join(rootfs, "image-null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(filepath.Join(rootfs, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +336,7 @@ func TestEnter(t *testing.T) {
 		"read /etc/hosts", "write /etc/hosts", "read /etc/app/app.conf",
 		"read /data/a.txt", "write /data/b.txt", "write /data/sub/c.txt",
 		"read /rro/f.txt", "write /rro/sub/d.txt",
-		"read /masked.txt", "read /maskeddir/f.txt", "write /proc/sys/kernel/hostname", "stat /dev/null", "stat /dev/fd",
+		"read /masked.txt", "read /maskeddir/f.txt", "write /proc/sys/kernel/hostname", "stat /dev/null", "stat /dev/fd", "write /image-null", "write /dev/null",
 		"read " + filepath.Join(host, "outside.txt"), "read /run/enarx/certificate.pem", "write /run/enarx/x",
 		"uid", "hostname", "pid", "status CapBnd", "status CapEff", "status CapPrm", "status CapAmb", "status NoNewPrivs", "read /proc/self/oom_score_adj", "limit Max open files", "limit Max core file size",
 	}})
@@ -317,6 +356,8 @@ func TestEnter(t *testing.T) {
 		"read /masked.txt":                "ok",
 		"read /maskeddir/f.txt":           "error: ENOENT",
 		"stat /dev/null":                  "ok: Dc---------",
+		"write /image-null":               "error: EACCES",
+		"write /dev/null":                 "ok",
 		"stat /dev/fd":                    "ok: L---------",
 		"read /run/enarx/certificate.pem": "ok: the Keep's certificate",
 		"write /run/enarx/x":              "error: EROFS",
@@ -440,4 +481,94 @@ func TestLockDown(t *testing.T) {
 		"status Seccomp":    "ok: 2",
 		"status NoNewPrivs": "ok: 1",
 	})
+}
+
+// TestEnterJoinsNamespaces: a Keep in a pod joins the pod's namespaces by
+// path (IPC, UTS and PID when it is made, network and cgroup with every
+// thread once confined), and makes a new cgroup namespace rooted at its
+// cgroup when the spec asks for one.
+func TestEnterJoinsNamespaces(t *testing.T) {
+	requireRoot(t)
+	// The pod: a process in namespaces of its own, as a sandbox's pause.
+	pod := exec.Command("sleep", "60")
+	pod.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	podNS := []specs.LinuxNamespace{{Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.PIDNamespace}}
+	if err := Start(pod, podNS); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pod.Process.Kill(); _ = pod.Wait() })
+	nsOf := func(pid int, name string) string {
+		v, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	path := func(name string) string { return fmt.Sprintf("/proc/%d/ns/%s", pod.Process.Pid, name) }
+
+	rootfs := newRootfs(t)
+	spec := &specs.Spec{
+		Hostname: "in-the-pod",
+		Root:     &specs.Root{Path: rootfs},
+		Mounts:   []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace},
+			{Type: specs.IPCNamespace, Path: path("ipc")}, {Type: specs.UTSNamespace, Path: path("uts")}, {Type: specs.PIDNamespace, Path: path("pid")},
+			{Type: specs.CgroupNamespace}},
+			// Docker's, and one of the IPC namespace's.
+			Sysctl: map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shmmni": "1000"}},
+	}
+	hostPorts, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), NetNS: path("net"),
+		Probes: []string{"ns net", "ns ipc", "ns uts", "ns pid", "ns cgroup", "hostname",
+			"read /proc/sys/net/ipv4/ip_unprivileged_port_start", "read /proc/sys/kernel/shmmni"}})
+	if after, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err != nil || string(after) != string(hostPorts) {
+		t.Errorf("the host's ip_unprivileged_port_start: %q, was %q (%v)", after, hostPorts, err)
+	}
+	expectProbes(t, got, map[string]string{
+		"read /proc/sys/net/ipv4/ip_unprivileged_port_start": "ok: 0",
+		"read /proc/sys/kernel/shmmni":                       "ok: 1000",
+		"ns net":                                             "ok: " + nsOf(pod.Process.Pid, "net"),
+		"ns ipc":                                             "ok: " + nsOf(pod.Process.Pid, "ipc"),
+		"ns uts":                                             "ok: " + nsOf(pod.Process.Pid, "uts"),
+		"ns pid":                                             "ok: " + nsOf(pod.Process.Pid, "pid"),
+		"hostname":                                           "ok: in-the-pod",
+	})
+	if c := got["ns cgroup"]; c == "ok: "+nsOf(os.Getpid(), "cgroup") || strings.Contains(c, ",") || !strings.HasPrefix(c, "ok: cgroup:") {
+		t.Errorf("ns cgroup: %q, want one new namespace on every thread", c)
+	}
+}
+
+// TestStartRefuses: namespaces a process cannot be started in are refused
+// by name.
+func TestStartRefuses(t *testing.T) {
+	for _, c := range []struct {
+		ns   specs.LinuxNamespace
+		want string
+	}{
+		{specs.LinuxNamespace{Type: specs.MountNamespace, Path: "/proc/1/ns/mnt"}, "new mount namespace only"},
+		{specs.LinuxNamespace{Type: specs.UserNamespace}, `"user" namespace`},
+	} {
+		if err := Start(exec.Command("true"), []specs.LinuxNamespace{c.ns}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error containing %q", c.ns, err, c.want)
+		}
+	}
+}
+
+// TestEnterRefusesHostSysctls: a kernel parameter of a namespace the Keep
+// shares with the host is refused, as runc refuses it.
+func TestEnterRefusesHostSysctls(t *testing.T) {
+	requireRoot(t)
+	rootfs := newRootfs(t)
+	spec := &specs.Spec{
+		Root:   &specs.Root{Path: rootfs},
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux:  &specs.Linux{Sysctl: map[string]string{"net.ipv4.ip_forward": "1"}, Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	}
+	out, err := execChild(t, childInput{Spec: *FromOCI(spec, rootfs)})
+	if err == nil || !strings.Contains(string(out), "not allowed in the host's network namespace") {
+		t.Errorf("net.* without a network namespace: %v\n%s", err, out)
+	}
 }

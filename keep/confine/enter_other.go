@@ -5,10 +5,12 @@ package confine
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 )
 
 // Enter is for Linux only: a Keep is a Linux container.
-func Enter(*Spec, string) (*Confined, error) {
+func Enter(*Spec, string, *os.File) (*Confined, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
@@ -18,8 +20,13 @@ type Confined struct{}
 // StartContainer runs the spec's startContainer hooks.
 func (*Confined) StartContainer(context.Context) error { return nil }
 
-// Cloneflags are none off Linux.
-func (s *Spec) Cloneflags() uintptr { return 0 }
+// Start is for Linux only.
+func (s *Spec) Start(*exec.Cmd) error {
+	return errors.New("confinement: a Keep is confined on Linux only")
+}
 
 // LockDown is for Linux only.
 func LockDown() error { return errors.New("confinement: a Keep is confined on Linux only") }
+
+// Hold is for Linux only.
+func Hold(string, map[string]string, func()) error { return errors.New("pod sandbox: Linux only") }

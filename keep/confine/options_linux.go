@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -104,23 +103,4 @@ func propagationFlags(p string, def uintptr) uintptr {
 		return f
 	}
 	return def
-}
-
-// Cloneflags are the flags of clone(2) that start the Keep in the
-// namespaces of its own that s lists.
-func (s *Spec) Cloneflags() uintptr {
-	var flags uintptr
-	for _, ns := range s.Namespaces {
-		switch ns {
-		case specs.MountNamespace:
-			flags |= unix.CLONE_NEWNS
-		case specs.PIDNamespace:
-			flags |= unix.CLONE_NEWPID
-		case specs.IPCNamespace:
-			flags |= unix.CLONE_NEWIPC
-		case specs.UTSNamespace:
-			flags |= unix.CLONE_NEWUTS
-		}
-	}
-	return flags
 }

@@ -61,12 +61,16 @@ func TestFromOCI(t *testing.T) {
 		s.Propagation != "rprivate" || len(s.Mounts) != 1 || len(s.MaskedPaths) != 1 || len(s.ReadonlyPaths) != 1 || len(s.Devices) != 1 {
 		t.Errorf("FromOCI = %+v", s)
 	}
-	want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS)
-	if got := s.Cloneflags(); got != want {
-		t.Errorf("Cloneflags = %#x, want %#x (mount always; pid, ipc and uts as listed; a path makes a new one; no network)", got, want)
+	flags, join, err := startFlags(s.Namespaces)
+	want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS)
+	if err != nil || flags != want || len(join) != 1 || join[0].Path != "/proc/1/ns/ipc" {
+		t.Errorf("startFlags = %#x, %v, %v; want %#x (mount always; pid and uts new as listed; no network), and the IPC namespace joined by path", flags, join, err, want)
 	}
-	if s := FromOCI(&specs.Spec{}, "/r"); s.Cloneflags() != unix.CLONE_NEWNS {
-		t.Errorf("a spec without namespaces: Cloneflags %#x, want a mount namespace only", s.Cloneflags())
+	if s.Has(specs.NetworkNamespace) {
+		t.Error("the network namespace is the workload's, not the confinement's")
+	}
+	if flags, join, _ := startFlags(FromOCI(&specs.Spec{}, "/r").Namespaces); flags != unix.CLONE_NEWNS || len(join) != 0 {
+		t.Errorf("a spec without namespaces: %#x %v, want a new mount namespace only", flags, join)
 	}
 }
 
@@ -79,7 +83,17 @@ func TestValidate(t *testing.T) {
 		{"relative rootfs", func(s *Spec) { s.Rootfs = "rootfs" }, "not an absolute path"},
 		{"propagation", func(s *Spec) { s.Propagation = "sideways" }, `"sideways" is not a propagation`},
 		{"no mount namespace", func(s *Spec) { s.Namespaces = nil }, "mount namespace"},
-		{"network namespace", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.NetworkNamespace) }, `namespace "network"`},
+		{"network namespace", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace}) }, `namespace "network" is not supported`},
+		{"user namespace", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}) }, "user namespaces (linux.uidMappings"},
+		{"mount namespace by path", func(s *Spec) { s.Namespaces[0].Path = "/proc/1/ns/mnt" }, "cannot join one by path"},
+		{"relative namespace path", func(s *Spec) {
+			s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "ns/ipc"})
+		}, `path "ns/ipc" is not absolute`},
+		{"twice", func(s *Spec) { s.Namespaces = append(s.Namespaces, s.Namespaces[0]) }, `lists "mount" twice`},
+		{"sysctl of the host", func(s *Spec) { s.Sysctls = map[string]string{"kernel.panic": "1"} }, `"kernel.panic" is not in a namespace`},
+		{"sysctl hostname", func(s *Spec) { s.Sysctls = map[string]string{"kernel.hostname": "x"} }, "use the spec's hostname"},
+		{"sysctl of the host's IPC", func(s *Spec) { s.Sysctls = map[string]string{"kernel.shmmax": "1"} }, "host's IPC namespace"},
+		{"sysctl path", func(s *Spec) { s.Sysctls = map[string]string{"net/../../kernel/panic": "1"} }, "not a kernel parameter name"},
 		{"relative destination", func(s *Spec) { s.Mounts = []specs.Mount{{Destination: "data", Type: "tmpfs"}} }, `destination "data"`},
 		{"relative masked path", func(s *Spec) { s.MaskedPaths = []string{"proc/kcore"} }, `"proc/kcore" is not absolute`},
 	} {

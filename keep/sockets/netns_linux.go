@@ -59,6 +59,18 @@ func enterNetNS(netns string) (*nsThread, error) {
 	return t, nil
 }
 
+// OpenNetNS opens the network namespace netns, an Options.NetNS that is
+// not "": the one at its path, or a new one with loopback up, as Open would
+// open sockets in. A Keep without sockets enters it this way.
+func OpenNetNS(netns string) (*os.File, error) {
+	t, err := enterNetNS(netns)
+	if err != nil {
+		return nil, err
+	}
+	t.stop()
+	return t.ns, nil
+}
+
 // enter moves the locked thread into target, or into a new namespace with
 // loopback up, and sets t.ns.
 func (t *nsThread) enter(netns string, target *os.File) error {

@@ -33,6 +33,11 @@ func (s *Set) Addr(name string) net.Addr { return nil }
 // NetNS is nil off Linux.
 func (s *Set) NetNS() *os.File { return nil }
 
+// OpenNetNS fails off Linux.
+func OpenNetNS(netns string) (*os.File, error) {
+	return nil, errors.New("sockets: network namespaces need Linux")
+}
+
 // ReleaseFiles does nothing off Linux.
 func (s *Set) ReleaseFiles() error { return nil }
 

@@ -138,6 +138,9 @@ func pathOpen(w *WASI, c *call) errno {
 	if lookup&lookupSymlink == 0 {
 		flags |= unix.O_NOFOLLOW
 	}
+	if e := checkOpenable(dir.hostFD, path, flags); e != eSuccess {
+		return e
+	}
 	// Never block opening a FIFO, never become the controlling terminal.
 	flags |= unix.O_NONBLOCK | unix.O_NOCTTY
 	fd, e := openat2(dir.hostFD, path, flags)
@@ -151,6 +154,10 @@ func pathOpen(w *WASI, c *call) errno {
 		unix.Close(fd)
 		return errnoOf(err)
 	}
+	if !openable(st.Mode) { // replaced since checkOpenable looked
+		unix.Close(fd)
+		return eAcces
+	}
 	k := kindFile
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		k = kindDir
@@ -158,6 +165,34 @@ func pathOpen(w *WASI, c *call) errno {
 	n := w.fds.add(&entry{kind: k, hostFD: fd, readOnly: dir.readOnly, root: dir.rootOf(),
 		append: fdflags&fdflagAppend != 0, nonblock: fdflags&fdflagNonblock != 0})
 	c.put32(c.u32(8), uint32(n))
+	return eSuccess
+}
+
+// openable reports whether a file of mode may be opened through WASI: not a
+// FIFO nor a socket file, which would be channels to other processes, not
+// files (a container's devices are left to the kernel: its devices cgroup,
+// and nodev on the image's files).
+func openable(mode uint32) bool {
+	t := mode & unix.S_IFMT
+	return t != unix.S_IFIFO && t != unix.S_IFSOCK
+}
+
+// checkOpenable looks at what path names, without opening it, and refuses
+// what openable refuses: EACCES. A path that does not exist yet is left to
+// the open that follows.
+func checkOpenable(dirFD int, path string, flags uint64) errno {
+	fd, e := openat2(dirFD, path, unix.O_PATH|flags&unix.O_NOFOLLOW)
+	if e != eSuccess {
+		return eSuccess
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return errnoOf(err)
+	}
+	if !openable(st.Mode) {
+		return eAcces
+	}
 	return eSuccess
 }
 

@@ -4,6 +4,7 @@ package hostwasi
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"golang.org/x/sys/unix"
 )
 
 // probe runs test/fixtures/fsprobe with args and the preopens, and returns
@@ -197,5 +199,35 @@ func TestFilesEscapes(t *testing.T) {
 	}
 	if h, _ := os.ReadFile("/etc/hostname"); len(strings.TrimSpace(string(h))) > 0 && strings.Contains(out, ": ok: "+strings.TrimSpace(string(h))) {
 		t.Errorf("the workload read the host's /etc/hostname:\n%s", out)
+	}
+}
+
+// TestFilesSpecialFiles: a FIFO or a socket file in the workload's view is
+// a channel to another process, not a file: opening one is refused with
+// EACCES, for reading or writing, and without touching it (a writer
+// blocked on the FIFO stays blocked).
+func TestFilesSpecialFiles(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "file.txt"), "a file")
+	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(root, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got, out := probe(t, []engine.Preopen{{HostPath: root, GuestPath: "/"}},
+		"read", "/file.txt", "read", "/fifo", "write", "/fifo", "x", "read", "/sock")
+	expect(t, got, out, map[string]string{"read /file.txt": "ok: a file", "read /fifo": "error", "write /fifo": "error", "read /sock": "error"})
+	for _, p := range []string{"read /fifo", "write /fifo", "read /sock"} {
+		if !strings.Contains(strings.ToLower(got[p]), "permission denied") {
+			t.Errorf("%s: %q, want EACCES (permission denied)", p, got[p])
+		}
+	}
+	// No reader ever opened the FIFO: a writer that does not block finds none.
+	if fd, err := unix.Open(filepath.Join(root, "fifo"), unix.O_WRONLY|unix.O_NONBLOCK, 0); err != unix.ENXIO {
+		unix.Close(fd)
+		t.Errorf("the FIFO has a reader: %v", err)
 	}
 }

@@ -1,0 +1,213 @@
+package confine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Namespaces are attributes of each thread, and a Go program has many
+// threads from its start. So a namespace is entered in one of three ways:
+//   - new, when its process is made: the flags of clone(2) (Start);
+//   - joined by path, when its process is made: the thread that starts it
+//     has joined the namespace first, and a child is made in the
+//     namespaces of the thread that makes it (Start; the only way to be
+//     in a PID namespace, which setns(2) gives only to children);
+//   - by every thread of a running Keep, once it has done what needs the
+//     host (its network and cgroup namespaces, see Enter): one thread
+//     makes the namespace, or opens it by path, and libcap's psx has every
+//     thread join it.
+// A mount namespace cannot be joined by a process that has threads, nor a
+// user namespace made: see checkNamespace.
+
+// cloneFlag is the flag of clone(2) and setns(2) for each namespace type.
+var cloneFlag = map[specs.LinuxNamespaceType]int{
+	specs.MountNamespace: unix.CLONE_NEWNS, specs.PIDNamespace: unix.CLONE_NEWPID, specs.IPCNamespace: unix.CLONE_NEWIPC,
+	specs.UTSNamespace: unix.CLONE_NEWUTS, specs.NetworkNamespace: unix.CLONE_NEWNET, specs.CgroupNamespace: unix.CLONE_NEWCGROUP,
+}
+
+// Start starts the Keep's process cmd in the namespaces it is made in (all
+// of s.Namespaces but the cgroup namespace, which it enters once it is in
+// its cgroup).
+func (s *Spec) Start(cmd *exec.Cmd) error {
+	var atStart []specs.LinuxNamespace
+	for _, ns := range s.Namespaces {
+		if ns.Type != specs.CgroupNamespace {
+			atStart = append(atStart, ns)
+		}
+	}
+	return Start(cmd, atStart)
+}
+
+// Start starts cmd in namespaces: a new one of each type listed without a
+// path, and the one at the path of each listed with one. The others are
+// the caller's. A mount namespace is new only.
+func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace) error {
+	flags, join, err := startFlags(namespaces)
+	if err != nil {
+		return err
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Cloneflags |= flags
+	if len(join) == 0 {
+		return cmd.Start()
+	}
+	if cmd.SysProcAttr.Pdeathsig != 0 {
+		// It is sent when the thread that made the child ends.
+		return errors.New("confinement: a process that joins namespaces by path is started by a thread that ends at once, so it cannot have a Pdeathsig")
+	}
+	started := make(chan error, 1)
+	go func() {
+		// The thread joins the namespaces and makes the child. It is never
+		// unlocked: when this goroutine returns, the Go runtime ends the
+		// thread instead of running other goroutines in those namespaces
+		// (and makes its own threads from a clean one meanwhile).
+		runtime.LockOSThread()
+		for _, ns := range join {
+			if err := joinThread(ns); err != nil {
+				started <- err
+				return
+			}
+		}
+		started <- cmd.Start()
+	}()
+	return <-started
+}
+
+// startFlags are the clone flags of the new namespaces among namespaces,
+// and those to join by path.
+func startFlags(namespaces []specs.LinuxNamespace) (uintptr, []specs.LinuxNamespace, error) {
+	var flags uintptr
+	var join []specs.LinuxNamespace
+	for _, ns := range namespaces {
+		flag, ok := cloneFlag[ns.Type]
+		if !ok {
+			return 0, nil, fmt.Errorf("confinement: cannot start a process in a %q namespace", ns.Type)
+		}
+		switch {
+		case ns.Path == "":
+			flags |= uintptr(flag)
+		case ns.Type == specs.MountNamespace:
+			return 0, nil, fmt.Errorf("confinement: mount namespace %q: a process is started in a new mount namespace only", ns.Path)
+		default:
+			join = append(join, ns)
+		}
+	}
+	return flags, join, nil
+}
+
+// joinThread moves the calling thread, locked, into ns.
+func joinThread(ns specs.LinuxNamespace) error {
+	f, err := openNamespace(ns)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), cloneFlag[ns.Type]); err != nil {
+		return nsError(ns, err)
+	}
+	return nil
+}
+
+// openNamespace opens the namespace ns names by path.
+func openNamespace(ns specs.LinuxNamespace) (*os.File, error) {
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		return nil, fmt.Errorf("confinement: %s namespace %q: %w: give the path of one, e.g. /proc/PID/ns/%s", ns.Type, ns.Path, err, nsFile[ns.Type])
+	}
+	return f, nil
+}
+
+// nsError explains why setns(2) refused ns.
+func nsError(ns specs.LinuxNamespace, err error) error {
+	switch {
+	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("confinement: %q is not a %s namespace: %w: give the path of one, e.g. /proc/PID/ns/%s", ns.Path, ns.Type, err, nsFile[ns.Type])
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("confinement: joining the %s namespace %q: %w: it needs CAP_SYS_ADMIN, run the shim as root", ns.Type, ns.Path, err)
+	}
+	return fmt.Errorf("confinement: joining the %s namespace %q: %w", ns.Type, ns.Path, err)
+}
+
+// joinAll moves every thread of the Keep into the namespace f of type t
+// (psx: see allThreads).
+func joinAll(f *os.File, t specs.LinuxNamespaceType) error {
+	if err := allThreads(unix.SYS_SETNS, f.Fd(), uintptr(cloneFlag[t]), 0); err != nil {
+		return fmt.Errorf("confinement: every thread into the %s namespace: %w", t, err)
+	}
+	return nil
+}
+
+// enterNamespaces moves every thread of the Keep into the network
+// namespace netns, when not nil, and the cgroup namespace s lists, if any.
+// The Keep's own /proc comes first, over the host's in the Keep's mount
+// namespace, for psx to find the threads in (see checkProc); pivot_root
+// leaves it behind with the host's root.
+func enterNamespaces(s *Spec, netns *os.File) error {
+	cgroupNS := slices.IndexFunc(s.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.CgroupNamespace })
+	if netns == nil && cgroupNS < 0 {
+		return nil
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("confinement: a proc of the Keep's PID namespace: %w", err)
+	}
+	if err := checkProc(); err != nil {
+		return fmt.Errorf("confinement: %w", err)
+	}
+	if netns != nil {
+		if err := joinAll(netns, specs.NetworkNamespace); err != nil {
+			return err
+		}
+	}
+	if cgroupNS >= 0 {
+		return enterCgroupNamespace(s.Namespaces[cgroupNS])
+	}
+	return nil
+}
+
+// enterCgroupNamespace moves the Keep into the cgroup namespace ns: a new
+// one, rooted at the cgroup the Keep is in, or the one at its path.
+func enterCgroupNamespace(ns specs.LinuxNamespace) error {
+	var f *os.File
+	var err error
+	if ns.Path != "" {
+		f, err = openNamespace(ns)
+	} else {
+		f, err = newNamespace(unix.CLONE_NEWCGROUP, "cgroup")
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return joinAll(f, specs.CgroupNamespace)
+}
+
+// newNamespace makes a namespace (flag, named name in /proc/PID/ns) on a
+// thread of its own and returns it open.
+func newNamespace(flag int, name string) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	made := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in the new namespace
+		if err := unix.Unshare(flag); err != nil {
+			made <- result{err: fmt.Errorf("confinement: a new %s namespace: %w", name, err)}
+			return
+		}
+		f, err := os.Open("/proc/thread-self/ns/" + name)
+		made <- result{f, err}
+	}()
+	r := <-made
+	return r.f, r.err
+}
