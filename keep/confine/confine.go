@@ -71,6 +71,12 @@ type Spec struct {
 	// Sysctls are linux.sysctl: kernel parameters of the Keep's own
 	// namespaces (see checkSysctl).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// AppArmorProfile is process.apparmorProfile; SELinuxLabel and
+	// MountLabel are process.selinuxLabel and linux.mountLabel. A Keep
+	// cannot apply them (see checkLSM).
+	AppArmorProfile string `json:"apparmor_profile,omitempty"`
+	SELinuxLabel    string `json:"selinux_label,omitempty"`
+	MountLabel      string `json:"mount_label,omitempty"`
 	// Rlimits are process.rlimits.
 	Rlimits []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	// OOMScoreAdj is process.oomScoreAdj.
@@ -104,6 +110,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.Capabilities = spec.Process.Capabilities
 		s.Rlimits, s.OOMScoreAdj = spec.Process.Rlimits, spec.Process.OOMScoreAdj
 		s.NoNewPrivileges = spec.Process.NoNewPrivileges
+		s.AppArmorProfile, s.SELinuxLabel = spec.Process.ApparmorProfile, spec.Process.SelinuxLabel
 	}
 	s.Mounts = spec.Mounts
 	s.Hooks, s.Annotations = spec.Hooks, spec.Annotations
@@ -113,6 +120,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.Devices = l.Devices
 		s.Seccomp = l.Seccomp
 		s.Sysctls = l.Sysctl
+		s.MountLabel = l.MountLabel
 		for _, ns := range l.Namespaces {
 			switch ns.Type {
 			case specs.MountNamespace:

@@ -56,6 +56,9 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+	if err := s.checkLSM(hostLSM()); err != nil {
+		return nil, err
+	}
 	// The host's /proc is still there: the Keep's PID as the host sees it.
 	self, err := os.Readlink("/proc/self")
 	if err != nil {

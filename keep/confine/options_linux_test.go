@@ -104,3 +104,21 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckLSM: labels a Keep cannot apply are refused where the host
+// enforces them, and ignored where it does not, as runc ignores them.
+func TestCheckLSM(t *testing.T) {
+	labelled := &Spec{AppArmorProfile: "docker-default", SELinuxLabel: "system_u:system_r:container_t:s0"}
+	if err := labelled.checkLSM(lsm{}); err != nil {
+		t.Errorf("no LSM: %v", err)
+	}
+	if err := labelled.checkLSM(lsm{apparmor: true}); err == nil || !strings.Contains(err.Error(), "apparmor=unconfined") {
+		t.Errorf("AppArmor enforced: %v, want a refusal naming the way out", err)
+	}
+	if err := (&Spec{AppArmorProfile: "unconfined"}).checkLSM(lsm{apparmor: true}); err != nil {
+		t.Errorf("unconfined: %v", err)
+	}
+	if err := labelled.checkLSM(lsm{selinux: true}); err == nil || !strings.Contains(err.Error(), "label=disable") {
+		t.Errorf("SELinux enforced: %v, want a refusal naming the way out", err)
+	}
+}
