@@ -48,10 +48,16 @@ func Main(args []string, newEngine EngineFactory) int {
 	id := fs.String("id", "", "container ID (for ps and logs)")
 	pause := fs.Bool("pause", false, "hold a pod's namespaces (see StartSandbox)")
 	hostname := fs.String("hostname", "", "the pod's hostname, with -pause")
+	innerProc := fs.Bool(innerFlag, false, "run the workload of a Keep with a user namespace (see startInner)")
 	sysctls := sysctlFlag{}
 	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
 		return StatusFailed
+	}
+	if *innerProc {
+		signals := make(chan os.Signal, 1)
+		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+		return innerMain(*id, newEngine, signals)
 	}
 	if *pause {
 		// The shim waits for "ready", or the reason it will not be, on
@@ -111,15 +117,13 @@ func Main(args []string, newEngine EngineFactory) int {
 	}
 	// What needed the host is done: the Keep becomes the container.
 	var confined *confine.Confined
+	var inner *innerKeep
 	if cfg.Container != nil {
 		began := time.Now()
-		netns, err := containerNetNS(cfg, socks)
-		if err != nil {
-			return fail(err)
-		}
-		confined, err = confine.Enter(cfg.Container, cfg.StateDir, netns)
-		if netns != nil && (socks == nil || netns != socks.NetNS()) {
-			netns.Close()
+		if cfg.Container.UserNS() {
+			inner, err = startInner(ctx, cfg, k, socks)
+		} else {
+			confined, err = enter(cfg, socks)
 		}
 		if err != nil {
 			return fail(err)
@@ -143,6 +147,9 @@ func Main(args []string, newEngine EngineFactory) int {
 			return StatusFailed
 		}
 	}
+	if inner != nil {
+		return inner.run(signals)
+	}
 	if confined != nil {
 		if err := confined.StartContainer(ctx); err != nil {
 			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
@@ -155,6 +162,19 @@ func Main(args []string, newEngine EngineFactory) int {
 		}
 	}
 	return run(ctx, cfg, k.module, socks, signals)
+}
+
+// enter confines the Keep in the container's namespaces, the network one
+// its sockets are in, if any (containerNetNS).
+func enter(cfg Config, socks *sockets.Set) (*confine.Confined, error) {
+	netns, err := containerNetNS(cfg, socks)
+	if err != nil {
+		return nil, err
+	}
+	if netns != nil && (socks == nil || netns != socks.NetNS()) {
+		defer netns.Close()
+	}
+	return confine.Enter(cfg.Container, cfg.StateDir, netns)
 }
 
 // sysctlFlag collects -sysctl key=value flags.
@@ -206,6 +226,7 @@ func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id 
 // prepared is a Keep ready to run its workload: the compiled module, the
 // Keep's identity and what the Keep reports to the shim.
 type prepared struct {
+	engine   engine.Engine
 	module   engine.Module
 	identity *identity
 	ready    Ready
@@ -266,7 +287,7 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepare
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{module: module, identity: id, ready: Ready{
+	return &prepared{engine: eng, module: module, identity: id, ready: Ready{
 		Backend:        backend.Name(),
 		TEE:            backend.TEE(),
 		WorkloadDigest: workloadDigest,

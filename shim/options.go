@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -41,7 +43,15 @@ func policyFromOptions(opts *anypb.Any) (nodepolicy.Policy, error) {
 		return nodepolicy.Default(), nil
 	}
 	typeURL := opts.GetTypeUrl()
-	if name := typeURL[strings.LastIndex(typeURL, "/")+1:]; name != runtimeOptionsName {
+	name := typeURL[strings.LastIndex(typeURL, "/")+1:]
+	if onlyIOOwner(name, opts.GetValue()) {
+		// ctr run --uidmap (Docker's userns-remap alike) names the owner of
+		// the stdio FIFOs in runc's options, for a process in a user
+		// namespace to open them. A Keep gets its stdio as descriptors
+		// from the shim, whatever the owner: nothing else is asked.
+		return nodepolicy.Default(), nil
+	}
+	if name != runtimeOptionsName {
 		return nodepolicy.Policy{}, fmt.Errorf("runtime options of type %q are not understood by the enarx runtime: it takes %s, "+
 			"i.e. a node policy file (ctr run --runtime-config-path /etc/enarx/policy.toml, or ConfigPath in the options of the enarx runtime in containerd's config) "+
 			"or the policy's settings (backend, require_tee) in those options; options for runc do not apply to it",
@@ -63,4 +73,41 @@ func policyFromOptions(opts *anypb.Any) (nodepolicy.Policy, error) {
 	default:
 		return nodepolicy.Default(), nil
 	}
+}
+
+// Options of runc's that name the owner of a task's stdio (IoUid, IoGid):
+// containerd 2.x's runc options, and containerd 1.6's for other runtimes
+// (runctypes.CreateOptions, whose Go type containerd 2 no longer has; its
+// io_uid and io_gid are fields 10 and 11).
+var (
+	runcOptionsName   = string(proto.MessageName(&runcoptions.Options{}))
+	runcCreateOptions = "containerd.linux.runc.CreateOptions"
+)
+
+// onlyIOOwner reports whether value, of the message type name, is runc's
+// options with nothing set but the stdio's owner.
+func onlyIOOwner(name string, value []byte) bool {
+	switch name {
+	case runcOptionsName:
+		var o runcoptions.Options
+		if proto.Unmarshal(value, &o) != nil {
+			return false
+		}
+		o.IoUid, o.IoGid = 0, 0
+		return proto.Equal(&o, &runcoptions.Options{})
+	case runcCreateOptions:
+		for len(value) > 0 {
+			num, typ, n := protowire.ConsumeTag(value)
+			if n < 0 || typ != protowire.VarintType || (num != 10 && num != 11) {
+				return false
+			}
+			value = value[n:]
+			if n = protowire.ConsumeFieldValue(num, typ, value); n < 0 {
+				return false
+			}
+			value = value[n:]
+		}
+		return true
+	}
+	return false
 }

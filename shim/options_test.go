@@ -96,8 +96,15 @@ func TestPolicyFromOptions(t *testing.T) {
 			errs: []string{`unknown setting "SystemdCgroup" (line 2, column 1)`, "backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit"}},
 		{name: "invalid backend in body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"sgx\"\n")}),
 			errs: []string{configBodySource, `backend = "sgx" is not a backend`}},
-		{name: "runc options", opts: containerdOptions(t, &runcoptions.Options{IoUid: 1000}),
+		// ctr run --uidmap: the stdio's owner in runc's options, 2.x's and
+		// 1.6's (fields 10 and 11 of runctypes.CreateOptions).
+		{name: "runc options naming the stdio's owner", opts: containerdOptions(t, &runcoptions.Options{IoUid: 100000, IoGid: 100000}), want: nodepolicy.Default()},
+		{name: "1.6 runc create options naming the stdio's owner",
+			opts: &anypb.Any{TypeUrl: "containerd.linux.runc.CreateOptions", Value: []byte{10 << 3, 0xa0, 0x8d, 0x06, 11 << 3, 0xa0, 0x8d, 0x06}}, want: nodepolicy.Default()},
+		{name: "runc options", opts: containerdOptions(t, &runcoptions.Options{IoUid: 1000, SystemdCgroup: true}),
 			errs: []string{`"containerd.runc.v1.Options"`, "runtimeoptions.v1.Options", "--runtime-config-path"}},
+		{name: "1.6 runc create options with more", opts: &anypb.Any{TypeUrl: "containerd.linux.runc.CreateOptions", Value: []byte{1 << 3, 1, 10 << 3, 1}},
+			errs: []string{`"containerd.linux.runc.CreateOptions"`}},
 		{name: "other type with prefix", opts: googleOptions(t, &anypb.Any{}),
 			errs: []string{`"type.googleapis.com/google.protobuf.Any"`, "runtimeoptions.v1.Options"}},
 		{name: "value without type", opts: &anypb.Any{Value: []byte{1}}, errs: []string{`type ""`}},

@@ -2,6 +2,7 @@ package test
 
 import (
 	"archive/tar"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,6 +83,75 @@ func TestConfinementUserAndDevices(t *testing.T) {
 		if err := syscall.Stat(filepath.Join(out, name), &st); err != nil || st.Uid != 1000 || st.Gid != 1000 {
 			t.Errorf("the file the workload made: owner %d:%d (%v), want 1000:1000", st.Uid, st.Gid, err)
 		}
+	})
+}
+
+// TestConfinementUserNamespace: a container with a user namespace (ctr run
+// --uidmap/--gidmap, as Docker's userns-remap) runs its workload as root of
+// that namespace only: the image's files (which ctr remaps) are its own, a
+// file of the host's root in a bind mount is not, what it creates is owned
+// by the mapped IDs on the host, and it sees its mapping.
+func TestConfinementUserNamespace(t *testing.T) {
+	out := t.TempDir()
+	if err := os.Chmod(out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	writeHostFile(t, filepath.Join(out, "host-root.txt"), "the host's root's")
+	image := []tarFile{{Name: "secret.txt", Mode: 0o600, Data: []byte("the container's root's")}}
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importFsprobeImageAs(t, d, ns, "docker.io/enarx-test/fsprobe-userns:latest", "", image...)
+		opts := []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+			"--mount", "type=bind,src=" + out + ",dst=/out,options=rbind:rw"}
+		name := "mine-" + randomHex(4)
+		stdout, stderr, exit := runWasm(t, d, ns, opts, ref, uniqueID("userns"), "/app.wasm",
+			"read", "/secret.txt", "read", "/out/host-root.txt", "write", "/out/host-root.txt", "overwritten",
+			"write", "/out/"+name, "by the container's root", "read", "/proc/self/uid_map")
+		if exit != 3 {
+			t.Errorf("exit %d, want 3 (one refusal); stderr: %s", exit, stderr)
+		}
+		expectProbe(t, stdout, stderr, map[string]string{
+			"read /secret.txt":         "ok: the container's root's",
+			"read /out/host-root.txt":  "ok: the host's root's",
+			"write /out/host-root.txt": "error",
+			"write /out/" + name:       "ok",
+			"read /proc/self/uid_map":  "ok: 0     100000      65536",
+		})
+		if b, _ := os.ReadFile(filepath.Join(out, "host-root.txt")); string(b) != "the host's root's" {
+			t.Errorf("the host's file now holds %q", b)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(out, name), &st); err != nil || st.Uid != 100000 || st.Gid != 100000 {
+			t.Errorf("the file the workload made: owner %d:%d (%v), want 100000:100000", st.Uid, st.Gid, err)
+		}
+
+		// A running one: the process that runs the workload is in the user
+		// namespace with no capability on the host; SIGTERM ends it with
+		// 143, and nothing of it is left.
+		sleep := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep-userns:latest", buildGoWasm(t, "sleep"), false)
+		id := uniqueID("userns-sleep")
+		bg := runWasmBackground(t, d, ns, opts[:4], sleep, id, "/app.wasm", "1h")
+		var inner process
+		for _, p := range findProcesses(id) {
+			if strings.HasSuffix(p.Cmdline, " -inner") {
+				inner = p
+			}
+		}
+		if inner.PID == 0 {
+			t.Fatalf("no inner Keep of %s among %v", id, findProcesses(id))
+		}
+		if m, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", inner.PID)); err != nil || strings.Join(strings.Fields(string(m)), " ") != "0 100000 65536" {
+			t.Errorf("the inner Keep's uid_map: %q, %v", m, err)
+		}
+		if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", inner.PID)); err != nil || !strings.Contains(string(status), "\nUid:\t100000\t100000\t100000\t100000\n") ||
+			!strings.Contains(string(status), "\nSeccomp:\t2\n") {
+			t.Errorf("the inner Keep's status, seen from the host (%v):\n%s", err, status)
+		}
+		d.ctr(t, ns, "tasks", "kill", id)
+		if res, ended := bg.wait(30 * time.Second); !ended || res.exit != 143 {
+			t.Errorf("after SIGTERM: ended %v, exit %d, want 143 (stderr %s)", ended, res.exit, res.stderr)
+		}
+		stopTask(t, d, ns, id, bg)
 	})
 }
 

@@ -409,6 +409,11 @@ func launchDaemon(kind daemonKind, binDir string, env []string, cri *criOptions)
 	if err != nil {
 		return nil, err
 	}
+	// Traversable, as containerd makes its state directory (0711): the
+	// root of a container's user namespace reaches its bundle through it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	if err := writeOwner(dir); err != nil {
 		return nil, err
 	}

@@ -81,11 +81,19 @@ type Spec struct {
 	Rlimits []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	// OOMScoreAdj is process.oomScoreAdj.
 	OOMScoreAdj *int `json:"oom_score_adj,omitempty"`
+	// UIDMappings and GIDMappings are linux.uidMappings and gidMappings,
+	// for a Keep with a user namespace of its own (see UserNS).
+	UIDMappings []specs.LinuxIDMapping `json:"uid_mappings,omitempty"`
+	GIDMappings []specs.LinuxIDMapping `json:"gid_mappings,omitempty"`
 	// Namespaces are the spec's namespaces of the Keep, each new (no
 	// Path) or joined (Path): a mount namespace of its own always, and the
 	// PID, IPC, UTS and cgroup namespaces the spec lists. The network
 	// namespace is the workload's (keep/sockets) and Enter's netns.
 	Namespaces []specs.LinuxNamespace `json:"namespaces,omitempty"`
+
+	// sources, when not nil, are the bind mount sources as detached
+	// trees (AdoptSources), attached instead of bound by path.
+	sources *Sources
 }
 
 // GuestStateDir is where the workload sees the Keep's state directory
@@ -121,6 +129,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.Seccomp = l.Seccomp
 		s.Sysctls = l.Sysctl
 		s.MountLabel = l.MountLabel
+		s.UIDMappings, s.GIDMappings = l.UIDMappings, l.GIDMappings
 		for _, ns := range l.Namespaces {
 			switch ns.Type {
 			case specs.MountNamespace:
@@ -133,6 +142,10 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 	}
 	return s
 }
+
+// UserNS reports whether the Keep has a user namespace of its own: then it
+// runs its workload in a second process, started in it (see StartInner).
+func (s *Spec) UserNS() bool { return s.Has(specs.UserNamespace) }
 
 // Has reports whether the Keep is in a namespace of type t that is not
 // the host's: a new one or a joined one.
@@ -169,6 +182,12 @@ func (s *Spec) Validate() error {
 			return err
 		}
 	}
+	if s.Has(specs.UserNamespace) != (len(s.UIDMappings) > 0 && len(s.GIDMappings) > 0) {
+		return errors.New("confinement: a user namespace needs linux.uidMappings and linux.gidMappings, and mappings need a user namespace: give both or neither")
+	}
+	if s.UserNS() && (!maps(s.UIDMappings, 0) || !maps(s.GIDMappings, 0)) {
+		return errors.New("confinement: linux.uidMappings and gidMappings must map the container's root (0): the Keep confines itself as root of its user namespace; map 0 to a host ID, e.g. 0:100000:65536")
+	}
 	for key := range s.Sysctls {
 		if err := checkSysctl(key, s.Has); err != nil {
 			return err
@@ -190,6 +209,11 @@ func (s *Spec) Validate() error {
 	return nil
 }
 
+// maps reports whether the mappings m give id an ID on the host.
+func maps(m []specs.LinuxIDMapping, id uint32) bool {
+	return slices.ContainsFunc(m, func(r specs.LinuxIDMapping) bool { return id >= r.ContainerID && id-r.ContainerID < r.Size })
+}
+
 // checkNamespace reports why a Keep cannot be in ns, if it cannot.
 func checkNamespace(ns specs.LinuxNamespace) error {
 	switch ns.Type {
@@ -200,7 +224,10 @@ func checkNamespace(ns specs.LinuxNamespace) error {
 		return nil
 	case specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace:
 	case specs.UserNamespace:
-		return errors.New("confinement: user namespaces (linux.uidMappings, Kubernetes hostUsers: false) are not supported for a Keep yet: run the container without one")
+		if ns.Path != "" {
+			return fmt.Errorf("confinement: user namespace %q: joining a user namespace by path (a pod's, Kubernetes hostUsers: false) is not supported for a Keep yet: run the container with a user namespace of its own, or without one", ns.Path)
+		}
+		return nil
 	default:
 		return fmt.Errorf("confinement: namespace %q is not supported for a Keep: remove it from linux.namespaces", ns.Type)
 	}

@@ -98,7 +98,7 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 	defer root.Close()
 	v := view{root: root, rootfs: s.Rootfs}
 	for i, m := range s.Mounts {
-		if err := v.mount(m); err != nil {
+		if err := v.mount(m, s.sources.mount(i)); err != nil {
 			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
 		}
 		if m.Destination == "/dev" && m.Type == "tmpfs" {
@@ -109,7 +109,7 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 	}
 	if stateDir != "" {
 		state := specs.Mount{Destination: GuestStateDir, Type: "bind", Source: stateDir, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}
-		if err := v.mount(state); err != nil {
+		if err := v.mount(state, s.sources.stateDir()); err != nil {
 			return nil, fmt.Errorf("confinement: the Keep's state directory at %s: %w", GuestStateDir, err)
 		}
 	}
@@ -135,7 +135,7 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 		}
 	}
 	if s.Readonly {
-		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		if err := remount("/", unix.MS_RDONLY); err != nil {
 			return nil, fmt.Errorf("confinement: make the root filesystem read-only: %w", err)
 		}
 	}
@@ -165,8 +165,9 @@ type view struct {
 // follows it to the file itself, wherever links in the container point.
 func procPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
 
-// mount applies one spec mount to the view.
-func (v *view) mount(m specs.Mount) error {
+// mount applies one spec mount to the view. A bind mount attaches tree,
+// when not nil: its source opened as a detached mount tree (Sources).
+func (v *view) mount(m specs.Mount, tree *os.File) error {
 	o, err := parseOptions(m.Options)
 	if err != nil {
 		return err
@@ -181,7 +182,12 @@ func (v *view) mount(m specs.Mount) error {
 	}
 	bind := typ == "bind" || o.flags&unix.MS_BIND != 0
 	if bind {
-		st, err := os.Stat(m.Source)
+		var st os.FileInfo
+		if tree != nil {
+			st, err = tree.Stat()
+		} else {
+			st, err = os.Stat(m.Source)
+		}
 		if err != nil {
 			return fmt.Errorf("bind source: %w", err)
 		}
@@ -189,15 +195,17 @@ func (v *view) mount(m specs.Mount) error {
 		if err != nil {
 			return err
 		}
-		err = unix.Mount(m.Source, procPath(target), "", unix.MS_BIND|o.flags&unix.MS_REC, "")
+		if tree != nil {
+			err = unix.MoveMount(int(tree.Fd()), "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+		} else {
+			err = unix.Mount(m.Source, procPath(target), "", unix.MS_BIND|o.flags&unix.MS_REC, "")
+		}
 		target.Close()
 		if err != nil {
 			return fmt.Errorf("bind %s: %w", m.Source, err)
 		}
 		if rest := o.flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 {
-			if err := v.onTop(m.Destination, func(p string) error {
-				return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|rest, "")
-			}); err != nil {
+			if err := v.onTop(m.Destination, func(p string) error { return remount(p, rest) }); err != nil {
 				return fmt.Errorf("apply the options %q: %w", strings.Join(m.Options, ","), err)
 			}
 		}
@@ -211,6 +219,14 @@ func (v *view) mount(m specs.Mount) error {
 			source = typ
 		}
 		err = unix.Mount(source, procPath(target), typ, o.flags, o.data)
+		if typ == "sysfs" && errors.Is(err, unix.EPERM) {
+			// In a user namespace that does not own the network namespace,
+			// sysfs cannot be mounted: the host's /sys is bound instead,
+			// read-only, as runc does.
+			if err = unix.Mount("/sys", procPath(target), "", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+				err = remount(procPath(target), unix.MS_RDONLY|o.flags&^unix.MS_REC)
+			}
+		}
 		target.Close()
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", typ, err)
@@ -336,6 +352,11 @@ func (v *view) mknod(d specs.LinuxDevice) error {
 	base := path.Base(d.Path)
 	_ = unix.Unlinkat(int(dir.Fd()), base, 0)
 	if err := unix.Mknodat(int(dir.Fd()), base, kind|mode, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// In a user namespace no device node can be made: the host's
+			// node is bound, as runc does (the devices cgroup still decides).
+			return bindDevice(dir, base, d)
+		}
 		return err
 	}
 	// mknod applies the umask: set the mode the spec asks for.
@@ -350,6 +371,47 @@ func (v *view) mknod(d specs.LinuxDevice) error {
 		gid = int(*d.GID)
 	}
 	return unix.Fchownat(int(dir.Fd()), base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// bindDevice binds the host's device node d.Path over an empty file base
+// in dir, for a Keep in a user namespace.
+func bindDevice(dir *os.File, base string, d specs.LinuxDevice) error {
+	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	target, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), base), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := unix.Mount(d.Path, procPath(target), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the host's %s (a user namespace makes no device nodes): %w", d.Path, err)
+	}
+	return nil
+}
+
+// remount changes the flags of the bind mount at p to flags. In a user
+// namespace the flags a mount was made with by the host (nosuid, nodev,
+// noexec, read-only, atime) are locked, and a remount must keep them: it
+// is retried with them, as runc does.
+func remount(p string, flags uintptr) error {
+	err := unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
+	if !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	var st unix.Statfs_t
+	if serr := unix.Statfs(p, &st); serr != nil {
+		return err
+	}
+	for _, f := range [][2]int64{{unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV}, {unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_RDONLY, unix.MS_RDONLY}, {unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME}, {unix.ST_RELATIME, unix.MS_RELATIME}} {
+		if st.Flags&f[0] != 0 {
+			flags |= uintptr(f[1])
+		}
+	}
+	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
 }
 
 // pivotRoot makes rootfs the root of the Keep's mount namespace and
@@ -396,7 +458,7 @@ func readonlyPath(p string) error {
 		}
 		return err
 	}
-	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
+	return remount(p, unix.MS_RDONLY|unix.MS_REC)
 }
 
 // becomeUser takes on process.user: umask, supplementary groups, gid and

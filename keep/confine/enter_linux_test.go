@@ -549,7 +549,8 @@ func TestStartRefuses(t *testing.T) {
 		want string
 	}{
 		{specs.LinuxNamespace{Type: specs.MountNamespace, Path: "/proc/1/ns/mnt"}, "new mount namespace only"},
-		{specs.LinuxNamespace{Type: specs.UserNamespace}, `"user" namespace`},
+		{specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/1/ns/user"}, "new user namespace only"},
+		{specs.LinuxNamespace{Type: specs.TimeNamespace}, `"time" namespace`},
 	} {
 		if err := Start(exec.Command("true"), []specs.LinuxNamespace{c.ns}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error containing %q", c.ns, err, c.want)

@@ -30,3 +30,22 @@ func LockDown() error { return errors.New("confinement: a Keep is confined on Li
 
 // Hold is for Linux only.
 func Hold(string, map[string]string, func()) error { return errors.New("pod sandbox: Linux only") }
+
+// Sources are Linux only.
+type Sources struct{}
+
+// Files are none off Linux.
+func (*Sources) Files() []*os.File { return nil }
+
+// Close does nothing off Linux.
+func (*Sources) Close() {}
+
+// OpenSources is for Linux only.
+func (s *Spec) OpenSources(string) (*Sources, error) {
+	return nil, errors.New("confinement: a Keep is confined on Linux only")
+}
+
+// AdoptSources is for Linux only.
+func (s *Spec) AdoptSources([]*os.File, string) error {
+	return errors.New("confinement: a Keep is confined on Linux only")
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -31,19 +32,100 @@ import (
 var cloneFlag = map[specs.LinuxNamespaceType]int{
 	specs.MountNamespace: unix.CLONE_NEWNS, specs.PIDNamespace: unix.CLONE_NEWPID, specs.IPCNamespace: unix.CLONE_NEWIPC,
 	specs.UTSNamespace: unix.CLONE_NEWUTS, specs.NetworkNamespace: unix.CLONE_NEWNET, specs.CgroupNamespace: unix.CLONE_NEWCGROUP,
+	specs.UserNamespace: unix.CLONE_NEWUSER,
 }
 
 // Start starts the Keep's process cmd in the namespaces it is made in (all
 // of s.Namespaces but the cgroup namespace, which it enters once it is in
-// its cgroup).
+// its cgroup). A Keep with a user namespace starts in the host's: its
+// workload runs in a second process (StartInner), whose namespaces are
+// made with the user namespace, so that they are its.
 func (s *Spec) Start(cmd *exec.Cmd) error {
+	if s.UserNS() {
+		return Start(cmd, nil)
+	}
+	return Start(cmd, s.startNamespaces())
+}
+
+// startNamespaces are s.Namespaces but the cgroup namespace.
+func (s *Spec) startNamespaces() []specs.LinuxNamespace {
 	var atStart []specs.LinuxNamespace
 	for _, ns := range s.Namespaces {
 		if ns.Type != specs.CgroupNamespace {
 			atStart = append(atStart, ns)
 		}
 	}
-	return Start(cmd, atStart)
+	return atStart
+}
+
+// StartInner starts cmd, the process that runs the workload of a Keep with
+// a user namespace (s.UserNS), in a new user namespace with s's mappings
+// and in the Keep's other namespaces, new ones made with it; network, when
+// not nil, is the container's network namespace. The Keep's process
+// applies the rlimits and oomScoreAdj to it (ApplyLimits) before it enters
+// its confinement: in a user namespace, it could not raise them. cmd gets
+// SIGKILL when the calling process ends.
+func (s *Spec) StartInner(cmd *exec.Cmd, network *specs.LinuxNamespace) error {
+	namespaces := s.startNamespaces()
+	if network != nil {
+		namespaces = append(namespaces, *network)
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	for _, m := range s.UIDMappings {
+		cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+	}
+	for _, m := range s.GIDMappings {
+		cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+	}
+	// Written by this privileged process, the maps allow setgroups(2), as
+	// runc's do. The process becomes root of the user namespace before it
+	// executes, and so has its capabilities there (not the host's) to
+	// confine itself.
+	cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	flags, join, err := startFlags(namespaces)
+	if err != nil {
+		return err
+	}
+	cmd.SysProcAttr.Cloneflags |= flags
+	// The Pdeathsig is sent when the thread that makes the child ends: it
+	// is made by a thread that lives as long as this process.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		for _, ns := range join {
+			if err := joinThread(ns); err != nil {
+				started <- err
+				return
+			}
+		}
+		started <- cmd.Start()
+		select {} // the thread is the child's parent for as long as the Keep runs
+	}()
+	return <-started
+}
+
+// ApplyLimits applies s's rlimits and oomScoreAdj to process pid, as runc
+// applies them to a process that is in a user namespace (prlimit(2)).
+func (s *Spec) ApplyLimits(pid int) error {
+	for _, l := range s.Rlimits {
+		resource, ok := rlimits[l.Type]
+		if !ok {
+			return fmt.Errorf("confinement: process.rlimits: %q is not a resource limit: use one of RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_CORE, ...", l.Type)
+		}
+		if err := unix.Prlimit(pid, resource, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}, nil); err != nil {
+			return fmt.Errorf("confinement: process.rlimits %s (soft %d, hard %d): %w", l.Type, l.Soft, l.Hard, err)
+		}
+	}
+	if s.OOMScoreAdj != nil {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(strconv.Itoa(*s.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("confinement: process.oomScoreAdj %d: %w", *s.OOMScoreAdj, err)
+		}
+	}
+	return nil
 }
 
 // Start starts cmd in namespaces: a new one of each type listed without a
@@ -96,8 +178,8 @@ func startFlags(namespaces []specs.LinuxNamespace) (uintptr, []specs.LinuxNamesp
 		switch {
 		case ns.Path == "":
 			flags |= uintptr(flag)
-		case ns.Type == specs.MountNamespace:
-			return 0, nil, fmt.Errorf("confinement: mount namespace %q: a process is started in a new mount namespace only", ns.Path)
+		case ns.Type == specs.MountNamespace, ns.Type == specs.UserNamespace:
+			return 0, nil, fmt.Errorf("confinement: %s namespace %q: a process is started in a new %s namespace only", ns.Type, ns.Path, ns.Type)
 		default:
 			join = append(join, ns)
 		}
@@ -210,4 +292,119 @@ func newNamespace(flag int, name string) (*os.File, error) {
 	}()
 	r := <-made
 	return r.f, r.err
+}
+
+// Sources are the bind mount sources of a Keep with a user namespace,
+// opened by the Keep on the host as detached mount trees (open_tree(2)):
+// its inner Keep, root of its user namespace only, may not reach them by
+// path (a directory of the host's root on the way), as runc's process may
+// not; it attaches them in its view instead (move_mount(2)). They are the
+// spec's bind mounts in order, then the state directory.
+type Sources struct {
+	files []*os.File
+	// mounts[i] is the tree of s.Mounts[i], when it is a bind mount.
+	mounts map[int]*os.File
+	state  *os.File
+}
+
+// mount is the tree of s.Mounts[i], or nil.
+func (src *Sources) mount(i int) *os.File {
+	if src == nil {
+		return nil
+	}
+	return src.mounts[i]
+}
+
+// stateDir is the tree of the state directory, or nil.
+func (src *Sources) stateDir() *os.File {
+	if src == nil {
+		return nil
+	}
+	return src.state
+}
+
+// Files are the trees, in the order AdoptSources takes them.
+func (src *Sources) Files() []*os.File { return src.files }
+
+// Close closes the trees.
+func (src *Sources) Close() {
+	for _, f := range src.files {
+		f.Close()
+	}
+}
+
+// OpenSources opens the trees of s's bind mounts and of stateDir (when not
+// "") on the host.
+func (s *Spec) OpenSources(stateDir string) (_ *Sources, err error) {
+	src := &Sources{mounts: map[int]*os.File{}}
+	defer func() {
+		if err != nil {
+			src.Close()
+		}
+	}()
+	open := func(path string, recursive bool) (*os.File, error) {
+		flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+		if recursive {
+			flags |= unix.AT_RECURSIVE
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, path, flags)
+		if err != nil {
+			return nil, err
+		}
+		f := os.NewFile(uintptr(fd), path)
+		src.files = append(src.files, f)
+		return f, nil
+	}
+	for i, m := range s.Mounts {
+		o, err := parseOptions(m.Options)
+		if err != nil {
+			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
+		}
+		if m.Type != "bind" && o.flags&unix.MS_BIND == 0 {
+			continue
+		}
+		if src.mounts[i], err = open(m.Source, o.flags&unix.MS_REC != 0); err != nil {
+			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): bind source: %w", i, m.Type, m.Destination, err)
+		}
+	}
+	if stateDir != "" {
+		if src.state, err = open(stateDir, false); err != nil {
+			return nil, fmt.Errorf("confinement: the Keep's state directory: %w", err)
+		}
+	}
+	return src, nil
+}
+
+// AdoptSources takes files, the trees OpenSources opened for s and
+// stateDir in another process, for Enter to attach.
+func (s *Spec) AdoptSources(files []*os.File, stateDir string) error {
+	src := &Sources{files: files, mounts: map[int]*os.File{}}
+	next := func() (*os.File, error) {
+		if len(files) == 0 {
+			return nil, errors.New("confinement: fewer bind mount sources than bind mounts")
+		}
+		f := files[0]
+		files = files[1:]
+		return f, nil
+	}
+	for i, m := range s.Mounts {
+		o, err := parseOptions(m.Options)
+		if err != nil {
+			return err
+		}
+		if m.Type != "bind" && o.flags&unix.MS_BIND == 0 {
+			continue
+		}
+		if src.mounts[i], err = next(); err != nil {
+			return err
+		}
+	}
+	if stateDir != "" {
+		var err error
+		if src.state, err = next(); err != nil {
+			return err
+		}
+	}
+	s.sources = src
+	return nil
 }

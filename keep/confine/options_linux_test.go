@@ -84,7 +84,14 @@ func TestValidate(t *testing.T) {
 		{"propagation", func(s *Spec) { s.Propagation = "sideways" }, `"sideways" is not a propagation`},
 		{"no mount namespace", func(s *Spec) { s.Namespaces = nil }, "mount namespace"},
 		{"network namespace", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace}) }, `namespace "network" is not supported`},
-		{"user namespace", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}) }, "user namespaces (linux.uidMappings"},
+		{"user namespace without mappings", func(s *Spec) { s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}) }, "needs linux.uidMappings"},
+		{"mappings without a user namespace", func(s *Spec) {
+			s.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+			s.GIDMappings = s.UIDMappings
+		}, "needs linux.uidMappings"},
+		{"user namespace by path", func(s *Spec) {
+			s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/1/ns/user"})
+		}, "joining a user namespace by path"},
 		{"mount namespace by path", func(s *Spec) { s.Namespaces[0].Path = "/proc/1/ns/mnt" }, "cannot join one by path"},
 		{"relative namespace path", func(s *Spec) {
 			s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "ns/ipc"})

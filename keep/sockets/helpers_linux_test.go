@@ -167,7 +167,7 @@ func namedNetNS(tb testing.TB) string {
 			ready <- ""
 			return
 		}
-		if err := loopbackUp(); err != nil {
+		if err := LoopbackUp(); err != nil {
 			ready <- ""
 			return
 		}

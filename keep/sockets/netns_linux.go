@@ -93,7 +93,7 @@ func (t *nsThread) enter(netns string, target *os.File) error {
 		}
 		return fmt.Errorf("sockets: creating a network namespace: %w", err)
 	}
-	if err := loopbackUp(); err != nil {
+	if err := LoopbackUp(); err != nil {
 		return err
 	}
 	f, err := os.Open("/proc/thread-self/ns/net")
@@ -104,9 +104,9 @@ func (t *nsThread) enter(netns string, target *os.File) error {
 	return nil
 }
 
-// loopbackUp brings up "lo" in the current thread's namespace, as a
+// LoopbackUp brings up "lo" in the current thread's namespace, as a
 // container runtime does; the kernel then gives it 127.0.0.1 and ::1.
-func loopbackUp() error {
+func LoopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("sockets: bringing up lo in the new network namespace: socket: %w", err)

@@ -38,6 +38,9 @@ func OpenNetNS(netns string) (*os.File, error) {
 	return nil, errors.New("sockets: network namespaces need Linux")
 }
 
+// LoopbackUp fails off Linux.
+func LoopbackUp() error { return errors.New("sockets: network namespaces need Linux") }
+
 // ReleaseFiles does nothing off Linux.
 func (s *Set) ReleaseFiles() error { return nil }
 

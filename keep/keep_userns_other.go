@@ -1,0 +1,25 @@
+//go:build !linux
+
+package keep
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
+)
+
+// innerFlag makes the runtime binary an inner Keep (Linux only).
+const innerFlag = "inner"
+
+// innerKeep is Linux only.
+type innerKeep struct{}
+
+func startInner(context.Context, Config, *prepared, *sockets.Set) (*innerKeep, error) {
+	return nil, errors.New("confinement: a Keep is confined on Linux only")
+}
+
+func (*innerKeep) run(<-chan os.Signal) int { return StatusFailed }
+
+func innerMain(string, EngineFactory, <-chan os.Signal) int { return StatusFailed }
