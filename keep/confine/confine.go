@@ -77,6 +77,10 @@ type Spec struct {
 	AppArmorProfile string `json:"apparmor_profile,omitempty"`
 	SELinuxLabel    string `json:"selinux_label,omitempty"`
 	MountLabel      string `json:"mount_label,omitempty"`
+	// Personality is linux.personality.
+	Personality *specs.LinuxPersonality `json:"personality,omitempty"`
+	// IntelRdt is linux.intelRdt, which a Keep refuses (see Validate).
+	IntelRdt *specs.LinuxIntelRdt `json:"intel_rdt,omitempty"`
 	// Rlimits are process.rlimits.
 	Rlimits []specs.POSIXRlimit `json:"rlimits,omitempty"`
 	// OOMScoreAdj is process.oomScoreAdj.
@@ -130,6 +134,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.Sysctls = l.Sysctl
 		s.MountLabel = l.MountLabel
 		s.UIDMappings, s.GIDMappings = l.UIDMappings, l.GIDMappings
+		s.Personality, s.IntelRdt = l.Personality, l.IntelRdt
 		for _, ns := range l.Namespaces {
 			switch ns.Type {
 			case specs.MountNamespace:
@@ -188,6 +193,14 @@ func (s *Spec) Validate() error {
 	if s.UserNS() && (!maps(s.UIDMappings, 0) || !maps(s.GIDMappings, 0)) {
 		return errors.New("confinement: linux.uidMappings and gidMappings must map the container's root (0): the Keep confines itself as root of its user namespace; map 0 to a host ID, e.g. 0:100000:65536")
 	}
+	if p := s.Personality; p != nil {
+		if _, ok := personalities[p.Domain]; !ok || len(p.Flags) > 0 {
+			return fmt.Errorf("confinement: linux.personality %q %v: use the domain LINUX or LINUX32, without flags", p.Domain, p.Flags)
+		}
+	}
+	if s.IntelRdt != nil {
+		return errors.New("confinement: linux.intelRdt: a Keep does not join Intel RDT (resctrl) classes yet: remove it from the spec")
+	}
 	for key := range s.Sysctls {
 		if err := checkSysctl(key, s.Has); err != nil {
 			return err
@@ -208,6 +221,10 @@ func (s *Spec) Validate() error {
 	}
 	return nil
 }
+
+// personalities are the values of personality(2) for linux.personality's
+// domains.
+var personalities = map[specs.LinuxPersonalityDomain]uintptr{specs.PerLinux: 0x0000, specs.PerLinux32: 0x0008}
 
 // maps reports whether the mappings m give id an ID on the host.
 func maps(m []specs.LinuxIDMapping, id uint32) bool {

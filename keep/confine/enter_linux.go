@@ -149,6 +149,11 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 			return nil, fmt.Errorf("confinement: hostname %q: %w", s.Hostname, err)
 		}
 	}
+	if p := s.Personality; p != nil {
+		if err := allThreads(unix.SYS_PERSONALITY, personalities[p.Domain], 0, 0); err != nil {
+			return nil, fmt.Errorf("confinement: linux.personality %s: %w", p.Domain, err)
+		}
+	}
 	if err := becomeProcess(s); err != nil {
 		return nil, err
 	}

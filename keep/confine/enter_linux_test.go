@@ -515,7 +515,8 @@ func TestEnterJoinsNamespaces(t *testing.T) {
 			{Type: specs.IPCNamespace, Path: path("ipc")}, {Type: specs.UTSNamespace, Path: path("uts")}, {Type: specs.PIDNamespace, Path: path("pid")},
 			{Type: specs.CgroupNamespace}},
 			// Docker's, and one of the IPC namespace's.
-			Sysctl: map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shmmni": "1000"}},
+			Sysctl:      map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "kernel.shmmni": "1000"},
+			Personality: &specs.LinuxPersonality{Domain: specs.PerLinux32}},
 	}
 	hostPorts, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 	if err != nil {
@@ -523,13 +524,14 @@ func TestEnterJoinsNamespaces(t *testing.T) {
 	}
 	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), NetNS: path("net"),
 		Probes: []string{"ns net", "ns ipc", "ns uts", "ns pid", "ns cgroup", "hostname",
-			"read /proc/sys/net/ipv4/ip_unprivileged_port_start", "read /proc/sys/kernel/shmmni"}})
+			"read /proc/sys/net/ipv4/ip_unprivileged_port_start", "read /proc/sys/kernel/shmmni", "read /proc/self/personality"}})
 	if after, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err != nil || string(after) != string(hostPorts) {
 		t.Errorf("the host's ip_unprivileged_port_start: %q, was %q (%v)", after, hostPorts, err)
 	}
 	expectProbes(t, got, map[string]string{
 		"read /proc/sys/net/ipv4/ip_unprivileged_port_start": "ok: 0",
 		"read /proc/sys/kernel/shmmni":                       "ok: 1000",
+		"read /proc/self/personality":                        "ok: 00000008",
 		"ns net":                                             "ok: " + nsOf(pod.Process.Pid, "net"),
 		"ns ipc":                                             "ok: " + nsOf(pod.Process.Pid, "ipc"),
 		"ns uts":                                             "ok: " + nsOf(pod.Process.Pid, "uts"),

@@ -101,6 +101,8 @@ func TestValidate(t *testing.T) {
 		{"sysctl hostname", func(s *Spec) { s.Sysctls = map[string]string{"kernel.hostname": "x"} }, "use the spec's hostname"},
 		{"sysctl of the host's IPC", func(s *Spec) { s.Sysctls = map[string]string{"kernel.shmmax": "1"} }, "host's IPC namespace"},
 		{"sysctl path", func(s *Spec) { s.Sysctls = map[string]string{"net/../../kernel/panic": "1"} }, "not a kernel parameter name"},
+		{"personality", func(s *Spec) { s.Personality = &specs.LinuxPersonality{Domain: "BSD"} }, "use the domain LINUX or LINUX32"},
+		{"intel rdt", func(s *Spec) { s.IntelRdt = &specs.LinuxIntelRdt{ClosID: "x"} }, "linux.intelRdt"},
 		{"relative destination", func(s *Spec) { s.Mounts = []specs.Mount{{Destination: "data", Type: "tmpfs"}} }, `destination "data"`},
 		{"relative masked path", func(s *Spec) { s.MaskedPaths = []string{"proc/kcore"} }, `"proc/kcore" is not absolute`},
 	} {
