@@ -30,6 +30,9 @@ var (
 	ErrTooLarge = errors.New("evidence too large")
 	// ErrBindingMismatch: REPORT_DATA does not match the inputs.
 	ErrBindingMismatch = errors.New("REPORT_DATA does not match the inputs")
+	// ErrNotCanonical: the evidence blob is not the canonical encoding of
+	// what it decodes to.
+	ErrNotCanonical = errors.New("not canonical")
 	// ErrTEEVersionMismatch: tee_version is not what the hardware report says.
 	ErrTEEVersionMismatch = errors.New("tee_version does not match the report")
 )
@@ -81,7 +84,10 @@ func (e *Evidence) Digest() string {
 }
 
 // ParseEvidence decodes and checks the structure of an evidence blob: its
-// size, version, TEE, inputs and field sizes. Unknown fields are rejected.
+// size, version, TEE, inputs and field sizes. Unknown fields are rejected,
+// and so is any blob that is not the canonical encoding (Marshal) of what
+// it decodes to, but for one final newline: Digest is then the sha256 of
+// the blob's bytes.
 // It does not check the binding (see CheckBinding) nor any signature.
 func ParseEvidence(data []byte) (*Evidence, error) {
 	if len(data) > MaxEvidenceSize {
@@ -98,6 +104,19 @@ func ParseEvidence(data []byte) (*Evidence, error) {
 	}
 	if err := e.check(); err != nil {
 		return nil, err
+	}
+	// Exactly one reading: the blob must be the canonical encoding that
+	// Digest hashes (one final newline aside). Go's decoder matches keys
+	// case-insensitively and keeps the last of duplicates, where other
+	// decoders differ; a blob with "WORKLOAD_DIGEST" beside
+	// "workload_digest", a key twice, or another layout is refused rather
+	// than verified as one thing and read by another tool as another.
+	canonical, err := e.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(bytes.TrimSuffix(data, []byte("\n")), canonical) {
+		return nil, fmt.Errorf("attestation: evidence is not in its canonical encoding (the JSON a Keep writes: keys in lower case, each once, in order, no spaces): %w", ErrNotCanonical)
 	}
 	return &e, nil
 }

@@ -3,6 +3,7 @@ package attestation_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -291,6 +292,13 @@ func TestParseEvidenceErrors(t *testing.T) {
 		{"bad digest", edit(func(m map[string]any) { m["inputs"].(map[string]any)["workload_digest"] = "sha256:xyz" }), nil, "workload_digest"},
 		{"no key", edit(func(m map[string]any) { delete(m["inputs"].(map[string]any), "keep_public_key") }), attestation.ErrMissingField, "keep_public_key"},
 		{"report not base64", edit(func(m map[string]any) { m["report"] = "!!" }), nil, "not valid JSON"},
+		// One reading only: what Go would verify must be what any other
+		// JSON reader sees.
+		{"key in upper case beside it", bytes.Replace(good, []byte(`"workload_digest":`), []byte(`"WORKLOAD_DIGEST":"sha256:`+strings.Repeat("0", 64)+`","workload_digest":`), 1), attestation.ErrNotCanonical, "canonical"},
+		{"key in upper case", bytes.Replace(good, []byte(`"tee":`), []byte(`"TEE":`), 1), attestation.ErrNotCanonical, "canonical"},
+		{"key twice", bytes.Replace(good, []byte(`{"version":1,`), []byte(`{"version":1,"version":1,`), 1), attestation.ErrNotCanonical, "canonical"},
+		{"spaces", bytes.Replace(good, []byte(`"version":1`), []byte(`"version": 1`), 1), attestation.ErrNotCanonical, "canonical"},
+		{"two newlines", append(bytes.Clone(good), '\n', '\n'), attestation.ErrNotCanonical, "canonical"},
 	}
 	for _, c := range cases {
 		_, err := attestation.ParseEvidence(c.data)
@@ -303,6 +311,25 @@ func TestParseEvidenceErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %q does not contain %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestParseEvidenceCanonical: the canonical encoding, with or without one
+// final newline (as enarx attest prints it), is read, and its digest is
+// the sha256 of those bytes.
+func TestParseEvidenceCanonical(t *testing.T) {
+	good, err := collect(t, snpProvider()).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range [][]byte{good, append(bytes.Clone(good), '\n')} {
+		ev, err := attestation.ParseEvidence(data)
+		if err != nil {
+			t.Fatalf("ParseEvidence: %v", err)
+		}
+		if sum := sha256.Sum256(good); ev.Digest() != "sha256:"+hex.EncodeToString(sum[:]) {
+			t.Errorf("Digest %s is not the sha256 of the blob", ev.Digest())
 		}
 	}
 }

@@ -70,6 +70,16 @@ func TestVerifyAttestation(t *testing.T) {
 	if _, err := (&tlssock.Config{VerifyAttestation: accept}).TLSConfig(); err == nil || !strings.Contains(err.Error(), "root_ca_file") {
 		t.Errorf("VerifyAttestation without a CA: %v, want an error naming root_ca_file", err)
 	}
+	// A server that verifies client certificates never does so against the
+	// system roots: it needs the attestation service's CA as ClientCAs.
+	for _, auth := range []string{"verify_if_given", "require"} {
+		if _, err := (&tlssock.Config{RootCAs: ca.Pool, ClientAuth: auth, VerifyAttestation: accept}).TLSConfig(); err == nil || !strings.Contains(err.Error(), "client_ca_file") {
+			t.Errorf("VerifyAttestation with client_auth %s and no ClientCAs: %v, want an error naming client_ca_file", auth, err)
+		}
+		if _, err := (&tlssock.Config{ClientCAs: ca.Pool, ClientAuth: auth, VerifyAttestation: accept}).TLSConfig(); err != nil {
+			t.Errorf("VerifyAttestation with client_auth %s and ClientCAs: %v", auth, err)
+		}
+	}
 	if _, err := (&tlssock.Config{RootCAs: ca.Pool, VerifyAttestation: accept}).DTLSConfig(); err == nil || !strings.Contains(err.Error(), "TLS only") {
 		t.Errorf("VerifyAttestation for DTLS: %v, want a TLS-only error", err)
 	}

@@ -297,6 +297,10 @@ func verifyAttestation(tc *tls.Config, check func(*attestation.Assertions) error
 	if tc.RootCAs == nil && tc.ClientCAs == nil {
 		return errors.New("tlssock: VerifyAttestation needs the attestation service's CA as root_ca_file or client_ca_file (RootCAs, ClientCAs): the system roots do not certify Keeps")
 	}
+	if tc.ClientCAs == nil && tc.ClientAuth >= tls.VerifyClientCertIfGiven {
+		// crypto/tls would verify client chains against the system roots.
+		return errors.New("tlssock: VerifyAttestation with client_auth verifying client certificates needs client_ca_file (ClientCAs): the system roots do not certify Keeps")
+	}
 	roots := tc.RootCAs
 	tc.InsecureSkipVerify = true
 	tc.VerifyConnection = func(cs tls.ConnectionState) error {

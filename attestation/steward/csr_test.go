@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
@@ -37,7 +39,9 @@ func TestCSR(t *testing.T) {
 	ctx := context.Background()
 	k := newKeep(t)
 
-	chain, err := f.client.SubmitCSR(ctx, f.csrFor(t, k, "web.keep"))
+	// A CSR naming a host (or anything) gets the Steward's own subject:
+	// the workload and the key, never a name the Keep chose.
+	chain, err := f.client.SubmitCSR(ctx, f.csrFor(t, k, "bank.example.com"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +49,13 @@ func TestCSR(t *testing.T) {
 		t.Fatalf("chain of %d certificates, want leaf and the steward's CA", len(chain))
 	}
 	leaf := chain[0]
-	if leaf.Subject.CommonName != "web.keep" {
-		t.Errorf("subject %s", leaf.Subject)
+	keySum := sha256.Sum256(k.pubDER)
+	wantCN := "enarx keep " + digestOf("workload")[7:19] + " key " + hex.EncodeToString(keySum[:6])
+	if leaf.Subject.String() != "CN="+wantCN || len(leaf.DNSNames) != 0 || len(leaf.IPAddresses) != 0 {
+		t.Errorf("subject %s, names %v %v; want CN=%s only", leaf.Subject, leaf.DNSNames, leaf.IPAddresses, wantCN)
+	}
+	if err := leaf.VerifyHostname("bank.example.com"); err == nil {
+		t.Error("the Keep's certificate is valid for bank.example.com")
 	}
 	if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, k.pubDER) {
 		t.Error("the leaf does not certify the Keep's key")
@@ -73,13 +82,13 @@ func TestCSR(t *testing.T) {
 		}
 	}
 
-	// Without a CN the workload names the Keep.
+	// Without a CN, the same.
 	chain, err = f.client.SubmitCSR(ctx, f.csrFor(t, k, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cn := chain[0].Subject.CommonName; cn != "enarx keep "+digestOf("workload")[7:19] {
-		t.Errorf("default CN %q", cn)
+	if cn := chain[0].Subject.CommonName; cn != wantCN {
+		t.Errorf("CN %q, want %q", cn, wantCN)
 	}
 
 	// The certificate never outlives the CA.

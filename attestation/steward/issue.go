@@ -3,9 +3,11 @@ package steward
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -81,17 +83,20 @@ func (s *Server) issueCertificate(req *x509.CertificateRequest, a *attestation.A
 	if !now.Before(notAfter) {
 		return nil, fmt.Errorf("the CA certificate expired at %s: remove %s from the data directory and restart to make a new CA", s.caCert.NotAfter.Format(time.RFC3339), CACertFile)
 	}
-	cn := req.Subject.CommonName
-	if cn == "" {
-		short, _ := strings.CutPrefix(a.WorkloadDigest, "sha256:")
-		if len(short) > 12 {
-			short = short[:12]
-		}
-		cn = "enarx keep " + short
+	// The subject is the Steward's own, from what it verified: the
+	// workload and the key. Nothing of the CSR but its key is copied, so no
+	// Keep gets a certificate that names a host (or anything else) it
+	// chose; the name has spaces, so it is no host name either.
+	spki, err := x509.MarshalPKIXPublicKey(req.PublicKey)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "cannot certify the CSR's key (%T): %v", req.PublicKey, err)
 	}
+	keySum := sha256.Sum256(spki)
+	workload, _ := strings.CutPrefix(a.WorkloadDigest, "sha256:")
+	workload = workload[:min(len(workload), 12)]
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("enarx keep %s key %s", workload, hex.EncodeToString(keySum[:6]))},
 		NotBefore:             now.Add(-time.Minute),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,

@@ -61,14 +61,14 @@ func runAttest(ctx context.Context, s stdio, args []string) error {
 	if err := parsed.CheckBinding(); err != nil {
 		return fmt.Errorf("the Keep answered with evidence that does not bind its inputs: %w", err)
 	}
-	evidence = append(evidence, '\n')
 	if *out != "" {
+		// The canonical bytes only: sha256sum of the file is the digest.
 		if err := os.WriteFile(*out, evidence, 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(s.Stderr, "%s: %s evidence of %s, %s\n", *out, parsed.TEE, fs.Arg(0), parsed.Digest())
 		return nil
 	}
-	_, err = s.Stdout.Write(evidence)
+	_, err = s.Stdout.Write(append(evidence, '\n'))
 	return err
 }
