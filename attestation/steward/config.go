@@ -57,7 +57,8 @@ type Config struct {
 	// RequireNonce requires evidence to bind a nonce this steward issued
 	// (require_nonce).
 	RequireNonce bool
-	// MaxNonces bounds the nonces remembered at once (max_nonces).
+	// MaxNonces bounds the used nonces remembered until they expire
+	// (max_nonces); issuing one keeps nothing.
 	MaxNonces int
 }
 

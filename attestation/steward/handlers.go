@@ -114,10 +114,6 @@ func (s *Server) challenge(r *http.Request) (answer, error) {
 	// The body is ignored; reading a little of it lets the connection be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 4<<10))
 	nonce, expires, err := s.nonces.issue(s.now())
-	if errors.Is(err, ErrTooManyNonces) {
-		s.log.Warnf("steward: refusing a challenge: %v", err)
-		return answer{}, errorf(http.StatusServiceUnavailable, "%v", err)
-	}
 	if err != nil {
 		return answer{}, err
 	}
@@ -184,7 +180,9 @@ func (s *Server) issueFromCSR(ctx context.Context, der []byte) ([]byte, error) {
 	return chainPEM(cert, s.caCert), nil
 }
 
-// verify checks the evidence's nonce and then the evidence.
+// verify checks the evidence's nonce and then the evidence, and uses the
+// nonce once the evidence verified: only evidence the hardware signed can
+// use one, and a nonce is used once.
 func (s *Server) verify(ctx context.Context, ev *attestation.Evidence) (*attestation.Assertions, error) {
 	nonce, err := s.checkNonce(ev.Inputs.Nonce)
 	if err != nil {
@@ -192,6 +190,15 @@ func (s *Server) verify(ctx context.Context, ev *attestation.Evidence) (*attesta
 		return nil, &httpError{status: http.StatusForbidden, check: CheckNonce, msg: err.Error()}
 	}
 	a, err := s.verifier.Verify(ctx, ev, nonce)
+	if err == nil && nonce != nil {
+		if err := s.nonces.use(nonce, s.now()); err != nil {
+			s.log.WithField("tee", ev.TEE).WithField("workload", ev.Inputs.WorkloadDigest).Warnf("steward: rejected evidence: %v", err)
+			if errors.Is(err, ErrTooManyNonces) {
+				return nil, errorf(http.StatusServiceUnavailable, "%v", err)
+			}
+			return nil, &httpError{status: http.StatusForbidden, check: CheckNonce, msg: err.Error()}
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, errorf(http.StatusServiceUnavailable, "verification did not finish: %v", ctx.Err())
@@ -210,10 +217,11 @@ func (s *Server) verify(ctx context.Context, ev *attestation.Evidence) (*attesta
 	return a, nil
 }
 
-// checkNonce consumes the evidence's nonce and returns the nonce to verify
-// with. With require_nonce, the nonce must be one this steward issued.
-// Without it, a nonce this steward issued is still checked and consumed,
-// and any other nonce is the caller's own, passed through unchecked.
+// checkNonce checks the evidence's nonce and returns the nonce to verify
+// and then use (see verify) with. With require_nonce, the nonce must be
+// one this steward issued. Without it, a nonce this steward issued is
+// still checked and used, and any other nonce is the caller's own, passed
+// through unchecked and not used.
 func (s *Server) checkNonce(nonce []byte) ([]byte, error) {
 	if len(nonce) == 0 {
 		if s.cfg.RequireNonce {
@@ -224,7 +232,7 @@ func (s *Server) checkNonce(nonce []byte) ([]byte, error) {
 	if !s.cfg.RequireNonce && !s.nonces.known(nonce) {
 		return nil, nil
 	}
-	if err := s.nonces.consume(nonce, s.now()); err != nil {
+	if err := s.nonces.check(nonce, s.now()); err != nil {
 		return nil, err
 	}
 	return nonce, nil

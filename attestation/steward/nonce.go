@@ -1,7 +1,10 @@
 package steward
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -10,9 +13,8 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
 )
 
-// DefaultMaxNonces bounds the nonces a steward remembers (outstanding ones and
-// recently used or expired ones, kept to tell "already used" and "expired"
-// from "not issued"): about 100 bytes each.
+// DefaultMaxNonces bounds the used nonces a steward remembers until they
+// expire (about 100 bytes each).
 const DefaultMaxNonces = 100_000
 
 // Nonce errors. Each is a rejection of check CheckNonce.
@@ -21,99 +23,99 @@ var (
 	ErrNonceUnknown  = errors.New("nonce was not issued by this steward")
 	ErrNonceUsed     = errors.New("nonce was already used")
 	ErrNonceExpired  = errors.New("nonce expired")
-	ErrTooManyNonces = errors.New("too many outstanding nonces")
+	ErrTooManyNonces = errors.New("too many nonces used and not yet expired")
 )
 
-// nonceEntry is one issued nonce. Entries stay after use or expiry until
-// forget, so that a replay is told apart from a forgery.
-type nonceEntry struct {
-	expires time.Time
-	forget  time.Time
-	used    bool
-}
+// A nonce is its expiry time (8 bytes, Unix nanoseconds), 8 random bytes
+// and a MAC of those 16 with the store's key (16 bytes): the steward keeps
+// nothing per challenge, so no number of challenges can exhaust it, and
+// it still tells its own nonces, before their expiry, from others.
+const (
+	nonceExpiryEnd = 8
+	nonceRandomEnd = 16
+)
 
-// nonceStore issues single-use nonces that expire after ttl. It holds at most
-// max entries; expired ones are dropped lazily, when a nonce is issued.
+// nonceStore issues nonces that expire after ttl and accepts each once. It
+// remembers used nonces only, until they expire, at most max of them.
 type nonceStore struct {
 	ttl time.Duration
 	max int
+	key []byte
 
-	mu      sync.Mutex
-	entries map[string]*nonceEntry
-	order   []string // issue order; forget times are non-decreasing along it
+	mu   sync.Mutex
+	used map[string]time.Time // used nonce → its expiry
 }
 
 func newNonceStore(ttl time.Duration, max int) *nonceStore {
-	return &nonceStore{ttl: ttl, max: max, entries: make(map[string]*nonceEntry)}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic(fmt.Sprintf("steward: random nonce key: %v", err)) // crypto/rand does not fail on Linux
+	}
+	return &nonceStore{ttl: ttl, max: max, key: key, used: make(map[string]time.Time)}
 }
 
-// issue returns a fresh nonce valid until the returned time.
+// mac is the MAC of a nonce's first 16 bytes.
+func (s *nonceStore) mac(head []byte) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write(head)
+	return m.Sum(nil)[:stewardclient.NonceSize-nonceRandomEnd]
+}
+
+// issue returns a fresh nonce valid until the returned time. It keeps
+// nothing.
 func (s *nonceStore) issue(now time.Time) ([]byte, time.Time, error) {
+	expires := now.Add(s.ttl)
 	nonce := make([]byte, stewardclient.NonceSize)
-	if _, err := rand.Read(nonce); err != nil {
+	binary.BigEndian.PutUint64(nonce[:nonceExpiryEnd], uint64(expires.UnixNano()))
+	if _, err := rand.Read(nonce[nonceExpiryEnd:nonceRandomEnd]); err != nil {
 		return nil, time.Time{}, fmt.Errorf("random nonce: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.purge(now)
-	if len(s.entries) >= s.max {
-		return nil, time.Time{}, fmt.Errorf("%w (%d): try again in a minute", ErrTooManyNonces, s.max)
-	}
-	e := &nonceEntry{expires: now.Add(s.ttl), forget: now.Add(2 * s.ttl)}
-	if n := len(s.order); n > 0 {
-		// A clock that went back must not let an entry outlive the
-		// ones issued before it in order (purge stops at the first).
-		if last := s.entries[s.order[n-1]]; last != nil && e.forget.Before(last.forget) {
-			e.forget = last.forget
-		}
-	}
-	s.entries[string(nonce)] = e
-	s.order = append(s.order, string(nonce))
-	return nonce, e.expires, nil
+	copy(nonce[nonceRandomEnd:], s.mac(nonce[:nonceRandomEnd]))
+	return nonce, time.Unix(0, expires.UnixNano()), nil
 }
 
-// consume marks nonce used and says whether it was valid at now.
-func (s *nonceStore) consume(nonce []byte, now time.Time) error {
+// known says whether nonce is one this store issued (expired or not).
+func (s *nonceStore) known(nonce []byte) bool {
+	return len(nonce) == stewardclient.NonceSize && hmac.Equal(nonce[nonceRandomEnd:], s.mac(nonce[:nonceRandomEnd]))
+}
+
+// check says whether nonce is one this store issued, unexpired at now and
+// not used yet. It does not use it (see use).
+func (s *nonceStore) check(nonce []byte, now time.Time) error {
+	if !s.known(nonce) {
+		return ErrNonceUnknown
+	}
+	expires := time.Unix(0, int64(binary.BigEndian.Uint64(nonce[:nonceExpiryEnd])))
+	if !now.Before(expires) {
+		return fmt.Errorf("%w at %s", ErrNonceExpired, expires.UTC().Format(time.RFC3339))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entries[string(nonce)]
-	switch {
-	case e == nil:
-		return ErrNonceUnknown
-	case e.used:
+	if _, used := s.used[string(nonce)]; used {
 		return ErrNonceUsed
-	}
-	e.used = true
-	if !now.Before(e.expires) {
-		return fmt.Errorf("%w at %s", ErrNonceExpired, e.expires.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
 
-// known says whether nonce was issued and is still remembered.
-func (s *nonceStore) known(nonce []byte) bool {
+// use marks nonce, which check accepted, used: only the first caller
+// succeeds. The store remembers it until it expires.
+func (s *nonceStore) use(nonce []byte, now time.Time) error {
+	expires := time.Unix(0, int64(binary.BigEndian.Uint64(nonce[:nonceExpiryEnd])))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.entries[string(nonce)] != nil
-}
-
-// purge drops the entries whose forget time has passed. Callers hold mu.
-func (s *nonceStore) purge(now time.Time) {
-	i := 0
-	for ; i < len(s.order); i++ {
-		e := s.entries[s.order[i]]
-		if now.Before(e.forget) {
-			break
+	if _, used := s.used[string(nonce)]; used {
+		return ErrNonceUsed
+	}
+	if len(s.used) >= s.max {
+		for n, exp := range s.used {
+			if !now.Before(exp) {
+				delete(s.used, n)
+			}
 		}
-		delete(s.entries, s.order[i])
+		if len(s.used) >= s.max {
+			return fmt.Errorf("%w (%d): try again in a minute", ErrTooManyNonces, s.max)
+		}
 	}
-	if i == 0 {
-		return
-	}
-	s.order = s.order[i:]
-	// Reallocate now and then so that the backing array does not grow
-	// without bound as the slice's start moves forward.
-	if cap(s.order) > 2*len(s.order)+1024 {
-		s.order = append([]string(nil), s.order...)
-	}
+	s.used[string(nonce)] = expires
+	return nil
 }

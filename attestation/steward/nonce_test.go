@@ -1,14 +1,17 @@
 package steward
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// A nonce is accepted once, even when many requests race to use it.
+// A nonce is used once, even when many requests race to use it.
 func TestNonceSingleUseConcurrent(t *testing.T) {
 	s := newNonceStore(time.Minute, 10)
 	now := time.Now()
@@ -22,7 +25,11 @@ func TestNonceSingleUseConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			switch err := s.consume(nonce, now); {
+			err := s.check(nonce, now)
+			if err == nil {
+				err = s.use(nonce, now)
+			}
+			switch {
 			case err == nil:
 				ok.Add(1)
 			case errors.Is(err, ErrNonceUsed):
@@ -38,34 +45,78 @@ func TestNonceSingleUseConcurrent(t *testing.T) {
 	}
 }
 
-func TestNonceStoreForgets(t *testing.T) {
+// TestNonceStateless: issuing keeps nothing; a nonce is checked by its MAC
+// and its expiry; a tampered, foreign or expired one is refused; the used
+// ones are remembered until they expire, at most max of them.
+func TestNonceStateless(t *testing.T) {
 	s := newNonceStore(time.Minute, 2)
 	now := time.Now()
-	a, _, _ := s.issue(now)
-	if _, _, err := s.issue(now.Add(time.Second)); err != nil {
+	for range 1000 {
+		if _, _, err := s.issue(now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.used) != 0 {
+		t.Fatalf("issuing remembered %d nonces", len(s.used))
+	}
+	a, expires, _ := s.issue(now)
+	if !expires.Equal(time.Unix(0, now.Add(time.Minute).UnixNano())) {
+		t.Errorf("expires %v", expires)
+	}
+	if err := s.check(a, now.Add(time.Minute)); !errors.Is(err, ErrNonceExpired) {
+		t.Errorf("expired nonce: %v", err)
+	}
+	for i, edit := range []func(n []byte){
+		func(n []byte) { n[0] ^= 1 },  // a later expiry
+		func(n []byte) { n[10] ^= 1 }, // other random bytes
+		func(n []byte) { n[31] ^= 1 }, // another MAC
+	} {
+		n := append([]byte(nil), a...)
+		edit(n)
+		if err := s.check(n, now); !errors.Is(err, ErrNonceUnknown) {
+			t.Errorf("tampered nonce %d: %v", i, err)
+		}
+	}
+	if err := newNonceStore(time.Minute, 2).check(a, now); !errors.Is(err, ErrNonceUnknown) {
+		t.Errorf("another steward's nonce: %v", err)
+	}
+	b, _, _ := s.issue(now)
+	c, _, _ := s.issue(now)
+	for _, n := range [][]byte{a, b} {
+		if err := s.use(n, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.use(c, now); !errors.Is(err, ErrTooManyNonces) {
+		t.Errorf("a third used nonce: %v, want %v", err, ErrTooManyNonces)
+	}
+	// Once those expire, they are forgotten: room again.
+	if err := s.use(c, now.Add(time.Minute)); err != nil {
+		t.Errorf("after expiry: %v", err)
+	}
+	if len(s.used) != 1 {
+		t.Errorf("%d used nonces remembered after the others expired, want 1", len(s.used))
+	}
+}
+
+// TestAnonymousChallengesRefuseNoKeep: a million challenges from anyone
+// change nothing the steward keeps, and a Keep then attests as before.
+func TestAnonymousChallengesRefuseNoKeep(t *testing.T) {
+	f := newFixture(t, fixtureConfig{})
+	h := f.server.Handler()
+	for i := range 1_000_000 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/challenge", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("challenge %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	ctx := context.Background()
+	nonce, _, err := f.client.Challenge(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.issue(now.Add(time.Second)); !errors.Is(err, ErrTooManyNonces) {
-		t.Fatalf("third nonce: %v", err)
-	}
-	// Expired but remembered: "expired", not "not issued".
-	if err := s.consume(a, now.Add(time.Minute)); !errors.Is(err, ErrNonceExpired) {
-		t.Fatalf("expired nonce: %v", err)
-	}
-	// Forgotten after twice the lifetime, making room.
-	if _, _, err := s.issue(now.Add(2 * time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.consume(a, now.Add(2*time.Minute)); !errors.Is(err, ErrNonceUnknown) {
-		t.Fatalf("forgotten nonce: %v", err)
-	}
-	// A clock that goes back does not make a later nonce be forgotten
-	// before an earlier one.
-	s = newNonceStore(time.Minute, 10)
-	s.issue(now)
-	late, _, _ := s.issue(now.Add(-time.Hour))
-	s.purge(now.Add(time.Minute))
-	if !s.known(late) || len(s.order) != len(s.entries) {
-		t.Fatalf("after the clock went back: known %v, %d in order, %d entries", s.known(late), len(s.order), len(s.entries))
+	if _, err := f.client.Attest(ctx, newKeep(t).evidenceJSON(t, nil, nonce)); err != nil {
+		t.Fatalf("a Keep after a million anonymous challenges: %v", err)
 	}
 }

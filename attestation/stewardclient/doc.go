@@ -16,12 +16,13 @@
 //	POST /v1/challenge
 //	    (no body)
 //	    200 application/json
-//	    {"nonce":"<standard base64 of 32 random bytes>","expires_at":"<RFC 3339>"}
+//	    {"nonce":"<standard base64 of 32 bytes>","expires_at":"<RFC 3339>"}
 //
 // A nonce is single-use and expires at expires_at (the steward's nonce_ttl,
 // 5 minutes by default). The Keep binds it into its evidence
-// (inputs.nonce, hence REPORT_DATA). When the steward has too many
-// outstanding nonces it answers 503.
+// (inputs.nonce, hence REPORT_DATA). The nonce is opaque to the Keep; the
+// steward's holds its expiry, random bytes and a MAC, so that issuing one
+// keeps nothing.
 //
 //	POST /v1/attest
 //	    Content-Type: application/vnd.enarx.evidence.v1+json
@@ -61,8 +62,8 @@
 //
 // For /v1/attest and /v1/csr the steward requires, unless configured
 // otherwise (require_nonce = false), that the evidence's nonce is one it
-// issued, has not expired and was not used before; it consumes the nonce on
-// the first attempt, whether or not verification then succeeds.
+// issued, has not expired and was not used before; evidence that verifies
+// uses the nonce up.
 //
 // # Errors
 //
@@ -75,6 +76,7 @@
 // verify), 403 evidence rejected (check says why: "nonce" for a missing,
 // unknown, expired or reused nonce, otherwise the verifier's check), 404
 // unknown path, 405 wrong method, 413 body too large, 415 wrong
-// Content-Type, 500 steward failure, 503 too many outstanding nonces. The
+// Content-Type, 500 steward failure, 503 too many used nonces not yet
+// expired (max_nonces). The
 // client returns these as *RejectedError.
 package stewardclient
