@@ -60,21 +60,26 @@ type Config struct {
 	// MaxNonces bounds the used nonces remembered until they expire
 	// (max_nonces); issuing one keeps nothing.
 	MaxNonces int
+	// ClientRate is how many evidence verifications (POST /v1/attest and
+	// /v1/csr) a client (an IP address) may ask for per second, twice that
+	// at once (client_rate); 0 for no limit.
+	ClientRate float64
 }
 
 // configFile is Config as TOML.
 type configFile struct {
-	Listen          string `toml:"listen"`
-	Name            string `toml:"name"`
-	Policy          string `toml:"policy"`
-	ReferenceValues string `toml:"reference_values"`
-	NonceTTL        string `toml:"nonce_ttl"`
-	TokenTTL        string `toml:"token_ttl"`
-	CertificateTTL  string `toml:"certificate_ttl"`
-	TLSCertificate  string `toml:"tls_certificate"`
-	TLSKey          string `toml:"tls_key"`
-	RequireNonce    bool   `toml:"require_nonce"`
-	MaxNonces       int    `toml:"max_nonces"`
+	Listen          string  `toml:"listen"`
+	Name            string  `toml:"name"`
+	Policy          string  `toml:"policy"`
+	ReferenceValues string  `toml:"reference_values"`
+	NonceTTL        string  `toml:"nonce_ttl"`
+	TokenTTL        string  `toml:"token_ttl"`
+	CertificateTTL  string  `toml:"certificate_ttl"`
+	TLSCertificate  string  `toml:"tls_certificate"`
+	TLSKey          string  `toml:"tls_key"`
+	RequireNonce    bool    `toml:"require_nonce"`
+	MaxNonces       int     `toml:"max_nonces"`
+	ClientRate      float64 `toml:"client_rate"`
 }
 
 // DefaultConfig returns the configuration of the default steward.toml.
@@ -106,6 +111,7 @@ func parseConfig(data []byte, name string) (Config, error) {
 		CertificateTTL: "24h",
 		RequireNonce:   true,
 		MaxNonces:      DefaultMaxNonces,
+		ClientRate:     DefaultClientRate,
 	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -127,6 +133,7 @@ func parseConfig(data []byte, name string) (Config, error) {
 		TLSKey:          f.TLSKey,
 		RequireNonce:    f.RequireNonce,
 		MaxNonces:       f.MaxNonces,
+		ClientRate:      f.ClientRate,
 	}
 	for _, d := range []struct {
 		key, value string
@@ -148,7 +155,7 @@ func parseConfig(data []byte, name string) (Config, error) {
 	return c, nil
 }
 
-const knownKeys = "listen, name, policy, reference_values, nonce_ttl, token_ttl, certificate_ttl, tls_certificate, tls_key, require_nonce, max_nonces"
+const knownKeys = "listen, name, policy, reference_values, nonce_ttl, token_ttl, certificate_ttl, tls_certificate, tls_key, require_nonce, max_nonces, client_rate"
 
 // Validate reports the first setting of c that cannot work.
 func (c *Config) Validate() error {
@@ -165,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertificate == "") != (c.TLSKey == "") {
 		return errors.New("tls_certificate and tls_key must be set together (or both left empty for plain HTTP)")
+	}
+	if c.ClientRate < 0 {
+		return fmt.Errorf("client_rate is %v, want 0 (no limit) or a positive number of verifications per second", c.ClientRate)
 	}
 	if c.MaxNonces <= 0 {
 		return fmt.Errorf("max_nonces is %d, want a positive number", c.MaxNonces)

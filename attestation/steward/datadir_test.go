@@ -168,7 +168,7 @@ func TestConfig(t *testing.T) {
 	c := DefaultConfig()
 	want := Config{
 		Listen: "127.0.0.1:3443", Policy: PolicyFile, NonceTTL: 5 * time.Minute, TokenTTL: time.Hour,
-		CertificateTTL: 24 * time.Hour, RequireNonce: true, MaxNonces: DefaultMaxNonces,
+		CertificateTTL: 24 * time.Hour, RequireNonce: true, MaxNonces: DefaultMaxNonces, ClientRate: DefaultClientRate,
 	}
 	if c != want {
 		t.Fatalf("default config %+v, want %+v", c, want)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
@@ -28,6 +29,8 @@ type httpError struct {
 	status int
 	check  string
 	msg    string
+	// retryAfter, when not 0, is the Retry-After header, in seconds.
+	retryAfter int
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -41,8 +44,9 @@ func errorf(status int, format string, args ...any) *httpError {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(stewardclient.PathChallenge, s.endpoint(http.MethodPost, s.challenge))
-	mux.Handle(stewardclient.PathAttest, s.endpoint(http.MethodPost, s.attest))
-	mux.Handle(stewardclient.PathCSR, s.endpoint(http.MethodPost, s.csr))
+	// Verifying evidence costs; getting a nonce does not (see nonceStore).
+	mux.Handle(stewardclient.PathAttest, s.endpoint(http.MethodPost, s.limited(s.clients, s.attest)))
+	mux.Handle(stewardclient.PathCSR, s.endpoint(http.MethodPost, s.limited(s.clients, s.csr)))
 	mux.Handle(stewardclient.PathCA, s.endpoint(http.MethodGet, s.ca))
 	mux.Handle(stewardclient.PathJWKS, s.endpoint(http.MethodGet, s.jwksHandler))
 	mux.Handle(stewardclient.PathHealth, s.endpoint(http.MethodGet, health))
@@ -91,6 +95,9 @@ func (s *Server) endpoint(method string, f func(*http.Request) (answer, error)) 
 
 func writeError(w http.ResponseWriter, e *httpError) {
 	body, _ := json.Marshal(stewardclient.ErrorBody{Error: e.msg, Check: e.check})
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
 	w.Header().Set("Content-Type", stewardclient.ContentTypeJSON)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

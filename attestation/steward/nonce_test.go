@@ -120,3 +120,34 @@ func TestAnonymousChallengesRefuseNoKeep(t *testing.T) {
 		t.Fatalf("a Keep after a million anonymous challenges: %v", err)
 	}
 }
+
+// TestClientRate: a client over its rate of verifications is answered 429
+// with Retry-After; another client is not held back; a second later the
+// first may go on.
+func TestClientRate(t *testing.T) {
+	f := newFixture(t, fixtureConfig{edit: []Option{WithConfig(func(c *Config) { c.ClientRate = 2 })}})
+	h := f.server.Handler()
+	post := func(addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/attest", nil)
+		r.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	for i := range 4 { // the burst: twice the rate
+		if rec := post("192.0.2.1:1000"); rec.Code == http.StatusTooManyRequests {
+			t.Fatalf("request %d limited: %s", i, rec.Body)
+		}
+	}
+	rec := post("192.0.2.1:1001")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("over the rate: %d, Retry-After %q; want 429 and 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if rec := post("192.0.2.2:1000"); rec.Code == http.StatusTooManyRequests {
+		t.Errorf("another client limited: %s", rec.Body)
+	}
+	f.clock.Advance(time.Second)
+	if rec := post("192.0.2.1:1000"); rec.Code == http.StatusTooManyRequests {
+		t.Errorf("a second later: still limited: %s", rec.Body)
+	}
+}

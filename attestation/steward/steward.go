@@ -67,6 +67,7 @@ type Server struct {
 	verifier Verifier
 	now      func() time.Time
 	nonces   *nonceStore
+	clients  *clientLimiter
 	issuer   atomic.Pointer[string] // iss of tokens
 
 	caKey  *ecdsa.PrivateKey
@@ -113,6 +114,7 @@ func Open(ctx context.Context, dataDir string, opts ...Option) (*Server, error) 
 		verifier: o.verifier,
 		now:      o.now,
 		nonces:   newNonceStore(cfg.NonceTTL, cfg.MaxNonces),
+		clients:  newClientLimiter(cfg.ClientRate, o.now),
 		caKey:    d.caKey,
 		caCert:   d.caCert,
 		caPEM:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d.caCert.Raw}),

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -173,6 +174,27 @@ func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 // do sends one request and returns the body and media type of a 200
 // answer; any other status is a *RejectedError.
 func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte, accept string) ([]byte, string, error) {
+	for attempt := 1; ; attempt++ {
+		data, mediaType, retryAfter, err := c.once(ctx, method, path, ctype, body, accept)
+		// A steward that limits this client's rate (429) says when to come
+		// back: a few times, within ctx.
+		if retryAfter <= 0 || attempt == maxAttempts {
+			return data, mediaType, err
+		}
+		select {
+		case <-ctx.Done():
+			return data, mediaType, err
+		case <-time.After(retryAfter):
+		}
+	}
+}
+
+// maxAttempts bounds the requests do makes for one call.
+const maxAttempts = 5
+
+// once makes one request; retryAfter is the wait a 429 answer asks for
+// (at most 5 s), 0 otherwise.
+func (c *Client) once(ctx context.Context, method, path, ctype string, body []byte, accept string) (_ []byte, _ string, retryAfter time.Duration, _ error) {
 	u := *c.base
 	u.Path += path
 	var rd io.Reader
@@ -181,7 +203,7 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return nil, "", fmt.Errorf("stewardclient: %s %s: %w", method, path, err)
+		return nil, "", 0, fmt.Errorf("stewardclient: %s %s: %w", method, path, err)
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -189,21 +211,26 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, body []byte
 	req.Header.Set("Accept", accept)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, "", fmt.Errorf("stewardclient: %s %s: %w", method, u.Redacted(), err)
+		return nil, "", 0, fmt.Errorf("stewardclient: %s %s: %w", method, u.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
 	if err != nil {
-		return nil, "", fmt.Errorf("stewardclient: %s %s: reading the answer: %w", method, u.Redacted(), err)
+		return nil, "", 0, fmt.Errorf("stewardclient: %s %s: reading the answer: %w", method, u.Redacted(), err)
 	}
 	if len(data) > MaxResponseSize {
-		return nil, "", fmt.Errorf("stewardclient: %s %s: answer is larger than %d bytes", method, u.Redacted(), MaxResponseSize)
+		return nil, "", 0, fmt.Errorf("stewardclient: %s %s: answer is larger than %d bytes", method, u.Redacted(), MaxResponseSize)
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", rejected(resp.StatusCode, mediaType, data)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 && n <= 5 {
+				retryAfter = time.Duration(max(n, 1)) * time.Second
+			}
+		}
+		return nil, "", retryAfter, rejected(resp.StatusCode, mediaType, data)
 	}
-	return data, mediaType, nil
+	return data, mediaType, 0, nil
 }
 
 // rejected turns an error answer into a *RejectedError.

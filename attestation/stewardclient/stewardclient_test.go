@@ -242,3 +242,38 @@ func TestImports(t *testing.T) {
 		t.Errorf("stewardclient depends on %s", d)
 	}
 }
+
+// TestRetryAfter: a steward that limits the client's rate (429 with
+// Retry-After) is asked again after that wait, a few times at most.
+func TestRetryAfter(t *testing.T) {
+	var calls int
+	limit := 1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if calls <= limit {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", ContentTypeJSON)
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = w.Write([]byte(`{"error":"too many"}`))
+			return
+		}
+		w.Header().Set("Content-Type", ContentTypeJSON)
+		_, _ = w.Write([]byte(`{"nonce":"AAECAw==","expires_at":"2030-01-01T00:00:00Z"}`))
+	}))
+	defer srv.Close()
+	c, err := New(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if _, _, err := c.Challenge(context.Background()); err != nil || calls != 2 || time.Since(began) < time.Second {
+		t.Errorf("after one 429: %v, %d calls in %v; want success on the second, a second later", err, calls, time.Since(began))
+	}
+	calls, limit = 0, 100
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var re *RejectedError
+	if _, _, err := c.Challenge(ctx); !errors.As(err, &re) || re.Status != http.StatusTooManyRequests || calls != 2 {
+		t.Errorf("limited past the deadline: %v after %d calls, want the 429 once the context ends", err, calls)
+	}
+}
