@@ -189,6 +189,9 @@ func (t *task) exited() bool {
 // kill sends a signal to the task's Keep. Kill on a stopped task answers
 // NotFound "process already finished", as containerd's runc shim does.
 func (t *task) kill(sig syscall.Signal) error {
+	if sig < 0 || sig > maxSignal {
+		return fmt.Errorf("task %s: %d is not a signal: give 1 to %d (or 0 to check the task is alive): %w", t.id, sig, maxSignal, errdefs.ErrInvalidArgument)
+	}
 	finished := fmt.Errorf("task %s: process already finished: %w", t.id, errdefs.ErrNotFound)
 	t.mu.Lock()
 	if t.state == stateStopped || t.state == stateDeleted {
@@ -208,6 +211,9 @@ func (t *task) kill(sig syscall.Signal) error {
 	}
 	return fmt.Errorf("task %s: signal %d: %w", t.id, sig, err)
 }
+
+// maxSignal is the highest signal number (SIGRTMAX on Linux).
+const maxSignal = 64
 
 // markDeleted moves a created or stopped task to deleted. A created task's
 // Keep is killed and reaped first.
