@@ -55,10 +55,11 @@ const (
 // Keep got.
 const AnnotationBackend = "enarx.dev/backend"
 
-// AnnotationSteward is the OCI annotation with which a container names the
-// attestation service its Keep gets a certificate from (see
-// nodepolicy.Policy.ChooseSteward). It is the key of LabelSteward: the annotation
-// is the request, the label the Steward that certified the Keep.
+// AnnotationSteward is the OCI annotation with which a container chooses,
+// by name, one of the attestation services the node policy lists for its
+// Keep to get a certificate from (see nodepolicy.Policy.ChooseSteward);
+// never a URL. It is the key of LabelSteward: the annotation is the
+// request, the label the URL of the Steward that certified the Keep.
 const AnnotationSteward = "enarx.dev/steward"
 
 // The socket annotations declare sockets without an Enarx.toml, e.g. in a

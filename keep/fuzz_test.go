@@ -24,7 +24,7 @@ import (
 // one gets an error naming the Keep config.
 func FuzzKeepConfig(f *testing.F) {
 	full := Config{
-		ID: "c1", Backend: nodepolicy.BackendNil, Steward: "https://steward.example", StewardCA: "/etc/ca.pem",
+		ID: "c1", Backend: nodepolicy.BackendNil, Steward: &nodepolicy.Steward{Name: "main", URL: "https://steward.example", CA: "/etc/ca.pem"},
 		StateDir: "/run/bundle/enarx", ModuleCache: "/var/lib/modules", MemoryLimit: 64 << 20,
 		Workload: workload.Workload{
 			Module: "/run/bundle/rootfs/app.wasm", Entrypoint: "main", Args: []string{"/app.wasm", "x"},
@@ -43,7 +43,10 @@ func FuzzKeepConfig(f *testing.F) {
 		nil,
 		func(c *Config) { *c = Config{ID: "min", Workload: workload.Workload{Module: "/m.wasm"}} },
 		func(c *Config) { c.Module = "app.wasm" },
-		func(c *Config) { c.Steward = "ftp://x" },
+		func(c *Config) { c.Steward = &nodepolicy.Steward{Name: "x", URL: "ftp://x", CA: "/ca.pem"} },
+		func(c *Config) {
+			c.Steward = &nodepolicy.Steward{Name: "x", URL: "http://127.0.0.1:1", CA: "/ca.pem", InsecureHTTP: true}
+		},
 		func(c *Config) { c.NetNS, c.NewNetNS = "", true },
 		func(c *Config) { c.Preopens[1].GuestPath = "/a:b" },
 		func(c *Config) { c.Env = append(c.Env, "NOVALUE") },

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -39,7 +40,10 @@ func TestHostileInputKeepConfig(t *testing.T) {
 		{"guest path with ':' next to sockets", func(c *Config) { c.Preopens[0].GuestPath = "/a:b" }, "cannot contain ':'"},
 		{"negative memory limit", func(c *Config) { c.MemoryLimit = -1 }, "memory limit -1 is negative"},
 		{"relative module cache", func(c *Config) { c.ModuleCache = "modules" }, `module cache "modules" is not absolute`},
-		{"relative steward CA", func(c *Config) { c.StewardCA = "ca.pem" }, `steward CA file "ca.pem" is not absolute`},
+		{"relative steward CA", func(c *Config) { c.Steward = &nodepolicy.Steward{Name: "s", URL: "https://s", CA: "ca.pem"} }, `ca = "ca.pem": give the absolute path`},
+		{"steward over http elsewhere", func(c *Config) {
+			c.Steward = &nodepolicy.Steward{Name: "s", URL: "http://10.0.0.1", CA: "/ca.pem", InsecureHTTP: true}
+		}, "plain http is allowed only to a loopback address"},
 	} {
 		cfg := valid()
 		c.edit(&cfg)

@@ -57,7 +57,7 @@ func newIdentity(ctx context.Context, cfg Config, workloadDigest, backend string
 		return nil, fmt.Errorf("%s backend: %w", backend, err)
 	}
 	id.attestTime = time.Since(began)
-	if cfg.Steward != "" {
+	if cfg.Steward != nil {
 		began = time.Now()
 		if id.chain, err = certify(ctx, cfg, id); err != nil {
 			return nil, fmt.Errorf("certify the Keep: %w", err)

@@ -25,7 +25,7 @@ const selfSignedValidity = 30 * 24 * time.Hour
 // TLS listen sockets present the Keep's identity: the chain its Steward
 // issued or, without one, a self-signed certificate that carries the Keep's
 // evidence (see identity.tlsIdentity). TLS connect sockets trust the
-// system's roots and the CAs of the Keep's own chain, so that Keeps
+// system's roots and the Steward's CA the node policy pins, so that Keeps
 // certified by one Steward trust each other.
 func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, error) {
 	if len(cfg.Sockets) == 0 {
@@ -45,8 +45,14 @@ func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, e
 		if err != nil {
 			roots = x509.NewCertPool()
 		}
-		for _, ca := range cert.Certificate[1:] {
-			if c, err := x509.ParseCertificate(ca); err == nil {
+		if cfg.Steward != nil {
+			// The steward's CA as the node policy pins it: never what the
+			// steward answered, which could add any root.
+			cas, err := stewardCAs(cfg.Steward)
+			if err != nil {
+				return nil, err
+			}
+			for _, c := range cas {
 				roots.AddCert(c)
 			}
 		}

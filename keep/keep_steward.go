@@ -4,59 +4,82 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
 
 // certifyTimeout bounds getting a certificate from the Steward: a challenge,
 // fresh evidence and a CSR.
 const certifyTimeout = 30 * time.Second
 
-// certify gets the Keep a certificate for its key from cfg.Steward: it asks
-// for a challenge, binds the nonce into fresh evidence, sends that evidence
-// in a CSR signed by the Keep's key, and stores the chain the Steward
-// returns in cfg.StateDir. It returns the chain, PEM encoded.
+// certify gets the Keep a certificate for its key from cfg.Steward, one the
+// node policy lists: it asks for a challenge, binds the nonce into fresh
+// evidence, sends that evidence in a CSR signed by the Keep's key, checks
+// that the certificate it gets is for its key and chains to the steward's
+// CA as the node policy pins it, and stores that chain (the certificate,
+// then the pinned CA: nothing else of the steward's answer) in
+// cfg.StateDir. It returns the chain, PEM encoded.
 func certify(ctx context.Context, cfg Config, id *identity) ([]byte, error) {
+	st := cfg.Steward
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	defer cancel()
-	hc, err := stewardclient.HTTPClient(cfg.StewardCA)
+	pinned, err := stewardCAs(st)
 	if err != nil {
 		return nil, err
 	}
-	client, err := stewardclient.New(cfg.Steward, hc)
+	tlsCA := st.TLSCA
+	if tlsCA == "" {
+		tlsCA = st.CA
+	}
+	hc, err := stewardclient.HTTPClient(tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("steward %s: %w", st.Name, err)
+	}
+	client, err := stewardclient.New(st.URL, hc)
 	if err != nil {
 		return nil, err
 	}
 	nonce, _, err := client.Challenge(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("steward %s: challenge: %w", cfg.Steward, err)
+		return nil, stewardError(st, "challenge", err)
 	}
 	evidence, err := id.evidenceWith(ctx, nonce)
 	if err != nil {
 		return nil, err
 	}
-	csr, err := attestation.NewCSR(id.key, evidence, "enarx keep "+cfg.ID)
+	csr, err := attestation.NewCSR(id.key, evidence, "")
 	if err != nil {
 		return nil, err
 	}
 	chain, err := client.SubmitCSR(ctx, csr)
 	if err != nil {
-		return nil, fmt.Errorf("steward %s: certificate: %w", cfg.Steward, err)
+		return nil, stewardError(st, "certificate", err)
 	}
 	if len(chain) == 0 {
-		return nil, fmt.Errorf("steward %s: certificate: the reply holds no certificate", cfg.Steward)
+		return nil, fmt.Errorf("steward %s: certificate: the reply holds no certificate", st.Name)
 	}
-	pub, err := x509.MarshalPKIXPublicKey(chain[0].PublicKey)
+	leaf := chain[0]
+	pub, err := x509.MarshalPKIXPublicKey(leaf.PublicKey)
 	if err != nil || string(pub) != string(id.inputs.KeepPublicKey) {
-		return nil, fmt.Errorf("steward %s: certificate: it is not for this Keep's key", cfg.Steward)
+		return nil, fmt.Errorf("steward %s: certificate: it is not for this Keep's key", st.Name)
 	}
-	var out []byte
-	for _, c := range chain {
+	roots := x509.NewCertPool()
+	for _, c := range pinned {
+		roots.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, fmt.Errorf("steward %s: certificate: it does not chain to the steward's CA the node policy pins (%s): %w", st.Name, st.CA, err)
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})
+	for _, c := range pinned {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
 	// Nobody reads it before the Keep reports ready (the shim) or runs
@@ -65,4 +88,50 @@ func certify(ctx context.Context, cfg Config, id *identity) ([]byte, error) {
 		return nil, fmt.Errorf("store certificate: %w", err)
 	}
 	return out, nil
+}
+
+// stewardCAs reads the CA certificates the node policy pins for st.
+func stewardCAs(st *nodepolicy.Steward) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(st.CA)
+	if err != nil {
+		return nil, fmt.Errorf("steward %s: its CA: %w", st.Name, err)
+	}
+	var cas []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("steward %s: its CA %s: %w", st.Name, st.CA, err)
+		}
+		cas = append(cas, c)
+	}
+	if len(cas) == 0 {
+		return nil, fmt.Errorf("steward %s: its CA %s holds no PEM certificate: give the steward's ca.crt (GET /v1/ca)", st.Name, st.CA)
+	}
+	return cas, nil
+}
+
+// checkName is what a steward's check name looks like.
+var checkName = regexp.MustCompile(`^[a-z0-9._]{1,40}$`)
+
+// stewardError is err, from asking st for step, as a container's creator
+// may read it: for an answer that is not 200, its status and the name of
+// the check that refused the evidence, never the answer's text.
+func stewardError(st *nodepolicy.Steward, step string, err error) error {
+	var re *stewardclient.RejectedError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("steward %s: %s: %w", st.Name, step, err)
+	}
+	check := ""
+	if checkName.MatchString(re.Check) {
+		check = ", check " + re.Check
+	}
+	return fmt.Errorf("steward %s: %s: refused with HTTP status %d%s (the steward's log says why)", st.Name, step, re.Status, check)
 }

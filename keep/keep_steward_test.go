@@ -1,18 +1,25 @@
 package keep
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/containerd/log"
@@ -22,6 +29,8 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation/steward"
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
 	"github.com/enarx/containerd-shim-enarx/attestation/verify"
+	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -30,6 +39,7 @@ import (
 type certifySteward struct {
 	srv *steward.Server
 	url string
+	ca  string // its CA certificate, as a node policy pins it
 }
 
 // newCertifySteward starts a steward whose policy is policy and whose
@@ -76,14 +86,15 @@ func newCertifySteward(t *testing.T, policy string, knowRuntime bool) *certifySt
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &certifySteward{srv: srv, url: hs.URL}
+	return &certifySteward{srv: srv, url: hs.URL, ca: filepath.Join(dir, steward.CACertFile)}
 }
 
-// certifyConfig is the configuration of a Keep certified by url.
-func certifyConfig(t *testing.T, url string) Config {
+// certifyConfig is the configuration of a Keep certified by the steward at
+// url whose CA the node policy pins as ca.
+func certifyConfig(t *testing.T, url, ca string) Config {
 	return Config{
 		ID:       "certify-test",
-		Steward:  url,
+		Steward:  &nodepolicy.Steward{Name: "test", URL: url, CA: ca, InsecureHTTP: true},
 		StateDir: t.TempDir(),
 		Workload: workload.Workload{Module: "/app.wasm", Args: []string{"app.wasm"}},
 	}
@@ -96,7 +107,7 @@ func certifyWorkload() string {
 
 func TestCertify(t *testing.T) {
 	st := newCertifySteward(t, "allow_insecure = true\n", true)
-	cfg := certifyConfig(t, st.url)
+	cfg := certifyConfig(t, st.url, st.ca)
 	workload := certifyWorkload()
 	att, err := attestedKey(cfg, workload, attestation.None{})
 	if err != nil {
@@ -161,16 +172,16 @@ func TestCertifyFailures(t *testing.T) {
 		ca      string
 		want    []string // substrings of the error
 	}{
-		{"policy refuses nil evidence", refusing.url, "", []string{refusing.url, "(check " + verify.CheckTEE + ")"}},
-		{"runtime unknown", unknownRuntime.url, "", []string{unknownRuntime.url, "(check " + verify.CheckRuntime + ")"}},
-		{"steward unreachable", down, "", []string{down}},
+		{"policy refuses nil evidence", refusing.url, refusing.ca, []string{"steward test", "status 403, check " + verify.CheckTEE}},
+		{"runtime unknown", unknownRuntime.url, unknownRuntime.ca, []string{"status 403, check " + verify.CheckRuntime}},
+		{"steward unreachable", down, good.ca, []string{down}},
 		{"steward CA not PEM", good.url, notPEM, []string{notPEM, "no PEM certificate"}},
 		{"steward CA missing", good.url, notPEM + ".missing", []string{notPEM + ".missing"}},
+		{"another steward's CA pinned", good.url, refusing.ca, []string{"does not chain to the steward's CA the node policy pins"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := certifyConfig(t, tc.steward)
-			cfg.StewardCA = tc.ca
+			cfg := certifyConfig(t, tc.steward, tc.ca)
 			att, err := attestedKey(cfg, certifyWorkload(), attestation.None{})
 			if err != nil {
 				t.Fatal(err)
@@ -191,5 +202,78 @@ func TestCertifyFailures(t *testing.T) {
 				t.Errorf("state directory holds %d files after a failure, want none", len(entries))
 			}
 		})
+	}
+}
+
+// TestCertifyTrustsOnlyTheNode: the Keep follows no redirect (a steward
+// answering 302 to another address gets no second request there), and of
+// a steward's answer it keeps only its own certificate: a CA the answer
+// adds (a man in the middle of a plain http steward) is neither stored
+// nor trusted by the Keep's TLS connect sockets, which trust the CA the
+// node policy pins; a certificate from another CA is refused.
+func TestCertifyTrustsOnlyTheNode(t *testing.T) {
+	good := newCertifySteward(t, "allow_insecure = true\n", true)
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer target.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer redirecting.Close()
+	cfg := certifyConfig(t, redirecting.URL, good.ca)
+	att, err := attestedKey(cfg, certifyWorkload(), attestation.None{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := certify(context.Background(), cfg, att); err == nil || !strings.Contains(err.Error(), "status 302") || elsewhere.Load() != 0 {
+		t.Errorf("a redirecting steward: %v, %d requests to where it points; want a refusal and none", err, elsewhere.Load())
+	}
+
+	// A man in the middle: the steward's answer, with a CA of its own.
+	evil := testpki.NewCA(t, "man in the middle")
+	backend, _ := url.Parse(good.url)
+	proxy := httputil.NewSingleHostReverseProxy(backend)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != stewardclient.PathCSR || r.StatusCode != http.StatusOK {
+			return nil
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		body = append(body, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: evil.Cert.Raw})...)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return nil
+	}
+	mitm := httptest.NewServer(proxy)
+	defer mitm.Close()
+	cfg = certifyConfig(t, mitm.URL, good.ca)
+	if att, err = attestedKey(cfg, certifyWorkload(), attestation.None{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := certify(context.Background(), cfg, att)
+	if err != nil {
+		t.Fatalf("certify through the man in the middle: %v", err)
+	}
+	chain, err := stewardclient.ParseCertificatesPEM(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chain) != 2 || !chain[1].Equal(good.srv.CA()) {
+		t.Errorf("stored chain of %d certificates, want the Keep's and the pinned CA only", len(chain))
+	}
+	for _, c := range chain {
+		if c.Equal(evil.Cert) {
+			t.Error("the man in the middle's CA is in the Keep's chain")
+		}
+	}
+	cas, err := stewardCAs(cfg.Steward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cas) != 1 || !cas[0].Equal(good.srv.CA()) {
+		t.Errorf("connect sockets trust %d CAs of the steward's, want the pinned one", len(cas))
 	}
 }

@@ -68,11 +68,9 @@ type Config struct {
 	// BackendTDX), chosen by the shim from the node policy; empty means nil.
 	Backend string `json:"backend,omitempty"`
 	// Steward is the attestation service the Keep gets its certificate
-	// from at start (see nodepolicy.Policy.ChooseSteward); empty for none.
-	Steward string `json:"steward,omitempty"`
-	// StewardCA is a PEM file of the CAs an https Steward's TLS certificate
-	// must chain to; empty means the system's roots.
-	StewardCA string `json:"steward_ca,omitempty"`
+	// from at start, one the node policy lists (see
+	// nodepolicy.Policy.ChooseSteward); nil for none.
+	Steward *nodepolicy.Steward `json:"steward,omitempty"`
 	// StateDir is a host directory of the Keep's own: the Keep writes its
 	// certificate chain there (CertificateFile), and the workload sees it
 	// read-only at confine.GuestStateDir. Empty when there is none.
@@ -106,16 +104,13 @@ func (c *Config) Validate() error {
 	if c.StateDir != "" && !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("keep config %q: state directory %q is not absolute", c.ID, c.StateDir)
 	}
-	if c.Steward != "" {
-		if err := nodepolicy.CheckStewardURL(c.Steward); err != nil {
-			return fmt.Errorf("keep config %q: steward %q %w", c.ID, c.Steward, err)
+	if c.Steward != nil {
+		if err := c.Steward.Check(fmt.Sprintf("keep config %q: steward %q:", c.ID, c.Steward.Name)); err != nil {
+			return err
 		}
 		if c.StateDir == "" {
 			return fmt.Errorf("keep config %q: a steward needs a state directory for the certificate", c.ID)
 		}
-	}
-	if c.StewardCA != "" && !filepath.IsAbs(c.StewardCA) {
-		return fmt.Errorf("keep config %q: steward CA file %q is not absolute", c.ID, c.StewardCA)
 	}
 	if c.ModuleCache != "" && !filepath.IsAbs(c.ModuleCache) {
 		return fmt.Errorf("keep config %q: module cache %q is not absolute", c.ID, c.ModuleCache)

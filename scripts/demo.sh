@@ -98,8 +98,20 @@ steward=$(head -n1 "$dir/steward.url")
 [[ $steward == http://* ]] || { echo "demo: enarx steward did not start:" >&2; cat "$dir/steward.log" >&2; exit 1; }
 echo "  $steward"
 
-say "ctr run -d --annotation enarx.dev/steward=$steward: the Keep attests and gets a certificate"
-$ctr run -d --runtime $runtime --annotation "enarx.dev/steward=$steward" $image hello-labels >/dev/null
+# The node policy lists the stewards a Keep may use, by name, with their CA
+# pinned; a container chooses one by name. Plain http only on loopback.
+cat >"$dir/node-policy.toml" <<TOML
+backend = "auto"
+require_tee = false
+
+[stewards.demo]
+url = "$steward"
+ca = "$dir/steward/ca.crt"
+insecure_http = true
+TOML
+
+say "ctr run -d --runtime-config-path node-policy.toml --annotation enarx.dev/steward=demo: the Keep attests and gets a certificate"
+$ctr run -d --runtime $runtime --runtime-config-path "$dir/node-policy.toml" --annotation "enarx.dev/steward=demo" $image hello-labels >/dev/null
 $ctr containers info hello-labels | sed -n '/"Labels": {/,/}/p' | grep '"enarx.dev/' | sed 's/^ */  /'
 
 say "enarx verify: what the Keep's evidence proves (reference values from make)"
@@ -114,8 +126,8 @@ say "a Keep that serves HTTPS: a listen socket declared by annotation, TLS termi
 "$bin/enarx" package --name $image_https -o "$dir/https.tar" "$dir/https.wasm"
 $ctr images import "$dir/https.tar" >/dev/null
 port=$((20000 + RANDOM % 20000))
-echo "  ctr run -d --net-host --annotation enarx.dev/steward=$steward --annotation enarx.dev/listen.https=tls://127.0.0.1:$port $image_https hello-https"
-$ctr run -d --net-host --runtime $runtime --annotation "enarx.dev/steward=$steward" \
+echo "  ctr run -d --net-host --runtime-config-path node-policy.toml --annotation enarx.dev/steward=demo --annotation enarx.dev/listen.https=tls://127.0.0.1:$port $image_https hello-https"
+$ctr run -d --net-host --runtime $runtime --runtime-config-path "$dir/node-policy.toml" --annotation "enarx.dev/steward=demo" \
 	--annotation "enarx.dev/listen.https=tls://127.0.0.1:$port" $image_https hello-https >/dev/null
 $ctr containers info hello-https | grep -E '"enarx.dev/(sockets|tls.identity|certificate.issuer)"' | sed 's/^ */  /'
 

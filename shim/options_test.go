@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,7 +94,7 @@ func TestPolicyFromOptions(t *testing.T) {
 		{name: "malformed body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"tdx\"\n\nrequire_tee = [\n")}),
 			errs: []string{configBodySource, "line 3"}},
 		{name: "unknown key in body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"tdx\"\nSystemdCgroup = true\n")}),
-			errs: []string{`unknown setting "SystemdCgroup" (line 2, column 1)`, "backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit"}},
+			errs: []string{`unknown setting "SystemdCgroup" (line 2, column 1)`, "backend, require_tee, module_cache, compile_memory_limit, default_steward and [stewards.NAME]"}},
 		{name: "invalid backend in body", opts: containerdOptions(t, &runtimeoptions.Options{ConfigBody: []byte("backend = \"sgx\"\n")}),
 			errs: []string{configBodySource, `backend = "sgx" is not a backend`}},
 		// ctr run --uidmap: the stdio's owner in runc's options, 2.x's and
@@ -118,7 +119,7 @@ func TestPolicyFromOptions(t *testing.T) {
 				if err != nil {
 					t.Fatalf("policyFromOptions: %v", err)
 				}
-				if got != tc.want {
+				if !reflect.DeepEqual(got, tc.want) {
 					t.Fatalf("policyFromOptions = %+v, want %+v", got, tc.want)
 				}
 				return

@@ -42,7 +42,7 @@ type keepPlan struct {
 func planKeep(p keepPlan) (keep.StartOptions, error) {
 	annotations := p.spec.Annotations
 	backend, err := p.policy.Choose(annotations[enarxdev.AnnotationBackend], p.available)
-	var steward string
+	var steward *nodepolicy.Steward
 	if err == nil {
 		steward, err = p.policy.ChooseSteward(annotations[enarxdev.AnnotationSteward])
 	}
@@ -58,10 +58,9 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 		Workload:    p.workload,
 		Backend:     backend,
 		Steward:     steward,
-		StewardCA:   p.policy.StewardCA,
 		ModuleCache: p.policy.ModuleCacheDir(),
 	}
-	if steward != "" {
+	if steward != nil {
 		cfg.StateDir = p.bundle.KeepStateDir()
 	}
 	// The Keep is a container: it sees the container's filesystem view,

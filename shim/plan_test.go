@@ -21,7 +21,7 @@ func TestPlanKeep(t *testing.T) {
 	spec := &specs.Spec{
 		Root:        &specs.Root{Path: "rootfs"},
 		Process:     &specs.Process{Args: []string{"/app.wasm"}, User: specs.User{UID: 1000, GID: 1000}},
-		Annotations: map[string]string{enarxdev.AnnotationSteward: "https://steward.example"},
+		Annotations: map[string]string{enarxdev.AnnotationSteward: "test"},
 		Linux: &specs.Linux{
 			CgroupsPath: "/default/c1",
 			Resources: &specs.LinuxResources{
@@ -33,13 +33,16 @@ func TestPlanKeep(t *testing.T) {
 	}
 	wl := workload.Workload{Module: "/run/b/rootfs/app.wasm", Args: []string{"/app.wasm"}}
 	bundle := oci.Bundle{Dir: "/run/b"}
-	opts, err := planKeep(keepPlan{id: "c1", bundle: bundle, spec: spec, policy: nodepolicy.Default(), workload: wl,
+	policy := nodepolicy.Default()
+	policy.Stewards = map[string]nodepolicy.Steward{"test": {URL: "https://steward.example", CA: "/etc/enarx/steward-ca.pem"}}
+	opts, err := planKeep(keepPlan{id: "c1", bundle: bundle, spec: spec, policy: policy, workload: wl,
 		available: func(string) error { return errors.New("no TEE here") }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := opts.Config
-	if cfg.ID != "c1" || cfg.Module != wl.Module || cfg.Backend != nodepolicy.BackendNil || cfg.Steward != "https://steward.example" ||
+	if cfg.ID != "c1" || cfg.Module != wl.Module || cfg.Backend != nodepolicy.BackendNil ||
+		cfg.Steward == nil || cfg.Steward.Name != "test" || cfg.Steward.URL != "https://steward.example" || cfg.Steward.CA != "/etc/enarx/steward-ca.pem" ||
 		cfg.StateDir != bundle.KeepStateDir() || cfg.ModuleCache != nodepolicy.DefaultModuleCache || cfg.MemoryLimit != limit {
 		t.Errorf("config %+v", cfg)
 	}
@@ -56,7 +59,12 @@ func TestPlanKeep(t *testing.T) {
 		t.Errorf("planKeep changed the spec's device rules: %v", spec.Linux.Resources.Devices)
 	}
 
-	// The container's errors and the node's.
+	// The container's errors and the node's. A steward the node does not
+	// list, by URL, is the container's error, and is asked nothing.
+	spec.Annotations = map[string]string{enarxdev.AnnotationSteward: "http://127.0.0.1:2379/"}
+	if _, err := planKeep(keepPlan{id: "c1", bundle: bundle, spec: spec, policy: policy, workload: wl}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "names no steward of the node policy") {
+		t.Errorf("a steward by URL: %v, want InvalidArgument", err)
+	}
 	spec.Annotations = map[string]string{enarxdev.AnnotationBackend: "sgx"}
 	if _, err := planKeep(keepPlan{id: "c1", bundle: bundle, spec: spec, policy: nodepolicy.Default(), workload: wl}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "sgx") {
 		t.Errorf("a backend that is none: %v, want InvalidArgument naming it", err)

@@ -268,7 +268,11 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	ready := t.keep.Ready()
 	keepTook := time.Since(keepBegan)
 	labelsBegan := time.Now()
-	if t.attested, err = s.publishAttestation(ctx, r.ID, bundle, opts.Config.Steward, ready); err != nil {
+	steward := ""
+	if opts.Config.Steward != nil {
+		steward = opts.Config.Steward.URL
+	}
+	if t.attested, err = s.publishAttestation(ctx, r.ID, bundle, steward, ready); err != nil {
 		return nil, err
 	}
 	labelsTook := time.Since(labelsBegan)

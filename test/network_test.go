@@ -167,6 +167,7 @@ func httpsGet(addr string, cfg *tls.Config, path string) (tls.ConnectionState, s
 // the container's own network namespace, out of the host's reach.
 func TestNetworkTLSListen(t *testing.T) {
 	st := startSteward(t, "allow_test_roots = true\n")
+	policy := nodePolicy(t, map[string]*steward{"test": st})
 	roots := stewardRoots(t, st)
 	forEachSimulatedDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
@@ -176,7 +177,7 @@ func TestNetworkTLSListen(t *testing.T) {
 		ref := importFixtureImage(t, d, ns, "docker.io/enarx-test/httpserver-toml:latest", "httpserver",
 			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte(toml)})
 		id := uniqueID("https")
-		done := runWasmBackground(t, d, ns, []string{"--net-host", "--annotation", enarxdev.AnnotationSteward + "=" + st.URL}, ref, id)
+		done := runWasmBackground(t, d, ns, append([]string{"--net-host"}, withSteward(policy, "test")...), ref, id)
 		defer stopTask(t, d, ns, id, done)
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 
@@ -284,6 +285,7 @@ func TestNetworkTLSListen(t *testing.T) {
 // cannot reach an address it did not declare.
 func TestNetworkConnect(t *testing.T) {
 	st := startSteward(t, "allow_test_roots = true\n")
+	policy := nodePolicy(t, map[string]*steward{"test": st})
 	ca := stewardCA(t, st)
 	hello := func(prefix string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -305,7 +307,6 @@ func TestNetworkConnect(t *testing.T) {
 
 	forEachSimulatedDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
-		steward := enarxdev.AnnotationSteward + "=" + st.URL
 		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/netclient:latest", buildGoWasm(t, "netclient"), false)
 		for _, c := range []struct {
 			name, annotation, socket, want string
@@ -315,7 +316,7 @@ func TestNetworkConnect(t *testing.T) {
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				id := uniqueID("connect")
-				stdout, stderr, exit := runWasm(t, d, ns, []string{"--net-host", "--annotation", steward, "--annotation", c.annotation}, ref, id,
+				stdout, stderr, exit := runWasm(t, d, ns, append(append([]string{"--net-host"}, withSteward(policy, "test")...), "--annotation", c.annotation), ref, id,
 					"/app.wasm", c.socket, "/"+c.name+"-path", untrusted.Listener.Addr().String())
 				lines := readLines(stdout)
 				if exit != 0 || len(lines) != 2 || lines[0]+"\n" != c.want {
@@ -331,14 +332,14 @@ func TestNetworkConnect(t *testing.T) {
 		toml := fmt.Sprintf("[[files]]\nkind = \"stdin\"\n[[files]]\nkind = \"stdout\"\n[[files]]\nkind = \"stderr\"\n\n[[files]]\nkind = \"connect\"\nhost = \"127.0.0.1\"\nport = %s\n", tlsPort)
 		tomlRef := importFixtureImage(t, d, ns, "docker.io/enarx-test/netclient-toml:latest", "netclient",
 			tarFile{Name: "Enarx.toml", Mode: 0o644, Data: []byte(toml)})
-		stdout, stderr, exit := runWasm(t, d, ns, []string{"--net-host", "--annotation", steward}, tomlRef, uniqueID("connect-toml"), "/app.wasm", "127.0.0.1", "/toml")
+		stdout, stderr, exit := runWasm(t, d, ns, append([]string{"--net-host"}, withSteward(policy, "test")...), tomlRef, uniqueID("connect-toml"), "/app.wasm", "127.0.0.1", "/toml")
 		if exit != 0 || stdout != "200 OK tls /toml\n" {
 			t.Errorf("Enarx.toml connect: exit %d, stdout %q, stderr %s", exit, stdout, stderr)
 		}
 
 		// A server the Keep cannot verify: the container is not created.
 		id := uniqueID("connect-untrusted")
-		_, stderr, exit = runWasm(t, d, ns, []string{"--net-host", "--annotation", steward, "--annotation", enarxdev.AnnotationConnectPrefix + "bad=tls://" + untrusted.Listener.Addr().String()}, ref, id, "/app.wasm", "bad")
+		_, stderr, exit = runWasm(t, d, ns, append(append([]string{"--net-host"}, withSteward(policy, "test")...), "--annotation", enarxdev.AnnotationConnectPrefix+"bad=tls://"+untrusted.Listener.Addr().String()), ref, id, "/app.wasm", "bad")
 		if exit == 0 || !strings.Contains(stderr, "bad") || !strings.Contains(stderr, "certificate") {
 			t.Errorf("connect to an untrusted server: exit %d, stderr %q; want a failure naming the socket and the certificate", exit, stderr)
 		}

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +92,28 @@ func startSteward(t *testing.T, policy string) *steward {
 	return st
 }
 
+// nodePolicy writes a node policy that lists the stewards by name (their
+// URL, their CA pinned, plain http allowed: they are on loopback) and
+// returns its path, for ctr run --runtime-config-path.
+func nodePolicy(t *testing.T, stewards map[string]*steward) string {
+	t.Helper()
+	var b strings.Builder
+	for name, st := range stewards {
+		fmt.Fprintf(&b, "[stewards.%s]\nurl = %q\nca = %q\ninsecure_http = true\n\n", name, st.URL, filepath.Join(st.DataDir, "ca.crt"))
+	}
+	path := filepath.Join(t.TempDir(), "policy.toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// withSteward are the ctr run options of a container that gets its
+// certificate from the steward named name in the node policy at policy.
+func withSteward(policy, name string) []string {
+	return []string{"--runtime-config-path", policy, "--annotation", enarxdev.AnnotationSteward + "=" + name}
+}
+
 // readChain parses a PEM certificate chain.
 func readChain(t *testing.T, b []byte) []*x509.Certificate {
 	t.Helper()
@@ -150,6 +174,7 @@ func TestStewardCertificate(t *testing.T) {
 	bin := simulateBinDir(t)
 	st := startSteward(t, "allow_test_roots = true\n")
 	strict := startSteward(t, "")
+	policy := nodePolicy(t, map[string]*steward{"test": st, "strict": strict})
 	for _, kind := range daemonKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			d := startDaemonWith(t, kind, bin, []string{"ENARX_SIMULATE_TEE=sev-snp"})
@@ -157,7 +182,7 @@ func TestStewardCertificate(t *testing.T) {
 			sleep := buildGoWasm(t, "sleep")
 			ref := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", sleep, false)
 			id := uniqueID("certified")
-			d.mustCtr(t, ns, "run", "-d", "--runtime", runtimeEnarx, "--annotation", enarxdev.AnnotationSteward+"="+st.URL, ref, id, "/app.wasm", "1h")
+			d.mustCtr(t, ns, append(append([]string{"run", "-d", "--runtime", runtimeEnarx}, withSteward(policy, "test")...), ref, id, "/app.wasm", "1h")...)
 			defer func() {
 				d.ctr(t, ns, "tasks", "kill", "-s", "SIGKILL", id)
 				waitStatus(t, d, ns, id, "STOPPED")
@@ -207,7 +232,7 @@ func TestStewardCertificate(t *testing.T) {
 
 			// The workload reads its certificate.
 			catfile := importWasmImage(t, d, ns, "docker.io/enarx-test/catfile:latest", buildGoWasm(t, "catfile"), false)
-			stdout, stderr, exit := runWasm(t, d, ns, []string{"--annotation", enarxdev.AnnotationSteward + "=" + st.URL}, catfile, uniqueID("catcert"), "/app.wasm", "/run/enarx/certificate.pem")
+			stdout, stderr, exit := runWasm(t, d, ns, withSteward(policy, "test"), catfile, uniqueID("catcert"), "/app.wasm", "/run/enarx/certificate.pem")
 			if exit != 0 {
 				t.Fatalf("catfile: exit %d: %s", exit, stderr)
 			}
@@ -217,11 +242,60 @@ func TestStewardCertificate(t *testing.T) {
 
 			// A steward that refuses the evidence: the Keep is not created.
 			refused := uniqueID("refused")
-			_, stderr, exit = runWasm(t, d, ns, []string{"--annotation", enarxdev.AnnotationSteward + "=" + strict.URL}, ref, refused, "/app.wasm", "1s")
+			_, stderr, exit = runWasm(t, d, ns, withSteward(policy, "strict"), ref, refused, "/app.wasm", "1s")
 			if exit == 0 || !strings.Contains(stderr, "snp.chain") {
 				t.Errorf("ctr run with a steward that refuses test roots: exit %d, stderr %q; want a failure naming snp.chain", exit, stderr)
 			}
 			d.ctr(t, ns, "containers", "rm", refused)
+		})
+	}
+}
+
+// TestStewardOnlyFromTheNode: a container cannot make its Keep post to an
+// address of its choosing: an annotation naming a URL (here a listener on
+// the node's loopback, as a node-local service would be) is refused at
+// create, on a node whose policy lists stewards and on one that lists none,
+// and nothing connects to that address.
+func TestStewardOnlyFromTheNode(t *testing.T) {
+	bin := simulateBinDir(t)
+	st := startSteward(t, "allow_test_roots = true\n")
+	policy := nodePolicy(t, map[string]*steward{"test": st})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var connections atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			connections.Add(1)
+			c.Close()
+		}
+	}()
+	target := "http://" + l.Addr().String() + "/internal"
+	for _, kind := range daemonKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			d := startDaemonWith(t, kind, bin, []string{"ENARX_SIMULATE_TEE=sev-snp"})
+			ns := newNamespace(t, d)
+			ref := importWasmImage(t, d, ns, "docker.io/enarx-test/hello:latest", buildGoWasm(t, "hello"), false)
+			for _, opts := range [][]string{
+				{"--runtime-config-path", policy, "--annotation", enarxdev.AnnotationSteward + "=" + target},
+				{"--annotation", enarxdev.AnnotationSteward + "=" + target},
+			} {
+				id := uniqueID("ssrf")
+				_, stderr, exit := runWasm(t, d, ns, opts, ref, id)
+				if exit == 0 || !strings.Contains(stderr, "names no steward of the node policy") {
+					t.Errorf("ctr run %v: exit %d, stderr %q; want a refusal", opts, exit, stderr)
+				}
+				d.ctr(t, ns, "containers", "rm", id)
+			}
+			if n := connections.Load(); n != 0 {
+				t.Errorf("%d connections to the address the annotation named", n)
+			}
 		})
 	}
 }

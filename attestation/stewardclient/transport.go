@@ -11,7 +11,8 @@ import (
 // HTTPClient returns an http.Client for a steward that trusts, for https,
 // the CA certificates in the PEM file caFile, or the system's roots when
 // caFile is "". It does not use proxies from the environment: a steward is
-// reached directly. Timeouts come from each call's context.
+// reached directly; and it follows no redirect. Timeouts come from each
+// call's context.
 func HTTPClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
@@ -26,5 +27,7 @@ func HTTPClient(caFile string) (*http.Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr}, nil
+	// A steward's answer is its own: a redirect is not followed (it is an
+	// answer other than 200, an error).
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }

@@ -3,6 +3,7 @@ package nodepolicy
 import (
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 // one gets an error naming the policy.
 func FuzzPolicy(f *testing.F) {
 	for _, s := range []string{
-		"backend = \"auto\"\nrequire_tee = true\nsteward = \"https://steward.example.com\"\nsteward_ca = \"/etc/enarx/steward-ca.pem\"\nmodule_cache = \"/var/lib/containerd-shim-enarx/modules\"\n",
+		"backend = \"auto\"\nrequire_tee = true\ndefault_steward = \"main\"\nmodule_cache = \"/var/lib/containerd-shim-enarx/modules\"\n[stewards.main]\nurl = \"https://steward.example.com\"\nca = \"/etc/enarx/steward-ca.pem\"\n",
+		"[stewards.local]\nurl = \"http://127.0.0.1:3443\"\nca = \"/ca.pem\"\ninsecure_http = true\n",
 		"backend = \"nil\"\n",
 		"backend = \"sev-snp\"\nmodule_cache = \"off\"\n",
 		"TypeUrl = \"io.containerd.runc.v1.Options\"\nbackend = \"tdx\"\n",
@@ -49,7 +51,7 @@ func FuzzPolicy(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a parsed policy, encoded, does not parse: %v\n%s", err, b)
 		}
-		if back != p {
+		if !reflect.DeepEqual(back, p) {
 			t.Fatalf("round trip changed the policy:\n got %+v\nwant %+v", back, p)
 		}
 		if d := p.ModuleCacheDir(); d != "" && !filepath.IsAbs(d) {
@@ -66,8 +68,11 @@ func FuzzPolicy(f *testing.F) {
 				}
 			}
 		}
-		if s, err := p.ChooseSteward(""); err != nil || s != p.Steward {
-			t.Fatalf("ChooseSteward(\"\") = %q, %v; want the policy's", s, err)
+		if s, err := p.ChooseSteward(""); err != nil || (s == nil) != (p.DefaultSteward == "") || (s != nil && s.URL != p.Stewards[p.DefaultSteward].URL) {
+			t.Fatalf("ChooseSteward(\"\") = %+v, %v; want the policy's default", s, err)
+		}
+		if s, err := p.ChooseSteward("https://steward.example"); err == nil || s != nil {
+			t.Fatalf("ChooseSteward(a URL) = %+v, %v; want a refusal", s, err)
 		}
 	})
 }

@@ -13,9 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -70,10 +73,13 @@ var (
 //
 //	backend = "auto"       # auto | nil | sev-snp | tdx
 //	require_tee = true     # never fall back to nil
-//	steward = "https://steward.example.com"
-//	steward_ca = "/etc/enarx/steward-ca.pem"
 //	module_cache = "/var/lib/containerd-shim-enarx/modules"   # or "off"
 //	compile_memory_limit = 1073741824   # bytes; -1 for none
+//	default_steward = "main"
+//
+//	[stewards.main]
+//	url = "https://steward.example.com"
+//	ca = "/etc/enarx/steward-ca.pem"
 type Policy struct {
 	// Backend is the node's backend: BackendAuto (the default),
 	// BackendNil, BackendSEVSNP or BackendTDX.
@@ -81,12 +87,13 @@ type Policy struct {
 	// RequireTEE forbids the nil backend: with it, a node without a TEE
 	// refuses to create Keeps.
 	RequireTEE bool `toml:"require_tee"`
-	// Steward is the URL of an attestation service (absolute http or
-	// https), optional.
-	Steward string `toml:"steward"`
-	// StewardCA is a PEM file of the CA certificates that an https steward's
-	// TLS certificate must chain to; empty means the system's roots.
-	StewardCA string `toml:"steward_ca"`
+	// Stewards are the attestation services a Keep on this node may get a
+	// certificate from, by name: the only ones. A container chooses one by
+	// name (AnnotationSteward, see ChooseSteward).
+	Stewards map[string]Steward `toml:"stewards"`
+	// DefaultSteward names the steward of a container that chooses none;
+	// empty for none.
+	DefaultSteward string `toml:"default_steward"`
 	// ModuleCache is the directory of precompiled modules that the node's
 	// Keeps share: an absolute path, or "off" to compile at every start.
 	// Empty means DefaultModuleCache.
@@ -101,6 +108,50 @@ type Policy struct {
 	// Source names where the policy came from (a file name, or a
 	// description), for error messages. It is not a setting.
 	Source string `toml:"-"`
+}
+
+// Steward is an attestation service the node trusts: where it is, and the
+// CA it certifies Keeps with, pinned.
+type Steward struct {
+	// Name is its name in the policy ([stewards.NAME]).
+	Name string `toml:"-" json:"name"`
+	// URL is where it answers: https, or http to a loopback address with
+	// InsecureHTTP.
+	URL string `toml:"url" json:"url"`
+	// CA is a PEM file of the steward's CA (its ca.crt, GET /v1/ca): a
+	// Keep's certificate must chain to it, and Keeps' TLS connect sockets
+	// trust it; nothing the steward answers adds to it.
+	CA string `toml:"ca" json:"ca"`
+	// TLSCA is a PEM file of the CA of the steward's TLS certificate, when
+	// that is not CA; empty means CA.
+	TLSCA string `toml:"tls_ca" json:"tls_ca,omitempty"`
+	// InsecureHTTP allows a plain http URL, to a loopback address only.
+	InsecureHTTP bool `toml:"insecure_http" json:"insecure_http,omitempty"`
+}
+
+// Check reports the first problem with s, whose setting is named by where
+// (e.g. "[stewards.main]").
+func (s Steward) Check(where string) error {
+	if err := CheckStewardURL(s.URL); err != nil {
+		return fmt.Errorf("%s url = %q %w", where, s.URL, err)
+	}
+	u, _ := url.Parse(s.URL)
+	if u.Scheme == "http" {
+		ip := net.ParseIP(u.Hostname())
+		if !s.InsecureHTTP || ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%s url = %q: a steward is reached over https; plain http is allowed only to a loopback address (127.0.0.1, ::1) with insecure_http = true", where, s.URL)
+		}
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%s url = %q: give the steward's base URL, without credentials, query or fragment", where, s.URL)
+	}
+	if s.CA == "" || !filepath.IsAbs(s.CA) {
+		return fmt.Errorf("%s ca = %q: give the absolute path of the steward's CA certificate (PEM: its ca.crt, or GET /v1/ca): Keeps' certificates are checked against it", where, s.CA)
+	}
+	if s.TLSCA != "" && !filepath.IsAbs(s.TLSCA) {
+		return fmt.Errorf("%s tls_ca = %q is not an absolute path: give the absolute path of a PEM file", where, s.TLSCA)
+	}
+	return nil
 }
 
 // DefaultModuleCache is where Keeps keep precompiled modules unless the node
@@ -187,7 +238,7 @@ func Load(path string) (Policy, error) {
 // left out take their Default values.
 func Parse(name string, data []byte) (Policy, error) {
 	if len(data) > MaxSize {
-		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy has six settings (backend, require_tee, steward, steward_ca, module_cache, compile_memory_limit)", name, MaxSize)
+		return Policy{}, fmt.Errorf("enarx node policy %s: larger than %d bytes: a policy is a few settings and stewards", name, MaxSize)
 	}
 	doc := policyDocument{Policy: Default()}
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
@@ -206,8 +257,12 @@ func Parse(name string, data []byte) (Policy, error) {
 // the line and column, and the fix.
 func policyDecodeError(name string, err error) error {
 	if keys, ok := tomlerr.UnknownKeys(err); ok {
-		return fmt.Errorf("enarx node policy %s: unknown setting %s: the settings are backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit (at the top level, no tables): remove or correct it: %w",
-			name, keys, err)
+		hint := ""
+		if strings.Contains(keys, "steward") {
+			hint = " (steward and steward_ca are now [stewards.NAME] tables with url and ca, and default_steward = \"NAME\")"
+		}
+		return fmt.Errorf("enarx node policy %s: unknown setting %s%s: the settings are backend, require_tee, module_cache, compile_memory_limit, default_steward and [stewards.NAME] tables of url, ca, tls_ca and insecure_http: remove or correct it: %w",
+			name, keys, hint, err)
 	}
 	if row, col, key, ok := tomlerr.Position(err); ok {
 		setting := ""
@@ -240,19 +295,22 @@ func (p Policy) Validate() error {
 	default:
 		return fmt.Errorf("enarx node policy%s: backend = %q is not a backend: use one of %s", p.where(), p.Backend, validBackends)
 	}
-	if p.Steward != "" {
-		if err := CheckStewardURL(p.Steward); err != nil {
-			return fmt.Errorf("enarx node policy%s: steward = %q %w", p.where(), p.Steward, err)
+	for name, st := range p.Stewards {
+		if !stewardName.MatchString(name) {
+			return fmt.Errorf("enarx node policy%s: [stewards.%q]: a steward's name is 1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", p.where(), name)
 		}
+		if err := st.Check(fmt.Sprintf("enarx node policy%s: [stewards.%s]", p.where(), name)); err != nil {
+			return err
+		}
+	}
+	if _, ok := p.Stewards[p.DefaultSteward]; p.DefaultSteward != "" && !ok {
+		return fmt.Errorf("enarx node policy%s: default_steward = %q names no steward of [stewards]: add [stewards.%s] or correct it", p.where(), p.DefaultSteward, p.DefaultSteward)
 	}
 	if p.ModuleCache != "" && p.ModuleCache != "off" && !filepath.IsAbs(p.ModuleCache) {
 		return fmt.Errorf("enarx node policy%s: module_cache = %q is not an absolute path: give the absolute path of a directory, or \"off\"", p.where(), p.ModuleCache)
 	}
 	if p.CompileMemoryLimit > 0 && p.CompileMemoryLimit < MinCompileMemoryLimit {
 		return fmt.Errorf("enarx node policy%s: compile_memory_limit = %d bytes is less than a Keep needs before it compiles anything: give at least %d bytes, 0 for the default (%d), or -1 for no bound", p.where(), p.CompileMemoryLimit, MinCompileMemoryLimit, DefaultCompileMemoryLimit)
-	}
-	if p.StewardCA != "" && !filepath.IsAbs(p.StewardCA) {
-		return fmt.Errorf("enarx node policy%s: steward_ca = %q is not an absolute path: give the absolute path of a PEM file", p.where(), p.StewardCA)
 	}
 	return nil
 }
@@ -270,23 +328,47 @@ func CheckStewardURL(s string) error {
 	return nil
 }
 
+// stewardName is what a steward's name in the policy may be.
+var stewardName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
 // ChooseSteward returns the attestation service a container's Keep asks for
-// a certificate, or "" for none. requested is the container's
-// AnnotationSteward. A node policy's steward binds every container: a
-// container may repeat it but not replace it. On a node without one, the
-// container's annotation names its steward.
-func (p Policy) ChooseSteward(requested string) (string, error) {
-	switch {
-	case requested == "" || requested == p.Steward:
-		return p.Steward, nil
-	case p.Steward != "":
-		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q names another attestation service than the node policy%s (steward = %q), whose steward every Keep on this node uses: remove the annotation",
-			enarxdev.AnnotationSteward, requested, p.where(), p.Steward)
+// a certificate, or nil for none. requested is the container's
+// AnnotationSteward: the name of one of the policy's stewards, or "" for
+// its default_steward. A container can choose only among the stewards the
+// node lists: a URL, or any other name, is refused, and nothing is asked
+// of it.
+func (p Policy) ChooseSteward(requested string) (*Steward, error) {
+	name := requested
+	if name == "" {
+		name = p.DefaultSteward
 	}
-	if err := CheckStewardURL(requested); err != nil {
-		return "", newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q %v", enarxdev.AnnotationSteward, requested, err)
+	if name == "" {
+		return nil, nil
 	}
-	return requested, nil
+	st, ok := p.Stewards[name]
+	if !ok {
+		names := make([]string, 0, len(p.Stewards))
+		for n := range p.Stewards {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		listed := "it lists none"
+		if len(names) > 0 {
+			listed = "it lists " + strings.Join(names, ", ")
+		}
+		return nil, newChoiceError(ErrStewardNotAllowed, nil, "annotation %s=%q names no steward of the node policy%s (%s): a container chooses a steward the node lists, by name",
+			enarxdev.AnnotationSteward, truncate(requested), p.where(), listed)
+	}
+	st.Name = name
+	return &st, nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 // backend is p.Backend with "" read as BackendAuto.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -20,20 +21,21 @@ func TestParsePolicy(t *testing.T) {
 	}{
 		{name: "empty", doc: "", want: Policy{Backend: BackendAuto}},
 		{name: "comments only", doc: "# nothing set\n", want: Policy{Backend: BackendAuto}},
-		{name: "all settings", doc: "backend = \"sev-snp\"\nrequire_tee = true\nsteward = \"https://steward.example.com/api\"\n",
-			want: Policy{Backend: BackendSEVSNP, RequireTEE: true, Steward: "https://steward.example.com/api"}},
+		{name: "all settings", doc: "backend = \"sev-snp\"\nrequire_tee = true\ndefault_steward = \"main\"\n[stewards.main]\nurl = \"https://steward.example.com/api\"\nca = \"/etc/enarx/steward-ca.pem\"\n",
+			want: Policy{Backend: BackendSEVSNP, RequireTEE: true, DefaultSteward: "main", Stewards: map[string]Steward{"main": {URL: "https://steward.example.com/api", CA: "/etc/enarx/steward-ca.pem"}}}},
 		{name: "auto require", doc: "require_tee = true\n", want: Policy{Backend: BackendAuto, RequireTEE: true}},
 		{name: "nil", doc: "backend = \"nil\"\n", want: Policy{Backend: BackendNil}},
 		{name: "tdx", doc: "backend = \"tdx\"\n", want: Policy{Backend: BackendTDX}},
-		{name: "http steward", doc: "steward = \"http://10.0.0.1:8080\"\n", want: Policy{Backend: BackendAuto, Steward: "http://10.0.0.1:8080"}},
+		{name: "http steward on loopback", doc: "[stewards.local]\nurl = \"http://127.0.0.1:8080\"\nca = \"/ca.pem\"\ninsecure_http = true\n",
+			want: Policy{Backend: BackendAuto, Stewards: map[string]Steward{"local": {URL: "http://127.0.0.1:8080", CA: "/ca.pem", InsecureHTTP: true}}}},
 		// containerd's CRI plugin passes the runtime's whole options table,
 		// which may hold runtimeoptions' own TypeUrl.
 		{name: "containerd TypeUrl ignored", doc: "TypeUrl = \"io.containerd.enarx.v1.policy\"\nbackend = \"tdx\"\n", want: Policy{Backend: BackendTDX}},
 
 		{name: "unknown key", doc: "backend = \"tdx\"\nrequire_te = true\n",
-			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, steward, steward_ca, module_cache and compile_memory_limit"}},
+			errs: []string{"/etc/enarx/policy.toml", `unknown setting "require_te" (line 2, column 1)`, "backend, require_tee, module_cache, compile_memory_limit, default_steward and [stewards.NAME]"}},
 		{name: "unknown table", doc: "[keep]\nbackend = \"tdx\"\n",
-			errs: []string{`unknown setting "keep`, "line 1", "no tables"}},
+			errs: []string{`unknown setting "keep`, "line 1", "[stewards.NAME] tables"}},
 		{name: "syntax error", doc: "backend = \"tdx\"\n\nrequire_tee = yes\n",
 			errs: []string{"/etc/enarx/policy.toml", "line 3, column 15", "require_tee = true"}},
 		{name: "wrong type", doc: "require_tee = \"true\"\n",
@@ -44,21 +46,23 @@ func TestParsePolicy(t *testing.T) {
 		{name: "backend case", doc: "backend = \"TDX\"\n", errs: []string{`backend = "TDX" is not a backend`}},
 		{name: "nil with require_tee", doc: "backend = \"nil\"\nrequire_tee = true\n",
 			errs: []string{`backend = "nil" contradicts require_tee = true`, "require_tee = false"}},
-		{name: "steward relative", doc: "steward = \"steward.example.com\"\n",
-			errs: []string{`steward = "steward.example.com" is not an absolute http or https URL`}},
-		{name: "steward scheme", doc: "steward = \"ftp://steward.example.com\"\n", errs: []string{"not an absolute http or https URL"}},
-		{name: "steward no host", doc: "steward = \"https:///x\"\n", errs: []string{"not an absolute http or https URL"}},
-		{name: "steward unparsable", doc: "steward = \"http://[::1\"\n", errs: []string{"is not a URL", "absolute URL"}},
-		{name: "steward ca", doc: "steward = \"https://s.example\"\nsteward_ca = \"/etc/enarx/steward-ca.pem\"\n",
-			want: Policy{Backend: BackendAuto, Steward: "https://s.example", StewardCA: "/etc/enarx/steward-ca.pem"}},
-		{name: "module cache", doc: "module_cache = \"/srv/enarx/modules\"\n", want: Policy{Backend: BackendAuto, ModuleCache: "/srv/enarx/modules"}},
-		{name: "module cache off", doc: "module_cache = \"off\"\n", want: Policy{Backend: BackendAuto, ModuleCache: "off"}},
-		{name: "module cache relative", doc: "module_cache = \"cache\"\n", errs: []string{`module_cache = "cache" is not an absolute path`}},
-		{name: "compile memory limit", doc: "compile_memory_limit = 268435456\n", want: Policy{Backend: BackendAuto, CompileMemoryLimit: 256 << 20}},
-		{name: "compile memory limit none", doc: "compile_memory_limit = -1\n", want: Policy{Backend: BackendAuto, CompileMemoryLimit: -1}},
-		{name: "compile memory limit too small", doc: "compile_memory_limit = 1000000\n", errs: []string{"compile_memory_limit = 1000000 bytes", "at least 33554432 bytes"}},
-		{name: "compile memory limit a string", doc: "compile_memory_limit = \"1G\"\n", errs: []string{"compile_memory_limit"}},
-		{name: "steward ca relative", doc: "steward_ca = \"ca.pem\"\n", errs: []string{`steward_ca = "ca.pem" is not an absolute path`}},
+		{name: "steward relative", doc: "[stewards.s]\nurl = \"steward.example.com\"\nca = \"/ca.pem\"\n",
+			errs: []string{`[stewards.s] url = "steward.example.com" is not an absolute http or https URL`}},
+		{name: "steward scheme", doc: "[stewards.s]\nurl = \"ftp://steward.example.com\"\nca = \"/ca.pem\"\n", errs: []string{"not an absolute http or https URL"}},
+		{name: "steward no host", doc: "[stewards.s]\nurl = \"https:///x\"\nca = \"/ca.pem\"\n", errs: []string{"not an absolute http or https URL"}},
+		{name: "steward unparsable", doc: "[stewards.s]\nurl = \"http://[::1\"\nca = \"/ca.pem\"\n", errs: []string{"is not a URL", "absolute URL"}},
+		{name: "steward over http", doc: "[stewards.s]\nurl = \"http://10.0.0.1:8080\"\nca = \"/ca.pem\"\ninsecure_http = true\n",
+			errs: []string{"plain http is allowed only to a loopback address"}},
+		{name: "steward over http on loopback, not marked insecure", doc: "[stewards.s]\nurl = \"http://127.0.0.1:8080\"\nca = \"/ca.pem\"\n",
+			errs: []string{"insecure_http = true"}},
+		{name: "steward over http to a name", doc: "[stewards.s]\nurl = \"http://localhost:8080\"\nca = \"/ca.pem\"\ninsecure_http = true\n",
+			errs: []string{"loopback address"}},
+		{name: "steward without a CA", doc: "[stewards.s]\nurl = \"https://s.example\"\n", errs: []string{`ca = "": give the absolute path of the steward's CA`}},
+		{name: "steward ca relative", doc: "[stewards.s]\nurl = \"https://s.example\"\nca = \"ca.pem\"\n", errs: []string{`ca = "ca.pem"`}},
+		{name: "steward with credentials", doc: "[stewards.s]\nurl = \"https://u:p@s.example\"\nca = \"/ca.pem\"\n", errs: []string{"without credentials"}},
+		{name: "steward name", doc: "[stewards.\"Big Steward\"]\nurl = \"https://s.example\"\nca = \"/ca.pem\"\n", errs: []string{"a steward's name is"}},
+		{name: "default steward not listed", doc: "default_steward = \"main\"\n", errs: []string{`default_steward = "main" names no steward`}},
+		{name: "old steward key", doc: "steward = \"https://s.example\"\n", errs: []string{`unknown setting "steward"`, "[stewards.NAME] tables with url and ca"}},
 		{name: "too large", doc: "# " + strings.Repeat("x", MaxSize) + "\n", errs: []string{"larger than 65536 bytes"}},
 	}
 	for _, tc := range tests {
@@ -70,7 +74,7 @@ func TestParsePolicy(t *testing.T) {
 					t.Fatalf("Parse: %v", err)
 				}
 				tc.want.Source = file
-				if got != tc.want {
+				if !reflect.DeepEqual(got, tc.want) {
 					t.Fatalf("Parse = %+v, want %+v", got, tc.want)
 				}
 				return
@@ -107,7 +111,7 @@ func TestLoadPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if want := (Policy{Backend: BackendNil, Source: path}); p != want {
+	if want := (Policy{Backend: BackendNil, Source: path}); !reflect.DeepEqual(p, want) {
 		t.Fatalf("Load = %+v, want %+v", p, want)
 	}
 
@@ -128,7 +132,7 @@ func TestLoadPolicy(t *testing.T) {
 
 func TestDefaultPolicy(t *testing.T) {
 	p := Default()
-	if p.Backend != BackendAuto || p.RequireTEE || p.Steward != "" {
+	if p.Backend != BackendAuto || p.RequireTEE || len(p.Stewards) != 0 || p.DefaultSteward != "" {
 		t.Fatalf("Default = %+v", p)
 	}
 	if err := p.Validate(); err != nil {
@@ -293,33 +297,38 @@ func TestChooseNilAvailable(t *testing.T) {
 }
 
 func TestChooseSteward(t *testing.T) {
-	node := Policy{Steward: "https://node.example", Source: "/etc/enarx/policy.toml"}
+	node := Policy{Stewards: map[string]Steward{"main": {URL: "https://main.example", CA: "/ca.pem"}, "test": {URL: "https://test.example", CA: "/test-ca.pem"}},
+		DefaultSteward: "main", Source: "/etc/enarx/policy.toml"}
 	for _, c := range []struct {
 		name      string
 		policy    Policy
 		requested string
-		want      string
+		want      string // the URL, "" for none
 		err       string
 	}{
-		{name: "none", policy: Default()},
-		{name: "node only", policy: node, want: "https://node.example"},
-		{name: "node repeated", policy: node, requested: "https://node.example", want: "https://node.example"},
-		{name: "annotation on a node without one", policy: Default(), requested: "http://127.0.0.1:3443", want: "http://127.0.0.1:3443"},
-		{name: "annotation replaces the node's", policy: node, requested: "https://other.example",
-			err: `annotation enarx.dev/steward="https://other.example" names another attestation service than the node policy in /etc/enarx/policy.toml (steward = "https://node.example")`},
-		{name: "annotation not a URL", policy: Default(), requested: "steward.example",
-			err: `annotation enarx.dev/steward="steward.example" is not an absolute http or https URL`},
+		{name: "none anywhere", policy: Default()},
+		{name: "the node's default", policy: node, want: "https://main.example"},
+		{name: "another of the node's, by name", policy: node, requested: "test", want: "https://test.example"},
+		{name: "a URL", policy: node, requested: "http://127.0.0.1:2379/v3/kv",
+			err: `annotation enarx.dev/steward="http://127.0.0.1:2379/v3/kv" names no steward of the node policy in /etc/enarx/policy.toml (it lists main, test)`},
+		{name: "a URL, on a node without stewards", policy: Default(), requested: "https://steward.example",
+			err: "(it lists none)"},
+		{name: "an unknown name", policy: node, requested: "other", err: `"other" names no steward`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := c.policy.ChooseSteward(c.requested)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, ErrStewardNotAllowed) {
-					t.Fatalf("ChooseSteward(%q) = %q, %v; want an ErrStewardNotAllowed error containing %q", c.requested, got, err, c.err)
+					t.Fatalf("ChooseSteward(%q) = %+v, %v; want an ErrStewardNotAllowed error containing %q", c.requested, got, err, c.err)
 				}
 				return
 			}
-			if err != nil || got != c.want {
-				t.Fatalf("ChooseSteward(%q) = %q, %v; want %q", c.requested, got, err, c.want)
+			url := ""
+			if got != nil {
+				url = got.URL
+			}
+			if err != nil || url != c.want {
+				t.Fatalf("ChooseSteward(%q) = %+v, %v; want %q", c.requested, got, err, c.want)
 			}
 		})
 	}
