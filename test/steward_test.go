@@ -215,7 +215,7 @@ func TestStewardCertificate(t *testing.T) {
 			enarx := filepath.Join(requireBinaries(t), enarxBinary)
 			attest := fmt.Sprintf("%s attest --state %s -n %s", enarx, d.State, ns)
 			for _, pipe := range []string{
-				fmt.Sprintf("%s --steward %s %s | %s verify --steward %s -", attest, st.URL, id, enarx, st.URL),
+				fmt.Sprintf("%s --steward %s %s | %s verify --steward %s --insecure -", attest, st.URL, id, enarx, st.URL),
 				fmt.Sprintf("%s --nonce cafe %s | %s verify --nonce cafe --policy %s -", attest, id, enarx, st.Policy),
 			} {
 				out, err := exec.Command("bash", "-o", "pipefail", "-c", pipe).CombinedOutput()

@@ -39,7 +39,8 @@ func runVerify(ctx context.Context, s stdio, args []string) error {
 	policyPath := fs.String("policy", "", "verifier policy TOML `file` (docs/attestation.md); default: the production policy")
 	refPath := fs.String("reference-values", "", "reference values `file`; default: the policy's reference_values, else "+referenceValuesFile+" beside enarx or in /usr/local/share/enarx")
 	stewardURL := fs.String("steward", "", "attestation service `URL` to verify with instead of verifying locally")
-	stewardCA := fs.String("steward-ca", "", "PEM `file` of the CA an https steward's certificate chains to")
+	stewardCA := fs.String("steward-ca", "", "PEM `file` of the CA an https steward's certificate chains to (with --steward https://..., required: the steward's answer is trusted only as far as its TLS is)")
+	insecure := fs.Bool("insecure", false, "with --steward http://..., accept a steward reached over plain http, whose answer anyone on the path could forge (on loopback, for a test)")
 	nonceHex := fs.String("nonce", "", "`hex` nonce the evidence must bind (the one given to `enarx attest --nonce`)")
 	asJSON := fs.Bool("json", false, "print the assertions as JSON")
 	tlsAddr := fs.String("tls", "", "`HOST:PORT` of a Keep's TLS socket: verify its certificate (needs --steward-ca)")
@@ -80,8 +81,18 @@ func runVerify(ctx context.Context, s stdio, args []string) error {
 		if *policyPath != "" || *refPath != "" {
 			return usagef("--policy and --reference-values are the steward's own with --steward")
 		}
+		switch {
+		case strings.HasPrefix(*stewardURL, "https://") && *stewardCA == "":
+			return usagef("--steward %s needs --steward-ca FILE: the CA of the steward's TLS certificate, pinned (its ca.crt): the steward's signed answer is only as trustworthy as the connection its keys come over", *stewardURL)
+		case strings.HasPrefix(*stewardURL, "http://") && !*insecure:
+			return usagef("--steward %s is plain http: anyone on the path could answer for the steward and its keys; use https with --steward-ca, or --insecure on loopback for a test", *stewardURL)
+		}
 		a, err = verifyWithSteward(ctx, *stewardURL, *stewardCA, blob, nonce)
 		by = "steward " + *stewardURL
+		if err == nil && strings.HasPrefix(*stewardURL, "http://") {
+			a.Insecure = true
+			a.InsecureReason = strings.TrimPrefix(a.InsecureReason+"; ", "; ") + "the steward was reached over plain http (--insecure)"
+		}
 	} else {
 		a, by, err = verifyLocally(ctx, *policyPath, *refPath, blob, nonce)
 	}
@@ -186,6 +197,10 @@ func defaultReferenceValues() string {
 // verifyWithSteward has the steward verify blob and checks the signed result
 // it returns against the steward's published keys.
 func verifyWithSteward(ctx context.Context, url, caFile string, blob, nonce []byte) (*attestation.Assertions, error) {
+	ev, err := attestation.ParseEvidence(blob)
+	if err != nil {
+		return nil, err
+	}
 	c, err := newStewardClient(url, caFile)
 	if err != nil {
 		return nil, err
@@ -201,6 +216,11 @@ func verifyWithSteward(ctx context.Context, url, caFile string, blob, nonce []by
 	claims, err := stewardclient.VerifyToken(token, keys, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("steward %s: its attestation result: %w", url, err)
+	}
+	// The result must be about the evidence sent: a steward's signed
+	// answer about other evidence proves nothing about this one.
+	if claims.Assertions.EvidenceDigest != ev.Digest() {
+		return nil, fmt.Errorf("steward %s: its attestation result is about evidence %s, not the evidence sent (%s)", url, claims.Assertions.EvidenceDigest, ev.Digest())
 	}
 	if nonce != nil && string(claims.Assertions.Nonce) != string(nonce) {
 		return nil, fmt.Errorf("steward %s: the verified evidence binds nonce %x, not %x", url, claims.Assertions.Nonce, nonce)

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -437,33 +438,59 @@ func TestVerifySteward(t *testing.T) {
 	down := "http://" + closed.Addr().String()
 	closed.Close()
 
+	// A fake steward: it answers any evidence with the real steward's
+	// signed result about other evidence, and the real keys.
+	realToken, err := client.Attest(context.Background(), evD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := json.Marshal(srv.JWKS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case stewardclient.PathAttest:
+			w.Header().Set("Content-Type", stewardclient.ContentTypeToken)
+			_, _ = w.Write([]byte(realToken))
+		case stewardclient.PathJWKS:
+			w.Header().Set("Content-Type", stewardclient.ContentTypeJWKS)
+			_, _ = w.Write(jwks)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(fake.Close)
+	evE, _ := fresh(t)
+	evD, _ = fresh(t)
+
 	by := "integrity established by steward " + hs.URL
 	tests := []verifyCase{{
 		name:   "fresh evidence",
-		args:   []string{"verify", "--steward", hs.URL, "-"},
+		args:   []string{"verify", "--steward", hs.URL, "--insecure", "-"},
 		stdin:  evA,
-		stdout: []string{by, "none: NOT confidential", verifyRuntimeVersion, k.inputs.WorkloadDigest, "INSECURE"},
+		stdout: []string{by, "none: NOT confidential", verifyRuntimeVersion, k.inputs.WorkloadDigest, "INSECURE", "plain http (--insecure)"},
 		stderr: []string{"WARNING"},
 	}, {
 		name:   "replayed evidence",
-		args:   []string{"verify", "--steward", hs.URL, "-"},
+		args:   []string{"verify", "--steward", hs.URL, "--insecure", "-"},
 		stdin:  evA,
 		code:   1,
 		stderr: []string{"(check " + steward.CheckNonce + ")"},
 	}, {
 		name:   "with the nonce",
-		args:   []string{"verify", "--steward", hs.URL, "--nonce", hex.EncodeToString(nonceB), "-"},
+		args:   []string{"verify", "--steward", hs.URL, "--insecure", "--nonce", hex.EncodeToString(nonceB), "-"},
 		stdin:  evB,
 		stdout: []string{by},
 	}, {
 		name:   "with another nonce",
-		args:   []string{"verify", "--steward", hs.URL, "--nonce", "00ff", "-"},
+		args:   []string{"verify", "--steward", hs.URL, "--insecure", "--nonce", "00ff", "-"},
 		stdin:  evC,
 		code:   1,
 		stderr: []string{"binds nonce", hs.URL},
 	}, {
 		name:  "json",
-		args:  []string{"verify", "--steward", hs.URL, "--json", "-"},
+		args:  []string{"verify", "--steward", hs.URL, "--insecure", "--json", "-"},
 		stdin: evD,
 		check: func(t *testing.T, stdout string) {
 			var a attestation.Assertions
@@ -476,19 +503,37 @@ func TestVerifySteward(t *testing.T) {
 		},
 	}, {
 		name:   "evidence without a nonce",
-		args:   []string{"verify", "--steward", hs.URL, "-"},
+		args:   []string{"verify", "--steward", hs.URL, "--insecure", "-"},
 		stdin:  k.evidence(t, attestation.None{}, nil, nil),
 		code:   1,
 		stderr: []string{"(check " + steward.CheckNonce + ")"},
 	}, {
 		name:   "evidence with a nonce the steward did not issue",
-		args:   []string{"verify", "--steward", hs.URL, "-"},
+		args:   []string{"verify", "--steward", hs.URL, "--insecure", "-"},
 		stdin:  k.evidence(t, attestation.None{}, []byte("not the steward's nonce"), nil),
 		code:   1,
 		stderr: []string{"(check " + steward.CheckNonce + ")"},
 	}, {
+		name:   "a fake steward's answer about other evidence",
+		args:   []string{"verify", "--steward", fake.URL, "--insecure", "-"},
+		stdin:  evE,
+		code:   1,
+		stderr: []string{"not the evidence sent"},
+	}, {
+		name:   "plain http without --insecure",
+		args:   []string{"verify", "--steward", hs.URL, "-"},
+		stdin:  evE,
+		code:   2,
+		stderr: []string{"plain http", "--insecure"},
+	}, {
+		name:   "https without the steward's CA",
+		args:   []string{"verify", "--steward", "https://steward.example", "-"},
+		stdin:  evE,
+		code:   2,
+		stderr: []string{"needs --steward-ca"},
+	}, {
 		name:   "steward down",
-		args:   []string{"verify", "--steward", down, "--timeout", "10s", "-"},
+		args:   []string{"verify", "--steward", down, "--insecure", "--timeout", "10s", "-"},
 		stdin:  k.evidence(t, attestation.None{}, nil, nil),
 		code:   1,
 		stderr: []string{closed.Addr().String()},
