@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/attestation/snp/snptest"
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 )
 
@@ -36,8 +37,9 @@ func startSteward(t *testing.T, policy string) *steward {
 	bin := requireBinaries(t)
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "reference-values.json")
+	// The simulated SEV-SNP node's launch measurement holds the runtime.
 	out, err := exec.Command(filepath.Join(bin, enarxBinary), "reference-values", "--version", simulateVersion, "-o", ref,
-		filepath.Join(simulateBinDir(t), shimBinary)).CombinedOutput()
+		"--measurement", "sev-snp:"+snptest.Measurement(), filepath.Join(simulateBinDir(t), shimBinary)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("enarx reference-values: %v: %s", err, out)
 	}

@@ -146,6 +146,10 @@ func testReferenceValues(t testing.TB) string {
 	if err := ref.Add("enarx-keep", testRuntimeVersion, testRuntimeDigest); err != nil {
 		t.Fatal(err)
 	}
+	// The simulated SEV-SNP node holds it.
+	if err := ref.AddMeasurement(verify.Measurement{TEE: attestation.TEESEVSNP, Measurement: snptest.Measurement(), Runtimes: []string{testRuntimeDigest}}); err != nil {
+		t.Fatal(err)
+	}
 	b, err := ref.Marshal()
 	if err != nil {
 		t.Fatal(err)

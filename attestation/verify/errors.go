@@ -36,7 +36,10 @@ const (
 	CheckNonce          = "nonce"           // the caller's nonce is the evidence's
 	CheckRuntime        = "runtime"         // runtime digest known to the reference values, version consistent
 	CheckRuntimeVersion = "runtime.version" // runtime version allowed by runtime_versions
-	CheckWorkload       = "workload"        // workload digest allowed by workload_digests
+	// the launch measurement is a reference one for the runtime (or
+	// allow_unmeasured_runtime)
+	CheckRuntimeMeasurement = "runtime.measurement"
+	CheckWorkload           = "workload" // workload digest allowed by workload_digests
 )
 
 // Sentinel errors. Every verification failure is a *CheckError whose Err
@@ -55,6 +58,9 @@ var (
 	// ErrUnknownRuntime: the runtime digest is not in the reference values,
 	// or they give it another version than the evidence states.
 	ErrUnknownRuntime = errors.New("runtime integrity not established")
+	// ErrUnmeasuredRuntime: no reference launch measurement backs the
+	// runtime digest the evidence states.
+	ErrUnmeasuredRuntime = errors.New("runtime integrity not established: no reference measurement")
 	// ErrRuntimeNotAllowed: the runtime version is not in runtime_versions.
 	ErrRuntimeNotAllowed = errors.New("runtime version not allowed by the policy")
 	// ErrWorkloadNotAllowed: the workload digest is not in workload_digests.

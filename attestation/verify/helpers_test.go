@@ -184,6 +184,16 @@ func reference(t testing.TB) *ReferenceValues {
 	if err := r.Add("containerd-shim-enarx-v1", "v0.1.0", attestationtest.Inputs().RuntimeDigest); err != nil {
 		t.Fatal(err)
 	}
+	// The node images of the fakes hold that runtime.
+	fix := getFixture(t)
+	for _, m := range []Measurement{
+		{Name: "snptest node", TEE: attestation.TEESEVSNP, Measurement: snptest.Measurement(), Runtimes: []string{attestationtest.Inputs().RuntimeDigest}},
+		{Name: "tdxtest node", TEE: attestation.TEETDX, Measurement: hex.EncodeToString(fix.tdx.MrTd[:]), Runtimes: []string{attestationtest.Inputs().RuntimeDigest}},
+	} {
+		if err := r.AddMeasurement(m); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return r
 }
 

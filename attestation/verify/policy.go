@@ -29,6 +29,7 @@ const MaxPolicySize = 1 << 20
 //
 //	allow_insecure = false
 //	allow_test_roots = false
+//	allow_unmeasured_runtime = false
 //	reference_values = "reference-values.json"
 //	tees = []
 //	runtime_versions = []
@@ -73,6 +74,12 @@ type Policy struct {
 	// table; its Assertions then say Insecure. For development only: the
 	// test ARK's private key is public.
 	AllowTestRoots bool `toml:"allow_test_roots"`
+	// AllowUnmeasuredRuntime (allow_unmeasured_runtime) accepts a runtime
+	// whose integrity no hardware measurement backs: the evidence's launch
+	// measurement is not one the reference values list for its runtime,
+	// so the runtime digest is only what the guest says. Its Assertions
+	// then say Insecure.
+	AllowUnmeasuredRuntime bool `toml:"allow_unmeasured_runtime"`
 	// ReferenceValues (reference_values) is the path of the reference
 	// values file (see ReferenceValues), relative to the policy file's
 	// directory unless absolute; ParsePolicy resolves it. Optional: the

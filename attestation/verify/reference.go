@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,17 +19,125 @@ import (
 // MaxReferenceValuesSize bounds a reference values file.
 const MaxReferenceValuesSize = 4 << 20
 
-// ReferenceValues map runtime digests to runtime versions: the build
-// writes one entry per Keep binary it produces, and the verifier turns the
-// runtime digest the evidence binds into a runtime version with it (the
-// runtime's integrity is established when the digest is known). Its JSON
-// form is
+// ReferenceValues map runtime digests to runtime versions, and launch
+// measurements to the runtimes they contain: the build writes one runtime
+// entry per Keep binary it produces, and whoever builds a node image adds
+// the image's launch measurement with the runtimes it holds. The verifier
+// turns the runtime digest the evidence binds into a runtime version with
+// them, and establishes the runtime's integrity only when the hardware's
+// launch measurement is one listed for that runtime: the digest alone is
+// what the guest says of itself. Its JSON form is
 //
-//	{"runtimes": [{"name": "enarx-keep", "version": "v0.1.0", "digest": "sha256:<64 hex>"}]}
+//	{"runtimes": [{"name": "enarx-keep", "version": "v0.1.0", "digest": "sha256:<64 hex>"}],
+//	 "measurements": [{"tee": "sev-snp", "measurement": "<96 hex>", "runtimes": ["sha256:<64 hex>"], "name": "node image"}]}
 type ReferenceValues struct {
-	Runtimes []Runtime `json:"runtimes"`
+	Runtimes     []Runtime     `json:"runtimes"`
+	Measurements []Measurement `json:"measurements,omitempty"`
 
 	source string
+}
+
+// Measurement is the launch measurement of a node image, and the runtimes
+// it contains: a guest launched with it runs one of them.
+type Measurement struct {
+	// Name describes the image, informative.
+	Name string `json:"name,omitempty"`
+	// TEE is attestation.TEESEVSNP or attestation.TEETDX.
+	TEE string `json:"tee"`
+	// Measurement is the launch measurement, lowercase hex: SEV-SNP's
+	// MEASUREMENT, TDX's MRTD (48 bytes each).
+	Measurement string `json:"measurement"`
+	// RTMRs are, for TDX, the expected RTMR0 to RTMR3 (hex, 48 bytes each;
+	// "" for one not checked); empty to check none.
+	RTMRs []string `json:"rtmrs,omitempty"`
+	// Runtimes are the digests of the runtimes the image holds.
+	Runtimes []string `json:"runtimes"`
+}
+
+func (m Measurement) check() error {
+	switch m.TEE {
+	case attestation.TEESEVSNP, attestation.TEETDX:
+	default:
+		return fmt.Errorf("tee %q: a launch measurement is of tee %q or %q", truncate(m.TEE), attestation.TEESEVSNP, attestation.TEETDX)
+	}
+	if b, err := hex.DecodeString(m.Measurement); err != nil || len(b) != 48 || m.Measurement != strings.ToLower(m.Measurement) {
+		return fmt.Errorf("measurement %q is not 96 lowercase hex digits (48 bytes)", truncate(m.Measurement))
+	}
+	if len(m.RTMRs) > 0 {
+		if m.TEE != attestation.TEETDX || len(m.RTMRs) > 4 {
+			return fmt.Errorf("rtmrs: at most four, for tee %q only", attestation.TEETDX)
+		}
+		for i, r := range m.RTMRs {
+			if b, err := hex.DecodeString(r); r != "" && (err != nil || len(b) != 48 || r != strings.ToLower(r)) {
+				return fmt.Errorf("rtmrs[%d] %q is not 96 lowercase hex digits, nor \"\"", i, truncate(r))
+			}
+		}
+	}
+	if len(m.Runtimes) == 0 {
+		return errors.New("runtimes is empty: list the digests of the runtimes the image holds")
+	}
+	for i, d := range m.Runtimes {
+		if err := checkDigest(d); err != nil {
+			return fmt.Errorf("runtimes[%d] %w", i, err)
+		}
+	}
+	return nil
+}
+
+// ParseMeasurement parses "TEE:HEX[:RTMR0,RTMR1,...]" (enarx
+// reference-values --measurement) into a Measurement for runtimes.
+func ParseMeasurement(s string, runtimes []string) (Measurement, error) {
+	parts := strings.SplitN(s, ":", 3)
+	if len(parts) < 2 {
+		return Measurement{}, fmt.Errorf("verify: measurement %q: write TEE:HEX, e.g. sev-snp:<96 hex>, or tdx:<MRTD>:<RTMR0>,<RTMR1>,<RTMR2>,<RTMR3>", truncate(s))
+	}
+	m := Measurement{TEE: parts[0], Measurement: strings.ToLower(parts[1]), Runtimes: runtimes}
+	if len(parts) == 3 {
+		m.RTMRs = strings.Split(strings.ToLower(parts[2]), ",")
+	}
+	if err := m.check(); err != nil {
+		return Measurement{}, fmt.Errorf("verify: measurement %q: %w", truncate(s), err)
+	}
+	return m, nil
+}
+
+// measured reports whether the hardware measured a guest that runs the
+// runtime digest: a Measurement of tee lists measurement (and, for TDX,
+// rtmrs where it lists them) and the runtime.
+func (r *ReferenceValues) measured(tee, measurement string, rtmrs []string, digest string) bool {
+	if r == nil {
+		return false
+	}
+	for _, m := range r.Measurements {
+		if m.TEE != tee || m.Measurement != measurement || !slices.Contains(m.Runtimes, digest) {
+			continue
+		}
+		ok := true
+		for i, want := range m.RTMRs {
+			if want != "" && (i >= len(rtmrs) || rtmrs[i] != want) {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// AddMeasurement records m, replacing one of the same tee and measurement.
+func (r *ReferenceValues) AddMeasurement(m Measurement) error {
+	if err := m.check(); err != nil {
+		return fmt.Errorf("verify: reference measurement: %w", err)
+	}
+	for i := range r.Measurements {
+		if r.Measurements[i].TEE == m.TEE && r.Measurements[i].Measurement == m.Measurement {
+			r.Measurements[i] = m
+			return nil
+		}
+	}
+	r.Measurements = append(r.Measurements, m)
+	return nil
 }
 
 // Runtime is one runtime build.
@@ -75,6 +184,11 @@ func ParseReferenceValues(data []byte, source string) (*ReferenceValues, error) 
 			return nil, fmt.Errorf("verify: reference values %s: runtimes[%d]: digest %s is listed twice (versions %q and %q)", source, i, rt.Digest, v, rt.Version)
 		}
 		seen[rt.Digest] = rt.Version
+	}
+	for i, m := range r.Measurements {
+		if err := m.check(); err != nil {
+			return nil, fmt.Errorf("verify: reference values %s: measurements[%d]: %w", source, i, err)
+		}
 	}
 	r.source = source
 	return &r, nil
@@ -127,7 +241,13 @@ func (r *ReferenceValues) Lookup(digest string) (Runtime, bool) {
 // version and digest, with a final newline: the same values give the same
 // bytes.
 func (r *ReferenceValues) Marshal() ([]byte, error) {
-	out := ReferenceValues{Runtimes: slices.Clone(r.Runtimes)}
+	out := ReferenceValues{Runtimes: slices.Clone(r.Runtimes), Measurements: slices.Clone(r.Measurements)}
+	slices.SortFunc(out.Measurements, func(a, b Measurement) int {
+		if c := strings.Compare(a.TEE, b.TEE); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Measurement, b.Measurement)
+	})
 	if out.Runtimes == nil {
 		out.Runtimes = []Runtime{}
 	}

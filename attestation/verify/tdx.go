@@ -107,6 +107,9 @@ func (v *Verifier) verifyTDX(ev *attestation.Evidence, now time.Time) (hardware,
 		return hw, failf(CheckTDXMeasurement, ErrMeasurement, "MRTD %x is not in [tdx] mr_td of %s", body.GetMrTd(), p.where())
 	}
 	hw.measurement = hex.EncodeToString(body.GetMrTd())
+	for _, r := range body.GetRtmrs() {
+		hw.rtmrs = append(hw.rtmrs, hex.EncodeToString(r))
+	}
 	return hw, nil
 }
 

@@ -108,8 +108,10 @@ func (v *Verifier) VerifyBlob(ctx context.Context, data []byte, nonce []byte) (*
 //     tdx.attributes, tdx.debug, tdx.tcb, tdx.measurement.
 //  6. nonce: the caller's nonce, if given, is the evidence's.
 //  7. runtime: the runtime digest is in the reference values, which give
-//     the version the evidence states; runtime.version: that version is
-//     allowed by runtime_versions.
+//     the version the evidence states; runtime.measurement: the hardware's
+//     launch measurement is one the reference values list for that runtime
+//     (else allow_unmeasured_runtime marks the assertions insecure);
+//     runtime.version: that version is allowed by runtime_versions.
 //  8. workload: the workload digest is allowed by workload_digests.
 func (v *Verifier) Verify(ctx context.Context, ev *attestation.Evidence, nonce []byte) (*attestation.Assertions, error) {
 	if ev == nil {
@@ -127,6 +129,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attestation.Evidence, nonce [
 // hardware is what the TEE-specific checks establish.
 type hardware struct {
 	measurement    string
+	rtmrs          []string // TDX's, hex
 	insecureReason string
 }
 
@@ -181,6 +184,20 @@ func (v *Verifier) verify(ctx context.Context, ev *attestation.Evidence, nonce [
 	if rt.Version != ev.Inputs.RuntimeVersion {
 		return nil, failf(CheckRuntime, ErrUnknownRuntime, "the evidence states runtime_version %q, but the reference values %s give %q for runtime digest %s",
 			ev.Inputs.RuntimeVersion, v.ref.where(), rt.Version, rt.Digest)
+	}
+	// The digest is what the guest states; the hardware's launch
+	// measurement is what backs it, when the reference values list it for
+	// that runtime.
+	if ev.TEE != attestation.TEENone && !v.ref.measured(ev.TEE, hw.measurement, hw.rtmrs, rt.Digest) {
+		msg := fmt.Sprintf("no reference measurement for %s launch measurement %s with runtime %s in the reference values %s", ev.TEE, hw.measurement, rt.Digest, v.ref.where())
+		if !p.AllowUnmeasuredRuntime {
+			return nil, failf(CheckRuntimeMeasurement, ErrUnmeasuredRuntime, "%s: add the launch measurement of the node image that holds this runtime (enarx reference-values --measurement %s:<hex>), or set allow_unmeasured_runtime = true in %s (insecure)", msg, ev.TEE, p.where())
+		}
+		reason := "runtime integrity not backed by a hardware measurement: " + msg + " (accepted because allow_unmeasured_runtime = true in " + p.where() + ")"
+		if hw.insecureReason != "" {
+			reason = hw.insecureReason + "; " + reason
+		}
+		hw.insecureReason = reason
 	}
 	if len(v.pol.runtimeVersions) > 0 && !v.pol.runtimeVersions[rt.Version] {
 		return nil, failf(CheckRuntimeVersion, ErrRuntimeNotAllowed, "runtime version %q is not in runtime_versions = %q of %s", rt.Version, p.RuntimeVersions, p.where())

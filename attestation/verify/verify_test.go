@@ -844,3 +844,81 @@ func TestTestRootsThroughOptions(t *testing.T) {
 		t.Errorf("%v blames test roots", err)
 	}
 }
+
+// TestRuntimeMeasurement: the runtime digest is what a guest says of
+// itself; the verifier establishes the runtime's integrity only when the
+// hardware's launch measurement is one the reference values list for that
+// runtime. An attacker's guest (genuinely signed, a measurement of its
+// own, the victim's runtime digest copied into REPORT_DATA) is refused
+// under the default policy, with or without measurements in the reference
+// values; allow_unmeasured_runtime accepts it as insecure; the right
+// reference measurement accepts it.
+func TestRuntimeMeasurement(t *testing.T) {
+	f := getFixture(t)
+	in := attestationtest.Inputs()
+	report := bytes.Clone(f.snp.Report)
+	copy(report[snpMeasurementOff:snpMeasurementOff+48], bytes.Repeat([]byte{0xaa}, 48))
+	attacker := resignedBy(f.signerA, f.snp, report)
+	opts := Options{Reference: reference(t), SNPRoots: rootsOf(f.signerA)}
+
+	_, err := newVerifier(t, policy(nil), opts).Verify(context.Background(), attacker, nil)
+	expectFailure(t, err, CheckRuntimeMeasurement, ErrUnmeasuredRuntime)
+	if !strings.Contains(err.Error(), strings.Repeat("aa", 48)) || !strings.Contains(err.Error(), in.RuntimeDigest) {
+		t.Errorf("%v does not name the measurement and the runtime", err)
+	}
+	bare := &ReferenceValues{Runtimes: reference(t).Runtimes}
+	_, err = newVerifier(t, policy(nil), Options{Reference: bare, SNPRoots: rootsOf(f.signerA)}).Verify(context.Background(), f.snpA, nil)
+	expectFailure(t, err, CheckRuntimeMeasurement, ErrUnmeasuredRuntime)
+
+	a, err := newVerifier(t, policy(func(p *Policy) { p.AllowUnmeasuredRuntime = true }), opts).Verify(context.Background(), attacker, nil)
+	if err != nil || !a.Insecure || !strings.Contains(a.InsecureReason, "allow_unmeasured_runtime = true") {
+		t.Errorf("allow_unmeasured_runtime: %+v, %v; want accepted as insecure", a, err)
+	}
+
+	// The measurement listed for another runtime does not do.
+	other := reference(t)
+	if err := other.AddMeasurement(Measurement{TEE: attestation.TEESEVSNP, Measurement: strings.Repeat("aa", 48), Runtimes: []string{"sha256:" + strings.Repeat("0", 64)}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = newVerifier(t, policy(nil), Options{Reference: other, SNPRoots: rootsOf(f.signerA)}).Verify(context.Background(), attacker, nil)
+	expectFailure(t, err, CheckRuntimeMeasurement, ErrUnmeasuredRuntime)
+	if err := other.AddMeasurement(Measurement{TEE: attestation.TEESEVSNP, Measurement: strings.Repeat("aa", 48), Runtimes: []string{in.RuntimeDigest}}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := newVerifier(t, policy(nil), Options{Reference: other, SNPRoots: rootsOf(f.signerA)}).Verify(context.Background(), attacker, nil); err != nil || a.Insecure {
+		t.Errorf("with its reference measurement: %+v, %v; want accepted", a, err)
+	}
+
+	// TDX: expected RTMRs must match where listed.
+	rtmrs := reference(t)
+	if err := rtmrs.AddMeasurement(Measurement{TEE: attestation.TEETDX, Measurement: hex.EncodeToString(f.tdx.MrTd[:]), RTMRs: []string{"", strings.Repeat("bb", 48)}, Runtimes: []string{in.RuntimeDigest}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = newVerifier(t, policy(nil), Options{Reference: rtmrs, TDXRoots: f.tdx.Roots()}).Verify(context.Background(), f.tdxEv, nil)
+	expectFailure(t, err, CheckRuntimeMeasurement, ErrUnmeasuredRuntime)
+}
+
+// TestReferenceMeasurements: the JSON form round-trips, and malformed
+// measurements are refused by name.
+func TestReferenceMeasurements(t *testing.T) {
+	r := reference(t)
+	b, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseReferenceValues(b, "ref.json")
+	if err != nil || len(back.Measurements) != 2 {
+		t.Fatalf("round trip: %v, %+v", err, back)
+	}
+	for _, c := range []struct{ m, want string }{
+		{`{"tee":"sgx","measurement":"` + strings.Repeat("a", 96) + `","runtimes":["sha256:` + strings.Repeat("0", 64) + `"]}`, `tee "sgx"`},
+		{`{"tee":"sev-snp","measurement":"abc","runtimes":["sha256:` + strings.Repeat("0", 64) + `"]}`, "96 lowercase hex"},
+		{`{"tee":"sev-snp","measurement":"` + strings.Repeat("a", 96) + `","runtimes":[]}`, "runtimes is empty"},
+		{`{"tee":"sev-snp","measurement":"` + strings.Repeat("a", 96) + `","rtmrs":["` + strings.Repeat("a", 96) + `"],"runtimes":["sha256:` + strings.Repeat("0", 64) + `"]}`, "for tee \"tdx\" only"},
+	} {
+		_, err := ParseReferenceValues([]byte(`{"runtimes":[],"measurements":[`+c.m+`]}`), "ref.json")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "measurements[0]") {
+			t.Errorf("%s: %v, want an error containing %q", c.m, err, c.want)
+		}
+	}
+}

@@ -142,6 +142,14 @@ func verifyReferenceValues(t *testing.T) []byte {
 	if err := ref.Add("enarx-keep", verifyRuntimeVersion, verifyRuntimeDigest); err != nil {
 		t.Fatal(err)
 	}
+	// The simulated SEV-SNP node holds it.
+	m, err := verify.ParseMeasurement("sev-snp:"+snptest.Measurement(), []string{verifyRuntimeDigest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.AddMeasurement(m); err != nil {
+		t.Fatal(err)
+	}
 	b, err := ref.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -541,4 +549,29 @@ func TestVerifySteward(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, tc.run)
 	}
+}
+
+// TestReferenceValuesMeasurement: --measurement records the launch
+// measurement of a node image holding the binaries given; a malformed one
+// is refused by name.
+func TestReferenceValuesMeasurement(t *testing.T) {
+	dir := t.TempDir()
+	bin := writeVerifyFile(t, dir, "keep", []byte("runtime binary"))
+	digest, err := verify.FileDigest(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mrtd, rtmr := strings.Repeat("ab", 48), strings.Repeat("cd", 48)
+	out := filepath.Join(dir, "ref.json")
+	verifyCase{args: []string{"reference-values", "-o", out, "--measurement", "sev-snp:" + snptest.Measurement(), "--measurement", "tdx:" + mrtd + ":," + rtmr, bin},
+		stderr: []string{"1 runtime(s), 2 launch measurement(s)"}}.run(t)
+	ref, err := verify.LoadReferenceValues(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ref.Measurements) != 2 || ref.Measurements[0].TEE != "sev-snp" || ref.Measurements[0].Runtimes[0] != digest ||
+		ref.Measurements[1].Measurement != mrtd || len(ref.Measurements[1].RTMRs) != 2 || ref.Measurements[1].RTMRs[1] != rtmr {
+		t.Errorf("measurements %+v", ref.Measurements)
+	}
+	verifyCase{args: []string{"reference-values", "--measurement", "sev-snp:12", bin}, code: 2, stderr: []string{"96 lowercase hex"}}.run(t)
 }

@@ -76,9 +76,17 @@ func New(now time.Time) (*QuoteProvider, error) {
 		return nil, fmt.Errorf("snptest: fake quote provider: %w", err)
 	}
 	f := &QuoteProvider{Signer: signer, qp: qp, chipID: chipID}
-	f.measure = sha512.Sum384([]byte("enarx snptest launch measurement"))
+	f.measure = launchMeasurement
 	return f, nil
 }
+
+// launchMeasurement is the MEASUREMENT of every report of the fake.
+var launchMeasurement = sha512.Sum384([]byte("enarx snptest launch measurement"))
+
+// Measurement is the fake's launch MEASUREMENT, in hex: what reference
+// values list for the simulated backend's node (enarx reference-values
+// --measurement sev-snp:HEX).
+func Measurement() string { return hex.EncodeToString(launchMeasurement[:]) }
 
 // IsSupported implements client.QuoteProvider.
 func (*QuoteProvider) IsSupported() bool { return true }
