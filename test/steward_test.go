@@ -34,12 +34,22 @@ type steward struct {
 // is stopped by PID when the test ends.
 func startSteward(t *testing.T, policy string) *steward {
 	t.Helper()
+	return startStewardWith(t, policy, true)
+}
+
+// startStewardWith is startSteward; measured says whether its reference
+// values list the simulated node's launch measurement for the runtime.
+func startStewardWith(t *testing.T, policy string, measured bool) *steward {
+	t.Helper()
 	bin := requireBinaries(t)
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "reference-values.json")
 	// The simulated SEV-SNP node's launch measurement holds the runtime.
-	out, err := exec.Command(filepath.Join(bin, enarxBinary), "reference-values", "--version", simulateVersion, "-o", ref,
-		"--measurement", "sev-snp:"+snptest.Measurement(), filepath.Join(simulateBinDir(t), shimBinary)).CombinedOutput()
+	args := []string{"reference-values", "--version", simulateVersion, "-o", ref}
+	if measured {
+		args = append(args, "--measurement", "sev-snp:"+snptest.Measurement())
+	}
+	out, err := exec.Command(filepath.Join(bin, enarxBinary), append(args, filepath.Join(simulateBinDir(t), shimBinary))...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("enarx reference-values: %v: %s", err, out)
 	}
@@ -176,7 +186,10 @@ func TestStewardCertificate(t *testing.T) {
 	bin := simulateBinDir(t)
 	st := startSteward(t, "allow_test_roots = true\n")
 	strict := startSteward(t, "")
-	policy := nodePolicy(t, map[string]*steward{"test": st, "strict": strict})
+	// Test roots allowed, but no reference launch measurement: a guest's
+	// runtime digest is only what it says of itself.
+	unmeasured := startStewardWith(t, "allow_test_roots = true\n", false)
+	policy := nodePolicy(t, map[string]*steward{"test": st, "strict": strict, "unmeasured": unmeasured})
 	for _, kind := range daemonKinds {
 		t.Run(string(kind), func(t *testing.T) {
 			d := startDaemonWith(t, kind, bin, []string{"ENARX_SIMULATE_TEE=sev-snp"})
@@ -249,6 +262,15 @@ func TestStewardCertificate(t *testing.T) {
 				t.Errorf("ctr run with a steward that refuses test roots: exit %d, stderr %q; want a failure naming snp.chain", exit, stderr)
 			}
 			d.ctr(t, ns, "containers", "rm", refused)
+
+			// A steward whose reference values hold no launch measurement
+			// for the runtime certifies nothing.
+			unmeasuredID := uniqueID("unmeasured")
+			_, stderr, exit = runWasm(t, d, ns, withSteward(policy, "unmeasured"), ref, unmeasuredID, "/app.wasm", "1s")
+			if exit == 0 || !strings.Contains(stderr, "check runtime.measurement") {
+				t.Errorf("ctr run with a steward that knows no launch measurement: exit %d, stderr %q; want a failure naming runtime.measurement", exit, stderr)
+			}
+			d.ctr(t, ns, "containers", "rm", unmeasuredID)
 		})
 	}
 }
