@@ -83,14 +83,11 @@ func Main(args []string, newEngine EngineFactory) int {
 		_ = enc.Encode(response{Error: err.Error()})
 		return StatusFailed
 	}
-	var req request
-	if err := dec.Decode(&req); err != nil || req.Config == nil {
-		return fail(fmt.Errorf("read keep config: %v", err))
-	}
-	cfg := *req.Config
-	if err := cfg.Validate(); err != nil {
+	req, err := readConfig(dec)
+	if err != nil {
 		return fail(err)
 	}
+	cfg := *req.Config
 	if err := checkNullStdio(cfg.NullStdio); err != nil {
 		return fail(err)
 	}

@@ -96,21 +96,9 @@ func stewardCAs(st *nodepolicy.Steward) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("steward %s: its CA: %w", st.Name, err)
 	}
-	var cas []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("steward %s: its CA %s: %w", st.Name, st.CA, err)
-		}
-		cas = append(cas, c)
+	cas, err := stewardclient.ParseCertificatesPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("steward %s: its CA %s: %w", st.Name, st.CA, err)
 	}
 	if len(cas) == 0 {
 		return nil, fmt.Errorf("steward %s: its CA %s holds no PEM certificate: give the steward's ca.crt (GET /v1/ca)", st.Name, st.CA)

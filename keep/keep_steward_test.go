@@ -175,7 +175,7 @@ func TestCertifyFailures(t *testing.T) {
 		{"policy refuses nil evidence", refusing.url, refusing.ca, []string{"steward test", "status 403, check " + verify.CheckTEE}},
 		{"runtime unknown", unknownRuntime.url, unknownRuntime.ca, []string{"status 403, check " + verify.CheckRuntime}},
 		{"steward unreachable", down, good.ca, []string{down}},
-		{"steward CA not PEM", good.url, notPEM, []string{notPEM, "no PEM certificate"}},
+		{"steward CA not PEM", good.url, notPEM, []string{notPEM, "not PEM"}},
 		{"steward CA missing", good.url, notPEM + ".missing", []string{notPEM + ".missing"}},
 		{"another steward's CA pinned", good.url, refusing.ca, []string{"does not chain to the steward's CA the node policy pins"}},
 	}

@@ -42,26 +42,6 @@ const (
 	innerSourcesFD = 5 // the first bind mount source (confine.Sources)
 )
 
-// innerRequest is what a Keep sends its inner Keep: the config first, then
-// run.
-type innerRequest struct {
-	Config *Config `json:"config,omitempty"`
-	// Native says the module descriptor holds native code that the engine
-	// loads (engine.Precompiler), not WebAssembly.
-	Native bool `json:"native,omitempty"`
-	// Sources counts the bind mount sources from innerSourcesFD on
-	// (confine.Sources).
-	Sources int  `json:"sources,omitempty"`
-	Run     bool `json:"run,omitempty"`
-}
-
-// innerResponse is the inner Keep's answer to its config: confined, or why
-// not.
-type innerResponse struct {
-	Confined bool   `json:"confined,omitempty"`
-	Error    string `json:"error,omitempty"`
-}
-
 // innerKeep is the Keep's side of its inner Keep.
 type innerKeep struct {
 	child
@@ -127,10 +107,10 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 	if err := cfg.Container.ApplyLimits(in.Pid()); err != nil {
 		return nil, err
 	}
-	if err := in.enc.Encode(innerRequest{Config: &cfg, Native: native, Sources: len(sources.Files())}); err != nil {
+	if err := in.enc.Encode(request{Config: &cfg, Native: native, Sources: len(sources.Files())}); err != nil {
 		return nil, fmt.Errorf("confinement: send the inner Keep its config: %w", err)
 	}
-	var resp innerResponse
+	var resp response
 	if err := json.NewDecoder(ctl).Decode(&resp); err != nil {
 		status, _ := in.Status()
 		select {
@@ -182,7 +162,7 @@ func moduleFile(cfg Config, k *prepared) (*os.File, bool, error) {
 // returns its status.
 func (in *innerKeep) run(signals <-chan os.Signal) int {
 	defer in.ctl.Close()
-	if err := in.enc.Encode(innerRequest{Run: true}); err != nil {
+	if err := in.enc.Encode(request{Run: true}); err != nil {
 		_ = in.Signal(syscall.SIGKILL)
 	}
 	for {
@@ -206,17 +186,14 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	}
 	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
 	fail := func(err error) int {
-		_ = enc.Encode(innerResponse{Error: err.Error()})
+		_ = enc.Encode(response{Error: err.Error()})
 		return StatusFailed
 	}
-	var req innerRequest
-	if err := dec.Decode(&req); err != nil || req.Config == nil {
-		return fail(fmt.Errorf("read the inner Keep's config: %v", err))
-	}
-	cfg := *req.Config
-	if err := cfg.Validate(); err != nil {
+	req, err := readConfig(dec)
+	if err != nil {
 		return fail(err)
 	}
+	cfg := *req.Config
 	if cfg.Container == nil || !cfg.Container.UserNS() {
 		return fail(errors.New("an inner Keep runs a container with a user namespace"))
 	}
@@ -242,12 +219,12 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if err != nil {
 		return fail(err)
 	}
-	if err := enc.Encode(innerResponse{Confined: true}); err != nil {
+	if err := enc.Encode(response{Confined: true}); err != nil {
 		return StatusFailed
 	}
 	runc := make(chan error, 1)
 	go func() {
-		var req innerRequest
+		var req request
 		err := dec.Decode(&req)
 		if err == nil && !req.Run {
 			err = errors.New("not run")

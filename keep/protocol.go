@@ -42,6 +42,11 @@ type request struct {
 	Config *Config        `json:"config,omitempty"`
 	Run    bool           `json:"run,omitempty"`
 	Attest *attestRequest `json:"attest,omitempty"`
+	// Native and Sources go with the config a Keep sends its inner Keep
+	// (keep_userns_linux.go): the module descriptor holds native code,
+	// not WebAssembly; so many bind mount sources follow it.
+	Native  bool `json:"native,omitempty"`
+	Sources int  `json:"sources,omitempty"`
 }
 
 // attestRequest asks a Keep for fresh evidence with a caller's nonce.
@@ -53,6 +58,21 @@ type response struct {
 	Ready    *Ready          `json:"ready,omitempty"`
 	Evidence json.RawMessage `json:"evidence,omitempty"`
 	Error    string          `json:"error,omitempty"`
+	// Confined is an inner Keep's answer to its config.
+	Confined bool `json:"confined,omitempty"`
+}
+
+// readConfig reads the first request of a control socket, which carries
+// the config, and validates it.
+func readConfig(dec *json.Decoder) (request, error) {
+	var req request
+	if err := dec.Decode(&req); err != nil || req.Config == nil {
+		return req, fmt.Errorf("read keep config: %v", err)
+	}
+	if err := req.Config.Validate(); err != nil {
+		return req, err
+	}
+	return req, nil
 }
 
 // Config is everything a Keep needs to run one workload. The shim builds it

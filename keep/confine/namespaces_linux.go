@@ -93,19 +93,7 @@ func (s *Spec) StartInner(cmd *exec.Cmd, network *specs.LinuxNamespace) error {
 	cmd.SysProcAttr.Cloneflags |= flags
 	// The Pdeathsig is sent when the thread that makes the child ends: it
 	// is made by a thread that lives as long as this process.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		for _, ns := range join {
-			if err := joinThread(ns); err != nil {
-				started <- err
-				return
-			}
-		}
-		started <- cmd.Start()
-		select {} // the thread is the child's parent for as long as the Keep runs
-	}()
-	return <-started
+	return startOnThread(cmd, join, true)
 }
 
 // ApplyLimits applies s's rlimits and oomScoreAdj to process pid, as runc
@@ -147,12 +135,19 @@ func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace) error {
 		// It is sent when the thread that made the child ends.
 		return errors.New("confinement: a process that joins namespaces by path is started by a thread that ends at once, so it cannot have a Pdeathsig")
 	}
+	return startOnThread(cmd, join, false)
+}
+
+// startOnThread starts cmd from a thread of its own that has joined the
+// namespaces join first: a child is made in the namespaces of the thread
+// that makes it. The thread is never unlocked: when its goroutine returns,
+// the Go runtime ends it instead of running other goroutines in those
+// namespaces (and makes its own threads from a clean one meanwhile). With
+// forever, the goroutine never returns: the thread stays the child's
+// parent, for a Pdeathsig, as long as this process runs.
+func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool) error {
 	started := make(chan error, 1)
 	go func() {
-		// The thread joins the namespaces and makes the child. It is never
-		// unlocked: when this goroutine returns, the Go runtime ends the
-		// thread instead of running other goroutines in those namespaces
-		// (and makes its own threads from a clean one meanwhile).
 		runtime.LockOSThread()
 		for _, ns := range join {
 			if err := joinThread(ns); err != nil {
@@ -161,6 +156,9 @@ func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace) error {
 			}
 		}
 		started <- cmd.Start()
+		if forever {
+			select {}
+		}
 	}()
 	return <-started
 }
