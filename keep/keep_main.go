@@ -78,14 +78,9 @@ func Main(args []string, newEngine EngineFactory) int {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 
-	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
-	fail := func(err error) int {
-		_ = enc.Encode(response{Error: err.Error()})
+	dec, enc, req, fail := acceptConfig(ctl)
+	if req.Config == nil {
 		return StatusFailed
-	}
-	req, err := readConfig(dec)
-	if err != nil {
-		return fail(err)
 	}
 	cfg := *req.Config
 	if err := checkNullStdio(cfg.NullStdio); err != nil {

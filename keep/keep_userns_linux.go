@@ -184,14 +184,9 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: no control socket on fd %d: %v (an inner Keep is started by a Keep)\n", id, innerControlFD, err)
 		return StatusFailed
 	}
-	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
-	fail := func(err error) int {
-		_ = enc.Encode(response{Error: err.Error()})
+	dec, enc, req, fail := acceptConfig(ctl)
+	if req.Config == nil {
 		return StatusFailed
-	}
-	req, err := readConfig(dec)
-	if err != nil {
-		return fail(err)
 	}
 	cfg := *req.Config
 	if cfg.Container == nil || !cfg.Container.UserNS() {

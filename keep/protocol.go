@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -62,17 +63,29 @@ type response struct {
 	Confined bool `json:"confined,omitempty"`
 }
 
-// readConfig reads the first request of a control socket, which carries
-// the config, and validates it.
-func readConfig(dec *json.Decoder) (request, error) {
+// acceptConfig reads the first request of the control socket ctl, which
+// carries the config, and validates it. fail answers an error on ctl and
+// returns StatusFailed; a request without a valid config has been answered
+// so, and has a nil Config.
+func acceptConfig(ctl net.Conn) (*json.Decoder, *json.Encoder, request, func(error) int) {
+	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
+	fail := func(err error) int {
+		_ = enc.Encode(response{Error: err.Error()})
+		return StatusFailed
+	}
 	var req request
-	if err := dec.Decode(&req); err != nil || req.Config == nil {
-		return req, fmt.Errorf("read keep config: %v", err)
+	err := dec.Decode(&req)
+	switch {
+	case err != nil || req.Config == nil:
+		err = fmt.Errorf("read keep config: %v", err)
+	default:
+		err = req.Config.Validate()
 	}
-	if err := req.Config.Validate(); err != nil {
-		return req, err
+	if err != nil {
+		fail(err)
+		req.Config = nil
 	}
-	return req, nil
+	return dec, enc, req, fail
 }
 
 // Config is everything a Keep needs to run one workload. The shim builds it
