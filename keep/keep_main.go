@@ -143,17 +143,21 @@ func Main(args []string, newEngine EngineFactory) int {
 		return inner.run(signals)
 	}
 	if confined != nil {
-		if err := confined.StartContainer(ctx); err != nil {
-			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
-			return StatusFailed
-		}
-		// The last wall before the workload: the Keep's own filter.
-		if err := confine.LockDown(); err != nil {
+		if err := startContainer(ctx, confined); err != nil {
 			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 			return StatusFailed
 		}
 	}
 	return run(ctx, cfg, k.module, socks, signals)
+}
+
+// startContainer runs the startContainer hooks of a confined Keep and puts
+// up the last wall before the workload: the Keep's own seccomp filter.
+func startContainer(ctx context.Context, confined *confine.Confined) error {
+	if err := confined.StartContainer(ctx); err != nil {
+		return err
+	}
+	return confine.LockDown()
 }
 
 // enter confines the Keep in the container's namespaces, the network one

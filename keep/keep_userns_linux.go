@@ -234,11 +234,7 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 			return StatusFailed
 		}
 	}
-	if err := confined.StartContainer(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
-		return StatusFailed
-	}
-	if err := confine.LockDown(); err != nil {
+	if err := startContainer(ctx, confined); err != nil {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 		return StatusFailed
 	}
