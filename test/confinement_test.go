@@ -2,6 +2,7 @@ package test
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -268,5 +270,87 @@ func TestConfinementMounts(t *testing.T) {
 		waitStatus(t, d, ns, sid, "STOPPED")
 		deleteTask(t, d, ns, sid)
 		d.mustCtr(t, ns, "containers", "rm", sid)
+	})
+}
+
+// TestConfinementHooks: the OCI hooks of a spec (ctr run --config) run at
+// runc's points with the container's state on stdin: prestart and
+// createRuntime in the runtime's namespaces at create, createContainer in
+// the container's before pivot_root, poststart after start, poststop after
+// delete; a failing createRuntime hook fails the create and leaves nothing.
+func TestConfinementHooks(t *testing.T) {
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		// ctr run --config takes no image: the root filesystem is a
+		// directory holding the module.
+		rootfs := t.TempDir()
+		wasm, err := os.ReadFile(buildGoWasm(t, "fsprobe"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, "app.wasm"), wasm, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(rootfs, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out := t.TempDir()
+		spec := func(t *testing.T, failing bool) string {
+			stdout, stderr, exit := d.ctr(t, ns, "oci", "spec")
+			if exit != 0 {
+				t.Fatalf("ctr oci spec: %s", stderr)
+			}
+			var s specs.Spec
+			if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+				t.Fatal(err)
+			}
+			s.Process.Args = []string{"/app.wasm", "read", "/image-hook-absent"}
+			s.Root = &specs.Root{Path: rootfs}
+			hook := func(kind string) specs.Hook {
+				return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + filepath.Join(out, kind+".json")}}
+			}
+			s.Hooks = &specs.Hooks{
+				Prestart: []specs.Hook{hook("prestart")}, CreateRuntime: []specs.Hook{hook("createRuntime")},
+				CreateContainer: []specs.Hook{hook("createContainer")}, Poststart: []specs.Hook{hook("poststart")},
+				Poststop: []specs.Hook{hook("poststop")},
+			}
+			if failing {
+				s.Hooks.CreateRuntime = []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 3"}}}
+			}
+			b, err := json.Marshal(&s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "config.json")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}
+
+		id := uniqueID("hooks")
+		_, stderr, exit := d.ctr(t, ns, "run", "--rm", "--runtime", runtimeEnarx, "--config", spec(t, false), id)
+		if exit != 3 {
+			t.Fatalf("ctr run --config: exit %d (want the probe's 3), stderr %s", exit, stderr)
+		}
+		for _, kind := range []string{"prestart", "createRuntime", "createContainer", "poststart", "poststop"} {
+			b, err := os.ReadFile(filepath.Join(out, kind+".json"))
+			if err != nil {
+				t.Errorf("%s hook did not run: %v", kind, err)
+				continue
+			}
+			var st specs.State
+			if err := json.Unmarshal(b, &st); err != nil || st.ID != id || st.Pid == 0 && kind != "poststop" {
+				t.Errorf("%s hook's state: %s (%v)", kind, b, err)
+			}
+		}
+
+		failed := uniqueID("hookfail")
+		_, stderr, exit = d.ctr(t, ns, "run", "--rm", "--runtime", runtimeEnarx, "--config", spec(t, true), failed)
+		if exit == 0 || !strings.Contains(stderr, "createRuntime") {
+			t.Errorf("a failing createRuntime hook: exit %d, stderr %q; want the create refused naming the hook", exit, stderr)
+		}
+		d.ctr(t, ns, "containers", "rm", failed)
+		assertNoLeftovers(t, failed)
 	})
 }
