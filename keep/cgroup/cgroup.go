@@ -147,8 +147,10 @@ func v2Group(path string) (string, error) {
 	return group, nil
 }
 
-// withoutHeldBack is res without what New does not apply: the memory limit
-// and swap.
+// withoutHeldBack is res as New applies it: without the memory limit and
+// swap, which wait for the workload, and without the values that runc
+// reads as unset when they are 0 (the cgroup library would write them:
+// cpu.rt_period_us = 0 is EINVAL, as nerdctl's specs have it).
 func withoutHeldBack(res *specs.LinuxResources) *specs.LinuxResources {
 	if res == nil {
 		return &specs.LinuxResources{}
@@ -157,9 +159,32 @@ func withoutHeldBack(res *specs.LinuxResources) *specs.LinuxResources {
 	if res.Memory != nil {
 		m := *res.Memory
 		m.Limit, m.Swap = nil, nil
+		m.Reservation, m.Kernel, m.KernelTCP = unsetZero(m.Reservation), unsetZero(m.Kernel), unsetZero(m.KernelTCP)
 		r.Memory = &m
 	}
+	if res.CPU != nil {
+		c := *res.CPU
+		c.Shares, c.Period, c.RealtimePeriod = unsetZero(c.Shares), unsetZero(c.Period), unsetZero(c.RealtimePeriod)
+		c.Quota, c.RealtimeRuntime = unsetZero(c.Quota), unsetZero(c.RealtimeRuntime)
+		r.CPU = &c
+	}
+	if res.Pids != nil && res.Pids.Limit != nil && *res.Pids.Limit == 0 {
+		r.Pids = nil
+	}
+	if res.BlockIO != nil {
+		b := *res.BlockIO
+		b.Weight, b.LeafWeight = unsetZero(b.Weight), unsetZero(b.LeafWeight)
+		r.BlockIO = &b
+	}
 	return &r
+}
+
+// unsetZero is v, or nil when it points to 0.
+func unsetZero[T int64 | uint64 | uint16](v *T) *T {
+	if v != nil && *v == 0 {
+		return nil
+	}
+	return v
 }
 
 // Path is the cgroup's path, as given to New or Load.

@@ -65,6 +65,32 @@ func TestWithoutHeldBack(t *testing.T) {
 	if withoutHeldBack(nil) == nil {
 		t.Errorf("withoutHeldBack(nil) = nil, want empty resources")
 	}
+
+	// Zero is unset, as runc reads it (nerdctl's specs carry zeros).
+	zero, zeroU, one := int64(0), uint64(0), uint64(1024)
+	got = withoutHeldBack(&specs.LinuxResources{
+		CPU:  &specs.LinuxCPU{Shares: &one, Quota: &zero, Period: &zeroU, RealtimePeriod: &zeroU, RealtimeRuntime: &zero},
+		Pids: &specs.LinuxPids{Limit: &zero},
+	})
+	if c := got.CPU; c.Shares == nil || *c.Shares != 1024 || c.Quota != nil || c.Period != nil || c.RealtimePeriod != nil || c.RealtimeRuntime != nil || got.Pids != nil {
+		t.Errorf("zero values kept: %+v, pids %+v", c, got.Pids)
+	}
+}
+
+// TestCgroupZeroValues: a cgroup is made from nerdctl's resources, whose
+// realtime CPU values are 0, as runc makes it.
+func TestCgroupZeroValues(t *testing.T) {
+	cgrouptest.Require(t)
+	zero, zeroU := int64(0), uint64(0)
+	cg, err := New(cgrouptest.Path(t, "zeros"), &specs.LinuxResources{
+		CPU: &specs.LinuxCPU{Shares: &zeroU, Quota: &zero, Period: &zeroU, RealtimePeriod: &zeroU, RealtimeRuntime: &zero},
+	})
+	if err != nil {
+		t.Fatalf("New with zero CPU values: %v", err)
+	}
+	if err := cg.Delete(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestCgroupLifecycle(t *testing.T) {
