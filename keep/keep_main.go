@@ -36,6 +36,14 @@ const (
 // host call (a sleep, a read): after the grace the Keep exits regardless.
 const interruptGrace = 50 * time.Millisecond
 
+// endSignals are the signals that end a workload, whose default action is
+// to terminate (crash signals aside, see dieOfCrashSignals): the Keep
+// interrupts the workload and exits 128+n, as the process would under
+// runc. It takes them itself because, as the first process of its PID
+// namespace, it would otherwise get none the kernel does not see handled.
+var endSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2,
+	syscall.SIGALRM, syscall.SIGVTALRM, syscall.SIGIO, syscall.SIGPWR, syscall.SIGSTKFLT}
+
 // EngineFactory creates the engine a Keep runs its workload with.
 type EngineFactory func() (engine.Engine, error)
 
@@ -56,7 +64,7 @@ func Main(args []string, newEngine EngineFactory) int {
 	}
 	if *innerProc {
 		signals := make(chan os.Signal, 1)
-		signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+		signal.Notify(signals, endSignals...)
 		return innerMain(*id, newEngine, signals)
 	}
 	if *pause {
@@ -76,7 +84,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		return StatusFailed
 	}
 	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(signals, endSignals...)
 
 	dec, enc, req, fail := acceptConfig(ctl)
 	if req.Config == nil {

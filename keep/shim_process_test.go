@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -241,6 +242,9 @@ func TestSignals(t *testing.T) {
 	}{
 		{"SIGTERM while spinning", "spin", true, syscall.SIGTERM, 143, 5 * time.Second},
 		{"SIGINT while spinning", "spin", true, syscall.SIGINT, 130, 5 * time.Second},
+		// Signals a WebAssembly workload cannot handle end it, 128+n.
+		{"SIGHUP while spinning", "spin", true, syscall.SIGHUP, 129, 5 * time.Second},
+		{"SIGUSR1 while blocked", "block", true, syscall.SIGUSR1, 138, time.Second},
 		// A blocking host call ignores the interruption: the grace ends it.
 		{"SIGTERM while blocked", "block", true, syscall.SIGTERM, 143, time.Second},
 		{"SIGKILL while spinning", "spin", true, syscall.SIGKILL, 137, 5 * time.Second},
@@ -280,7 +284,7 @@ func TestSignals(t *testing.T) {
 			if status != tc.status {
 				t.Errorf("status = %d, want %d (stderr: %q)", status, tc.status, readFile(t, stderr))
 			}
-			if tc.status != 128+int(syscall.SIGTERM) && tc.status != 128+int(syscall.SIGINT) && tc.status != 128+int(syscall.SIGKILL) {
+			if !slices.Contains([]syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL, syscall.SIGHUP, syscall.SIGUSR1}, tc.sig) {
 				if want := "killed by signal " + unix.SignalName(tc.sig); !strings.Contains(readFile(t, stderr), want) {
 					t.Errorf("stderr %q does not say %q", readFile(t, stderr), want)
 				}

@@ -189,6 +189,10 @@ func TestKill(t *testing.T) {
 		{"wat-loop-sigterm", "loop.wat", "SIGTERM", 143},
 		{"sleep-sigterm", "sleep", "SIGTERM", 143},
 		{"busy-loop-sigkill", "loop", "SIGKILL", 137},
+		// Signals a WebAssembly workload cannot handle end it, 128+n, as
+		// their default action ends a process under runc.
+		{"sleep-sighup", "sleep", "SIGHUP", 129},
+		{"busy-loop-sigusr1", "loop", "SIGUSR1", 138},
 	}
 	forEachDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
