@@ -238,7 +238,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			return nil, fmt.Errorf("task %s: keep state directory: %w", r.ID, err)
 		}
 	}
-	if t.io, err = openStdio(r.Stdin, r.Stdout, r.Stderr); err != nil {
+	if t.io, err = openStdio(ctx, s.ns, r.ID, r.Stdin, r.Stdout, r.Stderr); err != nil {
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
 	opts.Executable, opts.Stdio = s.exe, t.io.keep
@@ -408,6 +408,7 @@ func (t *task) cleanup(ctx context.Context) {
 	if t.io != nil {
 		t.io.closeKeepSide()
 		t.io.closeStdin()
+		t.io.closeLogger()
 	}
 	if t.rootfs != "" {
 		if err := mount.UnmountAll(t.rootfs, 0); err != nil {

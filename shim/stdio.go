@@ -1,15 +1,20 @@
 package shim
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
+	runcprocess "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	gorunc "github.com/containerd/go-runc"
 	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
@@ -32,11 +37,19 @@ type stdio struct {
 	stdinFifo *os.File // once opened
 	closed    bool
 	closeOnce sync.Once
+
+	// logger is the logging binary of a binary:// log URI, nil without.
+	logger    gorunc.IO
+	closeLogs sync.Once
 }
 
-// openStdio opens the paths containerd gave in CreateTaskRequest. An empty
-// path means /dev/null.
-func openStdio(stdin, stdout, stderr string) (s *stdio, err error) {
+// openStdio opens the paths containerd gave in CreateTaskRequest for task id
+// of namespace ns. An empty path means /dev/null. stdout and stderr may be
+// FIFOs, file:// log files, or one binary:// (or binary-v2://) logging
+// binary, which gets them as containerd's runc shim gives them (process.
+// NewBinaryIO: its fds 3 and 4, a ready pipe on fd 5, CONTAINER_ID and
+// CONTAINER_NAMESPACE).
+func openStdio(ctx context.Context, ns, id, stdin, stdout, stderr string) (s *stdio, err error) {
 	s = &stdio{}
 	defer func() {
 		if err != nil {
@@ -55,6 +68,23 @@ func openStdio(stdin, stdout, stderr string) (s *stdio, err error) {
 		s.keep.Stdin, s.stdinPipe, s.stdinPath = r, w, stdin
 		go s.copyStdin(w)
 	}
+	if u, ok := binaryLogURI(stdout); ok {
+		if stderr != "" && stderr != stdout {
+			return nil, fmt.Errorf("stdout is the logging binary %q and stderr %q: a logging binary takes both (give it for both, as containerd does)", stdout, stderr)
+		}
+		if s.logger, err = runcprocess.NewBinaryIO(namespaces.WithNamespace(ctx, ns), id, u); err != nil {
+			return nil, fmt.Errorf("logging binary %s: %w", u.Path, err)
+		}
+		// The logger holds the read ends; the Keep gets the write ends.
+		if c, ok := s.logger.(interface{ CloseAfterStart() error }); ok {
+			_ = c.CloseAfterStart()
+		}
+		var outputs exec.Cmd
+		s.logger.Set(&outputs)
+		s.keep.Stdout, _ = outputs.Stdout.(*os.File)
+		s.keep.Stderr, _ = outputs.Stderr.(*os.File)
+		return s, nil
+	}
 	if s.keep.Stdout, err = openOutput("stdout", stdout); err != nil {
 		return nil, err
 	}
@@ -62,6 +92,28 @@ func openStdio(stdin, stdout, stderr string) (s *stdio, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// binaryLogURI parses p as a binary:// or binary-v2:// log URI.
+func binaryLogURI(p string) (*url.URL, bool) {
+	if !strings.HasPrefix(p, "binary://") && !strings.HasPrefix(p, "binary-v2://") {
+		return nil, false
+	}
+	u, err := url.Parse(p)
+	if err != nil {
+		return nil, false
+	}
+	return u, true
+}
+
+// closeLogger ends the logging binary, once the task is deleted: it gets
+// EOF on the container's output and then SIGTERM, as containerd's runc shim
+// does.
+func (s *stdio) closeLogger() {
+	if s == nil || s.logger == nil {
+		return
+	}
+	s.closeLogs.Do(func() { _ = s.logger.Close() })
 }
 
 // copyStdin waits for a writer of the stdin FIFO (the client's, or the
@@ -102,7 +154,7 @@ func openOutput(name, p string) (*os.File, error) {
 	if p == "" {
 		return nil, nil
 	}
-	if scheme, rest, ok := strings.Cut(p, "://"); ok {
+	if scheme, _, ok := strings.Cut(p, "://"); ok {
 		switch scheme {
 		case "file":
 			u, err := url.Parse(p)
@@ -115,7 +167,7 @@ func openOutput(name, p string) (*os.File, error) {
 			}
 			return f, nil
 		default:
-			return nil, fmt.Errorf("%s log URI %q: scheme %q is not supported by the enarx runtime (use a FIFO or file://%s)", name, p, scheme, rest)
+			return nil, fmt.Errorf("%s log URI %q: scheme %q is not supported by the enarx runtime: use a FIFO, a file:// log file or a binary:// logging binary", name, p, scheme)
 		}
 	}
 	// O_RDWR never blocks, whether or not the reader has opened the FIFO.

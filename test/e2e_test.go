@@ -79,6 +79,39 @@ func TestHelloRunsInAKeep(t *testing.T) {
 	})
 }
 
+// TestLogURIBinary: a container whose output goes to a logging binary
+// (ctr run --log-uri binary://..., as nerdctl's logging does), written with
+// containerd's own logging package, gets the workload's stdout and stderr
+// and the container's ID and namespace, as from containerd's runc shim.
+func TestLogURIBinary(t *testing.T) {
+	logger := buildNative(t, "logger")
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		ref := importWasmImage(t, d, ns, "docker.io/enarx-test/hello:latest", buildGoWasm(t, "hello"), false)
+		dir := t.TempDir()
+		id := uniqueID("logged")
+		_, stderr, exit := runWasm(t, d, ns, []string{"--log-uri", "binary://" + logger + "?dir=" + dir}, ref, id)
+		if exit != 0 {
+			t.Fatalf("exit %d, want 0; stderr: %s\n%s", exit, stderr, d.LogTail(30))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, _ := os.ReadFile(filepath.Join(dir, "stdout"))
+			if strings.Contains(string(out), "Hello from a Keep!") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the logging binary's stdout: %q, want the greeting", out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "id")); err != nil || string(b) != ns+"/"+id {
+			t.Errorf("the logging binary was told %q (%v), want %s/%s", b, err, ns, id)
+		}
+		assertNoLeftovers(t, id)
+	})
+}
+
 func TestAttestationLabels(t *testing.T) {
 	forEachDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
