@@ -29,6 +29,10 @@ const (
 	StatusTrap = 134
 	// StatusFailed is returned when the Keep cannot run the workload.
 	StatusFailed = 1
+	// StatusOOM is returned when the workload needed more memory than its
+	// limit allows: 128+SIGKILL, as for a process the kernel kills at its
+	// cgroup's limit.
+	StatusOOM = 137
 )
 
 // interruptGrace bounds how long an interrupted workload may take to stop.
@@ -61,6 +65,10 @@ func Main(args []string, newEngine EngineFactory) int {
 	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
 		return StatusFailed
+	}
+	// What the shim passed beyond stdio is the Keep's own: not its hooks'.
+	for fd := controlFD; fd <= reasonFD; fd++ {
+		syscall.CloseOnExec(fd)
 	}
 	if *innerProc {
 		signals := make(chan os.Signal, 1)
@@ -343,6 +351,14 @@ func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.S
 		default:
 			return 128 + int(syscall.SIGTERM)
 		}
+	case errors.As(err, &trap) && trap.OutOfMemory:
+		fmt.Fprintf(os.Stderr, "enarx keep: %s: out of memory: %s\n", cfg.ID, trap.Message)
+		// The shim reports it as an OOM kill (its /tasks/oom event).
+		if f := os.NewFile(reasonFD, "keep-reason"); f != nil {
+			_, _ = f.WriteString(reasonOOM)
+			f.Close()
+		}
+		return StatusOOM
 	case errors.As(err, &trap):
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, trap)
 		return StatusTrap

@@ -38,8 +38,9 @@ const innerFlag = "inner"
 // Descriptors of an inner Keep besides stdio.
 const (
 	innerControlFD = 3 // its end of the control socket
-	innerModuleFD  = 4 // the module: native code, or WebAssembly to compile
-	innerSourcesFD = 5 // the first bind mount source (confine.Sources)
+	// 4 is reasonFD, the Keep's own, passed on
+	innerModuleFD  = 5 // the module: native code, or WebAssembly to compile
+	innerSourcesFD = 6 // the first bind mount source (confine.Sources)
 )
 
 // innerKeep is the Keep's side of its inner Keep.
@@ -84,7 +85,7 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 	}
 	defer sources.Close()
 	in.cmd.Stdin, in.cmd.Stdout, in.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	in.cmd.ExtraFiles = append([]*os.File{remote, module}, sources.Files()...)
+	in.cmd.ExtraFiles = append([]*os.File{remote, os.NewFile(reasonFD, "keep-reason"), module}, sources.Files()...)
 	var network *specs.LinuxNamespace
 	switch {
 	case cfg.NewNetNS:
@@ -96,7 +97,7 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 		ctl.Close()
 		return nil, err
 	}
-	go in.reap()
+	go in.reap(nil)
 	defer func() {
 		if err != nil {
 			_ = in.Signal(syscall.SIGKILL)
@@ -202,6 +203,10 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	module, err := loadModule(ctx, newEngine, req.Native, os.NewFile(innerModuleFD, "enarx-module"))
 	if err != nil {
 		return fail(fmt.Errorf("module %s: %w", cfg.Module, err))
+	}
+	// The module and the mount trees are the inner Keep's: not its hooks'.
+	for fd := innerModuleFD; fd < innerSourcesFD+req.Sources; fd++ {
+		syscall.CloseOnExec(fd)
 	}
 	var sources []*os.File
 	for i := range req.Sources {

@@ -37,6 +37,14 @@ const Subcommand = "keep"
 // controlFD is the Keep's end of the control socket (the first ExtraFile).
 const controlFD = 3
 
+// reasonFD is the write end of the pipe on which a Keep says why it ended,
+// when the shim could not tell from its exit status alone: reasonOOM (the
+// second ExtraFile; an inner Keep gets it too).
+const reasonFD = 4
+
+// reasonOOM says the workload needed more memory than its limit allows.
+const reasonOOM = "oom"
+
 // Messages on the control socket, one JSON document each. The shim sends a
 // config, the Keep answers ready (or an error), the shim sends run.
 type request struct {

@@ -20,8 +20,9 @@ type child struct {
 }
 
 // reap waits for the process and records its status the way a shell does:
-// exit(n) → n, killed by signal n → 128+n; then Done is closed.
-func (c *child) reap() {
+// exit(n) → n, killed by signal n → 128+n; then atExit, when not nil,
+// runs; then Done is closed.
+func (c *child) reap(atExit func()) {
 	err := c.cmd.Wait()
 	status := 0
 	if state := c.cmd.ProcessState; state != nil {
@@ -36,6 +37,9 @@ func (c *child) reap() {
 	c.mu.Lock()
 	c.status, c.exitedAt = status, time.Now()
 	c.mu.Unlock()
+	if atExit != nil {
+		atExit()
+	}
 	close(c.done)
 }
 

@@ -91,6 +91,10 @@ type Process struct {
 	compileMemory int64
 
 	child
+	// reason is the read end of the Keep's reason pipe (see reasonFD),
+	// read once it has exited: oom is what it said (OutOfMemory).
+	reason *os.File
+	oom    bool
 	// readyRead is closed once Start has read the Keep's first answer (or
 	// will not): wait closes the control socket only then, so that a Keep
 	// that answers and exits at once never loses its answer.
@@ -118,7 +122,13 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
 	}
 	defer remote.Close()
-	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{done: make(chan struct{})}, readyRead: make(chan struct{})}
+	reason, reasonW, err := os.Pipe()
+	if err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("keep %s: reason pipe: %w", id, err)
+	}
+	defer reasonW.Close()
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{done: make(chan struct{})}, readyRead: make(chan struct{}), reason: reason}
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
@@ -141,7 +151,7 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	cmd.Dir = opts.Dir
 	cmd.Env = keepEnv(os.Environ())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
-	cmd.ExtraFiles = []*os.File{remote}
+	cmd.ExtraFiles = []*os.File{remote, reasonW}
 	// The Keep must not take the shim's signals (a process group of its
 	// own), and must not outlive the decision of containerd to delete it:
 	// the shim kills it on Delete and shim cleanup kills it by PID.
@@ -156,9 +166,10 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	if err := start(); err != nil {
 		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
 	}
-	// Only the Keep holds the other end now: when it exits, reads see EOF
+	// Only the Keep holds the other ends now: when it exits, reads see EOF
 	// after whatever it sent.
 	remote.Close()
+	reasonW.Close()
 	p.cmd = cmd
 	go p.wait()
 
@@ -317,6 +328,7 @@ func (p *Process) abandon(ctx context.Context, id string) {
 		p.doneReading()
 	} else {
 		p.ctl.Close()
+		p.reason.Close()
 	}
 	if p.cgroup != nil {
 		if err := p.cgroup.Delete(); err != nil {
@@ -334,7 +346,7 @@ func exitedEarly(err error) bool {
 // wait reaps the process and records its status the way a shell does:
 // exit(n) → n, killed by signal n → 128+n.
 func (p *Process) wait() {
-	p.reap()
+	p.reap(p.readReason)
 	// The Keep's end is closed now, so reads see EOF after what it sent;
 	// close ours once Start has read its answer.
 	go func() {
@@ -456,6 +468,25 @@ func (p *Process) limitMemory() error {
 		return fmt.Errorf("keep pid %d: %w", p.Pid(), err)
 	}
 	return nil
+}
+
+// readReason reads what the Keep, which has exited, said on its reason
+// pipe. Its words are in the pipe by now: the read waits no longer for a
+// writer that outlives it.
+func (p *Process) readReason() {
+	_ = p.reason.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	b := make([]byte, 64)
+	n, _ := io.ReadAtLeast(p.reason, b, len(reasonOOM))
+	p.reason.Close()
+	p.oom = string(b[:n]) == reasonOOM
+}
+
+// OutOfMemory reports whether the Keep, which has exited (Done), ended
+// because its workload needed more memory than its limit allows: the
+// shim reports that as the kernel's OOM kills are reported.
+func (p *Process) OutOfMemory() bool {
+	<-p.done
+	return p.oom
 }
 
 // keepDevices are the devices a Keep itself opens, whatever its container

@@ -88,7 +88,7 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %s: %w", opts.ID, err)
 	}
-	go s.reap()
+	go s.reap(nil)
 	// Ready once it takes the signals that end it and has its hostname.
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if line = strings.TrimSpace(line); line != sandboxReady {

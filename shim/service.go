@@ -422,8 +422,9 @@ func (t *task) cleanup(ctx context.Context) {
 }
 
 // watch records the Keep's exit once and publishes it, after an OOM event
-// when the kernel killed the Keep for want of memory in its cgroup (the
-// CRI plugin then reports the container OOMKilled).
+// when the kernel killed the Keep for want of memory in its cgroup, or the
+// Keep ended because its workload needed more than the container's limit
+// (the CRI plugin then reports the container OOMKilled, Docker OOMKilled).
 func (s *service) watch(t *task) {
 	<-t.proc.Done()
 	status, at := t.proc.Status()
@@ -433,10 +434,19 @@ func (s *service) watch(t *task) {
 			log.G(context.Background()).WithError(err).WithField("id", t.id).Warn("record the exit status of a Keep")
 		}
 	}
-	if status == 128+int(syscall.SIGKILL) && t.cgroup != nil {
-		if killed, err := t.cgroup.OOMKilled(); err == nil && killed {
-			log.L.WithField("id", t.id).WithField("cgroup", t.cgroup.Path()).Warn("keep killed by the kernel for want of memory within its cgroup's limit")
+	if status == 128+int(syscall.SIGKILL) {
+		switch {
+		case t.keep != nil && t.keep.OutOfMemory():
+			// The workload needed more memory than its limit: reported as
+			// the kernel's OOM kill is, so that Docker and Kubernetes say
+			// OOMKilled.
+			log.L.WithField("id", t.id).Warn("keep ended: its workload needed more memory than the container's limit")
 			s.events.Publish(context.Background(), s.ns, TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
+		case t.cgroup != nil:
+			if killed, err := t.cgroup.OOMKilled(); err == nil && killed {
+				log.L.WithField("id", t.id).WithField("cgroup", t.cgroup.Path()).Warn("keep killed by the kernel for want of memory within its cgroup's limit")
+				s.events.Publish(context.Background(), s.ns, TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
+			}
 		}
 	}
 	if t.exited() {

@@ -365,8 +365,9 @@ func writeWat(t *testing.T, dir, name, text string) string {
 // program doing so): each ends with a clear status and message, the kernel
 // limit of the Keep's cgroup holds, and the shim's memory stays bounded.
 //
-//   - growing the linear memory: refused at the limit, 134 and "memory
-//     limit N bytes exceeded";
+//   - growing the linear memory: refused at the limit, 137 and "memory
+//     limit N bytes exceeded", and the shim publishes /tasks/oom as for
+//     an OOM kill;
 //   - growing a table: refused at its cap (a 16th of the limit), 134 and the
 //     trap;
 //   - filling four memories (multi-memory), each within the limit: the
@@ -380,8 +381,8 @@ func TestHostileWorkloadMemoryBomb(t *testing.T) {
 		stderr     []string
 		oom        bool
 	}{
-		{"memory-grow", writeWat(t, dir, "memory-bomb", watMemoryBomb), 134,
-			[]string{"memory limit " + strconv.Itoa(memoryLimit) + " bytes exceeded", "memory.grow refused"}, false},
+		{"memory-grow", writeWat(t, dir, "memory-bomb", watMemoryBomb), 137,
+			[]string{"memory limit " + strconv.Itoa(memoryLimit) + " bytes exceeded", "memory.grow refused", "docker run --memory"}, true},
 		{"table-grow", writeWat(t, dir, "table-bomb", watTableBomb), 134, []string{"unreachable"}, false},
 		{"multi-memory", writeWat(t, dir, "multi-memory-bomb", watMultiMemoryBomb), 137, nil, true},
 	}
@@ -764,7 +765,7 @@ func TestHostileWorkloadModules(t *testing.T) {
 		{"table-4g", writeWat(t, dir, "table-4g", `(module (table 4294967295 funcref) (func (export "_start")))`), nil, 1,
 			[]string{"table minimum size of 4294967295 elements exceeds table limits"}},
 		{"memory-4gib", writeWat(t, dir, "memory-4g", `(module (memory 65536) (func (export "_start")))`), nil, 0, nil},
-		{"memory-4gib-limited", writeWat(t, dir, "memory-4g", `(module (memory 65536) (func (export "_start")))`), limit, 134,
+		{"memory-4gib-limited", writeWat(t, dir, "memory-4g", `(module (memory 65536) (func (export "_start")))`), limit, 137,
 			[]string{"memory limit " + strconv.Itoa(memoryLimit) + " bytes exceeded (the module's initial memory is larger", "memory minimum size of 65536 pages"}},
 		{"giant-function", giant, []string{"--runtime-config-path", policy}, -1,
 			[]string{"for want of memory", "compile_memory_limit", strconv.Itoa(128 << 20)}},
@@ -786,8 +787,9 @@ func TestHostileWorkloadModules(t *testing.T) {
 					t.Errorf("exit %d, want %d; stderr: %s", exit, c.status, stderr)
 				}
 				want := c.want
-				if c.status != 0 && c.status != 134 {
-					// Not the workload's trap: the module could not run.
+				if c.status != 0 && c.status != 134 && c.status != 137 {
+					// Not the workload's trap nor its memory: the module
+					// could not run.
 					want = append(want, "app.wasm")
 				}
 				for _, w := range want {

@@ -130,6 +130,10 @@ type TrapError struct {
 	// Message is the engine's description, including a backtrace when the
 	// engine provides one.
 	Message string
+	// OutOfMemory says the workload needed more memory than its limit
+	// (RunOptions.MemoryLimit) allows: the Keep reports it as the kernel
+	// reports a process killed at its cgroup's limit (137, an OOM event).
+	OutOfMemory bool
 }
 
 func (e *TrapError) Error() string { return fmt.Sprintf("wasm trap: %s", e.Message) }

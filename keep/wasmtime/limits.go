@@ -133,10 +133,11 @@ func (l memoryLimit) atCap(store *wasmtime.Store, inst *wasmtime.Instance) (int6
 
 // exceeded is the error of a run that needed more linear memory than the
 // cap: what was in use, then what the module did about it. It is a trap
-// (the Keep exits with keep.StatusTrap, 134), an out-of-memory abort as a
-// native program's would be.
+// marked OutOfMemory: the Keep ends as a process the kernel kills at its
+// memory limit does (137, and the shim's OOM event).
 func (l memoryLimit) exceeded(state, cause string) error {
-	return &engine.TrapError{Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the memory limit (ctr run --memory-limit, a pod's resources.limits.memory, enarx run --memory): %s", l.bytes, state, cause)}
+	return &engine.TrapError{OutOfMemory: true, Message: fmt.Sprintf("memory limit %d bytes exceeded (%s); raise the container's memory limit "+
+		"(docker run --memory, nerdctl run --memory, a pod's resources.limits.memory, ctr run --memory-limit, enarx run --memory): %s", l.bytes, state, cause)}
 }
 
 // lastLine is the last line of a wasmtime error: its cause, after the
