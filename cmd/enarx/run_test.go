@@ -156,7 +156,7 @@ func TestRun(t *testing.T) {
 			stdout: []string{"read /data/x: ok: hello from the host\n", "write /data/y: error:"}},
 		{name: "dir writable", args: []string{rt, cache, "--dir", out + ":/out", "{dir}/fsprobe.wasm", "write", "/out/y", "yes", "read", "/out/y"},
 			stdout: []string{"write /out/y: ok\n", "read /out/y: ok: yes\n"}},
-		{name: "memory limit", args: []string{rt, cache, "--memory", "1m", "{dir}/fsprobe.wasm"}, code: 134, stderr: []string{"memory limit 1048576 bytes exceeded"}},
+		{name: "memory limit", args: []string{rt, cache, "--memory", "1m", "{dir}/fsprobe.wasm"}, code: 137, stderr: []string{"out of memory: memory limit 1048576 bytes exceeded"}},
 		{name: "connect", args: []string{rt, cache, "--connect", "api=tcp://" + server.Listener.Addr().String(), "{dir}/netclient.wasm", "api", "/path"},
 			stdout: []string{"200 OK tcp /path\n"}},
 		{name: "backend nil", args: []string{rt, cache, "--backend", "nil", "{dir}/exit.wasm", "0"}},
