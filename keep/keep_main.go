@@ -147,13 +147,8 @@ func Main(args []string, newEngine EngineFactory) int {
 	// goes on without its shim.
 	runc := make(chan error, 1)
 	go serveControl(ctx, dec, enc, k.identity, runc)
-	select {
-	case sig := <-signals:
-		return 128 + int(sig.(syscall.Signal))
-	case err := <-runc:
-		if err != nil {
-			return StatusFailed
-		}
+	if status, ok := awaitRun(signals, runc); !ok {
+		return status
 	}
 	if inner != nil {
 		return inner.run(signals)
@@ -174,6 +169,20 @@ func startContainer(ctx context.Context, confined *confine.Confined) error {
 		return err
 	}
 	return confine.LockDown()
+}
+
+// awaitRun waits for run, or the reason not to: a signal (128+n) or the
+// control socket's error (StatusFailed).
+func awaitRun(signals <-chan os.Signal, runc <-chan error) (int, bool) {
+	select {
+	case sig := <-signals:
+		return 128 + int(sig.(syscall.Signal)), false
+	case err := <-runc:
+		if err != nil {
+			return StatusFailed, false
+		}
+	}
+	return 0, true
 }
 
 // enter confines the Keep in the container's namespaces, the network one

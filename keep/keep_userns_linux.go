@@ -231,13 +231,8 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 		}
 		runc <- err
 	}()
-	select {
-	case sig := <-signals:
-		return 128 + int(sig.(syscall.Signal))
-	case err := <-runc:
-		if err != nil {
-			return StatusFailed
-		}
+	if status, ok := awaitRun(signals, runc); !ok {
+		return status
 	}
 	if err := startContainer(ctx, confined); err != nil {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
