@@ -34,8 +34,9 @@ type identity struct {
 	inputs attestation.Inputs
 	// evidence is the Keep's evidence at start, without a nonce.
 	evidence *attestation.Evidence
-	// chain is the PEM certificate chain the Steward issued: the Keep's
-	// certificate, then its issuers; nil without a Steward.
+	// chain is the PEM certificate chain of the Keep's Steward: the Keep's
+	// certificate, then the Steward's CA as the node policy pins it (see
+	// certify); nil without a Steward.
 	chain []byte
 	// attestTime is what making the key and the evidence took, and
 	// certifyTime what getting the certificate took.

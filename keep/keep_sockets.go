@@ -45,14 +45,11 @@ func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, e
 		if err != nil {
 			roots = x509.NewCertPool()
 		}
-		if cfg.Steward != nil {
-			// The steward's CA as the node policy pins it: never what the
-			// steward answered, which could add any root.
-			cas, err := stewardCAs(cfg.Steward)
-			if err != nil {
-				return nil, err
-			}
-			for _, c := range cas {
+		// The CAs of the Keep's chain: certify built it of its certificate
+		// and the steward's CA as the node policy pins it, never of what
+		// the steward answered, which could add any root.
+		for _, ca := range cert.Certificate[1:] {
+			if c, err := x509.ParseCertificate(ca); err == nil {
 				roots.AddCert(c)
 			}
 		}

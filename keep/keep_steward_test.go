@@ -269,11 +269,13 @@ func TestCertifyTrustsOnlyTheNode(t *testing.T) {
 			t.Error("the man in the middle's CA is in the Keep's chain")
 		}
 	}
-	cas, err := stewardCAs(cfg.Steward)
+	// Connect sockets trust the CAs of the Keep's TLS chain (openSockets).
+	att.chain = out
+	cert, err := att.tlsCertificate(cfg.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cas) != 1 || !cas[0].Equal(good.srv.CA()) {
+	if cas := cert.Certificate[1:]; len(cas) != 1 || !bytes.Equal(cas[0], good.srv.CA().Raw) {
 		t.Errorf("connect sockets trust %d CAs of the steward's, want the pinned one", len(cas))
 	}
 }
