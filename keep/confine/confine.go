@@ -154,13 +154,11 @@ func (s *Spec) UserNS() bool { return s.Has(specs.UserNamespace) }
 
 // Has reports whether the Keep is in a namespace of type t that is not
 // the host's: a new one or a joined one.
-func (s *Spec) Has(t specs.LinuxNamespaceType) bool {
-	for _, ns := range s.Namespaces {
-		if ns.Type == t {
-			return true
-		}
-	}
-	return false
+func (s *Spec) Has(t specs.LinuxNamespaceType) bool { return hasNamespace(s.Namespaces, t) }
+
+// hasNamespace reports whether namespaces lists one of type t.
+func hasNamespace(namespaces []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
+	return slices.ContainsFunc(namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == t })
 }
 
 // propagations are the values of linux.rootfsPropagation.
@@ -266,16 +264,23 @@ var ipcSysctls = map[string]bool{
 // only parameters of a namespace that is not the host's (IPC, UTS,
 // network).
 func CheckSysctls(sysctls map[string]string, namespaces []specs.LinuxNamespace) error {
-	has := func(t specs.LinuxNamespaceType) bool {
-		return slices.ContainsFunc(namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == t })
-	}
+	has := func(t specs.LinuxNamespaceType) bool { return hasNamespace(namespaces, t) }
 	for key := range sysctls {
 		if err := checkSysctl(key, has); err != nil {
 			return err
 		}
-		if strings.HasPrefix(strings.ReplaceAll(key, "/", "."), "net.") && !has(specs.NetworkNamespace) {
-			return fmt.Errorf("confinement: linux.sysctl %q is not allowed in the host's network namespace: give the container a network namespace", key)
+		if err := checkNetSysctl(key, has(specs.NetworkNamespace)); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// checkNetSysctl refuses a net.* key unless the process has a network
+// namespace of its own (privateNet).
+func checkNetSysctl(key string, privateNet bool) error {
+	if strings.HasPrefix(strings.ReplaceAll(key, "/", "."), "net.") && !privateNet {
+		return fmt.Errorf("confinement: linux.sysctl %q is not allowed in the host's network namespace: give the container a network namespace", key)
 	}
 	return nil
 }

@@ -185,8 +185,7 @@ func (v *view) mount(m specs.Mount, tree *os.File) error {
 		// read-only tmpfs stands in its place.
 		typ, m.Source, o.flags, o.data = "tmpfs", "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=0"
 	}
-	bind := typ == "bind" || o.flags&unix.MS_BIND != 0
-	if bind {
+	if o.bind(typ) {
 		var st os.FileInfo
 		if tree != nil {
 			st, err = tree.Stat()
@@ -527,11 +526,10 @@ func setRlimits(limits []specs.POSIXRlimit) error {
 // network namespace of its own, which net.* needs.
 func setSysctls(sysctls map[string]string, privateNet bool) error {
 	for key, value := range sysctls {
-		name := strings.ReplaceAll(key, "/", ".")
-		if strings.HasPrefix(name, "net.") && !privateNet {
-			return fmt.Errorf("confinement: linux.sysctl %q is not allowed in the host's network namespace: give the container a network namespace", key)
+		if err := checkNetSysctl(key, privateNet); err != nil {
+			return err
 		}
-		p := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
+		p := "/proc/sys/" + strings.ReplaceAll(strings.ReplaceAll(key, "/", "."), ".", "/")
 		if err := os.WriteFile(p, []byte(value), 0); err != nil {
 			return fmt.Errorf("confinement: linux.sysctl %s=%q: %w", key, value, err)
 		}

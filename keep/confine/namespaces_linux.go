@@ -353,16 +353,14 @@ func (s *Spec) OpenSources(stateDir string) (_ *Sources, err error) {
 		src.files = append(src.files, f)
 		return f, nil
 	}
-	for i, m := range s.Mounts {
-		o, err := parseOptions(m.Options)
-		if err != nil {
-			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
-		}
-		if m.Type != "bind" && o.flags&unix.MS_BIND == 0 {
-			continue
-		}
-		if src.mounts[i], err = open(m.Source, o.flags&unix.MS_REC != 0); err != nil {
-			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): bind source: %w", i, m.Type, m.Destination, err)
+	binds, err := s.bindMounts()
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range binds {
+		m := s.Mounts[b.index]
+		if src.mounts[b.index], err = open(m.Source, b.recursive); err != nil {
+			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): bind source: %w", b.index, m.Type, m.Destination, err)
 		}
 	}
 	if stateDir != "" {
@@ -371,6 +369,28 @@ func (s *Spec) OpenSources(stateDir string) (_ *Sources, err error) {
 		}
 	}
 	return src, nil
+}
+
+// bindMount is a bind mount of the spec: its index in Mounts, and whether
+// it binds what is mounted below its source too (rbind).
+type bindMount struct {
+	index     int
+	recursive bool
+}
+
+// bindMounts are the bind mounts among s.Mounts, in order.
+func (s *Spec) bindMounts() ([]bindMount, error) {
+	var binds []bindMount
+	for i, m := range s.Mounts {
+		o, err := parseOptions(m.Options)
+		if err != nil {
+			return nil, fmt.Errorf("confinement: mounts[%d] (%s at %s): %w", i, m.Type, m.Destination, err)
+		}
+		if o.bind(m.Type) {
+			binds = append(binds, bindMount{index: i, recursive: o.flags&unix.MS_REC != 0})
+		}
+	}
+	return binds, nil
 }
 
 // AdoptSources takes files, the trees OpenSources opened for s and
@@ -385,20 +405,16 @@ func (s *Spec) AdoptSources(files []*os.File, stateDir string) error {
 		files = files[1:]
 		return f, nil
 	}
-	for i, m := range s.Mounts {
-		o, err := parseOptions(m.Options)
-		if err != nil {
-			return err
-		}
-		if m.Type != "bind" && o.flags&unix.MS_BIND == 0 {
-			continue
-		}
-		if src.mounts[i], err = next(); err != nil {
+	binds, err := s.bindMounts()
+	if err != nil {
+		return err
+	}
+	for _, b := range binds {
+		if src.mounts[b.index], err = next(); err != nil {
 			return err
 		}
 	}
 	if stateDir != "" {
-		var err error
 		if src.state, err = next(); err != nil {
 			return err
 		}

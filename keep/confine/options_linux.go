@@ -58,6 +58,10 @@ var recursiveOptions = map[string]struct {
 	"rnosymfollow": {false, unix.MOUNT_ATTR_NOSYMFOLLOW}, "rsymfollow": {true, unix.MOUNT_ATTR_NOSYMFOLLOW},
 }
 
+// bind reports whether a mount of type typ with these options is a bind
+// mount.
+func (o options) bind(typ string) bool { return typ == "bind" || o.flags&unix.MS_BIND != 0 }
+
 // parseOptions reads a spec mount's options; what is no flag is the
 // file system's data, as for mount(8).
 func parseOptions(opts []string) (options, error) {
