@@ -31,10 +31,7 @@ func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, e
 	if len(cfg.Sockets) == 0 {
 		return nil, nil
 	}
-	opts := sockets.Options{NetNS: cfg.NetNS}
-	if cfg.NewNetNS {
-		opts.NetNS = sockets.NewNetNS
-	}
+	opts := sockets.Options{NetNS: cfg.netNS()}
 	if hasTLS(cfg.Sockets) {
 		cert, err := id.tlsCertificate(cfg.ID)
 		if err != nil {
@@ -65,13 +62,19 @@ func containerNetNS(cfg Config, socks *sockets.Set) (*os.File, error) {
 	if socks != nil && socks.NetNS() != nil {
 		return socks.NetNS(), nil
 	}
-	switch {
-	case cfg.NewNetNS:
-		return sockets.OpenNetNS(sockets.NewNetNS)
-	case cfg.NetNS != "":
-		return sockets.OpenNetNS(cfg.NetNS)
+	if ns := cfg.netNS(); ns != "" {
+		return sockets.OpenNetNS(ns)
 	}
 	return nil, nil
+}
+
+// netNS is the container's network namespace as sockets.Options.NetNS
+// names it: "" for the host's, sockets.NewNetNS for a new one, or a path.
+func (c Config) netNS() string {
+	if c.NewNetNS {
+		return sockets.NewNetNS
+	}
+	return c.NetNS
 }
 
 // hasTLS reports whether a socket of specs terminates TLS in the Keep.

@@ -87,11 +87,12 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 	in.cmd.Stdin, in.cmd.Stdout, in.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	in.cmd.ExtraFiles = append([]*os.File{remote, os.NewFile(reasonFD, "keep-reason"), module}, sources.Files()...)
 	var network *specs.LinuxNamespace
-	switch {
-	case cfg.NewNetNS:
+	switch ns := cfg.netNS(); ns {
+	case "":
+	case sockets.NewNetNS:
 		network = &specs.LinuxNamespace{Type: specs.NetworkNamespace}
-	case cfg.NetNS != "":
-		network = &specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: cfg.NetNS}
+	default:
+		network = &specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: ns}
 	}
 	if err := cfg.Container.StartInner(in.cmd, network); err != nil {
 		ctl.Close()
