@@ -147,22 +147,8 @@ func TestCRIPodNetwork(t *testing.T) {
 // output once it has exited.
 func runProbe(t *testing.T, c *criClient, pod string, podCfg *cri.PodSandboxConfig, image, logDir, name string, args ...string) string {
 	t.Helper()
-	ctx := criContext(t)
-	created, err := c.CreateContainer(ctx, &cri.CreateContainerRequest{
-		PodSandboxId: pod,
-		Config: &cri.ContainerConfig{
-			Metadata: &cri.ContainerMetadata{Name: name}, Image: &cri.ImageSpec{Image: image},
-			Args: args, LogPath: name + ".log",
-		},
-		SandboxConfig: podCfg,
-	})
-	if err != nil {
-		t.Fatalf("%s: CreateContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
-	}
-	if _, err := c.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
-		t.Fatalf("%s: StartContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
-	}
-	st := c.waitExited(t, created.ContainerId)
+	id := c.startContainer(t, pod, podCfg, &cri.ContainerConfig{Image: &cri.ImageSpec{Image: image}, Args: args}, name)
+	st := c.waitExited(t, id)
 	return fmt.Sprintf("%s\n(exit %d, %s: %s)", strings.Join(readCRILog(t, filepath.Join(logDir, name+".log")), "\n"), st.ExitCode, st.Reason, st.Message)
 }
 

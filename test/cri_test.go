@@ -246,17 +246,17 @@ func (c *criClient) runPod(t testing.TB, cfg *cri.PodSandboxConfig) string {
 // returns its ID.
 func (c *criClient) runContainer(t testing.TB, pod string, podCfg *cri.PodSandboxConfig, name, image string) string {
 	t.Helper()
+	return c.startContainer(t, pod, podCfg, &cri.ContainerConfig{Image: &cri.ImageSpec{Image: image}}, name)
+}
+
+// startContainer creates and starts the container cfg (its metadata and
+// log path named name) in the pod and returns its ID.
+func (c *criClient) startContainer(t testing.TB, pod string, podCfg *cri.PodSandboxConfig, cfg *cri.ContainerConfig, name string) string {
+	t.Helper()
 	ctx := criContext(t)
 	began := time.Now()
-	created, err := c.CreateContainer(ctx, &cri.CreateContainerRequest{
-		PodSandboxId: pod,
-		Config: &cri.ContainerConfig{
-			Metadata: &cri.ContainerMetadata{Name: name},
-			Image:    &cri.ImageSpec{Image: image},
-			LogPath:  name + ".log",
-		},
-		SandboxConfig: podCfg,
-	})
+	cfg.Metadata, cfg.LogPath = &cri.ContainerMetadata{Name: name}, name+".log"
+	created, err := c.CreateContainer(ctx, &cri.CreateContainerRequest{PodSandboxId: pod, Config: cfg, SandboxConfig: podCfg})
 	if err != nil {
 		t.Fatalf("%s: CreateContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
 	}
@@ -545,22 +545,7 @@ func TestCRISecurityContext(t *testing.T) {
 				Seccomp:      &cri.SecurityProfile{ProfileType: cri.SecurityProfile_RuntimeDefault},
 			}}
 			create := func(name, image string, args ...string) string {
-				ctx := criContext(t)
-				created, err := c.CreateContainer(ctx, &cri.CreateContainerRequest{
-					PodSandboxId: pod,
-					Config: &cri.ContainerConfig{
-						Metadata: &cri.ContainerMetadata{Name: name}, Image: &cri.ImageSpec{Image: image},
-						Args: args, LogPath: name + ".log", Linux: secure,
-					},
-					SandboxConfig: podCfg,
-				})
-				if err != nil {
-					t.Fatalf("%s: CreateContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
-				}
-				if _, err := c.StartContainer(ctx, &cri.StartContainerRequest{ContainerId: created.ContainerId}); err != nil {
-					t.Fatalf("%s: StartContainer %s: %v\n%s", c.d.Name, name, err, c.d.LogTail(40))
-				}
-				return created.ContainerId
+				return c.startContainer(t, pod, podCfg, &cri.ContainerConfig{Image: &cri.ImageSpec{Image: image}, Args: args, Linux: secure}, name)
 			}
 
 			probe := create("probe", refs["fsprobe"], "read", "/etc/hosts", "read", "/etc/resolv.conf", "write", "/app-owned.txt", "x")
