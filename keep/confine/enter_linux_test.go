@@ -248,6 +248,19 @@ func newRootfs(t *testing.T) string {
 	return rootfs
 }
 
+// mountTmpfs mounts a tmpfs with data at dir, made if need be, until the
+// test ends.
+func mountTmpfs(t *testing.T, dir, data string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, data); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+}
+
 func write(t *testing.T, path, data string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -285,23 +298,9 @@ func TestEnter(t *testing.T) {
 	write(t, filepath.Join(host, "config", "app.conf"), "from a ConfigMap", 0o644)
 	write(t, filepath.Join(host, "data", "a.txt"), "read-only data", 0o644)
 	write(t, filepath.Join(state, "certificate.pem"), "the Keep's certificate", 0o644)
-	sub := filepath.Join(host, "data", "sub")
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	mountTmpfs(t, filepath.Join(host, "data", "sub"), "size=1m")
 	write(t, filepath.Join(host, "rro", "f.txt"), "recursively read-only", 0o644)
-	rroSub := filepath.Join(host, "rro", "sub")
-	if err := os.MkdirAll(rroSub, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", rroSub, "tmpfs", 0, "size=1m,mode=777"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(rroSub, unix.MNT_DETACH) })
+	mountTmpfs(t, filepath.Join(host, "rro", "sub"), "size=1m,mode=777")
 	write(t, filepath.Join(host, "outside.txt"), "host only", 0o644)
 
 	umask := uint32(0o022)
