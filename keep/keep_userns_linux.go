@@ -65,18 +65,11 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 		return nil, err
 	}
 	defer module.Close()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	ctl, remote, err := controlSocket()
 	if err != nil {
 		return nil, fmt.Errorf("confinement: control socket of the inner Keep: %w", err)
 	}
-	remote := os.NewFile(uintptr(fds[1]), "inner-control")
 	defer remote.Close()
-	local := os.NewFile(uintptr(fds[0]), "inner-control")
-	ctl, err := net.FileConn(local)
-	local.Close()
-	if err != nil {
-		return nil, fmt.Errorf("confinement: control socket of the inner Keep: %w", err)
-	}
 	in := &innerKeep{child: child{cmd: exec.Command(exe, Subcommand, "-id", cfg.ID, "-"+innerFlag), done: make(chan struct{})}, ctl: ctl, enc: json.NewEncoder(ctl)}
 	sources, err := cfg.Container.OpenSources(cfg.StateDir)
 	if err != nil {

@@ -218,8 +218,9 @@ func keepEnv(env []string) []string {
 	return append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
-// controlSocket makes the control socket: the shim's end as a connection,
-// the Keep's as the file it inherits.
+// controlSocket makes a control socket: the parent's end as a connection,
+// the child's as the file it inherits (a Keep's from the shim, an inner
+// Keep's from its Keep).
 func controlSocket() (net.Conn, *os.File, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
