@@ -60,7 +60,7 @@ func (m Measurement) check() error {
 	default:
 		return fmt.Errorf("tee %q: a launch measurement is of tee %q or %q", truncate(m.TEE), attestation.TEESEVSNP, attestation.TEETDX)
 	}
-	if b, err := hex.DecodeString(m.Measurement); err != nil || len(b) != 48 || m.Measurement != strings.ToLower(m.Measurement) {
+	if !measurementHex(m.Measurement) {
 		return fmt.Errorf("measurement %q is not 96 lowercase hex digits (48 bytes)", truncate(m.Measurement))
 	}
 	if len(m.RTMRs) > 0 {
@@ -68,7 +68,7 @@ func (m Measurement) check() error {
 			return fmt.Errorf("rtmrs: at most four, for tee %q only", attestation.TEETDX)
 		}
 		for i, r := range m.RTMRs {
-			if b, err := hex.DecodeString(r); r != "" && (err != nil || len(b) != 48 || r != strings.ToLower(r)) {
+			if r != "" && !measurementHex(r) {
 				return fmt.Errorf("rtmrs[%d] %q is not 96 lowercase hex digits, nor \"\"", i, truncate(r))
 			}
 		}
@@ -82,6 +82,13 @@ func (m Measurement) check() error {
 		}
 	}
 	return nil
+}
+
+// measurementHex reports whether s is a 48-byte measurement in lowercase
+// hex, as the verifier compares them.
+func measurementHex(s string) bool {
+	_, err := hexValue(s, 48)
+	return err == nil && s == strings.ToLower(s)
 }
 
 // ParseMeasurement parses "TEE:HEX[:RTMR0,RTMR1,...]" (enarx
