@@ -132,7 +132,7 @@ type Steward struct {
 // Check reports the first problem with s, whose setting is named by where
 // (e.g. "[stewards.main]").
 func (s Steward) Check(where string) error {
-	if err := CheckStewardURL(s.URL); err != nil {
+	if err := checkStewardURL(s.URL); err != nil {
 		return fmt.Errorf("%s url = %q %w", where, s.URL, err)
 	}
 	u, _ := url.Parse(s.URL)
@@ -315,9 +315,9 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// CheckStewardURL returns an error completing "steward = X ..." unless s is
+// checkStewardURL returns an error completing "url = X ..." unless s is
 // an absolute http or https URL.
-func CheckStewardURL(s string) error {
+func checkStewardURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("is not a URL (%w): give an absolute URL such as \"https://steward.example.com\"", err)
