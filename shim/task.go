@@ -81,8 +81,8 @@ type task struct {
 	rootfs                string
 	stdin, stdout, stderr string
 	io                    *stdio
-	// proc is what the task runs: its Keep, or the idle process of a pod
-	// sandbox.
+	// proc is what the task runs: its Keep, or the process holding a pod
+	// sandbox's namespaces (keep.Sandbox).
 	proc process
 	// keep is the task's Keep; nil for a pod sandbox.
 	keep *keep.Process
