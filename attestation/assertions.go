@@ -33,6 +33,11 @@ type Assertions struct {
 	// Measurement is the launch measurement, hex: SEV-SNP MEASUREMENT or
 	// TDX MRTD. Empty for TEENone.
 	Measurement string `json:"measurement,omitempty"`
+	// MeasuredBy says which hardware measurement the reference values
+	// hold the runtime to: "launch measurement", or for TDX "launch
+	// measurement and RTMR3 event log"; empty when none does (TEENone, or
+	// allow_unmeasured_runtime, which makes the assertions Insecure).
+	MeasuredBy string `json:"measured_by,omitempty"`
 	// RuntimeVersion is the runtime version the reference values give for
 	// RuntimeDigest: the runtime's integrity is established.
 	RuntimeVersion string `json:"runtime_version"`

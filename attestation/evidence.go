@@ -33,6 +33,9 @@ var (
 	// ErrNotCanonical: the evidence blob is not the canonical encoding of
 	// what it decodes to.
 	ErrNotCanonical = errors.New("not canonical")
+	// ErrEventLogMismatch: the RTMR event log is malformed or does not
+	// replay to the registers of the quote.
+	ErrEventLogMismatch = errors.New("the event log does not match the quote")
 	// ErrTEEVersionMismatch: tee_version is not what the hardware report says.
 	ErrTEEVersionMismatch = errors.New("tee_version does not match the report")
 )
@@ -60,6 +63,11 @@ type Evidence struct {
 	// reported TCB and firmware ("bl=3 tee=0 snp=8 ucode=115 fw=1.55.21"),
 	// for TDX the TEE TCB SVN ("tee_tcb_svn=<32 hex>"). Empty for TEENone.
 	TEEVersion string `json:"tee_version,omitempty"`
+	// EventLog is, for TDX, the log of the runtime measurement registers
+	// the Keep's node extends at run time (RuntimeEvent): replayed, it
+	// gives the RTMRs in Report. Empty where the platform measures at
+	// launch only.
+	EventLog []RuntimeEvent `json:"event_log,omitempty"`
 }
 
 // Marshal returns the canonical encoding of e: the JSON that Digest hashes
@@ -132,8 +140,8 @@ func (e *Evidence) check() error {
 	}
 	switch e.TEE {
 	case TEENone:
-		if len(e.Report) != 0 || len(e.Certificates) != 0 || e.TEEVersion != "" {
-			return fmt.Errorf("attestation: evidence for tee %q carries a report, certificates or tee_version", TEENone)
+		if len(e.Report) != 0 || len(e.Certificates) != 0 || e.TEEVersion != "" || len(e.EventLog) != 0 {
+			return fmt.Errorf("attestation: evidence for tee %q carries a report, certificates, tee_version or an event log", TEENone)
 		}
 	case TEESEVSNP, TEETDX:
 		if len(e.Report) == 0 {
@@ -142,10 +150,21 @@ func (e *Evidence) check() error {
 		if e.TEE == TEETDX && len(e.Certificates) != 0 {
 			return fmt.Errorf("attestation: evidence for tee %q carries certificates outside the quote", TEETDX)
 		}
+		if e.TEE != TEETDX && len(e.EventLog) != 0 {
+			return fmt.Errorf("attestation: evidence for tee %q carries an RTMR event log (tee %q only)", e.TEE, TEETDX)
+		}
 	case "":
 		return fmt.Errorf("attestation: evidence field tee: %w", ErrMissingField)
 	default:
 		return fmt.Errorf("attestation: evidence tee %q: %w", truncate(e.TEE), ErrUnknownTEE)
+	}
+	if len(e.EventLog) > MaxRuntimeEvents {
+		return fmt.Errorf("attestation: evidence event_log has %d events, more than %d", len(e.EventLog), MaxRuntimeEvents)
+	}
+	for i, ev := range e.EventLog {
+		if err := ev.check(); err != nil {
+			return fmt.Errorf("attestation: evidence event_log[%d]: %w", i, err)
+		}
 	}
 	if err := e.Inputs.Validate(); err != nil {
 		return fmt.Errorf("attestation: evidence inputs: %w", err)
@@ -195,5 +214,32 @@ func (e *Evidence) CheckBinding() error {
 	if version != e.TEEVersion {
 		return fmt.Errorf("attestation: evidence tee_version %q, the %s report says %q: %w", truncate(e.TEEVersion), e.TEE, version, ErrTEEVersionMismatch)
 	}
+	if len(e.EventLog) != 0 {
+		if _, err := e.RuntimeEvents(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// RuntimeEvents checks that e's event log replays to the RTMRs of its TDX
+// quote, and returns the runtime digests the log measured into
+// RuntimeRTMR (none without a log). It checks the log against the report
+// only: whether the report is genuine is the verifier's job.
+func (e *Evidence) RuntimeEvents() ([]string, error) {
+	if len(e.EventLog) == 0 {
+		return nil, nil
+	}
+	if e.TEE != TEETDX {
+		return nil, fmt.Errorf("attestation: evidence for tee %q carries an RTMR event log (tee %q only)", e.TEE, TEETDX)
+	}
+	q, err := parseTDXQuote(e.Report)
+	if err != nil {
+		return nil, err
+	}
+	runtimes, err := CheckRuntimeEvents(e.EventLog, q.GetTdQuoteBody().GetRtmrs())
+	if err != nil {
+		return nil, fmt.Errorf("attestation: evidence event_log: %w: %w", err, ErrEventLogMismatch)
+	}
+	return runtimes, nil
 }

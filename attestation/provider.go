@@ -3,6 +3,8 @@ package attestation
 import (
 	"context"
 	"fmt"
+
+	"github.com/containerd/log"
 )
 
 // Provider obtains hardware evidence from one kind of TEE. Implementations
@@ -38,6 +40,17 @@ func Collect(ctx context.Context, p Provider, in Inputs) (*Evidence, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("attestation: collect %s evidence: %w", p.TEE(), err)
 	}
+	var events []RuntimeEvent
+	if m, ok := p.(RuntimeMeasurer); ok {
+		// Measuring at run time strengthens the evidence where the
+		// platform offers it; without it the launch measurement is what
+		// verifiers hold the runtime to, so a failure costs no Keep.
+		events, err = m.MeasureRuntime(ctx, in.RuntimeDigest)
+		if err != nil {
+			log.G(ctx).WithError(err).Warnf("attestation: the runtime is not measured at run time (%s evidence without an event log)", p.TEE())
+			events = nil
+		}
+	}
 	q, err := p.Attest(ctx, rd)
 	if err != nil {
 		return nil, fmt.Errorf("attestation: collect %s evidence: %w", p.TEE(), err)
@@ -50,9 +63,17 @@ func Collect(ctx context.Context, p Provider, in Inputs) (*Evidence, error) {
 		Report:       q.Report,
 		Certificates: q.Certificates,
 		TEEVersion:   q.TEEVersion,
+		EventLog:     events,
 	}
 	if len(e.Certificates) == 0 {
 		e.Certificates = nil
+	}
+	if _, err := e.RuntimeEvents(); err != nil {
+		// Something extended the register between the measurement and
+		// the quote: evidence without the log still verifies against
+		// the launch measurement.
+		log.G(ctx).WithError(err).Warnf("attestation: %s evidence without its event log", p.TEE())
+		e.EventLog = nil
 	}
 	if err := e.CheckBinding(); err != nil {
 		return nil, fmt.Errorf("attestation: %s provider returned evidence that fails its own check: %w", p.TEE(), err)

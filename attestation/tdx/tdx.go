@@ -31,16 +31,28 @@ type QuoteProvider interface {
 
 // Provider obtains TDX evidence from a QuoteProvider.
 type Provider struct {
-	qp QuoteProvider
+	qp       QuoteProvider
+	measurer *Measurer
 }
 
 // New returns a Provider over qp: a ConfigfsQuoteProvider on a real guest,
-// or tdxtest.Signer in tests.
-func New(qp QuoteProvider) (*Provider, error) {
+// or tdxtest.Signer in tests. With a Measurer it measures the runtime into
+// RTMR3 before each quote (attestation.RuntimeMeasurer); without one its
+// evidence rests on the launch measurement alone.
+func New(qp QuoteProvider, m *Measurer) (*Provider, error) {
 	if qp == nil {
 		return nil, errors.New("tdx: no quote provider")
 	}
-	return &Provider{qp: qp}, nil
+	return &Provider{qp: qp, measurer: m}, nil
+}
+
+// MeasureRuntime implements attestation.RuntimeMeasurer: nil, nil when
+// the node cannot measure at run time.
+func (p *Provider) MeasureRuntime(ctx context.Context, runtimeDigest string) ([]attestation.RuntimeEvent, error) {
+	if p.measurer == nil {
+		return nil, nil
+	}
+	return p.measurer.MeasureRuntime(ctx, runtimeDigest)
 }
 
 // Open returns the Provider of this node, through configfs-tsm. It fails,
@@ -54,7 +66,11 @@ func Open() (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tdx: configfs-tsm at %s: %w", attestation.ConfigfsTSMReport, err)
 	}
-	return New(&ConfigfsQuoteProvider{Client: c})
+	var m *Measurer
+	if rtmrsAvailable() {
+		m = &Measurer{Client: c, Log: DefaultEventLog}
+	}
+	return New(&ConfigfsQuoteProvider{Client: c}, m)
 }
 
 // ConfigfsQuoteProvider implements QuoteProvider with

@@ -29,7 +29,7 @@ func signer(t *testing.T) *tdxtest.Signer {
 // answering with test-signed quotes.
 func TestEvidenceThroughConfigfs(t *testing.T) {
 	s := signer(t)
-	p, err := New(&ConfigfsQuoteProvider{Client: s.Configfs()})
+	p, err := New(&ConfigfsQuoteProvider{Client: s.Configfs()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestEvidenceThroughConfigfs(t *testing.T) {
 }
 
 func TestSignerAsQuoteProvider(t *testing.T) {
-	p, err := New(signer(t))
+	p, err := New(signer(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestSignerAsQuoteProvider(t *testing.T) {
 }
 
 func TestConfigfsRefusesOtherProviders(t *testing.T) {
-	p, _ := New(&ConfigfsQuoteProvider{Client: signer(t).ConfigfsWithProvider("sev_guest\n")})
+	p, _ := New(&ConfigfsQuoteProvider{Client: signer(t).ConfigfsWithProvider("sev_guest\n")}, nil)
 	_, err := p.Attest(context.Background(), [64]byte{1})
 	if err == nil || !strings.Contains(err.Error(), `provider is "sev_guest"`) {
 		t.Fatalf("err = %v", err)
@@ -83,10 +83,10 @@ func TestConfigfsRefusesOtherProviders(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	if _, err := New(nil); err == nil {
-		t.Error("New(nil): no error")
+	if _, err := New(nil, nil); err == nil {
+		t.Error("New(nil, nil): no error")
 	}
-	p, _ := New(&ConfigfsQuoteProvider{})
+	p, _ := New(&ConfigfsQuoteProvider{}, nil)
 	if _, err := p.Attest(context.Background(), [64]byte{}); err == nil || !strings.Contains(err.Error(), "/sys/kernel/config/tsm/report") {
 		t.Errorf("no client: %v", err)
 	}
@@ -113,13 +113,13 @@ func (s slow) GetRawQuote([64]byte) ([]uint8, error) {
 }
 
 func TestBadQuotesAndContext(t *testing.T) {
-	p, _ := New(garbage{})
+	p, _ := New(garbage{}, nil)
 	if _, err := p.Attest(context.Background(), [64]byte{}); err == nil || !strings.Contains(err.Error(), "malformed TDX quote") {
 		t.Errorf("garbage quote: %v", err)
 	}
 	s := slow{make(chan struct{})}
 	defer close(s.release)
-	p, _ = New(s)
+	p, _ = New(s, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := p.Attest(ctx, [64]byte{}); !errors.Is(err, context.DeadlineExceeded) {

@@ -86,7 +86,7 @@ func makeFixture() error {
 	if fix.otherTDX, err = tdxtest.NewSigner(testNow); err != nil {
 		return err
 	}
-	tp, err := tdx.New(fix.tdx)
+	tp, err := tdx.New(fix.tdx, nil)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,12 @@ type Measurement struct {
 	RTMRs []string `json:"rtmrs,omitempty"`
 	// Runtimes are the digests of the runtimes the image holds.
 	Runtimes []string `json:"runtimes"`
+	// RuntimeRTMR is, for TDX, attestation.RuntimeRTMR (3) when the
+	// image measures the runtimes it starts into that register at run
+	// time: a runtime is then also covered when the quote's register,
+	// replayed from the evidence's event log, holds it and every runtime
+	// in that log is in the reference values. Its rtmrs entry is "".
+	RuntimeRTMR int `json:"runtime_rtmr,omitempty"`
 }
 
 func (m Measurement) check() error {
@@ -73,8 +79,16 @@ func (m Measurement) check() error {
 			}
 		}
 	}
-	if len(m.Runtimes) == 0 {
-		return errors.New("runtimes is empty: list the digests of the runtimes the image holds")
+	if m.RuntimeRTMR != 0 {
+		if m.TEE != attestation.TEETDX || m.RuntimeRTMR != attestation.RuntimeRTMR {
+			return fmt.Errorf("runtime_rtmr %d: runtimes are measured at run time into RTMR%d, for tee %q only", m.RuntimeRTMR, attestation.RuntimeRTMR, attestation.TEETDX)
+		}
+		if len(m.RTMRs) > m.RuntimeRTMR && m.RTMRs[m.RuntimeRTMR] != "" {
+			return fmt.Errorf("rtmrs[%d] is set, but runtime_rtmr = %d: the register changes as runtimes start; leave it \"\"", m.RuntimeRTMR, m.RuntimeRTMR)
+		}
+	}
+	if len(m.Runtimes) == 0 && m.RuntimeRTMR == 0 {
+		return errors.New("runtimes is empty: list the digests of the runtimes the image holds (or, for tdx, runtime_rtmr = 3 where it measures them at run time)")
 	}
 	for i, d := range m.Runtimes {
 		if err := checkDigest(d); err != nil {
@@ -91,15 +105,23 @@ func measurementHex(s string) bool {
 	return err == nil && s == strings.ToLower(s)
 }
 
-// ParseMeasurement parses "TEE:HEX[:RTMR0,RTMR1,...]" (enarx
-// reference-values --measurement) into a Measurement for runtimes.
+// ParseMeasurement parses "TEE:HEX[:RTMR0,RTMR1,...[:rtmr3]]" (enarx
+// reference-values --measurement) into a Measurement for runtimes. A final
+// ":rtmr3" (TDX) says that the image measures the runtimes it starts into
+// RTMR3 (Measurement.RuntimeRTMR).
 func ParseMeasurement(s string, runtimes []string) (Measurement, error) {
-	parts := strings.SplitN(s, ":", 3)
-	if len(parts) < 2 {
-		return Measurement{}, fmt.Errorf("verify: measurement %q: write TEE:HEX, e.g. sev-snp:<96 hex>, or tdx:<MRTD>:<RTMR0>,<RTMR1>,<RTMR2>,<RTMR3>", truncate(s))
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 4 {
+		return Measurement{}, fmt.Errorf("verify: measurement %q: write TEE:HEX, e.g. sev-snp:<96 hex>, or tdx:<MRTD>:<RTMR0>,<RTMR1>,<RTMR2>,[:rtmr3]", truncate(s))
 	}
 	m := Measurement{TEE: parts[0], Measurement: strings.ToLower(parts[1]), Runtimes: runtimes}
-	if len(parts) == 3 {
+	if len(parts) == 4 {
+		if parts[3] != fmt.Sprintf("rtmr%d", attestation.RuntimeRTMR) {
+			return Measurement{}, fmt.Errorf("verify: measurement %q: the fourth part is rtmr%d (the image measures its runtimes into RTMR%d), not %q", truncate(s), attestation.RuntimeRTMR, attestation.RuntimeRTMR, truncate(parts[3]))
+		}
+		m.RuntimeRTMR = attestation.RuntimeRTMR
+	}
+	if len(parts) >= 3 && parts[2] != "" {
 		m.RTMRs = strings.Split(strings.ToLower(parts[2]), ",")
 	}
 	if err := m.check(); err != nil {
@@ -108,15 +130,18 @@ func ParseMeasurement(s string, runtimes []string) (Measurement, error) {
 	return m, nil
 }
 
-// measured reports whether the hardware measured a guest that runs the
-// runtime digest: a Measurement of tee lists measurement (and, for TDX,
-// rtmrs where it lists them) and the runtime.
-func (r *ReferenceValues) measured(tee, measurement string, rtmrs []string, digest string) bool {
+// measured reports how the hardware measured a guest that runs the runtime
+// digest, "" when it did not: a Measurement of tee lists measurement (and,
+// for TDX, rtmrs where it lists them) and either lists the runtime (it is
+// in the launched image) or measures runtimes at run time and logged holds
+// it (logged: the runtimes of the evidence's event log, replayed against
+// the quote, every one of them in the reference values).
+func (r *ReferenceValues) measured(tee, measurement string, rtmrs []string, digest string, logged []string) string {
 	if r == nil {
-		return false
+		return ""
 	}
 	for _, m := range r.Measurements {
-		if m.TEE != tee || m.Measurement != measurement || !slices.Contains(m.Runtimes, digest) {
+		if m.TEE != tee || m.Measurement != measurement {
 			continue
 		}
 		ok := true
@@ -125,11 +150,15 @@ func (r *ReferenceValues) measured(tee, measurement string, rtmrs []string, dige
 				ok = false
 			}
 		}
-		if ok {
-			return true
+		switch {
+		case !ok:
+		case slices.Contains(m.Runtimes, digest):
+			return "launch measurement"
+		case m.RuntimeRTMR != 0 && slices.Contains(logged, digest):
+			return fmt.Sprintf("launch measurement and RTMR%d event log", m.RuntimeRTMR)
 		}
 	}
-	return false
+	return ""
 }
 
 // AddMeasurement records m, replacing one of the same tee and measurement.

@@ -106,6 +106,11 @@ func (v *Verifier) verifyTDX(ev *attestation.Evidence, now time.Time) (hardware,
 	if len(v.pol.tdxMRTD) > 0 && !containsBytes(v.pol.tdxMRTD, body.GetMrTd()) {
 		return hw, failf(CheckTDXMeasurement, ErrMeasurement, "MRTD %x is not in [tdx] mr_td of %s", body.GetMrTd(), p.where())
 	}
+	logged, err := ev.RuntimeEvents()
+	if err != nil {
+		return hw, fail(CheckBinding, err)
+	}
+	hw.logged = logged
 	hw.measurement = hex.EncodeToString(body.GetMrTd())
 	for _, r := range body.GetRtmrs() {
 		hw.rtmrs = append(hw.rtmrs, hex.EncodeToString(r))

@@ -130,6 +130,7 @@ func (v *Verifier) Verify(ctx context.Context, ev *attestation.Evidence, nonce [
 type hardware struct {
 	measurement    string
 	rtmrs          []string // TDX's, hex
+	logged         []string // runtimes the TDX event log measured, replayed against the quote
 	insecureReason string
 }
 
@@ -187,8 +188,18 @@ func (v *Verifier) verify(ctx context.Context, ev *attestation.Evidence, nonce [
 	}
 	// The digest is what the guest states; the hardware's launch
 	// measurement is what backs it, when the reference values list it for
-	// that runtime.
-	if ev.TEE != attestation.TEENone && !v.ref.measured(ev.TEE, hw.measurement, hw.rtmrs, rt.Digest) {
+	// that runtime, or the launch measurement and the TDX register the
+	// image measures its runtimes into at run time.
+	for _, d := range hw.logged {
+		if _, ok := v.ref.Lookup(d); !ok {
+			return nil, failf(CheckRuntimeMeasurement, ErrUnmeasuredRuntime, "the RTMR%d event log shows runtime %s, which is not in the reference values %s: a runtime not known to run on this node image has run on it since it booted", attestation.RuntimeRTMR, d, v.ref.where())
+		}
+	}
+	measuredBy := ""
+	if ev.TEE != attestation.TEENone {
+		measuredBy = v.ref.measured(ev.TEE, hw.measurement, hw.rtmrs, rt.Digest, hw.logged)
+	}
+	if ev.TEE != attestation.TEENone && measuredBy == "" {
 		msg := fmt.Sprintf("no reference measurement for %s launch measurement %s with runtime %s in the reference values %s", ev.TEE, hw.measurement, rt.Digest, v.ref.where())
 		if !p.AllowUnmeasuredRuntime {
 			return nil, failf(CheckRuntimeMeasurement, ErrUnmeasuredRuntime, "%s: add the launch measurement of the node image that holds this runtime (enarx reference-values --measurement %s:<hex>), or set allow_unmeasured_runtime = true in %s (insecure)", msg, ev.TEE, p.where())
@@ -210,6 +221,7 @@ func (v *Verifier) verify(ctx context.Context, ev *attestation.Evidence, nonce [
 		TEE:            ev.TEE,
 		TEEVersion:     ev.TEEVersion,
 		Measurement:    hw.measurement,
+		MeasuredBy:     measuredBy,
 		RuntimeVersion: rt.Version,
 		RuntimeDigest:  ev.Inputs.RuntimeDigest,
 		WorkloadDigest: ev.Inputs.WorkloadDigest,

@@ -95,6 +95,7 @@ func TestSNPAcceptedWithTestRoots(t *testing.T) {
 		TEE:            attestation.TEESEVSNP,
 		TEEVersion:     "bl=3 tee=0 snp=8 ucode=115 fw=1.55.21",
 		Measurement:    hex.EncodeToString(f.snp.Report[snpMeasurementOff : snpMeasurementOff+48]),
+		MeasuredBy:     "launch measurement",
 		RuntimeVersion: "v0.1.0",
 		RuntimeDigest:  in.RuntimeDigest,
 		WorkloadDigest: in.WorkloadDigest,

@@ -18,7 +18,9 @@ func runReferenceValues(ctx context.Context, s stdio, args []string) error {
 			"writes bin/"+referenceValuesFile+" for the shim it builds.\n"+
 			"With --measurement, the launch measurement of a node image that holds those binaries\n"+
 			"(SEV-SNP MEASUREMENT, or TDX MRTD with its expected RTMRs: tdx:MRTD:RTMR0,RTMR1,RTMR2,RTMR3,\n"+
-			"an empty one unchecked), as given: this build does not compute one from the image's\n"+
+			"an empty one unchecked), as given; a TDX image that measures the runtimes it starts into\n"+
+			"RTMR3 at run time (configfs-tsm) ends it with :rtmr3 and leaves RTMR3 empty:\n"+
+			"tdx:MRTD:RTMR0,RTMR1,RTMR2,:rtmr3. This build does not compute one from the image's\n"+
 			"firmware, kernel, initrd and command line (no maintained Go library does; the\n"+
 			"platform's tools do, e.g. virtee's sev-snp-measure). A verifier establishes a\n"+
 			"runtime's integrity only when the evidence's measurement is one listed for it.")

@@ -242,6 +242,9 @@ func printAssertions(w io.Writer, a *attestation.Assertions, by string) {
 	if a.Measurement != "" {
 		fmt.Fprintf(w, "      measurement: %s\n", a.Measurement)
 	}
+	if a.MeasuredBy != "" {
+		fmt.Fprintf(w, "      runtime held to the %s\n", a.MeasuredBy)
+	}
 	fmt.Fprintf(w, "  (2) runtime:     %s, integrity established by %s\n", a.RuntimeVersion, by)
 	fmt.Fprintf(w, "      digest:      %s\n", a.RuntimeDigest)
 	fmt.Fprintf(w, "  workload:        %s\n", a.WorkloadDigest)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/google/go-configfs-tsm/configfs/configfsi"
 	"github.com/google/go-configfs-tsm/configfs/faketsm"
+	"github.com/google/go-configfs-tsm/rtmr"
 )
 
 // Sizes of quote version 4 (Intel TDX DCAP Quote Generation Library and
@@ -38,6 +39,7 @@ const (
 	bodySize       = 0x248
 	qeReportSize   = 0x180
 	reportDataOff  = 0x208 // within the body
+	rtmrOff        = 0x148 // RTMR0, within the body; RTMR1 to RTMR3 follow
 	teeTcbSvnSize  = 16
 	quoteVersion   = 4
 	ecdsaP256Key   = 2
@@ -68,6 +70,10 @@ type Signer struct {
 	TeeTcbSvn [teeTcbSvnSize]byte
 	// MrTd is the MRTD every quote states.
 	MrTd [48]byte
+	// RTMRs, when set, is the configfs-tsm client (go-configfs-tsm's
+	// fakertmr) whose RTMR2 and RTMR3 every quote states, as a TD's quote
+	// states the registers the guest extended.
+	RTMRs configfsi.Client
 
 	mu        sync.Mutex
 	pckKey    *ecdsa.PrivateKey
@@ -183,6 +189,15 @@ func (s *Signer) Quote(reportData [64]byte) ([]byte, error) {
 	body := make([]byte, bodySize)
 	copy(body[0x00:0x10], s.TeeTcbSvn[:])
 	copy(body[0x88:0xb8], s.MrTd[:])
+	if s.RTMRs != nil {
+		for _, i := range []int{2, 3} {
+			r, err := rtmr.GetDigest(s.RTMRs, i)
+			if err != nil {
+				return nil, fmt.Errorf("tdxtest: RTMR%d: %w", i, err)
+			}
+			copy(body[rtmrOff+48*i:rtmrOff+48*(i+1)], r.Digest)
+		}
+	}
 	copy(body[reportDataOff:reportDataOff+64], reportData[:])
 
 	digest := sha256.Sum256(append(append([]byte(nil), header...), body...))
