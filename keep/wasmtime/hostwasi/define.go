@@ -40,6 +40,12 @@ func (c *call) iovecs(p, n uint32) [][]byte {
 	return out
 }
 
+// fail makes the call trap, as wasmtime's WASI traps on an argument no
+// call accepts (a pointer out of memory, an invalid enum or flags value).
+func (c *call) fail(format string, args ...any) {
+	c.trap = wasmtime.NewTrap(fmt.Sprintf("hostwasi: "+format, args...))
+}
+
 // path is a guest string, as the workload gave it.
 func (c *call) path(p, n uint32) string { return string(c.bytes(p, n)) }
 
@@ -99,7 +105,8 @@ func (w *WASI) Define(linker *wasmtime.Linker) error {
 }
 
 // adapt turns a handler into a FuncNew callback. A guest pointer out of
-// its memory makes a handler panic on the slice bounds; that is EFAULT.
+// its memory makes a handler panic on the slice bounds; the call traps, as
+// it does with wasmtime's WASI.
 func (w *WASI) adapt(h handler, result bool) func(*wasmtime.Caller, []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
 	return func(caller *wasmtime.Caller, args []wasmtime.Val) (res []wasmtime.Val, trap *wasmtime.Trap) {
 		c := call{c: caller, args: args}
@@ -113,7 +120,7 @@ func (w *WASI) adapt(h handler, result bool) func(*wasmtime.Caller, []wasmtime.V
 		}
 		defer func() {
 			if r := recover(); r != nil {
-				res, trap = []wasmtime.Val{wasmtime.ValI32(int32(eFault))}, nil
+				res, trap = nil, wasmtime.NewTrap(fmt.Sprintf("hostwasi: pointer out of bounds: %v", r))
 			}
 		}()
 		e := h(w, &c)

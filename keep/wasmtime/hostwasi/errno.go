@@ -21,6 +21,7 @@ const (
 	eExist       errno = 20
 	eFault       errno = 21
 	eInval       errno = 28
+	eIntr        errno = 27
 	eIO          errno = 29
 	eIsDir       errno = 31
 	eLoop        errno = 32
@@ -37,6 +38,15 @@ const (
 	eSpipe       errno = 70
 	eXdev        errno = 75
 	eNotCapable  errno = 76
+	eNotSock     errno = 57
+	eMlink       errno = 34
+	eNxio        errno = 60
+	eBusy        errno = 10
+	eTxtbsy      errno = 74
+	eNomem       errno = 48
+	eFbig        errno = 22
+	eDquot       errno = 19
+	eOverflow    errno = 61
 )
 
 var hostErrnos = map[unix.Errno]errno{
@@ -47,11 +57,17 @@ var hostErrnos = map[unix.Errno]errno{
 	unix.ENOSYS: eNosys, unix.ENOTDIR: eNotDir, unix.ENOTEMPTY: eNotEmpty,
 	unix.EOPNOTSUPP: eNotSup, unix.EPERM: ePerm, unix.EPIPE: ePipe,
 	unix.EROFS: eRofs, unix.ESPIPE: eSpipe, unix.EXDEV: eXdev,
+	unix.ENOTSOCK: eNotSock, unix.EMLINK: eMlink, unix.ENXIO: eNxio, unix.EBUSY: eBusy,
+	unix.ETXTBSY: eTxtbsy, unix.ENOMEM: eNomem, unix.EFBIG: eFbig, unix.EDQUOT: eDquot,
+	unix.EOVERFLOW: eOverflow, unix.EINTR: eIntr,
 }
 
 // errnoOf maps a host error to WASI; EXDEV from openat2 (a path that
 // leaves its directory) becomes ENOTCAPABLE, the WASI answer for it.
 func errnoOf(err error) errno {
+	if err == nil {
+		return eSuccess
+	}
 	var e unix.Errno
 	if !errors.As(err, &e) {
 		return eIO

@@ -4,6 +4,7 @@ package hostwasi
 
 import (
 	"os"
+	"slices"
 
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
@@ -36,6 +37,17 @@ type entry struct {
 	readOnly bool
 	// append, nonblock: the fdflags the workload asked for.
 	append, nonblock bool
+	// read, write: what a file or directory was opened for (its rights
+	// fd_read and fd_write at path_open).
+	read, write bool
+	// pos is a file's position: reads and writes go to it with pread and
+	// pwrite, as in wasmtime's WASI, so seeking past the end is the
+	// guest's own business until it writes.
+	pos uint64
+	// stdio is 0, 1 or 2 for the standard descriptors; tty when it is a
+	// terminal.
+	stdio int
+	tty   bool
 	// dir is the listing of a directory, read once by fd_readdir at
 	// cookie 0 and served from there.
 	dir []dirent
@@ -58,11 +70,14 @@ func (e *entry) close() {
 	}
 }
 
-// fdTable maps guest descriptors to entries. A new descriptor is the
-// lowest free number, as POSIX does; preopens are contiguous from 3, which
-// is what guests probing fd_prestat_get upward rely on.
+// fdTable maps guest descriptors to entries, numbering them as wasmtime's
+// WASI does: a new descriptor takes the highest number closed before and
+// not reused since, else one past the highest in use. Preopens are
+// contiguous from 3, which is what guests probing fd_prestat_get upward
+// rely on.
 type fdTable struct {
-	e []*entry
+	e    []*entry
+	free []int32 // closed numbers below len(e), ascending
 }
 
 func (t *fdTable) get(fd int32) *entry {
@@ -73,22 +88,49 @@ func (t *fdTable) get(fd int32) *entry {
 }
 
 func (t *fdTable) add(e *entry) int32 {
-	for i, x := range t.e {
-		if x == nil {
-			t.e[i] = e
-			return int32(i)
-		}
+	if n := len(t.free); n > 0 {
+		fd := t.free[n-1]
+		t.free = t.free[:n-1]
+		t.e[fd] = e
+		return fd
 	}
 	t.e = append(t.e, e)
 	return int32(len(t.e) - 1)
 }
 
+// remove takes fd out of the table; the caller closes the entry.
 func (t *fdTable) remove(fd int32) *entry {
 	e := t.get(fd)
-	if e != nil {
-		t.e[fd] = nil
+	if e == nil {
+		return nil
 	}
+	t.e[fd] = nil
+	t.markFree(fd)
 	return e
+}
+
+// markFree records fd, now unused, for reuse. Every hole in e is in free,
+// so with free empty the next number is len(e).
+func (t *fdTable) markFree(fd int32) {
+	i, _ := slices.BinarySearch(t.free, fd)
+	t.free = slices.Insert(t.free, i, fd)
+}
+
+// renumber moves from's entry to to, closing what to held; both must be
+// open.
+func (t *fdTable) renumber(from, to int32) errno {
+	src, dst := t.get(from), t.get(to)
+	if src == nil || dst == nil {
+		return eBadf
+	}
+	if from == to {
+		return eSuccess
+	}
+	dst.close()
+	t.e[to] = src
+	t.e[from] = nil
+	t.markFree(from)
+	return eSuccess
 }
 
 func (t *fdTable) closeAll() {
@@ -98,6 +140,7 @@ func (t *fdTable) closeAll() {
 			t.e[i] = nil
 		}
 	}
+	t.free = nil
 }
 
 // fileEntry is the regular file open at fd: EBADF when fd is not open,

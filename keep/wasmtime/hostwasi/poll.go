@@ -3,6 +3,8 @@
 package hostwasi
 
 import (
+	"encoding/binary"
+
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"golang.org/x/sys/unix"
 )
@@ -16,10 +18,11 @@ const (
 
 // pollOneoff waits with ppoll on the sockets and stdio among the
 // subscriptions (an Acceptor's listener on its PollFD), the earliest clock
-// as the timeout, and the wake pipe (Interrupt). Files and directories are
-// reported ready at once, as POSIX poll does; a descriptor that is not open
-// gets an event with EBADF. Every clock whose time has come when ppoll
-// returns gets an event.
+// as the timeout, and the wake pipe (Interrupt), and reports what is ready,
+// as wasmtime's WASI does: files are always ready (nbytes 1, hangup at
+// their end), stdio and files only in the direction they go, and any other
+// descriptor, or a clock other than realtime and monotonic, fails the whole
+// call (EBADF, EINVAL). Events come in subscription order.
 // Subscriptions are 48 bytes: userdata u64, tag u8, then at 16 either a
 // clock (id u32, timeout u64 at 24, precision u64 at 32, flags u16 at 40)
 // or an fd (u32). Events are 32 bytes: userdata, errno u16 at 8, type u8 at
@@ -31,66 +34,169 @@ func pollOneoff(w *WASI, c *call) errno {
 	}
 	subs := c.bytes(in, 48*nsubs)
 	c.bytes(out, 32*nsubs) // fault now rather than half way through
-	var pfds []unix.PollFd
-	var which []uint32 // subscription index of pfds[i]
-	var ready []uint32 // ready without waiting
-	var bad []uint32   // EBADF
-	timeout := int64(-1)
-	type clockWait struct {
-		sub      uint32
+	if nsubs == 1 && subs[8] == eventClock && c.get32(in+16) <= 3 && c.get32(in+40)&1 == 0 {
+		// One relative clock, of any kind: a sleep, reported as
+		// wasmtime's WASI reports it (nbytes 1).
+		return w.sleep(c, int64(c.get64(in+24)), func() {
+			ev := c.bytes(out, 32)
+			clear(ev)
+			copy(ev[:8], subs[:8])
+			ev[16] = 1
+			c.put32(nout, 1)
+		})
+	}
+	type sub struct {
+		tag      uint8
 		clk      int32
 		deadline int64 // on clk
+		e        *entry
+		pfd      int // index in pfds, -1 when ready without waiting
 	}
-	var clocks []clockWait
-	for i := uint32(0); i < nsubs; i++ {
-		s := subs[48*i:]
-		switch s[8] {
+	list := make([]sub, nsubs)
+	var pfds []unix.PollFd
+	timeout := int64(-1)
+	for i := range list {
+		s, at := &list[i], in+48*uint32(i)
+		s.tag, s.pfd = subs[48*i+8], -1
+		switch s.tag {
 		case eventClock:
-			clk, ok := hostClock(int32(c.get32(in + 48*i + 16)))
-			if !ok {
-				bad = append(bad, i) // reported with EINVAL below
-				continue
+			var clk int32
+			switch c.get32(at + 16) {
+			case 0:
+				clk = unix.CLOCK_REALTIME
+			case 1:
+				clk = unix.CLOCK_MONOTONIC
+			default:
+				return eInval
 			}
-			t := int64(c.get64(in + 48*i + 24))
+			flags := c.get32(at+40) & 0xffff
+			if flags&^1 != 0 {
+				return eInval
+			}
+			t := int64(c.get64(at + 24))
 			now := clockNow(clk)
-			deadline := now + t
-			if c.get32(in+48*i+40)&1 != 0 { // absolute
-				deadline = t
+			s.clk, s.deadline = clk, now+t
+			if flags&1 != 0 { // absolute
+				s.deadline = t
 			}
-			clocks = append(clocks, clockWait{i, clk, deadline})
-			if d := max(deadline-now, 0); timeout < 0 || d < timeout {
+			if d := max(s.deadline-now, 0); timeout < 0 || d < timeout {
 				timeout = d
 			}
 		case eventFdRead, eventFdWrite:
-			e := w.fds.get(int32(c.get32(in + 48*i + 16)))
+			e := w.fds.get(int32(c.get32(at + 16)))
+			if e == nil {
+				return eBadf
+			}
+			s.e = e
 			switch {
-			case e == nil:
-				bad = append(bad, i)
-			case e.pollFD() >= 0:
+			case e.kind == kindFile:
+			case e.kind == kindStdio && (e.stdio == 0) == (s.tag == eventFdRead),
+				e.kind == kindListener && s.tag == eventFdRead, e.kind == kindConn:
 				ev := int16(unix.POLLIN)
-				if s[8] == eventFdWrite {
+				if s.tag == eventFdWrite {
 					ev = unix.POLLOUT
 				}
+				s.pfd = len(pfds)
 				pfds = append(pfds, unix.PollFd{Fd: int32(e.pollFD()), Events: ev})
-				which = append(which, i)
 			default:
-				ready = append(ready, i)
+				return eBadf
+			}
+			if s.pfd < 0 {
+				timeout = 0 // a file is ready now
 			}
 		default:
 			return eInval
 		}
 	}
+	wake := len(pfds)
 	pfds = append(pfds, unix.PollFd{Fd: int32(w.wake[0]), Events: unix.POLLIN})
-	if len(ready)+len(bad) > 0 {
-		timeout = 0
-	}
-	var tsp *unix.Timespec
-	if timeout >= 0 {
-		ts := unix.NsecToTimespec(timeout)
-		tsp = &ts
-	}
 	for {
+		var tsp *unix.Timespec
+		if timeout >= 0 {
+			ts := unix.NsecToTimespec(timeout)
+			tsp = &ts
+		}
 		_, err := unix.Ppoll(pfds, tsp, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return errnoOf(err)
+		}
+		break
+	}
+	if w.stopped.Load() || pfds[wake].Revents != 0 {
+		w.interrupted = true
+		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
+		return eSuccess
+	}
+	n := uint32(0)
+	event := func(i int, nbytes uint64, hup bool) {
+		ev := c.bytes(out+32*n, 32)
+		clear(ev)
+		copy(ev[:8], subs[48*i:48*i+8])
+		ev[10] = list[i].tag
+		binary.LittleEndian.PutUint64(ev[16:], nbytes)
+		if hup {
+			ev[24] = 1 // fd_readwrite_hangup
+		}
+		n++
+	}
+	clockReady := func() []bool {
+		r := make([]bool, len(list))
+		for i, s := range list {
+			r[i] = s.tag == eventClock && clockNow(s.clk) >= s.deadline
+		}
+		return r
+	}
+	ready := clockReady()
+	got := false
+	for i, s := range list {
+		switch {
+		case s.tag == eventClock:
+			if ready[i] {
+				event(i, 0, false)
+			}
+		case s.pfd < 0: // a file
+			hup := false
+			if s.tag == eventFdRead {
+				var st unix.Stat_t
+				if unix.Fstat(s.e.hostFD, &st) == nil && uint64(st.Size) <= s.e.pos {
+					hup = true
+				}
+			}
+			event(i, 1, hup)
+		case pfds[s.pfd].Revents != 0:
+			event(i, 1, pfds[s.pfd].Revents&unix.POLLHUP != 0)
+		default:
+			continue
+		}
+		got = true
+	}
+	if !got {
+		// ppoll timed out a hair before a realtime deadline: the guest
+		// waited for the clock, so it gets the earliest.
+		earliest := -1
+		for i, s := range list {
+			if s.tag == eventClock && (earliest < 0 || s.deadline < list[earliest].deadline) {
+				earliest = i
+			}
+		}
+		if earliest >= 0 {
+			event(earliest, 0, false)
+		}
+	}
+	c.put32(nout, n)
+	return eSuccess
+}
+
+// sleep waits d nanoseconds or until Interrupt, then calls done.
+func (w *WASI) sleep(c *call, d int64, done func()) errno {
+	pfds := []unix.PollFd{{Fd: int32(w.wake[0]), Events: unix.POLLIN}}
+	deadline := clockNow(unix.CLOCK_MONOTONIC) + max(d, 0)
+	for {
+		ts := unix.NsecToTimespec(max(deadline-clockNow(unix.CLOCK_MONOTONIC), 0))
+		_, err := unix.Ppoll(pfds, &ts, nil)
 		if err == unix.EINTR {
 			continue
 		}
@@ -104,52 +210,7 @@ func pollOneoff(w *WASI, c *call) errno {
 		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
 		return eSuccess
 	}
-	n := uint32(0)
-	event := func(i uint32, e errno, hup bool) {
-		ev := c.bytes(out+32*n, 32)
-		s := subs[48*i:]
-		clear(ev)
-		copy(ev[:8], s[:8])
-		ev[8], ev[9] = byte(e), byte(e>>8)
-		ev[10] = s[8]
-		if s[8] != eventClock && e == eSuccess {
-			ev[16] = 1 // nbytes: unknown; at least one
-			if hup {
-				ev[24] = 1 // fd_readwrite_hangup
-			}
-		}
-		n++
-	}
-	for _, i := range bad {
-		if subs[48*i+8] == eventClock {
-			event(i, eInval, false)
-		} else {
-			event(i, eBadf, false)
-		}
-	}
-	for _, i := range ready {
-		event(i, eSuccess, false)
-	}
-	for k, p := range pfds[:len(which)] {
-		if p.Revents != 0 {
-			event(which[k], eSuccess, p.Revents&unix.POLLHUP != 0)
-		}
-	}
-	earliest := -1
-	for k, cw := range clocks {
-		if clockNow(cw.clk) >= cw.deadline {
-			event(cw.sub, eSuccess, false)
-		}
-		if earliest < 0 || cw.deadline < clocks[earliest].deadline {
-			earliest = k
-		}
-	}
-	if n == 0 && earliest >= 0 {
-		// ppoll timed out a hair before a realtime deadline: the guest
-		// waited for the clock, so it gets the clock.
-		event(clocks[earliest].sub, eSuccess, false)
-	}
-	c.put32(nout, n)
+	done()
 	return eSuccess
 }
 

@@ -58,12 +58,16 @@ func openSocket(s engine.Socket) (*entry, error) {
 }
 
 func sockAccept(w *WASI, c *call) errno {
+	if c.u32(1)&^fdflagsAll != 0 {
+		c.fail("sock_accept: invalid fdflags %#x", c.u32(1))
+		return eInval
+	}
 	e := w.fds.get(c.i32(0))
 	if e == nil {
 		return eBadf
 	}
 	if e.kind != kindListener {
-		return eNotSup
+		return eNotSock
 	}
 	var nfd int
 	if e.acceptor != nil {
@@ -112,12 +116,16 @@ func acceptFrom(a engine.Acceptor) (int, errno) {
 }
 
 func sockShutdown(w *WASI, c *call) errno {
+	if c.u32(1)&^3 != 0 {
+		c.fail("sock_shutdown: invalid sdflags %#x", c.u32(1))
+		return eInval
+	}
 	e := w.fds.get(c.i32(0))
 	if e == nil {
 		return eBadf
 	}
 	if e.kind != kindConn {
-		return eNotSup
+		return eNotSock
 	}
 	var how int
 	switch c.u32(1) {
@@ -133,5 +141,54 @@ func sockShutdown(w *WASI, c *call) errno {
 	if err := unix.Shutdown(e.hostFD, how); err != nil {
 		return errnoOf(err)
 	}
+	return eSuccess
+}
+
+// sockRecv reads from a connection into the iovecs: riflags recv_peek (1)
+// and recv_waitall (2); roflags is always 0 (stream sockets do not
+// truncate).
+func sockRecv(w *WASI, c *call) errno {
+	flags := c.u32(3)
+	if flags&^3 != 0 {
+		c.fail("sock_recv: invalid riflags %#x", flags)
+		return eInval
+	}
+	e := w.fds.get(c.i32(0))
+	if e == nil {
+		return eBadf
+	}
+	if e.kind != kindConn {
+		return eNotSock
+	}
+	var mflags int
+	if flags&1 != 0 {
+		mflags |= unix.MSG_PEEK
+	}
+	if flags&2 != 0 {
+		mflags |= unix.MSG_WAITALL
+	}
+	n, _, _, _, err := unix.RecvmsgBuffers(e.hostFD, c.iovecs(c.u32(1), c.u32(2)), nil, mflags)
+	if err != nil {
+		return errnoOf(err)
+	}
+	c.put32(c.u32(4), uint32(n))
+	c.bytes(c.u32(5), 2)[0], c.bytes(c.u32(5), 2)[1] = 0, 0
+	return eSuccess
+}
+
+// sockSend writes the iovecs to a connection (siflags has no flags).
+func sockSend(w *WASI, c *call) errno {
+	e := w.fds.get(c.i32(0))
+	if e == nil {
+		return eBadf
+	}
+	if e.kind != kindConn {
+		return eNotSock
+	}
+	n, err := unix.SendmsgBuffers(e.hostFD, c.iovecs(c.u32(1), c.u32(2)), nil, nil, unix.MSG_NOSIGNAL)
+	if err != nil {
+		return errnoOf(err)
+	}
+	c.put32(c.u32(4), uint32(n))
 	return eSuccess
 }

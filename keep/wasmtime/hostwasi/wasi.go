@@ -84,10 +84,11 @@ func New(cfg Config) (*WASI, error) {
 			if f, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 				return nil, fmt.Errorf("hostwasi: stdio %d: %w", i, err)
 			}
-			w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1, stdioFD: rawFD(f), owned: true})
+			w.fds.add(&entry{kind: kindStdio, stdio: i, file: f, hostFD: -1, stdioFD: rawFD(f), owned: true})
 			continue
 		}
-		w.fds.add(&entry{kind: kindStdio, file: f, hostFD: -1, stdioFD: rawFD(f)})
+		_, err := unix.IoctlGetTermios(rawFD(f), unix.TCGETS)
+		w.fds.add(&entry{kind: kindStdio, stdio: i, tty: err == nil, file: f, hostFD: -1, stdioFD: rawFD(f)})
 	}
 	names := []string{"stdin", "stdout", "stderr"}
 	for _, p := range cfg.Preopens {
