@@ -11,6 +11,7 @@ package test
 //	ENARX_NERDCTL   nerdctl (default ${ENARX_CACHE}/nerdctl-v2.2.2/nerdctl)
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -22,6 +23,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -207,6 +211,49 @@ func assertClientLeftovers(t testing.TB, d *Daemon, ns, dir string, cgroupParent
 	}
 }
 
+// clientImages are the images the client tests load: hello packaged by
+// `enarx package` (default and --artifact), and tools, one image whose
+// root filesystem holds several fixtures (picked with --entrypoint), a
+// root-only file and a root-owned directory.
+type clientImages struct {
+	hello, artifact, tools string // archives
+}
+
+const (
+	helloImage    = "enarx-test/hello:latest"
+	artifactImage = "enarx-test/hello-artifact:latest"
+	toolsImage    = "enarx-test/tools:latest"
+)
+
+func buildClientImages(t *testing.T) clientImages {
+	t.Helper()
+	hello := buildGoWasm(t, "hello")
+	img := clientImages{
+		hello:    packageImage(t, "docker.io/"+helloImage, hello, false),
+		artifact: packageImage(t, "docker.io/"+artifactImage, hello, true),
+		tools:    filepath.Join(t.TempDir(), "tools.tar"),
+	}
+	files := []tarFile{
+		{Name: "secret.txt", Mode: 0o600, Data: []byte("root only")},
+		{Name: "rootdir", Type: tar.TypeDir, Mode: 0o755},
+	}
+	for _, f := range []string{"fsprobe", "sleep", "cat", "alloc", "exit", "echo"} {
+		wasm, err := os.ReadFile(buildGoWasm(t, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, tarFile{Name: f + ".wasm", Mode: 0o755, Data: wasm})
+	}
+	layer, err := tarFiles(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeLayerImageConfig(img.tools, "docker.io/"+toolsImage, layer, ocispec.ImageConfig{Entrypoint: []string{"/fsprobe.wasm"}}); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // waitFor polls cond until it holds or 30 s have passed; what reports the
 // last state for the failure message.
 func waitFor(t testing.TB, what string, cond func() (bool, string)) {
@@ -222,4 +269,74 @@ func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// openPTY opens a new pseudo-terminal: the controlling side and the
+// terminal a client gets as its stdio (for -it, which clients check
+// before asking for a terminal).
+func openPTY(t testing.TB) (ptmx, tty *os.File) {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("opening a pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		ptmx.Close()
+		t.Fatalf("unlocking the pseudo-terminal: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		ptmx.Close()
+		t.Fatalf("the pseudo-terminal's number: %v", err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		ptmx.Close()
+		t.Fatalf("opening /dev/pts/%d: %v", n, err)
+	}
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	return ptmx, tty
+}
+
+// runOnTerminal runs bin with args with a new pseudo-terminal as its
+// stdin, stdout and stderr (its controlling terminal, in a session of its
+// own), and returns what it wrote there and its exit status.
+func runOnTerminal(t testing.TB, env []string, bin string, args ...string) clientResult {
+	t.Helper()
+	ptmx, tty := openPTY(t)
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(clientEnv(), env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
+	}
+	tty.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = out.ReadFrom(ptmx) // ends with EIO when the last holder of the terminal closes it
+	}()
+	err := cmd.Wait()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+		ptmx.Close()
+		<-copied
+	}
+	r := clientResult{Stdout: strings.ReplaceAll(out.String(), "\r\n", "\n")}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		t.Fatalf("%s %s on a terminal: timed out after %v\n%s", filepath.Base(bin), strings.Join(args, " "), clientTimeout, r.Stdout)
+	case errors.As(err, &ee):
+		r.Exit = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
+	}
+	t.Logf("%s %s (on a terminal): exit %d", filepath.Base(bin), strings.Join(args, " "), r.Exit)
+	return r
 }

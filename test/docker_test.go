@@ -5,7 +5,6 @@ package test
 // store, driven by the docker CLI the way a user drives it.
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 const (
@@ -250,49 +247,6 @@ func (k *dockerd) stopAndCheck(t *testing.T, ids []string) {
 	assertClientLeftovers(t, k.d, k.ns, k.dir, k.cgroupParent)
 }
 
-// dockerImages are the images the Docker tests load: hello packaged by
-// `enarx package` (default and --artifact), and tools, one image whose
-// root filesystem holds several fixtures (picked with --entrypoint), a
-// root-only file and a root-owned directory.
-type dockerImages struct {
-	hello, artifact, tools string // archives
-}
-
-const (
-	helloImage    = "enarx-test/hello:latest"
-	artifactImage = "enarx-test/hello-artifact:latest"
-	toolsImage    = "enarx-test/tools:latest"
-)
-
-func buildDockerImages(t *testing.T) dockerImages {
-	t.Helper()
-	hello := buildGoWasm(t, "hello")
-	img := dockerImages{
-		hello:    packageImage(t, "docker.io/"+helloImage, hello, false),
-		artifact: packageImage(t, "docker.io/"+artifactImage, hello, true),
-		tools:    filepath.Join(t.TempDir(), "tools.tar"),
-	}
-	files := []tarFile{
-		{Name: "secret.txt", Mode: 0o600, Data: []byte("root only")},
-		{Name: "rootdir", Type: tar.TypeDir, Mode: 0o755},
-	}
-	for _, f := range []string{"fsprobe", "sleep", "cat", "alloc", "exit", "echo"} {
-		wasm, err := os.ReadFile(buildGoWasm(t, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, tarFile{Name: f + ".wasm", Mode: 0o755, Data: wasm})
-	}
-	layer, err := tarFiles(files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writeLayerImageConfig(img.tools, "docker.io/"+toolsImage, layer, ocispec.ImageConfig{Entrypoint: []string{"/fsprobe.wasm"}}); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 // TestDocker runs WebAssembly workloads through Docker: the docker CLI and
 // dockerd with containerd's image store on each test containerd. It
 // checks what a user sees: output, exit statuses, the container's state
@@ -301,7 +255,7 @@ func buildDockerImages(t *testing.T) dockerImages {
 // Keep refuses (-t, exec, pause) and their messages, and that nothing is
 // left behind.
 func TestDocker(t *testing.T) {
-	images := buildDockerImages(t)
+	images := buildClientImages(t)
 	forEachDaemon(t, func(t *testing.T, d *Daemon) {
 		k := startDockerd(t, d)
 		var ids []string // containers whose traces stopAndCheck looks for
