@@ -29,11 +29,10 @@ import (
 )
 
 const (
-	envDockerd  = "ENARX_DOCKERD"
-	envDocker   = "ENARX_DOCKER"
-	envNerdctl  = "ENARX_NERDCTL"
-	envCI       = "CI"
-	envPathName = "PATH"
+	envDockerd = "ENARX_DOCKERD"
+	envDocker  = "ENARX_DOCKER"
+	envNerdctl = "ENARX_NERDCTL"
+	envCI      = "CI"
 
 	dockerdVersion = "v2.0.0-beta.24"
 	nerdctlVersion = "v2.2.2"
@@ -160,15 +159,17 @@ func clientDir(t testing.TB) string {
 }
 
 // packageImage writes an OCI image archive of the module at wasmPath with
-// `enarx package [--artifact] --name REF -o ARCHIVE`, and returns the archive.
-func packageImage(t testing.TB, ref, wasmPath string, artifact bool) string {
+// `enarx package [--artifact] --name REF -o ARCHIVE [pkgArgs...] WASM` and
+// returns the archive.
+func packageImage(t testing.TB, ref, wasmPath string, artifact bool, pkgArgs ...string) string {
 	t.Helper()
 	bin := requireBinaries(t)
 	archive := filepath.Join(t.TempDir(), "image.tar")
-	args := []string{"package", "--name", ref, "-o", archive}
+	args := []string{"package"}
 	if artifact {
 		args = append(args, "--artifact")
 	}
+	args = append(append(args, "--name", ref, "-o", archive), pkgArgs...)
 	args = append(args, wasmPath)
 	if out, err := exec.Command(filepath.Join(bin, enarxBinary), args...).CombinedOutput(); err != nil {
 		t.Fatalf("enarx %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -191,9 +192,9 @@ func assertClientLeftovers(t testing.TB, d *Daemon, ns, dir string, cgroupParent
 			t.Errorf("mount %s left behind", m)
 		}
 	}
-	sockets, _ := filepath.Glob(filepath.Join(d.State, "io.containerd.runtime.v2.task", ns, "*"))
-	if len(sockets) > 0 {
-		t.Errorf("task bundles left in namespace %s: %q", ns, sockets)
+	bundles, _ := filepath.Glob(filepath.Join(d.State, "io.containerd.runtime.v2.task", ns, "*"))
+	if len(bundles) > 0 {
+		t.Errorf("task bundles left in namespace %s: %q", ns, bundles)
 	}
 	for _, parent := range cgroupParents {
 		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent, "*"))
