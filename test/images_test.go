@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -36,19 +35,7 @@ func wasmImportFlags(artifact bool) []string {
 // it into namespace ns of d, checks the ref is there and returns it.
 func importWasmImage(t testing.TB, d *Daemon, ns, ref, wasmPath string, artifact bool, pkgArgs ...string) string {
 	t.Helper()
-	bin := requireBinaries(t)
-	archive := filepath.Join(t.TempDir(), "image.tar")
-	args := []string{"package"}
-	if artifact {
-		args = append(args, "--artifact")
-	}
-	args = append(args, "--name", ref, "-o", archive)
-	args = append(args, pkgArgs...)
-	args = append(args, wasmPath)
-	cmd := exec.Command(filepath.Join(bin, enarxBinary), args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("enarx %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	archive := packageImage(t, ref, wasmPath, artifact, pkgArgs...)
 	importArchive(t, d, ns, ref, archive, wasmImportFlags(artifact)...)
 	return ref
 }

@@ -68,6 +68,9 @@ type Spec struct {
 	Bundle string `json:"bundle,omitempty"`
 	// Annotations are the spec's annotations, for the state its hooks get.
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// TimeOffsets are linux.timeOffsets, which a Keep cannot apply yet
+	// (Validate refuses them).
+	TimeOffsets map[string]specs.LinuxTimeOffset `json:"time_offsets,omitempty"`
 	// Sysctls are linux.sysctl: kernel parameters of the Keep's own
 	// namespaces (see checkSysctl).
 	Sysctls map[string]string `json:"sysctls,omitempty"`
@@ -110,8 +113,9 @@ const GuestStateDir = "/run/enarx"
 //
 // The Keep gets a new mount namespace always, and the PID, IPC, UTS and
 // cgroup namespaces the spec lists: new ones, or a pod's, joined by path
-// (see Start and Enter). A user or time namespace is kept so that
-// Validate refuses it by name.
+// (see Start and Enter). A user or time namespace is kept: a new one is
+// made with the Keep's process (Start), one given by path is refused by
+// Validate.
 func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 	s := &Spec{Rootfs: rootfs, Hostname: spec.Hostname, Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}}}
 	if spec.Root != nil {
@@ -135,6 +139,7 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 		s.MountLabel = l.MountLabel
 		s.UIDMappings, s.GIDMappings = l.UIDMappings, l.GIDMappings
 		s.Personality, s.IntelRdt = l.Personality, l.IntelRdt
+		s.TimeOffsets = l.TimeOffsets
 		for _, ns := range l.Namespaces {
 			switch ns.Type {
 			case specs.MountNamespace:
@@ -196,6 +201,9 @@ func (s *Spec) Validate() error {
 			return fmt.Errorf("confinement: linux.personality %q %v: use the domain LINUX or LINUX32, without flags", p.Domain, p.Flags)
 		}
 	}
+	if len(s.TimeOffsets) > 0 {
+		return errors.New("confinement: linux.timeOffsets: a Keep does not set the clock offsets of its time namespace yet: remove them (a new time namespace without offsets works)")
+	}
 	if s.IntelRdt != nil {
 		return errors.New("confinement: linux.intelRdt: a Keep does not join Intel RDT (resctrl) classes yet: remove it from the spec")
 	}
@@ -238,6 +246,14 @@ func checkNamespace(ns specs.LinuxNamespace) error {
 		}
 		return nil
 	case specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace:
+	case specs.TimeNamespace:
+		// A new one is made with the process, as runc makes it (Docker
+		// asks for one). setns(2) into a time namespace needs a
+		// single-threaded process, which a Keep is not.
+		if ns.Path != "" {
+			return fmt.Errorf("confinement: time namespace %q: joining a time namespace by path is not supported for a Keep: remove the path for a new one", ns.Path)
+		}
+		return nil
 	case specs.UserNamespace:
 		if ns.Path != "" {
 			return fmt.Errorf("confinement: user namespace %q: joining a user namespace by path (a pod's, Kubernetes hostUsers: false) is not supported for a Keep yet: run the container with a user namespace of its own, or without one", ns.Path)

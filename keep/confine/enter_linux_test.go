@@ -551,11 +551,35 @@ func TestStartRefuses(t *testing.T) {
 	}{
 		{specs.LinuxNamespace{Type: specs.MountNamespace, Path: "/proc/1/ns/mnt"}, "new mount namespace only"},
 		{specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/1/ns/user"}, "new user namespace only"},
-		{specs.LinuxNamespace{Type: specs.TimeNamespace}, `"time" namespace`},
+		{specs.LinuxNamespace{Type: specs.TimeNamespace, Path: "/proc/1/ns/time"}, "new time namespace only"},
+		{specs.LinuxNamespace{Type: "nonsense"}, `"nonsense" namespace`},
 	} {
 		if err := Start(exec.Command("true"), []specs.LinuxNamespace{c.ns}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error containing %q", c.ns, err, c.want)
 		}
+	}
+}
+
+// TestStartTimeNamespace: a process is started in a new time namespace
+// when the spec lists one without a path, as runc starts it (Docker's
+// specs list one).
+func TestStartTimeNamespace(t *testing.T) {
+	requireRoot(t)
+	host, err := os.Readlink("/proc/self/ns/time")
+	if err != nil {
+		t.Skipf("no time namespaces here: %v", err)
+	}
+	var out strings.Builder
+	cmd := exec.Command("readlink", "/proc/self/ns/time")
+	cmd.Stdout = &out
+	if err := Start(cmd, []specs.LinuxNamespace{{Type: specs.TimeNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); !strings.HasPrefix(got, "time:[") || got == host {
+		t.Errorf("the process's time namespace is %q, want a new one (the test's is %q)", got, host)
 	}
 }
 

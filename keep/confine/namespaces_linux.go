@@ -32,7 +32,7 @@ import (
 var cloneFlag = map[specs.LinuxNamespaceType]int{
 	specs.MountNamespace: unix.CLONE_NEWNS, specs.PIDNamespace: unix.CLONE_NEWPID, specs.IPCNamespace: unix.CLONE_NEWIPC,
 	specs.UTSNamespace: unix.CLONE_NEWUTS, specs.NetworkNamespace: unix.CLONE_NEWNET, specs.CgroupNamespace: unix.CLONE_NEWCGROUP,
-	specs.UserNamespace: unix.CLONE_NEWUSER,
+	specs.UserNamespace: unix.CLONE_NEWUSER, specs.TimeNamespace: unix.CLONE_NEWTIME,
 }
 
 // Start starts the Keep's process cmd in the namespaces it is made in (all
@@ -176,7 +176,7 @@ func startFlags(namespaces []specs.LinuxNamespace) (uintptr, []specs.LinuxNamesp
 		switch {
 		case ns.Path == "":
 			flags |= uintptr(flag)
-		case ns.Type == specs.MountNamespace, ns.Type == specs.UserNamespace:
+		case ns.Type == specs.MountNamespace, ns.Type == specs.UserNamespace, ns.Type == specs.TimeNamespace:
 			return 0, nil, fmt.Errorf("confinement: %s namespace %q: a process is started in a new %s namespace only", ns.Type, ns.Path, ns.Type)
 		default:
 			join = append(join, ns)

@@ -102,6 +102,13 @@ func TestValidate(t *testing.T) {
 		{"sysctl of the host's IPC", func(s *Spec) { s.Sysctls = map[string]string{"kernel.shmmax": "1"} }, "host's IPC namespace"},
 		{"sysctl path", func(s *Spec) { s.Sysctls = map[string]string{"net/../../kernel/panic": "1"} }, "not a kernel parameter name"},
 		{"personality", func(s *Spec) { s.Personality = &specs.LinuxPersonality{Domain: "BSD"} }, "use the domain LINUX or LINUX32"},
+		{"time namespace by path", func(s *Spec) {
+			s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace, Path: "/proc/1/ns/time"})
+		}, "joining a time namespace by path"},
+		{"time offsets", func(s *Spec) {
+			s.Namespaces = append(s.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
+			s.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 3600}}
+		}, "linux.timeOffsets"},
 		{"intel rdt", func(s *Spec) { s.IntelRdt = &specs.LinuxIntelRdt{ClosID: "x"} }, "linux.intelRdt"},
 		{"relative destination", func(s *Spec) { s.Mounts = []specs.Mount{{Destination: "data", Type: "tmpfs"}} }, `destination "data"`},
 		{"relative masked path", func(s *Spec) { s.MaskedPaths = []string{"proc/kcore"} }, `"proc/kcore" is not absolute`},
