@@ -139,14 +139,25 @@ func TestServiceCgroup(t *testing.T) {
 	}
 }
 
-// TestServiceCgroupSystemd refuses a systemd cgroup path with the reason.
+// TestServiceCgroupSystemd: on a node where systemd cannot be reached, a
+// task in a systemd driver's cgroup fails Create with the cgroup path and
+// the fix, and starts nothing.
 func TestServiceCgroupSystemd(t *testing.T) {
+	for _, sock := range []string{"/run/systemd/private", "/run/dbus/system_bus_socket"} {
+		if _, err := os.Stat(sock); err == nil {
+			t.Skipf("systemd may be reachable here (%s exists): this test is of a node without it", sock)
+		}
+	}
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
 	h := newHarness(t)
 	bundle, _ := newBundle(t, "exit 0")
-	writeCgroupSpec(t, bundle, "system.slice:cri-containerd:abc", nil)
+	path := "kubepods-besteffort-pod1.slice:cri-containerd:abc"
+	writeCgroupSpec(t, bundle, path, nil)
 	_, err := h.svc.Create(context.Background(), &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle})
-	if err == nil || !strings.Contains(err.Error(), "systemd cgroup paths") {
-		t.Errorf("Create in a systemd cgroup: %v, want an error saying they are not supported", err)
+	for _, want := range []string{path, "systemd cannot be reached", "SystemdCgroup = false", "--cgroup-driver=cgroupfs"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Create in a systemd cgroup without systemd: %v, want an error saying %q", err, want)
+		}
 	}
 	noPIDFile(t, bundle)
 }
