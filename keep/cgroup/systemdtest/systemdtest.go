@@ -24,8 +24,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -216,9 +218,10 @@ func Start(t testing.TB, layout Layout) *Systemd {
 	s.unshare = exec.Command("unshare", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
 		"sh", "-c", startScript, "start", s.Root, string(layout), dir, Executable())
 	s.unshare.Stdout, s.unshare.Stderr = s.log, s.log
-	// The namespace dies with the test binary.
+	// The namespace dies with the test binary: with the thread that
+	// started it, which must then live as long as the binary does.
 	s.unshare.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.unshare.Start(); err != nil {
+	if err := onStarterThread(s.unshare.Start); err != nil {
 		t.Fatalf("start systemd: %v", err)
 	}
 	go func() {
@@ -259,6 +262,28 @@ func Start(t testing.TB, layout Layout) *Systemd {
 	}
 	t.Fatalf("systemd (%s layout) is not running after 30s", layout)
 	return nil
+}
+
+// starterThread runs the functions that start systemd, on one thread
+// that never ends: Pdeathsig is sent when the thread that started a
+// process ends, and the Go runtime ends a thread when a goroutine that
+// locked it returns.
+var starterThread = sync.OnceValue(func() chan<- func() {
+	calls := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked
+		for f := range calls {
+			f()
+		}
+	}()
+	return calls
+})
+
+// onStarterThread runs f on starterThread.
+func onStarterThread(f func() error) error {
+	done := make(chan error, 1)
+	starterThread() <- func() { done <- f() }
+	return <-done
 }
 
 // child is the first child of process pid, 0 when it has none yet.
