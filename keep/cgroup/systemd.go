@@ -129,7 +129,7 @@ func systemdConn(ctx context.Context, path string) (*systemdDbus.Conn, error) {
 	conn, err := systemdDbus.NewWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cgroup %s is a systemd cgroup path (slice:prefix:name), but systemd cannot be reached over D-Bus (the system bus or /run/systemd/private): %w; "+
-			"on a node without systemd use the cgroupfs driver (containerd's runtime option SystemdCgroup = false, kubelet --cgroup-driver=cgroupfs, dockerd --exec-opt native.cgroupdriver=cgroupfs), or start systemd", path, err)
+			"on a node without systemd use the cgroupfs driver (kubelet --cgroup-driver=cgroupfs with SystemdCgroup = false in containerd's runc options, dockerd --exec-opt native.cgroupdriver=cgroupfs, or a cgroupfs path such as /default/ID), or start systemd", path, err)
 	}
 	systemdBus.conn = conn
 	return conn, nil
