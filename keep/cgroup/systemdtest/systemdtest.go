@@ -65,10 +65,17 @@ type Systemd struct {
 	unshare *exec.Cmd
 	exited  chan struct{}
 	log     *bytes.Buffer
-	// unbound are the cgroup v1 controllers bound to no hierarchy before
-	// systemd started: a hybrid systemd mounts them in its namespace.
+	// unbound are the cgroup v1 controllers the host mounts nowhere: a
+	// hybrid systemd mounts them in its namespace.
 	unbound map[string]bool
+	// lock is held while systemd runs (see lockFile).
+	lock *os.File
 }
+
+// lockFile serialises the test systemds of the test binaries that go test
+// runs at once: each binds the host's unmounted v1 controllers to
+// hierarchies of its namespace, which only the last to stop can release.
+const lockFile = "/tmp/enarx-systemdtest.lock"
 
 // Executable is the systemd binary Start runs, "" when there is none.
 func Executable() string {
@@ -209,12 +216,16 @@ func Start(t testing.TB, layout Layout) *Systemd {
 	_, _ = rand.Read(b)
 	s := &Systemd{Root: "/enarx-systemd-" + hex.EncodeToString(b), Layout: layout, exited: make(chan struct{}), log: &bytes.Buffer{}}
 	dir := t.TempDir()
-	s.unbound = map[string]bool{}
-	for c, h := range hierarchies() {
-		if h == 0 {
-			s.unbound[c] = true
-		}
+	lock, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		t.Fatalf("lock %s: %v", lockFile, err)
+	}
+	s.lock = lock
+	s.unbound = hostUnmounted()
 	s.unshare = exec.Command("unshare", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
 		"sh", "-c", startScript, "start", s.Root, string(layout), dir, Executable())
 	s.unshare.Stdout, s.unshare.Stderr = s.log, s.log
@@ -222,6 +233,7 @@ func Start(t testing.TB, layout Layout) *Systemd {
 	// started it, which must then live as long as the binary does.
 	s.unshare.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := onStarterThread(s.unshare.Start); err != nil {
+		lock.Close()
 		t.Fatalf("start systemd: %v", err)
 	}
 	go func() {
@@ -362,6 +374,33 @@ func (s *Systemd) stop(t testing.TB) {
 		}
 	}
 	s.release(t)
+	if s.lock != nil {
+		s.lock.Close() // unlocks
+	}
+}
+
+// hostUnmounted are the cgroup v1 controllers that no cgroup mount of
+// this mount namespace holds.
+func hostUnmounted() map[string]bool {
+	m := map[string]bool{}
+	for c := range hierarchies() {
+		m[c] = true
+	}
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		_, after, ok := strings.Cut(line, " - cgroup ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(after)
+		if len(f) < 2 {
+			continue
+		}
+		for _, opt := range strings.Split(f[1], ",") {
+			delete(m, opt)
+		}
+	}
+	return m
 }
 
 // release gives back the controllers that systemd bound to cgroup v1
