@@ -72,9 +72,13 @@ func TestStartInCgroup(t *testing.T) {
 	}
 }
 
-// TestStartCgroupRefused fails to start a Keep in a systemd cgroup, and
-// starts nothing.
+// TestStartCgroupRefused fails to start a Keep in a systemd cgroup where
+// systemd cannot be reached, and starts nothing.
 func TestStartCgroupRefused(t *testing.T) {
+	if _, err := os.Stat("/run/systemd/private"); err == nil {
+		t.Skip("systemd runs here")
+	}
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+t.TempDir()+"/no-bus")
 	opts := startOptions(t, "exit 0")
 	opts.Cgroup = "system.slice:enarx:test"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -84,7 +88,7 @@ func TestStartCgroupRefused(t *testing.T) {
 		_ = p.Signal(9)
 		t.Fatal("Start succeeded in a systemd cgroup")
 	}
-	if !strings.Contains(err.Error(), "systemd cgroup paths") {
+	if !strings.Contains(err.Error(), "systemd cannot be reached") {
 		t.Errorf("error %q does not say why", err)
 	}
 }

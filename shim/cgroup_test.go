@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/systemdtest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -139,14 +141,25 @@ func TestServiceCgroup(t *testing.T) {
 	}
 }
 
-// TestServiceCgroupSystemd refuses a systemd cgroup path with the reason.
+// TestServiceCgroupSystemd: on a node where systemd cannot be reached, a
+// task in a systemd driver's cgroup fails Create with the cgroup path and
+// the fix, and starts nothing.
 func TestServiceCgroupSystemd(t *testing.T) {
+	for _, sock := range []string{"/run/systemd/private", "/run/dbus/system_bus_socket"} {
+		if _, err := os.Stat(sock); err == nil {
+			t.Skipf("systemd may be reachable here (%s exists): this test is of a node without it", sock)
+		}
+	}
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus"))
 	h := newHarness(t)
 	bundle, _ := newBundle(t, "exit 0")
-	writeCgroupSpec(t, bundle, "system.slice:cri-containerd:abc", nil)
+	path := "kubepods-besteffort-pod1.slice:cri-containerd:abc"
+	writeCgroupSpec(t, bundle, path, nil)
 	_, err := h.svc.Create(context.Background(), &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle})
-	if err == nil || !strings.Contains(err.Error(), "systemd cgroup paths") {
-		t.Errorf("Create in a systemd cgroup: %v, want an error saying they are not supported", err)
+	for _, want := range []string{path, "systemd cannot be reached", "SystemdCgroup = false", "--cgroup-driver=cgroupfs"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Create in a systemd cgroup without systemd: %v, want an error saying %q", err, want)
+		}
 	}
 	noPIDFile(t, bundle)
 }
@@ -184,5 +197,107 @@ func TestCleanupRemovesCgroup(t *testing.T) {
 	}
 	if _, err := os.Stat(cgrouptest.MemoryDir(path)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("cgroup %s after shim delete: %v, want it gone", cgrouptest.MemoryDir(path), err)
+	}
+}
+
+// TestServiceSystemdDriver runs TestServiceSystemdScope against a real
+// systemd (Debian's, PID 1 of namespaces of its own, on the host's cgroup
+// v1 hybrid hierarchies).
+func TestServiceSystemdDriver(t *testing.T) {
+	if _, inside := systemdtest.Inside(); inside {
+		t.Skip("this is the test systemd's side")
+	}
+	systemdtest.Require(t, systemdtest.Hybrid)
+	sd := systemdtest.Start(t, systemdtest.Hybrid)
+	sd.RunTest(t, "TestServiceSystemdScope")
+}
+
+// TestServiceSystemdScope runs a task whose spec has a systemd driver's
+// cgroup path, in a test systemd's namespaces (see
+// TestServiceSystemdDriver): from Create the Keep is in the scope systemd
+// made in the slice, with the container's limits; Stats reads it; Delete
+// stops the unit, and its cgroup is gone.
+func TestServiceSystemdScope(t *testing.T) {
+	if _, inside := systemdtest.Inside(); !inside {
+		t.Skip("runs in a test systemd's namespaces: see TestServiceSystemdDriver")
+	}
+	h := newHarness(t)
+	ctx := context.Background()
+	bundle, _ := newBundle(t, "spin")
+	id := keeptest.ID(t)
+	path := "enarx-test.slice:enarx:" + id
+	unit := "enarx-" + id + ".scope"
+	limit, pidsLimit := int64(64<<20), int64(32)
+	writeCgroupSpec(t, bundle, path, &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &limit},
+		Pids:   &specs.LinuxPids{Limit: &pidsLimit},
+	})
+	resp, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	pid := int(resp.Pid)
+	show := func(props string) string {
+		out, err := exec.Command("systemctl", "show", unit, "-p", props).Output()
+		if err != nil {
+			t.Fatalf("systemctl show %s: %v", unit, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	group := strings.TrimPrefix(show("ControlGroup"), "ControlGroup=")
+	if !strings.HasSuffix(group, "/enarx.slice/enarx-test.slice/"+unit) {
+		t.Fatalf("unit %s has the control group %q", unit, group)
+	}
+	for _, controller := range []string{"systemd", "memory", "pids", "cpuset", "freezer"} {
+		procs, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, group, "cgroup.procs"))
+		if err != nil {
+			t.Errorf("the unit's cgroup in %s: %v", controller, err)
+			continue
+		}
+		if strings.TrimSpace(string(procs)) != strconv.Itoa(pid) {
+			t.Errorf("%s cgroup.procs = %q, want the Keep's pid %d alone", controller, procs, pid)
+		}
+	}
+	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	stats, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	m, err := typeurl.UnmarshalAny(stats.Stats)
+	if err != nil {
+		t.Fatalf("decode Stats: %v", err)
+	}
+	v1, ok := m.(*v1stats.Metrics)
+	if !ok {
+		t.Fatalf("Stats decodes to a %T, want cgroup v1 metrics", m)
+	}
+	if v1.GetMemory().GetUsage().GetUsage() == 0 || v1.GetPids().GetCurrent() == 0 || v1.GetPids().GetLimit() != uint64(pidsLimit) {
+		t.Errorf("metrics: memory %v, pids %v", v1.GetMemory().GetUsage(), v1.GetPids())
+	}
+	// The container's limit plus what the Keep needs for itself, in
+	// systemd's view too.
+	memLimit := v1.GetMemory().GetUsage().GetLimit()
+	if memLimit < uint64(limit+keep.MemoryHeadroom) || memLimit > 1<<40 {
+		t.Errorf("memory limit %d, want %d plus the Keep's own", memLimit, limit)
+	}
+	if got := show("MemoryLimit"); got != "MemoryLimit="+strconv.FormatUint(memLimit, 10) {
+		t.Errorf("systemd's %s, want %d", got, memLimit)
+	}
+	if _, err := h.svc.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGTERM)}); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if w := h.wait(t, id); w.ExitStatus != 143 {
+		t.Errorf("exit status after SIGTERM %d, want 143", w.ExitStatus)
+	}
+	if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if got := show("ActiveState"); got != "ActiveState=inactive" {
+		t.Errorf("unit %s after Delete: %s", unit, got)
+	}
+	if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", group)); len(left) > 0 {
+		t.Errorf("the unit's cgroup is left in %v", left)
 	}
 }

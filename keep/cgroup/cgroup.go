@@ -3,10 +3,13 @@
 // resources when the Keep starts, in which the kernel limits and accounts
 // the whole Keep process, read for the container's metrics and removed with
 // the task. It works on cgroup v1, hybrid and unified hosts through
-// containerd's cgroups library.
+// containerd's cgroups library, with the cgroupfs driver's paths
+// ("/default/ID") and the systemd driver's ("slice:prefix:name", a
+// transient scope unit that systemd makes over D-Bus, see systemd.go).
 package cgroup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -35,17 +38,25 @@ type Cgroup struct {
 	path string
 	v1   cgroup1.Cgroup
 	v2   *cgroup2.Manager
+
+	// dir is the cgroup's path in each hierarchy, "" until it is known:
+	// path itself for the cgroupfs driver's absolute paths, the unit's
+	// control group for the systemd driver's.
+	dir string
+	// unit is the systemd unit of a systemd driver path, nil for a
+	// cgroupfs path. Its cgroup is made by Add, with the Keep's PID in it
+	// (systemd makes no empty scope): until then, res and memory wait.
+	unit   *systemdUnit
+	res    *specs.LinuxResources
+	memory *specs.LinuxMemory
 }
 
-// checkCgroupPath checks an OCI linux.cgroupsPath. An absolute path
-// ("/default/ID", as ctr and the cgroupfs drivers give) is the cgroup's path
-// in each hierarchy; a relative one is placed under the calling process's
-// own cgroup. The systemd driver's "slice:prefix:name" is refused: Keeps
-// are placed in cgroupfs groups only.
+// checkCgroupPath checks an OCI linux.cgroupsPath of the cgroupfs driver.
+// An absolute path ("/default/ID", as ctr and the cgroupfs drivers give) is
+// the cgroup's path in each hierarchy; a relative one is placed under the
+// calling process's own cgroup. (The systemd driver's "slice:prefix:name"
+// is read by parseSystemdPath.)
 func checkCgroupPath(path string) error {
-	if strings.Contains(path, ":") {
-		return fmt.Errorf("cgroup %q: systemd cgroup paths (slice:prefix:name) are not supported by the enarx runtime: use the cgroupfs driver (kubelet --cgroup-driver=cgroupfs, containerd's SystemdCgroup = false)", path)
-	}
 	if path == "" || path == "/" || path != filepath.Clean(path) {
 		return fmt.Errorf("cgroup %q: not a clean path below the root of the hierarchy", path)
 	}
@@ -59,13 +70,30 @@ func checkCgroupPath(path string) error {
 // (compiling a Go module takes more memory than many containers are given
 // for their workload).
 //
+// A systemd driver path ("slice:prefix:name") names a scope that systemd
+// makes when Add gives it the Keep's PID; New checks the path and that
+// systemd can be reached, so that a Keep that cannot be placed never starts.
+//
 // res may be nil.
 func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
+	if isSystemdPath(path) {
+		u, err := parseSystemdPath(path)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := systemdConn(context.Background(), path); err != nil {
+			return nil, err
+		}
+		return &Cgroup{path: path, unit: &u, res: res}, nil
+	}
 	if err := checkCgroupPath(path); err != nil {
 		return nil, err
 	}
 	applied := withoutHeldBack(res)
 	c := &Cgroup{path: path}
+	if strings.HasPrefix(path, "/") {
+		c.dir = path
+	}
 	switch cgroups.Mode() {
 	case cgroups.Unified:
 		group, err := v2Group(path)
@@ -96,10 +124,16 @@ func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
 // linux.cgroupsPath), to read or delete it. A cgroup that does not exist is
 // an error matching os.ErrNotExist.
 func Load(path string) (*Cgroup, error) {
+	if isSystemdPath(path) {
+		return loadSystemd(context.Background(), path)
+	}
 	if err := checkCgroupPath(path); err != nil {
 		return nil, err
 	}
 	c := &Cgroup{path: path}
+	if strings.HasPrefix(path, "/") {
+		c.dir = path
+	}
 	switch cgroups.Mode() {
 	case cgroups.Unified:
 		group, err := v2Group(path)
@@ -190,8 +224,12 @@ func unsetZero[T int64 | uint64 | uint16](v *T) *T {
 // Path is the cgroup's path, as given to New or Load.
 func (c *Cgroup) Path() string { return c.path }
 
-// Add moves process pid into the cgroup.
+// Add moves process pid into the cgroup. The first Add to a systemd
+// driver's cgroup makes its unit with pid in it.
 func (c *Cgroup) Add(pid int) error {
+	if c.unit != nil && !c.made() {
+		return c.startUnit(context.Background(), pid)
+	}
 	var err error
 	if c.v2 != nil {
 		err = c.v2.AddProc(uint64(pid))
@@ -204,8 +242,21 @@ func (c *Cgroup) Add(pid int) error {
 	return nil
 }
 
+// made reports whether the cgroup exists: a systemd driver's is made by
+// the first Add.
+func (c *Cgroup) made() bool { return c.v1 != nil || c.v2 != nil }
+
+// notMade is the error of a systemd driver's cgroup read before Add made
+// it.
+func (c *Cgroup) notMade(what string) error {
+	return fmt.Errorf("cgroup %s: %s: systemd has not made unit %s yet (it is made with the Keep's process): %w", c.path, what, c.unit.name, os.ErrNotExist)
+}
+
 // MemoryUsage is the memory the cgroup's processes use now, in bytes.
 func (c *Cgroup) MemoryUsage() (uint64, error) {
+	if !c.made() {
+		return 0, c.notMade("memory usage")
+	}
 	if c.v2 != nil {
 		st, err := c.v2.StatFiltered(cgroup2.StatMemory)
 		if err != nil {
@@ -237,6 +288,9 @@ const NoMemoryLimit = math.MaxInt64
 // oom_control has no count (before Linux 4.13), it reports whether the
 // memory reached its limit (failcnt).
 func (c *Cgroup) OOMKilled() (bool, error) {
+	if !c.made() {
+		return false, c.notMade("memory events")
+	}
 	if c.v2 != nil {
 		st, err := c.v2.Stat()
 		if err != nil {
@@ -244,8 +298,8 @@ func (c *Cgroup) OOMKilled() (bool, error) {
 		}
 		return st.GetMemoryEvents().GetOomKill() > 0, nil
 	}
-	if strings.HasPrefix(c.path, "/") {
-		if b, err := os.ReadFile(filepath.Join(v1MemoryMountpoint, c.path, "memory.oom_control")); err == nil {
+	if c.dir != "" {
+		if b, err := os.ReadFile(filepath.Join(v1MemoryMountpoint, c.dir, "memory.oom_control")); err == nil {
 			for _, line := range strings.Split(string(b), "\n") {
 				if n, ok := strings.CutPrefix(line, "oom_kill "); ok {
 					return strings.TrimSpace(n) != "0", nil
@@ -271,6 +325,16 @@ func (c *Cgroup) SetMemoryLimit(limit, swap int64) error {
 	if swap > 0 {
 		mem.Swap = &swap
 	}
+	if c.unit != nil {
+		if !c.made() {
+			c.memory = mem
+			return nil
+		}
+		// systemd keeps the limit too, or would put its own back.
+		if err := setSystemdProperties(context.Background(), c.path, *c.unit, systemdResources(&specs.LinuxResources{Memory: mem}, -1)); err != nil {
+			return err
+		}
+	}
 	var err error
 	if c.v2 != nil {
 		err = c.v2.Update(cgroup2.ToResources(&specs.LinuxResources{Memory: mem}))
@@ -288,6 +352,9 @@ func (c *Cgroup) SetMemoryLimit(limit, swap int64) error {
 // hosts, a *github.com/containerd/cgroups/v3/cgroup2/stats.Metrics on
 // unified ones.
 func (c *Cgroup) Metrics() (proto.Message, error) {
+	if !c.made() {
+		return nil, c.notMade("metrics")
+	}
 	if c.v2 != nil {
 		st, err := c.v2.Stat()
 		if err != nil {
@@ -304,6 +371,9 @@ func (c *Cgroup) Metrics() (proto.Message, error) {
 
 // Pids lists the processes in the cgroup.
 func (c *Cgroup) Pids() ([]int, error) {
+	if !c.made() {
+		return nil, nil
+	}
 	var pids []int
 	if c.v2 != nil {
 		procs, err := c.v2.Procs(true)
@@ -339,6 +409,8 @@ const cgroupEmptyTimeout = 2 * time.Second
 
 // Delete removes the cgroup. Processes still in it (a Keep whose shim
 // died) are killed first. A cgroup that is already gone is not an error.
+// A systemd driver's unit is stopped, which removes its cgroup, and what
+// is left of it in hierarchies that systemd does not manage is removed.
 func (c *Cgroup) Delete() error {
 	pids, err := c.Pids()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -354,9 +426,15 @@ func (c *Cgroup) Delete() error {
 			pids, _ = c.Pids()
 		}
 	}
-	if c.v2 != nil {
+	if c.unit != nil {
+		if err := stopSystemdUnit(context.Background(), c.path, *c.unit); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.v2 != nil:
 		err = c.v2.Delete()
-	} else {
+	case c.v1 != nil:
 		err = c.v1.Delete()
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
