@@ -30,9 +30,11 @@ install: build
 	install -D -m 0644 $(BIN)/reference-values.json $(DESTDIR)$(PREFIX)/share/enarx/reference-values.json
 
 # The daemons the end-to-end tests run against: Debian's containerd 1.6 (apt-get)
-# and containerd 2.4.2 built from its Go module into ~/.cache/containerd-shim-enarx.
+# and containerd 2.4.2 built from its Go module into ~/.cache/containerd-shim-enarx,
+# and jco (npm), which makes the WebAssembly components the tests run.
 deps:
 	scripts/containerd.sh install
+	scripts/jco.sh install
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,7 +44,7 @@ lint:
 	$(GO) vet ./...
 
 test: deps build lint
-	eval "$$(scripts/containerd.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m ./...
+	eval "$$(scripts/containerd.sh env)" && eval "$$(scripts/jco.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 # A short run of each fuzz target over parsers of untrusted input (18 targets, 3.5 to 4.5 minutes);

@@ -299,6 +299,9 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepare
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
 	}
+	if err := checkComponent(cfg, module); err != nil {
+		return nil, err
+	}
 	m := <-identityc
 	if m.err != nil {
 		return nil, m.err
@@ -324,6 +327,27 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepare
 		ModuleCache:    cacheStatus,
 		CompileTime:    compileTook,
 	}}, nil
+}
+
+// checkComponent refuses, before the Keep reports ready, what a component
+// cannot be given: declared sockets (wasmtime's C API v39 has no network
+// configuration for WASI preview 2) and an entrypoint (a command runs
+// wasi:cli/run).
+func checkComponent(cfg Config, module engine.Module) error {
+	c, ok := module.(engine.Component)
+	if !ok {
+		return nil
+	}
+	if len(cfg.Sockets) > 0 {
+		return fmt.Errorf("module %s is a WebAssembly component (%s): declared sockets are not available to components "+
+			"(the engine's WASI preview 2 has no network configuration); remove the sockets, or build the workload as a "+
+			"WASI preview 1 core module to use them (docs/networking.md)", cfg.Module, c.World())
+	}
+	if cfg.Entrypoint != "" && cfg.Entrypoint != engine.DefaultEntrypoint {
+		return fmt.Errorf("module %s is a WebAssembly component (%s): it runs wasi:cli/run and has no entrypoint %q; remove the entrypoint setting",
+			cfg.Module, c.World(), cfg.Entrypoint)
+	}
+	return nil
 }
 
 // run runs the workload and turns its end into an exit status.

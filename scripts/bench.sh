@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks, each against a peer measured in the same run (`make bench`):
 # start-up (`ctr run --rm`, cold and warm module cache, against runc and a
-# do-nothing shim), memory per idle container, the engine on CPU-bound work
+# do-nothing shim), a component against the core module it was made from
+# (start-up and CPU), memory per idle container, the engine on CPU-bound work
 # against wazero and native, 100 concurrent containers, an HTTPS server in a
 # Keep (TLS terminated by the Keep) against the same Go server native with Go
 # TLS (requests/s keep-alive, handshakes/s, p99 latency), and the attestation
@@ -46,6 +47,7 @@ export BENCH_OUT=${BENCH_OUT:-$tmp/results.jsonl}
 : >"$BENCH_OUT"
 
 eval "$(scripts/containerd.sh env)"
+eval "$(scripts/jco.sh env)" # the component benchmark's components
 
 echo "== attestation verifier"
 "$GO" test -run '^$' -bench . -benchtime 2s -cpu 1 ./attestation/verify | tee "$tmp/verify.txt"

@@ -757,6 +757,7 @@ func benchTable(results []benchResult) string {
 				ratio: fmt.Sprintf("%.2f×", warm.Median/cold.Median)},
 		)
 	}
+	rows = append(rows, componentRows(results)...)
 
 	// Memory.
 	for _, dn := range daemons {
@@ -1034,6 +1035,10 @@ const benchMethod = `
   containers. PSS charges each shared page (the shim binary's text, mapped by every shim) to its
   mappers in equal parts, so the sum is what the containers take together. The daemon itself is
   not counted.
+- **Component** (BenchmarkComponent): test/fixtures/hello as the Go wasip1 core module and as the
+  wasi:cli/command component ` + "`jco new --wasi-command`" + ` makes of it, both from a warm module cache,
+  interleaved: ` + "`ctr run --rm`" + ` on each daemon, and ` + "`enarx run`" + ` wall time and CPU (utime + stime that wait4
+  reports for enarx and its Keep). *Ours* is the component, *peer* the core module.
 - **Engine** (BenchmarkEngine): test/fixtures/cpubound, one Go source built for wasip1 and natively.
   Our engine is keep/wasmtime (what a Keep runs): the module is compiled once, then each run is a
   fresh instance and ` + "`_start`" + `, timed in process. wazero v1.12.0 in compiler mode the same way. Native:

@@ -18,14 +18,15 @@ import (
 	"strings"
 )
 
-// Engine compiles WebAssembly core modules. It is the only seam between a
+// Engine compiles WebAssembly core modules, and components when the engine
+// runs them (see Component). It is the only seam between a
 // Keep and the WebAssembly runtime: nothing outside the engine's package knows
 // which runtime it is.
 type Engine interface {
 	// Name identifies the engine and its version, e.g. "wasmtime 39.0.1".
 	Name() string
-	// Compile validates and compiles a core module. An error names what is
-	// wrong with the module.
+	// Compile validates and compiles a core module or a component. An
+	// error names what is wrong with the module.
 	Compile(ctx context.Context, wasm []byte) (Module, error)
 }
 
@@ -59,6 +60,17 @@ type Module interface {
 	// cancelled while the module runs, the engine interrupts it and Run
 	// returns an error that matches ErrInterrupted with errors.Is.
 	Run(ctx context.Context, opts RunOptions) (int, error)
+}
+
+// Component is implemented by a Module compiled from a WebAssembly component
+// (the component model's binary format, WASI preview 2) rather than from a
+// core module. A component runs its world's entrypoint (RunOptions.Entrypoint
+// must be empty) and takes no declared sockets: the Keep refuses both when
+// the container is created.
+type Component interface {
+	Module
+	// World names the world the component runs as, e.g. "wasi:cli/command".
+	World() string
 }
 
 // RunOptions is what a workload sees of its environment.

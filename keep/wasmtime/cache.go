@@ -25,6 +25,9 @@ func (e *Engine) Fingerprint() string {
 // wasmtime Engine: an ELF image, 3 times the size of a Go wasip1 module (8.5
 // MB for a 2.7 MB hello), in 10–23 ms.
 func (e *Engine) Serialize(m engine.Module) ([]byte, error) {
+	if c, ok := m.(*Component); ok {
+		return c.serialize()
+	}
 	mod, ok := m.(*Module)
 	if !ok {
 		return nil, fmt.Errorf("wasmtime: serialize: %T is not a wasmtime module", m)
@@ -49,7 +52,13 @@ func (e *Engine) Load(ctx context.Context, path string) (engine.Module, error) {
 	}
 	mod, err := wasmtime.NewModuleDeserializeFile(e.engine, path)
 	if err != nil {
-		return nil, fmt.Errorf("wasmtime: load precompiled module %s: %s", path, errorText(err))
+		// The file may hold a component's native code: wasmtime refuses
+		// to load one as a module, and the reverse, by its own metadata.
+		c, cerr := e.loadComponent(path)
+		if cerr == nil {
+			return c, nil
+		}
+		return nil, fmt.Errorf("wasmtime: load precompiled module %s: %s (nor a component: %w)", path, errorText(err), cerr)
 	}
 	if mod == nil {
 		return nil, errors.New("wasmtime: load precompiled module: no module returned")

@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
@@ -73,6 +74,12 @@ const neverDeadline = 1 << 62
 // documentation for how cancellation interacts between runs that share it.
 type Engine struct {
 	engine *wasmtime.Engine
+
+	// component is the engine of components (see component.go), made
+	// on first use.
+	componentOnce sync.Once
+	component     *componentEngine
+	componentErr  error
 }
 
 // Compile-time checks that the wasmtime types implement the Keep seams.
@@ -124,6 +131,9 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (engine.Module, error
 		// an empty module is common enough (a truncated download, a wrong
 		// path) to deserve a plain message.
 		return nil, errors.New("wasmtime: compile module: empty input, not a WebAssembly module")
+	}
+	if IsComponent(wasm) {
+		return e.compileComponent(wasm)
 	}
 	mod, err := wasmtime.NewModule(e.engine, wasm)
 	if err != nil {
@@ -368,7 +378,7 @@ func (m *Module) Run(ctx context.Context, opts engine.RunOptions) (int, error) {
 		return 0, err
 	}
 
-	w := m.engine.watch(ctx, store, sw)
+	w := watch(ctx, m.engine.engine, store, sw)
 	defer w.stop()
 
 	inst, err := linker.Instantiate(store, m.module)
@@ -500,10 +510,21 @@ type watcher struct {
 	wasi socketWASI
 }
 
+// epochClock is an engine's epoch: a wasmtime-go Engine, or the component
+// engine.
+type epochClock interface{ IncrementEpoch() }
+
+// epochStore is a store with an epoch deadline: a wasmtime-go Store, or a
+// component store.
+type epochStore interface {
+	SetEpochDeadline(ticksBeyondCurrent uint64)
+}
+
 // watch arms store's epoch deadline and starts the goroutine that trips it,
-// and interrupts wasi (when not nil), when ctx is done. The caller must call
-// stop before returning.
-func (e *Engine) watch(ctx context.Context, store *wasmtime.Store, wasi socketWASI) *watcher {
+// by incrementing clock, the store's engine's epoch, and interrupts wasi
+// (when not nil), when ctx is done. The caller must call stop before
+// returning.
+func watch(ctx context.Context, clock epochClock, store epochStore, wasi socketWASI) *watcher {
 	w := &watcher{stopc: make(chan struct{}), done: make(chan struct{}), wasi: wasi}
 	if ctx.Done() == nil {
 		// Nothing can cancel this run: make it immune to epoch increments
@@ -528,7 +549,7 @@ func (e *Engine) watch(ctx context.Context, store *wasmtime.Store, wasi socketWA
 			default:
 			}
 			w.fired.Store(true)
-			e.engine.IncrementEpoch()
+			clock.IncrementEpoch()
 			if w.wasi != nil {
 				// A workload waiting in poll_oneoff runs no wasm
 				// code to see the epoch.

@@ -22,7 +22,7 @@ import (
 // Workload is what a container runs. Its JSON encoding is part of the Keep's
 // configuration, whose digest the Keep's evidence binds.
 type Workload struct {
-	// Module is the host path of the WebAssembly core module to run.
+	// Module is the host path of the WebAssembly core module or component to run.
 	Module string `json:"module"`
 	// Entrypoint is the exported function to call (default "_start").
 	Entrypoint string `json:"entrypoint,omitempty"`

@@ -41,7 +41,7 @@ const artifactEntrypoint = "app.wasm"
 
 // PackageOptions describes the image WritePackage builds.
 type PackageOptions struct {
-	// Module is the WebAssembly core module to package.
+	// Module is the WebAssembly core module or component to package.
 	Module []byte
 	// ModuleName names the module in errors, typically its file path.
 	// Default "module".
@@ -59,8 +59,9 @@ type PackageOptions struct {
 	// oci.DefaultModulePath.
 	Artifact bool
 	// LayerMediaType is the media type of the module layer of the artifact
-	// form: one oci.IsWasmLayer accepts. Default oci.MediaTypeWasm. It must be empty
-	// when Artifact is false.
+	// form: one oci.IsWasmLayer accepts. Default oci.MediaTypeWasm for a core
+	// module, oci.MediaTypeWasmComponentLayer for a component. It must be
+	// empty when Artifact is false.
 	LayerMediaType string
 
 	// Platform is the image's platform, in the image config and on the
@@ -212,6 +213,9 @@ func WritePackage(ctx context.Context, w io.Writer, opts PackageOptions) (ocispe
 		mediaType := opts.LayerMediaType
 		if mediaType == "" {
 			mediaType = oci.MediaTypeWasm
+			if oci.IsComponent(opts.Module) {
+				mediaType = oci.MediaTypeWasmComponentLayer
+			}
 		}
 		layer = b.add(mediaType, opts.Module)
 		layer.Annotations = map[string]string{ocispec.AnnotationTitle: artifactEntrypoint}

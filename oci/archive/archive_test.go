@@ -44,8 +44,8 @@ func TestCheckModuleHeader(t *testing.T) {
 		{"short-version", []byte("\x00asm\x01"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "ends inside the 8-byte WebAssembly header"}},
 		{"elf", []byte("\x7fELF\x02\x01\x01\x00"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "7f 45 4c 46", "GOOS=wasip1 GOARCH=wasm"}},
 		{"text", []byte("(module)"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module"}},
-		{"component", componentHeader, oci.ErrWasmComponent, []string{"x.wasm is a WebAssembly component", "components are not supported yet", "wasm32-wasip1"}},
-		{"component-other-version", []byte("\x00asm\x0c\x00\x01\x00"), oci.ErrWasmComponent, []string{"components are not supported yet"}},
+		{"component", componentHeader, nil, nil},
+		{"component-other-version", []byte("\x00asm\x0c\x00\x01\x00"), oci.ErrWasmComponent, []string{"x.wasm is a WebAssembly component of binary version 0x0c", "unsupported component binary version", "only version 0x0d"}},
 		{"version-2", []byte("\x00asm\x02\x00\x00\x00"), oci.ErrNotWasmModule, []string{"x.wasm: not a WebAssembly module", "unsupported WebAssembly binary version 2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,6 +310,19 @@ func TestWritePackageArtifact(t *testing.T) {
 	}
 }
 
+// TestWritePackageComponentArtifact: a component's layer gets runwasi's
+// component media type by default.
+func TestWritePackageComponentArtifact(t *testing.T) {
+	archive, _ := writePackage(t, PackageOptions{Module: componentHeader, Name: "hello", Artifact: true})
+	l := readLayout(t, archive)
+	if got := l.manifest.Layers[0].MediaType; got != oci.MediaTypeWasmComponentLayer {
+		t.Errorf("layer media type %q, want %q", got, oci.MediaTypeWasmComponentLayer)
+	}
+	if !oci.IsComponent(componentHeader) || oci.IsComponent(testModule) {
+		t.Error("IsComponent does not tell a component from a module")
+	}
+}
+
 func TestWritePackageDeterministic(t *testing.T) {
 	for _, artifact := range []bool{false, true} {
 		opts := PackageOptions{Module: testModule, Name: "hello", Artifact: artifact, Env: []string{"A=1"}}
@@ -356,8 +369,8 @@ func TestWritePackageRejects(t *testing.T) {
 			oci.ErrNotWasmModule, "hello.sh: not a WebAssembly module"},
 		{"default-module-name", PackageOptions{Module: []byte("nope"), Name: "hello"},
 			oci.ErrNotWasmModule, "module: not a WebAssembly module"},
-		{"component", PackageOptions{Module: componentHeader, ModuleName: "c.wasm", Name: "hello"},
-			oci.ErrWasmComponent, "c.wasm is a WebAssembly component (binary version 0x0d, layer 1): components are not supported yet"},
+		{"component-other-version", PackageOptions{Module: []byte("\x00asm\x0c\x00\x01\x00"), ModuleName: "c.wasm", Name: "hello"},
+			oci.ErrWasmComponent, "c.wasm is a WebAssembly component of binary version 0x0c: unsupported component binary version"},
 		{"no-name", PackageOptions{Module: emptyModule}, nil, "no image name"},
 		{"bad-name", PackageOptions{Module: emptyModule, Name: "Hello World"}, nil, `image name "Hello World"`},
 		{"digest-name", PackageOptions{Module: emptyModule, Name: "hello@sha256:" + strings.Repeat("0", 64)}, nil, "digest"},
