@@ -398,6 +398,9 @@ func (c *Cgroup) startUnit(ctx context.Context, pid int) error {
 	applied := withoutHeldBack(c.res)
 	held := &specs.LinuxResources{Memory: c.memory}
 	props := append(systemdResources(applied, systemdVersion(conn)), systemdResources(held, -1)...)
+	if applied != nil {
+		props = append(props, systemdDevices(ctx, applied.Devices)...)
+	}
 	dir, err := startSystemdUnit(ctx, c.path, *c.unit, pid, props)
 	if err != nil {
 		return err
@@ -469,4 +472,95 @@ func loadSystemd(ctx context.Context, path string) (*Cgroup, error) {
 		return nil, fmt.Errorf("cgroup %s: load %s: %w", path, c.dir, err)
 	}
 	return c, nil
+}
+
+// deviceAllow is one DeviceAllow= entry, D-Bus signature (ss).
+type deviceAllow struct {
+	Path  string
+	Perms string
+}
+
+// systemdDevices are the properties by which systemd itself applies the
+// device rules (a DevicePolicy and its DeviceAllow list), as runc sets
+// them: without them, systemd writes its own view of the unit's devices
+// on `systemctl daemon-reload`, and on cgroup v1 that allows every device.
+// A rule that denies all starts the list again; one allowing all makes the
+// policy auto. A device is named as systemd names it: /dev/char/MAJ:MIN,
+// or char-NAME (block-NAME) for every minor of a major, NAME from
+// /proc/devices. Denying one device after allowing more cannot be said to
+// systemd: the rule is left to the cgroup's own files, which the Keep's
+// cgroup holds until a reload.
+func systemdDevices(ctx context.Context, rules []specs.LinuxDeviceCgroup) []systemdDbus.Property {
+	if len(rules) == 0 {
+		return nil
+	}
+	policy, allow := "strict", []deviceAllow{}
+	for _, r := range rules {
+		typ := r.Type
+		if typ == "" {
+			typ = "a"
+		}
+		access := r.Access
+		if access == "" {
+			access = "rwm"
+		}
+		wildMajor, wildMinor := r.Major == nil || *r.Major < 0, r.Minor == nil || *r.Minor < 0
+		if !r.Allow {
+			if typ == "a" && wildMajor && wildMinor && strings.ContainsRune(access, 'r') && strings.ContainsRune(access, 'w') && strings.ContainsRune(access, 'm') {
+				policy, allow = "strict", []deviceAllow{}
+				continue
+			}
+			log.G(ctx).WithField("rule", fmt.Sprintf("%+v", r)).Warn("cgroup: a device rule that denies part of what was allowed cannot be given to systemd; it holds in the cgroup until systemd applies the unit again")
+			continue
+		}
+		if typ == "a" {
+			if wildMajor && wildMinor {
+				policy, allow = "auto", []deviceAllow{}
+			}
+			continue
+		}
+		kind := map[string]string{"c": "char", "b": "block"}[typ]
+		if kind == "" {
+			continue
+		}
+		switch {
+		case wildMajor:
+			allow = append(allow, deviceAllow{kind + "-*", access})
+		case wildMinor:
+			name, ok := deviceName(typ, *r.Major)
+			if !ok {
+				log.G(ctx).WithField("major", *r.Major).Warnf("cgroup: no %s device of that major in /proc/devices to name to systemd", kind)
+				continue
+			}
+			allow = append(allow, deviceAllow{kind + "-" + name, access})
+		default:
+			allow = append(allow, deviceAllow{fmt.Sprintf("/dev/%s/%d:%d", kind, *r.Major, *r.Minor), access})
+		}
+	}
+	return []systemdDbus.Property{newSystemdProperty("DevicePolicy", policy), newSystemdProperty("DeviceAllow", allow)}
+}
+
+// deviceName is the name /proc/devices gives the major of a character
+// ("c") or block ("b") device.
+func deviceName(typ string, major int64) (string, bool) {
+	b, err := os.ReadFile("/proc/devices")
+	if err != nil {
+		return "", false
+	}
+	section := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		switch strings.TrimSpace(line) {
+		case "Character devices:":
+			section = "c"
+			continue
+		case "Block devices:":
+			section = "b"
+			continue
+		}
+		f := strings.Fields(line)
+		if section == typ && len(f) == 2 && f[0] == strconv.FormatInt(major, 10) {
+			return f[1], true
+		}
+	}
+	return "", false
 }

@@ -53,10 +53,15 @@ func TestSystemdUnit(t *testing.T) {
 	if layout == systemdtest.Hybrid {
 		// The unified layout has no controllers on a host that binds them
 		// to cgroup v1: no limits there.
+		null, zero := int64(1), int64(3)
 		res = &specs.LinuxResources{
 			Memory: &specs.LinuxMemory{Limit: &limit},
 			Pids:   &specs.LinuxPids{Limit: &pidsLimit},
 			CPU:    &specs.LinuxCPU{Shares: &shares},
+			Devices: []specs.LinuxDeviceCgroup{
+				{Allow: false, Access: "rwm"},
+				{Allow: true, Type: "c", Major: &null, Minor: &zero, Access: "rwm"},
+			},
 		}
 	}
 	if want := map[systemdtest.Layout]cgroups.CGMode{systemdtest.Hybrid: cgroups.Hybrid, systemdtest.Unified: cgroups.Unified}[layout]; cgroups.Mode() != want {
@@ -158,8 +163,17 @@ func TestSystemdUnit(t *testing.T) {
 		if got := read("cpu", "cpu.shares"); got != "512" {
 			t.Errorf("cpu.shares = %s, want 512", got)
 		}
-		if p := show("MemoryLimit", "TasksMax", "CPUShares"); p["MemoryLimit"] != strconv.FormatInt(compile, 10) || p["TasksMax"] != "16" || p["CPUShares"] != "512" {
+		if p := show("MemoryLimit", "TasksMax", "CPUShares", "DevicePolicy", "DeviceAllow"); p["MemoryLimit"] != strconv.FormatInt(compile, 10) || p["TasksMax"] != "16" || p["CPUShares"] != "512" ||
+			p["DevicePolicy"] != "strict" || p["DeviceAllow"] != "/dev/char/1:3 rwm" {
 			t.Errorf("systemd keeps %v", p)
+		}
+		// systemd applies its view of the unit again on a reload: the
+		// device rules hold (without DevicePolicy it would allow all).
+		if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+			t.Fatalf("systemctl daemon-reload: %v: %s", err, out)
+		}
+		if got := read("devices", "devices.list"); got != "c 1:3 rwm" {
+			t.Errorf("devices.list after a reload = %q, want only c 1:3 rwm", got)
 		}
 		// The workload's limit replaces the compile limit, in systemd too.
 		if err := cg.SetMemoryLimit(limit, 0); err != nil {

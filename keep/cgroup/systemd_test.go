@@ -1,7 +1,9 @@
 package cgroup
 
 import (
+	"context"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -150,4 +152,40 @@ func props(ps []systemdDbus.Property) map[string]any {
 		m[p.Name] = p.Value.Value()
 	}
 	return m
+}
+
+// TestSystemdDevices: device rules become systemd's DevicePolicy and
+// DeviceAllow as runc makes them.
+func TestSystemdDevices(t *testing.T) {
+	i := func(v int64) *int64 { return &v }
+	denyAll := specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"}
+	for _, c := range []struct {
+		name   string
+		rules  []specs.LinuxDeviceCgroup
+		policy string
+		allow  []deviceAllow
+	}{
+		{"none", nil, "", nil},
+		{"deny all, then devices", []specs.LinuxDeviceCgroup{
+			denyAll,
+			{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"},
+			{Allow: true, Type: "c", Major: i(1), Minor: i(5)},
+			{Allow: true, Type: "b", Major: i(-1), Minor: i(-1), Access: "m"},
+		}, "strict", []deviceAllow{{"/dev/char/1:3", "rwm"}, {"/dev/char/1:5", "rwm"}, {"block-*", "m"}}},
+		{"every minor of a major", []specs.LinuxDeviceCgroup{denyAll, {Allow: true, Type: "c", Major: i(1), Access: "rw"}}, "strict", []deviceAllow{{"char-mem", "rw"}}},
+		{"allow all", []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}, "auto", []deviceAllow{}},
+		{"deny all last", []specs.LinuxDeviceCgroup{{Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"}, denyAll}, "strict", []deviceAllow{}},
+		{"a partial deny is left to the files", []specs.LinuxDeviceCgroup{denyAll, {Allow: true, Type: "c", Major: i(1), Minor: i(3), Access: "rwm"}, {Allow: false, Type: "c", Major: i(1), Minor: i(3), Access: "w"}}, "strict", []deviceAllow{{"/dev/char/1:3", "rwm"}}},
+	} {
+		props := systemdDevices(context.Background(), c.rules)
+		if c.policy == "" {
+			if props != nil {
+				t.Errorf("%s: %v, want none", c.name, props)
+			}
+			continue
+		}
+		if len(props) != 2 || props[0].Name != "DevicePolicy" || props[0].Value.Value() != c.policy || props[1].Name != "DeviceAllow" || !reflect.DeepEqual(props[1].Value.Value(), c.allow) {
+			t.Errorf("%s: %v, want DevicePolicy=%s DeviceAllow=%v", c.name, props, c.policy, c.allow)
+		}
+	}
 }
