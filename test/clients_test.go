@@ -14,6 +14,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -340,4 +341,28 @@ func runOnTerminal(t testing.TB, env []string, bin string, args ...string) clien
 	}
 	t.Logf("%s %s (on a terminal): exit %d", filepath.Base(bin), strings.Join(args, " "), r.Exit)
 	return r
+}
+
+// inspectState decodes a client's `inspect --format {{json .State}} NAME`
+// (Docker's and nerdctl's), run by must.
+func inspectState[S any](t testing.TB, must func(testing.TB, ...string) string, name string) S {
+	t.Helper()
+	var s S
+	out := must(t, "inspect", "--format", "{{json .State}}", name)
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("inspect %s: %v\n%s", name, err, out)
+	}
+	return s
+}
+
+// waitState waits until the container's state, as state reads it,
+// satisfies ok.
+func waitState[S any](t testing.TB, name, what string, state func(testing.TB, string) S, ok func(S) bool) S {
+	t.Helper()
+	var s S
+	waitFor(t, name+" "+what, func() (bool, string) {
+		s = state(t, name)
+		return ok(s), fmt.Sprintf("%+v", s)
+	})
+	return s
 }

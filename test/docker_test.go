@@ -5,7 +5,6 @@ package test
 // store, driven by the docker CLI the way a user drives it.
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/internal/starter"
 )
 
 const (
@@ -95,7 +96,7 @@ func startDockerd(t *testing.T, d *Daemon) *dockerd {
 	k.cmd.Stdout, k.cmd.Stderr = logf, logf
 	k.cmd.Dir = k.dir
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := onStarterThread(k.cmd.Start); err != nil {
+	if err := starter.Run(k.cmd.Start); err != nil {
 		t.Fatalf("starting %s: %v", k.bin, err)
 	}
 	k.exited = make(chan struct{})
@@ -170,23 +171,13 @@ type dockerState struct {
 
 func (k *dockerd) state(t testing.TB, name string) dockerState {
 	t.Helper()
-	var s dockerState
-	out := k.mustDocker(t, "inspect", "--format", "{{json .State}}", name)
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("docker inspect %s: %v\n%s", name, err, out)
-	}
-	return s
+	return inspectState[dockerState](t, k.mustDocker, name)
 }
 
 // waitState waits until the container's state satisfies ok.
 func (k *dockerd) waitState(t testing.TB, name, what string, ok func(dockerState) bool) dockerState {
 	t.Helper()
-	var s dockerState
-	waitFor(t, name+" "+what, func() (bool, string) {
-		s = k.state(t, name)
-		return ok(s), fmt.Sprintf("%+v", s)
-	})
-	return s
+	return waitState(t, name, what, k.state, ok)
 }
 
 func (k *dockerd) logTail(n int) string {

@@ -30,13 +30,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/internal/starter"
 	"github.com/enarx/containerd-shim-enarx/internal/wasmfixture"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -537,7 +537,7 @@ func (d *Daemon) start() error {
 		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: d.CRI.NetNS})
 		cmd.SysProcAttr.Pdeathsig = 0 // see confine.Start; the test's cleanup stops it
 	}
-	if err := onStarterThread(func() error { return confine.Start(cmd, namespaces) }); err != nil {
+	if err := starter.Run(func() error { return confine.Start(cmd, namespaces) }); err != nil {
 		return fmt.Errorf("%s --config %s: %w", d.Binary, d.Config, err)
 	}
 	d.cmd = cmd
@@ -568,28 +568,6 @@ func (d *Daemon) start() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// starterThread runs the functions that start daemons, on one thread that
-// never ends. A daemon's Pdeathsig is sent when the thread that started it
-// ends, not the test binary: the Go runtime ends a thread whenever a
-// goroutine that locked it returns (as the tests' namespace helpers do).
-var starterThread = sync.OnceValue(func() chan<- func() {
-	calls := make(chan func())
-	go func() {
-		runtime.LockOSThread() // never unlocked
-		for f := range calls {
-			f()
-		}
-	}()
-	return calls
-})
-
-// onStarterThread runs f on starterThread.
-func onStarterThread(f func() error) error {
-	done := make(chan error, 1)
-	starterThread() <- func() { done <- f() }
-	return <-done
 }
 
 // parseServerVersion picks "Version:" from the Server section of `ctr version`.

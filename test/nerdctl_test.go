@@ -77,22 +77,12 @@ type nerdctlState struct {
 
 func (n *nerdctl) state(t testing.TB, name string) nerdctlState {
 	t.Helper()
-	var s nerdctlState
-	out := n.must(t, "inspect", "--format", "{{json .State}}", name)
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("nerdctl inspect %s: %v\n%s", name, err, out)
-	}
-	return s
+	return inspectState[nerdctlState](t, n.must, name)
 }
 
 func (n *nerdctl) waitState(t testing.TB, name, what string, ok func(nerdctlState) bool) nerdctlState {
 	t.Helper()
-	var s nerdctlState
-	waitFor(t, name+" "+what, func() (bool, string) {
-		s = n.state(t, name)
-		return ok(s), fmt.Sprintf("%+v", s)
-	})
-	return s
+	return waitState(t, name, what, n.state, ok)
 }
 
 // psStatus is the STATUS of name in `nerdctl ps -a` ("" if it is not listed).

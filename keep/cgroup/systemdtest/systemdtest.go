@@ -24,13 +24,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/internal/starter"
 )
 
 // Layout is the cgroup file system systemd is given.
@@ -232,7 +232,7 @@ func Start(t testing.TB, layout Layout) *Systemd {
 	// The namespace dies with the test binary: with the thread that
 	// started it, which must then live as long as the binary does.
 	s.unshare.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := onStarterThread(s.unshare.Start); err != nil {
+	if err := starter.Run(s.unshare.Start); err != nil {
 		lock.Close()
 		t.Fatalf("start systemd: %v", err)
 	}
@@ -274,28 +274,6 @@ func Start(t testing.TB, layout Layout) *Systemd {
 	}
 	t.Fatalf("systemd (%s layout) is not running after 30s", layout)
 	return nil
-}
-
-// starterThread runs the functions that start systemd, on one thread
-// that never ends: Pdeathsig is sent when the thread that started a
-// process ends, and the Go runtime ends a thread when a goroutine that
-// locked it returns.
-var starterThread = sync.OnceValue(func() chan<- func() {
-	calls := make(chan func())
-	go func() {
-		runtime.LockOSThread() // never unlocked
-		for f := range calls {
-			f()
-		}
-	}()
-	return calls
-})
-
-// onStarterThread runs f on starterThread.
-func onStarterThread(f func() error) error {
-	done := make(chan error, 1)
-	starterThread() <- func() { done <- f() }
-	return <-done
 }
 
 // child is the first child of process pid, 0 when it has none yet.

@@ -405,26 +405,16 @@ func fdPwrite(w *WASI, c *call) errno {
 	return eSuccess
 }
 
-func fdSync(w *WASI, c *call) errno {
-	e, bad := w.fileEntry(c.i32(0), eBadf)
-	if bad != eSuccess {
-		return bad
-	}
-	if err := unix.Fsync(e.hostFD); err != nil {
-		return errnoOf(err)
-	}
-	return eSuccess
-}
+func fdSync(w *WASI, c *call) errno     { return syncFile(w, c, unix.Fsync) }
+func fdDatasync(w *WASI, c *call) errno { return syncFile(w, c, unix.Fdatasync) }
 
-func fdDatasync(w *WASI, c *call) errno {
+// syncFile calls sync on the file open at the call's descriptor.
+func syncFile(w *WASI, c *call, sync func(int) error) errno {
 	e, bad := w.fileEntry(c.i32(0), eBadf)
 	if bad != eSuccess {
 		return bad
 	}
-	if err := unix.Fdatasync(e.hostFD); err != nil {
-		return errnoOf(err)
-	}
-	return eSuccess
+	return errnoOf(sync(e.hostFD))
 }
 
 func fdAdvise(w *WASI, c *call) errno {
