@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/systemdtest"
+	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // TestSystemdCgroupDriver runs a Wasm workload whose spec has a systemd
@@ -28,7 +29,7 @@ func TestSystemdCgroupDriver(t *testing.T) {
 	requireDaemonEnv(t, containerd16)
 	systemdtest.Require(t, systemdtest.Hybrid)
 	sd := systemdtest.Start(t, systemdtest.Hybrid)
-	d := startDaemonInSystemd(t, sd, containerd16, binDir)
+	d := startDaemonInSystemd(t, sd, containerd16, binDir, nil)
 	ns := newNamespace(t, d)
 
 	ref := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
@@ -104,10 +105,71 @@ func TestSystemdCgroupDriver(t *testing.T) {
 	}
 }
 
+// TestCRISystemdCgroupDriver is a pod as a kubelet with the systemd cgroup
+// driver makes it (a cgroup parent that is a slice), through the CRI
+// plugin of Debian's containerd run in a real systemd's namespaces: the CRI
+// plugin gives the container the path "slice:cri-containerd:ID", the Keep
+// runs in systemd's scope cri-containerd-ID.scope in the pod's slice, and
+// removing the pod stops the unit.
+func TestCRISystemdCgroupDriver(t *testing.T) {
+	binDir := requireBinaries(t)
+	requireDaemonEnv(t, containerd16)
+	systemdtest.Require(t, systemdtest.Hybrid)
+	sd := systemdtest.Start(t, systemdtest.Hybrid)
+	cni := t.TempDir()
+	d := startDaemonInSystemd(t, sd, containerd16, binDir, &criOptions{SandboxImage: criPauseImage, CNIConfDir: filepath.Join(cni, "net.d"), CNIBinDir: filepath.Join(cni, "bin")})
+	c, refs := criFixtureOn(t, d, "sleep")
+
+	podCfg := podConfig("systemd", t.TempDir())
+	// kubelet's form: kubepods-<qos>-pod<uid>.slice; here under enarx.slice.
+	slice := "enarx-test-pod" + randomHex(4) + ".slice"
+	podCfg.Linux.CgroupParent = slice
+	pod := c.runPod(t, podCfg)
+	sleeper := c.runContainer(t, pod, podCfg, "sleep", refs["sleep"])
+	if st := c.status(t, sleeper); st.State != cri.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("sleep: %v, want running", st.State)
+	}
+	unit := "cri-containerd-" + sleeper + ".scope"
+	show := func() map[string]string {
+		out, err := sd.Command("systemctl", "show", unit, "-p", "ControlGroup,Slice,ActiveState,Delegate").Output()
+		if err != nil {
+			t.Fatalf("systemctl show %s: %v", unit, err)
+		}
+		m := map[string]string{}
+		for _, line := range readLines(string(out)) {
+			k, v, _ := strings.Cut(line, "=")
+			m[k] = v
+		}
+		return m
+	}
+	p := show()
+	if p["ActiveState"] != "active" || p["Slice"] != slice || p["Delegate"] != "yes" || !strings.HasSuffix(p["ControlGroup"], "/"+slice+"/"+unit) {
+		t.Fatalf("unit %s: %v", unit, p)
+	}
+	keeps := keepsOf(d)
+	if len(keeps) != 1 {
+		t.Fatalf("keeps: %v, want sleep's", keeps)
+	}
+	procs, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", p["ControlGroup"], "cgroup.procs"))
+	if err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(keeps[0].PID) {
+		t.Errorf("the unit's memory cgroup holds %q (%v), want the Keep %d", procs, err, keeps[0].PID)
+	}
+
+	c.removePod(t, pod)
+	waitNone(t, "keeps", func() []process { return keepsOf(d) })
+	if got := show()["ActiveState"]; got != "inactive" {
+		t.Errorf("unit %s after the pod's removal: %s", unit, got)
+	}
+	if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", p["ControlGroup"])); len(left) > 0 {
+		t.Errorf("the unit's cgroup is left in %v", left)
+	}
+}
+
 // startDaemonInSystemd starts containerd of kind in the namespaces of sd,
-// with our binaries from binDir, and stops it at the end of the test
-// (before sd). Its ctr (Daemon.Ctr) runs in those namespaces too.
-func startDaemonInSystemd(t *testing.T, sd *systemdtest.Systemd, kind daemonKind, binDir string) *Daemon {
+// with our binaries from binDir and the CRI plugin when criOpts is set, and
+// stops it at the end of the test (before sd). Its ctr (Daemon.Ctr) runs in
+// those namespaces too.
+func startDaemonInSystemd(t *testing.T, sd *systemdtest.Systemd, kind daemonKind, binDir string, criOpts *criOptions) *Daemon {
 	t.Helper()
 	containerd, ctr, err := daemonBinaries(kind)
 	if err != nil {
@@ -125,7 +187,14 @@ func startDaemonInSystemd(t *testing.T, sd *systemdtest.Systemd, kind daemonKind
 		Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"),
 		Address: filepath.Join(dir, "c.sock"), TTRPCAddress: filepath.Join(dir, "c.sock.ttrpc"),
 		Config: filepath.Join(dir, "config.toml"), Log: filepath.Join(dir, "containerd.log"),
-		BinDir: binDir, namespaces: map[string]bool{},
+		BinDir: binDir, CRI: criOpts, namespaces: map[string]bool{},
+	}
+	if criOpts != nil {
+		for _, dir := range []string{criOpts.CNIConfDir, criOpts.CNIBinDir} {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	d.Path = daemonPath(binDir)
 	// ctr runs in systemd's namespaces too: it makes the stdio FIFOs in
