@@ -90,6 +90,9 @@ func pollOneoff(w *WASI, c *call) errno {
 			s.e = e
 			switch {
 			case e.kind == kindFile:
+			case e.stream != nil && e.stream.Ready(s.tag == eventFdWrite):
+				// Data the stream holds, or room: ready without waiting,
+				// and without a look at the descriptor.
 			case e.kind == kindStdio && (e.stdio == 0) == (s.tag == eventFdRead),
 				e.kind == kindListener && s.tag == eventFdRead, e.kind == kindConn:
 				ev := int16(unix.POLLIN)
@@ -102,7 +105,7 @@ func pollOneoff(w *WASI, c *call) errno {
 				return eBadf
 			}
 			if s.pfd < 0 {
-				timeout = 0 // a file is ready now
+				timeout = 0 // a file, or a ready stream, is ready now
 			}
 		default:
 			return eInval
@@ -157,6 +160,8 @@ func pollOneoff(w *WASI, c *call) errno {
 			if ready[i] {
 				event(i, 0, false)
 			}
+		case s.pfd < 0 && s.e.stream != nil: // a ready stream
+			event(i, 1, false)
 		case s.pfd < 0: // a file
 			hup := false
 			if s.tag == eventFdRead {
@@ -226,6 +231,8 @@ func (e *entry) pollFD() int {
 	switch {
 	case e.acceptor != nil:
 		return e.acceptor.PollFD()
+	case e.stream != nil:
+		return e.stream.PollFD()
 	case e.kind == kindListener || e.kind == kindConn:
 		return e.hostFD
 	case e.kind == kindStdio:
