@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"time"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,7 +130,7 @@ func pollOneoff(w *WASI, c *call) errno {
 	}
 	if w.stopped.Load() || pfds[wake].Revents != 0 {
 		w.interrupted = true
-		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
+		c.trap = "hostwasi: interrupted"
 		return eSuccess
 	}
 	n := uint32(0)
@@ -213,7 +212,7 @@ func (w *WASI) sleep(c *call, d int64, done func()) errno {
 	}
 	if w.stopped.Load() {
 		w.interrupted = true
-		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
+		c.trap = "hostwasi: interrupted"
 		return eSuccess
 	}
 	done()
