@@ -221,7 +221,7 @@ func acceptAs(tb testing.TB, mode string, a engine.Acceptor, timeout time.Durati
 		if !errors.Is(err, unix.EAGAIN) {
 			tb.Fatal(err)
 		}
-		if !waitFD(a.PollFD(), unix.POLLIN, deadline) {
+		if !pollUntil(a.PollFD(), unix.POLLIN, deadline) {
 			tb.Fatalf("no connection to accept within %s", timeout)
 		}
 	}
@@ -240,7 +240,7 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		if !errors.Is(err, unix.EAGAIN) {
 			return n, err
 		}
-		if !c.s.Ready(false) && !waitFD(c.s.PollFD(), unix.POLLIN, c.deadline) {
+		if !c.s.Ready(false) && !pollUntil(c.s.PollFD(), unix.POLLIN, c.deadline) {
 			return 0, os.ErrDeadlineExceeded
 		}
 	}
@@ -259,7 +259,7 @@ func (c *streamConn) Write(p []byte) (int, error) {
 		if !errors.Is(err, unix.EAGAIN) {
 			return total, err
 		}
-		if !c.s.Ready(true) && !waitFD(c.s.PollFD(), unix.POLLOUT, c.deadline) {
+		if !c.s.Ready(true) && !pollUntil(c.s.PollFD(), unix.POLLOUT, c.deadline) {
 			return total, os.ErrDeadlineExceeded
 		}
 	}
@@ -274,9 +274,9 @@ func (c *streamConn) SetDeadline(t time.Time) error      { c.deadline = t; retur
 func (c *streamConn) SetReadDeadline(t time.Time) error  { c.deadline = t; return nil }
 func (c *streamConn) SetWriteDeadline(t time.Time) error { c.deadline = t; return nil }
 
-// waitFD waits until fd polls for events (or hangs up), or until deadline
+// pollUntil waits until fd polls for events (or hangs up), or until deadline
 // (zero: none) has passed, which it reports as false.
-func waitFD(fd int, events int16, deadline time.Time) bool {
+func pollUntil(fd int, events int16, deadline time.Time) bool {
 	for {
 		ms := -1
 		if !deadline.IsZero() {

@@ -512,6 +512,12 @@ func TestDuplicateNames(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
+	for _, mode := range acceptModes {
+		t.Run(mode, func(t *testing.T) { testCloseEndsEverything(t, mode) })
+	}
+}
+
+func testCloseEndsEverything(t *testing.T, mode string) {
 	ca := testpki.NewCA(t, "steward")
 	s, err := Open(context.Background(), []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	if err != nil {
@@ -524,7 +530,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	active.Write([]byte("x"))
-	w := acceptWorkload(t, acc, 5*time.Second) // pumped, owned by the workload
+	w := acceptAs(t, mode, acc, 5*time.Second) // owned by the workload
 	defer w.Close()
 	queued, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {

@@ -40,14 +40,19 @@ func (again) Temporary() bool { return true }
 func (again) Unwrap() error   { return unix.EAGAIN }
 
 // rawConn is the TCP connection under a listen socket's tls.Conn. Until
-// inline is set (the handshake, and a pipe) it is the net.Conn itself;
-// once the connection is a stream, reads never wait (errAgain) and writes
-// never fail for want of room: what the kernel does not take waits in out,
-// sent by a goroutine as room comes, while the workload goes on.
+// detach (the handshake, and a pipe) it is the net.Conn itself. A stream
+// detaches it: its descriptor leaves Go's poller (the net.Conn is closed
+// over a duplicate), so that data arriving for the workload, which waits
+// in poll_oneoff, does not also wake a thread of the runtime's poller for
+// nothing. Then reads never wait (errAgain) and writes never fail for want
+// of room: what the kernel does not take waits in out, sent by a goroutine
+// as room comes, while the workload goes on.
 type rawConn struct {
 	net.Conn
-	rc syscall.RawConn
 
+	// fd is the detached descriptor, -1 before detach; inline says it is
+	// in use.
+	fd     int
 	inline atomic.Bool
 
 	mu       sync.Mutex
@@ -57,25 +62,46 @@ type rawConn struct {
 	// shut: shut down the TCP output once out is sent; linger: then
 	// read what the peer still sends until it closes, and close.
 	shut, linger bool
-	closed       bool
+	killed       bool
+	fdClosed     bool
 	// done runs once a lingering connection is closed.
 	done func()
 }
 
 func newRawConn(c net.Conn) (*rawConn, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
+	if _, ok := c.(syscall.Conn); !ok {
 		return nil, fmt.Errorf("%T is not a socket", c)
 	}
-	rc, err := sc.SyscallConn()
+	return &rawConn{Conn: c, fd: -1}, nil
+}
+
+// detach takes the connection's descriptor out of Go's poller: it keeps a
+// duplicate, non-blocking like the original, and closes the net.Conn
+// (which unregisters the original from the poller).
+func (r *rawConn) detach() error {
+	rc, err := r.Conn.(syscall.Conn).SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &rawConn{Conn: c, rc: rc}, nil
+	fd := -1
+	var derr error
+	if err := rc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return err
+	}
+	if derr != nil {
+		return fmt.Errorf("dup: %w", derr)
+	}
+	r.fd = fd
+	r.inline.Store(true)
+	r.Conn.Close()
+	return nil
 }
 
 // CloseWrite shuts the TCP output down (the pipe's half-close).
 func (r *rawConn) CloseWrite() error {
+	if r.inline.Load() {
+		return unix.Shutdown(r.fd, unix.SHUT_WR)
+	}
 	if cw, ok := r.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -86,17 +112,9 @@ func (r *rawConn) Read(p []byte) (int, error) {
 	if !r.inline.Load() {
 		return r.Conn.Read(p)
 	}
-	var n int
-	var err error
-	if cerr := r.rc.Read(func(fd uintptr) bool {
-		for {
-			n, err = unix.Read(int(fd), p)
-			if err != unix.EINTR {
-				return true
-			}
-		}
-	}); cerr != nil {
-		return 0, cerr
+	n, err := unix.Read(r.fd, p)
+	for err == unix.EINTR {
+		n, err = unix.Read(r.fd, p)
 	}
 	switch {
 	case err == unix.EAGAIN:
@@ -136,25 +154,19 @@ func (r *rawConn) Write(p []byte) (int, error) {
 // werr, and returns how much it took.
 func (r *rawConn) sendLocked(p []byte) int {
 	sent := 0
-	cerr := r.rc.Write(func(fd uintptr) bool {
-		for sent < len(p) {
-			k, err := unix.SendmsgN(int(fd), p[sent:], nil, nil, unix.MSG_NOSIGNAL)
-			if err == unix.EINTR {
-				continue
-			}
-			if err == unix.EAGAIN {
-				break
-			}
-			if err != nil {
-				r.werr = &net.OpError{Op: "write", Net: "tcp", Err: err}
-				break
-			}
-			sent += k
+	for sent < len(p) {
+		k, err := unix.SendmsgN(r.fd, p[sent:], nil, nil, unix.MSG_NOSIGNAL)
+		if err == unix.EINTR {
+			continue
 		}
-		return true
-	})
-	if cerr != nil && r.werr == nil {
-		r.werr = cerr
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			r.werr = &net.OpError{Op: "write", Net: "tcp", Err: err}
+			break
+		}
+		sent += k
 	}
 	return sent
 }
@@ -177,10 +189,9 @@ func (r *rawConn) unsent() int {
 }
 
 // startFlusherLocked starts the goroutine that sends out as the peer makes
-// room (the runtime's poller wakes it), then does what Close and
-// CloseWrite left to do after it.
+// room, then does what Close and CloseWrite left to do after it.
 func (r *rawConn) startFlusherLocked() {
-	if r.flushing || r.closed {
+	if r.flushing || r.killed {
 		return
 	}
 	r.flushing = true
@@ -188,27 +199,16 @@ func (r *rawConn) startFlusherLocked() {
 }
 
 func (r *rawConn) flusher() {
+	r.mu.Lock()
 	for {
-		r.mu.Lock()
 		r.flushLocked()
-		if len(r.out) == 0 || r.werr != nil || r.closed {
+		if len(r.out) == 0 || r.werr != nil || r.killed {
 			break
 		}
 		r.mu.Unlock()
-		// Wait for room: the callback reports not done, so the runtime
-		// waits until the socket is writable, then returns.
-		first := true
-		if err := r.rc.Write(func(uintptr) bool {
-			done := !first
-			first = false
-			return done
-		}); err != nil {
-			r.mu.Lock()
-			if r.werr == nil {
-				r.werr = err
-			}
-			break
-		}
+		// Wait for room (or a hang-up: kill shuts the socket down).
+		waitFD(r.fd, unix.POLLOUT)
+		r.mu.Lock()
 	}
 	r.out = nil
 	r.flushing = false
@@ -217,22 +217,32 @@ func (r *rawConn) flusher() {
 	r.finish(shut, linger)
 }
 
+// waitFD waits until fd polls for events, an error or a hang-up.
+func waitFD(fd int, events int16) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+	for {
+		if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+			return
+		}
+	}
+}
+
 // finish shuts the output down and, for a closed stream, lingers as a
 // pipe does when the workload closes its end: until the peer sends
 // anything more (which nobody will read: closing then resets the
-// connection) or closes.
+// connection) or closes, then closes the descriptor.
 func (r *rawConn) finish(shut, linger bool) {
 	if shut {
-		_ = r.CloseWrite()
+		_ = unix.Shutdown(r.fd, unix.SHUT_WR)
 	}
 	if !linger {
 		return
 	}
-	r.inline.Store(false)
-	_ = r.Conn.SetReadDeadline(time.Time{})
-	var b [1]byte
-	_, _ = r.Conn.Read(b[:])
-	r.Conn.Close()
+	waitFD(r.fd, unix.POLLIN)
+	r.mu.Lock()
+	r.fdClosed = true
+	unix.Close(r.fd)
+	r.mu.Unlock()
 	if r.done != nil {
 		r.done()
 	}
@@ -256,17 +266,32 @@ func (r *rawConn) end(linger bool) {
 	r.finish(true, false)
 }
 
-// kill closes the connection at once (Set.Close).
+// kill ends the connection at once (Set.Close): it shuts the socket down,
+// which wakes the goroutines waiting on it; the last of them closes it.
 func (r *rawConn) kill() {
 	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-	r.Conn.Close()
+	defer r.mu.Unlock()
+	r.killed = true
+	if !r.inline.Load() {
+		r.Conn.Close()
+		return
+	}
+	if !r.fdClosed {
+		_ = unix.Shutdown(r.fd, unix.SHUT_RDWR)
+	}
 }
 
-// SetDeadline and SetWriteDeadline are not passed on once inline: the
-// stream never waits, and tls.Conn's close_notify sets a write deadline
-// that would stop the sending goroutine.
+// Close closes a connection that never became a stream (one waiting in
+// the queue).
+func (r *rawConn) Close() error {
+	if r.inline.Load() {
+		return nil
+	}
+	return r.Conn.Close()
+}
+
+// SetDeadline and SetWriteDeadline are not passed on once detached: the
+// stream never waits, and tls.Conn's close_notify sets a write deadline.
 func (r *rawConn) SetDeadline(t time.Time) error {
 	if r.inline.Load() {
 		return nil
@@ -301,12 +326,10 @@ type stream struct {
 var _ engine.Stream = (*stream)(nil)
 
 func newStream(set *Set, tc *tls.Conn, raw *rawConn) (*stream, error) {
-	fd := -1
-	if err := raw.rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+	if err := raw.detach(); err != nil {
 		return nil, fmt.Errorf("sockets: stream: %w", err)
 	}
-	raw.inline.Store(true)
-	return &stream{tls: tc, raw: raw, fd: fd, set: set, maybeIn: true}, nil
+	return &stream{tls: tc, raw: raw, fd: raw.fd, set: set, maybeIn: true}, nil
 }
 
 func (s *stream) PollFD() int { return s.fd }
