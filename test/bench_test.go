@@ -1053,7 +1053,8 @@ const benchMethod = `
   daemon): test/fixtures/httpserver, one Go source. Ours: built for wasip1, in a Keep
   (` + "`ctr run -d --net-host`" + `, annotation ` + "`enarx.dev/listen.https=tls://127.0.0.1:PORT`" + `, no Steward),
   the Keep terminating TLS with tlssock's defaults and its self-signed ECDSA P-256 certificate; the
-  workload reads plaintext from a socketpair. Peer: the same source built natively, a plain process
+  workload reads and writes plaintext through host calls that run the TLS connection on its own
+  thread (a stream, docs/networking.md). Peer: the same source built natively, a plain process
   given the listener as descriptor 3, terminating TLS itself with crypto/tls (TLS 1.3, Go's default
   groups) and a fresh self-signed ECDSA P-256 certificate. The load generator is the test process, on
   the same cores as the servers: for each client count of BENCH_TLS_CLIENTS (default 1,8),
@@ -1064,8 +1065,8 @@ const benchMethod = `
   are handshakes/s. The clients skip chain verification but pin each server's leaf certificate. Every
   response must be HTTP/1.1 over TLS 1.3 with X25519MLKEM768 (anything else fails the benchmark) and
   carry the body its path asks for (else a failure). Latency: each request from send to the body's
-  end, nearest rank. Server CPU: utime + stime of the Keep process (TLS, the pipe to the workload and
-  the workload) or of the native process over its rounds, per good response. Each server and mode is
+  end, nearest rank. Server CPU: utime + stime of the Keep process (TLS, the host calls and the
+  workload) or of the native process over its rounds, per good response. Each server and mode is
   warmed by an unmeasured half second first.
 - **Verifier**: BenchmarkVerifySNP against BenchmarkVerifySNPPeer in attestation/verify
   (` + "`go test -bench . -benchtime 2s -cpu 1`" + `), ns/op.

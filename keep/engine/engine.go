@@ -119,6 +119,47 @@ type Acceptor interface {
 	Accept() (*os.File, error)
 }
 
+// StreamAcceptor is an Acceptor that can also hand a connection over as a
+// Stream, served by the engine in process. An engine that can serve
+// Streams prefers AcceptStream: the workload's reads and writes then reach
+// the connection (TLS) on the workload's own thread, without a socketpair
+// and the thread hand-offs of a pipe.
+type StreamAcceptor interface {
+	Acceptor
+	// AcceptStream is Accept, the connection as a Stream. The caller owns
+	// it and must Close it.
+	AcceptStream() (Stream, error)
+}
+
+// Stream is a connected stream socket whose bytes the Keep transforms (a
+// TLS connection the Keep terminates). No method blocks; none is safe for
+// concurrent use but Close.
+type Stream interface {
+	// PollFD is the descriptor to wait on, readable or writable, when
+	// Ready says false.
+	PollFD() int
+	// Ready reports, without waiting, whether Read (write false) or Write
+	// (write true) would do something other than fail with unix.EAGAIN.
+	Ready(write bool) bool
+	// Read reads what has arrived into p, or fails with unix.EAGAIN when
+	// nothing has; it returns 0, io.EOF once the peer has ended its output
+	// and everything before is read.
+	Read(p []byte) (int, error)
+	// Peek is Read that leaves what it returns to be read again.
+	Peek(p []byte) (int, error)
+	// Write takes all of p for sending, or none of it with unix.EAGAIN
+	// while too much is still unsent.
+	Write(p []byte) (int, error)
+	// CloseWrite ends the output: what was written is sent, then the end
+	// (close_notify and FIN).
+	CloseWrite() error
+	// CloseRead makes further reads return io.EOF.
+	CloseRead() error
+	// Close ends both directions as CloseWrite and CloseRead do and
+	// releases the connection once the peer has closed it too.
+	Close() error
+}
+
 // Preopen gives the workload a host directory at GuestPath.
 type Preopen struct {
 	// HostPath is the directory on the host.

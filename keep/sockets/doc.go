@@ -29,9 +29,10 @@
 // own TLS stack, need the private key in its memory, and each workload
 // would choose and update its algorithms itself. In the Keep, one audited
 // stack (crypto/tls) serves every workload, the key stays with the Keep,
-// and changing an algorithm is a change of configuration. The cost is a
-// copy of every byte through the socketpair, and a workload cannot see the
-// peer's certificate (a later host call could expose it).
+// and changing an algorithm is a change of configuration. The cost, with a
+// socketpair, is a copy of every byte and a wake-up of another thread per
+// read (a stream has neither); and a workload cannot see the peer's
+// certificate (a later host call could expose it).
 //
 // A listen socket with prot "tls" is served by goroutines: one accepts,
 // one per connection handshakes (bounded by Options.HandshakeTimeout, so
@@ -39,6 +40,11 @@
 // connections wait in a queue of Options.Backlog for the workload's
 // sock_accept. Its Acceptor polls readable (an eventfd in semaphore mode)
 // exactly while a connection waits, and Accept never blocks.
+//
+// A stream never blocks either: reads that find no whole TLS record say
+// EAGAIN (tls.Conn keeps a partial one), and writes take everything,
+// holding what the kernel does not take for a goroutine that sends it as
+// the peer makes room, up to 256 KiB, beyond which writes say EAGAIN.
 //
 // # Network namespaces
 //

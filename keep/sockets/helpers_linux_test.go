@@ -191,3 +191,106 @@ func inode(tb testing.TB, f *os.File) uint64 {
 	}
 	return st.Ino
 }
+
+// workloadConn is the workload's end of a connection: a socketpair end
+// (Accept) or a stream (AcceptStream).
+type workloadConn interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// acceptModes are the two ways a workload takes a TLS connection.
+var acceptModes = []string{"pipe", "stream"}
+
+// acceptAs plays the workload's sock_accept in mode (see acceptModes).
+func acceptAs(tb testing.TB, mode string, a engine.Acceptor, timeout time.Duration) workloadConn {
+	tb.Helper()
+	if mode == "pipe" {
+		return acceptWorkload(tb, a, timeout)
+	}
+	sa, ok := a.(engine.StreamAcceptor)
+	if !ok {
+		tb.Fatalf("%T is not a StreamAcceptor", a)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := sa.AcceptStream()
+		if err == nil {
+			return &streamConn{s: s}
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			tb.Fatal(err)
+		}
+		if !pollUntil(a.PollFD(), unix.POLLIN, deadline) {
+			tb.Fatalf("no connection to accept within %s", timeout)
+		}
+	}
+}
+
+// streamConn plays the engine serving a Stream: it waits on PollFD, as
+// poll_oneoff does, when the Stream is not Ready.
+type streamConn struct {
+	s        engine.Stream
+	deadline time.Time
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.s.Read(p)
+		if !errors.Is(err, unix.EAGAIN) {
+			return n, err
+		}
+		if !c.s.Ready(false) && !pollUntil(c.s.PollFD(), unix.POLLIN, c.deadline) {
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), 64<<10)]
+		n, err := c.s.Write(chunk)
+		total += n
+		p = p[n:]
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			return total, err
+		}
+		if !c.s.Ready(true) && !pollUntil(c.s.PollFD(), unix.POLLOUT, c.deadline) {
+			return total, os.ErrDeadlineExceeded
+		}
+	}
+	return total, nil
+}
+
+func (c *streamConn) CloseWrite() error                  { return c.s.CloseWrite() }
+func (c *streamConn) Close() error                       { return c.s.Close() }
+func (c *streamConn) LocalAddr() net.Addr                { return nil }
+func (c *streamConn) RemoteAddr() net.Addr               { return nil }
+func (c *streamConn) SetDeadline(t time.Time) error      { c.deadline = t; return nil }
+func (c *streamConn) SetReadDeadline(t time.Time) error  { c.deadline = t; return nil }
+func (c *streamConn) SetWriteDeadline(t time.Time) error { c.deadline = t; return nil }
+
+// pollUntil waits until fd polls for events (or hangs up), or until deadline
+// (zero: none) has passed, which it reports as false.
+func pollUntil(fd int, events int16, deadline time.Time) bool {
+	for {
+		ms := -1
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false
+			}
+			ms = int(left/time.Millisecond) + 1
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(pfd, min(ms, 50))
+		if errors.Is(err, unix.EINTR) || n == 0 {
+			continue
+		}
+		return err == nil
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
 )
@@ -203,6 +204,14 @@ func TestListenTLSHalfClose(t *testing.T) {
 	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	acc := socket(t, s, "web").Acceptor
 	cli := &tlssock.Config{RootCAs: ca.Pool}
+	for _, mode := range acceptModes {
+		t.Run(mode, func(t *testing.T) { testHalfClose(t, mode, s, acc, cli) })
+	}
+}
+
+// testHalfClose checks the half-closes of a connection the workload takes
+// in mode (see acceptModes).
+func testHalfClose(t *testing.T, mode string, s *Set, acc engine.Acceptor, cli *tlssock.Config) {
 
 	t.Run("client ends its output", func(t *testing.T) {
 		c, err := tlsClient(t, s, "web", cli)
@@ -213,7 +222,7 @@ func TestListenTLSHalfClose(t *testing.T) {
 		if err := c.CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		w := acceptWorkload(t, acc, 5*time.Second)
+		w := acceptAs(t, mode, acc, 5*time.Second)
 		defer w.Close()
 		w.SetDeadline(time.Now().Add(5 * time.Second))
 		got, err := io.ReadAll(w)
@@ -237,7 +246,7 @@ func TestListenTLSHalfClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Write([]byte("x"))
-		w := acceptWorkload(t, acc, 5*time.Second)
+		w := acceptAs(t, mode, acc, 5*time.Second)
 		defer w.Close()
 		w.SetDeadline(time.Now().Add(5 * time.Second))
 		w.Write([]byte("banner"))
@@ -265,7 +274,7 @@ func TestListenTLSHalfClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Write([]byte("x"))
-		w := acceptWorkload(t, acc, 5*time.Second)
+		w := acceptAs(t, mode, acc, 5*time.Second)
 		w.Write([]byte("bye"))
 		w.Close()
 		got, err := io.ReadAll(c)
@@ -290,7 +299,7 @@ func TestListenTLSHalfClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Write([]byte("x"))
-		w := acceptWorkload(t, acc, 5*time.Second)
+		w := acceptAs(t, mode, acc, 5*time.Second)
 		defer w.Close()
 		c.NetConn().Close() // gone, without close_notify
 		w.SetDeadline(time.Now().Add(5 * time.Second))
@@ -503,6 +512,12 @@ func TestDuplicateNames(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
+	for _, mode := range acceptModes {
+		t.Run(mode, func(t *testing.T) { testCloseEndsEverything(t, mode) })
+	}
+}
+
+func testCloseEndsEverything(t *testing.T, mode string) {
 	ca := testpki.NewCA(t, "steward")
 	s, err := Open(context.Background(), []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	if err != nil {
@@ -515,7 +530,7 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	active.Write([]byte("x"))
-	w := acceptWorkload(t, acc, 5*time.Second) // pumped, owned by the workload
+	w := acceptAs(t, mode, acc, 5*time.Second) // owned by the workload
 	defer w.Close()
 	queued, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
 	if err != nil {
@@ -595,6 +610,12 @@ func TestCloseWaitsForItsGoroutines(t *testing.T) {
 }
 
 func TestListenTLSLargeTransferBothWays(t *testing.T) {
+	for _, mode := range acceptModes {
+		t.Run(mode, func(t *testing.T) { testLargeTransfer(t, mode) })
+	}
+}
+
+func testLargeTransfer(t *testing.T, mode string) {
 	ca := testpki.NewCA(t, "steward")
 	s := open(t, []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TLS, Addr: "127.0.0.1:0"}}, Options{ServerTLS: keepTLS(t, ca)})
 	c, err := tlsClient(t, s, "web", &tlssock.Config{RootCAs: ca.Pool})
@@ -610,7 +631,7 @@ func TestListenTLSLargeTransferBothWays(t *testing.T) {
 		c.Write(msg)
 		c.CloseWrite()
 	}()
-	w := acceptWorkload(t, socket(t, s, "web").Acceptor, 5*time.Second)
+	w := acceptAs(t, mode, socket(t, s, "web").Acceptor, 5*time.Second)
 	defer w.Close()
 	go func() {
 		io.Copy(w, w) // echo while reading: both directions full at once

@@ -11,36 +11,57 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// queue is the Acceptor of a TLS listen socket: the workload's ends of the
-// connections the Keep accepted and handshook, in order of arrival. An
+// queue is the Acceptor of a TLS listen socket: the connections the Keep
+// accepted and handshook, in order of arrival, for the workload to take
+// as pipes (Accept) or streams (AcceptStream). An
 // eventfd in semaphore mode counts them, so it polls readable exactly while
 // one waits, and each read takes one.
 type queue struct {
+	set  *Set
 	name string
 	efd  int
 	max  int
 
 	mu     sync.Mutex
-	files  []*os.File
+	conns  []*handshaken
 	closed bool
 }
 
-var _ engine.Acceptor = (*queue)(nil)
+var _ engine.StreamAcceptor = (*queue)(nil)
 
-func newQueue(name string, max int) (*queue, error) {
+func newQueue(set *Set, name string, max int) (*queue, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_SEMAPHORE|unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	return &queue{name: name, efd: efd, max: max}, nil
+	return &queue{set: set, name: name, efd: efd, max: max}, nil
 }
 
 // PollFD is the eventfd; it is valid until the Set is closed.
 func (q *queue) PollFD() int { return q.efd }
 
-// Accept takes the oldest waiting connection, or returns unix.EAGAIN when
-// none waits and an error matching unix.EBADF once the Set is closed.
+// Accept takes the oldest waiting connection as the workload's end of a
+// pipe, or returns unix.EAGAIN when none waits and an error matching
+// unix.EBADF once the Set is closed.
 func (q *queue) Accept() (*os.File, error) {
+	h, err := q.take()
+	if err != nil {
+		return nil, err
+	}
+	return q.set.pipeFile(h)
+}
+
+// AcceptStream is Accept, the connection as a stream.
+func (q *queue) AcceptStream() (engine.Stream, error) {
+	h, err := q.take()
+	if err != nil {
+		return nil, err
+	}
+	return q.set.stream(h)
+}
+
+// take takes the oldest waiting connection.
+func (q *queue) take() (*handshaken, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -60,18 +81,18 @@ func (q *queue) Accept() (*os.File, error) {
 		}
 		return nil, fmt.Errorf("sockets: listen socket %q: eventfd: %w", q.name, err)
 	}
-	f := q.files[0]
-	q.files[0] = nil
-	q.files = q.files[1:]
-	return f, nil
+	h := q.conns[0]
+	q.conns[0] = nil
+	q.conns = q.conns[1:]
+	return h, nil
 }
 
-// push queues f for the workload; false means the queue is full or closed
-// and f is still the caller's.
-func (q *queue) push(f *os.File) bool {
+// push queues h for the workload; false means the queue is full or closed
+// and h is still the caller's.
+func (q *queue) push(h *handshaken) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed || len(q.files) >= q.max {
+	if q.closed || len(q.conns) >= q.max {
 		return false
 	}
 	var one [8]byte
@@ -80,7 +101,7 @@ func (q *queue) push(f *os.File) bool {
 		// Only an overflow of the counter fails, far beyond max.
 		return false
 	}
-	q.files = append(q.files, f)
+	q.conns = append(q.conns, h)
 	return true
 }
 
@@ -92,9 +113,9 @@ func (q *queue) close() {
 		return
 	}
 	q.closed = true
-	for _, f := range q.files {
-		f.Close()
+	for _, h := range q.conns {
+		h.raw.Close()
 	}
-	q.files = nil
+	q.conns = nil
 	unix.Close(q.efd)
 }

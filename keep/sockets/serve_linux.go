@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/containerd/log"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"golang.org/x/sys/unix"
 )
 
 // tlsListener is a listen socket with prot "tls": the Keep accepts and
@@ -59,13 +62,20 @@ func (s *Set) serve(l *tlsListener) {
 	}
 }
 
-// handle handshakes c, queues the workload's end of its pipe for Accept,
-// and pumps until the connection ends.
+// handle handshakes c and queues it for the workload's Accept or
+// AcceptStream.
 func (s *Set) handle(l *tlsListener, c net.Conn) {
 	logger := log.G(s.ctx).WithFields(log.Fields{"socket": l.spec.Name, "peer": c.RemoteAddr().String()})
-	tc := tls.Server(c, l.cfg)
+	raw, err := newRawConn(c)
+	if err != nil {
+		<-l.slots
+		c.Close()
+		logger.WithError(err).Warn("sockets: connection closed")
+		return
+	}
+	tc := tls.Server(raw, l.cfg)
 	hctx, cancel := context.WithTimeout(s.ctx, l.timeout)
-	err := tc.HandshakeContext(hctx)
+	err = tc.HandshakeContext(hctx)
 	cancel()
 	<-l.slots
 	if err != nil {
@@ -77,26 +87,52 @@ func (s *Set) handle(l *tlsListener, c net.Conn) {
 		}
 		return
 	}
-	workload, pair, err := newPair()
-	if err != nil {
+	if !l.q.push(&handshaken{tls: tc, raw: raw}) {
 		c.Close()
-		logger.WithError(err).Warn("sockets: connection closed")
-		return
-	}
-	p := &pipe{tls: tc, pair: pair}
-	if !s.track(p) {
-		p.close()
-		workload.Close()
-		return
-	}
-	defer s.untrack(p)
-	if !l.q.push(workload) {
-		workload.Close()
-		p.close()
 		if s.ctx.Err() == nil {
 			logger.Warnf("sockets: connection closed: %d connections already wait for the workload to accept them", l.q.max)
 		}
-		return
 	}
-	p.run()
+}
+
+// handshaken is a connection waiting in a queue.
+type handshaken struct {
+	tls *tls.Conn
+	raw *rawConn
+}
+
+// pipeFile makes h a pipe and returns the workload's end of it.
+func (s *Set) pipeFile(h *handshaken) (*os.File, error) {
+	workload, pair, err := newPair()
+	if err != nil {
+		h.raw.Close()
+		return nil, err
+	}
+	p := &pipe{tls: h.tls, pair: pair}
+	if !s.track(p) {
+		p.close()
+		workload.Close()
+		return nil, fmt.Errorf("sockets: closed: %w", unix.EBADF)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.untrack(p)
+		p.run()
+	}()
+	return workload, nil
+}
+
+// stream makes h a stream.
+func (s *Set) stream(h *handshaken) (*stream, error) {
+	st, err := newStream(s, h.tls, h.raw)
+	if err != nil {
+		h.raw.Close()
+		return nil, err
+	}
+	if !s.track(st) {
+		st.close()
+		return nil, fmt.Errorf("sockets: closed: %w", unix.EBADF)
+	}
+	return st, nil
 }

@@ -35,8 +35,8 @@ type Set struct {
 	queues    []*queue
 
 	mu     sync.Mutex
-	files  []*os.File // the Sockets' Files, until released
-	pipes  map[*pipe]struct{}
+	files  []*os.File        // the Sockets' Files, until released
+	conns  map[conn]struct{} // pipes and streams, for Close
 	closed bool
 
 	closeOnce sync.Once
@@ -92,7 +92,7 @@ func Open(ctx context.Context, specs []socketspec.Spec, opts Options) (*Set, err
 		}
 	}
 
-	s := &Set{addrs: make(map[string]net.Addr, len(specs)), pipes: make(map[*pipe]struct{})}
+	s := &Set{addrs: make(map[string]net.Addr, len(specs)), conns: make(map[conn]struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var t *nsThread
 	if opts.NetNS != "" {
@@ -164,9 +164,9 @@ func (s *Set) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		pipes := make([]*pipe, 0, len(s.pipes))
-		for p := range s.pipes {
-			pipes = append(pipes, p)
+		conns := make([]conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
 		}
 		s.mu.Unlock()
 		s.cancel()
@@ -177,8 +177,8 @@ func (s *Set) Close() error {
 		for _, q := range s.queues {
 			q.close()
 		}
-		for _, p := range pipes {
-			p.close()
+		for _, c := range conns {
+			c.close()
 		}
 		s.wg.Wait()
 		errs = append(errs, s.ReleaseFiles())
@@ -190,20 +190,24 @@ func (s *Set) Close() error {
 	return s.closeErr
 }
 
-// track registers p for Close; false means the Set is closing.
-func (s *Set) track(p *pipe) bool {
+// conn is a connection the Set serves, a pipe or a stream: close ends it
+// at once.
+type conn interface{ close() }
+
+// track registers c for Close; false means the Set is closing.
+func (s *Set) track(c conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	s.pipes[p] = struct{}{}
+	s.conns[c] = struct{}{}
 	return true
 }
 
-func (s *Set) untrack(p *pipe) {
+func (s *Set) untrack(c conn) {
 	s.mu.Lock()
-	delete(s.pipes, p)
+	delete(s.conns, c)
 	s.mu.Unlock()
 }
 
@@ -232,7 +236,7 @@ func (s *Set) listen(t *nsThread, sp socketspec.Spec, ep socketspec.Endpoint, op
 	if err != nil {
 		return fmt.Errorf("sockets: %s: %w", sp, err)
 	}
-	q, err := newQueue(sp.Name, opts.Backlog)
+	q, err := newQueue(s, sp.Name, opts.Backlog)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("sockets: %s: %w", sp, err)

@@ -11,17 +11,17 @@ import (
 
 const module = "wasi_snapshot_preview1"
 
-// call is one host call: the guest's memory and the arguments.
+// call is one host call: the guest's memory and the arguments, and the
+// message of the trap the call ends with, if it does.
 type call struct {
-	c    *wasmtime.Caller
-	args []wasmtime.Val
+	raw  []rawVal
 	mem  []byte
-	trap *wasmtime.Trap
+	trap string
 }
 
-func (c *call) i32(k int) int32  { return c.args[k].I32() }
-func (c *call) u32(k int) uint32 { return uint32(c.args[k].I32()) }
-func (c *call) u64(k int) uint64 { return uint64(c.args[k].I64()) }
+func (c *call) i32(k int) int32  { return int32(uint32(c.raw[k].lo)) }
+func (c *call) u32(k int) uint32 { return uint32(c.raw[k].lo) }
+func (c *call) u64(k int) uint64 { return c.raw[k].lo }
 
 // bytes is guest memory [p, p+n); it panics (EFAULT) when out of bounds.
 func (c *call) bytes(p, n uint32) []byte { return c.mem[p : uint64(p)+uint64(n)] }
@@ -43,7 +43,7 @@ func (c *call) iovecs(p, n uint32) [][]byte {
 // fail makes the call trap, as wasmtime's WASI traps on an argument no
 // call accepts (a pointer out of memory, an invalid enum or flags value).
 func (c *call) fail(format string, args ...any) {
-	c.trap = wasmtime.NewTrap(fmt.Sprintf("hostwasi: "+format, args...))
+	c.trap = fmt.Sprintf("hostwasi: "+format, args...)
 }
 
 // path is a guest string, as the workload gave it.
@@ -73,63 +73,21 @@ var signatures = map[string]string{
 }
 
 // Define puts every wasi_snapshot_preview1 function in linker, those this
-// package does not implement answering ENOSYS. The functions use
-// Linker.FuncNew, not the reflection-based FuncWrap (docs/networking.md
-// has the figures). A linker with these definitions serves this WASI only:
-// define one linker per WASI.
+// package does not implement answering ENOSYS. The functions are wasmtime's
+// unchecked host functions (trampoline.go), not wasmtime-go's FuncNew or
+// the reflection-based FuncWrap (BenchmarkHostCall has the figures). A
+// linker with these definitions serves this WASI only: define one linker
+// per WASI. A guest pointer out of its memory makes a handler panic on the
+// slice bounds; the call traps, as it does with wasmtime's WASI.
 func (w *WASI) Define(linker *wasmtime.Linker) error {
-	i32 := wasmtime.NewValType(wasmtime.KindI32)
-	i64 := wasmtime.NewValType(wasmtime.KindI64)
 	for name, sig := range signatures {
-		params := make([]*wasmtime.ValType, len(sig))
-		for k, p := range sig {
-			params[k] = i32
-			if p == 'I' {
-				params[k] = i64
-			}
-		}
-		results := []*wasmtime.ValType{i32}
-		if name == "proc_exit" {
-			results = nil
-		}
 		h := handlers[name]
 		if h == nil {
 			h = func(*WASI, *call) errno { return eNosys }
 		}
-		f := w.adapt(h, results != nil)
-		if err := linker.FuncNew(module, name, wasmtime.NewFuncType(params, results), f); err != nil {
-			return fmt.Errorf("hostwasi: define %s: %w", name, err)
+		if err := w.defineUnchecked(linker, module, name, sig, h, name != "proc_exit"); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// adapt turns a handler into a FuncNew callback. A guest pointer out of
-// its memory makes a handler panic on the slice bounds; the call traps, as
-// it does with wasmtime's WASI.
-func (w *WASI) adapt(h handler, result bool) func(*wasmtime.Caller, []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
-	return func(caller *wasmtime.Caller, args []wasmtime.Val) (res []wasmtime.Val, trap *wasmtime.Trap) {
-		c := call{c: caller, args: args}
-		if w.mem == nil {
-			if ext := caller.GetExport("memory"); ext != nil {
-				w.mem = ext.Memory()
-			}
-		}
-		if w.mem != nil {
-			c.mem = w.mem.UnsafeData(caller)
-		}
-		defer func() {
-			if r := recover(); r != nil {
-				res, trap = nil, wasmtime.NewTrap(fmt.Sprintf("hostwasi: pointer out of bounds: %v", r))
-			}
-		}()
-		e := h(w, &c)
-		if c.trap != nil {
-			return nil, c.trap
-		}
-		if !result {
-			return nil, nil
-		}
-		return []wasmtime.Val{wasmtime.ValI32(int32(e))}, nil
-	}
 }

@@ -267,7 +267,7 @@ func fdRead(w *WASI, c *call) errno {
 		e.pos += uint64(k)
 		total = k
 	case kindConn:
-		k, err := unix.Readv(e.hostFD, c.iovecs(c.u32(1), c.u32(2)))
+		k, err := e.recv(c.iovecs(c.u32(1), c.u32(2)), 0)
 		if err != nil {
 			return errnoOf(err)
 		}
@@ -308,7 +308,7 @@ func fdWrite(w *WASI, c *call) errno {
 		}
 		total = k
 	case kindConn:
-		k, err := unix.Writev(e.hostFD, c.iovecs(c.u32(1), c.u32(2)))
+		k, err := e.send(c.iovecs(c.u32(1), c.u32(2)), 0)
 		if err != nil {
 			return errnoOf(err)
 		}

@@ -23,12 +23,15 @@ const (
 // entry is one open descriptor of the workload.
 type entry struct {
 	kind   kind
-	hostFD int      // -1 for stdio and an Acceptor
+	hostFD int      // -1 for stdio, an Acceptor and a stream
 	file   *os.File // stdio only
 	owned  bool     // file is ours to close (stdio defaulting to /dev/null)
 	// acceptor hands out the connections of a listener the host accepts
 	// on; it is the host's, never closed here.
 	acceptor engine.Acceptor
+	// stream is a connection served in process (kindConn, no hostFD),
+	// taken from a StreamAcceptor; closed with the entry.
+	stream engine.Stream
 	// preopen is the guest path of a preopened directory, "" otherwise.
 	preopen string
 	// readOnly: nothing opened through this directory may be written,
@@ -59,6 +62,10 @@ type entry struct {
 }
 
 func (e *entry) close() {
+	if e.stream != nil {
+		e.stream.Close()
+		return
+	}
 	if e.file != nil {
 		if e.owned {
 			e.file.Close()

@@ -257,7 +257,7 @@ func fdFilestatGet(w *WASI, c *call) errno {
 		clear(b)
 		b[16] = e.stdioType()
 		return eSuccess
-	case e.acceptor != nil:
+	case e.acceptor != nil, e.stream != nil:
 		// No host descriptor of its own: a stream socket, nothing else known.
 		b := c.bytes(c.u32(1), 64)
 		clear(b)

@@ -4,8 +4,8 @@ package hostwasi
 
 import (
 	"encoding/binary"
+	"time"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
 	"golang.org/x/sys/unix"
 )
 
@@ -90,6 +90,9 @@ func pollOneoff(w *WASI, c *call) errno {
 			s.e = e
 			switch {
 			case e.kind == kindFile:
+			case e.stream != nil && e.stream.Ready(s.tag == eventFdWrite):
+				// Data the stream holds, or room: ready without waiting,
+				// and without a look at the descriptor.
 			case e.kind == kindStdio && (e.stdio == 0) == (s.tag == eventFdRead),
 				e.kind == kindListener && s.tag == eventFdRead, e.kind == kindConn:
 				ev := int16(unix.POLLIN)
@@ -102,7 +105,7 @@ func pollOneoff(w *WASI, c *call) errno {
 				return eBadf
 			}
 			if s.pfd < 0 {
-				timeout = 0 // a file is ready now
+				timeout = 0 // a file, or a ready stream, is ready now
 			}
 		default:
 			return eInval
@@ -127,7 +130,7 @@ func pollOneoff(w *WASI, c *call) errno {
 	}
 	if w.stopped.Load() || pfds[wake].Revents != 0 {
 		w.interrupted = true
-		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
+		c.trap = "hostwasi: interrupted"
 		return eSuccess
 	}
 	n := uint32(0)
@@ -157,6 +160,8 @@ func pollOneoff(w *WASI, c *call) errno {
 			if ready[i] {
 				event(i, 0, false)
 			}
+		case s.pfd < 0 && s.e.stream != nil: // a ready stream
+			event(i, 1, false)
 		case s.pfd < 0: // a file
 			hup := false
 			if s.tag == eventFdRead {
@@ -207,18 +212,37 @@ func (w *WASI) sleep(c *call, d int64, done func()) errno {
 	}
 	if w.stopped.Load() {
 		w.interrupted = true
-		c.trap = wasmtime.NewTrap("hostwasi: interrupted")
+		c.trap = "hostwasi: interrupted"
 		return eSuccess
 	}
 	done()
 	return eSuccess
 }
 
+// clockNow reads a clock of hostClock's. Go's clocks are read through the
+// vDSO, a system call is not: clock_time_get is the call a Go workload
+// makes most (a dozen per HTTP request), and a system call costs several
+// times more than the read on a VM.
 func clockNow(clk int32) int64 {
+	switch clk {
+	case unix.CLOCK_REALTIME:
+		return time.Now().UnixNano()
+	case unix.CLOCK_MONOTONIC:
+		return monoBase + int64(time.Since(monoStart))
+	}
 	var ts unix.Timespec
 	unix.ClockGettime(clk, &ts)
 	return ts.Nano()
 }
+
+// monoBase is CLOCK_MONOTONIC at monoStart: Go's monotonic clock is
+// CLOCK_MONOTONIC, so the two advance together and clockNow's readings
+// are CLOCK_MONOTONIC's to within the two reads here.
+var monoStart, monoBase = func() (time.Time, int64) {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now(), ts.Nano()
+}()
 
 // pollFD is the host descriptor poll_oneoff waits on for e, or -1 for a
 // descriptor that is always ready (files, directories).
@@ -226,6 +250,8 @@ func (e *entry) pollFD() int {
 	switch {
 	case e.acceptor != nil:
 		return e.acceptor.PollFD()
+	case e.stream != nil:
+		return e.stream.PollFD()
 	case e.kind == kindListener || e.kind == kindConn:
 		return e.hostFD
 	case e.kind == kindStdio:

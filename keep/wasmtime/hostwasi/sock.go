@@ -5,6 +5,7 @@ package hostwasi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
@@ -68,6 +69,15 @@ func sockAccept(w *WASI, c *call) errno {
 	}
 	if e.kind != kindListener {
 		return eNotSock
+	}
+	if sa, ok := e.acceptor.(engine.StreamAcceptor); ok {
+		st, err := sa.AcceptStream()
+		if err != nil {
+			return errnoOf(err)
+		}
+		g := w.fds.add(&entry{kind: kindConn, hostFD: -1, stream: st, nonblock: c.u32(1)&fdflagNonblock != 0})
+		c.put32(c.u32(2), uint32(g))
+		return eSuccess
 	}
 	var nfd int
 	if e.acceptor != nil {
@@ -138,6 +148,15 @@ func sockShutdown(w *WASI, c *call) errno {
 	default:
 		return eInval
 	}
+	if e.stream != nil {
+		if how != unix.SHUT_WR {
+			e.stream.CloseRead()
+		}
+		if how != unix.SHUT_RD {
+			e.stream.CloseWrite()
+		}
+		return eSuccess
+	}
 	if err := unix.Shutdown(e.hostFD, how); err != nil {
 		return errnoOf(err)
 	}
@@ -167,7 +186,7 @@ func sockRecv(w *WASI, c *call) errno {
 	if flags&2 != 0 {
 		mflags |= unix.MSG_WAITALL
 	}
-	n, _, _, _, err := unix.RecvmsgBuffers(e.hostFD, c.iovecs(c.u32(1), c.u32(2)), nil, mflags)
+	n, err := e.recv(c.iovecs(c.u32(1), c.u32(2)), mflags)
 	if err != nil {
 		return errnoOf(err)
 	}
@@ -185,10 +204,75 @@ func sockSend(w *WASI, c *call) errno {
 	if e.kind != kindConn {
 		return eNotSock
 	}
-	n, err := unix.SendmsgBuffers(e.hostFD, c.iovecs(c.u32(1), c.u32(2)), nil, nil, unix.MSG_NOSIGNAL)
+	n, err := e.send(c.iovecs(c.u32(1), c.u32(2)), 0)
 	if err != nil {
 		return errnoOf(err)
 	}
 	c.put32(c.u32(4), uint32(n))
 	return eSuccess
+}
+
+// recv reads a connection into bufs (flags MSG_PEEK and MSG_WAITALL; the
+// socket is non-blocking, so WAITALL takes what has arrived), from its
+// stream or its socket. The end of the stream reads as 0 bytes.
+func (e *entry) recv(bufs [][]byte, flags int) (int, error) {
+	if e.stream == nil {
+		if flags == 0 {
+			return unix.Readv(e.hostFD, bufs)
+		}
+		n, _, _, _, err := unix.RecvmsgBuffers(e.hostFD, bufs, nil, flags)
+		return n, err
+	}
+	total := 0
+	for _, b := range bufs {
+		if len(b) == 0 {
+			continue
+		}
+		var n int
+		var err error
+		if flags&unix.MSG_PEEK != 0 {
+			n, err = e.stream.Peek(b)
+			if err == nil && total > 0 {
+				// A peek shows the first buffer's worth only.
+				n = 0
+			}
+		} else {
+			n, err = e.stream.Read(b)
+		}
+		if err != nil {
+			if total > 0 || errors.Is(err, io.EOF) {
+				return total, nil
+			}
+			return 0, err
+		}
+		total += n
+		if n < len(b) || flags&unix.MSG_PEEK != 0 {
+			break
+		}
+	}
+	return total, nil
+}
+
+// send writes bufs to a connection, its stream or its socket.
+func (e *entry) send(bufs [][]byte, _ int) (int, error) {
+	if e.stream == nil {
+		return unix.SendmsgBuffers(e.hostFD, bufs, nil, nil, unix.MSG_NOSIGNAL)
+	}
+	var p []byte
+	switch n := 0; {
+	case len(bufs) == 1:
+		p = bufs[0]
+	default:
+		for _, b := range bufs {
+			n += len(b)
+		}
+		p = make([]byte, 0, n)
+		for _, b := range bufs {
+			p = append(p, b...)
+		}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return e.stream.Write(p)
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
@@ -75,11 +74,16 @@ func (a *fakeAcceptor) push(t *testing.T) (theirs *os.File, ours *os.File) {
 
 // callOn calls h with i32 arguments on mem.
 func callOn(w *WASI, h handler, mem []byte, args ...int32) errno {
-	c := &call{mem: mem}
-	for _, a := range args {
-		c.args = append(c.args, wasmtime.ValI32(a))
+	return h(w, &call{mem: mem, raw: i32s(args...)})
+}
+
+// i32s are the raw values of i32 arguments.
+func i32s(args ...int32) []rawVal {
+	raw := make([]rawVal, len(args))
+	for i, a := range args {
+		raw[i] = rawVal{lo: uint64(uint32(a))}
 	}
-	return h(w, c)
+	return raw
 }
 
 // fdInfo is what the workload learns of a descriptor: fd_fdstat_get's file

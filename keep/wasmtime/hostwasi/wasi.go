@@ -19,7 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"golang.org/x/sys/unix"
 )
@@ -62,7 +61,6 @@ type WASI struct {
 	exitCode int32
 	// interrupted: a host call trapped because of Interrupt.
 	interrupted bool
-	mem         *wasmtime.Memory
 }
 
 // New opens cfg's preopens and duplicates its sockets' files. When there
