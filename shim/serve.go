@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -63,6 +65,7 @@ func serve(ctx context.Context, f flags) error {
 		})
 	}
 	svc := newService(f.namespace, events, d, stop)
+	svc.exe = keepExecutable()
 	register(server, svc)
 	registerAttestation(server, svc)
 
@@ -107,6 +110,19 @@ func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *d
 		os.Remove(socket)
 	}
 	return nil
+}
+
+// keepExecutable is the runtime binary that runs Keeps (keep.Binary): the
+// one beside the shim's own executable (symbolic links resolved), as `make
+// install` and the installer put it. Empty when the shim cannot tell where it
+// is: keep.Start then names the running executable, which cannot run Keeps,
+// in its error.
+func keepExecutable() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(exe), keep.Binary)
 }
 
 // openLog opens the bundle's log FIFO, which containerd copies into its own
