@@ -56,6 +56,9 @@ func serve(ctx context.Context, f flags) error {
 	// stop runs when Shutdown finds no task left. containerd considers the
 	// shim gone once Shutdown answers, so the socket is unlinked now (the
 	// listener stays open) and the server stops just after the answer.
+	// From then on the path is not ours: containerd may start a new shim
+	// for the same ID at once, which listens on the same path, and shutdown
+	// must not unlink that one's socket.
 	stop := func() {
 		once.Do(func() {
 			if f.socket != "" {
@@ -81,7 +84,7 @@ func serve(ctx context.Context, f flags) error {
 	for {
 		select {
 		case <-done:
-			return shutdown(ctx, server, events, d, f.socket)
+			return shutdown(ctx, server, events, d, "")
 		case err := <-serveErr:
 			return fmt.Errorf("serve ttrpc: %w", err)
 		case <-orphan.C:
@@ -100,6 +103,8 @@ func serve(ctx context.Context, f flags) error {
 	}
 }
 
+// shutdown stops the server; socket, unless "", is unlinked (a server that
+// stops without a Shutdown request: nobody else listens there yet).
 func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *daemon, socket string) error {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -258,6 +258,8 @@ func shimLogFields(log, id string) map[string]float64 {
 			prefix = "keep started: "
 		case strings.Contains(line, "keep ready"):
 			prefix = "keep ready: "
+		case strings.Contains(line, "task deleted"):
+			prefix = "task deleted: "
 		default:
 			continue
 		}
@@ -365,7 +367,8 @@ the shim), cgroup (placing it in the container's cgroup: cgroup v1 here, a migra
 waits for an RCU grace period), ready (config sent → ready: module read and digest, engine,
 cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
 load), attest, confine, labels (the enarx.dev labels set through containerd's API), create
-(the whole Create request).
+(the whole Create request); *task deleted* — cleanup (Delete: the rootfs unmounted, the
+bundle's files and the cgroup removed).
 ` + tables
 }
 
@@ -440,7 +443,7 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 	var keys []string
 	for _, c := range cases {
 		for k := range samples[c] {
-			if strings.HasPrefix(k, "keep ") && !contains(keys, k) {
+			if (strings.HasPrefix(k, "keep ") || strings.HasPrefix(k, "task ")) && !contains(keys, k) {
 				keys = append(keys, k)
 			}
 		}
