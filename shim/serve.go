@@ -17,7 +17,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -77,12 +76,6 @@ func serve(ctx context.Context, f flags) error {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP)
-
-	// The first Create moves a Keep into a cgroup: that move waits for a
-	// grace period unless the lock it takes was taken just before
-	// (cgroup.PrepareMove); taken now, while containerd connects, and again
-	// when Create begins.
-	go cgroup.PrepareMove()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, l) }()

@@ -30,7 +30,6 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -209,11 +208,6 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 		log.G(ctx).WithField("id", r.ID).WithField("pod", spec.Annotations[annotationSandboxID]).WithField("pid", sandbox.Pid()).Info("pod sandbox ready")
 		return t, nil
-	}
-	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
-		// The Keep is moved into the container's cgroup as soon as it
-		// exists; made cheap now, beside the steps before it.
-		go cgroup.PrepareMove()
 	}
 	defer func() {
 		if err != nil {
