@@ -224,7 +224,11 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 	if serve == nil {
 		return nil, fmt.Errorf("no server exec'd by %s start", shim)
 	}
-	r["serve exec"], r["serve exit"] = serve.exec-t0, serve.exit-t0
+	r["serve exec"] = serve.exec - t0
+	if serve.exit > 0 {
+		// A server may outlive ctr, and so the trace.
+		r["serve exit"] = serve.exit - t0
+	}
 	// The server's children: the Keep (or runc's commands), in order.
 	var kids []*phaseProc
 	for _, p := range procs {
