@@ -107,7 +107,7 @@ func (id *identity) evidenceWith(ctx context.Context, nonce []byte) (*attestatio
 }
 
 // executableDigest is the runtime digest: sha256 of the running binary, the
-// one file that is both the shim and the Keep. Hashing its 40 MB takes about
+// runtime binary the Keep runs from (Binary). Hashing its 40 MB takes about
 // 46 ms, on the path of every start once the module comes from the cache, so
 // the digest is cached in cacheDir (the module cache; "" for none): see
 // fileDigest.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,10 @@ const (
 	// cgroup's limit.
 	StatusOOM = 137
 )
+
+// settleDelay is how long a workload runs before its Keep returns the
+// memory it no longer uses to the kernel.
+const settleDelay = time.Second
 
 // interruptGrace bounds how long an interrupted workload may take to stop.
 // Epoch interruption stops WebAssembly code at once, but not a blocking WASI
@@ -159,6 +164,13 @@ func Main(args []string, newEngine EngineFactory) int {
 			return StatusFailed
 		}
 	}
+	// What only getting ready needed (the module's bytes, the compiler's
+	// or the cache's buffers) is garbage now; a workload that runs on gives
+	// its pages back to the kernel after settleDelay, which the Go runtime
+	// would do only slowly. The collection runs beside the workload, whose
+	// code (in the engine) it does not stop.
+	settle := time.AfterFunc(settleDelay, debug.FreeOSMemory)
+	defer settle.Stop()
 	return run(ctx, cfg, k.module, socks, signals)
 }
 

@@ -30,9 +30,16 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
-// Subcommand is the first argument that makes the runtime binary act as a
-// Keep process instead of a shim.
+// Subcommand is the first argument that makes the runtime binary (Binary)
+// act as a Keep process.
 const Subcommand = "keep"
+
+// Binary is the file name of the runtime binary, the one that runs Keeps: it
+// links the engine (wasmtime, through cgo) and the TEE backends. The shim is a
+// binary of its own, without them, because containerd executes it twice for
+// every container (start, then the server it starts) and once more to clean
+// up; it finds Binary beside itself.
+const Binary = "enarx-keep"
 
 // controlFD is the Keep's end of the control socket (the first ExtraFile).
 const controlFD = 3

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -45,7 +46,8 @@ type Stdio struct {
 // StartOptions say how to start a Keep process.
 type StartOptions struct {
 	// Executable is the binary that runs Keeps when given Subcommand as its
-	// first argument. Empty means the running executable.
+	// first argument (the shim passes Binary beside itself). Empty means the
+	// running executable.
 	Executable string
 	// Dir is the Keep's working directory (the bundle).
 	Dir string
@@ -164,6 +166,9 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 		start = func() error { return c.Start(cmd) }
 	}
 	if err := start(); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("keep %s: start %s: %w (the runtime binary %s is installed beside the shim: make install, or the installer, puts both there)", id, exe, err, Binary)
+		}
 		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
 	}
 	// Only the Keep holds the other ends now: when it exits, reads see EOF

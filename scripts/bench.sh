@@ -6,12 +6,14 @@
 # against wazero and native, 100 concurrent containers, an HTTPS server in a
 # Keep (TLS terminated by the Keep) against the same Go server native with Go
 # TLS (requests/s keep-alive, handshakes/s, p99 latency), and the attestation
-# verifier. Prints the table and writes BENCHMARKS.md.
+# verifier. Prints the table and writes BENCHMARKS.md, and PHASES.md: where
+# the time of one warm `ctr run --rm` goes (BenchmarkStartupPhases).
 #
 # Needs root, both daemons (scripts/containerd.sh install) and our binaries
 # in $ENARX_BIN_DIR (default bin/, `make build`). Settings:
 #
 #   BENCH_RUNS=20          runs per start-up case
+#   BENCH_PHASE_RUNS=10    traced runs per case of the start-up phases
 #   BENCH_ENGINE_RUNS=5    runs per engine and workload
 #   BENCH_CONCURRENCY=100  parallel `ctr run`s in the throughput benchmark
 #   BENCH_TLS_CLIENTS=1,8  client counts of the TLS server benchmark
@@ -34,7 +36,7 @@ filter=${BENCH_FILTER:-.}
 report=${BENCH_REPORT:-$root/BENCHMARKS.md}
 case $report in /*) ;; *) report=$root/$report ;; esac
 
-for b in containerd-shim-enarx-v1 enarx; do
+for b in containerd-shim-enarx-v1 enarx-keep enarx; do
 	if [ ! -x "$ENARX_BIN_DIR/$b" ]; then
 		echo "bench: $ENARX_BIN_DIR/$b is missing: run make build (or set ENARX_BIN_DIR)" >&2
 		exit 1
@@ -60,6 +62,15 @@ awk '/^Benchmark/ {
 
 echo "== end to end (BENCH_RUNS=$BENCH_RUNS BENCH_ENGINE_RUNS=$BENCH_ENGINE_RUNS BENCH_CONCURRENCY=$BENCH_CONCURRENCY BENCH_TLS_CLIENTS=$BENCH_TLS_CLIENTS BENCH_TLS_SECONDS=$BENCH_TLS_SECONDS)"
 "$GO" test -count=1 -run '^$' -bench "$filter" -benchtime 1x -timeout 60m ./test/
+
+# Where a warm start's time goes (PHASES.md, beside the report): traced runs on
+# daemons at log level debug, for the shim's own timings.
+case $filter in
+. | *Phases*)
+	echo "== start-up phases"
+	ENARX_E2E_DEBUG=1 BENCH_PHASES=$(dirname "$report")/PHASES.md "$GO" test -count=1 -run '^$' -bench 'StartupPhases' -benchtime 1x -timeout 20m ./test/ >/dev/null
+	;;
+esac
 
 BENCH_REPORT=$report "$GO" test -count=1 -run '^TestBenchReport$' ./test/ >/dev/null
 echo

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -54,6 +56,9 @@ func serve(ctx context.Context, f flags) error {
 	// stop runs when Shutdown finds no task left. containerd considers the
 	// shim gone once Shutdown answers, so the socket is unlinked now (the
 	// listener stays open) and the server stops just after the answer.
+	// From then on the path is not ours: containerd may start a new shim
+	// for the same ID at once, which listens on the same path, and shutdown
+	// must not unlink that one's socket.
 	stop := func() {
 		once.Do(func() {
 			if f.socket != "" {
@@ -63,6 +68,7 @@ func serve(ctx context.Context, f flags) error {
 		})
 	}
 	svc := newService(f.namespace, events, d, stop)
+	svc.exe = keepExecutable()
 	register(server, svc)
 	registerAttestation(server, svc)
 
@@ -78,7 +84,7 @@ func serve(ctx context.Context, f flags) error {
 	for {
 		select {
 		case <-done:
-			return shutdown(ctx, server, events, d, f.socket)
+			return shutdown(ctx, server, events, d, "")
 		case err := <-serveErr:
 			return fmt.Errorf("serve ttrpc: %w", err)
 		case <-orphan.C:
@@ -97,6 +103,8 @@ func serve(ctx context.Context, f flags) error {
 	}
 }
 
+// shutdown stops the server; socket, unless "", is unlinked (a server that
+// stops without a Shutdown request: nobody else listens there yet).
 func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *daemon, socket string) error {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -107,6 +115,19 @@ func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *d
 		os.Remove(socket)
 	}
 	return nil
+}
+
+// keepExecutable is the runtime binary that runs Keeps (keep.Binary): the
+// one beside the shim's own executable (symbolic links resolved), as `make
+// install` and the installer put it. Empty when the shim cannot tell where it
+// is: keep.Start then names the running executable, which cannot run Keeps,
+// in its error.
+func keepExecutable() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(exe), keep.Binary)
 }
 
 // openLog opens the bundle's log FIFO, which containerd copies into its own

@@ -535,7 +535,9 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	if err := t.markDeleted(); err != nil {
 		return nil, toGRPC(err)
 	}
+	began := time.Now()
 	t.cleanup(ctx)
+	log.G(ctx).WithField("id", t.id).WithField("cleanup", time.Since(began).Round(time.Microsecond)).Debug("task deleted")
 	if err := t.runHooks(ctx, "poststop", t.hooks.Poststop, specs.StateStopped); err != nil {
 		log.G(ctx).WithError(err).WithField("id", t.id).Warn("poststop hook failed")
 	}

@@ -20,8 +20,9 @@ import (
 // simulateVersion is the runtime version of the simulate shim.
 const simulateVersion = "v0.0.0-simulate"
 
-// simulateBinDir builds the shim with -tags enarx_simulate (the only build
-// in which ENARX_SIMULATE_TEE works) once per run.
+// simulateBinDir builds the shim and the Keep's runtime binary with -tags
+// enarx_simulate (the only build in which ENARX_SIMULATE_TEE works) once per
+// run.
 var simulateBin struct {
 	once sync.Once
 	dir  string
@@ -37,11 +38,19 @@ func simulateBinDir(t *testing.T) string {
 			simulateBin.err = err
 			return
 		}
-		if err := wasmfixture.GoBuild(context.Background(), harness.moduleRoot, nil,
-			"-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
-			"-o", filepath.Join(dir, shimBinary), "./cmd/containerd-shim-enarx-v1"); err != nil {
-			simulateBin.err = err
-			return
+		for _, b := range []struct {
+			out, pkg string
+			env      []string
+		}{
+			{shimBinary, "./cmd/containerd-shim-enarx-v1", []string{"CGO_ENABLED=0"}},
+			{keepBinary, "./cmd/enarx-keep", nil},
+		} {
+			if err := wasmfixture.GoBuild(context.Background(), harness.moduleRoot, b.env,
+				"-tags", "enarx_simulate", "-ldflags", "-X github.com/enarx/containerd-shim-enarx/version.Version="+simulateVersion,
+				"-o", filepath.Join(dir, b.out), b.pkg); err != nil {
+				simulateBin.err = err
+				return
+			}
 		}
 		simulateBin.dir = dir
 	})
@@ -85,7 +94,7 @@ func TestSimulatedSEVSNP(t *testing.T) {
 				t.Errorf("evidence digest %s, label %s", ev.Digest(), labels[enarxdev.LabelEvidenceDigest])
 			}
 			if ev.TEE != attestation.TEESEVSNP || ev.Inputs.WorkloadDigest != fileDigest(t, wasm) ||
-				ev.Inputs.RuntimeDigest != fileDigest(t, filepath.Join(bin, shimBinary)) {
+				ev.Inputs.RuntimeDigest != fileDigest(t, filepath.Join(bin, keepBinary)) {
 				t.Errorf("evidence tee %s, workload %s, runtime %s", ev.TEE, ev.Inputs.WorkloadDigest, ev.Inputs.RuntimeDigest)
 			}
 			if err := ev.CheckBinding(); err != nil {

@@ -10,6 +10,8 @@ package test
 //	BENCH_OUT=/tmp/b.jsonl BENCH_REPORT=BENCHMARKS.md go test -run '^TestBenchReport$' ./test/
 //
 // Environment: BENCH_RUNS (start-up runs per case, default 20),
+// BENCH_STARTUP_CASES (only these start-up cases, comma-separated: runc-native,
+// floor, enarx-cold, enarx-warm; default all),
 // BENCH_ENGINE_RUNS (runs per engine and workload, default 5),
 // BENCH_CONCURRENCY (parallel `ctr run`s of the throughput benchmark, default
 // 100: all at once), BENCH_TLS_CLIENTS (client counts of the TLS server
@@ -50,6 +52,7 @@ const (
 	envBenchEngineRuns  = "BENCH_ENGINE_RUNS"
 	envBenchConcurrency = "BENCH_CONCURRENCY"
 	envBenchReport      = "BENCH_REPORT"
+	envBenchCases       = "BENCH_STARTUP_CASES"
 )
 
 // Benchmark groups, as recorded in benchResult.Group.
@@ -248,6 +251,17 @@ func BenchmarkCtrRun(b *testing.B) {
 				{caseEnarxWarm, "Hello from a Keep!", func(int) []string {
 					return []string{"run", "--rm", "--runtime", runtimeEnarx, "--runtime-config-path", warm, wasmRef, uniqueID("bench")}
 				}},
+			}
+			if only := os.Getenv(envBenchCases); only != "" {
+				// For quick comparisons while working on start-up: only the
+				// named cases (a comma-separated list, e.g. floor,enarx-warm).
+				keep := cases[:0]
+				for _, c := range cases {
+					if slices.Contains(strings.Split(only, ","), c.name) {
+						keep = append(keep, c)
+					}
+				}
+				cases = keep
 			}
 			// Unmeasured: fill the warm cache, and warm the daemon's and
 			// the kernel's caches for every case.
@@ -1027,7 +1041,8 @@ const benchMethod = `
   API v2 and v3, forwards the create/start/exit/delete events, and at Start writes one line to the
   task's stdout itself and reports the task exited 0. No rootfs mount, no image read, no process: what
   is left is containerd's and ctr's own round trip (snapshot, bundle, shim start, ttrpc, events,
-  teardown, ` + "`shim delete`" + `).
+  teardown, ` + "`shim delete`" + `). Where the time of a warm run goes, phase by phase, is in
+  PHASES.md (BenchmarkStartupPhases, the same ` + "`make bench`" + `).
 - **Memory** (BenchmarkIdleMemory): 1, then 10, then 50 idle containers at once (` + "`ctr run -d`" + `), 2 s
   after the last start: PSS and RSS from /proc/PID/smaps_rollup of each workload process (the Keep
   running a sleeping Go wasip1 module from the warm cache; for runc the sleeping static native Go

@@ -354,7 +354,7 @@ func shimsOf(d *Daemon, pod string) []process {
 // pods' sandbox processes (sandboxesOf).
 func keepsOf(d *Daemon) []process {
 	var out []process
-	for _, p := range findProcesses(filepath.Join(d.BinDir, shimBinary) + " keep -id ") {
+	for _, p := range findProcesses(filepath.Join(d.BinDir, keepBinary) + " keep -id ") {
 		if !strings.HasSuffix(p.Cmdline, " -pause") && !strings.Contains(p.Cmdline, " -pause ") {
 			out = append(out, p)
 		}
@@ -366,7 +366,7 @@ func keepsOf(d *Daemon) []process {
 // -id POD -pause"); with pod set, that pod's.
 func sandboxesOf(d *Daemon, pod string) []process {
 	var out []process
-	for _, p := range findProcesses(filepath.Join(d.BinDir, shimBinary) + " keep -id " + pod) {
+	for _, p := range findProcesses(filepath.Join(d.BinDir, keepBinary) + " keep -id " + pod) {
 		if strings.HasSuffix(p.Cmdline, " -pause") || strings.Contains(p.Cmdline, " -pause ") {
 			out = append(out, p)
 		}

@@ -134,8 +134,8 @@ func TestAttestationLabels(t *testing.T) {
 		if labels[enarxdev.LabelRuntimeVersion] == "" {
 			t.Errorf("label "+enarxdev.LabelRuntimeVersion+" is missing: %v", labels)
 		}
-		if want := fileDigest(t, filepath.Join(requireBinaries(t), shimBinary)); labels[enarxdev.LabelRuntimeDigest] != want {
-			t.Errorf("label "+enarxdev.LabelRuntimeDigest+" = %q, want the shim binary's %q", labels[enarxdev.LabelRuntimeDigest], want)
+		if want := fileDigest(t, filepath.Join(requireBinaries(t), keepBinary)); labels[enarxdev.LabelRuntimeDigest] != want {
+			t.Errorf("label "+enarxdev.LabelRuntimeDigest+" = %q, want the runtime binary's (%s) %q", labels[enarxdev.LabelRuntimeDigest], keepBinary, want)
 		}
 		// The evidence file the label points at is in the bundle while the
 		// task exists; its digest is the evidence.digest label.

@@ -63,6 +63,7 @@ const (
 // Names of the binaries we build, as the daemons look them up on their PATH.
 const (
 	shimBinary  = "containerd-shim-enarx-v1"
+	keepBinary  = "enarx-keep" // the runtime binary the shim runs Keeps from, beside it
 	enarxBinary = "enarx"
 )
 
@@ -203,20 +204,25 @@ func teardownHarness() error {
 	return errors.Join(errs...)
 }
 
-// buildOurBinaries builds the shim and the enarx CLI into dir.
+// buildOurBinaries builds the shim (static, without cgo, as make build does),
+// the Keep's runtime binary and the enarx CLI into dir.
 func buildOurBinaries(ctx context.Context, dir string) error {
-	for _, b := range []struct{ out, pkg string }{
-		{shimBinary, "./cmd/containerd-shim-enarx-v1"},
-		{enarxBinary, "./cmd/enarx"},
+	for _, b := range []struct {
+		out, pkg string
+		env      []string
+	}{
+		{shimBinary, "./cmd/containerd-shim-enarx-v1", []string{"CGO_ENABLED=0"}},
+		{keepBinary, "./cmd/enarx-keep", nil},
+		{enarxBinary, "./cmd/enarx", nil},
 	} {
-		if err := wasmfixture.GoBuild(ctx, harness.moduleRoot, nil, "-o", filepath.Join(dir, b.out), b.pkg); err != nil {
+		if err := wasmfixture.GoBuild(ctx, harness.moduleRoot, b.env, "-o", filepath.Join(dir, b.out), b.pkg); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// requireBinaries waits for our binaries (containerd-shim-enarx-v1, enarx) and
+// requireBinaries waits for our binaries (containerd-shim-enarx-v1, enarx-keep, enarx) and
 // returns the directory holding them; it fails the test when they did not build.
 func requireBinaries(t testing.TB) string {
 	t.Helper()
@@ -224,7 +230,7 @@ func requireBinaries(t testing.TB) string {
 	if harness.binErr != nil {
 		t.Fatalf("building our binaries failed: %v", harness.binErr)
 	}
-	for _, name := range []string{shimBinary, enarxBinary} {
+	for _, name := range []string{shimBinary, keepBinary, enarxBinary} {
 		p := filepath.Join(harness.binDir, name)
 		if _, err := os.Stat(p); err != nil {
 			if harness.prebuilt {

@@ -49,7 +49,7 @@ func startStewardWith(t *testing.T, policy string, measured bool) *steward {
 	if measured {
 		args = append(args, "--measurement", "sev-snp:"+snptest.Measurement())
 	}
-	out, err := exec.Command(filepath.Join(bin, enarxBinary), append(args, filepath.Join(simulateBinDir(t), shimBinary))...).CombinedOutput()
+	out, err := exec.Command(filepath.Join(bin, enarxBinary), append(args, filepath.Join(simulateBinDir(t), keepBinary))...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("enarx reference-values: %v: %s", err, out)
 	}
@@ -221,7 +221,7 @@ func TestStewardCertificate(t *testing.T) {
 			}
 			a := checkKeepCertificate(t, st, chain)
 			if a.TEE != attestation.TEESEVSNP || a.RuntimeVersion != simulateVersion || a.WorkloadDigest != fileDigest(t, sleep) ||
-				a.RuntimeDigest != fileDigest(t, filepath.Join(bin, shimBinary)) || !a.Insecure {
+				a.RuntimeDigest != fileDigest(t, filepath.Join(bin, keepBinary)) || !a.Insecure {
 				t.Errorf("assertions %+v: want sev-snp, runtime %s, the workload's digest, insecure (test roots)", a, simulateVersion)
 			}
 

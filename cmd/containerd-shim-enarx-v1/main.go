@@ -1,21 +1,17 @@
 // Command containerd-shim-enarx-v1 is the containerd runtime shim of
-// io.containerd.enarx.v1. Run as "containerd-shim-enarx-v1 keep ...", it is
-// a Keep process, which the shim starts for each container.
+// io.containerd.enarx.v1. It runs no WebAssembly and links no engine: it
+// starts each container's Keep from the runtime binary beside it (enarx-keep,
+// cmd/enarx-keep), so that what containerd executes for every container
+// (start, the server, delete) is a small static binary.
 package main
 
 import (
 	"context"
 	"os"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/keep/engine"
-	"github.com/enarx/containerd-shim-enarx/keep/wasmtime"
 	"github.com/enarx/containerd-shim-enarx/shim"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], func() (engine.Engine, error) { return wasmtime.New() }))
-	}
 	os.Exit(shim.Run(context.Background(), os.Args[1:]))
 }

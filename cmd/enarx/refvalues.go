@@ -36,7 +36,7 @@ func runReferenceValues(ctx context.Context, s stdio, args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return usagef("give at least one runtime binary, e.g. bin/containerd-shim-enarx-v1")
+		return usagef("give at least one runtime binary, e.g. bin/enarx-keep")
 	}
 	if *add && *out == "" {
 		return usagef("--add needs -o FILE")

@@ -22,9 +22,9 @@ import (
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
-// runtimeBinary is the runtime that runs Keeps when given keep.Subcommand:
-// the shim binary.
-const runtimeBinary = "containerd-shim-enarx-v1"
+// runtimeBinary is the runtime that runs Keeps when given keep.Subcommand,
+// the one the shim starts too.
+const runtimeBinary = keep.Binary
 
 // killAfter is how long `enarx run` waits for a Keep to end after it
 // forwarded a signal, before it kills the Keep. A Keep ends within its own

@@ -66,7 +66,7 @@ func runTestDir(t *testing.T) string {
 				return
 			}
 		} else {
-			build("./cmd/containerd-shim-enarx-v1", runtimeBinary)
+			build("./cmd/enarx-keep", runtimeBinary)
 		}
 		build("./cmd/enarx", "enarx")
 		for _, f := range []string{"echo", "exit", "cat", "sleep", "fsprobe", "netclient"} {

@@ -115,6 +115,10 @@ var rules = []rule{
 	{"oci", "no-keep", []string{module + "/keep", module + "/keep/sockets", module + "/attestation/..."}, "oci describes a workload; the Keep that runs it is the shim's business"},
 	{"cmd/enarx", "no-mount-no-shim", []string{"github.com/containerd/containerd/v2/core/mount", module + "/shim"},
 		"the CLI runs Keeps without containerd: it mounts no rootfs and embeds no shim"},
+	{"cmd/containerd-shim-enarx-v1", "no-engine", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/wasmtime/..."},
+		"containerd executes the shim three times per container (start, its server, delete): it links no engine, which is the Keep binary's (cmd/enarx-keep), and make build links it without cgo"},
+	{"shim", "no-engine", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/wasmtime/..."},
+		"the shim manages Keeps; the engine runs in them"},
 }
 
 // A graph is what go list -deps -json says of a package: every package it

@@ -1,0 +1,500 @@
+package test
+
+// BenchmarkStartupPhases: where the time of one warm `ctr run --rm` goes.
+//
+// Each run is traced with the kernel's own scheduler events (a private
+// tracefs instance: sched_process_fork, sched_process_exec,
+// sched_process_exit, with thread group ids), which cost the traced
+// processes nothing measurable, unlike strace's ptrace stops. Every process
+// exec'd below ctr and the daemon is given a role from its binary and its
+// parent (the shim's `start`, the server it forks, the Keep or runc, `shim
+// delete`), and the shim's own log adds what happens inside the server
+// (the "keep started" and "keep ready" lines: exec, cgroup placement, the
+// Keep from config to ready, cache load, attestation, confinement, labels).
+// The medians over BENCH_PHASE_RUNS runs (default 10) go to $BENCH_PHASES, a
+// Markdown file (PHASES.md, which BENCHMARKS.md points to); without
+// BENCH_PHASES the benchmark is skipped, so that the other benchmarks' runs do
+// not trace. scripts/bench.sh runs it on daemons at log level debug
+// (ENARX_E2E_DEBUG=1), for the shim's "keep started" line.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	envPhaseRuns = "BENCH_PHASE_RUNS"
+	envPhases    = "BENCH_PHASES"
+	tracefsDir   = "/sys/kernel/tracing"
+)
+
+// schedTrace is a private tracefs instance recording process fork, exec
+// and exit.
+type schedTrace struct{ dir string }
+
+func newSchedTrace(b testing.TB) *schedTrace {
+	b.Helper()
+	if _, err := os.Stat(filepath.Join(tracefsDir, "instances")); err != nil {
+		if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
+			b.Skipf("no tracefs at %s: %v", tracefsDir, err)
+		}
+	}
+	dir := filepath.Join(tracefsDir, "instances", fmt.Sprintf("enarx-phases-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+		b.Skipf("tracefs instance: %v", err)
+	}
+	b.Cleanup(func() { _ = os.Remove(dir) })
+	t := &schedTrace{dir: dir}
+	for file, value := range map[string]string{
+		"trace_clock":                            "mono",
+		"buffer_size_kb":                         "8192",
+		"options/record-tgid":                    "1",
+		"events/sched/sched_process_fork/enable": "1",
+		"events/sched/sched_process_exec/enable": "1",
+		"events/sched/sched_process_exit/enable": "1",
+		"tracing_on":                             "0",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0o644); err != nil {
+			b.Fatalf("tracefs %s: %v", file, err)
+		}
+	}
+	return t
+}
+
+func (t *schedTrace) set(b testing.TB, file, value string) {
+	b.Helper()
+	if err := os.WriteFile(filepath.Join(t.dir, file), []byte(value), 0o644); err != nil {
+		b.Fatalf("tracefs %s: %v", file, err)
+	}
+}
+
+// record runs f with tracing on and returns the events.
+func (t *schedTrace) record(b testing.TB, f func()) []schedEvent {
+	b.Helper()
+	t.set(b, "trace", "")
+	t.set(b, "tracing_on", "1")
+	f()
+	t.set(b, "tracing_on", "0")
+	data, err := os.ReadFile(filepath.Join(t.dir, "trace"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return parseSchedTrace(string(data))
+}
+
+// schedEvent is one line of the trace.
+type schedEvent struct {
+	at    float64 // ms, CLOCK_MONOTONIC
+	tgid  int     // of the thread the event happened on
+	kind  string  // fork, exec, exit
+	child int     // fork: the new task; exec: the pid after exec
+	file  string  // exec: the binary
+}
+
+// "ctr-1234  (   1234) [001] ..... 5678.123456: sched_process_exec: filename=/usr/bin/ctr pid=1234 old_pid=1234"
+var schedLine = regexp.MustCompile(`^\s*.+?-(\d+)\s+\(\s*(\d+|-+)\)\s+\[\d+\]\s+\S+\s+([0-9.]+): sched_process_(fork|exec|exit): (.*)$`)
+
+func parseSchedTrace(s string) []schedEvent {
+	var evs []schedEvent
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := schedLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		at, _ := strconv.ParseFloat(m[3], 64)
+		tgid, err := strconv.Atoi(m[2])
+		if err != nil {
+			tgid, _ = strconv.Atoi(m[1])
+		}
+		e := schedEvent{at: at * 1000, tgid: tgid, kind: m[4]}
+		fields := map[string]string{}
+		for _, kv := range strings.Fields(m[5]) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				fields[k] = v
+			}
+		}
+		switch e.kind {
+		case "fork":
+			e.child, _ = strconv.Atoi(fields["child_pid"])
+		case "exec":
+			e.child, _ = strconv.Atoi(fields["pid"])
+			e.file = fields["filename"]
+			e.tgid = e.child
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// phaseProc is a process that exec'd during a run.
+type phaseProc struct {
+	pid       int
+	parent    int // the thread group that forked it
+	file      string
+	forked    float64
+	exec      float64
+	exit      float64
+	role      string
+	execCount int
+}
+
+// processes are the exec'd processes of a trace, with when each was forked,
+// exec'd and ended (its last thread's exit).
+func processes(evs []schedEvent) map[int]*phaseProc {
+	forkOf := map[int]schedEvent{}
+	lastExit := map[int]float64{}
+	procs := map[int]*phaseProc{}
+	for _, e := range evs {
+		switch e.kind {
+		case "fork":
+			forkOf[e.child] = e
+		case "exit":
+			if e.at > lastExit[e.tgid] {
+				lastExit[e.tgid] = e.at
+			}
+		case "exec":
+			p := procs[e.child]
+			if p == nil {
+				p = &phaseProc{pid: e.child}
+				if f, ok := forkOf[e.child]; ok {
+					p.parent, p.forked = f.tgid, f.at
+				}
+				procs[e.child] = p
+			}
+			// runc execs itself again (runc init), then the workload.
+			p.execCount++
+			if p.execCount == 1 {
+				p.exec, p.file = e.at, e.file
+			} else {
+				p.file += " > " + filepath.Base(e.file)
+			}
+		}
+	}
+	for pid, p := range procs {
+		p.exit = lastExit[pid]
+	}
+	return procs
+}
+
+// phaseRun is one traced run: milestones in ms after ctr's exec.
+type phaseRun map[string]float64
+
+// milestones names the moments of a run of runtime shim (its binary's base
+// name) under daemon pid daemonPID, ctr being the traced ctr's pid.
+func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (phaseRun, error) {
+	ctr := procs[ctrPID]
+	if ctr == nil {
+		return nil, fmt.Errorf("no exec of ctr (pid %d) in the trace", ctrPID)
+	}
+	t0 := ctr.exec
+	r := phaseRun{"ctr exit": ctr.exit - t0}
+	var shims []*phaseProc
+	for _, p := range procs {
+		if filepath.Base(p.file) == shim && p.parent == daemonPID {
+			shims = append(shims, p)
+		}
+	}
+	sort.Slice(shims, func(i, j int) bool { return shims[i].exec < shims[j].exec })
+	if len(shims) != 2 {
+		return nil, fmt.Errorf("%d execs of %s by the daemon, want 2 (start, delete)", len(shims), shim)
+	}
+	start, del := shims[0], shims[1]
+	r["start fork"], r["start exec"], r["start exit"] = start.forked-t0, start.exec-t0, start.exit-t0
+	r["delete fork"], r["delete exec"], r["delete exit"] = del.forked-t0, del.exec-t0, del.exit-t0
+	var serve *phaseProc
+	for _, p := range procs {
+		if p.parent == start.pid {
+			serve = p
+		}
+	}
+	if serve == nil {
+		return nil, fmt.Errorf("no server exec'd by %s start", shim)
+	}
+	r["serve exec"] = serve.exec - t0
+	if serve.exit > 0 {
+		// A server may outlive ctr, and so the trace.
+		r["serve exit"] = serve.exit - t0
+	}
+	// The server's children: the Keep (or runc's commands), in order.
+	var kids []*phaseProc
+	for _, p := range procs {
+		if p.parent == serve.pid {
+			kids = append(kids, p)
+		}
+	}
+	sort.Slice(kids, func(i, j int) bool { return kids[i].exec < kids[j].exec })
+	for i, k := range kids {
+		name := filepath.Base(k.file)
+		if len(kids) > 1 {
+			name = fmt.Sprintf("%s #%d", name, i+1)
+		}
+		r["child fork "+name], r["child exec "+name], r["child exit "+name] = k.forked-t0, k.exec-t0, k.exit-t0
+	}
+	return r, nil
+}
+
+// shimLogFields are the durations the shim logs for container id, by field
+// name (the "keep started" and "keep ready" lines), in ms.
+func shimLogFields(log, id string) map[string]float64 {
+	out := map[string]float64{}
+	field := regexp.MustCompile(`\b(\w+)=([0-9.]+(?:ns|µs|us|ms|s))\b`)
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "id="+id) {
+			continue
+		}
+		var prefix string
+		switch {
+		case strings.Contains(line, "keep started"):
+			prefix = "keep started: "
+		case strings.Contains(line, "keep ready"):
+			prefix = "keep ready: "
+		case strings.Contains(line, "task deleted"):
+			prefix = "task deleted: "
+		default:
+			continue
+		}
+		for _, m := range field.FindAllStringSubmatch(line, -1) {
+			d, err := time.ParseDuration(strings.Replace(m[2], "us", "µs", 1))
+			if err == nil {
+				out[prefix+m[1]] = float64(d.Microseconds()) / 1000
+			}
+		}
+	}
+	return out
+}
+
+// BenchmarkStartupPhases traces warm `ctr run --rm` runs of the floor shim,
+// runc and enarx on each daemon and reports each moment's median.
+func BenchmarkStartupPhases(b *testing.B) {
+	out := os.Getenv(envPhases)
+	if out == "" {
+		b.Skipf("set %s=FILE to trace the start-up phases", envPhases)
+	}
+	runs := envInt(b, envPhaseRuns, 10)
+	tr := newSchedTrace(b)
+	var doc strings.Builder
+	for _, kind := range daemonKinds {
+		b.Run(string(kind), func(b *testing.B) {
+			d := sharedDaemon(b, kind)
+			requireRuncShim(b, d)
+			ns := newNamespace(b, d)
+			wasmRef := importWasmImage(b, d, ns, "docker.io/enarx-bench/hello:latest", buildGoWasm(b, "hello"), false)
+			nativeRef := importNativeImage(b, d, ns, "docker.io/enarx-bench/native:latest", buildNative(b, "nativehello"))
+			floorShim := buildNoopShim(b)
+			warm := moduleCachePolicy(b, filepath.Join(benchDir(b), "warm"))
+			type phaseCase struct {
+				name, shim, want string
+				args             func(id string) []string
+			}
+			cases := []phaseCase{
+				{caseFloor, filepath.Base(floorShim), "floor shim", func(id string) []string {
+					return []string{"run", "--rm", "--runtime", floorShim, wasmRef, id}
+				}},
+				{caseRunc, "containerd-shim-runc-v2", "Hello from runc!", func(id string) []string {
+					return []string{"run", "--rm", "--runtime", runtimeRunc, nativeRef, id}
+				}},
+				{caseEnarxWarm, shimBinary, "Hello from a Keep!", func(id string) []string {
+					return []string{"run", "--rm", "--runtime", runtimeEnarx, "--runtime-config-path", warm, wasmRef, id}
+				}},
+			}
+			for _, c := range cases {
+				timedCtr(b, d, ns, c.want, c.args(uniqueID("phases"))...)
+			}
+			samples := map[string]map[string][]float64{}
+			for i := 0; i < runs; i++ {
+				for _, c := range cases {
+					var id string
+					var logAt int64
+					var ctrPID int
+					var evs []schedEvent
+					// A run whose greeting ctr lost is run again (runc's hello
+					// loses it now and then on a loaded machine), at most twice.
+					for try := 0; ; try++ {
+						id = uniqueID("phases")
+						logAt = d.logSize()
+						var ok bool
+						evs = tr.record(b, func() {
+							ctrPID, ok = d.ctrTraced(b, ns, c.want, try == 2, c.args(id)...)
+						})
+						if ok {
+							break
+						}
+						b.Logf("%s %s: ctr's output lacks %q: run again", d.Name, c.name, c.want)
+					}
+					r, err := milestones(processes(evs), ctrPID, d.PID, c.shim)
+					if err != nil {
+						b.Fatalf("%s %s: %v", d.Name, c.name, err)
+					}
+					time.Sleep(50 * time.Millisecond) // the daemon copies the shim's log
+					for k, v := range shimLogFields(d.logSince(logAt, 1000), id) {
+						r[k] = v
+					}
+					if samples[c.name] == nil {
+						samples[c.name] = map[string][]float64{}
+					}
+					for k, v := range r {
+						samples[c.name][k] = append(samples[c.name][k], v)
+					}
+				}
+			}
+			fmt.Fprintf(&doc, "\n### %s (median of %d runs per case)\n\n", d.Name, runs)
+			doc.WriteString(phaseTable(samples, []string{caseFloor, caseRunc, caseEnarxWarm}))
+		})
+	}
+	b.Log("\n" + doc.String())
+	if err := os.WriteFile(out, []byte(phasesDocument(doc.String())), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// phasesDocument is PHASES.md around the tables.
+func phasesDocument(tables string) string {
+	return `# Start-up phases
+
+Generated by ` + "`make bench`" + ` (scripts/bench.sh, BenchmarkStartupPhases); do not edit. Generated ` +
+		time.Now().UTC().Format(time.RFC3339) + `.
+
+Where the time of one warm ` + "`ctr run --rm`" + ` of a hello goes, for the do-nothing shim (the
+floor), runc with a static native hello, and enarx with a warm module cache, on each daemon.
+Each run is traced with the kernel's scheduler events (a private tracefs instance:
+sched_process_fork, sched_process_exec, sched_process_exit, with thread group ids;
+CLOCK_MONOTONIC), which add nothing measurable to the traced processes, unlike strace's
+ptrace stops. Every process exec'd below the daemon gets a role from its binary and its
+parent: the shim's ` + "`start`" + ` (the daemon's first exec of the shim), the server it forks,
+the server's children (the Keep; runc's commands), ` + "`shim delete`" + ` (the daemon's second
+exec). A moment is ms after ctr's exec; other rows are the time between two moments, the
+median of the per-run differences. "shim log" rows are the shim's own timings for the run's
+container (daemon at log level debug): *keep started* — exec (fork and exec of the Keep, in
+the shim), cgroup (placing it in the container's cgroup: cgroup v1 here, a migration that
+waits for an RCU grace period), ready (config sent → ready: module read and digest, engine,
+cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
+load), attest, confine, labels (the enarx.dev labels set through containerd's API), create
+(the whole Create request); *task deleted* — cleanup (Delete: the rootfs unmounted, the
+bundle's files and the cgroup removed).
+` + tables
+}
+
+// phaseRows are the table's rows: a moment (ms after ctr's exec) or, with
+// "Δ", the time between two moments.
+var phaseRows = []struct{ label, from, to string }{
+	{"ctr exec → daemon forks `shim start`", "", "start fork"},
+	{"`shim start`: fork → exec", "start fork", "start exec"},
+	{"`shim start`: exec → exit (Go init, bootstrap, listen, fork+exec server)", "start exec", "start exit"},
+	{"`shim start` exec → server exec", "start exec", "serve exec"},
+	{"server exec → first child exec (Go init, ttrpc, Create until the Keep or runc)", "serve exec", "child exec *1"},
+	{"first child: fork → exec", "child fork *1", "child exec *1"},
+	{"first child exec → exit (the Keep or `runc create`: its whole life)", "child exec *1", "child exit *1"},
+	{"last child exit → `shim delete` exec", "child exit *n", "delete exec"},
+	{"`shim delete`: fork → exec", "delete fork", "delete exec"},
+	{"`shim delete`: exec → exit", "delete exec", "delete exit"},
+	{"server exit", "", "serve exit"},
+	{"`shim delete` exit → ctr exit", "delete exit", "ctr exit"},
+	{"**ctr exec → ctr exit**", "", "ctr exit"},
+}
+
+func phaseTable(samples map[string]map[string][]float64, cases []string) string {
+	var sb strings.Builder
+	sb.WriteString("| phase (ms; a moment is after ctr's exec) | " + strings.Join(cases, " | ") + " |\n|---|" + strings.Repeat("---|", len(cases)) + "\n")
+	value := func(s map[string][]float64, from, to string) string {
+		pick := func(name string) []float64 {
+			if !strings.HasSuffix(name, "*1") && !strings.HasSuffix(name, "*n") {
+				return s[name]
+			}
+			// The first or last child, whatever its binary.
+			prefix := strings.TrimSuffix(strings.TrimSuffix(name, "*1"), "*n")
+			var keys []string
+			for k := range s {
+				if strings.HasPrefix(k, prefix) {
+					keys = append(keys, k)
+				}
+			}
+			if len(keys) == 0 {
+				return nil
+			}
+			sort.Slice(keys, func(i, j int) bool { return median(s[keys[i]]) < median(s[keys[j]]) })
+			if strings.HasSuffix(name, "*1") {
+				return s[keys[0]]
+			}
+			return s[keys[len(keys)-1]]
+		}
+		tv := pick(to)
+		if tv == nil {
+			return "–"
+		}
+		if from == "" {
+			return fmt.Sprintf("at %.1f", median(tv))
+		}
+		fv := pick(from)
+		if fv == nil || len(fv) != len(tv) {
+			return "–"
+		}
+		diffs := make([]float64, len(tv))
+		for i := range tv {
+			diffs[i] = tv[i] - fv[i]
+		}
+		return fmt.Sprintf("%.1f", median(diffs))
+	}
+	for _, row := range phaseRows {
+		sb.WriteString("| " + row.label)
+		for _, c := range cases {
+			sb.WriteString(" | " + value(samples[c], row.from, row.to))
+		}
+		sb.WriteString(" |\n")
+	}
+	// The shim's own timings (enarx only).
+	var keys []string
+	for _, c := range cases {
+		for k := range samples[c] {
+			if (strings.HasPrefix(k, "keep ") || strings.HasPrefix(k, "task ")) && !contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		sb.WriteString("| shim log, " + k)
+		for _, c := range cases {
+			if v := samples[c][k]; len(v) > 0 {
+				sb.WriteString(fmt.Sprintf(" | %.1f", median(v)))
+			} else {
+				sb.WriteString(" | –")
+			}
+		}
+		sb.WriteString(" |\n")
+	}
+	return sb.String()
+}
+
+// ctrTraced runs ctr like timedCtr and returns its pid, and whether its
+// output holds want; when it does not and last is set, the benchmark fails.
+func (d *Daemon) ctrTraced(b testing.TB, ns, want string, last bool, args ...string) (int, bool) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultCtrTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.Ctr, append([]string{"--address", d.Address, "--namespace", ns}, args...)...)
+	cmd.Env = cleanEnv()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err == nil && strings.Contains(stdout.String(), want) {
+		return cmd.Process.Pid, true
+	}
+	if err != nil || last {
+		b.Fatalf("%s: ctr %s: %v\nstdout: %s\nstderr: %s\n%s", d.Name, strings.Join(args, " "), err, stdout.String(), stderr.String(), d.LogTail(20))
+	}
+	return cmd.Process.Pid, false
+}
