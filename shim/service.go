@@ -408,6 +408,7 @@ func (t *task) cleanup(ctx context.Context) {
 	if t.io != nil {
 		t.io.closeKeepSide()
 		t.io.closeStdin()
+		t.io.closeHeld()
 		t.io.closeLogger()
 	}
 	if t.rootfs != "" {

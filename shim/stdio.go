@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -19,8 +20,10 @@ import (
 )
 
 // stdio holds the container's standard I/O as the Keep receives it. The
-// shim's copies of the Keep's files are closed once the Keep has them, so that
-// a reader sees EOF when the Keep exits.
+// shim's copies of the Keep's files are closed once the Keep has them; of an
+// output FIFO the shim keeps an end of its own until what the Keep wrote has
+// been read after it exited, so that a reader opening late loses nothing and
+// then sees EOF.
 //
 // stdin is copied, as runc's shim does: the Keep reads a pipe that the shim
 // fills from the stdin FIFO. The FIFO is opened for reading only once the
@@ -41,7 +44,15 @@ type stdio struct {
 	// logger is the logging binary of a binary:// log URI, nil without.
 	logger    gorunc.IO
 	closeLogs sync.Once
+
+	// held are the shim's own ends of the output FIFOs, kept open until
+	// what the Keep wrote has been read (releaseOutputs).
+	held []*os.File
 }
+
+// outputDrainTimeout bounds how long the shim holds an output FIFO open
+// after the Keep has exited, for a reader that has not read what is in it.
+const outputDrainTimeout = 5 * time.Second
 
 // openStdio opens the paths containerd gave in CreateTaskRequest for task id
 // of namespace ns. An empty path means /dev/null. stdout and stderr may be
@@ -55,6 +66,7 @@ func openStdio(ctx context.Context, ns, id, stdin, stdout, stderr string) (s *st
 		if err != nil {
 			s.closeKeepSide()
 			s.closeStdin()
+			s.closeHeld()
 		}
 	}()
 	if stdin != "" {
@@ -91,7 +103,66 @@ func openStdio(ctx context.Context, ns, id, stdin, stdout, stderr string) (s *st
 	if s.keep.Stderr, err = openOutput("stderr", stderr); err != nil {
 		return nil, err
 	}
+	// A FIFO loses what it holds once no end is open: the client's reader
+	// may open it only after a short-lived Keep has exited (containerd's
+	// client opens it in a goroutine), so the shim keeps an end of its own
+	// (runc's shim does the same by writing to the FIFO itself).
+	for _, f := range []*os.File{s.keep.Stdout, s.keep.Stderr} {
+		if f == nil {
+			continue
+		}
+		if st, err := f.Stat(); err == nil && st.Mode().Type() == os.ModeNamedPipe {
+			h, err := os.OpenFile(f.Name(), os.O_RDWR, 0)
+			if err != nil {
+				return nil, fmt.Errorf("open %s: %w", f.Name(), err)
+			}
+			s.held = append(s.held, h)
+		}
+	}
 	return s, nil
+}
+
+// releaseOutputs lets go of the shim's ends of the output FIFOs once the
+// Keep has exited: each is closed when nothing is left unread in it (the
+// reader then sees EOF), or after outputDrainTimeout. It does not wait.
+func (s *stdio) releaseOutputs() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	if len(held) == 0 {
+		return
+	}
+	go func() {
+		deadline := time.Now().Add(outputDrainTimeout)
+		for _, f := range held {
+			for time.Now().Before(deadline) {
+				n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ) // FIONREAD
+				if err != nil || n == 0 {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			f.Close()
+		}
+	}()
+}
+
+// closeHeld closes the shim's ends of the output FIFOs at once.
+func (s *stdio) closeHeld() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, f := range held {
+		f.Close()
+	}
 }
 
 // binaryLogURI parses p as a binary:// or binary-v2:// log URI.

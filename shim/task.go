@@ -179,6 +179,7 @@ func (t *task) exited() bool {
 	}
 	t.state = stateStopped
 	t.io.closeStdin()
+	t.io.releaseOutputs()
 	t.mu.Unlock()
 	if st == stateRunning {
 		<-t.startPublished
