@@ -162,3 +162,29 @@ func (c *Cache) Remove() error {
 }
 
 var errRemoved = errors.New("the fixture cache was removed")
+
+// CheckWasmtimeHeaders compiles asserts (C11 _Static_assert lines) after
+// <stddef.h> and <wasmtime.h> from wasmtime-go's module directory, and fails
+// t, naming what, when they do not hold: code that copies declarations of
+// wasmtime's C API (cgo cannot include another module's headers) checks
+// them this way, so that a wasmtime-go upgrade that changes them fails a
+// test rather than corrupting memory.
+func CheckWasmtimeHeaders(t testing.TB, what, asserts string) {
+	t.Helper()
+	out, err := exec.Command(GoTool(), "list", "-m", "-f", "{{.Dir}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	include := filepath.Join(strings.TrimSpace(string(out)), "build", "include")
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	file := filepath.Join(t.TempDir(), "layout.c")
+	if err := os.WriteFile(file, []byte("#include <stddef.h>\n#include <wasmtime.h>\n"+asserts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(cc, "-std=c11", "-fsyntax-only", "-I", include, file).CombinedOutput(); err != nil {
+		t.Fatalf("the C API declarations of %s do not match wasmtime's headers in %s: %v\n%s", what, include, err, b)
+	}
+}

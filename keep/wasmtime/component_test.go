@@ -308,18 +308,7 @@ func TestComponentFromGo(t *testing.T) {
 // wasmtime-go's module directory: a wasmtime-go upgrade that changes a
 // struct or a constant fails here, not as memory corruption.
 func TestComponentCAPILayout(t *testing.T) {
-	out, err := exec.Command(wasmfixture.GoTool(), "list", "-m", "-f", "{{.Dir}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
-	if err != nil {
-		t.Fatalf("go list -m: %v", err)
-	}
-	include := filepath.Join(strings.TrimSpace(string(out)), "build", "include")
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "cc"
-	}
-	src := fmt.Sprintf(`#include <stddef.h>
-#include <wasmtime.h>
-_Static_assert(sizeof(wasmtime_component_instance_t) == %d, "wasmtime_component_instance_t");
+	asserts := fmt.Sprintf(`_Static_assert(sizeof(wasmtime_component_instance_t) == %d, "wasmtime_component_instance_t");
 _Static_assert(sizeof(wasmtime_component_func_t) == %d, "wasmtime_component_func_t");
 _Static_assert(sizeof(wasmtime_component_val_t) == %d, "wasmtime_component_val_t");
 _Static_assert(offsetof(wasmtime_component_val_t, of) == 8, "wasmtime_component_val_t.of");
@@ -332,13 +321,5 @@ _Static_assert(WASMTIME_WASI_DIR_PERMS_READ == %d && WASMTIME_WASI_DIR_PERMS_WRI
 _Static_assert(WASMTIME_WASI_FILE_PERMS_READ == %d && WASMTIME_WASI_FILE_PERMS_WRITE == %d, "file perms");
 `, sizeofInstance, sizeofFunc, sizeofVal, sizeofByteVec, valKindU8, valKindResult, strategyCranelift,
 		dirPermsRead, dirPermsWrite, filePermsRead, filePermsWrite)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "layout.c")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(cc, "-std=c11", "-fsyntax-only", "-I", include, file)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("the C API declarations of component_capi.go do not match wasmtime's headers in %s: %v\n%s", include, err, b)
-	}
+	wasmfixture.CheckWasmtimeHeaders(t, "component_capi.go", asserts)
 }

@@ -4,10 +4,6 @@ package hostwasi
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"unsafe"
 
@@ -22,18 +18,7 @@ func TestTrampolineCAPILayout(t *testing.T) {
 	if unsafe.Sizeof(rawVal{}) != sizeofRaw {
 		t.Fatalf("rawVal is %d bytes, hostwasi_raw_t %d", unsafe.Sizeof(rawVal{}), sizeofRaw)
 	}
-	out, err := exec.Command(wasmfixture.GoTool(), "list", "-m", "-f", "{{.Dir}}", "github.com/bytecodealliance/wasmtime-go/v39").Output()
-	if err != nil {
-		t.Fatalf("go list -m: %v", err)
-	}
-	include := filepath.Join(strings.TrimSpace(string(out)), "build", "include")
-	cc := os.Getenv("CC")
-	if cc == "" {
-		cc = "cc"
-	}
-	src := fmt.Sprintf(`#include <stddef.h>
-#include <wasmtime.h>
-_Static_assert(sizeof(wasmtime_val_raw_t) == %d, "wasmtime_val_raw_t");
+	asserts := fmt.Sprintf(`_Static_assert(sizeof(wasmtime_val_raw_t) == %d, "wasmtime_val_raw_t");
 _Static_assert(offsetof(wasmtime_extern_t, of) == 8, "wasmtime_extern_t.of");
 _Static_assert(sizeof(wasmtime_extern_t) <= %d, "wasmtime_extern_t");
 _Static_assert(_Alignof(wasmtime_extern_t) <= 8, "wasmtime_extern_t alignment");
@@ -42,12 +27,5 @@ _Static_assert(WASM_I32 == %d && WASM_I64 == %d, "wasm_valkind_t");
 _Static_assert(sizeof(wasm_valkind_t) == 1, "wasm_valkind_t size");
 _Static_assert(sizeof(wasm_valtype_vec_t) == 2 * sizeof(void *), "wasm_valtype_vec_t");
 `, sizeofRaw, sizeofExtern, externMemory, valKindI32, valKindI64)
-	file := filepath.Join(t.TempDir(), "layout.c")
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(cc, "-std=c11", "-fsyntax-only", "-I", include, file)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("the C API declarations of trampoline.go do not match wasmtime's headers in %s: %v\n%s", include, err, b)
-	}
+	wasmfixture.CheckWasmtimeHeaders(t, "trampoline.go", asserts)
 }
