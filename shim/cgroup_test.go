@@ -80,17 +80,7 @@ func TestServiceCgroup(t *testing.T) {
 		t.Errorf("Pids = %v, %v; want the Keep, pid %d", ps, err, pid)
 	}
 
-	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	stats, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
-	if err != nil {
-		t.Fatalf("Stats: %v", err)
-	}
-	m, err := typeurl.UnmarshalAny(stats.Stats)
-	if err != nil {
-		t.Fatalf("decode Stats (type URL %q): %v", stats.Stats.GetTypeUrl(), err)
-	}
+	stats, m := h.startAndStats(ctx, t, id)
 	switch m := m.(type) {
 	case *v1stats.Metrics:
 		if stats.Stats.GetTypeUrl() != "io.containerd.cgroups.v1.Metrics" {
@@ -258,17 +248,7 @@ func TestServiceSystemdScope(t *testing.T) {
 			t.Errorf("%s cgroup.procs = %q, want the Keep's pid %d alone", controller, procs, pid)
 		}
 	}
-	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	stats, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
-	if err != nil {
-		t.Fatalf("Stats: %v", err)
-	}
-	m, err := typeurl.UnmarshalAny(stats.Stats)
-	if err != nil {
-		t.Fatalf("decode Stats: %v", err)
-	}
+	_, m := h.startAndStats(ctx, t, id)
 	v1, ok := m.(*v1stats.Metrics)
 	if !ok {
 		t.Fatalf("Stats decodes to a %T, want cgroup v1 metrics", m)
@@ -300,4 +280,21 @@ func TestServiceSystemdScope(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", group)); len(left) > 0 {
 		t.Errorf("the unit's cgroup is left in %v", left)
 	}
+}
+
+// startAndStats starts task id and returns its Stats, raw and decoded.
+func (h *harness) startAndStats(ctx context.Context, t *testing.T, id string) (*taskapi.StatsResponse, any) {
+	t.Helper()
+	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	stats, err := h.svc.Stats(ctx, &taskapi.StatsRequest{ID: id})
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	m, err := typeurl.UnmarshalAny(stats.Stats)
+	if err != nil {
+		t.Fatalf("decode Stats (type URL %q): %v", stats.Stats.GetTypeUrl(), err)
+	}
+	return stats, m
 }

@@ -209,6 +209,23 @@ func timedCtr(b testing.TB, d *Daemon, ns, want string, args ...string) float64 
 	return ms
 }
 
+// startupFixture is what the start-up benchmarks run on a daemon of kind:
+// the daemon and a namespace, the hello module and the native hello
+// imported, the do-nothing shim, the benchmark's directory and a module
+// cache policy for warm runs in it.
+func startupFixture(b *testing.B, kind daemonKind) (d *Daemon, ns, wasmRef, nativeRef, floorShim, dir, warm string) {
+	b.Helper()
+	d = sharedDaemon(b, kind)
+	requireRuncShim(b, d)
+	ns = newNamespace(b, d)
+	wasmRef = importWasmImage(b, d, ns, "docker.io/enarx-bench/hello:latest", buildGoWasm(b, "hello"), false)
+	nativeRef = importNativeImage(b, d, ns, "docker.io/enarx-bench/native:latest", buildNative(b, "nativehello"))
+	floorShim = buildNoopShim(b)
+	dir = benchDir(b)
+	warm = moduleCachePolicy(b, filepath.Join(dir, "warm"))
+	return d, ns, wasmRef, nativeRef, floorShim, dir, warm
+}
+
 // BenchmarkCtrRun measures `ctr run --rm` of a hello on each daemon, BENCH_RUNS
 // times per case, the cases interleaved so that drift hits all alike:
 //
@@ -224,14 +241,7 @@ func BenchmarkCtrRun(b *testing.B) {
 	runs := envInt(b, envBenchRuns, 20)
 	for _, kind := range daemonKinds {
 		b.Run(string(kind), func(b *testing.B) {
-			d := sharedDaemon(b, kind)
-			requireRuncShim(b, d)
-			ns := newNamespace(b, d)
-			wasmRef := importWasmImage(b, d, ns, "docker.io/enarx-bench/hello:latest", buildGoWasm(b, "hello"), false)
-			nativeRef := importNativeImage(b, d, ns, "docker.io/enarx-bench/native:latest", buildNative(b, "nativehello"))
-			floorShim := buildNoopShim(b)
-			dir := benchDir(b)
-			warm := moduleCachePolicy(b, filepath.Join(dir, "warm"))
+			d, ns, wasmRef, nativeRef, floorShim, dir, warm := startupFixture(b, kind)
 
 			type runCase struct {
 				name, want string

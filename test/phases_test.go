@@ -289,13 +289,7 @@ func BenchmarkStartupPhases(b *testing.B) {
 	var doc strings.Builder
 	for _, kind := range daemonKinds {
 		b.Run(string(kind), func(b *testing.B) {
-			d := sharedDaemon(b, kind)
-			requireRuncShim(b, d)
-			ns := newNamespace(b, d)
-			wasmRef := importWasmImage(b, d, ns, "docker.io/enarx-bench/hello:latest", buildGoWasm(b, "hello"), false)
-			nativeRef := importNativeImage(b, d, ns, "docker.io/enarx-bench/native:latest", buildNative(b, "nativehello"))
-			floorShim := buildNoopShim(b)
-			warm := moduleCachePolicy(b, filepath.Join(benchDir(b), "warm"))
+			d, ns, wasmRef, nativeRef, floorShim, _, warm := startupFixture(b, kind)
 			type phaseCase struct {
 				name, shim, want string
 				args             func(id string) []string

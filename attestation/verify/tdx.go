@@ -106,9 +106,11 @@ func (v *Verifier) verifyTDX(ev *attestation.Evidence, now time.Time) (hardware,
 	if len(v.pol.tdxMRTD) > 0 && !containsBytes(v.pol.tdxMRTD, body.GetMrTd()) {
 		return hw, failf(CheckTDXMeasurement, ErrMeasurement, "MRTD %x is not in [tdx] mr_td of %s", body.GetMrTd(), p.where())
 	}
-	logged, err := ev.RuntimeEvents()
+	// CheckBinding replayed the log against this quote already; this
+	// replay, on the parsed quote, gives its runtimes.
+	logged, err := attestation.CheckRuntimeEvents(ev.EventLog, body.GetRtmrs())
 	if err != nil {
-		return hw, fail(CheckBinding, err)
+		return hw, fail(CheckBinding, fmt.Errorf("%w: %w", err, attestation.ErrEventLogMismatch))
 	}
 	hw.logged = logged
 	hw.measurement = hex.EncodeToString(body.GetMrTd())

@@ -166,13 +166,7 @@ func TestCgroupLifecycle(t *testing.T) {
 		t.Errorf("%s = %s, want %d", limitFile, got, limit)
 	}
 
-	var used uint64
-	for deadline := time.Now().Add(5 * time.Second); used == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if used, err = cg.MemoryUsage(); err != nil {
-			t.Fatalf("MemoryUsage: %v", err)
-		}
-	}
-	if used == 0 {
+	if waitMemoryUsage(t, cg) == 0 {
 		t.Errorf("MemoryUsage() = 0 with a process that runs in the cgroup")
 	}
 	m, err := cg.Metrics()
@@ -213,4 +207,17 @@ func TestCgroupLifecycle(t *testing.T) {
 	if err := cg.Delete(); err != nil {
 		t.Errorf("a second Delete: %v", err)
 	}
+}
+
+// waitMemoryUsage is cg's memory usage once it is not 0, or 0 after 5 s.
+func waitMemoryUsage(t *testing.T, cg *Cgroup) uint64 {
+	t.Helper()
+	var used uint64
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); used == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if used, err = cg.MemoryUsage(); err != nil {
+			t.Fatalf("MemoryUsage: %v", err)
+		}
+	}
+	return used
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/cgroups/v3"
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -185,13 +184,7 @@ func TestSystemdUnit(t *testing.T) {
 		if p := show("MemoryLimit"); p["MemoryLimit"] != strconv.FormatInt(limit, 10) {
 			t.Errorf("systemd's MemoryLimit = %s, want %d", p["MemoryLimit"], limit)
 		}
-		var used uint64
-		for deadline := time.Now().Add(5 * time.Second); used == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if used, err = cg.MemoryUsage(); err != nil {
-				t.Fatalf("MemoryUsage: %v", err)
-			}
-		}
-		if used == 0 {
+		if waitMemoryUsage(t, cg) == 0 {
 			t.Errorf("MemoryUsage() = 0 with a process in the unit")
 		}
 	}

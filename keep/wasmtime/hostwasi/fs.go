@@ -74,11 +74,11 @@ func (w *WASI) dirOf(fd int32) (*entry, errno) {
 // parent opens, beneath dir, the directory holding path's last component
 // and returns it with that component, trailing slashes kept (the kernel
 // then refuses what is not a directory, as with a whole path). The caller
-// closes the descriptor. A last component ".." is refused (EPERM, as
-// leaving the directory is; or, inside it, what the operation on an
-// existing directory gives, okDotDot): acting on it would act outside the
-// directory the parent was checked to be.
-func parent(dir *entry, path string) (int, string, errno) {
+// closes the descriptor. A last component ".." is never acted on: acting on
+// it would act outside the directory the parent was checked to be. It is
+// EPERM when it leaves dir, as leaving is; inside, parent answers dotdot,
+// what the caller's operation gives on an existing directory.
+func parent(dir *entry, path string, dotdot errno) (int, string, errno) {
 	if path == "" {
 		return -1, "", eNoent
 	}
@@ -102,15 +102,14 @@ func parent(dir *entry, path string) (int, string, errno) {
 			return -1, "", e
 		}
 		unix.Close(fd)
-		return -1, "", errDotDot
+		return -1, "", dotdot
 	}
 	fd, e := openat2(dir.hostFD, dirPart, unix.O_PATH|unix.O_DIRECTORY)
 	return fd, base + path[len(trimmed):], e
 }
 
-// errDotDot is parent's answer for a last component ".." inside the
-// directory: callers answer what their operation gives on an existing
-// directory.
+// errDotDot is no errno: pathFilestatSetTimes asks parent for it, to take a
+// final ".." as the directory it names.
 const errDotDot errno = -1
 
 func pathOpen(w *WASI, c *call) errno {
@@ -541,7 +540,7 @@ func pathFilestatSetTimes(w *WASI, c *call) errno {
 		// beneath the directory. A trailing slash asks for a directory,
 		// which the kernel would follow a link to: that is done beneath
 		// the directory below.
-		pfd, base, e := parent(dir, path)
+		pfd, base, e := parent(dir, path, errDotDot)
 		if e == eSuccess && strings.HasSuffix(base, "/") {
 			unix.Close(pfd)
 			e = errDotDot
@@ -675,10 +674,7 @@ func pathCreateDirectory(w *WASI, c *call) errno {
 	if e != eSuccess {
 		return e
 	}
-	pfd, base, e := parent(dir, c.path(c.u32(1), c.u32(2)))
-	if e == errDotDot {
-		return eExist
-	}
+	pfd, base, e := parent(dir, c.path(c.u32(1), c.u32(2)), eExist)
 	if e != eSuccess {
 		return e
 	}
@@ -708,13 +704,11 @@ func unlink(w *WASI, c *call, flags int) errno {
 		unix.Close(fd)
 		return eIsDir
 	}
-	pfd, base, e := parent(dir, path)
-	if e == errDotDot {
-		if flags == unix.AT_REMOVEDIR {
-			return eInval
-		}
-		return eIsDir
+	dotdot := eIsDir
+	if flags == unix.AT_REMOVEDIR {
+		dotdot = eInval
 	}
+	pfd, base, e := parent(dir, path, dotdot)
 	if e != eSuccess {
 		return e
 	}
@@ -743,18 +737,12 @@ func pathRename(w *WASI, c *call) errno {
 	if from.rootOf() != to.rootOf() {
 		return eXdev
 	}
-	ofd, obase, e := parent(from, c.path(c.u32(1), c.u32(2)))
-	if e == errDotDot {
-		return eBusy
-	}
+	ofd, obase, e := parent(from, c.path(c.u32(1), c.u32(2)), eBusy)
 	if e != eSuccess {
 		return e
 	}
 	defer unix.Close(ofd)
-	nfd, nbase, e := parent(to, c.path(c.u32(4), c.u32(5)))
-	if e == errDotDot {
-		return eBusy
-	}
+	nfd, nbase, e := parent(to, c.path(c.u32(4), c.u32(5)), eBusy)
 	if e != eSuccess {
 		return e
 	}
@@ -770,10 +758,7 @@ func pathReadlink(w *WASI, c *call) errno {
 	if e != eSuccess {
 		return e
 	}
-	pfd, base, e := parent(dir, c.path(c.u32(1), c.u32(2)))
-	if e == errDotDot {
-		return eInval
-	}
+	pfd, base, e := parent(dir, c.path(c.u32(1), c.u32(2)), eInval)
 	if e != eSuccess {
 		return e
 	}
@@ -817,18 +802,12 @@ func pathLink(w *WASI, c *call) errno {
 	if from.rootOf() != to.rootOf() {
 		return eXdev
 	}
-	ofd, obase, e := parent(from, c.path(c.u32(2), c.u32(3)))
-	if e == errDotDot {
-		return ePerm // a directory
-	}
+	ofd, obase, e := parent(from, c.path(c.u32(2), c.u32(3)), ePerm) // a directory
 	if e != eSuccess {
 		return e
 	}
 	defer unix.Close(ofd)
-	nfd, nbase, e := parent(to, c.path(c.u32(5), c.u32(6)))
-	if e == errDotDot {
-		return eExist
-	}
+	nfd, nbase, e := parent(to, c.path(c.u32(5), c.u32(6)), eExist)
 	if e != eSuccess {
 		return e
 	}
@@ -847,10 +826,7 @@ func pathSymlink(w *WASI, c *call) errno {
 	if strings.HasPrefix(target, "/") {
 		return ePerm // it could never be followed beneath the directory
 	}
-	pfd, base, e := parent(dir, c.path(c.u32(3), c.u32(4)))
-	if e == errDotDot {
-		return eExist
-	}
+	pfd, base, e := parent(dir, c.path(c.u32(3), c.u32(4)), eExist)
 	if e != eSuccess {
 		return e
 	}
