@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -158,12 +159,28 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	// own), and must not outlive the decision of containerd to delete it:
 	// the shim kills it on Delete and shim cleanup kills it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	start := cmd.Start
+	placement, prepare := cgroup.MoveAfterStart, confine.Prepare(nil)
+	if p.cgroup != nil {
+		// The Keep starts in its cgroup, limited and accounted from its
+		// first instruction, without the move of a running process that
+		// costs a kernel-wide lock (see cgroup.Placement).
+		switch placement = p.cgroup.Placement(); placement {
+		case cgroup.JoinThread:
+			prepare = p.cgroup.JoinThread
+		case cgroup.CloneInto:
+			dir, err := p.cgroup.CloneInto(cmd.SysProcAttr)
+			if err != nil {
+				return nil, fmt.Errorf("keep %s: %w", id, err)
+			}
+			defer dir.Close()
+		}
+	}
+	start := func() error { return confine.Start(cmd, nil, prepare) }
 	if c := opts.Config.Container; c != nil {
 		// A confined Keep starts in the container's namespaces, new or
 		// joined, and mounts its view of the container in them
 		// (confine.Enter).
-		start = func() error { return c.Start(cmd) }
+		start = func() error { return c.Start(cmd, prepare) }
 	}
 	if err := start(); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -179,11 +196,11 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	go p.wait()
 
 	started := time.Now()
-	// The Keep waits for its config before it does anything: in its cgroup
-	// by then, it is limited and accounted from its first real work. (In
-	// cgroup v1 the move takes a kernel-wide lock whose first taker waits for
-	// an RCU grace period, 10-20 ms here; runc pays the same.)
-	if p.cgroup != nil {
+	// A Keep that could not start in its cgroup (a systemd driver's, made
+	// by systemd with the Keep in it) waits for its config before it does
+	// anything: in its cgroup by then, it is limited and accounted from its
+	// first real work.
+	if placement == cgroup.MoveAfterStart && p.cgroup != nil {
 		if err := p.cgroup.Add(p.Pid()); err != nil {
 			return nil, fmt.Errorf("keep %s: %w", id, err)
 		}

@@ -83,7 +83,7 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 	s.cmd.ExtraFiles = []*os.File{w}
 	// Signals from the shim's terminal or process group are not the pod's.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = confine.Start(s.cmd, namespaces)
+	err = confine.Start(s.cmd, namespaces, nil)
 	w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %s: %w", opts.ID, err)

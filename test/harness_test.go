@@ -543,7 +543,7 @@ func (d *Daemon) start() error {
 		namespaces = append(namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: d.CRI.NetNS})
 		cmd.SysProcAttr.Pdeathsig = 0 // see confine.Start; the test's cleanup stops it
 	}
-	if err := starter.Run(func() error { return confine.Start(cmd, namespaces) }); err != nil {
+	if err := starter.Run(func() error { return confine.Start(cmd, namespaces, nil) }); err != nil {
 		return fmt.Errorf("%s --config %s: %w", d.Binary, d.Config, err)
 	}
 	d.cmd = cmd

@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +38,11 @@ const unifiedMountpoint = "/sys/fs/cgroup"
 type Cgroup struct {
 	path string
 	v1   cgroup1.Cgroup
-	v2   *cgroup2.Manager
+	// v1path is v1's path in each hierarchy.
+	v1path cgroup1.Path
+	v2     *cgroup2.Manager
+	// v2dir is the v2 group's directory.
+	v2dir string
 
 	// dir is the cgroup's path in each hierarchy, "" until it is known:
 	// path itself for the cgroupfs driver's absolute paths, the unit's
@@ -103,6 +108,7 @@ func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
 		if c.v2, err = cgroup2.NewManager(unifiedMountpoint, group, cgroup2.ToResources(applied)); err != nil {
 			return nil, fmt.Errorf("cgroup %s: create: %w", path, err)
 		}
+		c.v2dir = filepath.Join(unifiedMountpoint, group)
 		// Metrics of memory, CPU and PIDs whether or not the spec limits them.
 		if ctrls, err := c.v2.RootControllers(); err == nil {
 			if err := c.v2.ToggleControllers(ctrls, cgroup2.Enable); err != nil {
@@ -111,7 +117,8 @@ func New(path string, res *specs.LinuxResources) (*Cgroup, error) {
 		}
 	case cgroups.Legacy, cgroups.Hybrid:
 		var err error
-		if c.v1, err = cgroup1.New(v1Path(path), applied); err != nil {
+		c.v1path = v1Path(path)
+		if c.v1, err = cgroup1.New(c.v1path, applied); err != nil {
 			return nil, fmt.Errorf("cgroup %s: create: %w", path, err)
 		}
 	default:
@@ -240,6 +247,104 @@ func (c *Cgroup) Add(pid int) error {
 		return fmt.Errorf("cgroup %s: add process %d: %w", c.path, pid, err)
 	}
 	return nil
+}
+
+// Placement is how a process is started in the cgroup from its first
+// instruction, rather than moved there once it runs: moving a process
+// (Add) takes a kernel-wide lock whose writer waits for an RCU grace
+// period, about 10 ms on a small VM, on the start path of every Keep.
+type Placement int
+
+const (
+	// MoveAfterStart: the process is started outside and moved with Add
+	// (a systemd driver's unit, which systemd makes with the process in it).
+	MoveAfterStart Placement = iota
+	// JoinThread: the thread that makes the process first joins the cgroup
+	// alone (cgroup v1, JoinThread); its child starts there.
+	JoinThread
+	// CloneInto: the process is made in the cgroup by clone3(2)'s
+	// CLONE_INTO_CGROUP (cgroup v2, CloneInto).
+	CloneInto
+)
+
+// Placement is how a process is started in c.
+func (c *Cgroup) Placement() Placement {
+	switch {
+	case c.unit != nil:
+		return MoveAfterStart
+	case c.v2 != nil:
+		return CloneInto
+	case c.v1 != nil && c.v1path != nil:
+		return JoinThread
+	}
+	return MoveAfterStart
+}
+
+// JoinThread moves the calling thread alone into the cgroup, in each v1
+// hierarchy (its "tasks" files, given the thread itself: "0"), so that the
+// processes it makes are in the cgroup from their start. Moving the calling
+// thread alone is the one move that does not take the kernel's lock on
+// every thread group (Linux 6.0 and later; earlier kernels take it, and
+// the move is only as slow as Add's). The caller must have locked its
+// goroutine to the thread (runtime.LockOSThread) and never unlock it: the
+// Go runtime ends a thread whose goroutine returns locked, and the
+// process must never count the caller's thread as its own (Delete kills
+// what is in the cgroup). The one thread the runtime cannot end, the
+// main one, is put back where it was by leave, which the caller calls on
+// the thread once the process is made (it does nothing on other threads).
+func (c *Cgroup) JoinThread() (leave func() error, err error) {
+	if c.v1 == nil || c.v1path == nil {
+		return nil, fmt.Errorf("cgroup %s: a thread joins a cgroup v1 hierarchy only", c.path)
+	}
+	leave = func() error { return nil }
+	if syscall.Gettid() == os.Getpid() {
+		home := cgroup1.PidPath(os.Getpid())
+		leave = func() error {
+			if err := c.moveThread(home); err != nil {
+				return fmt.Errorf("cgroup %s: move the thread that started the Keep back: %w", c.path, err)
+			}
+			return nil
+		}
+	}
+	if err := c.moveThread(c.v1path); err != nil {
+		err = fmt.Errorf("cgroup %s: move the thread that starts the Keep: %w", c.path, err)
+		return nil, errors.Join(err, leave())
+	}
+	return leave, nil
+}
+
+// moveThread moves the calling thread to path in each of c's v1
+// hierarchies.
+func (c *Cgroup) moveThread(path cgroup1.Path) error {
+	for _, s := range c.v1.Subsystems() {
+		h, ok := s.(interface{ Path(string) string })
+		if !ok {
+			continue // the library's hierarchies all have paths
+		}
+		dir, err := path(s.Name())
+		if err != nil {
+			return fmt.Errorf("%s hierarchy: %w", s.Name(), err)
+		}
+		if err := os.WriteFile(filepath.Join(h.Path(dir), "tasks"), []byte("0"), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CloneInto sets attr so that the process it makes is made in the cgroup
+// (clone3's CLONE_INTO_CGROUP, cgroup v2). The caller closes the returned
+// directory once the process has started.
+func (c *Cgroup) CloneInto(attr *syscall.SysProcAttr) (*os.File, error) {
+	if c.v2 == nil || c.v2dir == "" {
+		return nil, fmt.Errorf("cgroup %s: a process is made in a cgroup v2 group only", c.path)
+	}
+	dir, err := os.OpenFile(c.v2dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: open for CLONE_INTO_CGROUP: %w", c.path, err)
+	}
+	attr.UseCgroupFD, attr.CgroupFD = true, int(dir.Fd())
+	return dir, nil
 }
 
 // made reports whether the cgroup exists: a systemd driver's is made by
@@ -416,6 +521,9 @@ func (c *Cgroup) Delete() error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	// Never the caller: a thread of it may be in the cgroup for a moment
+	// (JoinThread), and it removes the cgroup.
+	pids = slices.DeleteFunc(pids, func(pid int) bool { return pid == os.Getpid() })
 	if len(pids) > 0 {
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -424,6 +532,7 @@ func (c *Cgroup) Delete() error {
 		for len(pids) > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 			pids, _ = c.Pids()
+			pids = slices.DeleteFunc(pids, func(pid int) bool { return pid == os.Getpid() })
 		}
 	}
 	if c.unit != nil {

@@ -196,7 +196,7 @@ func execChild(t *testing.T, in childInput) ([]byte, error) {
 	cmd.Env = append(os.Environ(), childEnv+"="+input)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := in.Spec.Start(cmd); err != nil {
+	if err := in.Spec.Start(cmd, nil); err != nil {
 		return nil, err
 	}
 	err = cmd.Wait()
@@ -492,7 +492,7 @@ func TestEnterJoinsNamespaces(t *testing.T) {
 	pod := exec.Command("sleep", "60")
 	pod.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	podNS := []specs.LinuxNamespace{{Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.PIDNamespace}}
-	if err := Start(pod, podNS); err != nil {
+	if err := Start(pod, podNS, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pod.Process.Kill(); _ = pod.Wait() })
@@ -554,7 +554,7 @@ func TestStartRefuses(t *testing.T) {
 		{specs.LinuxNamespace{Type: specs.TimeNamespace, Path: "/proc/1/ns/time"}, "new time namespace only"},
 		{specs.LinuxNamespace{Type: "nonsense"}, `"nonsense" namespace`},
 	} {
-		if err := Start(exec.Command("true"), []specs.LinuxNamespace{c.ns}); err == nil || !strings.Contains(err.Error(), c.want) {
+		if err := Start(exec.Command("true"), []specs.LinuxNamespace{c.ns}, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error containing %q", c.ns, err, c.want)
 		}
 	}
@@ -572,7 +572,7 @@ func TestStartTimeNamespace(t *testing.T) {
 	var out strings.Builder
 	cmd := exec.Command("readlink", "/proc/self/ns/time")
 	cmd.Stdout = &out
-	if err := Start(cmd, []specs.LinuxNamespace{{Type: specs.TimeNamespace}}); err != nil {
+	if err := Start(cmd, []specs.LinuxNamespace{{Type: specs.TimeNamespace}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {

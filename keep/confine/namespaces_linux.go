@@ -40,11 +40,13 @@ var cloneFlag = map[specs.LinuxNamespaceType]int{
 // its cgroup). A Keep with a user namespace starts in the host's: its
 // workload runs in a second process (StartInner), whose namespaces are
 // made with the user namespace, so that they are its.
-func (s *Spec) Start(cmd *exec.Cmd) error {
+// prepare, when not nil, prepares the thread that makes the process, as
+// in Start.
+func (s *Spec) Start(cmd *exec.Cmd, prepare Prepare) error {
 	if s.UserNS() {
-		return Start(cmd, nil)
+		return Start(cmd, nil, prepare)
 	}
-	return Start(cmd, s.startNamespaces())
+	return Start(cmd, s.startNamespaces(), prepare)
 }
 
 // startNamespaces are s.Namespaces but the cgroup namespace.
@@ -93,7 +95,7 @@ func (s *Spec) StartInner(cmd *exec.Cmd, network *specs.LinuxNamespace) error {
 	cmd.SysProcAttr.Cloneflags |= flags
 	// The Pdeathsig is sent when the thread that makes the child ends: it
 	// is made by a thread that lives as long as this process.
-	return startOnThread(cmd, join, true)
+	return startOnThread(cmd, join, true, nil)
 }
 
 // ApplyLimits applies s's rlimits and oomScoreAdj to process pid, as runc
@@ -118,8 +120,10 @@ func (s *Spec) ApplyLimits(pid int) error {
 
 // Start starts cmd in namespaces: a new one of each type listed without a
 // path, and the one at the path of each listed with one. The others are
-// the caller's. A mount namespace is new only.
-func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace) error {
+// the caller's. A mount namespace is new only. prepare, when not nil, runs
+// first on the thread that makes the process, a thread of its own that
+// ends after it (as when namespaces are joined).
+func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace, prepare Prepare) error {
 	flags, join, err := startFlags(namespaces)
 	if err != nil {
 		return err
@@ -128,39 +132,67 @@ func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Cloneflags |= flags
-	if len(join) == 0 {
+	if len(join) == 0 && prepare == nil {
 		return cmd.Start()
 	}
 	if cmd.SysProcAttr.Pdeathsig != 0 {
 		// It is sent when the thread that made the child ends.
-		return errors.New("confinement: a process that joins namespaces by path is started by a thread that ends at once, so it cannot have a Pdeathsig")
+		return errors.New("confinement: a process that joins namespaces by path, or is started by a prepared thread, is started by a thread that ends at once, so it cannot have a Pdeathsig")
 	}
-	return startOnThread(cmd, join, false)
+	return startOnThread(cmd, join, false, prepare)
 }
 
-// startOnThread starts cmd from a thread of its own that has joined the
-// namespaces join first: a child is made in the namespaces of the thread
+// Prepare prepares the thread that makes a process for it, so that the
+// process has from its start what the thread was given (a cgroup, see
+// cgroup.JoinThread). release, when not nil, gives it back on that thread
+// once the process is made.
+type Prepare func() (release func() error, err error)
+
+// startOnThread starts cmd from a thread of its own that has run prepare,
+// when not nil, and joined the namespaces join first: a child is made in the namespaces of the thread
 // that makes it. The thread is never unlocked: when its goroutine returns,
 // the Go runtime ends it instead of running other goroutines in those
 // namespaces (and makes its own threads from a clean one meanwhile). With
 // forever, the goroutine never returns: the thread stays the child's
 // parent, for a Pdeathsig, as long as this process runs.
-func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool) error {
+func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool, prepare Prepare) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		for _, ns := range join {
-			if err := joinThread(ns); err != nil {
+		var release func() error
+		if prepare != nil {
+			var err error
+			if release, err = prepare(); err != nil {
 				started <- err
 				return
 			}
 		}
-		started <- cmd.Start()
+		err := joinAndStart(cmd, join)
+		if release != nil {
+			// Before the thread ends: the Go runtime cannot end the
+			// process's main thread, and parks it instead. A process made
+			// already is the caller's to stop when this fails.
+			if rerr := release(); rerr != nil && err == nil {
+				err = fmt.Errorf("confinement: the thread that started a process: %w", rerr)
+			}
+		}
+		started <- err
 		if forever {
 			select {}
 		}
 	}()
 	return <-started
+}
+
+// joinAndStart starts cmd once the calling thread, locked, has joined the
+// namespaces join.
+func joinAndStart(cmd *exec.Cmd, join []specs.LinuxNamespace) error {
+	for _, ns := range join {
+		if err := joinThread(ns); err != nil {
+			return err
+		}
+	}
+	return cmd.Start()
 }
 
 // startFlags are the clone flags of the new namespaces among namespaces,
