@@ -125,7 +125,7 @@ func FuzzModuleCacheEntry(f *testing.F) {
 	const wasm, digest, fingerprint = "mod", "sha256:mod", "v1"
 	key := moduleKey(fingerprint, digest)
 	entry := filepath.Join(dir, key+".entry")
-	if _, status, err := compile(context.Background(), &precompiler{fingerprint: fingerprint}, dir, []byte(wasm), digest); err != nil || status != CacheMiss {
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: fingerprint}, dir, bytesOf([]byte(wasm)), digest); err != nil || status != CacheMiss {
 		f.Fatalf("first compile: %q, %v", status, err)
 	}
 	valid, err := os.ReadFile(entry)
@@ -146,7 +146,7 @@ func FuzzModuleCacheEntry(f *testing.F) {
 			t.Fatal(err)
 		}
 		e := &precompiler{fingerprint: fingerprint}
-		m, status, err := compile(context.Background(), e, dir, []byte(wasm), digest)
+		m, status, err := compile(context.Background(), e, dir, bytesOf([]byte(wasm)), digest)
 		if err != nil {
 			t.Fatalf("compile: %v (status %q)", err, status)
 		}
@@ -171,7 +171,7 @@ func FuzzModuleCacheEntry(f *testing.F) {
 			t.Fatalf("damaged entry: status %q, want a miss that says it replaced the damaged entry", status)
 		}
 		again := &precompiler{fingerprint: fingerprint}
-		if _, status, err := compile(context.Background(), again, dir, []byte(wasm), digest); err != nil || status != CacheHit {
+		if _, status, err := compile(context.Background(), again, dir, bytesOf([]byte(wasm)), digest); err != nil || status != CacheHit {
 			t.Fatalf("after the rebuild: status %q, %v; want a hit", status, err)
 		}
 	})

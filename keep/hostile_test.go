@@ -90,7 +90,7 @@ func TestHostileInputTruncatedCacheEntry(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, file, []byte("mod"), "sha256:mod"); err != nil || !strings.HasPrefix(status, CacheOff+": ") {
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, file, bytesOf([]byte("mod")), "sha256:mod"); err != nil || !strings.HasPrefix(status, CacheOff+": ") {
 		t.Errorf("cache directory a file: status %q, %v; want off with the reason", status, err)
 	}
 }

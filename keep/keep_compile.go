@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
 
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
@@ -13,20 +16,28 @@ import (
 // node's module cache in cacheDir when there is one and the engine can
 // precompile. It also returns what Ready.ModuleCache reports. A cache that
 // cannot be used never fails the Keep: it compiles without it, and the
-// status says why.
-func compile(ctx context.Context, eng engine.Engine, cacheDir string, wasm []byte, digest string) (engine.Module, string, error) {
+// status says why. read gives the module's bytes, which a cache hit never
+// needs (see openModule).
+func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func() ([]byte, error), digest string) (engine.Module, string, error) {
+	compileModule := func(ctx context.Context) (engine.Module, error) {
+		wasm, err := read()
+		if err != nil {
+			return nil, err
+		}
+		return eng.Compile(ctx, wasm)
+	}
 	pc, ok := eng.(engine.Precompiler)
 	if cacheDir == "" || !ok {
 		status := CacheOff
 		if cacheDir != "" {
 			status += ": engine " + eng.Name() + " cannot precompile"
 		}
-		m, err := eng.Compile(ctx, wasm)
+		m, err := compileModule(ctx)
 		return m, status, err
 	}
 	cache, err := modulecache.Open(cacheDir)
 	if err != nil {
-		m, cerr := eng.Compile(ctx, wasm)
+		m, cerr := compileModule(ctx)
 		return m, CacheOff + ": " + err.Error(), cerr
 	}
 	defer cache.Close()
@@ -37,7 +48,7 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, wasm []byt
 		compileErr error
 	)
 	build := func() ([]byte, error) {
-		module, compileErr = eng.Compile(ctx, wasm)
+		module, compileErr = compileModule(ctx)
 		if compileErr != nil {
 			return nil, compileErr
 		}
@@ -75,13 +86,55 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, wasm []byt
 			return module, status, nil
 		default:
 			// The cache failed before building (its lock, a read).
-			m, cerr := eng.Compile(ctx, wasm)
+			m, cerr := compileModule(ctx)
 			return m, CacheOff + ": " + err.Error(), cerr
 		}
 	}
-	m, err := eng.Compile(ctx, wasm)
+	m, err := compileModule(ctx)
 	return m, CacheMiss + ": not stored: the engine refuses what the cache holds: " + unusable.Error(), err
 }
+
+// measuredModule is a workload's module file, open, and measured: its sha256
+// digest is read as a stream, without holding its bytes, because a warm
+// start needs the digest only (the cache holds the module's code, under
+// its digest); a compile reads the bytes again, from the same open file,
+// and checks them against the digest.
+type measuredModule struct {
+	f      *os.File
+	digest string
+}
+
+// openModule opens and measures the module at path.
+func openModule(path string) (*measuredModule, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 64<<10)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("read module %s: %w", path, err)
+	}
+	return &measuredModule{f: f, digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// read reads the module's bytes: those it measured, or an error.
+func (m *measuredModule) read() ([]byte, error) {
+	if _, err := m.f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("read module %s: %w", m.f.Name(), err)
+	}
+	wasm, err := io.ReadAll(m.f)
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", m.f.Name(), err)
+	}
+	if sum := sha256.Sum256(wasm); "sha256:"+hex.EncodeToString(sum[:]) != m.digest {
+		return nil, fmt.Errorf("module %s changed while the Keep read it: it was measured as %s; start the container again", m.f.Name(), m.digest)
+	}
+	return wasm, nil
+}
+
+// Close closes the module file.
+func (m *measuredModule) Close() error { return m.f.Close() }
 
 // moduleKey is the cache key of a module's native code: the module's
 // digest and the engine's fingerprint, hashed into a file name.

@@ -3,6 +3,8 @@ package keep
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -71,7 +73,7 @@ func (plainEngine) Compile(_ context.Context, wasm []byte) (engine.Module, error
 
 func compileWith(t *testing.T, e engine.Engine, dir, wasm string) (engine.Module, string) {
 	t.Helper()
-	m, status, err := compile(context.Background(), e, dir, []byte(wasm), "sha256:"+wasm)
+	m, status, err := compile(context.Background(), e, dir, bytesOf([]byte(wasm)), "sha256:"+wasm)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
@@ -126,7 +128,7 @@ func TestCompileCacheOff(t *testing.T) {
 func TestCompileErrorNotCached(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "modules")
 	e := &precompiler{fingerprint: "v1"}
-	if _, _, err := compile(context.Background(), e, dir, []byte("bad module"), "sha256:bad"); err == nil || err.Error() != "invalid module" {
+	if _, _, err := compile(context.Background(), e, dir, bytesOf([]byte("bad module")), "sha256:bad"); err == nil || err.Error() != "invalid module" {
 		t.Fatalf("compile of a bad module: %v, want the engine's error", err)
 	}
 	names, _ := filepath.Glob(filepath.Join(dir, "*.entry"))
@@ -264,5 +266,54 @@ func TestExecutableDigest(t *testing.T) {
 		if cached != plain {
 			t.Fatalf("cached runtime digest %s, want %s", cached, plain)
 		}
+	}
+}
+
+// bytesOf is a module's bytes as compile reads them.
+func bytesOf(wasm []byte) func() ([]byte, error) {
+	return func() ([]byte, error) { return wasm, nil }
+}
+
+// TestMeasuredModule: a module file is measured by its digest, read only
+// when it is compiled, and refused when what is read is not what was
+// measured; a cache hit never reads it.
+func TestMeasuredModule(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.wasm")
+	if err := os.WriteFile(path, []byte("mod"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := openModule(path)
+	if err != nil {
+		t.Fatalf("openModule: %v", err)
+	}
+	defer m.Close()
+	sum := sha256.Sum256([]byte("mod"))
+	if want := "sha256:" + hex.EncodeToString(sum[:]); m.digest != want {
+		t.Fatalf("digest %s, want %s", m.digest, want)
+	}
+	for range 2 {
+		if b, err := m.read(); err != nil || string(b) != "mod" {
+			t.Fatalf("read = %q, %v; want the module", b, err)
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), "modules")
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, dir, m.read, m.digest); err != nil || status != CacheMiss {
+		t.Fatalf("first compile: %q, %v; want a miss", status, err)
+	}
+	unread := func() ([]byte, error) { return nil, errors.New("read on a cache hit") }
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, dir, unread, m.digest); err != nil || status != CacheHit {
+		t.Fatalf("second compile: %q, %v; want a hit that reads nothing", status, err)
+	}
+
+	// Changed in place after it was measured: not what the Keep measured.
+	if err := os.WriteFile(path, []byte("evil"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.read(); err == nil || !strings.Contains(err.Error(), "changed while the Keep read it") {
+		t.Fatalf("read of a changed module: %v, want refused", err)
+	}
+	if _, err := openModule(filepath.Join(t.TempDir(), "missing.wasm")); err == nil || !strings.Contains(err.Error(), "read module") {
+		t.Fatalf("openModule of a missing file: %v", err)
 	}
 }

@@ -2,8 +2,6 @@ package keep
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -270,12 +268,12 @@ type prepared struct {
 // the config bound into the TEE's report, and a certificate when a Steward
 // is configured.
 func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepared, error) {
-	wasm, err := os.ReadFile(cfg.Module)
+	mod, err := openModule(cfg.Module)
 	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(wasm)
-	workloadDigest := "sha256:" + hex.EncodeToString(sum[:])
+	defer mod.Close()
+	workloadDigest := mod.digest
 	name := cfg.Backend
 	if name == "" {
 		name = nodepolicy.BackendNil
@@ -306,7 +304,7 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepare
 		return nil, fmt.Errorf("start engine: %w", err)
 	}
 	compileBegan := time.Now()
-	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, wasm, workloadDigest)
+	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, mod.read, workloadDigest)
 	compileTook := time.Since(compileBegan)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
