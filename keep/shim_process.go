@@ -177,6 +177,9 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	}
 	start := func() error { return confine.Start(cmd, nil, prepare) }
 	if c := opts.Config.Container; c != nil {
+		if mask, ok := c.StartBounding(); ok {
+			cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%#x", confine.BoundingEnv, mask))
+		}
 		// A confined Keep starts in the container's namespaces, new or
 		// joined, and mounts its view of the container in them
 		// (confine.Enter).

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	_ "github.com/enarx/containerd-shim-enarx/keep/confine/startbound" // the bounding set before the Go runtime starts
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/wasmtime"
 	"github.com/enarx/containerd-shim-enarx/version"

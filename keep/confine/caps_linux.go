@@ -38,6 +38,32 @@ func parseCapabilities(c *specs.LinuxCapabilities) capabilities {
 	return capabilities{values(c.Bounding), values(c.Inheritable), values(c.Ambient)}
 }
 
+// BoundingEnv is the variable of a Keep's environment that gives it its
+// bounding set from its start (see StartBounding).
+const BoundingEnv = "ENARX_KEEP_BOUNDING"
+
+// StartBounding is the bounding set a Keep of s may take on before its Go
+// runtime starts its threads, as a mask of capability numbers, and whether
+// it may: a Keep that will execute nothing before becomeProcess, where runc
+// drops the bounding set (none of the createContainer hooks, which run
+// with the runtime's full set, nor an inner Keep with a user namespace).
+// The bounding set limits only what an execve(2) gives, so the Keep keeps
+// the effective capabilities it confines itself with; dropped once on one
+// thread, it is every thread's, and becomeProcess has no dropping left to
+// do on each thread (see keep/confine/startbound).
+func (s *Spec) StartBounding() (uint64, bool) {
+	if s.Capabilities == nil || s.UserNS() || (s.Hooks != nil && len(s.Hooks.CreateContainer) > 0) {
+		return 0, false
+	}
+	var mask uint64
+	for _, v := range parseCapabilities(s.Capabilities).bounding {
+		if v < 64 {
+			mask |= 1 << v
+		}
+	}
+	return mask, true
+}
+
 // checkProc reports whether /proc shows the Keep's PID namespace, as psx
 // needs: it finds the threads in /proc/PID/task, with PID as getpid(2)
 // gives it.
@@ -113,9 +139,11 @@ func becomeUserWithCapabilities(u specs.User, c capabilities) error {
 	for _, v := range c.bounding {
 		keep[v] = true
 	}
+	// One psx call, for every thread, per capability: those dropped at the
+	// Keep's start (StartBounding) are gone from every thread already.
 	var drop []cap.Value
 	for v := cap.Value(0); v < cap.MaxBits(); v++ {
-		if !keep[v] {
+		if inSet, err := cap.GetBound(v); !keep[v] && (inSet || err != nil) {
 			drop = append(drop, v)
 		}
 	}

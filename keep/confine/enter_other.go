@@ -35,6 +35,12 @@ func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace, prepare func() erro
 	return cmd.Start()
 }
 
+// BoundingEnv is Linux's.
+const BoundingEnv = "ENARX_KEEP_BOUNDING"
+
+// StartBounding is Linux's.
+func (s *Spec) StartBounding() (uint64, bool) { return 0, false }
+
 // LockDown is for Linux only.
 func LockDown() error { return errors.New("confinement: a Keep is confined on Linux only") }
 

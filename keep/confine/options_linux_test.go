@@ -138,3 +138,24 @@ func TestCheckLSM(t *testing.T) {
 		t.Errorf("SELinux enforced: %v, want a refusal naming the way out", err)
 	}
 }
+
+// TestStartBounding: the bounding set a Keep takes on at its start is the
+// spec's, unless something runs before confinement that runc runs with
+// the full set (createContainer hooks, an inner Keep with a user
+// namespace), or the spec leaves capabilities alone.
+func TestStartBounding(t *testing.T) {
+	caps := &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NO_SUCH_THING"}}
+	s := &Spec{Capabilities: caps}
+	if mask, ok := s.StartBounding(); !ok || mask != 1<<0|1<<5|1<<10 {
+		t.Errorf("StartBounding() = %#x, %v; want chown, kill and net_bind_service", mask, ok)
+	}
+	for name, s := range map[string]*Spec{
+		"no capabilities":       {},
+		"user namespace":        {Capabilities: caps, Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace}}},
+		"createContainer hooks": {Capabilities: caps, Hooks: &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/bin/true"}}}},
+	} {
+		if _, ok := s.StartBounding(); ok {
+			t.Errorf("%s: StartBounding() says the Keep may take the bounding set on at its start", name)
+		}
+	}
+}
