@@ -155,7 +155,8 @@ func Load(path string) (*Cgroup, error) {
 		}
 	case cgroups.Legacy, cgroups.Hybrid:
 		var err error
-		if c.v1, err = cgroup1.Load(v1Path(path)); err != nil {
+		c.v1path = v1Path(path)
+		if c.v1, err = cgroup1.Load(c.v1path); err != nil {
 			if errors.Is(err, cgroup1.ErrCgroupDeleted) {
 				return nil, fmt.Errorf("cgroup %s: %w: %w", path, err, os.ErrNotExist)
 			}
@@ -311,6 +312,31 @@ func (c *Cgroup) JoinThread() (leave func() error, err error) {
 		return nil, errors.Join(err, leave())
 	}
 	return leave, nil
+}
+
+// deleteV1 removes the cgroup from each v1 hierarchy with one rmdir(2)
+// each. The kernel refuses a cgroup that has processes or children, which
+// the library's Delete then handles; it would otherwise walk each
+// hierarchy's tree for processes and try to unlink every control file
+// first (about a thousand system calls for an empty cgroup, 2 ms here).
+func (c *Cgroup) deleteV1() error {
+	if c.v1path == nil {
+		return c.v1.Delete()
+	}
+	for _, s := range c.v1.Subsystems() {
+		h, ok := s.(interface{ Path(string) string })
+		if !ok {
+			continue
+		}
+		dir, err := c.v1path(s.Name())
+		if err != nil {
+			return c.v1.Delete()
+		}
+		if err := syscall.Rmdir(h.Path(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return c.v1.Delete()
+		}
+	}
+	return nil
 }
 
 // moveThread moves the calling thread to path in each of c's v1
@@ -544,7 +570,7 @@ func (c *Cgroup) Delete() error {
 	case c.v2 != nil:
 		err = c.v2.Delete()
 	case c.v1 != nil:
-		err = c.v1.Delete()
+		err = c.deleteV1()
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("cgroup %s: delete: %w", c.path, err)

@@ -183,3 +183,35 @@ func equalThreadCgroups(before, after map[string]string) bool {
 	}
 	return true
 }
+
+// TestDeleteWithChildren: a cgroup with a cgroup below it (which a Keep
+// does not make, but a hook or an operator may) is removed whole, by the
+// library's way when rmdir(2) alone cannot.
+func TestDeleteWithChildren(t *testing.T) {
+	cgrouptest.Require(t)
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("v1 hierarchies")
+	}
+	path := cgrouptest.Path(t, "parent")
+	cg, err := New(path, nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", path))
+	if len(dirs) == 0 {
+		t.Fatalf("no hierarchy has %s", path)
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(filepath.Join(d, "child"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cg.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", d, err)
+		}
+	}
+}
