@@ -130,6 +130,9 @@ func Main(args []string, newEngine EngineFactory) int {
 	var confined *confine.Confined
 	var inner *innerKeep
 	if cfg.Container != nil {
+		if err := enc.Encode(response{Prepared: &k.ready}); err != nil {
+			return StatusFailed
+		}
 		began := time.Now()
 		if cfg.Container.UserNS() {
 			inner, err = startInner(ctx, cfg, k, socks)

@@ -71,6 +71,10 @@ type attestRequest struct {
 }
 
 type response struct {
+	// Prepared is what a Keep that confines itself has made ready before
+	// it does (all of Ready but ConfineTime), so that the shim publishes
+	// its attestation meanwhile; Ready follows, or an error.
+	Prepared *Ready          `json:"prepared,omitempty"`
 	Ready    *Ready          `json:"ready,omitempty"`
 	Evidence json.RawMessage `json:"evidence,omitempty"`
 	Error    string          `json:"error,omitempty"`

@@ -46,6 +46,11 @@ type Stdio struct {
 
 // StartOptions say how to start a Keep process.
 type StartOptions struct {
+	// Prepared, when not nil, is called with what a Keep that confines
+	// itself reports before it does (all of Ready but ConfineTime), on the
+	// goroutine that reads the Keep's answers: it must not block. Start
+	// still returns only once the Keep is ready, or has failed.
+	Prepared func(Ready)
 	// Executable is the binary that runs Keeps when given Subcommand as its
 	// first argument (the shim passes Binary beside itself). Empty means the
 	// running executable.
@@ -216,7 +221,7 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 		}
 		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
 	}
-	if err := p.awaitReady(ctx); err != nil {
+	if err := p.awaitReady(ctx, opts.Prepared); err != nil {
 		return nil, p.notReady(id, opts.Config.Module, err)
 	}
 	log.G(ctx).WithField("id", id).WithField("exec", started.Sub(began)).WithField("cgroup", placed.Sub(started)).
@@ -296,8 +301,9 @@ func (p *Process) sendConfig(cfg Config) error {
 	return err
 }
 
-// awaitReady reads the Keep's first answer: ready, or why it cannot be.
-func (p *Process) awaitReady(ctx context.Context) error {
+// awaitReady reads the Keep's first answer: ready, or why it cannot be,
+// after what it prepared (given to prepared, when not nil).
+func (p *Process) awaitReady(ctx context.Context, prepared func(Ready)) error {
 	answer := make(chan error, 1)
 	go func() {
 		defer p.doneReading()
@@ -305,6 +311,16 @@ func (p *Process) awaitReady(ctx context.Context) error {
 		if err := p.dec.Decode(&resp); err != nil {
 			answer <- err
 			return
+		}
+		if resp.Prepared != nil {
+			if prepared != nil {
+				prepared(*resp.Prepared)
+			}
+			resp = response{}
+			if err := p.dec.Decode(&resp); err != nil {
+				answer <- err
+				return
+			}
 		}
 		if resp.Error != "" {
 			answer <- errors.New(resp.Error)

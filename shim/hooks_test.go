@@ -147,6 +147,10 @@ func TestServiceHookFailures(t *testing.T) {
 		if pids := keeptest.Processes(r.ID); len(pids) != 0 {
 			t.Errorf("%s: the Keep of a refused task runs: %v", c.kind, pids)
 		}
+		// Published while the Keep confined itself, taken back.
+		if l := h.containerd.labelsOf(r.ID); len(l) != 0 {
+			t.Errorf("%s: a refused task's container keeps the attestation labels %v", c.kind, l)
+		}
 	}
 	out := t.TempDir()
 	r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: hookSpec(t, "exit 0", out, func(hk *specs.Hooks) { hk.StartContainer = fail })}

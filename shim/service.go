@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -186,6 +187,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 // deferred rollback undoes whatever was done when a step fails.
 func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *task, err error) {
 	began := time.Now()
+	var labelsTook time.Duration
 	s.daemon.Warm() // the labels need the connection once the Keep is ready
 	bundle := oci.Bundle{Dir: r.Bundle}
 	t := newTask(r.ID, bundle, r.Stdin, r.Stdout, r.Stderr)
@@ -242,14 +244,46 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
 	opts.Executable, opts.Stdio = s.exe, t.io.keep
+	steward := ""
+	if opts.Config.Steward != nil {
+		steward = opts.Config.Steward.URL
+	}
+	// The attestation is published while the Keep confines itself, from
+	// what it prepared before: neither waits for the other. A Create that
+	// fails after takes the labels back.
+	published := make(chan publishedAttestation, 1)
+	var prepared atomic.Bool
+	opts.Prepared = func(ready keep.Ready) {
+		prepared.Store(true)
+		go func() {
+			began := time.Now()
+			update, err := s.publishAttestation(context.WithoutCancel(ctx), r.ID, bundle, steward, ready)
+			published <- publishedAttestation{update, err, time.Since(began)}
+		}()
+	}
+	defer func() {
+		if err != nil && t.attested != nil {
+			s.unpublishAttestation(ctx, r.ID, t.attested)
+		}
+	}()
 	keepBegan := time.Now()
 	proc, err := keep.Start(ctx, opts)
 	t.io.closeKeepSide()
+	if proc != nil {
+		// From here on, a failure kills and reaps the Keep (the rollback).
+		t.keep, t.proc, t.cgroup = proc, proc, proc.Cgroup()
+	}
+	if prepared.Load() {
+		p := <-published
+		t.attested = p.update
+		if err == nil {
+			err = p.err
+		}
+		labelsTook = p.took
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
-	// From here on, a failure kills and reaps the Keep (the rollback).
-	t.keep, t.proc, t.cgroup = proc, proc, proc.Cgroup()
 	if spec.Hooks != nil {
 		t.hooks = *spec.Hooks
 	}
@@ -267,15 +301,14 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}
 	ready := t.keep.Ready()
 	keepTook := time.Since(keepBegan)
-	labelsBegan := time.Now()
-	steward := ""
-	if opts.Config.Steward != nil {
-		steward = opts.Config.Steward.URL
+	if !prepared.Load() {
+		// A Keep that did not confine itself published nothing before.
+		labelsBegan := time.Now()
+		if t.attested, err = s.publishAttestation(ctx, r.ID, bundle, steward, ready); err != nil {
+			return nil, err
+		}
+		labelsTook = time.Since(labelsBegan)
 	}
-	if t.attested, err = s.publishAttestation(ctx, r.ID, bundle, steward, ready); err != nil {
-		return nil, err
-	}
-	labelsTook := time.Since(labelsBegan)
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.proc.Pid()).WithField("workload", ready.WorkloadDigest).
 		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).
 		WithField("confine", ready.ConfineTime.Round(time.Microsecond)).
@@ -375,6 +408,25 @@ func (s *service) publishAttestation(ctx context.Context, id string, bundle oci.
 	// A containerd event type, so that every containerd and ctr decodes it:
 	// the attestation is exactly the labels just set on the container.
 	return &eventstypes.ContainerUpdate{ID: id, Labels: labels}, nil
+}
+
+// publishedAttestation is what publishing a Keep's attestation gave.
+type publishedAttestation struct {
+	update *eventstypes.ContainerUpdate
+	err    error
+	took   time.Duration
+}
+
+// unpublishAttestation takes back the labels of a Keep whose task was not
+// created: they would describe a Keep that does not run.
+func (s *service) unpublishAttestation(ctx context.Context, id string, update *eventstypes.ContainerUpdate) {
+	removed := make(map[string]string, len(update.Labels))
+	for k := range update.Labels {
+		removed[k] = "" // containerd removes a label set to ""
+	}
+	if err := s.daemon.SetLabels(context.WithoutCancel(ctx), s.ns, id, removed); err != nil {
+		log.G(ctx).WithError(err).WithField("id", id).Warn("remove the attestation labels of a task that was not created")
+	}
 }
 
 // certificateLabels adds the labels of the Keep's certificate, the first in

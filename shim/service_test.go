@@ -148,9 +148,33 @@ func (f *fakeContainerd) SetLabels(ctx context.Context, ns, id string, labels ma
 	if f.labels == nil {
 		f.labels = map[string]map[string]string{}
 	}
-	f.labels[id] = labels
+	// As containerd: the labels given are set, others kept, and a label
+	// set to "" removed.
+	merged := map[string]string{}
+	for k, v := range f.labels[id] {
+		merged[k] = v
+	}
+	for k, v := range labels {
+		if v == "" {
+			delete(merged, k)
+		} else {
+			merged[k] = v
+		}
+	}
+	if len(merged) == 0 {
+		delete(f.labels, id)
+	} else {
+		f.labels[id] = merged
+	}
 	f.ns = append(f.ns, ns)
 	return nil
+}
+
+// labelsOf is the labels container id has now.
+func (f *fakeContainerd) labelsOf(id string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.labels[id]
 }
 
 func (f *fakeContainerd) Image(ns, id string) oci.ImageStore { return noImage{} }
@@ -887,21 +911,33 @@ func (h *harness) nothingLeft(t *testing.T, id, bundle string) {
 }
 
 // TestServiceKeepDiesAfterReady: a Keep that dies between ready and the end
-// of Create is reported as exited, and never before it is reported created.
+// of Create (killed by a createRuntime hook, which runs then, and waits for
+// it to be reaped) is reported as exited, and never before it is reported
+// created.
 func TestServiceKeepDiesAfterReady(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		h := newHarness(t)
-		h.containerd.onSetLabels = func(id string) {
-			for _, pid := range keeptest.Processes(id) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				for alive(pid) {
-					time.Sleep(time.Millisecond)
-				}
-			}
-			// Let the Keep be reaped.
-			time.Sleep(5 * time.Millisecond)
+		bundle, _ := newBundle(t, "exit 0")
+		var spec specs.Spec
+		b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &spec)
 		}
-		r, _ := h.create(t, "exit 0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kill := `pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p'); kill -9 "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.001; done; sleep 0.005`
+		spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", kill}}}}
+		if b, err = json.Marshal(&spec); err == nil {
+			err = os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle}
+		if _, err := h.svc.Create(context.Background(), r); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
 		if w := h.wait(t, r.ID); w.ExitStatus != 137 {
 			t.Fatalf("Wait status = %d, want 137", w.ExitStatus)
 		}
