@@ -12,7 +12,7 @@
 // entries and loop back-edges, so a spinning module traps with an
 // "interrupt" trap and Run returns an error matching engine.ErrInterrupted.
 //
-// Those checks cost 16 % on call-heavy code. An engine made with
+// Those checks cost 12–26 % on call-heavy code. An engine made with
 // Options.NoEpochInterruption has none: it is for a process that ends soon
 // after a run's context is done, as a Keep does (it exits 128+n after a
 // short grace), so that the process's end, not the engine, stops wasm code.
@@ -80,9 +80,10 @@ const initializeExport = "_initialize"
 // overflow into a deadline in the past.
 const neverDeadline = 1 << 62
 
-// Engine is a wasmtime engine configured for Keeps: Cranelift code generation
-// and, unless made without (Options), epoch interruption. It is safe for concurrent use; see the package
-// documentation for how cancellation interacts between runs that share it.
+// Engine is a wasmtime engine configured for Keeps: Cranelift code
+// generation and, unless made without (Options), epoch interruption. It is
+// safe for concurrent use; see the package documentation for how
+// cancellation interacts between runs that share it.
 type Engine struct {
 	engine *wasmtime.Engine
 	// epoch is false when the engine was made without epoch
@@ -102,9 +103,10 @@ var (
 	_ engine.Module = (*Module)(nil)
 )
 
-// settings names the Config settings that New applies, for Fingerprint: a
-// change to New must change it, or Keeps would load native code compiled
-// with the old settings (wasmtime refuses some mismatches, not all).
+// settings names the Config settings the engine was made with, for
+// Fingerprint: a change to NewWithOptions must change it, or Keeps would
+// load native code compiled with the old settings (wasmtime refuses some
+// mismatches, not all).
 func (e *Engine) settings() string {
 	return fmt.Sprintf("strategy=cranelift epoch_interruption=%t", e.epoch)
 }
@@ -112,8 +114,8 @@ func (e *Engine) settings() string {
 // Options are an Engine's settings beyond New's.
 type Options struct {
 	// NoEpochInterruption compiles wasm code without epoch interruption's
-	// checks at every function entry and loop head: fib(38) runs 16 %
-	// faster, sha256 2 % (docs/runtime.md, "Engine settings"). Cancelling
+	// checks at every function entry and loop head: fib(38) runs 12–26 %
+	// faster, sha256 2–10 % (docs/runtime.md, "Engine settings"). Cancelling
 	// a run's context then no longer stops wasm code: it only makes a
 	// poll_oneoff of hostwasi's WASI (a run with sockets) trap, and Run
 	// returns when the module calls one or ends by itself. Set it only
@@ -147,9 +149,9 @@ func NewWithOptions(opts Options) (*Engine, error) {
 	cfg.SetStrategy(wasmtime.StrategyCranelift)
 	// Epoch interruption is the cheapest way wasmtime has (a load and
 	// compare at loop heads and function entries) to stop a module that
-	// never calls into the host; fuel costs more. It still costs 16 % on
-	// call-heavy code (fib), 2 % on sha256: a Keep, whose process ends
-	// when its run is cancelled, goes without (Options).
+	// never calls into the host; fuel costs more. It still costs 12–26 %
+	// on call-heavy code (fib), 2–10 % on sha256: a Keep, whose process
+	// ends when its run is cancelled, goes without (Options).
 	epoch := !opts.NoEpochInterruption
 	cfg.SetEpochInterruption(epoch)
 	// Everything else stays at wasmtime's defaults, which measured best
