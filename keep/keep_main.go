@@ -38,9 +38,12 @@ const (
 // memory it no longer uses to the kernel.
 const settleDelay = time.Second
 
-// interruptGrace bounds how long an interrupted workload may take to stop.
-// Epoch interruption stops WebAssembly code at once, but not a blocking WASI
-// host call (a sleep, a read): after the grace the Keep exits regardless.
+// interruptGrace bounds how long an interrupted workload may take to stop:
+// after it the Keep exits regardless. Its engine stops a workload waiting
+// for a socket at once, but neither a blocking host call of wasmtime's WASI
+// (a sleep, a read) nor, since a Keep's engine goes without epoch
+// interruption for speed (keep/wasmtime's KeepOptions), WebAssembly code
+// spinning without calling the host: the Keep's exit ends those.
 const interruptGrace = 50 * time.Millisecond
 
 // endSignals are the signals that end a workload, whose default action is

@@ -445,9 +445,10 @@ func stopContainers(b testing.TB, d *Daemon, ns string, ids []string) {
 
 // BenchmarkEngine measures CPU-bound work (test/fixtures/cpubound: sha256 of
 // 64 MiB, recursive fib(38)), BENCH_ENGINE_RUNS times each, as the same .wasm
-// under our engine (keep/wasmtime: compiled once, each run a fresh instance
-// and _start, which is what a Keep does after compiling) and under wazero
-// v1.12.0 in compiler mode (the same), and as the native build of the same
+// under our engine (keep/wasmtime with a Keep's options, KeepOptions:
+// compiled once, each run a fresh instance and _start, which is what a Keep
+// does after compiling) and under wazero v1.12.0 in compiler mode (the
+// same), and as the native build of the same
 // source with -tags purego (the same Go code the wasm build gets; the
 // default native build, with crypto/sha256's assembly, is shown too). Native
 // runs are timed from exec to exit.
@@ -463,7 +464,7 @@ func BenchmarkEngine(b *testing.B) {
 	ctx := context.Background()
 
 	began := time.Now()
-	eng, err := keepwasmtime.New()
+	eng, err := keepwasmtime.NewWithOptions(keepwasmtime.KeepOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1065,7 +1066,7 @@ const benchMethod = `
   interleaved: ` + "`ctr run --rm`" + ` on each daemon, and ` + "`enarx run`" + ` wall time and CPU (utime + stime that wait4
   reports for enarx and its Keep). *Ours* is the component, *peer* the core module.
 - **Engine** (BenchmarkEngine): test/fixtures/cpubound, one Go source built for wasip1 and natively.
-  Our engine is keep/wasmtime (what a Keep runs): the module is compiled once, then each run is a
+  Our engine is keep/wasmtime with a Keep's options (what a Keep runs: no epoch interruption): the module is compiled once, then each run is a
   fresh instance and ` + "`_start`" + `, timed in process. wazero v1.12.0 in compiler mode the same way. Native:
   the same source built with ` + "`-tags purego`" + ` (crypto/sha256's generic Go code, as the wasm build gets),
   timed from exec to exit; the default native build (SHA-NI/AVX2 assembly) is shown for reference.

@@ -210,8 +210,8 @@ func TestEntrypointFunction(t *testing.T) {
 	})
 }
 
-// TestKill stops modules that never end: a busy loop (interrupted by the
-// engine), a sleep in a WASI host call, and SIGKILL.
+// TestKill stops modules that never end: a busy loop and a sleep in a WASI
+// host call (both ended by the Keep's exit after its grace), and SIGKILL.
 func TestKill(t *testing.T) {
 	cases := []struct {
 		name, fixture string

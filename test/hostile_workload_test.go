@@ -242,8 +242,8 @@ func TestHostileWorkloadLoop(t *testing.T) {
 		if exit != 143 {
 			t.Errorf("loop: exit %d, want 143; stderr: %s", exit, stderr)
 		}
-		// The engine stops wasm code at once; the rest is ctr's and
-		// containerd's round trip.
+		// The Keep exits 50 ms after the signal (its grace); the rest
+		// is ctr's and containerd's round trip.
 		if stopped > 5*time.Second {
 			t.Errorf("the loop took %v to stop after SIGTERM", stopped)
 		}

@@ -19,7 +19,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], func() (engine.Engine, error) { return wasmtime.New() }))
+		os.Exit(keep.Main(os.Args[2:], func() (engine.Engine, error) { return wasmtime.NewWithOptions(wasmtime.KeepOptions()) }))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "-v" {
 		fmt.Printf("%s\n  Version: %s\n  Revision: %s\n", keep.Binary, version.Version, version.Revision)

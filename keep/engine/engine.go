@@ -58,7 +58,10 @@ type Module interface {
 	// It returns the WASI exit status: n for proc_exit(n), 0 when the
 	// entrypoint returns. A trap is returned as a *TrapError. When ctx is
 	// cancelled while the module runs, the engine interrupts it and Run
-	// returns an error that matches ErrInterrupted with errors.Is.
+	// returns an error that matches ErrInterrupted with errors.Is; an
+	// engine made for a process that ends when it cancels a run (a
+	// Keep's, keep/wasmtime's KeepOptions) may leave code that spins
+	// without calling the host running, and the process's end stops it.
 	Run(ctx context.Context, opts RunOptions) (int, error)
 }
 

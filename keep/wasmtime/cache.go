@@ -14,11 +14,11 @@ import (
 var _ engine.Precompiler = (*Engine)(nil)
 
 // Fingerprint identifies the native code this engine produces: the
-// wasmtime-go release, the target and the settings New applies. wasmtime
-// checks the same when loading and refuses what does not match; the
-// fingerprint keeps such entries apart in the cache instead.
+// wasmtime-go release, the target and the engine's settings (Options).
+// wasmtime checks the same when loading and refuses what does not match;
+// the fingerprint keeps such entries apart in the cache instead.
 func (e *Engine) Fingerprint() string {
-	return fmt.Sprintf("wasmtime-go %s %s/%s %s", Version, runtime.GOOS, runtime.GOARCH, settings)
+	return fmt.Sprintf("wasmtime-go %s %s/%s %s", Version, runtime.GOOS, runtime.GOARCH, e.settings())
 }
 
 // Serialize returns the native code of a module compiled or loaded by a

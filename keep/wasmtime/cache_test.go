@@ -149,9 +149,36 @@ func TestLoadWithTrailer(t *testing.T) {
 }
 
 // TestLoadRefusesOtherSettings checks that wasmtime refuses native code
-// compiled with other settings, which the Keep then recompiles.
+// compiled with other settings, which the Keep then recompiles: code
+// without epoch interruption's checks on an engine that counts on them,
+// and the reverse.
 func TestLoadRefusesOtherSettings(t *testing.T) {
-	other := wasmtime.NewEngine() // no epoch interruption
+	for _, tc := range []struct {
+		name     string
+		from, to Options
+	}{
+		{"no-epoch-to-epoch", Options{NoEpochInterruption: true}, Options{}},
+		{"epoch-to-no-epoch", Options{}, Options{NoEpochInterruption: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := newEngineWith(t, tc.from), newEngineWith(t, tc.to)
+			native, err := from.Serialize(compileWAT(t, from, watExit42))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(t.TempDir(), "other.cwasm")
+			if err := os.WriteFile(p, native, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := to.Load(context.Background(), p); err == nil {
+				t.Fatalf("Load with %+v of code compiled with %+v succeeded", tc.to, tc.from)
+			} else if !strings.HasPrefix(err.Error(), "wasmtime: load precompiled module") {
+				t.Errorf("error %q lacks its context", err)
+			}
+		})
+	}
+	// wasmtime-go's own default engine has no epoch interruption either.
+	other := wasmtime.NewEngine()
 	mod, err := wasmtime.NewModule(other, wat(t, watExit42))
 	if err != nil {
 		t.Fatal(err)
@@ -166,8 +193,6 @@ func TestLoadRefusesOtherSettings(t *testing.T) {
 	}
 	if _, err := newEngine(t).Load(context.Background(), p); err == nil {
 		t.Fatal("Load of code compiled without epoch interruption succeeded")
-	} else if !strings.HasPrefix(err.Error(), "wasmtime: load precompiled module") {
-		t.Errorf("error %q lacks its context", err)
 	}
 }
 
@@ -182,10 +207,19 @@ type foreignModule struct{}
 func (foreignModule) Run(context.Context, engine.RunOptions) (int, error) { return 0, nil }
 
 func TestFingerprint(t *testing.T) {
-	fp := newEngine(t).Fingerprint()
-	for _, want := range []string{Version, settings} {
-		if !strings.Contains(fp, want) {
-			t.Errorf("Fingerprint() = %q lacks %q", fp, want)
+	epoch := newEngine(t).Fingerprint()
+	noEpoch := newEngineWith(t, Options{NoEpochInterruption: true}).Fingerprint()
+	for fp, want := range map[string][]string{
+		epoch:   {Version, "strategy=cranelift", "epoch_interruption=true"},
+		noEpoch: {Version, "strategy=cranelift", "epoch_interruption=false"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(fp, w) {
+				t.Errorf("Fingerprint() = %q lacks %q", fp, w)
+			}
 		}
+	}
+	if epoch == noEpoch {
+		t.Errorf("engines with and without epoch interruption share the fingerprint %q: the module cache would mix their code", epoch)
 	}
 }

@@ -146,16 +146,24 @@ func wat(t testing.TB, text string) []byte {
 // relative to this package) once per test process; TestMain removes it.
 var fixtures wasmfixture.Cache
 
-// goModules are Go fixtures compiled by goModule, by directory, all with
-// fixtureEngine. Compiling a Go program takes seconds; tests share them.
+// goModules are Go fixtures compiled by goModule, by directory and engine
+// options, each with the fixtureEngines of its options. Compiling a Go
+// program takes seconds; tests share them.
 var (
-	goModules     sync.Map // dir → *goModuleOnce
-	fixtureEngine struct {
-		once sync.Once
-		e    *Engine
-		err  error
-	}
+	goModules      sync.Map // goModuleKey → *goModuleOnce
+	fixtureEngines sync.Map // Options → *fixtureEngine
 )
+
+type goModuleKey struct {
+	dir  string
+	opts Options
+}
+
+type fixtureEngine struct {
+	once sync.Once
+	e    *Engine
+	err  error
+}
 
 type goModuleOnce struct {
 	once sync.Once
@@ -168,12 +176,20 @@ type goModuleOnce struct {
 // not overlap with another test's run (see the package documentation).
 func goModule(t testing.TB, dir string) engine.Module {
 	t.Helper()
+	return goModuleWith(t, dir, Options{})
+}
+
+// goModuleWith is goModule on an engine made with opts.
+func goModuleWith(t testing.TB, dir string, opts Options) engine.Module {
+	t.Helper()
 	path := fixtures.Wasm(t, dir)
-	fixtureEngine.once.Do(func() { fixtureEngine.e, fixtureEngine.err = New() })
-	if fixtureEngine.err != nil {
-		t.Fatalf("New: %v", fixtureEngine.err)
+	v, _ := fixtureEngines.LoadOrStore(opts, &fixtureEngine{})
+	fe := v.(*fixtureEngine)
+	fe.once.Do(func() { fe.e, fe.err = NewWithOptions(opts) })
+	if fe.err != nil {
+		t.Fatalf("NewWithOptions(%+v): %v", opts, fe.err)
 	}
-	v, _ := goModules.LoadOrStore(dir, &goModuleOnce{})
+	v, _ = goModules.LoadOrStore(goModuleKey{dir, opts}, &goModuleOnce{})
 	f := v.(*goModuleOnce)
 	f.once.Do(func() {
 		wasm, err := os.ReadFile(path)
@@ -181,7 +197,7 @@ func goModule(t testing.TB, dir string) engine.Module {
 			f.err = err
 			return
 		}
-		f.m, f.err = fixtureEngine.e.Compile(context.Background(), wasm)
+		f.m, f.err = fe.e.Compile(context.Background(), wasm)
 	})
 	if f.err != nil {
 		t.Fatalf("compile %s: %v", dir, f.err)

@@ -283,21 +283,26 @@ func TestSocketsConnected(t *testing.T) {
 
 // TestSocketsInterrupt cancels a run whose workload waits for a
 // connection, inside poll_oneoff where no wasm code runs to see the epoch:
-// Run must return ErrInterrupted at once all the same.
+// Run must return ErrInterrupted at once all the same, on an engine
+// without epoch interruption too (a Keep's).
 func TestSocketsInterrupt(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		opts  Options
 		ctx   func() (context.Context, context.CancelFunc)
 		cause error
 	}{
-		{"cancel", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.Canceled},
-		{"deadline", func() (context.Context, context.CancelFunc) {
+		{"cancel", Options{}, func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.Canceled},
+		{"deadline", Options{}, func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 3*time.Second)
 		}, context.DeadlineExceeded},
+		{"cancel-no-epoch", Options{NoEpochInterruption: true}, func() (context.Context, context.CancelFunc) {
+			return context.WithCancel(context.Background())
+		}, context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sock, ln := listenSocket(t, "web")
-			m := goModule(t, "testdata/httpserver")
+			m := goModuleWith(t, "testdata/httpserver", tc.opts)
 			ctx, cancel := tc.ctx()
 			defer cancel()
 			done := make(chan result, 1)

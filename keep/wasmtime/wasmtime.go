@@ -5,12 +5,20 @@
 //
 // # Cancellation
 //
-// The engine is configured with epoch interruption. Every Run arms its store
-// with an epoch deadline one tick ahead and, while the module runs, a watcher
-// goroutine increments the engine's epoch when the run's context is done. The
-// generated code checks the epoch at function entries and loop back-edges, so
-// a spinning module traps with an "interrupt" trap and Run returns an error
-// matching engine.ErrInterrupted.
+// By default (New) the engine is configured with epoch interruption. Every
+// Run arms its store with an epoch deadline one tick ahead and, while the
+// module runs, a watcher goroutine increments the engine's epoch when the
+// run's context is done. The generated code checks the epoch at function
+// entries and loop back-edges, so a spinning module traps with an
+// "interrupt" trap and Run returns an error matching engine.ErrInterrupted.
+//
+// Those checks cost 12–26 % on call-heavy code. An engine made with
+// Options.NoEpochInterruption has none: it is for a process that ends soon
+// after a run's context is done, as a Keep does (it exits 128+n after a
+// short grace), so that the process's end, not the engine, stops wasm code.
+// There the watcher only interrupts hostwasi's poll_oneoff (below): a
+// server waiting for a connection still stops at once, and a module
+// spinning in wasm code runs on until the process ends.
 //
 // Two limits follow from wasmtime's design, and the callers must live with
 // them:
@@ -30,6 +38,9 @@
 //     cancelled (ctx.Done() == nil) get a deadline that is never reached and
 //     are immune. Use one Engine per workload when this matters; wasmtime-go
 //     v39 does not expose the per-store epoch callback that would avoid it.
+//
+// Components run on an engine of their own, always with epoch
+// interruption (component.go).
 //
 // # WASI
 //
@@ -69,11 +80,15 @@ const initializeExport = "_initialize"
 // overflow into a deadline in the past.
 const neverDeadline = 1 << 62
 
-// Engine is a wasmtime engine configured for Keeps: Cranelift code generation
-// and epoch interruption. It is safe for concurrent use; see the package
-// documentation for how cancellation interacts between runs that share it.
+// Engine is a wasmtime engine configured for Keeps: Cranelift code
+// generation and, unless made without (Options), epoch interruption. It is
+// safe for concurrent use; see the package documentation for how
+// cancellation interacts between runs that share it.
 type Engine struct {
 	engine *wasmtime.Engine
+	// epoch is false when the engine was made without epoch
+	// interruption (Options.NoEpochInterruption).
+	epoch bool
 
 	// component is the engine of components (see component.go), made
 	// on first use.
@@ -88,25 +103,57 @@ var (
 	_ engine.Module = (*Module)(nil)
 )
 
-// settings names the Config settings that New applies, for Fingerprint: a
-// change to New must change it, or Keeps would load native code compiled
-// with the old settings (wasmtime refuses some mismatches, not all).
-const settings = "strategy=cranelift epoch_interruption=true"
+// settings names the Config settings the engine was made with, for
+// Fingerprint: a change to NewWithOptions must change it, or Keeps would
+// load native code compiled with the old settings (wasmtime refuses some
+// mismatches, not all).
+func (e *Engine) settings() string {
+	return fmt.Sprintf("strategy=cranelift epoch_interruption=%t", e.epoch)
+}
 
-// New returns an Engine using Cranelift with epoch interruption enabled.
+// Options are an Engine's settings beyond New's.
+type Options struct {
+	// NoEpochInterruption compiles wasm code without epoch interruption's
+	// checks at every function entry and loop head: fib(38) runs 12–26 %
+	// faster, sha256 2–10 % (docs/runtime.md, "Engine settings"). Cancelling
+	// a run's context then no longer stops wasm code: it only makes a
+	// poll_oneoff of hostwasi's WASI (a run with sockets) trap, and Run
+	// returns when the module calls one or ends by itself. Set it only
+	// where the process ends soon after it cancels a run, as a Keep
+	// does (it exits 128+n after a short grace whatever the engine
+	// does), so that the process's end stops a module spinning in wasm
+	// code. Components keep epoch interruption whatever this says.
+	NoEpochInterruption bool
+}
+
+// KeepOptions are the options of a Keep's engine (cmd/enarx-keep), which
+// benchmarks of the engine use too: a Keep ends its process when it
+// cancels its run (keep.Main exits 128+n after a short grace), so its
+// engine goes without epoch interruption.
+func KeepOptions() Options { return Options{NoEpochInterruption: true} }
+
+// New returns an Engine using Cranelift with epoch interruption enabled:
+// cancelling a run's context stops it (see the package documentation).
 //
 // It returns an error for symmetry with engines whose set-up can fail;
 // wasmtime-go's engine construction itself does not report errors.
-func New() (*Engine, error) {
+func New() (*Engine, error) { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns an Engine using Cranelift, with epoch
+// interruption unless opts.NoEpochInterruption.
+func NewWithOptions(opts Options) (*Engine, error) {
 	cfg := wasmtime.NewConfig()
 	// Pinning Cranelift (rather than "auto") makes the choice explicit: the
 	// alternative backends (Winch, Pulley) have different performance and
 	// feature profiles, and measurements in this project assume Cranelift.
 	cfg.SetStrategy(wasmtime.StrategyCranelift)
-	// Epoch interruption is the cheap way (a load and compare at loop heads
-	// and function entries) to stop a module that never calls into the host.
-	// It costs 16 % on call-heavy code (fib), 2 % on sha256.
-	cfg.SetEpochInterruption(true)
+	// Epoch interruption is the cheapest way wasmtime has (a load and
+	// compare at loop heads and function entries) to stop a module that
+	// never calls into the host; fuel costs more. It still costs 12–26 %
+	// on call-heavy code (fib), 2–10 % on sha256: a Keep, whose process
+	// ends when its run is cancelled, goes without (Options).
+	epoch := !opts.NoEpochInterruption
+	cfg.SetEpochInterruption(epoch)
 	// Everything else stays at wasmtime's defaults, which measured best
 	// (docs/runtime.md, "Engine settings"): opt level speed, SIMD, guard
 	// pages that leave memory accesses without bounds checks.
@@ -114,7 +161,7 @@ func New() (*Engine, error) {
 	if e == nil {
 		return nil, errors.New("wasmtime: create engine: no engine returned")
 	}
-	return &Engine{engine: e}, nil
+	return &Engine{engine: e, epoch: epoch}, nil
 }
 
 // Name identifies the engine and the wasmtime-go release, e.g.
@@ -382,7 +429,11 @@ func (m *Module) Run(ctx context.Context, opts engine.RunOptions) (int, error) {
 		return 0, err
 	}
 
-	w := watch(ctx, m.engine.engine, store, sw)
+	var clock epochClock
+	if m.engine.epoch {
+		clock = m.engine.engine
+	}
+	w := watch(ctx, clock, store, sw)
 	defer w.stop()
 
 	inst, err := linker.Instantiate(store, m.module)
@@ -526,21 +577,28 @@ type epochStore interface {
 
 // watch arms store's epoch deadline and starts the goroutine that trips it,
 // by incrementing clock, the store's engine's epoch, and interrupts wasi
-// (when not nil), when ctx is done. The caller must call stop before
-// returning.
+// (when not nil), when ctx is done. clock is nil for an engine without
+// epoch interruption: then only wasi is interrupted. The caller must call
+// stop before returning.
 func watch(ctx context.Context, clock epochClock, store epochStore, wasi socketWASI) *watcher {
 	w := &watcher{stopc: make(chan struct{}), done: make(chan struct{}), wasi: wasi}
-	if ctx.Done() == nil {
-		// Nothing can cancel this run: make it immune to epoch increments
-		// caused by other runs on the engine.
-		store.SetEpochDeadline(neverDeadline)
+	if ctx.Done() == nil || (clock == nil && wasi == nil) {
+		// Nothing can cancel this run, or nothing would come of it.
+		if clock != nil {
+			// Immune to epoch increments caused by other runs on
+			// the engine.
+			store.SetEpochDeadline(neverDeadline)
+		}
 		close(w.done)
 		return w
 	}
-	// One tick ahead: the next increment of the engine's epoch interrupts
-	// this store. Note that with epoch interruption enabled a store must
-	// always get a deadline; the default of 0 traps immediately.
-	store.SetEpochDeadline(1)
+	if clock != nil {
+		// One tick ahead: the next increment of the engine's epoch
+		// interrupts this store. Note that with epoch interruption
+		// enabled a store must always get a deadline; the default of 0
+		// traps immediately.
+		store.SetEpochDeadline(1)
+	}
 	go func() {
 		defer close(w.done)
 		select {
@@ -553,7 +611,9 @@ func watch(ctx context.Context, clock epochClock, store epochStore, wasi socketW
 			default:
 			}
 			w.fired.Store(true)
-			clock.IncrementEpoch()
+			if clock != nil {
+				clock.IncrementEpoch()
+			}
 			if w.wasi != nil {
 				// A workload waiting in poll_oneoff runs no wasm
 				// code to see the epoch.

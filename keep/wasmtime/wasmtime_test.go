@@ -141,6 +141,15 @@ func newEngine(t testing.TB) *Engine {
 	return e
 }
 
+func newEngineWith(t testing.TB, opts Options) *Engine {
+	t.Helper()
+	e, err := NewWithOptions(opts)
+	if err != nil {
+		t.Fatalf("NewWithOptions(%+v): %v", opts, err)
+	}
+	return e
+}
+
 // compileWAT compiles a WAT fixture with e.
 func compileWAT(t testing.TB, e *Engine, text string) engine.Module {
 	t.Helper()
@@ -469,6 +478,37 @@ func TestAlreadyCancelled(t *testing.T) {
 	}
 	if status != 0 {
 		t.Errorf("status = %d: the module ran although ctx was cancelled", status)
+	}
+}
+
+// TestNoEpochInterruption checks what an engine without epoch
+// interruption (a Keep's, whose process ends when it cancels a run) does
+// with a run's context: a module runs with a context that can be cancelled
+// and ends with its own status; a context cancelled before the run stops
+// it before any code runs; one cancelled while wasm code runs leaves it
+// running to its end, which the process's exit must bring about instead
+// (TestSocketsInterrupt has the waiting server that is still stopped).
+func TestNoEpochInterruption(t *testing.T) {
+	e := newEngineWith(t, Options{NoEpochInterruption: true})
+	exit42 := compileWAT(t, e, watExit42)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if status, err := exit42.Run(ctx, engine.RunOptions{}); status != 42 || err != nil {
+		t.Errorf("Run() = %d, %v; want 42, nil", status, err)
+	}
+	cancelled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	if status, err := exit42.Run(cancelled, engine.RunOptions{}); !errors.Is(err, engine.ErrInterrupted) || !errors.Is(err, context.Canceled) || status != 0 {
+		t.Errorf("Run() with a cancelled context = %d, %v; want ErrInterrupted and context.Canceled", status, err)
+	}
+	spin := compileWAT(t, e, watSpin300ms)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	done := run(ctx, spin)
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if r := await(t, done); r.status != 0 || r.err != nil {
+		t.Errorf("Run() cancelled in wasm code = %d, %v; want 0, nil: the code runs to its end", r.status, r.err)
 	}
 }
 

@@ -143,7 +143,8 @@ func rawFD(f *os.File) int {
 
 // Interrupt makes a poll_oneoff that blocks, or the next one, trap, so that
 // a workload waiting in the host can be stopped. Wasm code itself is
-// stopped by the engine (epoch interruption). Safe from any goroutine, at
+// stopped by the engine's epoch interruption, or, on an engine without it
+// (a Keep's), by the process's end. Safe from any goroutine, at
 // any time, also during or after Close.
 func (w *WASI) Interrupt() {
 	if w.stopped.Swap(true) {
