@@ -274,6 +274,16 @@ type prepared struct {
 // the config bound into the TEE's report, and a certificate when a Steward
 // is configured.
 func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepared, error) {
+	// The engine is made while the module is measured.
+	type engineMade struct {
+		eng engine.Engine
+		err error
+	}
+	enginec := make(chan engineMade, 1)
+	go func() {
+		eng, err := newEngine()
+		enginec <- engineMade{eng, err}
+	}()
 	mod, err := openModule(cfg.Module)
 	if err != nil {
 		return nil, err
@@ -305,10 +315,11 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepare
 		id, err := newIdentity(ctx, cfg, workloadDigest, name, provider)
 		identityc <- made{id, err}
 	}()
-	eng, err := newEngine()
-	if err != nil {
-		return nil, fmt.Errorf("start engine: %w", err)
+	e := <-enginec
+	if e.err != nil {
+		return nil, fmt.Errorf("start engine: %w", e.err)
 	}
+	eng := e.eng
 	compileBegan := time.Now()
 	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, mod.read, workloadDigest)
 	compileTook := time.Since(compileBegan)
