@@ -298,3 +298,36 @@ func (h *harness) startAndStats(ctx context.Context, t *testing.T, id string) (*
 	}
 	return stats, m
 }
+
+// TestServiceCgroupRemovedOnFailure: the Keep's cgroup is made while
+// Create mounts and resolves the workload; a Create that fails then (no
+// module at the spec's path), or once the Keep starts (a module that does
+// not compile), leaves no cgroup behind in any hierarchy.
+func TestServiceCgroupRemovedOnFailure(t *testing.T) {
+	cgrouptest.Require(t)
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, c := range []struct{ name, cmd string }{{"no module", ""}, {"compile error", "compile-error"}} {
+		bundle, _ := newBundle(t, c.cmd)
+		if c.cmd == "" {
+			if err := os.Remove(filepath.Join(bundle, "rootfs", "app.wasm")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id := keeptest.ID(t) + "-" + strings.ReplaceAll(c.name, " ", "-")
+		path := cgrouptest.Path(t, id)
+		writeCgroupSpec(t, bundle, path, nil)
+		if _, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle}); err == nil {
+			t.Fatalf("%s: Create succeeded", c.name)
+		}
+		// A cgroup made after the failure would show by now.
+		time.Sleep(100 * time.Millisecond)
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", path))
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); err == nil {
+			dirs = append(dirs, filepath.Join("/sys/fs/cgroup", path))
+		}
+		if len(dirs) != 0 {
+			t.Errorf("%s: the cgroup of a failed Create is left: %v", c.name, dirs)
+		}
+	}
+}

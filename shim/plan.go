@@ -73,18 +73,10 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 		// The container's memory limit is read once: it caps the
 		// workload's linear memory, and the Keep's cgroup bounds the
 		// whole Keep with it (keep.Process.Run).
-		opts.Cgroup = l.CgroupsPath
-		res := specs.LinuxResources{}
-		if r := l.Resources; r != nil {
-			res = *r
-			if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
-				cfg.MemoryLimit = *r.Memory.Limit
-			}
+		opts.Cgroup, opts.Resources = keepCgroup(p.spec)
+		if r := l.Resources; r != nil && r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
+			cfg.MemoryLimit = *r.Memory.Limit
 		}
-		// The devices the workload may open: the spec's rules and runc's
-		// defaults (keep.Start adds the Keep's own, its TEE's device).
-		res.Devices = confine.DeviceRules(res.Devices)
-		opts.Resources = &res
 	}
 	// What the Keep checks of its config, so that Create fails rather than
 	// the Keep.
@@ -93,4 +85,21 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	}
 	opts.Config = cfg
 	return opts, nil
+}
+
+// keepCgroup is the cgroup of a Keep of spec: linux.cgroupsPath ("" for
+// none), and linux.resources with the devices the workload may open (the
+// spec's rules and runc's defaults; keep.Start adds the Keep's own, its
+// TEE's device).
+func keepCgroup(spec *specs.Spec) (string, *specs.LinuxResources) {
+	l := spec.Linux
+	if l == nil {
+		return "", nil
+	}
+	res := specs.LinuxResources{}
+	if l.Resources != nil {
+		res = *l.Resources
+	}
+	res.Devices = confine.DeviceRules(res.Devices)
+	return l.CgroupsPath, &res
 }

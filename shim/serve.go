@@ -79,6 +79,15 @@ func serve(ctx context.Context, f flags) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, l) }()
+	// While containerd connects and sends Create: the connection to
+	// containerd for the labels, and the decoding of a runtime spec (the
+	// bundle's: the server runs in it), whose first use costs about 1 ms
+	// in encoding/json's per-type caches. Nothing of it is kept but the
+	// connection and those caches.
+	go func() {
+		d.Warm()
+		_, _ = oci.LoadSpec(".")
+	}()
 	orphan := time.NewTimer(orphanTimeout)
 	defer orphan.Stop()
 	for {

@@ -220,6 +220,16 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			t.cleanup(ctx)
 		}
 	}()
+	// The Keep's cgroup is made meanwhile: the spec says all of it.
+	var pending *keep.PendingCgroup
+	if path, res := keepCgroup(spec); path != "" {
+		pending = keep.MakeCgroup(path, res)
+		defer func() {
+			if pending != nil {
+				pending.Discard() // Create failed before keep.Start took it
+			}
+		}()
+	}
 	if err := t.mountRootfs(r.Rootfs, bundle.Rootfs(spec)); err != nil {
 		return nil, err
 	}
@@ -266,6 +276,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			s.unpublishAttestation(ctx, r.ID, t.attested)
 		}
 	}()
+	opts.PendingCgroup, pending = pending, nil // keep.Start's now
 	keepBegan := time.Now()
 	proc, err := keep.Start(ctx, opts)
 	t.io.closeKeepSide()
