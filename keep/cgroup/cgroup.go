@@ -323,16 +323,12 @@ func (c *Cgroup) deleteV1() error {
 	if c.v1path == nil {
 		return c.v1.Delete()
 	}
-	for _, s := range c.v1.Subsystems() {
-		h, ok := s.(interface{ Path(string) string })
-		if !ok {
-			continue
-		}
-		dir, err := c.v1path(s.Name())
-		if err != nil {
-			return c.v1.Delete()
-		}
-		if err := syscall.Rmdir(h.Path(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	dirs, err := c.v1Dirs(c.v1path)
+	if err != nil {
+		return c.v1.Delete()
+	}
+	for _, dir := range dirs {
+		if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return c.v1.Delete()
 		}
 	}
@@ -342,6 +338,21 @@ func (c *Cgroup) deleteV1() error {
 // moveThread moves the calling thread to path in each of c's v1
 // hierarchies.
 func (c *Cgroup) moveThread(path cgroup1.Path) error {
+	dirs, err := c.v1Dirs(path)
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		if err := os.WriteFile(filepath.Join(dir, "tasks"), []byte("0"), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// v1Dirs is the directory of path in each of c's v1 hierarchies.
+func (c *Cgroup) v1Dirs(path cgroup1.Path) ([]string, error) {
+	var dirs []string
 	for _, s := range c.v1.Subsystems() {
 		h, ok := s.(interface{ Path(string) string })
 		if !ok {
@@ -349,13 +360,11 @@ func (c *Cgroup) moveThread(path cgroup1.Path) error {
 		}
 		dir, err := path(s.Name())
 		if err != nil {
-			return fmt.Errorf("%s hierarchy: %w", s.Name(), err)
+			return nil, fmt.Errorf("%s hierarchy: %w", s.Name(), err)
 		}
-		if err := os.WriteFile(filepath.Join(h.Path(dir), "tasks"), []byte("0"), 0); err != nil {
-			return err
-		}
+		dirs = append(dirs, h.Path(dir))
 	}
-	return nil
+	return dirs, nil
 }
 
 // CloneInto sets attr so that the process it makes is made in the cgroup
@@ -543,13 +552,16 @@ const cgroupEmptyTimeout = 2 * time.Second
 // A systemd driver's unit is stopped, which removes its cgroup, and what
 // is left of it in hierarchies that systemd does not manage is removed.
 func (c *Cgroup) Delete() error {
-	pids, err := c.Pids()
+	// Never the caller: a thread of it may be in the cgroup for a moment
+	// (JoinThread), and it removes the cgroup.
+	others := func() ([]int, error) {
+		pids, err := c.Pids()
+		return slices.DeleteFunc(pids, func(pid int) bool { return pid == os.Getpid() }), err
+	}
+	pids, err := others()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	// Never the caller: a thread of it may be in the cgroup for a moment
-	// (JoinThread), and it removes the cgroup.
-	pids = slices.DeleteFunc(pids, func(pid int) bool { return pid == os.Getpid() })
 	if len(pids) > 0 {
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -557,8 +569,7 @@ func (c *Cgroup) Delete() error {
 		deadline := time.Now().Add(cgroupEmptyTimeout)
 		for len(pids) > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
-			pids, _ = c.Pids()
-			pids = slices.DeleteFunc(pids, func(pid int) bool { return pid == os.Getpid() })
+			pids, _ = others()
 		}
 	}
 	if c.unit != nil {
