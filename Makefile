@@ -2,7 +2,7 @@
 #
 #   make demo     run a WebAssembly module in a Keep through a real containerd, end to end
 #   make test     unit and end-to-end tests (installs containerd 1.6 and builds 2.4.2 if missing)
-#   make build    bin/containerd-shim-enarx-v1, bin/enarx-keep, bin/enarx and bin/reference-values.json
+#   make build    bin/containerd-shim-enarx-v1, bin/enarx-shim, bin/enarx-keep, bin/enarx and bin/reference-values.json
 #   make install  put the binaries in $(PREFIX)/bin, the reference values in $(PREFIX)/share/enarx
 #   make bench    benchmarks against peers measured in the same run
 #   make soak     1,000 containers one after another in one long-lived shim, checked for leaks
@@ -19,8 +19,9 @@ BIN     := $(CURDIR)/bin
 
 all: build
 
-# The shim, which containerd executes for every container (start, its server,
-# delete), is static and without cgo: no dynamic loader, no engine. The Keep's
+# The shim, which containerd executes for every container (start and delete:
+# containerd-shim-enarx-v1, the launcher; its server: enarx-shim), is static
+# and without cgo: no dynamic loader, no engine. The Keep's
 # runtime binary, enarx-keep, links wasmtime through cgo, statically too: the
 # dynamic loader's work was 1.5-2.5 ms of every Keep's start here. It resolves
 # names with Go's resolver (netgo) and users with Go's (osusergo); the linker's
@@ -32,11 +33,13 @@ KEEP_LDFLAGS = $(LDFLAGS) -linkmode external -extldflags "-static"
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/containerd-shim-enarx-v1 ./cmd/containerd-shim-enarx-v1
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/enarx-shim ./cmd/enarx-shim
 	$(GO) build -trimpath -tags netgo,osusergo -ldflags '$(KEEP_LDFLAGS)' -o $(BIN)/enarx-keep ./cmd/enarx-keep
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/enarx ./cmd/enarx
 	$(BIN)/enarx reference-values --version $(VERSION) -o $(BIN)/reference-values.json $(BIN)/enarx-keep
 
 install: build
+	install -D -m 0755 $(BIN)/enarx-shim $(DESTDIR)$(PREFIX)/bin/enarx-shim
 	install -D -m 0755 $(BIN)/containerd-shim-enarx-v1 $(DESTDIR)$(PREFIX)/bin/containerd-shim-enarx-v1
 	install -D -m 0755 $(BIN)/enarx-keep $(DESTDIR)$(PREFIX)/bin/enarx-keep
 	install -D -m 0755 $(BIN)/enarx $(DESTDIR)$(PREFIX)/bin/enarx

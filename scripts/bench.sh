@@ -36,7 +36,7 @@ filter=${BENCH_FILTER:-.}
 report=${BENCH_REPORT:-$root/BENCHMARKS.md}
 case $report in /*) ;; *) report=$root/$report ;; esac
 
-for b in containerd-shim-enarx-v1 enarx-keep enarx; do
+for b in containerd-shim-enarx-v1 enarx-shim enarx-keep enarx; do
 	if [ ! -x "$ENARX_BIN_DIR/$b" ]; then
 		echo "bench: $ENARX_BIN_DIR/$b is missing: run make build (or set ENARX_BIN_DIR)" >&2
 		exit 1

@@ -26,7 +26,7 @@ if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null || ! comman
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq && apt-get install -y -qq containerd runc >/dev/null
 fi
-for b in containerd-shim-enarx-v1 enarx-keep enarx; do
+for b in containerd-shim-enarx-v1 enarx-shim enarx-keep enarx; do
 	[[ -x $bin/$b ]] || { echo "demo: $bin/$b is missing: run 'make build' (or 'make demo')" >&2; exit 1; }
 done
 

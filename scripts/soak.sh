@@ -27,7 +27,7 @@ report=${SOAK_REPORT:-$root/SOAK.md}
 case $report in /*) ;; *) report=$root/$report ;; esac
 export SOAK_REPORT=$report
 
-for b in containerd-shim-enarx-v1 enarx-keep enarx; do
+for b in containerd-shim-enarx-v1 enarx-shim enarx-keep enarx; do
 	if [ ! -x "$ENARX_BIN_DIR/$b" ]; then
 		echo "soak: $ENARX_BIN_DIR/$b is missing: run make build (or set ENARX_BIN_DIR)" >&2
 		exit 1

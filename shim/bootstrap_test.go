@@ -11,28 +11,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
-	"testing/iotest"
 	"time"
 
-	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/containerd/api/types"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/oci"
-	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
-	"github.com/enarx/containerd-shim-enarx/version"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
 func marshal(t *testing.T, m proto.Message) []byte {
@@ -42,102 +35,6 @@ func marshal(t *testing.T, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func TestBootstrap(t *testing.T) {
-	f := flags{id: "task1", namespace: "default"}
-	params := &bootapi.BootstrapParams{
-		InstanceID:             "task1",
-		Namespace:              "default",
-		ContainerdVersion:      "2.4.0",
-		ContainerdTtrpcAddress: "/run/containerd/containerd.sock.ttrpc",
-		ContainerdGrpcAddress:  "/run/containerd/containerd.sock",
-	}
-	// What containerd 1.6 writes on a shim's stdin: an Any of the
-	// runtime's options.
-	options, err := anypb.New(&runtimeoptions.Options{TypeUrl: "io.containerd.enarx.v1.options", ConfigPath: "/etc/containerd/enarx.toml"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherID := proto.Clone(params).(*bootapi.BootstrapParams)
-	otherID.InstanceID = "task2"
-	otherNS := proto.Clone(params).(*bootapi.BootstrapParams)
-	otherNS.Namespace = "k8s.io"
-
-	for _, tc := range []struct {
-		name  string
-		stdin []byte
-		want  *bootapi.BootstrapParams
-	}{
-		{"bootstrap params", marshal(t, params), params},
-		{"runtime options (containerd 1.6)", marshal(t, options), nil},
-		{"empty stdin", nil, nil},
-		{"params of another task", marshal(t, otherID), nil},
-		{"params of another namespace", marshal(t, otherNS), nil},
-		{"not protobuf", []byte("\xff\xff\xff\xff"), nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := bootstrap(f, bytes.NewReader(tc.stdin))
-			if err != nil {
-				t.Fatalf("bootstrap: %v", err)
-			}
-			if tc.want == nil {
-				if got != nil {
-					t.Fatalf("bootstrap = %v, want nil (legacy start)", got)
-				}
-				return
-			}
-			if !proto.Equal(got, tc.want) {
-				t.Fatalf("bootstrap = %v, want %v", got, tc.want)
-			}
-		})
-	}
-	if _, err := bootstrap(f, iotest.ErrReader(errors.New("broken stdin"))); err == nil || !strings.Contains(err.Error(), "broken stdin") {
-		t.Errorf("bootstrap of a failing reader: %v", err)
-	}
-}
-
-func TestSocketAddress(t *testing.T) {
-	const address = "/run/containerd/containerd.sock"
-	// printf %s /run/containerd/containerd.sock/default/hello | sha256sum
-	const want = "unix:///run/containerd/s/f89a747f6a50d5c2ffc699d28a658410899f12d03fa638893cc55d2da1cf53f6"
-	got := socketAddress(defaultSocketDir, address, "default", "hello")
-	if got != want {
-		t.Errorf("socketAddress = %q, want %q", got, want)
-	}
-	// printf %s /run/containerd/containerd.sock/k8s.io/4e7f0c3a | sha256sum
-	const want2 = "unix:///tmp/s/42306264577a41aa46697f3fb066051d42d3e8c78246e14c6f935eb09636aaa5"
-	if got := socketAddress("/tmp/s", address, "k8s.io", "4e7f0c3a"); got != want2 {
-		t.Errorf("socketAddress = %q, want %q", got, want2)
-	}
-	// A unix socket path holds at most 107 bytes and a NUL.
-	long := socketAddress(defaultSocketDir, address, strings.Repeat("n", 200), strings.Repeat("i", 200))
-	if p := attestapi.SocketPath(long); len(p) >= 106 {
-		t.Errorf("socket path %q is %d bytes", p, len(p))
-	}
-	if p := attestapi.SocketPath(got); p != strings.TrimPrefix(want, "unix://") {
-		t.Errorf("SocketPath = %q", p)
-	}
-}
-
-func TestInfo(t *testing.T) {
-	var buf bytes.Buffer
-	if err := info(&buf); err != nil {
-		t.Fatal(err)
-	}
-	var ri types.RuntimeInfo
-	if err := proto.Unmarshal(buf.Bytes(), &ri); err != nil {
-		t.Fatalf("info output is not a RuntimeInfo: %v", err)
-	}
-	if ri.Name != "io.containerd.enarx.v1" {
-		t.Errorf("Name = %q", ri.Name)
-	}
-	if ri.GetVersion().GetVersion() != version.Version {
-		t.Errorf("Version = %v, want %s", ri.GetVersion(), version.Version)
-	}
-	if len(ri.ProtoReflect().GetUnknown()) != 0 {
-		t.Errorf("info output has unknown fields")
-	}
 }
 
 // startTestKeep starts a Keep (this test binary) for container id, created
@@ -235,7 +132,7 @@ func TestCleanupKillsTheKeep(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+	if err := cleanup(context.Background(), launcher.Flags{ID: id, Namespace: "default", Bundle: bundle}, &out); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	resp := readDeleteResponse(t, out.Bytes())
@@ -282,7 +179,7 @@ func TestCleanupSparesOtherProcesses(t *testing.T) {
 			bundle := t.TempDir()
 			writePIDFile(t, bundle, tc.pid)
 			var out bytes.Buffer
-			if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+			if err := cleanup(context.Background(), launcher.Flags{ID: id, Namespace: "default", Bundle: bundle}, &out); err != nil {
 				t.Fatalf("cleanup: %v", err)
 			}
 			readDeleteResponse(t, out.Bytes())
@@ -297,7 +194,7 @@ func TestCleanupSparesOtherProcesses(t *testing.T) {
 
 func TestCleanupWithoutPIDFile(t *testing.T) {
 	var out bytes.Buffer
-	if err := cleanup(context.Background(), flags{id: "gone", namespace: "default", bundle: t.TempDir()}, &out); err != nil {
+	if err := cleanup(context.Background(), launcher.Flags{ID: "gone", Namespace: "default", Bundle: t.TempDir()}, &out); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	if resp := readDeleteResponse(t, out.Bytes()); resp.Pid != 0 {
@@ -320,7 +217,7 @@ func TestCleanupReportsTheRecordedExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+	if err := cleanup(context.Background(), launcher.Flags{ID: id, Namespace: "default", Bundle: bundle}, &out); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	resp := readDeleteResponseStatus(t, out.Bytes(), 3)
@@ -389,7 +286,7 @@ func TestCleanupUnmountsOnlyItsOwnRootfs(t *testing.T) {
 	t.Run("theirs", func(t *testing.T) {
 		bundle, root := bundleWithRoot(t)
 		var out bytes.Buffer
-		if err := cleanup(context.Background(), flags{id: "theirs", namespace: "default", bundle: bundle}, &out); err != nil {
+		if err := cleanup(context.Background(), launcher.Flags{ID: "theirs", Namespace: "default", Bundle: bundle}, &out); err != nil {
 			t.Fatalf("cleanup: %v", err)
 		}
 		if mounted, err := mountinfo.Mounted(root); err != nil || !mounted {
@@ -402,7 +299,7 @@ func TestCleanupUnmountsOnlyItsOwnRootfs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if err := cleanup(context.Background(), flags{id: "ours", namespace: "default", bundle: bundle}, &out); err != nil {
+		if err := cleanup(context.Background(), launcher.Flags{ID: "ours", Namespace: "default", Bundle: bundle}, &out); err != nil {
 			t.Fatalf("cleanup: %v", err)
 		}
 		if mounted, err := mountinfo.Mounted(root); err != nil || mounted {

@@ -34,14 +34,17 @@ func loadCgroup(ctx context.Context, spec *specs.Spec) *cgroup.Cgroup {
 	return cg
 }
 
-// removeCgroup deletes the task's cgroup, killing what is left in it.
-func (t *task) removeCgroup(ctx context.Context) {
+// removeCgroup deletes the task's cgroup, killing what is left in it. It
+// reports whether the cgroup is gone.
+func (t *task) removeCgroup(ctx context.Context) bool {
 	if t.cgroup == nil {
-		return
+		return true
 	}
 	if err := t.cgroup.Delete(); err != nil {
 		log.G(ctx).WithError(err).WithField("id", t.id).Warn("remove the cgroup of a Keep")
+		return false
 	}
+	return true
 }
 
 // Stats returns the metrics of the task's cgroup the way containerd's runc

@@ -26,6 +26,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/systemdtest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
 // writeCgroupSpec gives the bundle's spec a cgroup and resources.
@@ -177,7 +178,7 @@ func TestCleanupRemovesCgroup(t *testing.T) {
 		<-p.Done()
 	})
 	var out bytes.Buffer
-	if err := cleanup(context.Background(), flags{id: id, namespace: "default", bundle: bundle}, &out); err != nil {
+	if err := cleanup(context.Background(), launcher.Flags{ID: id, Namespace: "default", Bundle: bundle}, &out); err != nil {
 		t.Fatalf("cleanup: %v", err)
 	}
 	select {

@@ -1,28 +1,23 @@
 package shim
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
-	"github.com/enarx/containerd-shim-enarx/shim/attestapi"
 )
 
 // annotate sets the annotations of the bundle's config.json.
@@ -224,61 +219,6 @@ func TestServicePod(t *testing.T) {
 	del(pod)
 	if !shutdown() {
 		t.Fatal("Shutdown did not end the shim once the pod was gone")
-	}
-}
-
-// start of a pod's container answers with the shim already serving its pod
-// (its sandbox's socket) and starts no other.
-func TestStartJoinsPodShim(t *testing.T) {
-	dir := t.TempDir()
-	const grpc = "/run/containerd/containerd.sock"
-	pod, id := "pod0123", "container4567"
-	want := socketAddress(dir, grpc, "k8s.io", pod)
-	l, err := net.Listen("unix", attestapi.SocketPath(want))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-
-	bundle := t.TempDir()
-	writeSpec(t, bundle, "/app.wasm")
-	annotate(t, bundle, map[string]string{annotationContainerType: "container", annotationSandboxID: pod})
-	t.Chdir(bundle)
-	params := &bootapi.BootstrapParams{InstanceID: id, Namespace: "k8s.io", ContainerdGrpcAddress: grpc, SocketDir: &dir}
-	var out bytes.Buffer
-	if err := start(context.Background(), flags{id: id, namespace: "k8s.io"}, bytes.NewReader(marshal(t, params)), &out); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	var result bootapi.BootstrapResult
-	if err := proto.Unmarshal(out.Bytes(), &result); err != nil {
-		t.Fatalf("start answered %q: %v", out.Bytes(), err)
-	}
-	if result.Address != want {
-		t.Errorf("address %q, want the pod's %q", result.Address, want)
-	}
-	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err != nil || string(b) != want {
-		t.Errorf("address file %q (%v), want %q", b, err, want)
-	}
-	// containerd 1.6 (no bootstrap parameters) reads the bare address. (Its
-	// socket directory is fixed, so start itself is not run here.)
-	out.Reset()
-	if err := answer(&out, nil, want); err != nil || out.String() != want {
-		t.Errorf("answer without bootstrap parameters = %q, %v; want %q", out.String(), err, want)
-	}
-}
-
-func TestGroupID(t *testing.T) {
-	for _, tc := range []struct {
-		annotations map[string]string
-		want        string
-	}{
-		{nil, "c1"},
-		{map[string]string{annotationSandboxID: "pod"}, "pod"},
-		{map[string]string{annotationSandboxID: ""}, "c1"},
-	} {
-		if got := groupID(&specs.Spec{Annotations: tc.annotations}, "c1"); got != tc.want {
-			t.Errorf("groupID(%v) = %q, want %q", tc.annotations, got, tc.want)
-		}
 	}
 }
 

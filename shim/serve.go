@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/ttrpc"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -32,14 +33,14 @@ const orphanTimeout = time.Minute
 const listenerFD = 3
 
 // serve is the long-running shim server.
-func serve(ctx context.Context, f flags) error {
+func serve(ctx context.Context, f launcher.Flags) error {
 	logOut := openLog()
 	logrus.SetOutput(logOut)
 	logrus.SetFormatter(&logrus.TextFormatter{DisableColors: true, TimestampFormat: log.RFC3339NanoFixed, FullTimestamp: true})
-	if f.debug {
+	if f.Debug {
 		logrus.SetLevel(logrus.DebugLevel)
 	}
-	ctx = log.WithLogger(ctx, log.L.WithField("runtime", RuntimeName).WithField("namespace", f.namespace))
+	ctx = log.WithLogger(ctx, log.L.WithField("runtime", RuntimeName).WithField("namespace", f.Namespace))
 
 	l, err := net.FileListener(os.NewFile(listenerFD, "shim-socket"))
 	if err != nil {
@@ -50,7 +51,7 @@ func serve(ctx context.Context, f flags) error {
 		return err
 	}
 	events := newPublisher(os.Getenv("TTRPC_ADDRESS"))
-	d := &daemon{address: f.address}
+	d := &daemon{address: f.Address}
 	done := make(chan struct{})
 	var once sync.Once
 	// stop runs when Shutdown finds no task left. containerd considers the
@@ -61,13 +62,13 @@ func serve(ctx context.Context, f flags) error {
 	// must not unlink that one's socket.
 	stop := func() {
 		once.Do(func() {
-			if f.socket != "" {
-				os.Remove(f.socket)
+			if f.Socket != "" {
+				os.Remove(f.Socket)
 			}
 			time.AfterFunc(10*time.Millisecond, func() { close(done) })
 		})
 	}
-	svc := newService(f.namespace, events, d, stop)
+	svc := newService(f.Namespace, events, d, stop)
 	svc.exe = keepExecutable()
 	register(server, svc)
 	registerAttestation(server, svc)
@@ -101,11 +102,11 @@ func serve(ctx context.Context, f flags) error {
 				continue
 			}
 			log.G(ctx).Warn("no task created: exiting")
-			return shutdown(ctx, server, events, d, f.socket)
+			return shutdown(ctx, server, events, d, f.Socket)
 		case sig := <-signals:
 			if svc.empty() {
 				log.G(ctx).WithField("signal", sig).Info("exiting on signal")
-				return shutdown(ctx, server, events, d, f.socket)
+				return shutdown(ctx, server, events, d, f.Socket)
 			}
 			log.G(ctx).WithField("signal", sig).Warn("ignoring signal: tasks are still running")
 		}

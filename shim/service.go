@@ -466,23 +466,27 @@ func attestationLabel(r keep.Ready) string {
 }
 
 // cleanup removes what Create made: the mounted root filesystem, the
-// files Create added to the bundle, and the Keep's cgroup.
-func (t *task) cleanup(ctx context.Context) {
+// files Create added to the bundle, and the Keep's cgroup. It reports
+// whether all of it is gone; what is not is logged.
+func (t *task) cleanup(ctx context.Context) bool {
 	if t.io != nil {
 		t.io.closeKeepSide()
 		t.io.closeStdin()
 		t.io.closeHeld()
 		t.io.closeLogger()
 	}
+	clean := true
 	if t.rootfs != "" {
 		if err := mount.UnmountAll(t.rootfs, 0); err != nil {
 			log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
+			clean = false
 		}
 	}
 	if err := t.bundle.Clean(); err != nil {
 		log.G(ctx).WithError(err).Warn("clean bundle")
+		clean = false
 	}
-	t.removeCgroup(ctx)
+	return t.removeCgroup(ctx) && clean
 }
 
 // watch records the Keep's exit once and publishes it, after an OOM event
@@ -600,7 +604,13 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 		return nil, toGRPC(err)
 	}
 	began := time.Now()
-	t.cleanup(ctx)
+	if t.cleanup(ctx) {
+		// `shim delete`, which containerd runs once this server is
+		// gone, has nothing left to do (launcher.Delete).
+		if err := t.bundle.MarkCleaned(); err != nil {
+			log.G(ctx).WithError(err).WithField("id", t.id).Warn("record the task's bundle cleaned")
+		}
+	}
 	log.G(ctx).WithField("id", t.id).WithField("cleanup", time.Since(began).Round(time.Microsecond)).Debug("task deleted")
 	if err := t.runHooks(ctx, "poststop", t.hooks.Poststop, specs.StateStopped); err != nil {
 		log.G(ctx).WithError(err).WithField("id", t.id).Warn("poststop hook failed")

@@ -498,6 +498,9 @@ func TestServiceLifecycle(t *testing.T) {
 		t.Errorf("Delete = %v, want pid %d status 143", del, pid)
 	}
 	noPIDFile(t, r.Bundle)
+	if !(oci.Bundle{Dir: r.Bundle}).IsCleaned() {
+		t.Error("Delete did not record the bundle cleaned: `shim delete` would run the server's whole delete")
+	}
 	_, err = h.svc.State(ctx, &taskapi.StateRequest{ID: id})
 	wantCode(t, "State after Delete", err, codes.NotFound)
 	_, err = h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id})
@@ -585,6 +588,29 @@ func TestServiceDeleteCreated(t *testing.T) {
 	events := h.events.wait(t, 3)
 	if got := topics(events); fmt.Sprint(got) != fmt.Sprint([]string{TopicTaskCreate, TopicTaskExit, TopicTaskDelete}) {
 		t.Errorf("events %v", got)
+	}
+}
+
+// TestServiceDeleteLeftovers: a Delete that could not remove all Create
+// made does not record the bundle cleaned, so that `shim delete` runs the
+// server's whole delete (launcher.Delete).
+func TestServiceDeleteLeftovers(t *testing.T) {
+	h := newHarness(t)
+	r, _ := h.create(t, "exit 0")
+	// What Delete cannot remove: a non-empty directory where the Keep's
+	// PID file was.
+	b := oci.Bundle{Dir: r.Bundle}
+	if err := os.Remove(b.KeepPID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(b.KeepPID(), "kept"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Delete(context.Background(), &taskapi.DeleteRequest{ID: r.ID}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if b.IsCleaned() {
+		t.Error("Delete recorded the bundle cleaned with its PID file's place still taken")
 	}
 }
 

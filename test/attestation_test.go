@@ -43,6 +43,7 @@ func simulateBinDir(t *testing.T) string {
 			env      []string
 		}{
 			{shimBinary, "./cmd/containerd-shim-enarx-v1", []string{"CGO_ENABLED=0"}},
+			{serverBinary, "./cmd/enarx-shim", []string{"CGO_ENABLED=0"}},
 			{keepBinary, "./cmd/enarx-keep", nil},
 		} {
 			if err := wasmfixture.GoBuild(context.Background(), harness.moduleRoot, b.env,

@@ -353,7 +353,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 				name, shimName string
 				run            func(id string) []string
 			}{
-				{"enarx", shimBinary, func(id string) []string {
+				{"enarx", serverBinary, func(id string) []string {
 					return []string{"run", "-d", "--runtime", runtimeEnarx, "--runtime-config-path", policy, wasmRef, id, "/app.wasm", "1h"}
 				}},
 				{"runc", "containerd-shim-runc-v2", func(id string) []string {

@@ -340,7 +340,7 @@ func readCRILog(t testing.TB, path string) []string {
 func shimsOf(d *Daemon, pod string) []process {
 	var out []process
 	for _, p := range findProcesses(d.Address) {
-		if !strings.Contains(p.Cmdline, shimBinary) || !strings.HasSuffix(p.Cmdline, " serve") {
+		if !strings.Contains(p.Cmdline, serverBinary) || !strings.HasSuffix(p.Cmdline, " serve") {
 			continue
 		}
 		if pod == "" || strings.Contains(p.Cmdline, "-id "+pod+" ") {

@@ -7,7 +7,7 @@
 //	ENARX_CONTAINERD16, ENARX_CTR16  containerd 1.6 and its ctr (default /usr/bin/containerd, /usr/bin/ctr)
 //	ENARX_CONTAINERD2, ENARX_CTR2    containerd 2.4.2 and its ctr (default
 //	                                 ${ENARX_CACHE:-$HOME/.cache/containerd-shim-enarx}/containerd-v2.4.2/{containerd,ctr})
-//	ENARX_BIN_DIR                    prebuilt containerd-shim-enarx-v1 and enarx (default: built once per run)
+//	ENARX_BIN_DIR                    prebuilt containerd-shim-enarx-v1, enarx-shim, enarx-keep and enarx (default: built once per run)
 //	ENARX_CNI_BIN                    the CNI plugins loopback, ptp and host-local, for pods on a pod network
 //	ENARX_E2E_OPTIONAL=1             skip, rather than fail, when not root or a daemon is missing
 //	ENARX_E2E_DEBUG=1                run the daemons with log level debug
@@ -62,9 +62,10 @@ const (
 
 // Names of the binaries we build, as the daemons look them up on their PATH.
 const (
-	shimBinary  = "containerd-shim-enarx-v1"
-	keepBinary  = "enarx-keep" // the runtime binary the shim runs Keeps from, beside it
-	enarxBinary = "enarx"
+	shimBinary   = "containerd-shim-enarx-v1"
+	serverBinary = "enarx-shim" // the shim's server, which its start runs from beside it
+	keepBinary   = "enarx-keep" // the runtime binary the shim runs Keeps from, beside it
+	enarxBinary  = "enarx"
 )
 
 // daemonKind names a containerd release line under test.
@@ -204,14 +205,15 @@ func teardownHarness() error {
 	return errors.Join(errs...)
 }
 
-// buildOurBinaries builds the shim (static, without cgo, as make build does),
-// the Keep's runtime binary and the enarx CLI into dir.
+// buildOurBinaries builds the shim and its server (static, without cgo, as
+// make build does), the Keep's runtime binary and the enarx CLI into dir.
 func buildOurBinaries(ctx context.Context, dir string) error {
 	for _, b := range []struct {
 		out, pkg string
 		env      []string
 	}{
 		{shimBinary, "./cmd/containerd-shim-enarx-v1", []string{"CGO_ENABLED=0"}},
+		{serverBinary, "./cmd/enarx-shim", []string{"CGO_ENABLED=0"}},
 		{keepBinary, "./cmd/enarx-keep", nil},
 		{enarxBinary, "./cmd/enarx", nil},
 	} {
@@ -222,7 +224,7 @@ func buildOurBinaries(ctx context.Context, dir string) error {
 	return nil
 }
 
-// requireBinaries waits for our binaries (containerd-shim-enarx-v1, enarx-keep, enarx) and
+// requireBinaries waits for our binaries (containerd-shim-enarx-v1, enarx-shim, enarx-keep, enarx) and
 // returns the directory holding them; it fails the test when they did not build.
 func requireBinaries(t testing.TB) string {
 	t.Helper()
@@ -230,7 +232,7 @@ func requireBinaries(t testing.TB) string {
 	if harness.binErr != nil {
 		t.Fatalf("building our binaries failed: %v", harness.binErr)
 	}
-	for _, name := range []string{shimBinary, keepBinary, enarxBinary} {
+	for _, name := range []string{shimBinary, serverBinary, keepBinary, enarxBinary} {
 		p := filepath.Join(harness.binDir, name)
 		if _, err := os.Stat(p); err != nil {
 			if harness.prebuilt {

@@ -75,7 +75,7 @@ func openFDs(pid int) (int, error) {
 // container ID, or the pod's sandbox ID), 0 if there is none.
 func shimServing(group string) int {
 	for _, p := range findProcesses("-id " + group + " ") {
-		if strings.Contains(p.Cmdline, shimBinary) && strings.HasSuffix(p.Cmdline, " serve") {
+		if strings.Contains(p.Cmdline, serverBinary) && strings.HasSuffix(p.Cmdline, " serve") {
 			return p.PID
 		}
 	}

@@ -119,7 +119,7 @@ func memorySampler(marker string, interval time.Duration) *peakSampler {
 	return startSampler(interval, func(record func(string, int64)) {
 		var rss, pss, shims, keeps int64
 		for _, p := range findProcesses(marker) {
-			if !strings.Contains(p.Cmdline, shimBinary) && !strings.Contains(p.Cmdline, keepBinary) {
+			if !strings.Contains(p.Cmdline, serverBinary) && !strings.Contains(p.Cmdline, keepBinary) {
 				continue
 			}
 			m, err := readProcMemory(p.PID)

@@ -1,17 +1,17 @@
 // Command containerd-shim-enarx-v1 is the containerd runtime shim of
-// io.containerd.enarx.v1. It runs no WebAssembly and links no engine: it
-// starts each container's Keep from the runtime binary beside it (enarx-keep,
-// cmd/enarx-keep), so that what containerd executes for every container
-// (start, the server, delete) is a small static binary.
+// io.containerd.enarx.v1 as containerd executes it for every task: start,
+// which starts the shim server (enarx-shim, cmd/enarx-shim, installed beside
+// it), and delete (package shim/launcher). It is kept small: containerd
+// waits for it twice per container, and Go initialises all a binary links
+// before main.
 package main
 
 import (
-	"context"
 	"os"
 
-	"github.com/enarx/containerd-shim-enarx/shim"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
 func main() {
-	os.Exit(shim.Run(context.Background(), os.Args[1:]))
+	os.Exit(launcher.Run(os.Args[1:]))
 }

@@ -5,8 +5,9 @@
 # root filesystem mounted at $HOST_ROOT (default /host) and hostPID, so that
 # PID 1 is the host's init. It
 #
-#   1. copies containerd-shim-enarx-v1, enarx-keep (the runtime binary the shim
-#      runs Keeps from, beside it) and enarx to /usr/local/bin and the
+#   1. copies containerd-shim-enarx-v1, enarx-shim (its server, which it runs
+#      from beside it), enarx-keep (the runtime binary the shim runs Keeps
+#      from, beside it) and enarx to /usr/local/bin and the
 #      reference values to /usr/local/share/enarx on the host (as `make install`);
 #   2. writes the node policy /etc/enarx/policy.toml if the host has none
 #      (an existing policy is never changed);
@@ -50,7 +51,7 @@ log() { printf 'enarx-install: %s\n' "$*"; }
 die() { printf 'enarx-install: error: %s\n' "$*" >&2; exit 1; }
 
 [ -d "$HOST_ROOT" ] || die "$HOST_ROOT does not exist: mount the host's / there (hostPath volume, path: /)"
-for f in containerd-shim-enarx-v1 enarx-keep enarx reference-values.json policy.toml config-v2.toml.snippet config-v3.toml.snippet; do
+for f in containerd-shim-enarx-v1 enarx-shim enarx-keep enarx reference-values.json policy.toml config-v2.toml.snippet config-v3.toml.snippet; do
 	[ -f "$ENARX_SRC/$f" ] || die "$ENARX_SRC/$f is missing from the installer image"
 done
 case $ENARX_REQUIRE_TEE in
@@ -74,9 +75,11 @@ put() {
 	log "installed $3"
 }
 
-# The runtime binary first: a new shim runs Keeps from the enarx-keep beside
-# it, so it must not find an old one there.
+# The runtime binary and the shim's server first: a new shim runs its server
+# and Keeps from the enarx-shim and enarx-keep beside it, so it must not find
+# old ones there.
 put "$ENARX_SRC/enarx-keep" 0755 "$BIN_DIR/enarx-keep"
+put "$ENARX_SRC/enarx-shim" 0755 "$BIN_DIR/enarx-shim"
 put "$ENARX_SRC/containerd-shim-enarx-v1" 0755 "$BIN_DIR/containerd-shim-enarx-v1"
 put "$ENARX_SRC/enarx" 0755 "$BIN_DIR/enarx"
 put "$ENARX_SRC/reference-values.json" 0644 "$SHARE_DIR/reference-values.json"

@@ -31,6 +31,7 @@ pass() { printf 'ok:   %s\n' "$*"; }
 src=$tmp/src
 mkdir -p "$src"
 printf '#!/bin/sh\necho shim\n' >"$src/containerd-shim-enarx-v1"
+printf '#!/bin/sh\necho server\n' >"$src/enarx-shim"
 printf '#!/bin/sh\necho keep\n' >"$src/enarx-keep"
 printf '#!/bin/sh\necho enarx\n' >"$src/enarx"
 echo '{}' >"$src/reference-values.json"
@@ -61,7 +62,7 @@ calls() { if [ -f "$tmp/nsenter.calls" ]; then wc -l <"$tmp/nsenter.calls" | tr 
 # the runtime once, and a second run changes nothing and restarts nothing.
 check_host() {
 	name=$1 h=$2 plugin=$3
-	for f in usr/local/bin/containerd-shim-enarx-v1 usr/local/bin/enarx-keep usr/local/bin/enarx; do
+	for f in usr/local/bin/containerd-shim-enarx-v1 usr/local/bin/enarx-shim usr/local/bin/enarx-keep usr/local/bin/enarx; do
 		[ -x "$h/$f" ] || fail "$name: /$f not installed"
 	done
 	[ -f "$h/usr/local/share/enarx/reference-values.json" ] || fail "$name: reference values not installed"

@@ -115,8 +115,13 @@ var rules = []rule{
 	{"oci", "no-keep", []string{module + "/keep", module + "/keep/sockets", module + "/attestation/..."}, "oci describes a workload; the Keep that runs it is the shim's business"},
 	{"cmd/enarx", "no-mount-no-shim", []string{"github.com/containerd/containerd/v2/core/mount", module + "/shim"},
 		"the CLI runs Keeps without containerd: it mounts no rootfs and embeds no shim"},
-	{"cmd/containerd-shim-enarx-v1", "no-engine", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/wasmtime/..."},
-		"containerd executes the shim three times per container (start, its server, delete): it links no engine, which is the Keep binary's (cmd/enarx-keep), and make build links it without cgo"},
+	{"cmd/containerd-shim-enarx-v1", "lean", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/...", module + "/shim",
+		module + "/attestation/...", module + "/oci", "github.com/containerd/ttrpc", "google.golang.org/grpc/...", "github.com/containerd/cgroups/...",
+		"github.com/containerd/containerd/api/runtime/task/...", "github.com/pelletier/go-toml/..."},
+		"containerd executes the shim's launcher twice per container (start, delete) and waits for it, and Go initialises all a binary links before main: " +
+			"it links no engine, Keep, TEE, ttrpc, gRPC, cgroup or TOML code; the server (cmd/enarx-shim, package shim) does"},
+	{"cmd/enarx-shim", "no-engine", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/wasmtime/..."},
+		"the shim server runs for every pod or container: it links no engine, which is the Keep binary's (cmd/enarx-keep), and make build links it without cgo"},
 	{"shim", "no-engine", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/wasmtime/..."},
 		"the shim manages Keeps; the engine runs in them"},
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
 // The service's one method takes and returns a BytesValue: the request is
@@ -56,7 +57,7 @@ func ParseNonce(s string) ([]byte, error) {
 
 // SocketPath is the path of the unix socket at a shim's address (as in a
 // bundle's "address" file: unix://PATH).
-func SocketPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
+func SocketPath(addr string) string { return launcher.SocketPath(addr) }
 
 // Attest asks the shim of container id in namespace ns for fresh evidence
 // from its Keep, with nonce (hex) bound into it. stateDir is containerd's
