@@ -110,6 +110,13 @@ func openModule(path string) (*measuredModule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
 	}
+	return measureModule(f)
+}
+
+// measureModule measures the module open as f, which it takes: f is closed
+// when measuring fails, else by the measuredModule's Close.
+func measureModule(f *os.File) (*measuredModule, error) {
+	path := f.Name()
 	h := sha256.New()
 	if _, err := io.CopyBuffer(h, f, make([]byte, 64<<10)); err != nil {
 		f.Close()

@@ -109,7 +109,15 @@ func Main(args []string, newEngine EngineFactory) int {
 		return fail(err)
 	}
 	ctx := context.Background()
-	k, err := prepare(ctx, cfg, newEngine)
+	// The module is open before the container is built beside prepare
+	// (buildAhead): a mount of the container's over the module's directory
+	// must not change which file the Keep measures.
+	module, err := os.Open(cfg.Module)
+	if err != nil {
+		return fail(fmt.Errorf("read module: %w", err))
+	}
+	ahead := buildAhead(cfg)
+	k, err := prepare(ctx, cfg, module, newEngine)
 	if err != nil {
 		return fail(err)
 	}
@@ -140,7 +148,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		if cfg.Container.UserNS() {
 			inner, err = startInner(ctx, cfg, k, socks)
 		} else {
-			confined, err = enter(cfg, socks)
+			confined, err = enter(cfg, socks, ahead)
 		}
 		if err != nil {
 			return fail(err)
@@ -202,16 +210,58 @@ func awaitRun(signals <-chan os.Signal, runc <-chan error) (int, bool) {
 }
 
 // enter confines the Keep in the container's namespaces, the network one
-// its sockets are in, if any (containerNetNS).
-func enter(cfg Config, socks *sockets.Set) (*confine.Confined, error) {
+// its sockets are in, if any (containerNetNS): with the container that
+// buildAhead built, when it did.
+func enter(cfg Config, socks *sockets.Set, ahead <-chan builtContainer) (*confine.Confined, error) {
+	var b builtContainer
+	if ahead != nil {
+		b = <-ahead
+	} else {
+		b = build(cfg, socks)
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	return b.built.Enter()
+}
+
+// builtContainer is what confine.Build made of a Keep's container.
+type builtContainer struct {
+	built *confine.Built
+	err   error
+}
+
+// build builds the Keep's container (confine.Build) in its network
+// namespace (containerNetNS).
+func build(cfg Config, socks *sockets.Set) builtContainer {
 	netns, err := containerNetNS(cfg, socks)
 	if err != nil {
-		return nil, err
+		return builtContainer{err: err}
 	}
 	if netns != nil && (socks == nil || netns != socks.NetNS()) {
 		defer netns.Close()
 	}
-	return confine.Enter(cfg.Container, cfg.StateDir, netns)
+	b, err := confine.Build(cfg.Container, cfg.StateDir, netns)
+	return builtContainer{b, err}
+}
+
+// buildAhead starts building the container beside prepare, which would
+// otherwise wait for the module's digest, the cache and the evidence: the
+// mounts, the namespaces and the devices are about half the Keep's start
+// on a small machine. Nothing prepare does may need what Build changes,
+// which holds unless the Keep has sockets (opened in the container's
+// network namespace with the Keep's certificate, once prepare made it), a
+// Steward (reached over the host's network) or a user namespace (whose
+// inner Keep builds its own container), or is no container at all; then
+// it returns nil, and enter builds after prepare, as before. The module is
+// open already (Main).
+func buildAhead(cfg Config) <-chan builtContainer {
+	if cfg.Container == nil || cfg.Container.UserNS() || len(cfg.Sockets) > 0 || cfg.Steward != nil {
+		return nil
+	}
+	c := make(chan builtContainer, 1)
+	go func() { c <- build(cfg, nil) }()
+	return c
 }
 
 // sysctlFlag collects -sysctl key=value flags.
@@ -272,8 +322,9 @@ type prepared struct {
 // prepare loads, measures and compiles the module, and makes the Keep's
 // identity on its backend: a fresh key pair, the workload, the runtime and
 // the config bound into the TEE's report, and a certificate when a Steward
-// is configured.
-func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepared, error) {
+// is configured. moduleFile is the module, cfg.Module, open; prepare
+// closes it.
+func prepare(ctx context.Context, cfg Config, moduleFile *os.File, newEngine EngineFactory) (*prepared, error) {
 	// The engine is made while the module is measured.
 	type engineMade struct {
 		eng engine.Engine
@@ -284,7 +335,7 @@ func prepare(ctx context.Context, cfg Config, newEngine EngineFactory) (*prepare
 		eng, err := newEngine()
 		enginec <- engineMade{eng, err}
 	}()
-	mod, err := openModule(cfg.Module)
+	mod, err := measureModule(moduleFile)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,13 @@ package keep
 import (
 	"reflect"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 func TestWithPWD(t *testing.T) {
@@ -22,6 +29,22 @@ func TestWithPWD(t *testing.T) {
 		}
 		if !reflect.DeepEqual(env, c.env) {
 			t.Errorf("withPWD changed its input: %q", env)
+		}
+	}
+}
+
+// TestBuildAheadOnlyWhenSafe: the container is built beside prepare only
+// when prepare needs nothing Build changes (buildAhead).
+func TestBuildAheadOnlyWhenSafe(t *testing.T) {
+	userns := &confine.Spec{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace}}}
+	for name, cfg := range map[string]Config{
+		"no container":     {},
+		"a user namespace": {Container: userns},
+		"sockets":          {Container: &confine.Spec{}, Workload: workload.Workload{Sockets: []socketspec.Spec{{Name: "http"}}}},
+		"a steward":        {Container: &confine.Spec{}, Steward: &nodepolicy.Steward{}},
+	} {
+		if c := buildAhead(cfg); c != nil {
+			t.Errorf("%s: the container is built beside prepare", name)
 		}
 	}
 }

@@ -239,7 +239,9 @@ type Ready struct {
 	// CompileTime is how long loading or compiling the module took.
 	CompileTime time.Duration `json:"compile_time,omitempty"`
 	// ConfineTime is how long the Keep took to confine itself
-	// (confine.Enter).
+	// (confine.Enter) once prepared: what its start waited for, which,
+	// when it built its container beside preparing (buildAhead), is only
+	// what was left of that, and the rest.
 	ConfineTime time.Duration `json:"confine_time,omitempty"`
 	// Sockets describe the open sockets, one per Config.Sockets entry:
 	// "NAME KIND PROT ADDRESS", the address a listen socket is bound to

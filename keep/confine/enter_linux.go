@@ -44,15 +44,40 @@ func (c *Confined) StartContainer(ctx context.Context) error {
 // container's network namespace: every thread of the Keep enters it.
 //
 // What it does, in runc's order: the network and cgroup namespaces (the
-// Keep is in its cgroup by now); the rlimits and oomScoreAdj; the mounts
-// below the root filesystem stop propagating to the host (rootfsPropagation, rslave by default); the root
-// filesystem becomes a mount of its own with every spec mount on it, in
-// order, each destination created without leaving the root filesystem;
-// default and spec device nodes in a /dev the spec mounts as tmpfs;
-// the createContainer hooks; pivot_root into it; masked and read-only paths; a read-only root; the
+// Keep is in its cgroup by now); the oomScoreAdj; the mounts below the root
+// filesystem stop propagating to the host (rootfsPropagation, rslave by
+// default); the root filesystem becomes a mount of its own with every spec
+// mount on it, in order, each destination created without leaving the root
+// filesystem; default and spec device nodes in a /dev the spec mounts as
+// tmpfs; the createContainer hooks (all that is Build); then the rlimits;
+// pivot_root into it; masked and read-only paths; a read-only root; the
 // hostname; the bounding set, the umask, groups, gid and uid, the other
 // capability sets and no_new_privs (see becomeProcess).
 func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
+	b, err := Build(s, stateDir, netns)
+	if err != nil {
+		return nil, err
+	}
+	return b.Enter()
+}
+
+// Built is a Keep whose container Build made: in its namespaces, with the
+// container's root filesystem mounted, not yet in it (Enter).
+type Built struct {
+	c *Confined
+	// privateNet is whether Build joined a network namespace of the
+	// container's (the net.* sysctls are then the container's to set).
+	privateNet bool
+}
+
+// Build is the first part of Enter: it joins the container's namespaces
+// and makes its root filesystem, with every mount, device and
+// createContainer hook, while the Keep keeps its privileges, its limits and
+// the host's root. So the Keep can do beside it what still needs the host
+// (its module cache, its TEE, its runtime binary), as long as that needs no
+// network but netns (every thread is in it) and nothing below s.Rootfs.
+// Build(s).Enter() is Enter(s).
+func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -67,9 +92,6 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 	c := &Confined{spec: s}
 	if c.pid, err = strconv.Atoi(self); err != nil {
 		return nil, fmt.Errorf("confinement: /proc/self is %q: %w", self, err)
-	}
-	if err := setRlimits(s.Rlimits); err != nil {
-		return nil, err
 	}
 	if s.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*s.OOMScoreAdj)), 0); err != nil {
@@ -118,10 +140,21 @@ func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
 			return nil, fmt.Errorf("confinement: %w", err)
 		}
 	}
+	return &Built{c: c, privateNet: netns != nil}, nil
+}
+
+// Enter is the rest of Enter: the rlimits, pivot_root into the root
+// filesystem Build made, and the process's own confinement.
+func (b *Built) Enter() (*Confined, error) {
+	c := b.c
+	s := c.spec
+	if err := setRlimits(s.Rlimits); err != nil {
+		return nil, err
+	}
 	if err := pivotRoot(s.Rootfs); err != nil {
 		return nil, err
 	}
-	if err := setSysctls(s.Sysctls, netns != nil); err != nil {
+	if err := setSysctls(s.Sysctls, b.privateNet); err != nil {
 		return nil, err
 	}
 	for _, p := range s.MaskedPaths {

@@ -16,6 +16,19 @@ func Enter(*Spec, string, *os.File) (*Confined, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
+// Build is for Linux only.
+func Build(*Spec, string, *os.File) (*Built, error) {
+	return nil, errors.New("confinement: a Keep is confined on Linux only")
+}
+
+// Built is a Keep whose container Build made.
+type Built struct{}
+
+// Enter is for Linux only.
+func (*Built) Enter() (*Confined, error) {
+	return nil, errors.New("confinement: a Keep is confined on Linux only")
+}
+
 // Confined is a Keep that Enter confined.
 type Confined struct{}
 
