@@ -100,6 +100,10 @@ func Main(args []string, newEngine EngineFactory) int {
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, endSignals...)
 
+	// The engine depends on nothing the shim sends: it is made while the
+	// config is read and the module measured. Its first calls into
+	// wasmtime, which fault in its code, are most of a Keep's wait for it.
+	enginec := startEngine(newEngine)
 	dec, enc, req, fail := acceptConfig(ctl)
 	if req.Config == nil {
 		return StatusFailed
@@ -117,7 +121,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		return fail(fmt.Errorf("read module: %w", err))
 	}
 	ahead := buildAhead(cfg)
-	k, err := prepare(ctx, cfg, module, newEngine)
+	k, err := prepare(ctx, cfg, module, enginec)
 	if err != nil {
 		return fail(err)
 	}
@@ -319,22 +323,28 @@ type prepared struct {
 	ready    Ready
 }
 
+// engineMade is the engine a Keep runs its workload with, made (or not).
+type engineMade struct {
+	eng engine.Engine
+	err error
+}
+
+// startEngine makes the Keep's engine beside whatever the Keep does next.
+func startEngine(newEngine EngineFactory) <-chan engineMade {
+	c := make(chan engineMade, 1)
+	go func() {
+		eng, err := newEngine()
+		c <- engineMade{eng, err}
+	}()
+	return c
+}
+
 // prepare loads, measures and compiles the module, and makes the Keep's
 // identity on its backend: a fresh key pair, the workload, the runtime and
 // the config bound into the TEE's report, and a certificate when a Steward
 // is configured. moduleFile is the module, cfg.Module, open; prepare
-// closes it.
-func prepare(ctx context.Context, cfg Config, moduleFile *os.File, newEngine EngineFactory) (*prepared, error) {
-	// The engine is made while the module is measured.
-	type engineMade struct {
-		eng engine.Engine
-		err error
-	}
-	enginec := make(chan engineMade, 1)
-	go func() {
-		eng, err := newEngine()
-		enginec <- engineMade{eng, err}
-	}()
+// closes it. enginec gives the engine (startEngine).
+func prepare(ctx context.Context, cfg Config, moduleFile *os.File, enginec <-chan engineMade) (*prepared, error) {
 	mod, err := measureModule(moduleFile)
 	if err != nil {
 		return nil, err
