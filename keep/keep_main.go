@@ -162,6 +162,10 @@ func Main(args []string, newEngine EngineFactory) int {
 	if err := enc.Encode(response{Ready: &k.ready}); err != nil {
 		return StatusFailed
 	}
+	var next *runAhead
+	if inner == nil {
+		next = prepareRun(cfg, k.module, socks, confined != nil)
+	}
 
 	// Serve the shim: run once, and fresh evidence whenever asked. A
 	// signal or the shim going away ends a created Keep; a running one
@@ -175,7 +179,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		return inner.run(signals)
 	}
 	if confined != nil {
-		if err := startContainer(ctx, confined); err != nil {
+		if err := startContainer(ctx, confined, next); err != nil {
 			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 			return StatusFailed
 		}
@@ -187,16 +191,81 @@ func Main(args []string, newEngine EngineFactory) int {
 	// code (in the engine) it does not stop.
 	settle := time.AfterFunc(settleDelay, debug.FreeOSMemory)
 	defer settle.Stop()
-	return run(ctx, cfg, k.module, socks, signals)
+	return run(ctx, cfg, signals, next)
 }
 
 // startContainer runs the startContainer hooks of a confined Keep and puts
-// up the last wall before the workload: the Keep's own seccomp filter.
-func startContainer(ctx context.Context, confined *confine.Confined) error {
+// up the last wall before the workload: the Keep's own seccomp filter,
+// which next assembled.
+func startContainer(ctx context.Context, confined *confine.Confined, next *runAhead) error {
 	if err := confined.StartContainer(ctx); err != nil {
 		return err
 	}
-	return confine.LockDown()
+	<-next.done
+	if next.filterErr != nil {
+		return next.filterErr
+	}
+	return next.filter.LockDown()
+}
+
+// runAhead is what a ready Keep makes for its run while the shim answers
+// Create and containerd sends Start, which takes milliseconds of round
+// trips: its seccomp filter, assembled (confine.AssembleLockDown), and the
+// engine's store, WASI and imports (engine.RunPreparer), unless the
+// container has startContainer hooks, which run before the workload and
+// may change what its root directory, a preopen, shows, or the Keep has
+// sockets, which the workload's WASI takes over when it is made; the run
+// is made then at Start.
+type runAhead struct {
+	done      chan struct{}
+	filter    *confine.KeepFilter
+	filterErr error
+	opts      engine.RunOptions
+	module    engine.Module
+	// prepared is the run made ready, or the reason it could not be
+	// (prepareErr); both nil when it is made at Start.
+	prepared   engine.PreparedRun
+	prepareErr error
+}
+
+// prepareRun starts making a Keep's run ready (runAhead); confined says
+// whether the Keep is a container, which needs the filter.
+func prepareRun(cfg Config, module engine.Module, socks *sockets.Set, confined bool) *runAhead {
+	next := &runAhead{done: make(chan struct{}), module: module, opts: runOptions(cfg, socks)}
+	hooks := cfg.Container != nil && cfg.Container.Hooks != nil && len(cfg.Container.Hooks.StartContainer) > 0
+	go func() {
+		defer close(next.done)
+		if confined {
+			next.filter, next.filterErr = confine.AssembleLockDown()
+		}
+		if p, ok := module.(engine.RunPreparer); ok && !hooks && len(next.opts.Sockets) == 0 {
+			next.prepared, next.prepareErr = p.PrepareRun(next.opts)
+		}
+	}()
+	return next
+}
+
+// run is the run's engine.Module.Run: the prepared one's, when there is one.
+func (next *runAhead) run(ctx context.Context) (int, error) {
+	<-next.done
+	switch {
+	case next.prepareErr != nil:
+		return 0, next.prepareErr
+	case next.prepared != nil:
+		return next.prepared.Run(ctx)
+	}
+	return next.module.Run(ctx, next.opts)
+}
+
+// runOptions are what the engine gives the workload of cfg.
+func runOptions(cfg Config, socks *sockets.Set) engine.RunOptions {
+	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
+	if socks != nil {
+		opts.Sockets = socks.Sockets()
+	}
+	opts.Env = withPWD(opts.Env, cfg.Cwd)
+	opts.Preopens = preopens(cfg)
+	return opts
 }
 
 // awaitRun waits for run, or the reason not to: a signal (128+n) or the
@@ -438,8 +507,8 @@ func checkComponent(cfg Config, module engine.Module) error {
 	return nil
 }
 
-// run runs the workload and turns its end into an exit status.
-func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.Set, signals <-chan os.Signal) int {
+// run runs the workload (next) and turns its end into an exit status.
+func run(ctx context.Context, cfg Config, signals <-chan os.Signal, next *runAhead) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	interrupted := make(chan int, 1)
@@ -454,13 +523,7 @@ func run(ctx context.Context, cfg Config, module engine.Module, socks *sockets.S
 		time.AfterFunc(interruptGrace, func() { os.Exit(status) })
 	}()
 
-	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
-	if socks != nil {
-		opts.Sockets = socks.Sockets()
-	}
-	opts.Env = withPWD(opts.Env, cfg.Cwd)
-	opts.Preopens = preopens(cfg)
-	status, err := module.Run(ctx, opts)
+	status, err := next.run(ctx)
 	var trap *engine.TrapError
 	switch {
 	case err == nil:

@@ -216,6 +216,7 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if err := enc.Encode(response{Confined: true}); err != nil {
 		return StatusFailed
 	}
+	next := prepareRun(cfg, module, nil, true)
 	runc := make(chan error, 1)
 	go func() {
 		var req request
@@ -228,11 +229,11 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if status, ok := awaitRun(signals, runc); !ok {
 		return status
 	}
-	if err := startContainer(ctx, confined); err != nil {
+	if err := startContainer(ctx, confined, next); err != nil {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
 		return StatusFailed
 	}
-	return run(ctx, cfg, module, nil, signals)
+	return run(ctx, cfg, signals, next)
 }
 
 // loadModule loads the module of an inner Keep from f: native code its

@@ -57,6 +57,17 @@ func (s *Spec) StartBounding() (uint64, bool) { return 0, false }
 // LockDown is for Linux only.
 func LockDown() error { return errors.New("confinement: a Keep is confined on Linux only") }
 
+// KeepFilter is the Keep's own seccomp filter.
+type KeepFilter struct{}
+
+// AssembleLockDown is for Linux only.
+func AssembleLockDown() (*KeepFilter, error) {
+	return nil, errors.New("confinement: a Keep is confined on Linux only")
+}
+
+// LockDown is for Linux only.
+func (*KeepFilter) LockDown() error { return LockDown() }
+
 // Hold is for Linux only.
 func Hold(string, map[string]string, func()) error { return errors.New("pod sandbox: Linux only") }
 

@@ -72,10 +72,26 @@ var keepSyscalls = []string{
 // Keep has done everything but run its workload (startContainer hooks
 // included). It sets no_new_privs, which a Keep that executes nothing does
 // not feel, so that the filter loads without CAP_SYS_ADMIN.
+// LockDown() is AssembleLockDown() and then the filter's LockDown.
 func LockDown() error {
+	f, err := AssembleLockDown()
+	if err != nil {
+		return err
+	}
+	return f.LockDown()
+}
+
+// KeepFilter is the Keep's own seccomp filter, assembled, not loaded.
+type KeepFilter struct {
+	filter []unix.SockFilter
+}
+
+// AssembleLockDown assembles the filter LockDown loads, which depends on
+// nothing of the Keep's: a Keep assembles it while it waits to run.
+func AssembleLockDown() (*KeepFilter, error) {
 	info, err := arch.GetInfo("")
 	if err != nil {
-		return fmt.Errorf("confinement: the Keep's seccomp filter: %w", err)
+		return nil, fmt.Errorf("confinement: the Keep's seccomp filter: %w", err)
 	}
 	var names []string
 	for _, n := range keepSyscalls {
@@ -84,13 +100,22 @@ func LockDown() error {
 		}
 	}
 	p := &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{{Names: names, Action: seccomp.ActionAllow}}}
+	filter, err := assemble(p, seccomp.ActionErrno)
+	if err != nil {
+		return nil, fmt.Errorf("confinement: the Keep's seccomp filter: %w", err)
+	}
+	return &KeepFilter{filter: filter}, nil
+}
+
+// LockDown loads f on every thread, with no_new_privs (see LockDown).
+func (f *KeepFilter) LockDown() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	// On this thread; the filter's TSYNC gives every thread both.
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("confinement: the Keep's seccomp filter: no_new_privs: %w", err)
 	}
-	if err := loadPolicy(p, seccomp.ActionErrno, 0); err != nil {
+	if err := load(f.filter, 0); err != nil {
 		return fmt.Errorf("confinement: the Keep's seccomp filter: %w", err)
 	}
 	return nil

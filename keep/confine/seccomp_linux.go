@@ -154,13 +154,23 @@ func loadSeccomp(s *specs.LinuxSeccomp) error {
 }
 
 // loadPolicy assembles p and loads it on every thread (TSYNC, and flags).
-// def is the default action with its errno, which go-seccomp-bpf's policy
-// cannot name but for EPERM: it is the program's last instruction.
+// def is the default action with its errno (see assemble).
 func loadPolicy(p *seccomp.Policy, def seccomp.Action, flags uintptr) error {
+	filter, err := assemble(p, def)
+	if err != nil {
+		return err
+	}
+	return load(filter, flags)
+}
+
+// assemble assembles p into a filter whose default action is def, with its
+// errno, which go-seccomp-bpf's policy cannot name but for EPERM: it is the
+// program's last instruction.
+func assemble(p *seccomp.Policy, def seccomp.Action) ([]unix.SockFilter, error) {
 	p.DefaultAction = def &^ seccomp.Action(unix.SECCOMP_RET_DATA)
 	program, err := p.Assemble()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if ret, ok := program[len(program)-1].(bpf.RetConstant); ok && def != seccomp.ActionErrno {
 		ret.Val = uint32(def)
@@ -168,12 +178,17 @@ func loadPolicy(p *seccomp.Policy, def seccomp.Action, flags uintptr) error {
 	}
 	raw, err := bpf.Assemble(program)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	filter := make([]unix.SockFilter, len(raw))
 	for i, in := range raw {
 		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
 	}
+	return filter, nil
+}
+
+// load loads filter on every thread (TSYNC, and flags).
+func load(filter []unix.SockFilter, flags uintptr) error {
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags|unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
 	if errno != 0 {

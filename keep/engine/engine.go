@@ -65,6 +65,23 @@ type Module interface {
 	Run(ctx context.Context, opts RunOptions) (int, error)
 }
 
+// RunPreparer is implemented by a Module that can make a run ready before it
+// starts: what Run does before the workload's first instruction (checks, the
+// store, the WASI context with its preopens opened, the imports), so that a
+// Keep does it while it waits for Start. PrepareRun(opts) and then the
+// PreparedRun's Run(ctx) is Run(ctx, opts).
+type RunPreparer interface {
+	PrepareRun(opts RunOptions) (PreparedRun, error)
+}
+
+// PreparedRun is a run that RunPreparer.PrepareRun made ready.
+type PreparedRun interface {
+	// Run runs it, once, as Module.Run does, and frees it.
+	Run(ctx context.Context) (int, error)
+	// Close frees a run that will not run.
+	Close()
+}
+
 // Component is implemented by a Module compiled from a WebAssembly component
 // (the component model's binary format, WASI preview 2) rather than from a
 // core module. A component runs its world's entrypoint (RunOptions.Entrypoint

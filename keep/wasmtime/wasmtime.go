@@ -368,88 +368,134 @@ func (m *Module) checkCallable(role, name string) error {
 // initial memory is above it, or that fails after growing to it, gives a
 // *engine.TrapError that starts with "memory limit N bytes exceeded".
 func (m *Module) Run(ctx context.Context, opts engine.RunOptions) (int, error) {
+	p, err := m.PrepareRun(opts)
+	if err != nil {
+		return 0, err
+	}
+	return p.Run(ctx)
+}
+
+// preparedRun is a run of a Module made ready (PrepareRun): its store,
+// with the memory limit and WASI, and a linker that satisfies every import.
+type preparedRun struct {
+	closed   bool
+	m        *Module
+	store    *wasmtime.Store
+	linker   *wasmtime.Linker
+	sw       socketWASI
+	limit    memoryLimit
+	entry    string
+	callInit bool
+}
+
+// PrepareRun does what Run does before it instantiates the module: the
+// checks of the entrypoint and of opts, and the store, the WASI context
+// (its preopens opened) and the linker with every import the module needs
+// (engine.RunPreparer). Nothing of the module runs.
+func (m *Module) PrepareRun(opts engine.RunOptions) (engine.PreparedRun, error) {
 	entry := opts.Entrypoint
 	if entry == "" {
 		entry = engine.DefaultEntrypoint
 	}
 	if err := m.checkCallable("entrypoint", entry); err != nil {
-		return 0, err
+		return nil, err
 	}
 	callInit := false
 	if entry != engine.DefaultEntrypoint && entry != initializeExport {
 		if _, ok := m.lookup(initializeExport); ok {
 			if err := m.checkCallable("reactor initializer", initializeExport); err != nil {
-				return 0, err
+				return nil, err
 			}
 			callInit = true
 		}
 	}
-
 	if err := validateRunOptions(opts); err != nil {
-		return 0, err
+		return nil, err
 	}
+
+	p := &preparedRun{m: m, entry: entry, callInit: callInit, limit: memoryLimit{bytes: opts.MemoryLimit}}
+	p.store = wasmtime.NewStore(m.engine.engine)
+	p.limit.apply(p.store)
+	p.linker = wasmtime.NewLinker(m.engine.engine)
+	if err := p.define(opts); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// define puts the WASI imports in the run's linker: package hostwasi's with
+// sockets, wasmtime's otherwise; and checks that the linker has every
+// import of the module.
+func (p *preparedRun) define(opts engine.RunOptions) error {
+	if len(opts.Sockets) > 0 {
+		var err error
+		if p.sw, err = newSocketWASI(opts); err != nil {
+			return err
+		}
+		if err := p.sw.Define(p.linker); err != nil {
+			return fmt.Errorf("wasmtime: define WASI imports: %w", err)
+		}
+	} else {
+		wasi, err := newWasiConfig(opts)
+		if err != nil {
+			return err
+		}
+		p.store.SetWasi(wasi)
+		if err := p.linker.DefineWasi(); err != nil {
+			return fmt.Errorf("wasmtime: define WASI imports: %s", errorText(err))
+		}
+	}
+	return p.m.checkImports(p.linker, p.store)
+}
+
+// Close frees the run's store, which owns the instance's memories, now
+// rather than whenever the Go GC, which does not see their size, gets to
+// it; and its WASI and linker.
+func (p *preparedRun) Close() {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.sw != nil {
+		p.sw.Close()
+	}
+	p.linker.Close()
+	p.store.Close()
+}
+
+// Run instantiates the module and calls its entrypoint (see Module.Run),
+// once; it closes the run.
+func (p *preparedRun) Run(ctx context.Context) (int, error) {
+	defer p.Close()
 	if ctx.Err() != nil {
 		// Not started yet: report it like an interruption so that callers
 		// have a single "stopped from outside" case to handle.
 		return 0, interrupted(ctx)
 	}
-
-	store := wasmtime.NewStore(m.engine.engine)
-	// The store owns the instance's memories; free them now rather than
-	// whenever the Go GC, which does not see their size, gets to it.
-	defer store.Close()
-	limit := memoryLimit{bytes: opts.MemoryLimit}
-	limit.apply(store)
-
-	linker := wasmtime.NewLinker(m.engine.engine)
-	defer linker.Close()
-	var sw socketWASI
-	if len(opts.Sockets) > 0 {
-		var err error
-		if sw, err = newSocketWASI(opts); err != nil {
-			return 0, err
-		}
-		// Deferred before the watcher's stop, so it runs after it: the
-		// watcher never interrupts a closed WASI.
-		defer sw.Close()
-		if err := sw.Define(linker); err != nil {
-			return 0, fmt.Errorf("wasmtime: define WASI imports: %w", err)
-		}
-	} else {
-		wasi, err := newWasiConfig(opts)
-		if err != nil {
-			return 0, err
-		}
-		store.SetWasi(wasi)
-		if err := linker.DefineWasi(); err != nil {
-			return 0, fmt.Errorf("wasmtime: define WASI imports: %s", errorText(err))
-		}
-	}
-	if err := m.checkImports(linker, store); err != nil {
-		return 0, err
-	}
-
 	var clock epochClock
-	if m.engine.epoch {
-		clock = m.engine.engine
+	if p.m.engine.epoch {
+		clock = p.m.engine.engine
 	}
-	w := watch(ctx, clock, store, sw)
+	// Stopped before the run's WASI closes (Close, deferred first): the
+	// watcher never interrupts a closed WASI.
+	w := watch(ctx, clock, p.store, p.sw)
 	defer w.stop()
 
-	inst, err := linker.Instantiate(store, m.module)
+	inst, err := p.linker.Instantiate(p.store, p.m.module)
 	if err != nil {
-		if lerr := limit.instantiateError(err); lerr != nil {
+		if lerr := p.limit.instantiateError(err); lerr != nil {
 			return 0, lerr
 		}
 		return w.result(ctx, "instantiate module", err)
 	}
-	if callInit {
-		if status, done, err := call(ctx, w, store, inst, initializeExport); done {
-			return limit.explain(store, inst, status, err)
+	if p.callInit {
+		if status, done, err := call(ctx, w, p.store, inst, initializeExport); done {
+			return p.limit.explain(p.store, inst, status, err)
 		}
 	}
-	if status, done, err := call(ctx, w, store, inst, entry); done {
-		return limit.explain(store, inst, status, err)
+	if status, done, err := call(ctx, w, p.store, inst, p.entry); done {
+		return p.limit.explain(p.store, inst, status, err)
 	}
 	return 0, nil
 }

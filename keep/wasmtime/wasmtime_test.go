@@ -278,6 +278,45 @@ func TestRunTwice(t *testing.T) {
 	}
 }
 
+// TestPrepareRun: a run made ready ahead (engine.RunPreparer) runs as Run
+// does, once; one never run is freed by Close; what Run refuses before it
+// instantiates, PrepareRun refuses; and a run prepared and then cancelled
+// before it starts reports an interruption.
+func TestPrepareRun(t *testing.T) {
+	e := newEngine(t)
+	reactor := compileWAT(t, e, watReactor).(engine.RunPreparer)
+	p, err := reactor.PrepareRun(engine.RunOptions{Entrypoint: "run"})
+	if err != nil {
+		t.Fatalf("PrepareRun: %v", err)
+	}
+	if status, err := p.Run(context.Background()); err != nil || status != 5 {
+		t.Errorf("prepared Run() = %d, %v; want 5, nil", status, err)
+	}
+	p.Close() // after Run: nothing left to free, and no crash
+
+	unused, err := reactor.PrepareRun(engine.RunOptions{Entrypoint: "run"})
+	if err != nil {
+		t.Fatalf("PrepareRun: %v", err)
+	}
+	unused.Close()
+	unused.Close()
+
+	exports := compileWAT(t, e, watExports).(engine.RunPreparer)
+	if _, err := exports.PrepareRun(engine.RunOptions{Entrypoint: "nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("PrepareRun of a missing entrypoint: %v", err)
+	}
+
+	cancelled, err := reactor.PrepareRun(engine.RunOptions{Entrypoint: "run"})
+	if err != nil {
+		t.Fatalf("PrepareRun: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := cancelled.Run(ctx); !errors.Is(err, engine.ErrInterrupted) {
+		t.Errorf("Run of a prepared run with a cancelled context: %v, want ErrInterrupted", err)
+	}
+}
+
 func TestTrap(t *testing.T) {
 	e := newEngine(t)
 	for _, tc := range []struct {

@@ -110,17 +110,16 @@ func Run(args []string) int {
 		return 0
 	case f.Info:
 		err = Info(os.Stdout)
-	case f.Action == "start", f.Action == "delete", f.Action == ServeAction:
+	case f.Action == "delete":
+		err = Delete(f, os.Stdout, args, ServerExecutable)
+	case f.Action == "start", f.Action == ServeAction:
 		var server string
 		if server, err = ServerExecutable(); err != nil {
 			break
 		}
-		switch f.Action {
-		case "start":
+		if f.Action == "start" {
 			err = Start(f, os.Stdin, os.Stdout, server)
-		case "delete":
-			err = Delete(f, os.Stdout, server, args)
-		default:
+		} else {
 			err = execServer(server, args)
 		}
 	default:
@@ -353,15 +352,20 @@ func Serving(path string) bool {
 // nothing is left: Delete answers as the server binary's delete would, a
 // task killed (137, as runc's shim answers) with no process. Anything else
 // (a Keep perhaps running, a root filesystem still mounted, a cgroup) is
-// the server binary's delete, which Delete becomes, with the same args.
-func Delete(f Flags, out io.Writer, server string, args []string) error {
+// the server binary's delete, which Delete becomes, with the same args
+// (server finds that binary).
+func Delete(f Flags, out io.Writer, args []string, server func() (string, error)) error {
 	dir := f.Bundle
 	if dir == "" {
 		dir, _ = os.Getwd()
 	}
 	b := bundle.Bundle{Dir: dir}
 	if !b.IsCleaned() {
-		return execServer(server, args)
+		exe, err := server()
+		if err != nil {
+			return err
+		}
+		return execServer(exe, args)
 	}
 	if addr, err := os.ReadFile(b.Address()); err == nil {
 		if p := SocketPath(string(bytes.TrimSpace(addr))); !Serving(p) {

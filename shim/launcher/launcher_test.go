@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		args := os.Args[1:]
 		f, err := ParseFlags(args)
 		if err == nil {
-			err = Delete(f, os.Stdout, server, args)
+			err = Delete(f, os.Stdout, args, func() (string, error) { return server, nil })
 		}
 		if err != nil {
 			os.Stderr.WriteString(err.Error())
@@ -315,7 +315,8 @@ func TestDeleteCleaned(t *testing.T) {
 	}
 	var out bytes.Buffer
 	before := time.Now()
-	if err := Delete(Flags{ID: "c1", Bundle: dir, Action: "delete"}, &out, "/nonexistent/enarx-shim", nil); err != nil {
+	noServer := func() (string, error) { return "", errors.New("no server binary here") }
+	if err := Delete(Flags{ID: "c1", Bundle: dir, Action: "delete"}, &out, nil, noServer); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	var resp taskapi.DeleteResponse
