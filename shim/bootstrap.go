@@ -37,36 +37,19 @@ const RuntimeName = launcher.RuntimeName
 // as the launcher does them, so that the server binary alone is a shim too.
 // It returns the process exit status.
 func Run(ctx context.Context, args []string) int {
-	f, err := launcher.ParseFlags(args)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1: %v\n", err)
-		return 2
-	}
-	switch {
-	case f.Version:
-		launcher.PrintVersion(os.Stdout)
-		return 0
-	case f.Info:
-		err = launcher.Info(os.Stdout)
-	case f.Action == "start":
-		var exe string
-		if exe, err = os.Executable(); err == nil {
-			err = launcher.Start(f, os.Stdin, os.Stdout, exe)
-		}
-	case f.Action == "delete":
-		err = cleanup(ctx, f, os.Stdout)
-	case f.Action == launcher.ServeAction:
-		err = serve(ctx, f)
-	default:
-		fmt.Fprintf(os.Stderr, "%s: the server of the containerd runtime shim for %s; the shim, containerd-shim-enarx-v1, runs it (actions: serve, start, delete; flags -info, -v)\n", launcher.ServerBinary, RuntimeName)
-		return 2
-	}
-	if err != nil {
-		// stderr of start and delete reaches containerd's log.
-		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1 %s: %v\n", f.Action, err)
-		return 1
-	}
-	return 0
+	return launcher.Main(args, launcher.Actions{
+		Start: func(f launcher.Flags) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find own executable: %w", err)
+			}
+			return launcher.Start(f, os.Stdin, os.Stdout, exe)
+		},
+		Delete: func(f launcher.Flags, _ []string) error { return cleanup(ctx, f, os.Stdout) },
+		Serve:  func(f launcher.Flags, _ []string) error { return serve(ctx, f) },
+		Usage: fmt.Sprintf("%s: the server of the containerd runtime shim for %s; the shim, containerd-shim-enarx-v1, runs it (actions: serve, start, delete; flags -info, -v)",
+			launcher.ServerBinary, RuntimeName),
+	})
 }
 
 // cleanup is `shim delete`: containerd runs it in the bundle after the shim

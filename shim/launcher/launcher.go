@@ -96,9 +96,21 @@ func ParseFlags(args []string) (Flags, error) {
 	return f, nil
 }
 
-// Run is the launcher binary (containerd-shim-enarx-v1): it does what
-// containerd asks on the command line and returns the process exit status.
-func Run(args []string) int {
+// Actions are what a shim binary does for containerd's actions; -v and
+// -info are the same in every binary.
+type Actions struct {
+	// Start, Delete and Serve are start, delete and ServeAction; args
+	// are the whole command line.
+	Start  func(f Flags) error
+	Delete func(f Flags, args []string) error
+	Serve  func(f Flags, args []string) error
+	// Usage is printed for an action that is none of those.
+	Usage string
+}
+
+// Main does what containerd, or the launcher, asks a shim binary on the
+// command line, args, and returns the process exit status.
+func Main(args []string, a Actions) int {
 	f, err := ParseFlags(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1: %v\n", err)
@@ -110,20 +122,14 @@ func Run(args []string) int {
 		return 0
 	case f.Info:
 		err = Info(os.Stdout)
+	case f.Action == "start":
+		err = a.Start(f)
 	case f.Action == "delete":
-		err = Delete(f, os.Stdout, args, ServerExecutable)
-	case f.Action == "start", f.Action == ServeAction:
-		var server string
-		if server, err = ServerExecutable(); err != nil {
-			break
-		}
-		if f.Action == "start" {
-			err = Start(f, os.Stdin, os.Stdout, server)
-		} else {
-			err = execServer(server, args)
-		}
+		err = a.Delete(f, args)
+	case f.Action == ServeAction:
+		err = a.Serve(f, args)
 	default:
-		fmt.Fprintf(os.Stderr, "containerd-shim-enarx-v1: the containerd runtime shim for %s; containerd runs it (actions: start, delete; flags -info, -v)\n", RuntimeName)
+		fmt.Fprintln(os.Stderr, a.Usage)
 		return 2
 	}
 	if err != nil {
@@ -132,6 +138,31 @@ func Run(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// Run is the launcher binary (containerd-shim-enarx-v1): it does what
+// containerd asks on the command line and returns the process exit status.
+// start starts the server binary beside it; delete answers, or becomes the
+// server binary's delete; serve becomes the server.
+func Run(args []string) int {
+	return Main(args, Actions{
+		Start: func(f Flags) error {
+			server, err := ServerExecutable()
+			if err != nil {
+				return err
+			}
+			return Start(f, os.Stdin, os.Stdout, server)
+		},
+		Delete: func(f Flags, args []string) error { return Delete(f, os.Stdout, args, ServerExecutable) },
+		Serve: func(_ Flags, args []string) error {
+			server, err := ServerExecutable()
+			if err != nil {
+				return err
+			}
+			return execServer(server, args)
+		},
+		Usage: fmt.Sprintf("containerd-shim-enarx-v1: the containerd runtime shim for %s; containerd runs it (actions: start, delete; flags -info, -v)", RuntimeName),
+	})
 }
 
 // PrintVersion prints the shim's version, for -v.

@@ -368,3 +368,34 @@ func TestServerExecutable(t *testing.T) {
 		t.Errorf("ServerExecutable = %v, want an error naming %s", err, ServerBinary)
 	}
 }
+
+// TestMainActions: each action goes to its handler with the flags and the
+// whole command line; an unknown one is a usage error (2); a failing one
+// exits 1.
+func TestMainActions(t *testing.T) {
+	var got []string
+	a := Actions{
+		Start:  func(f Flags) error { got = append(got, "start "+f.ID); return nil },
+		Delete: func(f Flags, args []string) error { got = append(got, "delete "+strings.Join(args, " ")); return nil },
+		Serve:  func(f Flags, _ []string) error { return errors.New("no server") },
+		Usage:  "usage",
+	}
+	if st := Main([]string{"-id", "c1", "start"}, a); st != 0 {
+		t.Errorf("start: status %d", st)
+	}
+	if st := Main([]string{"-id", "c1", "-bundle", "/b", "delete"}, a); st != 0 {
+		t.Errorf("delete: status %d", st)
+	}
+	if st := Main([]string{"serve"}, a); st != 1 {
+		t.Errorf("a failing serve: status %d, want 1", st)
+	}
+	if st := Main([]string{"bogus"}, a); st != 2 {
+		t.Errorf("an unknown action: status %d, want 2", st)
+	}
+	if st := Main([]string{"-nosuchflag"}, a); st != 2 {
+		t.Errorf("an unknown flag: status %d, want 2", st)
+	}
+	if want := []string{"start c1", "delete -id c1 -bundle /b delete"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("handlers got %q, want %q", got, want)
+	}
+}
