@@ -28,15 +28,6 @@ import (
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
-func marshal(t *testing.T, m proto.Message) []byte {
-	t.Helper()
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // startTestKeep starts a Keep (this test binary) for container id, created
 // but not running, and kills it when the test ends.
 func startTestKeep(t *testing.T, id string) *keep.Process {
