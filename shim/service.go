@@ -476,17 +476,34 @@ func (t *task) cleanup(ctx context.Context) bool {
 		t.io.closeLogger()
 	}
 	clean := true
-	if t.rootfs != "" {
-		if err := mount.UnmountAll(t.rootfs, 0); err != nil {
-			log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
-			clean = false
-		}
+	if err := t.unmountRootfs(); err != nil {
+		log.G(ctx).WithError(err).WithField("rootfs", t.rootfs).Warn("unmount rootfs")
+		clean = false
 	}
 	if err := t.bundle.Clean(); err != nil {
 		log.G(ctx).WithError(err).Warn("clean bundle")
 		clean = false
 	}
 	return t.removeCgroup(ctx) && clean
+}
+
+// unmountRootfs unmounts the root filesystem the shim mounted, if any, once:
+// a second call, or one while the first runs, waits for the first and
+// returns its error.
+func (t *task) unmountRootfs() error {
+	t.mu.Lock()
+	if t.unmount == nil {
+		rootfs := t.rootfs
+		t.unmount = sync.OnceValue(func() error {
+			if rootfs == "" {
+				return nil
+			}
+			return mount.UnmountAll(rootfs, 0)
+		})
+	}
+	unmount := t.unmount
+	t.mu.Unlock()
+	return unmount()
 }
 
 // watch records the Keep's exit once and publishes it, after an OOM event
@@ -525,6 +542,14 @@ func (s *service) watch(t *task) {
 			ExitStatus:  uint32(status),
 			ExitedAt:    timestamppb.New(at),
 		})
+		if t.keep != nil {
+			// Nothing uses the root filesystem of a stopped task: its
+			// Keep is gone, and a task never runs again. Its unmount,
+			// which syncs the overlay's upper layer (3-4 ms on the CI
+			// machine class), is done while containerd and its client
+			// answer the exit, rather than in Delete, which waits for it.
+			go func() { _ = t.unmountRootfs() }()
+		}
 	}
 	close(t.reaped)
 }

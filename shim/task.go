@@ -77,8 +77,9 @@ type task struct {
 	id     string
 	bundle oci.Bundle
 	// rootfs is the directory where the shim mounted the container's root
-	// filesystem, empty when it mounted none.
+	// filesystem, empty when it mounted none; unmount unmounts it, once.
 	rootfs                string
+	unmount               func() error
 	stdin, stdout, stderr string
 	io                    *stdio
 	// proc is what the task runs: its Keep, or the process holding a pod
