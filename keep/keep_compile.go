@@ -106,11 +106,20 @@ type measuredModule struct {
 
 // openModule opens and measures the module at path.
 func openModule(path string) (*measuredModule, error) {
+	f, err := openModuleFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return measureModule(f)
+}
+
+// openModuleFile opens the module at path, to measure (measureModule).
+func openModuleFile(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read module: %w", err)
 	}
-	return measureModule(f)
+	return f, nil
 }
 
 // measureModule measures the module open as f, which it takes: f is closed

@@ -116,9 +116,9 @@ func Main(args []string, newEngine EngineFactory) int {
 	// The module is open before the container is built beside prepare
 	// (buildAhead): a mount of the container's over the module's directory
 	// must not change which file the Keep measures.
-	module, err := os.Open(cfg.Module)
+	module, err := openModuleFile(cfg.Module)
 	if err != nil {
-		return fail(fmt.Errorf("read module: %w", err))
+		return fail(err)
 	}
 	ahead := buildAhead(cfg)
 	k, err := prepare(ctx, cfg, module, enginec)

@@ -80,11 +80,7 @@ func cleanup(ctx context.Context, f launcher.Flags, out io.Writer) error {
 			exitedAt = time.Now()
 		}
 	}
-	if b, err := os.ReadFile(bundle.Address()); err == nil {
-		if p := launcher.SocketPath(strings.TrimSpace(string(b))); !launcher.Serving(p) {
-			os.Remove(p)
-		}
-	}
+	launcher.RemoveStaleSocket(bundle)
 	// The same cleanup as Delete: the rootfs only if Create mounted it.
 	var cg *cgroup.Cgroup
 	if spec, err := bundle.Spec(); err == nil {

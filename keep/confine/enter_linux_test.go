@@ -70,7 +70,11 @@ func child(path string) int {
 	}
 	fmt.Printf("took: %v\n", time.Since(began))
 	if in.LockDown {
-		if err := LockDown(); err != nil {
+		f, err := AssembleLockDown()
+		if err == nil {
+			err = f.LockDown()
+		}
+		if err != nil {
 			fmt.Println("lockdown:", err)
 			return 3
 		}

@@ -54,9 +54,6 @@ const BoundingEnv = "ENARX_KEEP_BOUNDING"
 // StartBounding is Linux's.
 func (s *Spec) StartBounding() (uint64, bool) { return 0, false }
 
-// LockDown is for Linux only.
-func LockDown() error { return errors.New("confinement: a Keep is confined on Linux only") }
-
 // KeepFilter is the Keep's own seccomp filter.
 type KeepFilter struct{}
 
@@ -66,7 +63,9 @@ func AssembleLockDown() (*KeepFilter, error) {
 }
 
 // LockDown is for Linux only.
-func (*KeepFilter) LockDown() error { return LockDown() }
+func (*KeepFilter) LockDown() error {
+	return errors.New("confinement: a Keep is confined on Linux only")
+}
 
 // Hold is for Linux only.
 func Hold(string, map[string]string, func()) error { return errors.New("pod sandbox: Linux only") }

@@ -67,27 +67,15 @@ var keepSyscalls = []string{
 	"pidfd_open", "pidfd_send_signal", "seccomp",
 }
 
-// LockDown gives the confined Keep a seccomp filter of its own, on every
-// thread and stacked on the spec's: only keepSyscalls. Call it once the
-// Keep has done everything but run its workload (startContainer hooks
-// included). It sets no_new_privs, which a Keep that executes nothing does
-// not feel, so that the filter loads without CAP_SYS_ADMIN.
-// LockDown() is AssembleLockDown() and then the filter's LockDown.
-func LockDown() error {
-	f, err := AssembleLockDown()
-	if err != nil {
-		return err
-	}
-	return f.LockDown()
-}
-
-// KeepFilter is the Keep's own seccomp filter, assembled, not loaded.
+// KeepFilter is the Keep's own seccomp filter, assembled, not loaded: a
+// Keep assembles it (AssembleLockDown) while it waits to run, and loads it
+// (LockDown) just before its workload runs.
 type KeepFilter struct {
 	filter []unix.SockFilter
 }
 
-// AssembleLockDown assembles the filter LockDown loads, which depends on
-// nothing of the Keep's: a Keep assembles it while it waits to run.
+// AssembleLockDown assembles the Keep's filter, which depends on nothing of
+// the Keep's.
 func AssembleLockDown() (*KeepFilter, error) {
 	info, err := arch.GetInfo("")
 	if err != nil {
@@ -107,7 +95,11 @@ func AssembleLockDown() (*KeepFilter, error) {
 	return &KeepFilter{filter: filter}, nil
 }
 
-// LockDown loads f on every thread, with no_new_privs (see LockDown).
+// LockDown gives the confined Keep its seccomp filter f, on every thread
+// and stacked on the spec's: only keepSyscalls. Call it once the Keep has
+// done everything but run its workload (startContainer hooks included). It
+// sets no_new_privs, which a Keep that executes nothing does not feel, so
+// that the filter loads without CAP_SYS_ADMIN.
 func (f *KeepFilter) LockDown() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

@@ -353,7 +353,7 @@ var errServing = errors.New("a shim already listens there")
 func listen(path string) (*net.UnixListener, error) {
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
-		if Serving(path) {
+		if serving(path, time.Second) {
 			return nil, fmt.Errorf("%s: %w", path, errServing)
 		}
 		os.Remove(path)
@@ -367,14 +367,27 @@ func listen(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// Serving reports whether a shim server answers on the socket.
-func Serving(path string) bool {
-	c, err := net.DialTimeout("unix", path, 200*time.Millisecond)
+// serving reports whether a shim server answers on the socket within
+// timeout.
+func serving(path string, timeout time.Duration) bool {
+	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		return false
 	}
 	c.Close()
 	return true
+}
+
+// RemoveStaleSocket removes the socket the bundle's address file names
+// when no shim server answers on it any more (`shim delete`).
+func RemoveStaleSocket(b bundle.Bundle) {
+	addr, err := os.ReadFile(b.Address())
+	if err != nil {
+		return
+	}
+	if p := SocketPath(string(bytes.TrimSpace(addr))); !serving(p, 200*time.Millisecond) {
+		os.Remove(p)
+	}
 }
 
 // Delete is `shim delete`, which containerd runs in the bundle after the
@@ -398,11 +411,7 @@ func Delete(f Flags, out io.Writer, args []string, server func() (string, error)
 		}
 		return execServer(exe, args)
 	}
-	if addr, err := os.ReadFile(b.Address()); err == nil {
-		if p := SocketPath(string(bytes.TrimSpace(addr))); !Serving(p) {
-			os.Remove(p)
-		}
-	}
+	RemoveStaleSocket(b)
 	_, err := out.Write(DeleteResponse(0, 128+uint32(syscall.SIGKILL), time.Now()))
 	return err
 }
