@@ -108,6 +108,9 @@ func (s Spec) Endpoint() (Endpoint, error) {
 			e.IP = ip.Unmap()
 		}
 	}
+	if z := e.IP.Zone(); z != "" && !isInterfaceName(z) {
+		return Endpoint{}, fmt.Errorf("sockets: %s: addr %q: zone %q is not a network interface name: write the interface after %%, e.g. \"[fe80::1%%eth0]:%d\"", s, s.Addr, z, port)
+	}
 	switch s.Kind {
 	case Listen:
 		if host != "" && !e.IP.IsValid() {
@@ -128,6 +131,22 @@ func (s Spec) Endpoint() (Endpoint, error) {
 		}
 	}
 	return e, nil
+}
+
+// isInterfaceName reports whether z can name a network interface, as an
+// IPv6 zone does: what Linux takes as one (1 to 15 bytes, not "." or "..",
+// no '/', ':' or white space), in printable ASCII and without '%', so that
+// the address reads and is written back the same way (as in a URL).
+func isInterfaceName(z string) bool {
+	if len(z) == 0 || len(z) > 15 || z == "." || z == ".." {
+		return false
+	}
+	for i := 0; i < len(z); i++ {
+		if c := z[i]; c <= ' ' || c > '~' || c == '/' || c == ':' || c == '%' {
+			return false
+		}
+	}
+	return true
 }
 
 // isHostName reports whether h can be a DNS name to resolve: at most 253

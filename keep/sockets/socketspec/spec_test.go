@@ -13,6 +13,8 @@ func TestValidateAccepts(t *testing.T) {
 		{Name: "web", Kind: Listen, Prot: TCP, Addr: "127.0.0.1:0"},
 		{Name: "web", Kind: Listen, Prot: TCP, Addr: "0.0.0.0:80"},
 		{Name: "web", Kind: Listen, Prot: TCP, Addr: "[fe80::1%lo]:80"},
+		{Name: "web", Kind: Listen, Prot: TCP, Addr: "[fe80::1%2]:80"},
+		{Name: "db", Kind: Connect, Prot: TCP, Addr: "[fe80::1%eth0.100]:5432"},
 		{Name: "db", Kind: Connect, Prot: TCP, Addr: "db.example:5432"},
 		{Name: "db", Kind: Connect, Prot: TLS, Addr: "[::1]:5432"},
 		{Name: "db", Kind: Connect, Prot: TLS, Addr: "127.0.0.1:65535"},
@@ -45,6 +47,11 @@ func TestValidateRejects(t *testing.T) {
 		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: ":5432"}, []string{`addr ":5432" has no host`}},
 		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: "db.example:0"}, []string{"port 0 cannot be connected to"}},
 		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: "0.0.0.0:5432"}, []string{"can only be listened on"}},
+		// An IPv6 zone names a network interface.
+		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: "[::%\xf4]:0"}, []string{`zone "\xf4" is not a network interface name`, "%eth0"}},
+		{Spec{Name: "web", Kind: Listen, Prot: TCP, Addr: "[fe80::1%a b]:80"}, []string{`zone "a b" is not a network interface name`}},
+		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: "[fe80::1%../x]:80"}, []string{"is not a network interface name"}},
+		{Spec{Name: "db", Kind: Connect, Prot: TCP, Addr: "[fe80::1%averyveryverylongname]:80"}, []string{"is not a network interface name"}},
 	} {
 		err := tc.spec.Validate()
 		if err == nil {
