@@ -103,12 +103,14 @@ func TestConfinementUserNamespace(t *testing.T) {
 	forEachDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
 		ref := importFsprobeImageAs(t, d, ns, "docker.io/enarx-test/fsprobe-userns:latest", "", image...)
+		// --device of a node every container has (/dev/null) lists it a
+		// second time: in a user namespace the host's node is bound once.
 		opts := []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
-			"--mount", "type=bind,src=" + out + ",dst=/out,options=rbind:rw"}
+			"--mount", "type=bind,src=" + out + ",dst=/out,options=rbind:rw", "--device", "/dev/null"}
 		name := "mine-" + randomHex(4)
 		stdout, stderr, exit := runWasm(t, d, ns, opts, ref, uniqueID("userns"), "/app.wasm",
 			"read", "/secret.txt", "read", "/out/host-root.txt", "write", "/out/host-root.txt", "overwritten",
-			"write", "/out/"+name, "by the container's root", "read", "/proc/self/uid_map")
+			"write", "/out/"+name, "by the container's root", "read", "/proc/self/uid_map", "write", "/dev/null", "x")
 		if exit != 3 {
 			t.Errorf("exit %d, want 3 (one refusal); stderr: %s", exit, stderr)
 		}
@@ -118,6 +120,7 @@ func TestConfinementUserNamespace(t *testing.T) {
 			"write /out/host-root.txt": "error",
 			"write /out/" + name:       "ok",
 			"read /proc/self/uid_map":  "ok: 0     100000      65536",
+			"write /dev/null":          "ok",
 		})
 		if b, _ := os.ReadFile(filepath.Join(out, "host-root.txt")); string(b) != "the host's root's" {
 			t.Errorf("the host's file now holds %q", b)

@@ -345,7 +345,7 @@ var devLinks = [][2]string{
 // makeDevices fills a /dev the spec mounts as a tmpfs: the default device
 // nodes, the spec's linux.devices and the usual links.
 func (v *view) makeDevices(devices []specs.LinuxDevice) error {
-	for _, d := range append(append([]specs.LinuxDevice(nil), defaultDevices...), devices...) {
+	for _, d := range withDefaultDevices(devices) {
 		if err := v.mknod(d); err != nil {
 			return fmt.Errorf("device %s: %w", d.Path, err)
 		}
@@ -362,6 +362,23 @@ func (v *view) makeDevices(devices []specs.LinuxDevice) error {
 		}
 	}
 	return nil
+}
+
+// withDefaultDevices is the spec's devices after the default ones it does
+// not list: a spec's device takes the place of the default at its path, as
+// in runc, rather than being made a second time over it.
+func withDefaultDevices(devices []specs.LinuxDevice) []specs.LinuxDevice {
+	all := make([]specs.LinuxDevice, 0, len(defaultDevices)+len(devices))
+next:
+	for _, d := range defaultDevices {
+		for _, s := range devices {
+			if path.Clean(s.Path) == d.Path {
+				continue next
+			}
+		}
+		all = append(all, d)
+	}
+	return append(all, devices...)
 }
 
 // mknod makes the device node d in the view.
@@ -414,15 +431,26 @@ func (v *view) mknod(d specs.LinuxDevice) error {
 // in dir, for a Keep in a user namespace.
 func bindDevice(dir *os.File, base string, d specs.LinuxDevice) error {
 	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
+	switch {
+	case err == nil:
+		unix.Close(fd)
+	case !errors.Is(err, unix.EEXIST):
 		return err
 	}
-	unix.Close(fd)
+	// A node already there (a device the spec lists twice, bound once) is
+	// bound over, as runc does; anything but a file or a device is refused.
 	target, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), base), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(target.Fd()), &st); err != nil {
+		return err
+	}
+	if k := st.Mode & unix.S_IFMT; k != unix.S_IFREG && k != unix.S_IFCHR && k != unix.S_IFBLK && k != unix.S_IFIFO {
+		return fmt.Errorf("%s is there already and is not a file or a device node: %w", d.Path, unix.EEXIST)
+	}
 	if err := unix.Mount(d.Path, procPath(target), "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind the host's %s (a user namespace makes no device nodes): %w", d.Path, err)
 	}

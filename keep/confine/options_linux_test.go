@@ -1,6 +1,8 @@
 package confine
 
 import (
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -157,5 +159,31 @@ func TestStartBounding(t *testing.T) {
 		if _, ok := s.StartBounding(); ok {
 			t.Errorf("%s: StartBounding() says the Keep may take the bounding set on at its start", name)
 		}
+	}
+}
+
+// TestWithDefaultDevices: a device the spec lists at a default node's path
+// takes that node's place (as runc's specconv does); the others are kept,
+// defaults first.
+func TestWithDefaultDevices(t *testing.T) {
+	mode := os.FileMode(0o600)
+	spec := []specs.LinuxDevice{
+		{Path: "/dev/null", Type: "c", Major: 1, Minor: 3, FileMode: &mode},
+		{Path: "/dev/kmsg", Type: "c", Major: 1, Minor: 11},
+		{Path: "/dev/./zero", Type: "c", Major: 1, Minor: 5},
+	}
+	var got []string
+	for _, d := range withDefaultDevices(spec) {
+		got = append(got, d.Path)
+		if d.Path == "/dev/null" && d.FileMode == nil {
+			t.Errorf("/dev/null is the default node, not the spec's")
+		}
+	}
+	want := []string{"/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/null", "/dev/kmsg", "/dev/./zero"}
+	if !slices.Equal(got, want) {
+		t.Errorf("devices %v, want %v", got, want)
+	}
+	if n := len(withDefaultDevices(nil)); n != len(defaultDevices) {
+		t.Errorf("no spec devices: %d nodes, want the %d defaults", n, len(defaultDevices))
 	}
 }
