@@ -67,6 +67,7 @@ func Main(args []string, newEngine EngineFactory) int {
 	pause := fs.Bool("pause", false, "hold a pod's namespaces (see StartSandbox)")
 	hostname := fs.String("hostname", "", "the pod's hostname, with -pause")
 	innerProc := fs.Bool(innerFlag, false, "run the workload of a Keep with a user namespace (see startInner)")
+	startedAhead := fs.Bool(aheadFlag, false, "started before its container's Create: read the hand-over first (see StartAhead)")
 	sysctls := sysctlFlag{}
 	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
@@ -104,11 +105,30 @@ func Main(args []string, newEngine EngineFactory) int {
 	// config is read and the module measured. Its first calls into
 	// wasmtime, which fault in its code, are most of a Keep's wait for it.
 	enginec := startEngine(newEngine)
+	var rootTree *os.File
+	if *startedAhead {
+		// Until the hand-over, stdio is /dev/null: a shim that went away
+		// before its container's Create ends the Keep without a word.
+		if rootTree, err = receiveHandOver(ctl); err != nil {
+			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", *id, err)
+			return StatusFailed
+		}
+	}
 	dec, enc, req, fail := acceptConfig(ctl)
 	if req.Config == nil {
 		return StatusFailed
 	}
 	cfg := *req.Config
+	if rootTree != nil {
+		// Before the module is opened: it is in the root filesystem.
+		if cfg.Container == nil || cfg.Container.UserNS() {
+			rootTree.Close()
+			return fail(errors.New("keep config: a Keep started ahead runs a container without a user namespace"))
+		}
+		if err := cfg.Container.AttachRootTree(rootTree); err != nil {
+			return fail(err)
+		}
+	}
 	if err := checkNullStdio(cfg.NullStdio); err != nil {
 		return fail(err)
 	}

@@ -79,6 +79,10 @@ type StartOptions struct {
 	// compiler. Run replaces it with the container's limit, or lifts it.
 	// 0 means none.
 	CompileMemory int64
+	// Ahead, when not nil, is the Keep StartAhead started for this
+	// container: Start takes it when it was started for these options, and
+	// stops it otherwise.
+	Ahead *Ahead
 }
 
 // MemoryHeadroom is what the kernel's memory limit of a Keep's cgroup adds
@@ -117,6 +121,11 @@ type Process struct {
 // Start executes a Keep process and waits until it reports ready: the module
 // is compiled and attested, and the workload waits for Run. A Keep that cannot
 // get ready is stopped, its cgroup removed, and its reason returned.
+//
+// With opts.Ahead, a Keep started for the same container before its Create
+// (StartAhead), Start hands that one its stdio, root filesystem and config
+// instead of executing another; one started for other options is stopped
+// first.
 func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	// Start owns a pending cgroup from here: it takes it (and then removes
 	// it with the rest when it fails), or removes it.
@@ -129,15 +138,59 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	}
 	id := opts.Config.ID
 	if err := opts.Config.Validate(); err != nil {
+		if opts.Ahead != nil {
+			opts.Ahead.Discard(ctx)
+		}
 		return nil, err
 	}
+	began := time.Now()
+	var p *Process
+	ahead := opts.Ahead.take(ctx, opts)
+	if ahead != nil {
+		p = ahead
+	} else if p, err = spawn(ctx, opts, false); err != nil {
+		return nil, err
+	}
+	// One rollback for every failure below: the Keep killed and reaped,
+	// the control socket closed, the cgroup removed.
+	defer func() {
+		if err != nil {
+			p.abandon(ctx, id)
+		}
+	}()
+	if ahead != nil {
+		if err := p.handOver(opts); err != nil {
+			return nil, fmt.Errorf("keep %s: %w", id, err)
+		}
+	}
+	started := time.Now()
+	if err := p.sendConfig(opts.Config); err != nil {
+		if exitedEarly(err) {
+			status, _ := p.Status()
+			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, p.cmd.Path)
+		}
+		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
+	}
+	if err := p.awaitReady(ctx, opts.Prepared); err != nil {
+		return nil, p.notReady(id, opts.Config.Module, err)
+	}
+	log.G(ctx).WithField("id", id).WithField("ahead", ahead != nil).WithField("exec", started.Sub(began)).
+		WithField("ready", time.Since(started)).Debug("keep started")
+	return p, nil
+}
+
+// spawn executes a Keep process for opts in its cgroup and namespaces. A
+// Keep started ahead (StartAhead) gets no stdio (/dev/null until Start
+// hands it the container's) and waits for them first; it must start in its
+// cgroup, not be moved there, and takes no compile memory limit yet.
+func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err error) {
+	id := opts.Config.ID
 	exe := opts.Executable
 	if exe == "" {
 		if exe, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("keep %s: find runtime executable: %w", id, err)
 		}
 	}
-	began := time.Now()
 	ctl, remote, err := controlSocket()
 	if err != nil {
 		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
@@ -153,8 +206,6 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
-	// One rollback for every failure below: the Keep killed and reaped,
-	// the control socket closed, the cgroup removed.
 	defer func() {
 		if err != nil {
 			p.abandon(ctx, id)
@@ -163,15 +214,24 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	if opts.Cgroup != "" {
 		// Made before the Keep starts, so that a cgroup that cannot be made
 		// starts nothing.
+		if ahead {
+			opts.CompileMemory = 0 // set when Start hands it over
+		}
 		if err := p.makeCgroup(opts); err != nil {
 			return nil, fmt.Errorf("keep %s: %w", id, err)
 		}
 	}
 
-	cmd := exec.Command(exe, Subcommand, "-id", id)
+	args := []string{Subcommand, "-id", id}
+	if ahead {
+		args = append(args, "-"+aheadFlag)
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Dir = opts.Dir
 	cmd.Env = keepEnv(os.Environ())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
+	if !ahead {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdio.Stdin, opts.Stdio.Stdout, opts.Stdio.Stderr
+	}
 	cmd.ExtraFiles = []*os.File{remote, reasonW}
 	// The Keep must not take the shim's signals (a process group of its
 	// own), and must not outlive the decision of containerd to delete it:
@@ -192,6 +252,9 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 			}
 			defer dir.Close()
 		}
+	}
+	if ahead && placement == cgroup.MoveAfterStart && p.cgroup != nil {
+		return nil, fmt.Errorf("keep %s: its cgroup %s cannot be joined at start (a systemd driver's): it is not started ahead", id, opts.Cgroup)
 	}
 	start := func() error { return confine.Start(cmd, nil, prepare) }
 	if c := opts.Config.Container; c != nil {
@@ -216,7 +279,6 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	p.cmd = cmd
 	go p.wait()
 
-	started := time.Now()
 	// A Keep that could not start in its cgroup (a systemd driver's, made
 	// by systemd with the Keep in it) waits for its config before it does
 	// anything: in its cgroup by then, it is limited and accounted from its
@@ -226,19 +288,6 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 			return nil, fmt.Errorf("keep %s: %w", id, err)
 		}
 	}
-	placed := time.Now()
-	if err := p.sendConfig(opts.Config); err != nil {
-		if exitedEarly(err) {
-			status, _ := p.Status()
-			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, exe)
-		}
-		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
-	}
-	if err := p.awaitReady(ctx, opts.Prepared); err != nil {
-		return nil, p.notReady(id, opts.Config.Module, err)
-	}
-	log.G(ctx).WithField("id", id).WithField("exec", started.Sub(began)).WithField("cgroup", placed.Sub(started)).
-		WithField("ready", time.Since(placed)).Debug("keep started")
 	return p, nil
 }
 

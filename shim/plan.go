@@ -65,8 +65,7 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	}
 	// The Keep is a container: it sees the container's filesystem view,
 	// not preopens of its parts.
-	cfg.Container = confine.FromOCI(p.spec, p.bundle.Rootfs(p.spec))
-	cfg.Container.ID, cfg.Container.Bundle = p.id, p.bundle.Dir
+	cfg.Container = keepContainer(p.id, p.bundle, p.spec)
 	cfg.Preopens = nil
 	opts := keep.StartOptions{Dir: p.bundle.Dir, CompileMemory: p.policy.CompileMemory()}
 	if l := p.spec.Linux; l != nil {
@@ -85,6 +84,14 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	}
 	opts.Config = cfg
 	return opts, nil
+}
+
+// keepContainer is the confinement of container id's Keep: its spec's,
+// with its root filesystem in bundle.
+func keepContainer(id string, bundle oci.Bundle, spec *specs.Spec) *confine.Spec {
+	c := confine.FromOCI(spec, bundle.Rootfs(spec))
+	c.ID, c.Bundle = id, bundle.Dir
+	return c
 }
 
 // keepCgroup is the cgroup of a Keep of spec: linux.cgroupsPath ("" for

@@ -70,6 +70,11 @@ func serve(ctx context.Context, f launcher.Flags) error {
 	}
 	svc := newService(f.Namespace, events, d, stop)
 	svc.exe = keepExecutable()
+	// The Keep starts now, beside the server's own start and containerd's
+	// connection: Create hands it its config.
+	if dir, err := os.Getwd(); err == nil {
+		svc.startAhead(ctx, f.ID, dir)
+	}
 	register(server, svc)
 	registerAttestation(server, svc)
 
@@ -81,20 +86,15 @@ func serve(ctx context.Context, f launcher.Flags) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ctx, l) }()
 	// While containerd connects and sends Create: the connection to
-	// containerd for the labels, and the decoding of a runtime spec (the
-	// bundle's: the server runs in it), whose first use costs about 1 ms
-	// in encoding/json's per-type caches. Nothing of it is kept but the
-	// connection and those caches.
-	go func() {
-		d.Warm()
-		_, _ = oci.LoadSpec(".")
-	}()
+	// containerd for the labels (startAhead has decoded the bundle's spec,
+	// which warms encoding/json's per-type caches for Create's).
+	go d.Warm()
 	orphan := time.NewTimer(orphanTimeout)
 	defer orphan.Stop()
 	for {
 		select {
 		case <-done:
-			return shutdown(ctx, server, events, d, "")
+			return shutdown(ctx, svc, server, events, d, "")
 		case err := <-serveErr:
 			return fmt.Errorf("serve ttrpc: %w", err)
 		case <-orphan.C:
@@ -102,11 +102,11 @@ func serve(ctx context.Context, f launcher.Flags) error {
 				continue
 			}
 			log.G(ctx).Warn("no task created: exiting")
-			return shutdown(ctx, server, events, d, f.Socket)
+			return shutdown(ctx, svc, server, events, d, f.Socket)
 		case sig := <-signals:
 			if svc.empty() {
 				log.G(ctx).WithField("signal", sig).Info("exiting on signal")
-				return shutdown(ctx, server, events, d, f.Socket)
+				return shutdown(ctx, svc, server, events, d, f.Socket)
 			}
 			log.G(ctx).WithField("signal", sig).Warn("ignoring signal: tasks are still running")
 		}
@@ -115,9 +115,10 @@ func serve(ctx context.Context, f launcher.Flags) error {
 
 // shutdown stops the server; socket, unless "", is unlinked (a server that
 // stops without a Shutdown request: nobody else listens there yet).
-func shutdown(ctx context.Context, server *ttrpc.Server, events *publisher, d *daemon, socket string) error {
+func shutdown(ctx context.Context, svc *service, server *ttrpc.Server, events *publisher, d *daemon, socket string) error {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	svc.discardAhead(ctx)
 	events.Close(tctx)
 	_ = server.Shutdown(tctx)
 	d.Close()

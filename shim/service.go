@@ -63,6 +63,9 @@ type service struct {
 	creating map[string]bool
 	// created is set by the first successful Create.
 	created bool
+	// ahead is the Keep started as the server started, until a Create
+	// takes it (see startAhead).
+	ahead *aheadKeep
 }
 
 var _ taskapi.TTRPCTaskService = (*service)(nil)
@@ -191,6 +194,11 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	s.daemon.Warm() // the labels need the connection once the Keep is ready
 	bundle := oci.Bundle{Dir: r.Bundle}
 	t := newTask(r.ID, bundle, r.Stdin, r.Stdout, r.Stderr)
+	// The Keep started ahead, when it was started for this container, is
+	// the one Create hands its config (keep.Start checks that it is);
+	// whatever fails before discards it.
+	ahead := s.takeAhead(ctx, r.ID)
+	defer func() { ahead.Discard(ctx) }()
 	spec, err := bundle.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
@@ -222,7 +230,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}()
 	// The Keep's cgroup is made meanwhile: the spec says all of it.
 	var pending *keep.PendingCgroup
-	if path, res := keepCgroup(spec); path != "" {
+	if path, res := keepCgroup(spec); path != "" && path != ahead.Cgroup() {
 		pending = keep.MakeCgroup(path, res)
 		defer func() {
 			if pending != nil {
@@ -277,6 +285,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 	}()
 	opts.PendingCgroup, pending = pending, nil // keep.Start's now
+	opts.Ahead, ahead = ahead, nil
 	keepBegan := time.Now()
 	proc, err := keep.Start(ctx, opts)
 	t.io.closeKeepSide()

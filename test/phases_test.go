@@ -372,10 +372,10 @@ parent: the shim's ` + "`start`" + ` (the daemon's first exec of the shim), the 
 the server's children (the Keep; runc's commands), ` + "`shim delete`" + ` (the daemon's second
 exec). A moment is ms after ctr's exec; other rows are the time between two moments, the
 median of the per-run differences. "shim log" rows are the shim's own timings for the run's
-container (daemon at log level debug): *keep started* — exec (fork and exec of the Keep, in
-the shim), cgroup (placing it in the container's cgroup: cgroup v1 here, a migration that
-waits for an RCU grace period), ready (config sent → ready: module read and digest, engine,
-cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
+container (daemon at log level debug): *keep started* — exec (fork and exec of the Keep in
+its cgroup, in the shim; for a Keep the shim started ahead, as it started, the hand-over of
+its stdio and root filesystem), ready (config sent → ready: module read and digest, engine
+when not made ahead, cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
 load), attest, confine, labels (the enarx.dev labels set through containerd's API), create
 (the whole Create request); *task deleted* — cleanup (Delete: the rootfs unmounted, the
 bundle's files and the cgroup removed).
@@ -389,9 +389,9 @@ var phaseRows = []struct{ label, from, to string }{
 	{"`shim start`: fork → exec", "start fork", "start exec"},
 	{"`shim start`: exec → exit (Go init, bootstrap, listen, fork+exec server)", "start exec", "start exit"},
 	{"`shim start` exec → server exec", "start exec", "serve exec"},
-	{"server exec → first child exec (Go init, ttrpc, Create until the Keep or runc)", "serve exec", "child exec *1"},
+	{"server exec → first child exec (runc: Go init, ttrpc, Create until `runc create`; enarx: until the Keep it starts ahead)", "serve exec", "child exec *1"},
 	{"first child: fork → exec", "child fork *1", "child exec *1"},
-	{"first child exec → exit (the Keep or `runc create`: its whole life)", "child exec *1", "child exit *1"},
+	{"first child exec → exit (the Keep or `runc create`: its whole life; a Keep started ahead waits for Create in it)", "child exec *1", "child exit *1"},
 	{"last child exit → `shim delete` exec", "child exit *n", "delete exec"},
 	{"`shim delete`: fork → exec", "delete fork", "delete exec"},
 	{"`shim delete`: exec → exit", "delete exec", "delete exit"},

@@ -457,6 +457,27 @@ func bindDevice(dir *os.File, base string, d specs.LinuxDevice) error {
 	return nil
 }
 
+// AttachRootTree attaches tree, a detached tree of the root filesystem
+// that the shim made on the host (open_tree(2)), at s.Rootfs in the
+// process's mount namespace, and closes it: a Keep started before its root
+// filesystem was mounted (keep.StartAhead) has a mount namespace without
+// that mount. The namespace's mounts get s's propagation first, as Build
+// gives them, so that the tree is not propagated back to the host; a
+// shared propagation, which would, is refused (see SharedPropagation).
+func (s *Spec) AttachRootTree(tree *os.File) error {
+	defer tree.Close()
+	if s.SharedPropagation() {
+		return fmt.Errorf("confinement: rootfs propagation %s: a root filesystem shared with the host is bound by Build, not attached", s.Propagation)
+	}
+	if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, unix.MS_SLAVE|unix.MS_REC), ""); err != nil {
+		return fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
+	}
+	if err := unix.MoveMount(int(tree.Fd()), "", unix.AT_FDCWD, s.Rootfs, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("confinement: attach the tree of the root filesystem at %s: %w", s.Rootfs, err)
+	}
+	return nil
+}
+
 // remount changes the flags of the bind mount at p to flags. In a user
 // namespace the flags a mount was made with by the host (nosuid, nodev,
 // noexec, read-only, atime) are locked, and a remount must keep them: it

@@ -21,6 +21,11 @@ func Build(*Spec, string, *os.File) (*Built, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
+// AttachRootTree is for Linux only.
+func (*Spec) AttachRootTree(*os.File) error {
+	return errors.New("confinement: a Keep is confined on Linux only")
+}
+
 // Built is a Keep whose container Build made.
 type Built struct{}
 

@@ -1,0 +1,68 @@
+package shim
+
+import (
+	"context"
+
+	"github.com/containerd/log"
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/oci"
+)
+
+// aheadKeep is the Keep the server starts as it starts (keep.StartAhead),
+// for the container containerd started it for: containerd wrote the
+// bundle, the server's working directory, before it ran the shim, so the
+// spec says the Keep's namespaces and cgroup already.
+type aheadKeep struct {
+	id   string
+	done chan struct{}
+	keep *keep.Ahead
+}
+
+// startAhead starts the Keep of container id, whose bundle is dir (the
+// server's working directory), while the server goes on; takeAhead waits for it. A bundle
+// whose Keep is not started ahead (a pod's sandbox, a user namespace, a
+// cgroup a systemd driver places, anything unreadable) starts none: Create
+// starts the Keep then, and reports what is wrong.
+func (s *service) startAhead(ctx context.Context, id, dir string) {
+	a := &aheadKeep{id: id, done: make(chan struct{})}
+	s.mu.Lock()
+	s.ahead = a
+	s.mu.Unlock()
+	go func() {
+		defer close(a.done)
+		bundle := oci.Bundle{Dir: dir}
+		spec, err := bundle.Spec()
+		if err != nil || isSandbox(spec) {
+			return
+		}
+		opts := keep.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
+		opts.Cgroup, opts.Resources = keepCgroup(spec)
+		if a.keep, err = keep.StartAhead(ctx, opts); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Debug("no Keep started ahead")
+		}
+	}()
+}
+
+// takeAhead is the Keep started ahead for container id, once it is
+// started, or nil; a Keep started for another ID is discarded. The caller
+// owns what it returns.
+func (s *service) takeAhead(ctx context.Context, id string) *keep.Ahead {
+	s.mu.Lock()
+	a := s.ahead
+	s.ahead = nil
+	s.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	<-a.done
+	if a.id != id {
+		a.keep.Discard(ctx)
+		return nil
+	}
+	return a.keep
+}
+
+// discardAhead stops a Keep started ahead that no Create took.
+func (s *service) discardAhead(ctx context.Context) {
+	s.takeAhead(ctx, "").Discard(ctx)
+}
