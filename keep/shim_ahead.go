@@ -33,7 +33,6 @@ type Ahead struct {
 	p    *Process
 	id   string
 	key  string
-	path string
 	once sync.Once
 }
 
@@ -57,16 +56,7 @@ func StartAhead(ctx context.Context, opts StartOptions) (*Ahead, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ahead{p: p, id: opts.Config.ID, key: aheadKey(opts), path: opts.Cgroup}, nil
-}
-
-// Cgroup is the cgroupsPath the Keep was started in, "" for none: Create
-// does not make it again.
-func (a *Ahead) Cgroup() string {
-	if a == nil {
-		return ""
-	}
-	return a.path
+	return &Ahead{p: p, id: opts.Config.ID, key: aheadKey(opts)}, nil
 }
 
 // Pid is the Keep's process ID.

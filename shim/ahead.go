@@ -43,26 +43,36 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 	}()
 }
 
-// takeAhead is the Keep started ahead for container id, once it is
-// started, or nil; a Keep started for another ID is discarded. The caller
-// owns what it returns.
-func (s *service) takeAhead(ctx context.Context, id string) *keep.Ahead {
+// aheadFor is the Keep being started ahead for container id, or nil; the
+// caller owns it from here (takeAhead). One started for another ID is
+// discarded once it is started.
+func (s *service) aheadFor(ctx context.Context, id string) *aheadKeep {
 	s.mu.Lock()
 	a := s.ahead
 	s.ahead = nil
 	s.mu.Unlock()
+	if a != nil && a.id != id {
+		go func() { s.takeAhead(a).Discard(context.WithoutCancel(ctx)) }()
+		return nil
+	}
+	return a
+}
+
+// takeAhead waits until a, when not nil, is started, and returns its Keep:
+// nil when none was started.
+func (s *service) takeAhead(a *aheadKeep) *keep.Ahead {
 	if a == nil {
 		return nil
 	}
 	<-a.done
-	if a.id != id {
-		a.keep.Discard(ctx)
-		return nil
-	}
 	return a.keep
 }
 
 // discardAhead stops a Keep started ahead that no Create took.
 func (s *service) discardAhead(ctx context.Context) {
-	s.takeAhead(ctx, "").Discard(ctx)
+	s.mu.Lock()
+	a := s.ahead
+	s.ahead = nil
+	s.mu.Unlock()
+	s.takeAhead(a).Discard(ctx)
 }

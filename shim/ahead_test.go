@@ -87,8 +87,11 @@ func TestServiceKeepStartedAheadDiscarded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	if int(resp.Pid) == pid || alive(pid) {
-		t.Errorf("the Keep started ahead for another ID (PID %d) serves Create (PID %d) or is still running", pid, resp.Pid)
+	if int(resp.Pid) == pid {
+		t.Errorf("the Keep started ahead for another ID (PID %d) serves Create", pid)
+	}
+	if !waitGone(pid, 5*time.Second) {
+		t.Errorf("the Keep started ahead for another ID (PID %d) still runs", pid)
 	}
 	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -102,11 +105,7 @@ func TestServiceKeepStartedAheadDiscarded(t *testing.T) {
 
 	pid = startedAhead(t, h, id, bundle)
 	h.svc.discardAhead(ctx)
-	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the Keep started ahead (PID %d) runs on after the server discarded it", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if alive(pid) {
+		t.Errorf("the Keep started ahead (PID %d) runs on after the server discarded it", pid)
 	}
 }

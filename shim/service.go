@@ -194,11 +194,6 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	s.daemon.Warm() // the labels need the connection once the Keep is ready
 	bundle := oci.Bundle{Dir: r.Bundle}
 	t := newTask(r.ID, bundle, r.Stdin, r.Stdout, r.Stderr)
-	// The Keep started ahead, when it was started for this container, is
-	// the one Create hands its config (keep.Start checks that it is);
-	// whatever fails before discards it.
-	ahead := s.takeAhead(ctx, r.ID)
-	defer func() { ahead.Discard(ctx) }()
 	spec, err := bundle.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
@@ -228,9 +223,17 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			t.cleanup(ctx)
 		}
 	}()
-	// The Keep's cgroup is made meanwhile: the spec says all of it.
+	// The Keep started ahead, when it was started for this container, is
+	// the one Create hands its config (keep.Start checks that it is): it
+	// goes on starting while the root filesystem is mounted, the workload
+	// resolved and the stdio opened. Whatever fails before discards it.
+	ahead := s.aheadFor(ctx, r.ID)
+	defer func() { s.takeAhead(ahead).Discard(ctx) }()
+	// The Keep's cgroup is made meanwhile, unless the Keep started ahead
+	// from the same spec makes it (keep.Start makes it when that Keep is
+	// not the one).
 	var pending *keep.PendingCgroup
-	if path, res := keepCgroup(spec); path != "" && path != ahead.Cgroup() {
+	if path, res := keepCgroup(spec); path != "" && ahead == nil {
 		pending = keep.MakeCgroup(path, res)
 		defer func() {
 			if pending != nil {
@@ -285,7 +288,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 	}()
 	opts.PendingCgroup, pending = pending, nil // keep.Start's now
-	opts.Ahead, ahead = ahead, nil
+	opts.Ahead, ahead = s.takeAhead(ahead), nil
 	keepBegan := time.Now()
 	proc, err := keep.Start(ctx, opts)
 	t.io.closeKeepSide()
