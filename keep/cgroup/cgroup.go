@@ -291,27 +291,19 @@ func (c *Cgroup) Placement() Placement {
 // Go runtime ends a thread whose goroutine returns locked, and the
 // process must never count the caller's thread as its own (Delete kills
 // what is in the cgroup). The one thread the runtime cannot end, the
-// main one, is put back where it was by leave, which the caller calls on
-// the thread once the process is made (it does nothing on other threads).
-func (c *Cgroup) JoinThread() (leave func() error, err error) {
+// process's main one, is refused (confine.Start never uses it). The
+// returned release is nil: there is nothing to give back.
+func (c *Cgroup) JoinThread() (release func() error, err error) {
 	if c.v1 == nil || c.v1path == nil {
 		return nil, fmt.Errorf("cgroup %s: a thread joins a cgroup v1 hierarchy only", c.path)
 	}
-	leave = func() error { return nil }
 	if syscall.Gettid() == os.Getpid() {
-		home := cgroup1.PidPath(os.Getpid())
-		leave = func() error {
-			if err := c.moveThread(home); err != nil {
-				return fmt.Errorf("cgroup %s: move the thread that started the Keep back: %w", c.path, err)
-			}
-			return nil
-		}
+		return nil, fmt.Errorf("cgroup %s: the process's main thread, which the Go runtime never ends, cannot join a container's cgroup", c.path)
 	}
 	if err := c.moveThread(c.v1path); err != nil {
-		err = fmt.Errorf("cgroup %s: move the thread that starts the Keep: %w", c.path, err)
-		return nil, errors.Join(err, leave())
+		return nil, fmt.Errorf("cgroup %s: move the thread that starts the Keep: %w", c.path, err)
 	}
-	return leave, nil
+	return nil, nil
 }
 
 // deleteV1 removes the cgroup from each v1 hierarchy with one rmdir(2)

@@ -85,19 +85,13 @@ func checkPlacement(t *testing.T, cg *Cgroup, want Placement) {
 	started := make(chan error, 1)
 	switch want {
 	case JoinThread:
-		go func() {
-			runtime.LockOSThread() // the thread ends with the goroutine
-			leave, err := cg.JoinThread()
-			if err != nil {
+		onThreadNotMain(func() {
+			if _, err := cg.JoinThread(); err != nil {
 				started <- err
 				return
 			}
-			err = cmd.Start()
-			if lerr := leave(); lerr != nil && err == nil {
-				err = lerr
-			}
-			started <- err
-		}()
+			started <- cmd.Start()
+		})
 	case CloneInto:
 		dir, err := cg.CloneInto(cmd.SysProcAttr)
 		if err != nil {
@@ -214,4 +208,25 @@ func TestDeleteWithChildren(t *testing.T) {
 			t.Errorf("%s is still there (%v)", d, err)
 		}
 	}
+}
+
+// onThreadNotMain runs f on a thread of its own that is not the process's
+// main one (which JoinThread refuses), locked to it: the thread ends with
+// f, as confine.Start's does.
+func onThreadNotMain(f func()) {
+	go func() {
+		runtime.LockOSThread()
+		if syscall.Gettid() != os.Getpid() {
+			f()
+			return
+		}
+		moved := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(moved)
+			f()
+		}()
+		<-moved
+		runtime.UnlockOSThread()
+	}()
 }

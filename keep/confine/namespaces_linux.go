@@ -149,16 +149,17 @@ func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace, prepare Prepare) er
 type Prepare func() (release func() error, err error)
 
 // startOnThread starts cmd from a thread of its own that has run prepare,
-// when not nil, and joined the namespaces join first: a child is made in the namespaces of the thread
+// when not nil, and joined the namespaces join first: a child is made in
+// the namespaces (and, with cgroup.JoinThread, the cgroup) of the thread
 // that makes it. The thread is never unlocked: when its goroutine returns,
 // the Go runtime ends it instead of running other goroutines in those
-// namespaces (and makes its own threads from a clean one meanwhile). With
-// forever, the goroutine never returns: the thread stays the child's
-// parent, for a Pdeathsig, as long as this process runs.
+// namespaces (and makes its own threads from a clean one meanwhile). The
+// one thread the runtime never ends, the process's main one, is never
+// used. With forever, the goroutine never returns: the thread stays the
+// child's parent, for a Pdeathsig, as long as this process runs.
 func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool, prepare Prepare) error {
 	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	run := func() {
 		var release func() error
 		if prepare != nil {
 			var err error
@@ -169,9 +170,8 @@ func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool, pre
 		}
 		err := joinAndStart(cmd, join)
 		if release != nil {
-			// Before the thread ends: the Go runtime cannot end the
-			// process's main thread, and parks it instead. A process made
-			// already is the caller's to stop when this fails.
+			// A process made already is the caller's to stop when this
+			// fails.
 			if rerr := release(); rerr != nil && err == nil {
 				err = fmt.Errorf("confinement: the thread that started a process: %w", rerr)
 			}
@@ -180,6 +180,24 @@ func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool, pre
 		if forever {
 			select {}
 		}
+	}
+	go func() {
+		runtime.LockOSThread()
+		if syscall.Gettid() != os.Getpid() {
+			run()
+			return
+		}
+		// The main thread: the work goes to another thread, which cannot
+		// be this one while it is locked here; then this one, untouched,
+		// goes back to the runtime.
+		moved := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(moved)
+			run()
+		}()
+		<-moved
+		runtime.UnlockOSThread()
 	}()
 	return <-started
 }
