@@ -6,6 +6,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
 // aheadKeep is the Keep the server starts as it starts (keep.StartAhead),
@@ -31,8 +32,10 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 	go func() {
 		defer close(a.done)
 		bundle := oci.Bundle{Dir: dir}
-		spec, err := bundle.Spec()
-		if err != nil || isSandbox(spec) {
+		spec, err := bundle.StartSpec()
+		if err != nil || isSandbox(spec) || spec.Annotations[launcher.AnnotationSandboxID] != "" {
+			// A container of a pod: the server's ID is the pod's, not
+			// its own, and its Create names the container.
 			return
 		}
 		opts := keep.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
@@ -45,14 +48,14 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 
 // aheadFor is the Keep being started ahead for container id, or nil; the
 // caller owns it from here (takeAhead). One started for another ID is
-// discarded once it is started.
+// discarded first: it may hold the cgroup the container's Keep is made in.
 func (s *service) aheadFor(ctx context.Context, id string) *aheadKeep {
 	s.mu.Lock()
 	a := s.ahead
 	s.ahead = nil
 	s.mu.Unlock()
 	if a != nil && a.id != id {
-		go func() { s.takeAhead(a).Discard(context.WithoutCancel(ctx)) }()
+		s.takeAhead(a).Discard(ctx)
 		return nil
 	}
 	return a

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/containerd/containerd/api/types"
 
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // aheadBundle is a bundle whose root filesystem is empty until Create
@@ -107,5 +110,43 @@ func TestServiceKeepStartedAheadDiscarded(t *testing.T) {
 	h.svc.discardAhead(ctx)
 	if alive(pid) {
 		t.Errorf("the Keep started ahead (PID %d) runs on after the server discarded it", pid)
+	}
+}
+
+// TestServiceNoKeepStartedAheadForAPod: the server of a pod is started
+// with the pod's ID, not the container's: a bundle that names a pod
+// starts no Keep ahead, and its Create starts its own.
+func TestServiceNoKeepStartedAheadForAPod(t *testing.T) {
+	h := newHarness(t)
+	bundle, rootfs := aheadBundle(t, "exit 0")
+	var spec specs.Spec
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Annotations = map[string]string{launcher.AnnotationSandboxID: "pod-1"}
+	if b, err = json.Marshal(&spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.svc.startAhead(context.Background(), "pod-1", bundle)
+	<-h.svc.ahead.done
+	if h.svc.ahead.keep != nil {
+		t.Fatalf("a Keep (PID %d) was started ahead for a pod's container", h.svc.ahead.keep.Pid())
+	}
+	id := keeptest.ID(t)
+	if _, err := h.svc.Create(context.Background(), &taskapi.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: rootfs}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := h.svc.Start(context.Background(), &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if w := h.wait(t, id); w.ExitStatus != 0 {
+		t.Fatalf("exit status %d, want 0", w.ExitStatus)
 	}
 }

@@ -153,13 +153,13 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 	return s
 }
 
-// UserNS reports whether the Keep has a user namespace of its own: then it
 // SharedPropagation reports whether s's root filesystem propagation is
 // shared or rshared: mounts in the container's namespace reach the host's.
 func (s *Spec) SharedPropagation() bool {
 	return s.Propagation == "shared" || s.Propagation == "rshared"
 }
 
+// UserNS reports whether the Keep has a user namespace of its own: then it
 // runs its workload in a second process, started in it (see StartInner).
 func (s *Spec) UserNS() bool { return s.Has(specs.UserNamespace) }
 
