@@ -2,7 +2,6 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -119,21 +118,7 @@ func TestServiceKeepStartedAheadDiscarded(t *testing.T) {
 func TestServiceNoKeepStartedAheadForAPod(t *testing.T) {
 	h := newHarness(t)
 	bundle, rootfs := aheadBundle(t, "exit 0")
-	var spec specs.Spec
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &spec)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Annotations = map[string]string{launcher.AnnotationSandboxID: "pod-1"}
-	if b, err = json.Marshal(&spec); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editSpec(t, bundle, func(s *specs.Spec) { s.Annotations = map[string]string{launcher.AnnotationSandboxID: "pod-1"} })
 	h.svc.startAhead(context.Background(), "pod-1", bundle)
 	<-h.svc.ahead.done
 	if h.svc.ahead.keep != nil {

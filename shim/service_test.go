@@ -944,22 +944,10 @@ func TestServiceKeepDiesAfterReady(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		h := newHarness(t)
 		bundle, _ := newBundle(t, "exit 0")
-		var spec specs.Spec
-		b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &spec)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
 		kill := `pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p'); kill -9 "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.001; done; sleep 0.005`
-		spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", kill}}}}
-		if b, err = json.Marshal(&spec); err == nil {
-			err = os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		editSpec(t, bundle, func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", kill}}}}
+		})
 		r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle}
 		if _, err := h.svc.Create(context.Background(), r); err != nil {
 			t.Fatalf("Create: %v", err)

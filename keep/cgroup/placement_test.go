@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
+	"github.com/enarx/containerd-shim-enarx/keep/confine"
 )
 
 // hybridUnified is where a hybrid host mounts the cgroup2 hierarchy.
@@ -85,13 +85,8 @@ func checkPlacement(t *testing.T, cg *Cgroup, want Placement) {
 	started := make(chan error, 1)
 	switch want {
 	case JoinThread:
-		onThreadNotMain(func() {
-			if _, err := cg.JoinThread(); err != nil {
-				started <- err
-				return
-			}
-			started <- cmd.Start()
-		})
+		// As keep.Start does: from a thread of its own, never the main one.
+		started <- confine.Start(cmd, nil, cg.JoinThread)
 	case CloneInto:
 		dir, err := cg.CloneInto(cmd.SysProcAttr)
 		if err != nil {
@@ -208,25 +203,4 @@ func TestDeleteWithChildren(t *testing.T) {
 			t.Errorf("%s is still there (%v)", d, err)
 		}
 	}
-}
-
-// onThreadNotMain runs f on a thread of its own that is not the process's
-// main one (which JoinThread refuses), locked to it: the thread ends with
-// f, as confine.Start's does.
-func onThreadNotMain(f func()) {
-	go func() {
-		runtime.LockOSThread()
-		if syscall.Gettid() != os.Getpid() {
-			f()
-			return
-		}
-		moved := make(chan struct{})
-		go func() {
-			runtime.LockOSThread()
-			close(moved)
-			f()
-		}()
-		<-moved
-		runtime.UnlockOSThread()
-	}()
 }
