@@ -351,6 +351,16 @@ var errServing = errors.New("a shim already listens there")
 // listen creates the shim's socket. A stale socket nobody answers on is
 // replaced; a live one means a shim already serves this task.
 func listen(path string) (*net.UnixListener, error) {
+	// One start at a time decides, for the sockets of its directory: a
+	// socket another start has bound but not yet listened on refuses a
+	// connection, and would be taken for a stale one and replaced, leaving
+	// two servers for one group (many containers of a pod started at once).
+	// The lock is held for a few system calls, or for serving's timeout when
+	// a server does not answer.
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		defer dir.Close() // and the lock with it
+		_ = syscall.Flock(int(dir.Fd()), syscall.LOCK_EX)
+	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
 		if serving(path, time.Second) {

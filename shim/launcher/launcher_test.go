@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -397,5 +398,43 @@ func TestMainActions(t *testing.T) {
 	}
 	if want := []string{"start c1", "delete -id c1 -bundle /b delete"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("handlers got %q, want %q", got, want)
+	}
+}
+
+// TestListenRace: starts that listen on one socket at once get one
+// listener among them; every other finds it serving, none replaces it.
+func TestListenRace(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		path := filepath.Join(t.TempDir(), "s")
+		const n = 16
+		type result struct {
+			l   *net.UnixListener
+			err error
+		}
+		results := make(chan result, n)
+		var ready sync.WaitGroup
+		ready.Add(n)
+		for range n {
+			go func() {
+				ready.Done()
+				ready.Wait()
+				l, err := listen(path)
+				results <- result{l, err}
+			}()
+		}
+		listeners := 0
+		for range n {
+			r := <-results
+			switch {
+			case r.err == nil:
+				listeners++
+				defer r.l.Close()
+			case !errors.Is(r.err, errServing):
+				t.Fatalf("listen: %v", r.err)
+			}
+		}
+		if listeners != 1 {
+			t.Fatalf("round %d: %d listeners on one socket, want 1", round, listeners)
+		}
 	}
 }
