@@ -120,11 +120,8 @@ func aheadKey(opts StartOptions) string {
 // filesystem (open_tree(2)), which was mounted after the Keep's mount
 // namespace was made. The config follows (sendConfig).
 func (p *Process) handOver(opts StartOptions) error {
-	if opts.CompileMemory > 0 && p.cgroup != nil {
-		if err := p.cgroup.SetMemoryLimit(opts.CompileMemory, 0); err != nil {
-			return err
-		}
-		p.compileMemory = opts.CompileMemory
+	if err := p.limitCompileMemory(opts.CompileMemory); err != nil {
+		return err
 	}
 	var mask byte
 	var fds []int

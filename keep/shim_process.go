@@ -138,9 +138,7 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	}
 	id := opts.Config.ID
 	if err := opts.Config.Validate(); err != nil {
-		if opts.Ahead != nil {
-			opts.Ahead.Discard(ctx)
-		}
+		opts.Ahead.Discard(ctx)
 		return nil, err
 	}
 	began := time.Now()
@@ -346,12 +344,20 @@ func (p *Process) makeCgroup(opts StartOptions) error {
 		}
 	}
 	p.cgroup = cg
-	if opts.CompileMemory > 0 {
-		if err := cg.SetMemoryLimit(opts.CompileMemory, 0); err != nil {
-			return err
-		}
-		p.compileMemory = opts.CompileMemory
+	return p.limitCompileMemory(opts.CompileMemory)
+}
+
+// limitCompileMemory sets the kernel's memory limit of the Keep's cgroup
+// until its workload runs (StartOptions.CompileMemory), when limit and the
+// cgroup are not 0 and nil.
+func (p *Process) limitCompileMemory(limit int64) error {
+	if limit <= 0 || p.cgroup == nil {
+		return nil
 	}
+	if err := p.cgroup.SetMemoryLimit(limit, 0); err != nil {
+		return err
+	}
+	p.compileMemory = limit
 	return nil
 }
 

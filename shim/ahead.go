@@ -20,10 +20,11 @@ type aheadKeep struct {
 }
 
 // startAhead starts the Keep of container id, whose bundle is dir (the
-// server's working directory), while the server goes on; takeAhead waits for it. A bundle
-// whose Keep is not started ahead (a pod's sandbox, a user namespace, a
-// cgroup a systemd driver places, anything unreadable) starts none: Create
-// starts the Keep then, and reports what is wrong.
+// server's working directory), while the server goes on; takeAhead waits
+// for it. A bundle whose Keep is not started ahead (a pod's sandbox or
+// container, a user namespace, a cgroup a systemd driver places, anything
+// unreadable) starts none: Create starts the Keep then, and reports what
+// is wrong.
 func (s *service) startAhead(ctx context.Context, id, dir string) {
 	a := &aheadKeep{id: id, done: make(chan struct{})}
 	s.mu.Lock()

@@ -291,19 +291,18 @@ func (c *Cgroup) Placement() Placement {
 // Go runtime ends a thread whose goroutine returns locked, and the
 // process must never count the caller's thread as its own (Delete kills
 // what is in the cgroup). The one thread the runtime cannot end, the
-// process's main one, is refused (confine.Start never uses it). The
-// returned release is nil: there is nothing to give back.
-func (c *Cgroup) JoinThread() (release func() error, err error) {
+// process's main one, is refused (confine.Start never uses it).
+func (c *Cgroup) JoinThread() error {
 	if c.v1 == nil || c.v1path == nil {
-		return nil, fmt.Errorf("cgroup %s: a thread joins a cgroup v1 hierarchy only", c.path)
+		return fmt.Errorf("cgroup %s: a thread joins a cgroup v1 hierarchy only", c.path)
 	}
 	if syscall.Gettid() == os.Getpid() {
-		return nil, fmt.Errorf("cgroup %s: the process's main thread, which the Go runtime never ends, cannot join a container's cgroup", c.path)
+		return fmt.Errorf("cgroup %s: the process's main thread, which the Go runtime never ends, cannot join a container's cgroup", c.path)
 	}
 	if err := c.moveThread(c.v1path); err != nil {
-		return nil, fmt.Errorf("cgroup %s: move the thread that starts the Keep: %w", c.path, err)
+		return fmt.Errorf("cgroup %s: move the thread that starts the Keep: %w", c.path, err)
 	}
-	return nil, nil
+	return nil
 }
 
 // deleteV1 removes the cgroup from each v1 hierarchy with one rmdir(2)

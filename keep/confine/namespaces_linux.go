@@ -144,9 +144,9 @@ func Start(cmd *exec.Cmd, namespaces []specs.LinuxNamespace, prepare Prepare) er
 
 // Prepare prepares the thread that makes a process for it, so that the
 // process has from its start what the thread was given (a cgroup, see
-// cgroup.JoinThread). release, when not nil, gives it back on that thread
-// once the process is made.
-type Prepare func() (release func() error, err error)
+// cgroup.JoinThread). The thread ends with the process made: nothing is
+// given back.
+type Prepare func() error
 
 // startOnThread starts cmd from a thread of its own that has run prepare,
 // when not nil, and joined the namespaces join first: a child is made in
@@ -160,23 +160,13 @@ type Prepare func() (release func() error, err error)
 func startOnThread(cmd *exec.Cmd, join []specs.LinuxNamespace, forever bool, prepare Prepare) error {
 	started := make(chan error, 1)
 	run := func() {
-		var release func() error
 		if prepare != nil {
-			var err error
-			if release, err = prepare(); err != nil {
+			if err := prepare(); err != nil {
 				started <- err
 				return
 			}
 		}
-		err := joinAndStart(cmd, join)
-		if release != nil {
-			// A process made already is the caller's to stop when this
-			// fails.
-			if rerr := release(); rerr != nil && err == nil {
-				err = fmt.Errorf("confinement: the thread that started a process: %w", rerr)
-			}
-		}
-		started <- err
+		started <- joinAndStart(cmd, join)
 		if forever {
 			select {}
 		}

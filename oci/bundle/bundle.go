@@ -137,17 +137,12 @@ const MaxSpecSize = 16 << 20
 
 // LoadSpec reads the runtime spec (config.json) of an OCI bundle.
 func LoadSpec(bundle string) (*specs.Spec, error) {
-	p := Bundle{Dir: bundle}.Config()
-	b, err := readRegularFile(p, MaxSpecSize)
-	if err != nil {
-		return nil, fmt.Errorf("oci: read bundle config: %w", err)
-	}
 	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return nil, fmt.Errorf("oci: %s is not a valid runtime spec: %w", p, err)
+	if err := loadPart(bundle, &spec); err != nil {
+		return nil, err
 	}
 	if spec.Process == nil {
-		return nil, fmt.Errorf("oci: %s has no process: the container needs process.args naming its module", p)
+		return nil, fmt.Errorf("oci: %s has no process: the container needs process.args naming its module", Bundle{Dir: bundle}.Config())
 	}
 	return &spec, nil
 }
@@ -203,8 +198,8 @@ func LoadStartSpec(bundle string) (*specs.Spec, error) {
 	return spec, nil
 }
 
-// loadPart decodes the runtime spec of an OCI bundle into part, a struct
-// with some of its fields.
+// loadPart decodes the runtime spec of an OCI bundle into part: a
+// specs.Spec, or a struct with some of its fields.
 func loadPart(bundle string, part any) error {
 	p := Bundle{Dir: bundle}.Config()
 	b, err := readRegularFile(p, MaxSpecSize)
