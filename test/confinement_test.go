@@ -276,6 +276,85 @@ func TestConfinementMounts(t *testing.T) {
 	})
 }
 
+// TestConfinementSharedPropagation: ctr run --rootfs-propagation rshared,
+// with an rshared bind of a shared host directory (what Kubernetes gives a
+// Bidirectional volume). As with runc the Keep starts, its root is shared,
+// a mount the host makes in the directory later reaches it, and the
+// container's root filesystem is bound on the host only once, by the shim:
+// the Keep's own bind of it did not propagate back.
+func TestConfinementSharedPropagation(t *testing.T) {
+	vol := t.TempDir()
+	if err := unix.Mount(vol, vol, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(vol, unix.MNT_DETACH) })
+	if err := unix.Mount("", vol, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	forEachDaemon(t, func(t *testing.T, d *Daemon) {
+		ns := newNamespace(t, d)
+		sleepRef := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
+		id := uniqueID("rshared")
+		runKeep(t, d, ns, "", []string{"--rootfs-propagation", "rshared",
+			"--mount", "type=bind,src=" + vol + ",dst=/vol,options=rbind:rshared"}, sleepRef, id, "/app.wasm", "1h")
+		waitStatus(t, d, ns, id, "RUNNING")
+		pid := strconv.Itoa(taskPID(t, d, ns, id))
+		late := filepath.Join(vol, uniqueID("late"))
+		if err := os.Mkdir(late, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", late, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = unix.Unmount(late, unix.MNT_DETACH) }()
+		keeps, err := os.ReadFile("/proc/" + pid + "/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		propagation := map[string]string{}
+		for _, line := range strings.Split(string(keeps), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 7 {
+				continue
+			}
+			propagation[f[4]] = "private"
+			for _, opt := range f[6:] {
+				if strings.HasPrefix(opt, "shared:") {
+					propagation[f[4]] = "shared"
+				} else if strings.HasPrefix(opt, "master:") && propagation[f[4]] == "private" {
+					propagation[f[4]] = "slave"
+				}
+				if opt == "-" {
+					break
+				}
+			}
+		}
+		if propagation["/"] != "shared" {
+			t.Errorf("the Keep's root is %q, want shared:\n%s", propagation["/"], keeps)
+		}
+		if _, ok := propagation["/vol/"+filepath.Base(late)]; !ok {
+			t.Errorf("a mount the host made in the rshared volume did not reach the Keep:\n%s", keeps)
+		}
+		host, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		binds := 0
+		for _, line := range strings.Split(string(host), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasSuffix(f[4], "/"+id+"/rootfs") {
+				binds++
+			}
+		}
+		if binds != 1 {
+			t.Errorf("the container's root filesystem is mounted %d times on the host, want once (the shim's):\n%s", binds, host)
+		}
+		d.mustCtr(t, ns, "tasks", "kill", "--signal", "SIGKILL", id)
+		waitStatus(t, d, ns, id, "STOPPED")
+		deleteTask(t, d, ns, id)
+		d.mustCtr(t, ns, "containers", "rm", id)
+	})
+}
+
 // TestConfinementHooks: the OCI hooks of a spec (ctr run --config) run at
 // runc's points with the container's state on stdin: prestart and
 // createRuntime in the runtime's namespaces at create, createContainer in

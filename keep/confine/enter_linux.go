@@ -104,6 +104,9 @@ func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
 	if err := enterNamespaces(s, netns); err != nil {
 		return nil, err
 	}
+	if err := rootfsParentMountPrivate(s.Rootfs); err != nil {
+		return nil, err
+	}
 	if err := unix.Mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return nil, fmt.Errorf("confinement: bind the root filesystem %s: %w", s.Rootfs, err)
 	}
@@ -498,6 +501,26 @@ func remount(p string, flags uintptr) error {
 		}
 	}
 	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
+}
+
+// rootfsParentMountPrivate makes the mount that rootfs is on private in the
+// Keep's mount namespace, as runc does: under a shared rootfs propagation
+// (rshared, Kubernetes' Bidirectional mounts) the namespace's mounts are
+// peers of the host's, so the root filesystem's bind and every mount below
+// it would appear on the host too, and pivot_root(2) refuses a new root
+// whose parent mount is shared (EINVAL). The propagation the spec asks
+// for is given to the new root after pivot_root (Enter). A path that is
+// not a mount point gives EINVAL: its parent is tried, up to "/".
+func rootfsParentMountPrivate(rootfs string) error {
+	for p := rootfs; ; p = path.Dir(p) {
+		err := unix.Mount("", p, "", unix.MS_PRIVATE, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) || p == "/" {
+			return fmt.Errorf("confinement: make the mount of the root filesystem %s private in the Keep's namespace (at %s): %w", rootfs, p, err)
+		}
+	}
 }
 
 // pivotRoot makes rootfs the root of the Keep's mount namespace and

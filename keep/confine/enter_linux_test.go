@@ -158,6 +158,30 @@ func probe(p string) string {
 			}
 		}
 		return result(strings.Join(values, ","), nil)
+	case "propagation":
+		// The propagation of the mount at arg: shared, slave or private.
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		found := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 7 || f[4] != arg {
+				continue
+			}
+			found = "private"
+			for _, opt := range f[6:] {
+				if opt == "-" {
+					break
+				}
+				if k, _, _ := strings.Cut(opt, ":"); k == "shared" || k == "master" {
+					found = map[string]string{"shared": "shared", "master": "slave"}[k]
+					break
+				}
+			}
+		}
+		if err == nil && found == "" {
+			err = fmt.Errorf("no mount at %s", arg)
+		}
+		return result(found, err)
 	case "status":
 		// The field of every thread's status, each value once.
 		tasks, err := os.ReadDir("/proc/self/task")
@@ -391,6 +415,47 @@ func TestEnter(t *testing.T) {
 		t.Errorf("a host file outside the container: %q, want ENOENT", r)
 	}
 	// Nothing of the view is left mounted on the host.
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mounts), rootfs) {
+		t.Errorf("the container's view leaked into the host's mounts:\n%s", mounts)
+	}
+}
+
+// TestEnterSharedPropagation: linux.rootfsPropagation rshared (Kubernetes'
+// Bidirectional mounts) with the root filesystem below a shared mount, as
+// runc: pivot_root is not refused, the Keep's root is shared, and nothing
+// of the container's view appears on the host, during or after.
+func TestEnterSharedPropagation(t *testing.T) {
+	requireRoot(t)
+	parent := t.TempDir()
+	mountTmpfs(t, parent, "size=1m,mode=755")
+	if err := unix.Mount("", parent, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Not a mount point itself: the mount it is on is the one made private.
+	rootfs := filepath.Join(parent, "rootfs")
+	write(t, filepath.Join(rootfs, "image.txt"), "in the image", 0o644)
+	spec := &specs.Spec{
+		Root: &specs.Root{Path: rootfs},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+		},
+		Linux: &specs.Linux{
+			RootfsPropagation: "rshared",
+			Namespaces:        []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}},
+		},
+	}
+	got := runChild(t, childInput{Spec: *FromOCI(spec, rootfs), Probes: []string{"read /image.txt", "propagation /", "propagation /tmp", "pid"}})
+	expectProbes(t, got, map[string]string{
+		"read /image.txt":  "ok: in the image",
+		"propagation /":    "ok: shared",
+		"propagation /tmp": "ok: shared",
+		"pid":              "ok: 1",
+	})
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
