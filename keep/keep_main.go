@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/confine/seccomp"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
@@ -230,7 +231,7 @@ func startContainer(ctx context.Context, confined *confine.Confined, next *runAh
 
 // runAhead is what a ready Keep makes for its run while the shim answers
 // Create and containerd sends Start, which takes milliseconds of round
-// trips: its seccomp filter, assembled (confine.AssembleLockDown), and the
+// trips: its seccomp filter, assembled (seccomp.AssembleLockDown), and the
 // engine's store, WASI and imports (engine.RunPreparer), unless the
 // container has startContainer hooks, which run before the workload and
 // may change what its root directory, a preopen, shows, or the Keep has
@@ -238,7 +239,7 @@ func startContainer(ctx context.Context, confined *confine.Confined, next *runAh
 // is made then at Start.
 type runAhead struct {
 	done      chan struct{}
-	filter    *confine.KeepFilter
+	filter    *seccomp.KeepFilter
 	filterErr error
 	opts      engine.RunOptions
 	module    engine.Module
@@ -256,7 +257,7 @@ func prepareRun(cfg Config, module engine.Module, socks *sockets.Set, confined b
 	go func() {
 		defer close(next.done)
 		if confined {
-			next.filter, next.filterErr = confine.AssembleLockDown()
+			next.filter, next.filterErr = seccomp.AssembleLockDown()
 		}
 		if p, ok := module.(engine.RunPreparer); ok && !hooks && len(next.opts.Sockets) == 0 {
 			next.prepared, next.prepareErr = p.PrepareRun(next.opts)
@@ -315,7 +316,7 @@ func enter(cfg Config, socks *sockets.Set, ahead <-chan builtContainer) (*confin
 	if b.err != nil {
 		return nil, b.err
 	}
-	return b.built.Enter()
+	return b.built.Enter(seccomp.Load)
 }
 
 // builtContainer is what confine.Build made of a Keep's container.

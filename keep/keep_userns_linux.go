@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/confine/seccomp"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
@@ -209,7 +210,7 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if err := cfg.Container.AdoptSources(sources, cfg.StateDir); err != nil {
 		return fail(err)
 	}
-	confined, err := confine.Enter(cfg.Container, cfg.StateDir, nil)
+	confined, err := confine.Enter(cfg.Container, cfg.StateDir, nil, seccomp.Load)
 	if err != nil {
 		return fail(err)
 	}

@@ -99,12 +99,15 @@ func allThreads(nr, a1, a2, a3 uintptr) error {
 // uid, the other sets, no_new_privs. Without capabilities in the spec, the
 // Keep's are left as they are: all for uid 0, none for another.
 //
-// A seccomp profile is loaded first when the spec does not ask for
-// no_new_privs (loading needs CAP_SYS_ADMIN then), last otherwise, as runc
-// does.
-func becomeProcess(s *Spec) error {
+// A seccomp profile is loaded with seccomp first when the spec does not ask
+// for no_new_privs (loading needs CAP_SYS_ADMIN then), last otherwise, as
+// runc does. A profile without a loader to load it is refused.
+func becomeProcess(s *Spec, seccomp SeccompLoader) error {
+	if s.Seccomp != nil && seccomp == nil {
+		return errors.New("confinement: linux.seccomp: the Keep was given no seccomp loader to load the profile with")
+	}
 	if s.Seccomp != nil && !s.NoNewPrivileges {
-		if err := loadSeccomp(s.Seccomp); err != nil {
+		if err := seccomp(s.Seccomp); err != nil {
 			return err
 		}
 	}
@@ -127,7 +130,7 @@ func becomeProcess(s *Spec) error {
 		return err
 	}
 	if s.Seccomp != nil {
-		return loadSeccomp(s.Seccomp)
+		return seccomp(s.Seccomp)
 	}
 	return nil
 }

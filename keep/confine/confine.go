@@ -103,6 +103,12 @@ type Spec struct {
 	sources *Sources
 }
 
+// SeccompLoader loads a spec's seccomp profile (linux.seccomp) on every
+// thread of the calling process: package confine/seccomp's Load, which the
+// Keep gives Enter. confine does not load profiles itself so that the shim,
+// which links confine to start Keeps, does not link the filter assembler.
+type SeccompLoader func(*specs.LinuxSeccomp) error
+
 // GuestStateDir is where the workload sees the Keep's state directory
 // (keep.Config.StateDir), read-only: in the view of a confined Keep, and
 // as a preopen of one without a container.

@@ -52,13 +52,14 @@ func (c *Confined) StartContainer(ctx context.Context) error {
 // tmpfs; the createContainer hooks (all that is Build); then the rlimits;
 // pivot_root into it; masked and read-only paths; a read-only root; the
 // hostname; the bounding set, the umask, groups, gid and uid, the other
-// capability sets and no_new_privs (see becomeProcess).
-func Enter(s *Spec, stateDir string, netns *os.File) (*Confined, error) {
+// capability sets and no_new_privs, and the spec's seccomp profile, loaded
+// with seccomp (see becomeProcess).
+func Enter(s *Spec, stateDir string, netns *os.File, seccomp SeccompLoader) (*Confined, error) {
 	b, err := Build(s, stateDir, netns)
 	if err != nil {
 		return nil, err
 	}
-	return b.Enter()
+	return b.Enter(seccomp)
 }
 
 // Built is a Keep whose container Build made: in its namespaces, with the
@@ -76,7 +77,7 @@ type Built struct {
 // the host's root. So the Keep can do beside it what still needs the host
 // (its module cache, its TEE, its runtime binary), as long as that needs no
 // network but netns (every thread is in it) and nothing below s.Rootfs.
-// Build(s).Enter() is Enter(s).
+// Build(s).Enter(seccomp) is Enter(s, seccomp).
 func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -148,7 +149,7 @@ func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
 
 // Enter is the rest of Enter: the rlimits, pivot_root into the root
 // filesystem Build made, and the process's own confinement.
-func (b *Built) Enter() (*Confined, error) {
+func (b *Built) Enter(seccomp SeccompLoader) (*Confined, error) {
 	c := b.c
 	s := c.spec
 	if err := setRlimits(s.Rlimits); err != nil {
@@ -190,7 +191,7 @@ func (b *Built) Enter() (*Confined, error) {
 			return nil, fmt.Errorf("confinement: linux.personality %s: %w", p.Domain, err)
 		}
 	}
-	if err := becomeProcess(s); err != nil {
+	if err := becomeProcess(s, seccomp); err != nil {
 		return nil, err
 	}
 	return c, nil

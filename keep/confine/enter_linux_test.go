@@ -19,6 +19,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/keep/confine/seccomp"
 )
 
 // childEnv makes the test binary a Keep stand-in: it enters the Spec in
@@ -64,13 +66,13 @@ func child(path string) int {
 		}
 	}
 	began := time.Now()
-	if _, err := Enter(&in.Spec, in.StateDir, netns); err != nil {
+	if _, err := Enter(&in.Spec, in.StateDir, netns, seccomp.Load); err != nil {
 		fmt.Println("enter:", err)
 		return 3
 	}
 	fmt.Printf("took: %v\n", time.Since(began))
 	if in.LockDown {
-		f, err := AssembleLockDown()
+		f, err := seccomp.AssembleLockDown()
 		if err == nil {
 			err = f.LockDown()
 		}
@@ -665,5 +667,15 @@ func TestEnterRefusesHostSysctls(t *testing.T) {
 	out, err := execChild(t, childInput{Spec: *FromOCI(spec, rootfs)})
 	if err == nil || !strings.Contains(string(out), "not allowed in the host's network namespace") {
 		t.Errorf("net.* without a network namespace: %v\n%s", err, out)
+	}
+}
+
+// TestBecomeProcessRefusesAProfileWithoutALoader: a spec's seccomp profile
+// is never silently dropped: without a loader to load it with, the Keep
+// fails before it changes anything of itself.
+func TestBecomeProcessRefusesAProfileWithoutALoader(t *testing.T) {
+	s := &Spec{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActErrno}}
+	if err := becomeProcess(s, nil); err == nil || !strings.Contains(err.Error(), "linux.seccomp") {
+		t.Fatalf("becomeProcess without a loader: %v, want an error naming linux.seccomp", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // Enter is for Linux only: a Keep is a Linux container.
-func Enter(*Spec, string, *os.File) (*Confined, error) {
+func Enter(*Spec, string, *os.File, SeccompLoader) (*Confined, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
@@ -30,7 +30,7 @@ func (*Spec) AttachRootTree(*os.File) error {
 type Built struct{}
 
 // Enter is for Linux only.
-func (*Built) Enter() (*Confined, error) {
+func (*Built) Enter(SeccompLoader) (*Confined, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
@@ -58,19 +58,6 @@ const BoundingEnv = "ENARX_KEEP_BOUNDING"
 
 // StartBounding is Linux's.
 func (s *Spec) StartBounding() (uint64, bool) { return 0, false }
-
-// KeepFilter is the Keep's own seccomp filter.
-type KeepFilter struct{}
-
-// AssembleLockDown is for Linux only.
-func AssembleLockDown() (*KeepFilter, error) {
-	return nil, errors.New("confinement: a Keep is confined on Linux only")
-}
-
-// LockDown is for Linux only.
-func (*KeepFilter) LockDown() error {
-	return errors.New("confinement: a Keep is confined on Linux only")
-}
 
 // Hold is for Linux only.
 func Hold(string, map[string]string, func()) error { return errors.New("pod sandbox: Linux only") }

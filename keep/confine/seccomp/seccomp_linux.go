@@ -1,4 +1,4 @@
-package confine
+package seccomp
 
 import (
 	"fmt"
@@ -131,9 +131,10 @@ func seccompPolicy(s *specs.LinuxSeccomp) (*seccomp.Policy, error) {
 	return p, nil
 }
 
-// loadSeccomp loads the spec's profile on every thread of the Keep. The
-// caller has no_new_privs set, or CAP_SYS_ADMIN.
-func loadSeccomp(s *specs.LinuxSeccomp) error {
+// Load loads the spec's profile on every thread of the process
+// (confine.SeccompLoader). The caller has no_new_privs set, or
+// CAP_SYS_ADMIN.
+func Load(s *specs.LinuxSeccomp) error {
 	p, err := seccompPolicy(s)
 	if err != nil {
 		return fmt.Errorf("confinement: linux.seccomp: %w", err)
