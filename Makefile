@@ -71,7 +71,7 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/verify FuzzParseCSR:./attestation/steward FuzzCSREvidence:./attestation/steward \
 	FuzzVerifyPolicy:./attestation/verify FuzzReferenceValues:./attestation/verify FuzzStewardConfig:./attestation/steward \
 	FuzzParseEnarxTOML:./oci FuzzSocketAnnotations:./oci FuzzResolveSpec:./oci FuzzWasmManifest:./oci \
-	FuzzKeepConfig:./keep FuzzPolicy:./keep/nodepolicy FuzzModuleCacheEntry:./keep FuzzSpecValidate:./keep/sockets/socketspec \
+	FuzzKeepConfig:./keep FuzzPolicy:./keep/nodepolicy FuzzModuleCacheEntry:./keep/guest FuzzSpecValidate:./keep/sockets/socketspec \
 	FuzzRuntimeOptions:./shim FuzzTaskRequest:./shim FuzzTLSConfig:./tlssock
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh

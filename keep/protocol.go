@@ -21,7 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 
@@ -41,23 +40,23 @@ const Subcommand = "keep"
 // up; it finds Binary beside itself.
 const Binary = "enarx-keep"
 
-// controlFD is the Keep's end of the control socket (the first ExtraFile).
-const controlFD = 3
+// ControlFD is the Keep's end of the control socket (the first ExtraFile).
+const ControlFD = 3
 
-// reasonFD is the write end of the pipe on which a Keep says why it ended,
-// when the shim could not tell from its exit status alone: reasonOOM (the
+// ReasonFD is the write end of the pipe on which a Keep says why it ended,
+// when the shim could not tell from its exit status alone: ReasonOOM (the
 // second ExtraFile; an inner Keep gets it too).
-const reasonFD = 4
+const ReasonFD = 4
 
-// reasonOOM says the workload needed more memory than its limit allows.
-const reasonOOM = "oom"
+// ReasonOOM says the workload needed more memory than its limit allows.
+const ReasonOOM = "oom"
 
 // Messages on the control socket, one JSON document each. The shim sends a
 // config, the Keep answers ready (or an error), the shim sends run.
-type request struct {
+type Request struct {
 	Config *Config        `json:"config,omitempty"`
 	Run    bool           `json:"run,omitempty"`
-	Attest *attestRequest `json:"attest,omitempty"`
+	Attest *AttestRequest `json:"attest,omitempty"`
 	// Native and Sources go with the config a Keep sends its inner Keep
 	// (keep_userns_linux.go): the module descriptor holds native code,
 	// not WebAssembly; so many bind mount sources follow it.
@@ -65,12 +64,12 @@ type request struct {
 	Sources int  `json:"sources,omitempty"`
 }
 
-// attestRequest asks a Keep for fresh evidence with a caller's nonce.
-type attestRequest struct {
+// AttestRequest asks a Keep for fresh evidence with a caller's nonce.
+type AttestRequest struct {
 	Nonce []byte `json:"nonce,omitempty"`
 }
 
-type response struct {
+type Response struct {
 	// Prepared is what a Keep that confines itself has made ready before
 	// it does (all of Ready but ConfineTime), so that the shim publishes
 	// its attestation meanwhile; Ready follows, or an error.
@@ -82,30 +81,18 @@ type response struct {
 	Confined bool `json:"confined,omitempty"`
 }
 
-// acceptConfig reads the first request of the control socket ctl, which
-// carries the config, and validates it. fail answers an error on ctl and
-// returns StatusFailed; a request without a valid config has been answered
-// so, and has a nil Config.
-func acceptConfig(ctl net.Conn) (*json.Decoder, *json.Encoder, request, func(error) int) {
-	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
-	fail := func(err error) int {
-		_ = enc.Encode(response{Error: err.Error()})
-		return StatusFailed
-	}
-	var req request
-	err := dec.Decode(&req)
-	switch {
-	case err != nil || req.Config == nil:
-		err = fmt.Errorf("read keep config: %v", err)
-	default:
-		err = req.Config.Validate()
-	}
-	if err != nil {
-		fail(err)
-		req.Config = nil
-	}
-	return dec, enc, req, fail
-}
+// Exit statuses of a Keep besides the workload's own.
+const (
+	// StatusTrap is returned when the workload traps. It is 128+SIGABRT, as
+	// the wasmtime CLI returns for a trap.
+	StatusTrap = 134
+	// StatusFailed is returned when the Keep cannot run the workload.
+	StatusFailed = 1
+	// StatusOOM is returned when the workload needed more memory than its
+	// limit allows: 128+SIGKILL, as for a process the kernel kills at its
+	// cgroup's limit.
+	StatusOOM = 137
+)
 
 // Config is everything a Keep needs to run one workload. The shim builds it
 // from the OCI bundle and image; the Keep treats it as untrusted input and

@@ -78,7 +78,7 @@ func (a *Ahead) take(ctx context.Context, opts StartOptions) *Process {
 		return nil
 	}
 	select {
-	case <-a.p.done:
+	case <-a.p.Done():
 	default:
 		if aheadKey(opts) == a.key {
 			taken := false
@@ -137,7 +137,7 @@ func (p *Process) handOver(opts StartOptions) error {
 		return fmt.Errorf("a tree of the root filesystem %s for the Keep started ahead: %w", rootfs, err)
 	}
 	defer unix.Close(tree)
-	mask |= handOverRootfs
+	mask |= HandOverRootfs
 	fds = append(fds, tree)
 	uc, ok := p.ctl.(*net.UnixConn)
 	if !ok {
@@ -149,7 +149,11 @@ func (p *Process) handOver(opts StartOptions) error {
 	return nil
 }
 
-// handOverRootfs is the bit of the hand-over's byte that says a tree of the
+// AheadFlag marks a Keep the shim started before its container's Create
+// (StartAhead): it reads the hand-over (handOver) before its config.
+const AheadFlag = "ahead"
+
+// HandOverRootfs is the bit of the hand-over's byte that says a tree of the
 // root filesystem follows the stdio; bits 0-2 say which of stdin, stdout
 // and stderr are given.
-const handOverRootfs = 1 << 3
+const HandOverRootfs = 1 << 3

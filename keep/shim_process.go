@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+	"github.com/enarx/containerd-shim-enarx/keep/proc"
 )
 
 // IsProcessOf reports whether pid is the Keep process of container id, as
@@ -37,6 +39,9 @@ func IsProcessOf(pid int, id string) bool {
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 	return len(args) >= 4 && args[1] == Subcommand && args[2] == "-id" && args[3] == id
 }
+
+// child is the process of a Keep or a pod's sandbox, which the shim reaps.
+type child = proc.Child
 
 // Stdio are the files a workload gets as stdin, stdout and stderr. Nil
 // means /dev/null.
@@ -106,8 +111,8 @@ type Process struct {
 	// compileMemory is the limit Start set on cgroup, 0 for none.
 	compileMemory int64
 
-	child
-	// reason is the read end of the Keep's reason pipe (see reasonFD),
+	*child
+	// reason is the read end of the Keep's reason pipe (see ReasonFD),
 	// read once it has exited: oom is what it said (OutOfMemory).
 	reason *os.File
 	oom    bool
@@ -165,7 +170,7 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	if err := p.sendConfig(opts.Config); err != nil {
 		if exitedEarly(err) {
 			status, _ := p.Status()
-			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, p.cmd.Path)
+			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, p.Cmd.Path)
 		}
 		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
 	}
@@ -189,7 +194,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 			return nil, fmt.Errorf("keep %s: find runtime executable: %w", id, err)
 		}
 	}
-	ctl, remote, err := controlSocket()
+	ctl, remote, err := ControlSocket()
 	if err != nil {
 		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
 	}
@@ -200,7 +205,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 		return nil, fmt.Errorf("keep %s: reason pipe: %w", id, err)
 	}
 	defer reasonW.Close()
-	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{done: make(chan struct{})}, readyRead: make(chan struct{}), reason: reason}
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: proc.New(nil), readyRead: make(chan struct{}), reason: reason}
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
@@ -222,7 +227,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 
 	args := []string{Subcommand, "-id", id}
 	if ahead {
-		args = append(args, "-"+aheadFlag)
+		args = append(args, "-"+AheadFlag)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = opts.Dir
@@ -274,7 +279,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	// after whatever it sent.
 	remote.Close()
 	reasonW.Close()
-	p.cmd = cmd
+	p.Cmd = cmd
 	go p.wait()
 
 	// A Keep that could not start in its cgroup (a systemd driver's, made
@@ -308,10 +313,10 @@ func keepEnv(env []string) []string {
 	return append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 }
 
-// controlSocket makes a control socket: the parent's end as a connection,
+// ControlSocket makes a control socket: the parent's end as a connection,
 // the child's as the file it inherits (a Keep's from the shim, an inner
 // Keep's from its Keep).
-func controlSocket() (net.Conn, *os.File, error) {
+func ControlSocket() (net.Conn, *os.File, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -398,12 +403,12 @@ func (pc *PendingCgroup) Discard() {
 // Keep's answer; a Keep that has gone already is waited for a moment, so
 // that its own status says why.
 func (p *Process) sendConfig(cfg Config) error {
-	err := json.NewEncoder(p.ctl).Encode(request{Config: &cfg})
+	err := json.NewEncoder(p.ctl).Encode(Request{Config: &cfg})
 	if err != nil {
 		p.doneReading()
 		if exitedEarly(err) {
 			select {
-			case <-p.done:
+			case <-p.Done():
 			case <-time.After(time.Second):
 			}
 		}
@@ -417,7 +422,7 @@ func (p *Process) awaitReady(ctx context.Context, prepared func(Ready)) error {
 	answer := make(chan error, 1)
 	go func() {
 		defer p.doneReading()
-		var resp response
+		var resp Response
 		if err := p.dec.Decode(&resp); err != nil {
 			answer <- err
 			return
@@ -426,7 +431,7 @@ func (p *Process) awaitReady(ctx context.Context, prepared func(Ready)) error {
 			if prepared != nil {
 				prepared(*resp.Prepared)
 			}
-			resp = response{}
+			resp = Response{}
 			if err := p.dec.Decode(&resp); err != nil {
 				answer <- err
 				return
@@ -475,7 +480,7 @@ func (p *Process) doneReading() { p.readOnce.Do(func() { close(p.readyRead) }) }
 // and reaped (wait then closes the control socket), else the control socket
 // is closed; the cgroup is removed.
 func (p *Process) abandon(ctx context.Context, id string) {
-	if p.cmd != nil {
+	if p.Cmd != nil {
 		p.kill()
 		p.doneReading()
 	} else {
@@ -498,7 +503,7 @@ func exitedEarly(err error) bool {
 // wait reaps the process and records its status the way a shell does:
 // exit(n) → n, killed by signal n → 128+n.
 func (p *Process) wait() {
-	p.reap(p.readReason)
+	p.Reap(p.readReason)
 	// The Keep's end is closed now, so reads see EOF after what it sent;
 	// close ours once Start has read its answer.
 	go func() {
@@ -508,8 +513,8 @@ func (p *Process) wait() {
 }
 
 func (p *Process) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	_ = p.Cmd.Process.Kill()
+	<-p.Done()
 }
 
 // outOfCompileMemory reports whether the Keep, which has exited, was
@@ -537,7 +542,7 @@ func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 	p.ctlMu.Lock()
 	defer p.ctlMu.Unlock()
 	select {
-	case <-p.done:
+	case <-p.Done():
 		return nil, fmt.Errorf("keep pid %d has exited", p.Pid())
 	default:
 	}
@@ -545,10 +550,10 @@ func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 		_ = p.ctl.SetDeadline(deadline)
 		defer p.ctl.SetDeadline(time.Time{})
 	}
-	if err := json.NewEncoder(p.ctl).Encode(request{Attest: &attestRequest{Nonce: nonce}}); err != nil {
+	if err := json.NewEncoder(p.ctl).Encode(Request{Attest: &AttestRequest{Nonce: nonce}}); err != nil {
 		return nil, fmt.Errorf("keep pid %d: ask for evidence: %w", p.Pid(), err)
 	}
-	var resp response
+	var resp Response
 	if err := p.dec.Decode(&resp); err != nil {
 		return nil, fmt.Errorf("keep pid %d: read evidence: %w", p.Pid(), err)
 	}
@@ -570,9 +575,9 @@ func (p *Process) Run() error {
 	if err := p.limitMemory(); err != nil {
 		return err
 	}
-	if err := json.NewEncoder(p.ctl).Encode(request{Run: true}); err != nil {
+	if err := json.NewEncoder(p.ctl).Encode(Request{Run: true}); err != nil {
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return fmt.Errorf("keep pid %d has already exited", p.Pid())
 		default:
 		}
@@ -628,16 +633,16 @@ func (p *Process) limitMemory() error {
 func (p *Process) readReason() {
 	_ = p.reason.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	b := make([]byte, 64)
-	n, _ := io.ReadAtLeast(p.reason, b, len(reasonOOM))
+	n, _ := io.ReadAtLeast(p.reason, b, len(ReasonOOM))
 	p.reason.Close()
-	p.oom = string(b[:n]) == reasonOOM
+	p.oom = string(b[:n]) == ReasonOOM
 }
 
 // OutOfMemory reports whether the Keep, which has exited (Done), ended
 // because its workload needed more memory than its limit allows: the
 // shim reports that as the kernel's OOM kills are reported.
 func (p *Process) OutOfMemory() bool {
-	<-p.done
+	<-p.Done()
 	return p.oom
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/guest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
@@ -32,7 +33,7 @@ import (
 // keep.Subcommand, as the shim binary is.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], keeptest.Factory))
+		os.Exit(guest.Main(os.Args[2:], keeptest.Factory))
 	}
 	os.Exit(m.Run())
 }

@@ -13,10 +13,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/proc"
 )
 
-// sandboxReady is what a sandbox process reports once it is ready.
-const sandboxReady = "ready"
+// SandboxReady is what a sandbox process reports once it is ready.
+const SandboxReady = "ready"
 
 // SandboxOptions say how to start a pod's sandbox process.
 type SandboxOptions struct {
@@ -34,7 +35,7 @@ type SandboxOptions struct {
 // runc. The pod's Keeps join them by the paths the CRI plugin gives them,
 // /proc/PID/ns/*. It runs nothing else.
 type Sandbox struct {
-	child
+	*child
 }
 
 // StartSandbox starts a pod's sandbox process in the namespaces of its spec
@@ -79,21 +80,21 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 			args = append(args, "-sysctl", k+"="+v)
 		}
 	}
-	s := &Sandbox{child{cmd: exec.Command(exe, args...), done: make(chan struct{})}}
-	s.cmd.ExtraFiles = []*os.File{w}
+	s := &Sandbox{proc.New(exec.Command(exe, args...))}
+	s.Cmd.ExtraFiles = []*os.File{w}
 	// Signals from the shim's terminal or process group are not the pod's.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = confine.Start(s.cmd, namespaces, nil)
+	s.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = confine.Start(s.Cmd, namespaces, nil)
 	w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %s: %w", opts.ID, err)
 	}
-	go s.reap(nil)
+	go s.Reap(nil)
 	// Ready once it takes the signals that end it and has its hostname.
 	line, err := bufio.NewReader(r).ReadString('\n')
-	if line = strings.TrimSpace(line); line != sandboxReady {
+	if line = strings.TrimSpace(line); line != SandboxReady {
 		_ = s.Signal(syscall.SIGKILL)
-		<-s.done
+		<-s.Done()
 		if line == "" {
 			status, _ := s.Status()
 			return nil, fmt.Errorf("pod sandbox %s: %s exited with status %d before it was ready (%v): is it the enarx runtime?", opts.ID, exe, status, err)

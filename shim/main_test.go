@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/guest"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 )
 
@@ -13,7 +14,7 @@ import (
 // Keep runs the fake engine of keeptest.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], keeptest.Factory))
+		os.Exit(guest.Main(os.Args[2:], keeptest.Factory))
 	}
 	os.Exit(m.Run())
 }

@@ -13,13 +13,14 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep"
 	_ "github.com/enarx/containerd-shim-enarx/keep/confine/startbound" // the bounding set before the Go runtime starts
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/guest"
 	"github.com/enarx/containerd-shim-enarx/keep/wasmtime"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == keep.Subcommand {
-		os.Exit(keep.Main(os.Args[2:], func() (engine.Engine, error) { return wasmtime.NewWithOptions(wasmtime.KeepOptions()) }))
+		os.Exit(guest.Main(os.Args[2:], func() (engine.Engine, error) { return wasmtime.NewWithOptions(wasmtime.KeepOptions()) }))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "-v" {
 		fmt.Printf("%s\n  Version: %s\n  Revision: %s\n", keep.Binary, version.Version, version.Revision)

@@ -1,10 +1,11 @@
-package keep
+package guest
 
 import (
 	"context"
 	"strings"
 	"testing"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
@@ -25,17 +26,17 @@ func TestCheckComponent(t *testing.T) {
 	sockets := []socketspec.Spec{{Name: "web", Kind: socketspec.Listen, Prot: socketspec.TCP, Addr: ":80"}}
 	for _, tc := range []struct {
 		name   string
-		cfg    Config
+		cfg    keep.Config
 		module engine.Module
 		want   string // substring of the error; empty for none
 	}{
-		{"component", Config{Workload: workload.Workload{Module: "/c.wasm"}}, fakeComponent{}, ""},
-		{"component-start", Config{Workload: workload.Workload{Module: "/c.wasm", Entrypoint: "_start"}}, fakeComponent{}, ""},
-		{"component-sockets", Config{Workload: workload.Workload{Module: "/c.wasm", Sockets: sockets}}, fakeComponent{},
+		{"component", keep.Config{Workload: workload.Workload{Module: "/c.wasm"}}, fakeComponent{}, ""},
+		{"component-start", keep.Config{Workload: workload.Workload{Module: "/c.wasm", Entrypoint: "_start"}}, fakeComponent{}, ""},
+		{"component-sockets", keep.Config{Workload: workload.Workload{Module: "/c.wasm", Sockets: sockets}}, fakeComponent{},
 			"module /c.wasm is a WebAssembly component (wasi:cli/command): declared sockets are not available to components"},
-		{"component-entrypoint", Config{Workload: workload.Workload{Module: "/c.wasm", Entrypoint: "main"}}, fakeComponent{},
+		{"component-entrypoint", keep.Config{Workload: workload.Workload{Module: "/c.wasm", Entrypoint: "main"}}, fakeComponent{},
 			`has no entrypoint "main"`},
-		{"module-sockets", Config{Workload: workload.Workload{Module: "/m.wasm", Sockets: sockets, Entrypoint: "main"}}, coreModule{}, ""},
+		{"module-sockets", keep.Config{Workload: workload.Workload{Module: "/m.wasm", Sockets: sockets, Entrypoint: "main"}}, coreModule{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := checkComponent(tc.cfg, tc.module)

@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
 
@@ -26,7 +27,7 @@ const certifyTimeout = 30 * time.Second
 // CA as the node policy pins it, and stores that chain (the certificate,
 // then the pinned CA: nothing else of the steward's answer) in
 // cfg.StateDir. It returns the chain, PEM encoded.
-func certify(ctx context.Context, cfg Config, id *identity) ([]byte, error) {
+func certify(ctx context.Context, cfg keep.Config, id *identity) ([]byte, error) {
 	st := cfg.Steward
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	defer cancel()
@@ -83,7 +84,7 @@ func certify(ctx context.Context, cfg Config, id *identity) ([]byte, error) {
 	}
 	// Nobody reads it before the Keep reports ready (the shim) or runs
 	// (the workload): a plain write is enough.
-	if err := os.WriteFile(filepath.Join(cfg.StateDir, CertificateFile), out, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, keep.CertificateFile), out, 0o644); err != nil {
 		return nil, fmt.Errorf("store certificate: %w", err)
 	}
 	return out, nil

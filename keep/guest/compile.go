@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 )
@@ -28,7 +29,7 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 	}
 	pc, ok := eng.(engine.Precompiler)
 	if cacheDir == "" || !ok {
-		status := CacheOff
+		status := keep.CacheOff
 		if cacheDir != "" {
 			status += ": engine " + eng.Name() + " cannot precompile"
 		}
@@ -38,7 +39,7 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 	cache, err := modulecache.Open(cacheDir)
 	if err != nil {
 		m, cerr := compileModule(ctx)
-		return m, CacheOff + ": " + err.Error(), cerr
+		return m, keep.CacheOff + ": " + err.Error(), cerr
 	}
 	defer cache.Close()
 
@@ -64,7 +65,7 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 			m, lerr := pc.Load(ctx, res.Entry.Path())
 			if lerr == nil {
 				res.Entry.Close()
-				return m, CacheHit, nil
+				return m, keep.CacheHit, nil
 			}
 			// The entry is intact but the engine refuses it (made
 			// on another CPU, or by an engine whose fingerprint
@@ -74,7 +75,7 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 			res.Entry.Close()
 			continue
 		case module != nil:
-			status := CacheMiss
+			status := keep.CacheMiss
 			switch {
 			case err != nil:
 				status += ": not stored: " + err.Error()
@@ -87,11 +88,11 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 		default:
 			// The cache failed before building (its lock, a read).
 			m, cerr := compileModule(ctx)
-			return m, CacheOff + ": " + err.Error(), cerr
+			return m, keep.CacheOff + ": " + err.Error(), cerr
 		}
 	}
 	m, err := compileModule(ctx)
-	return m, CacheMiss + ": not stored: the engine refuses what the cache holds: " + unusable.Error(), err
+	return m, keep.CacheMiss + ": not stored: the engine refuses what the cache holds: " + unusable.Error(), err
 }
 
 // measuredModule is a workload's module file, open, and measured: its sha256

@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -48,7 +49,7 @@ type identity struct {
 // provider asks the TEE for reports. An error says which step failed: the
 // backend's (the key, the runtime digest, the TEE's report) or certifying
 // with the Steward.
-func newIdentity(ctx context.Context, cfg Config, workloadDigest, backend string, provider attestation.Provider) (*identity, error) {
+func newIdentity(ctx context.Context, cfg keep.Config, workloadDigest, backend string, provider attestation.Provider) (*identity, error) {
 	began := time.Now()
 	id, err := attestedKey(cfg, workloadDigest, provider)
 	if err == nil {
@@ -69,7 +70,7 @@ func newIdentity(ctx context.Context, cfg Config, workloadDigest, backend string
 }
 
 // attestedKey makes the key pair and the evidence inputs of an identity.
-func attestedKey(cfg Config, workloadDigest string, provider attestation.Provider) (*identity, error) {
+func attestedKey(cfg keep.Config, workloadDigest string, provider attestation.Provider) (*identity, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate keep key: %w", err)

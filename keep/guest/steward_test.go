@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"bytes"
@@ -30,6 +30,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation/stewardclient"
 	"github.com/enarx/containerd-shim-enarx/attestation/verify"
 	"github.com/enarx/containerd-shim-enarx/internal/testpki"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/version"
@@ -91,8 +92,8 @@ func newCertifySteward(t *testing.T, policy string, knowRuntime bool) *certifySt
 
 // certifyConfig is the configuration of a Keep certified by the steward at
 // url whose CA the node policy pins as ca.
-func certifyConfig(t *testing.T, url, ca string) Config {
-	return Config{
+func certifyConfig(t *testing.T, url, ca string) keep.Config {
+	return keep.Config{
 		ID:       "certify-test",
 		Steward:  &nodepolicy.Steward{Name: "test", URL: url, CA: ca, InsecureHTTP: true},
 		StateDir: t.TempDir(),
@@ -142,12 +143,12 @@ func TestCertify(t *testing.T) {
 	if len(a.Nonce) != stewardclient.NonceSize {
 		t.Errorf("the certified evidence binds a %d-byte nonce, want the steward's %d-byte challenge", len(a.Nonce), stewardclient.NonceSize)
 	}
-	stored, err := os.ReadFile(filepath.Join(cfg.StateDir, CertificateFile))
+	stored, err := os.ReadFile(filepath.Join(cfg.StateDir, keep.CertificateFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(stored) != string(out) {
-		t.Errorf("%s is not the chain certify returned:\n%s\nwant:\n%s", CertificateFile, stored, out)
+		t.Errorf("%s is not the chain certify returned:\n%s\nwant:\n%s", keep.CertificateFile, stored, out)
 	}
 }
 
@@ -195,8 +196,8 @@ func TestCertifyFailures(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, want)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(cfg.StateDir, CertificateFile)); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("%s after a failure: %v, want it absent", CertificateFile, err)
+			if _, err := os.Stat(filepath.Join(cfg.StateDir, keep.CertificateFile)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s after a failure: %v, want it absent", keep.CertificateFile, err)
 			}
 			if entries, _ := os.ReadDir(cfg.StateDir); len(entries) != 0 {
 				t.Errorf("state directory holds %d files after a failure, want none", len(entries))

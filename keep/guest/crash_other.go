@@ -1,6 +1,6 @@
 //go:build !linux
 
-package keep
+package guest
 
 // dieOfCrashSignals leaves crash signals to the Go runtime off Linux.
 func dieOfCrashSignals(id string) {}

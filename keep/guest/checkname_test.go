@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"math/rand"

@@ -1,12 +1,13 @@
 //go:build !linux
 
-package keep
+package guest
 
 import (
 	"context"
 	"errors"
 	"os"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
@@ -16,10 +17,10 @@ const innerFlag = "inner"
 // innerKeep is Linux only.
 type innerKeep struct{}
 
-func startInner(context.Context, Config, *prepared, *sockets.Set) (*innerKeep, error) {
+func startInner(context.Context, keep.Config, *prepared, *sockets.Set) (*innerKeep, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
-func (*innerKeep) run(<-chan os.Signal) int { return StatusFailed }
+func (*innerKeep) run(<-chan os.Signal) int { return keep.StatusFailed }
 
-func innerMain(string, EngineFactory, <-chan os.Signal) int { return StatusFailed }
+func innerMain(string, EngineFactory, <-chan os.Signal) int { return keep.StatusFailed }

@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/tlssock"
@@ -27,11 +28,11 @@ const selfSignedValidity = 30 * 24 * time.Hour
 // evidence (see identity.tlsIdentity). TLS connect sockets trust the
 // system's roots and the Steward's CA the node policy pins, so that Keeps
 // certified by one Steward trust each other.
-func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, error) {
+func openSockets(ctx context.Context, cfg keep.Config, id *identity) (*sockets.Set, error) {
 	if len(cfg.Sockets) == 0 {
 		return nil, nil
 	}
-	opts := sockets.Options{NetNS: cfg.netNS()}
+	opts := sockets.Options{NetNS: netNS(cfg)}
 	if hasTLS(cfg.Sockets) {
 		cert, err := id.tlsCertificate(cfg.ID)
 		if err != nil {
@@ -58,11 +59,11 @@ func openSockets(ctx context.Context, cfg Config, id *identity) (*sockets.Set, e
 // containerNetNS is the network namespace a confined Keep enters: the one
 // its sockets were opened in, else the one its container has (at a path,
 // or new), or nil for the host's, where it did what needed the host.
-func containerNetNS(cfg Config, socks *sockets.Set) (*os.File, error) {
+func containerNetNS(cfg keep.Config, socks *sockets.Set) (*os.File, error) {
 	if socks != nil && socks.NetNS() != nil {
 		return socks.NetNS(), nil
 	}
-	if ns := cfg.netNS(); ns != "" {
+	if ns := netNS(cfg); ns != "" {
 		return sockets.OpenNetNS(ns)
 	}
 	return nil, nil
@@ -70,7 +71,7 @@ func containerNetNS(cfg Config, socks *sockets.Set) (*os.File, error) {
 
 // netNS is the container's network namespace as sockets.Options.NetNS
 // names it: "" for the host's, sockets.NewNetNS for a new one, or a path.
-func (c Config) netNS() string {
+func netNS(c keep.Config) string {
 	if c.NewNetNS {
 		return sockets.NewNetNS
 	}
@@ -100,9 +101,9 @@ func describeSockets(specs []socketspec.Spec, set *sockets.Set) []string {
 // tlsCertificate returns.
 func (id *identity) tlsIdentityName() string {
 	if len(id.chain) > 0 {
-		return TLSIdentitySteward
+		return keep.TLSIdentitySteward
 	}
-	return TLSIdentitySelfSigned
+	return keep.TLSIdentitySelfSigned
 }
 
 // tlsCertificate returns the certificate of the Keep's TLS sockets: the

@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 )
@@ -86,31 +87,31 @@ func compileWith(t *testing.T, e engine.Engine, dir, wasm string) (engine.Module
 func TestCompileCached(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "modules")
 	first := &precompiler{fingerprint: "v1"}
-	if _, status := compileWith(t, first, dir, "mod"); status != CacheMiss || first.compiles != 1 {
+	if _, status := compileWith(t, first, dir, "mod"); status != keep.CacheMiss || first.compiles != 1 {
 		t.Fatalf("first start: status %q, %d compiles; want a miss", status, first.compiles)
 	}
 	// Another Keep: a fresh engine loads what the first stored.
 	second := &precompiler{fingerprint: "v1"}
-	if _, status := compileWith(t, second, dir, "mod"); status != CacheHit || second.compiles != 0 || second.loads != 1 {
+	if _, status := compileWith(t, second, dir, "mod"); status != keep.CacheHit || second.compiles != 0 || second.loads != 1 {
 		t.Fatalf("second start: status %q, %d compiles, %d loads; want a hit", status, second.compiles, second.loads)
 	}
 	// Another engine version or setting does not load it.
 	other := &precompiler{fingerprint: "v2"}
-	if _, status := compileWith(t, other, dir, "mod"); status != CacheMiss || other.compiles != 1 {
+	if _, status := compileWith(t, other, dir, "mod"); status != keep.CacheMiss || other.compiles != 1 {
 		t.Fatalf("other fingerprint: status %q, %d compiles; want a miss", status, other.compiles)
 	}
 	// Nor is another module's entry used.
-	if _, status := compileWith(t, second, dir, "mod2"); status != CacheMiss {
+	if _, status := compileWith(t, second, dir, "mod2"); status != keep.CacheMiss {
 		t.Fatalf("other module: status %q, want a miss", status)
 	}
 }
 
 func TestCompileCacheOff(t *testing.T) {
 	e := &precompiler{fingerprint: "v1"}
-	if _, status := compileWith(t, e, "", "mod"); status != CacheOff {
-		t.Errorf("no cache directory: status %q, want %q", status, CacheOff)
+	if _, status := compileWith(t, e, "", "mod"); status != keep.CacheOff {
+		t.Errorf("no cache directory: status %q, want %q", status, keep.CacheOff)
 	}
-	if _, status := compileWith(t, plainEngine{}, t.TempDir(), "mod"); !strings.HasPrefix(status, CacheOff+": engine plain 1.0 cannot precompile") {
+	if _, status := compileWith(t, plainEngine{}, t.TempDir(), "mod"); !strings.HasPrefix(status, keep.CacheOff+": engine plain 1.0 cannot precompile") {
 		t.Errorf("engine without precompilation: status %q", status)
 	}
 	// A directory others can write is refused, and the Keep compiles.
@@ -120,7 +121,7 @@ func TestCompileCacheOff(t *testing.T) {
 	}
 	os.Chmod(open, 0o777)
 	_, status := compileWith(t, e, open, "mod")
-	if !strings.HasPrefix(status, CacheOff+": ") || !strings.Contains(status, "lets others write it") {
+	if !strings.HasPrefix(status, keep.CacheOff+": ") || !strings.Contains(status, "lets others write it") {
 		t.Errorf("world-writable cache: status %q, want off with the reason", status)
 	}
 }
@@ -143,10 +144,10 @@ func TestCompileReplacesRefusedEntry(t *testing.T) {
 	// The entry verifies, but the engine refuses it: it is rebuilt.
 	refusing := &precompiler{fingerprint: "v1", refuse: true}
 	_, status := compileWith(t, refusing, dir, "mod")
-	if !strings.HasPrefix(status, CacheMiss+": replaced an entry the engine refused") || refusing.compiles != 1 {
+	if !strings.HasPrefix(status, keep.CacheMiss+": replaced an entry the engine refused") || refusing.compiles != 1 {
 		t.Fatalf("refused entry: status %q, %d compiles", status, refusing.compiles)
 	}
-	if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != CacheHit {
+	if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != keep.CacheHit {
 		t.Fatalf("after the rebuild: status %q, want a hit", status)
 	}
 }
@@ -165,10 +166,10 @@ func TestCompileReplacesDamagedEntry(t *testing.T) {
 	}
 	e := &precompiler{fingerprint: "v1"}
 	_, status := compileWith(t, e, dir, "mod")
-	if !strings.HasPrefix(status, CacheMiss+": replaced module cache: entry") || e.loads != 0 {
+	if !strings.HasPrefix(status, keep.CacheMiss+": replaced module cache: entry") || e.loads != 0 {
 		t.Fatalf("damaged entry: status %q, %d loads; want a rebuild that never loads it", status, e.loads)
 	}
-	if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != CacheHit {
+	if _, status := compileWith(t, &precompiler{fingerprint: "v1"}, dir, "mod"); status != keep.CacheHit {
 		t.Fatalf("after the rebuild: status %q, want a hit", status)
 	}
 }
@@ -298,11 +299,11 @@ func TestMeasuredModule(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "modules")
-	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, dir, m.read, m.digest); err != nil || status != CacheMiss {
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, dir, m.read, m.digest); err != nil || status != keep.CacheMiss {
 		t.Fatalf("first compile: %q, %v; want a miss", status, err)
 	}
 	unread := func() ([]byte, error) { return nil, errors.New("read on a cache hit") }
-	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, dir, unread, m.digest); err != nil || status != CacheHit {
+	if _, status, err := compile(context.Background(), &precompiler{fingerprint: "v1"}, dir, unread, m.digest); err != nil || status != keep.CacheHit {
 		t.Fatalf("second compile: %q, %v; want a hit that reads nothing", status, err)
 	}
 

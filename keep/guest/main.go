@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"context"
@@ -14,25 +14,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/confine/seccomp"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"github.com/enarx/containerd-shim-enarx/version"
-)
-
-// Exit statuses of a Keep besides the workload's own.
-const (
-	// StatusTrap is returned when the workload traps. It is 128+SIGABRT, as
-	// the wasmtime CLI returns for a trap.
-	StatusTrap = 134
-	// StatusFailed is returned when the Keep cannot run the workload.
-	StatusFailed = 1
-	// StatusOOM is returned when the workload needed more memory than its
-	// limit allows: 128+SIGKILL, as for a process the kernel kills at its
-	// cgroup's limit.
-	StatusOOM = 137
 )
 
 // settleDelay is how long a workload runs before its Keep returns the
@@ -63,19 +51,19 @@ type EngineFactory func() (engine.Engine, error)
 // interrupted it, StatusTrap for a trap, StatusFailed when the Keep could not
 // run it. A crash signal (SIGSEGV, SIGABRT...) ends the Keep by that signal.
 func Main(args []string, newEngine EngineFactory) int {
-	fs := flag.NewFlagSet(Subcommand, flag.ContinueOnError)
+	fs := flag.NewFlagSet(keep.Subcommand, flag.ContinueOnError)
 	id := fs.String("id", "", "container ID (for ps and logs)")
 	pause := fs.Bool("pause", false, "hold a pod's namespaces (see StartSandbox)")
 	hostname := fs.String("hostname", "", "the pod's hostname, with -pause")
 	innerProc := fs.Bool(innerFlag, false, "run the workload of a Keep with a user namespace (see startInner)")
-	startedAhead := fs.Bool(aheadFlag, false, "started before its container's Create: read the hand-over first (see StartAhead)")
+	startedAhead := fs.Bool(keep.AheadFlag, false, "started before its container's Create: read the hand-over first (see StartAhead)")
 	sysctls := sysctlFlag{}
 	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
-		return StatusFailed
+		return keep.StatusFailed
 	}
 	// What the shim passed beyond stdio is the Keep's own: not its hooks'.
-	for fd := controlFD; fd <= reasonFD; fd++ {
+	for fd := keep.ControlFD; fd <= keep.ReasonFD; fd++ {
 		syscall.CloseOnExec(fd)
 	}
 	if *innerProc {
@@ -86,18 +74,18 @@ func Main(args []string, newEngine EngineFactory) int {
 	if *pause {
 		// The shim waits for "ready", or the reason it will not be, on
 		// the first ExtraFile.
-		report := os.NewFile(controlFD, "sandbox-ready")
-		if err := confine.Hold(*hostname, sysctls, func() { fmt.Fprintln(report, sandboxReady); report.Close() }); err != nil {
+		report := os.NewFile(keep.ControlFD, "sandbox-ready")
+		if err := confine.Hold(*hostname, sysctls, func() { fmt.Fprintln(report, keep.SandboxReady); report.Close() }); err != nil {
 			fmt.Fprintln(report, err)
-			return StatusFailed
+			return keep.StatusFailed
 		}
 		return 0
 	}
 	dieOfCrashSignals(*id)
-	ctl, err := net.FileConn(os.NewFile(controlFD, "keep-control"))
+	ctl, err := net.FileConn(os.NewFile(keep.ControlFD, "keep-control"))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "enarx keep: no control socket on fd %d: %v (a Keep is started by the shim, not by hand; use `enarx run` instead)\n", controlFD, err)
-		return StatusFailed
+		fmt.Fprintf(os.Stderr, "enarx keep: no control socket on fd %d: %v (a Keep is started by the shim, not by hand; use `enarx run` instead)\n", keep.ControlFD, err)
+		return keep.StatusFailed
 	}
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, endSignals...)
@@ -112,12 +100,12 @@ func Main(args []string, newEngine EngineFactory) int {
 		// before its container's Create ends the Keep without a word.
 		if rootTree, err = receiveHandOver(ctl); err != nil {
 			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", *id, err)
-			return StatusFailed
+			return keep.StatusFailed
 		}
 	}
 	dec, enc, req, fail := acceptConfig(ctl)
 	if req.Config == nil {
-		return StatusFailed
+		return keep.StatusFailed
 	}
 	cfg := *req.Config
 	if rootTree != nil {
@@ -130,7 +118,7 @@ func Main(args []string, newEngine EngineFactory) int {
 			return fail(err)
 		}
 	}
-	if err := checkNullStdio(cfg.NullStdio); err != nil {
+	if err := keep.CheckNullStdio(cfg.NullStdio); err != nil {
 		return fail(err)
 	}
 	ctx := context.Background()
@@ -166,8 +154,8 @@ func Main(args []string, newEngine EngineFactory) int {
 	var confined *confine.Confined
 	var inner *innerKeep
 	if cfg.Container != nil {
-		if err := enc.Encode(response{Prepared: &k.ready}); err != nil {
-			return StatusFailed
+		if err := enc.Encode(keep.Response{Prepared: &k.ready}); err != nil {
+			return keep.StatusFailed
 		}
 		began := time.Now()
 		if cfg.Container.UserNS() {
@@ -180,8 +168,8 @@ func Main(args []string, newEngine EngineFactory) int {
 		}
 		k.ready.ConfineTime = time.Since(began)
 	}
-	if err := enc.Encode(response{Ready: &k.ready}); err != nil {
-		return StatusFailed
+	if err := enc.Encode(keep.Response{Ready: &k.ready}); err != nil {
+		return keep.StatusFailed
 	}
 	var next *runAhead
 	if inner == nil {
@@ -202,7 +190,7 @@ func Main(args []string, newEngine EngineFactory) int {
 	if confined != nil {
 		if err := startContainer(ctx, confined, next); err != nil {
 			fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
-			return StatusFailed
+			return keep.StatusFailed
 		}
 	}
 	// What only getting ready needed (the module's bytes, the compiler's
@@ -251,7 +239,7 @@ type runAhead struct {
 
 // prepareRun starts making a Keep's run ready (runAhead); confined says
 // whether the Keep is a container, which needs the filter.
-func prepareRun(cfg Config, module engine.Module, socks *sockets.Set, confined bool) *runAhead {
+func prepareRun(cfg keep.Config, module engine.Module, socks *sockets.Set, confined bool) *runAhead {
 	next := &runAhead{done: make(chan struct{}), module: module, opts: runOptions(cfg, socks)}
 	hooks := cfg.Container != nil && cfg.Container.Hooks != nil && len(cfg.Container.Hooks.StartContainer) > 0
 	go func() {
@@ -279,7 +267,7 @@ func (next *runAhead) run(ctx context.Context) (int, error) {
 }
 
 // runOptions are what the engine gives the workload of cfg.
-func runOptions(cfg Config, socks *sockets.Set) engine.RunOptions {
+func runOptions(cfg keep.Config, socks *sockets.Set) engine.RunOptions {
 	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
 	if socks != nil {
 		opts.Sockets = socks.Sockets()
@@ -297,7 +285,7 @@ func awaitRun(signals <-chan os.Signal, runc <-chan error) (int, bool) {
 		return 128 + int(sig.(syscall.Signal)), false
 	case err := <-runc:
 		if err != nil {
-			return StatusFailed, false
+			return keep.StatusFailed, false
 		}
 	}
 	return 0, true
@@ -306,7 +294,7 @@ func awaitRun(signals <-chan os.Signal, runc <-chan error) (int, bool) {
 // enter confines the Keep in the container's namespaces, the network one
 // its sockets are in, if any (containerNetNS): with the container that
 // buildAhead built, when it did.
-func enter(cfg Config, socks *sockets.Set, ahead <-chan builtContainer) (*confine.Confined, error) {
+func enter(cfg keep.Config, socks *sockets.Set, ahead <-chan builtContainer) (*confine.Confined, error) {
 	var b builtContainer
 	if ahead != nil {
 		b = <-ahead
@@ -327,7 +315,7 @@ type builtContainer struct {
 
 // build builds the Keep's container (confine.Build) in its network
 // namespace (containerNetNS).
-func build(cfg Config, socks *sockets.Set) builtContainer {
+func build(cfg keep.Config, socks *sockets.Set) builtContainer {
 	netns, err := containerNetNS(cfg, socks)
 	if err != nil {
 		return builtContainer{err: err}
@@ -349,7 +337,7 @@ func build(cfg Config, socks *sockets.Set) builtContainer {
 // inner Keep builds its own container), or is no container at all; then
 // it returns nil, and enter builds after prepare, as before. The module is
 // open already (Main).
-func buildAhead(cfg Config) <-chan builtContainer {
+func buildAhead(cfg keep.Config) <-chan builtContainer {
 	if cfg.Container == nil || cfg.Container.UserNS() || len(cfg.Sockets) > 0 || cfg.Steward != nil {
 		return nil
 	}
@@ -377,7 +365,7 @@ func (f sysctlFlag) Set(kv string) error {
 func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id *identity, runc chan<- error) {
 	started := false
 	for {
-		var req request
+		var req keep.Request
 		if err := dec.Decode(&req); err != nil {
 			if !started {
 				runc <- err
@@ -389,7 +377,7 @@ func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id 
 			started = true
 			runc <- nil
 		case req.Attest != nil:
-			var resp response
+			var resp keep.Response
 			if evidence, err := id.evidenceWith(ctx, req.Attest.Nonce); err != nil {
 				resp.Error = err.Error()
 			} else if resp.Evidence, err = evidence.Marshal(); err != nil {
@@ -399,7 +387,7 @@ func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id 
 				return
 			}
 		default:
-			_ = enc.Encode(response{Error: "unexpected control message"})
+			_ = enc.Encode(keep.Response{Error: "unexpected control message"})
 		}
 	}
 }
@@ -410,7 +398,7 @@ type prepared struct {
 	engine   engine.Engine
 	module   engine.Module
 	identity *identity
-	ready    Ready
+	ready    keep.Ready
 }
 
 // engineMade is the engine a Keep runs its workload with, made (or not).
@@ -434,7 +422,7 @@ func startEngine(newEngine EngineFactory) <-chan engineMade {
 // the config bound into the TEE's report, and a certificate when a Steward
 // is configured. moduleFile is the module, cfg.Module, open; prepare
 // closes it. enginec gives the engine (startEngine).
-func prepare(ctx context.Context, cfg Config, moduleFile *os.File, enginec <-chan engineMade) (*prepared, error) {
+func prepare(ctx context.Context, cfg keep.Config, moduleFile *os.File, enginec <-chan engineMade) (*prepared, error) {
 	mod, err := measureModule(moduleFile)
 	if err != nil {
 		return nil, err
@@ -445,7 +433,7 @@ func prepare(ctx context.Context, cfg Config, moduleFile *os.File, enginec <-cha
 	if name == "" {
 		name = nodepolicy.BackendNil
 	}
-	backend, err := LookupBackend(name)
+	backend, err := keep.LookupBackend(name)
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +477,7 @@ func prepare(ctx context.Context, cfg Config, moduleFile *os.File, enginec <-cha
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{engine: eng, module: module, identity: id, ready: Ready{
+	return &prepared{engine: eng, module: module, identity: id, ready: keep.Ready{
 		Backend:        backend.Name(),
 		TEE:            backend.TEE(),
 		WorkloadDigest: workloadDigest,
@@ -511,7 +499,7 @@ func prepare(ctx context.Context, cfg Config, moduleFile *os.File, enginec <-cha
 // cannot be given: declared sockets (wasmtime's C API v39 has no network
 // configuration for WASI preview 2) and an entrypoint (a command runs
 // wasi:cli/run).
-func checkComponent(cfg Config, module engine.Module) error {
+func checkComponent(cfg keep.Config, module engine.Module) error {
 	c, ok := module.(engine.Component)
 	if !ok {
 		return nil
@@ -529,7 +517,7 @@ func checkComponent(cfg Config, module engine.Module) error {
 }
 
 // run runs the workload (next) and turns its end into an exit status.
-func run(ctx context.Context, cfg Config, signals <-chan os.Signal, next *runAhead) int {
+func run(ctx context.Context, cfg keep.Config, signals <-chan os.Signal, next *runAhead) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	interrupted := make(chan int, 1)
@@ -559,20 +547,20 @@ func run(ctx context.Context, cfg Config, signals <-chan os.Signal, next *runAhe
 	case errors.As(err, &trap) && trap.OutOfMemory:
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: out of memory: %s\n", cfg.ID, trap.Message)
 		// The shim reports it as an OOM kill (its /tasks/oom event).
-		if f := os.NewFile(reasonFD, "keep-reason"); f != nil {
-			_, _ = f.WriteString(reasonOOM)
+		if f := os.NewFile(keep.ReasonFD, "keep-reason"); f != nil {
+			_, _ = f.WriteString(keep.ReasonOOM)
 			f.Close()
 		}
-		return StatusOOM
+		return keep.StatusOOM
 	case errors.As(err, &trap):
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, trap)
-		return StatusTrap
+		return keep.StatusTrap
 	default:
 		// Not the workload's doing (a trap, an exit): the module could not
 		// run (a table or memory it declares is too large, an import of
 		// the wrong type, an entrypoint it lacks).
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: module %s: %v\n", cfg.ID, cfg.Module, err)
-		return StatusFailed
+		return keep.StatusFailed
 	}
 }
 
@@ -597,7 +585,7 @@ func withPWD(env []string, cwd string) []string {
 
 // preopens are the directories the workload sees: "/" of the container's
 // view for a confined Keep, else its Preopens and its state directory.
-func preopens(cfg Config) []engine.Preopen {
+func preopens(cfg keep.Config) []engine.Preopen {
 	if cfg.Container != nil {
 		return []engine.Preopen{{HostPath: "/", GuestPath: "/"}}
 	}
@@ -612,4 +600,29 @@ func preopens(cfg Config) []engine.Preopen {
 		ps = append(ps, engine.Preopen{HostPath: cfg.StateDir, GuestPath: confine.GuestStateDir, ReadOnly: true})
 	}
 	return ps
+}
+
+// acceptConfig reads the first request of the control socket ctl, which
+// carries the config, and validates it. fail answers an error on ctl and
+// returns StatusFailed; a request without a valid config has been answered
+// so, and has a nil Config.
+func acceptConfig(ctl net.Conn) (*json.Decoder, *json.Encoder, keep.Request, func(error) int) {
+	dec, enc := json.NewDecoder(ctl), json.NewEncoder(ctl)
+	fail := func(err error) int {
+		_ = enc.Encode(keep.Response{Error: err.Error()})
+		return keep.StatusFailed
+	}
+	var req keep.Request
+	err := dec.Decode(&req)
+	switch {
+	case err != nil || req.Config == nil:
+		err = fmt.Errorf("read keep config: %v", err)
+	default:
+		err = req.Config.Validate()
+	}
+	if err != nil {
+		fail(err)
+		req.Config = nil
+	}
+	return dec, enc, req, fail
 }

@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"net"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // TestReceiveHandOver: a Keep started ahead takes the hand-over its shim
@@ -20,15 +22,15 @@ func TestReceiveHandOver(t *testing.T) {
 		close bool
 		err   string
 	}{
-		{name: "rootfs only", mask: handOverRootfs, fds: 1},
+		{name: "rootfs only", mask: keep.HandOverRootfs, fds: 1},
 		{name: "no rootfs", mask: 0, fds: 0},
-		{name: "fewer descriptors", mask: handOverRootfs | 1, fds: 1, err: "not what a shim sends"},
+		{name: "fewer descriptors", mask: keep.HandOverRootfs | 1, fds: 1, err: "not what a shim sends"},
 		{name: "more descriptors", mask: 0, fds: 2, err: "not what a shim sends"},
 		{name: "unknown bits", mask: 0x80, fds: 0, err: "not what a shim sends"},
 		{name: "shim gone", close: true, err: "hand-over"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ctl, remote, err := controlSocket()
+			ctl, remote, err := keep.ControlSocket()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +69,7 @@ func TestReceiveHandOver(t *testing.T) {
 				t.Fatalf("receiveHandOver: %v", err)
 			case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 				t.Fatalf("receiveHandOver: %v, want an error with %q", err, c.err)
-			case c.err == "" && (tree != nil) != (c.mask&handOverRootfs != 0):
+			case c.err == "" && (tree != nil) != (c.mask&keep.HandOverRootfs != 0):
 				t.Fatalf("tree %v, want one only when the byte says so", tree)
 			}
 		})

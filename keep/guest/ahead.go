@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"errors"
@@ -8,11 +8,9 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
-)
 
-// aheadFlag marks a Keep the shim started before its container's Create
-// (StartAhead): it reads the hand-over (handOver) before its config.
-const aheadFlag = "ahead"
+	"github.com/enarx/containerd-shim-enarx/keep"
+)
 
 // receiveHandOver reads what the shim hands a Keep started ahead, the first
 // message on its control socket: the container's stdio, put in place of the
@@ -44,7 +42,7 @@ func receiveHandOver(ctl net.Conn) (*os.File, error) {
 		}
 	}
 	mask := b[0]
-	if n != 1 || mask&^(handOverRootfs|7) != 0 || len(fds) != bits.OnesCount8(mask) {
+	if n != 1 || mask&^(keep.HandOverRootfs|7) != 0 || len(fds) != bits.OnesCount8(mask) {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
@@ -61,7 +59,7 @@ func receiveHandOver(ctl net.Conn) (*os.File, error) {
 			return nil, fmt.Errorf("hand-over: fd %d: %w", std, err)
 		}
 	}
-	if mask&handOverRootfs == 0 {
+	if mask&keep.HandOverRootfs == 0 {
 		return nil, nil
 	}
 	return os.NewFile(uintptr(fds[0]), "rootfs-tree"), nil

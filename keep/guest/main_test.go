@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"reflect"
@@ -6,6 +6,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
@@ -37,7 +38,7 @@ func TestWithPWD(t *testing.T) {
 // when prepare needs nothing Build changes (buildAhead).
 func TestBuildAheadOnlyWhenSafe(t *testing.T) {
 	userns := &confine.Spec{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace}}}
-	for name, cfg := range map[string]Config{
+	for name, cfg := range map[string]keep.Config{
 		"no container":     {},
 		"a user namespace": {Container: userns},
 		"sockets":          {Container: &confine.Spec{}, Workload: workload.Workload{Sockets: []socketspec.Spec{{Name: "http"}}}},

@@ -1,4 +1,4 @@
-package keep
+package guest
 
 import (
 	"context"
@@ -15,9 +15,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/confine/seccomp"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/proc"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
@@ -39,21 +41,21 @@ const innerFlag = "inner"
 // Descriptors of an inner Keep besides stdio.
 const (
 	innerControlFD = 3 // its end of the control socket
-	// 4 is reasonFD, the Keep's own, passed on
+	// 4 is ReasonFD, the Keep's own, passed on
 	innerModuleFD  = 5 // the module: native code, or WebAssembly to compile
 	innerSourcesFD = 6 // the first bind mount source (confine.Sources)
 )
 
 // innerKeep is the Keep's side of its inner Keep.
 type innerKeep struct {
-	child
+	*proc.Child
 	ctl net.Conn
 	enc *json.Encoder
 }
 
 // startInner starts the inner Keep of cfg with the module k compiled, and
 // returns once it is confined.
-func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set) (_ *innerKeep, err error) {
+func startInner(ctx context.Context, cfg keep.Config, k *prepared, socks *sockets.Set) (_ *innerKeep, err error) {
 	if socks != nil {
 		return nil, errors.New("confinement: declared sockets are not supported with a user namespace yet: run the container without a user namespace, or without sockets")
 	}
@@ -66,51 +68,51 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 		return nil, err
 	}
 	defer module.Close()
-	ctl, remote, err := controlSocket()
+	ctl, remote, err := keep.ControlSocket()
 	if err != nil {
 		return nil, fmt.Errorf("confinement: control socket of the inner Keep: %w", err)
 	}
 	defer remote.Close()
-	in := &innerKeep{child: child{cmd: exec.Command(exe, Subcommand, "-id", cfg.ID, "-"+innerFlag), done: make(chan struct{})}, ctl: ctl, enc: json.NewEncoder(ctl)}
+	in := &innerKeep{Child: proc.New(exec.Command(exe, keep.Subcommand, "-id", cfg.ID, "-"+innerFlag)), ctl: ctl, enc: json.NewEncoder(ctl)}
 	sources, err := cfg.Container.OpenSources(cfg.StateDir)
 	if err != nil {
 		ctl.Close()
 		return nil, err
 	}
 	defer sources.Close()
-	in.cmd.Stdin, in.cmd.Stdout, in.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	in.cmd.ExtraFiles = append([]*os.File{remote, os.NewFile(reasonFD, "keep-reason"), module}, sources.Files()...)
+	in.Cmd.Stdin, in.Cmd.Stdout, in.Cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	in.Cmd.ExtraFiles = append([]*os.File{remote, os.NewFile(keep.ReasonFD, "keep-reason"), module}, sources.Files()...)
 	var network *specs.LinuxNamespace
-	switch ns := cfg.netNS(); ns {
+	switch ns := netNS(cfg); ns {
 	case "":
 	case sockets.NewNetNS:
 		network = &specs.LinuxNamespace{Type: specs.NetworkNamespace}
 	default:
 		network = &specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: ns}
 	}
-	if err := cfg.Container.StartInner(in.cmd, network); err != nil {
+	if err := cfg.Container.StartInner(in.Cmd, network); err != nil {
 		ctl.Close()
 		return nil, err
 	}
-	go in.reap(nil)
+	go in.Reap(nil)
 	defer func() {
 		if err != nil {
 			_ = in.Signal(syscall.SIGKILL)
-			<-in.done
+			<-in.Done()
 			ctl.Close()
 		}
 	}()
 	if err := cfg.Container.ApplyLimits(in.Pid()); err != nil {
 		return nil, err
 	}
-	if err := in.enc.Encode(request{Config: &cfg, Native: native, Sources: len(sources.Files())}); err != nil {
+	if err := in.enc.Encode(keep.Request{Config: &cfg, Native: native, Sources: len(sources.Files())}); err != nil {
 		return nil, fmt.Errorf("confinement: send the inner Keep its config: %w", err)
 	}
-	var resp response
+	var resp keep.Response
 	if err := json.NewDecoder(ctl).Decode(&resp); err != nil {
 		status, _ := in.Status()
 		select {
-		case <-in.done:
+		case <-in.Done():
 			return nil, fmt.Errorf("confinement: the inner Keep exited with status %d before it was confined (its reason is in the container's log)", status)
 		case <-time.After(time.Second):
 		}
@@ -125,7 +127,7 @@ func startInner(ctx context.Context, cfg Config, k *prepared, socks *sockets.Set
 // moduleFile is the module for the inner Keep, in a memory file: the native
 // code of k's module when its engine is a Precompiler (native), else the
 // WebAssembly, which the inner Keep compiles.
-func moduleFile(cfg Config, k *prepared) (*os.File, bool, error) {
+func moduleFile(cfg keep.Config, k *prepared) (*os.File, bool, error) {
 	var b []byte
 	var err error
 	p, native := k.engine.(engine.Precompiler)
@@ -158,14 +160,14 @@ func moduleFile(cfg Config, k *prepared) (*os.File, bool, error) {
 // returns its status.
 func (in *innerKeep) run(signals <-chan os.Signal) int {
 	defer in.ctl.Close()
-	if err := in.enc.Encode(request{Run: true}); err != nil {
+	if err := in.enc.Encode(keep.Request{Run: true}); err != nil {
 		_ = in.Signal(syscall.SIGKILL)
 	}
 	for {
 		select {
 		case sig := <-signals:
 			_ = in.Signal(sig.(syscall.Signal))
-		case <-in.done:
+		case <-in.Done():
 			status, _ := in.Status()
 			return status
 		}
@@ -178,11 +180,11 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	ctl, err := net.FileConn(os.NewFile(innerControlFD, "inner-control"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: no control socket on fd %d: %v (an inner Keep is started by a Keep)\n", id, innerControlFD, err)
-		return StatusFailed
+		return keep.StatusFailed
 	}
 	dec, enc, req, fail := acceptConfig(ctl)
 	if req.Config == nil {
-		return StatusFailed
+		return keep.StatusFailed
 	}
 	cfg := *req.Config
 	if cfg.Container == nil || !cfg.Container.UserNS() {
@@ -214,13 +216,13 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if err != nil {
 		return fail(err)
 	}
-	if err := enc.Encode(response{Confined: true}); err != nil {
-		return StatusFailed
+	if err := enc.Encode(keep.Response{Confined: true}); err != nil {
+		return keep.StatusFailed
 	}
 	next := prepareRun(cfg, module, nil, true)
 	runc := make(chan error, 1)
 	go func() {
-		var req request
+		var req keep.Request
 		err := dec.Decode(&req)
 		if err == nil && !req.Run {
 			err = errors.New("not run")
@@ -232,7 +234,7 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	}
 	if err := startContainer(ctx, confined, next); err != nil {
 		fmt.Fprintf(os.Stderr, "enarx keep: %s: %v\n", cfg.ID, err)
-		return StatusFailed
+		return keep.StatusFailed
 	}
 	return run(ctx, cfg, signals, next)
 }
