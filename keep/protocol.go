@@ -1,27 +1,32 @@
 // Package keep runs a WebAssembly workload in a Keep: an isolated process of
 // its own, with a TEE backend that attests it and an engine that runs it.
 //
-// The package is the control protocol between the shim and a Keep and its
-// two ends, which run in different processes:
+// The package is what the two ends of a Keep share: the control protocol
+// between the shim and a Keep (Config, Ready and the messages, the file
+// descriptors and the hand-over of a Keep started ahead) and the backends
+// both ends name. The ends are packages of their own, because they run in
+// different processes and each process pays at its start for every package
+// it links:
 //
-//   - protocol.go: what crosses the control socket (Config, Ready and the
-//     messages), and the backends both ends name;
-//   - shim_*.go, the shim's end: Start executes the Keep process, hands it a
-//     Config, and drives it through ready → run → exit (Process);
-//   - keep_*.go, the Keep's end: Main, in the Keep process, compiles the
-//     module (keep_compile.go), makes the Keep's identity — its key, its
-//     evidence and its certificate (keep_identity.go, keep_steward.go) —,
-//     opens its sockets (keep_sockets.go) and runs the workload.
+//   - keep/host, the shim's end: Start executes the Keep process, hands it
+//     a Config, and drives it through ready → run → exit (Process); it
+//     places the Keep in its cgroup (keep/cgroup) and namespaces;
+//   - keep/guest, the Keep's end: Main, in the Keep process, compiles the
+//     module, makes the Keep's identity — its key, its evidence and its
+//     certificate —, opens its sockets, confines itself (keep/confine and
+//     keep/confine/seccomp) and runs the workload.
 //
-// The engine is behind keep/engine, the node policy is keep/nodepolicy, the
-// Keep's cgroup keep/cgroup.
+// The engine is behind keep/engine, the node policy is keep/nodepolicy.
 package keep
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
@@ -51,6 +56,37 @@ const ReasonFD = 4
 // ReasonOOM says the workload needed more memory than its limit allows.
 const ReasonOOM = "oom"
 
+// AheadFlag marks a Keep the shim started before its container's Create
+// (StartAhead): it reads the hand-over (handOver) before its config.
+const AheadFlag = "ahead"
+
+// HandOverRootfs is the bit of the hand-over's byte that says a tree of the
+// root filesystem follows the stdio; bits 0-2 say which of stdin, stdout
+// and stderr are given.
+const HandOverRootfs = 1 << 3
+
+// SandboxReady is what a sandbox process reports once it is ready.
+const SandboxReady = "ready"
+
+// ControlSocket makes a control socket: the parent's end as a connection,
+// the child's as the file it inherits (a Keep's from the shim, an inner
+// Keep's from its Keep).
+func ControlSocket() (net.Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	local := os.NewFile(uintptr(fds[0]), "keep-control")
+	remote := os.NewFile(uintptr(fds[1]), "keep-control")
+	ctl, err := net.FileConn(local)
+	local.Close()
+	if err != nil {
+		remote.Close()
+		return nil, nil, err
+	}
+	return ctl, remote, nil
+}
+
 // Messages on the control socket, one JSON document each. The shim sends a
 // config, the Keep answers ready (or an error), the shim sends run.
 type Request struct {
@@ -58,7 +94,7 @@ type Request struct {
 	Run    bool           `json:"run,omitempty"`
 	Attest *AttestRequest `json:"attest,omitempty"`
 	// Native and Sources go with the config a Keep sends its inner Keep
-	// (keep_userns_linux.go): the module descriptor holds native code,
+	// (keep/guest, userns_linux.go): the module descriptor holds native code,
 	// not WebAssembly; so many bind mount sources follow it.
 	Native  bool `json:"native,omitempty"`
 	Sources int  `json:"sources,omitempty"`

@@ -4,19 +4,21 @@ import (
 	"context"
 
 	"github.com/containerd/log"
+
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
-// aheadKeep is the Keep the server starts as it starts (keep.StartAhead),
+// aheadKeep is the Keep the server starts as it starts (host.StartAhead),
 // for the container containerd started it for: containerd wrote the
 // bundle, the server's working directory, before it ran the shim, so the
 // spec says the Keep's namespaces and cgroup already.
 type aheadKeep struct {
 	id   string
 	done chan struct{}
-	keep *keep.Ahead
+	keep *host.Ahead
 }
 
 // startAhead starts the Keep of container id, whose bundle is dir (the
@@ -39,9 +41,9 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 			// its own, and its Create names the container.
 			return
 		}
-		opts := keep.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
+		opts := host.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
 		opts.Cgroup, opts.Resources = keepCgroup(spec)
-		if a.keep, err = keep.StartAhead(ctx, opts); err != nil {
+		if a.keep, err = host.StartAhead(ctx, opts); err != nil {
 			log.G(ctx).WithError(err).WithField("id", id).Debug("no Keep started ahead")
 		}
 	}()
@@ -64,7 +66,7 @@ func (s *service) aheadFor(ctx context.Context, id string) *aheadKeep {
 
 // takeAhead waits until a, when not nil, is started, and returns its Keep:
 // nil when none was started.
-func (s *service) takeAhead(a *aheadKeep) *keep.Ahead {
+func (s *service) takeAhead(a *aheadKeep) *host.Ahead {
 	if a == nil {
 		return nil
 	}

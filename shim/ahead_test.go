@@ -10,9 +10,10 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // aheadBundle is a bundle whose root filesystem is empty until Create

@@ -22,8 +22,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
@@ -74,7 +74,7 @@ func cleanup(ctx context.Context, f launcher.Flags, out io.Writer) error {
 	status, exitedAt, exited := readExitRecord(bundle)
 	if !exited {
 		status, exitedAt = 128+int(syscall.SIGKILL), time.Now()
-		if pid > 0 && keep.IsProcessOf(pid, f.ID) {
+		if pid > 0 && host.IsProcessOf(pid, f.ID) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			waitGone(pid, processGoneTimeout)
 			exitedAt = time.Now()

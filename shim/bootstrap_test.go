@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/oci"
@@ -30,7 +31,7 @@ import (
 
 // startTestKeep starts a Keep (this test binary) for container id, created
 // but not running, and kills it when the test ends.
-func startTestKeep(t *testing.T, id string) *keep.Process {
+func startTestKeep(t *testing.T, id string) *host.Process {
 	t.Helper()
 	module := filepath.Join(t.TempDir(), "app.wasm")
 	if err := os.WriteFile(module, keeptest.Module("exit 0"), 0o644); err != nil {
@@ -38,7 +39,7 @@ func startTestKeep(t *testing.T, id string) *keep.Process {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := keep.Start(ctx, keep.StartOptions{Executable: os.Args[0], Config: keep.Config{ID: id, Workload: workload.Workload{Module: module, Args: []string{"app.wasm"}}}})
+	p, err := host.Start(ctx, host.StartOptions{Executable: os.Args[0], Config: keep.Config{ID: id, Workload: workload.Workload{Module: module, Args: []string{"app.wasm"}}}})
 	if err != nil {
 		t.Fatalf("start keep: %v", err)
 	}
@@ -50,23 +51,23 @@ func startTestKeep(t *testing.T, id string) *keep.Process {
 }
 
 func TestIsKeepOf(t *testing.T) {
-	if keep.IsProcessOf(os.Getpid(), "x") {
+	if host.IsProcessOf(os.Getpid(), "x") {
 		t.Error("the test process is taken for a Keep")
 	}
 	id := fmt.Sprintf("iskeepof-%d", os.Getpid())
 	p := startTestKeep(t, id)
-	if !keep.IsProcessOf(p.Pid(), id) {
+	if !host.IsProcessOf(p.Pid(), id) {
 		t.Errorf("the Keep of %s (pid %d) is not recognised", id, p.Pid())
 	}
-	if keep.IsProcessOf(p.Pid(), id+"-other") {
+	if host.IsProcessOf(p.Pid(), id+"-other") {
 		t.Errorf("the Keep of %s is taken for the Keep of another task", id)
 	}
-	if keep.IsProcessOf(p.Pid(), "") {
+	if host.IsProcessOf(p.Pid(), "") {
 		t.Error("the Keep is taken for the Keep of an empty ID")
 	}
 	_ = p.Signal(syscall.SIGKILL)
 	<-p.Done()
-	if keep.IsProcessOf(p.Pid(), id) {
+	if host.IsProcessOf(p.Pid(), id) {
 		t.Error("a reaped Keep is still recognised")
 	}
 }

@@ -10,8 +10,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
-	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 )
 
 // The task's cgroup: the Keep is placed in the container's cgroup

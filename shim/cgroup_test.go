@@ -24,6 +24,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/systemdtest"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
@@ -91,7 +92,7 @@ func TestServiceCgroup(t *testing.T) {
 			t.Errorf("metrics: memory %v, pids %v", m.GetMemory().GetUsage(), m.GetPids())
 		}
 		// The container's limit plus what the Keep needs for itself.
-		if got := m.GetMemory().GetUsage().GetLimit(); got < uint64(limit+keep.MemoryHeadroom) || got > 1<<40 {
+		if got := m.GetMemory().GetUsage().GetLimit(); got < uint64(limit+host.MemoryHeadroom) || got > 1<<40 {
 			t.Errorf("memory limit %d, want %d plus the Keep's own", got, limit)
 		}
 	case *v2stats.Metrics:
@@ -164,7 +165,7 @@ func TestCleanupRemovesCgroup(t *testing.T) {
 	id := keeptest.ID(t)
 	path := cgrouptest.Path(t, id)
 	writeCgroupSpec(t, bundle, path, nil)
-	p, err := keep.Start(context.Background(), keep.StartOptions{
+	p, err := host.Start(context.Background(), host.StartOptions{
 		Executable: os.Args[0],
 		Dir:        bundle,
 		Config:     keep.Config{ID: id, Workload: workload.Workload{Module: filepath.Join(bundle, "rootfs", "app.wasm"), Args: []string{"app.wasm"}}},
@@ -260,7 +261,7 @@ func TestServiceSystemdScope(t *testing.T) {
 	// The container's limit plus what the Keep needs for itself, in
 	// systemd's view too.
 	memLimit := v1.GetMemory().GetUsage().GetLimit()
-	if memLimit < uint64(limit+keep.MemoryHeadroom) || memLimit > 1<<40 {
+	if memLimit < uint64(limit+host.MemoryHeadroom) || memLimit > 1<<40 {
 		t.Errorf("memory limit %d, want %d plus the Keep's own", memLimit, limit)
 	}
 	if got := show("MemoryLimit"); got != "MemoryLimit="+strconv.FormatUint(memLimit, 10) {

@@ -7,10 +7,11 @@ import (
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
-	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
 
 // runtimeOptionsName is the full protobuf name of containerd's options for

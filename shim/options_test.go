@@ -11,10 +11,11 @@ import (
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/typeurl/v2"
-	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/pelletier/go-toml/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 )
 
 // containerdOptions marshals o the way containerd does (client.WithRuntime

@@ -10,6 +10,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 	"github.com/enarx/containerd-shim-enarx/oci"
@@ -39,7 +40,7 @@ type keepPlan struct {
 // it asks for what the node does not allow, or its workload is invalid) or
 // the node's (errdefs.ErrFailedPrecondition: it cannot provide what the
 // policy requires).
-func planKeep(p keepPlan) (keep.StartOptions, error) {
+func planKeep(p keepPlan) (host.StartOptions, error) {
 	annotations := p.spec.Annotations
 	backend, err := p.policy.Choose(annotations[enarxdev.AnnotationBackend], p.available)
 	var steward *nodepolicy.Steward
@@ -49,9 +50,9 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, nodepolicy.ErrBackendNotAllowed), errors.Is(err, nodepolicy.ErrStewardNotAllowed):
-		return keep.StartOptions{}, fmt.Errorf("task %s: %w: %w", p.id, err, errdefs.ErrInvalidArgument)
+		return host.StartOptions{}, fmt.Errorf("task %s: %w: %w", p.id, err, errdefs.ErrInvalidArgument)
 	default:
-		return keep.StartOptions{}, fmt.Errorf("task %s: %w: %w", p.id, err, errdefs.ErrFailedPrecondition)
+		return host.StartOptions{}, fmt.Errorf("task %s: %w: %w", p.id, err, errdefs.ErrFailedPrecondition)
 	}
 	cfg := keep.Config{
 		ID:          p.id,
@@ -67,11 +68,11 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	// not preopens of its parts.
 	cfg.Container = keepContainer(p.id, p.bundle, p.spec)
 	cfg.Preopens = nil
-	opts := keep.StartOptions{Dir: p.bundle.Dir, CompileMemory: p.policy.CompileMemory()}
+	opts := host.StartOptions{Dir: p.bundle.Dir, CompileMemory: p.policy.CompileMemory()}
 	if l := p.spec.Linux; l != nil {
 		// The container's memory limit is read once: it caps the
 		// workload's linear memory, and the Keep's cgroup bounds the
-		// whole Keep with it (keep.Process.Run).
+		// whole Keep with it (host.Process.Run).
 		opts.Cgroup, opts.Resources = keepCgroup(p.spec)
 		if r := l.Resources; r != nil && r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
 			cfg.MemoryLimit = *r.Memory.Limit
@@ -80,7 +81,7 @@ func planKeep(p keepPlan) (keep.StartOptions, error) {
 	// What the Keep checks of its config, so that Create fails rather than
 	// the Keep.
 	if err := cfg.Validate(); err != nil {
-		return keep.StartOptions{}, fmt.Errorf("oci: %w: %w", err, errdefs.ErrInvalidArgument)
+		return host.StartOptions{}, fmt.Errorf("oci: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	opts.Config = cfg
 	return opts, nil
@@ -96,7 +97,7 @@ func keepContainer(id string, bundle oci.Bundle, spec *specs.Spec) *confine.Spec
 
 // keepCgroup is the cgroup of a Keep of spec: linux.cgroupsPath ("" for
 // none), and linux.resources with the devices the workload may open (the
-// spec's rules and runc's defaults; keep.Start adds the Keep's own, its
+// spec's rules and runc's defaults; host.Start adds the Keep's own, its
 // TEE's device).
 func keepCgroup(spec *specs.Spec) (string, *specs.LinuxResources) {
 	l := spec.Linux

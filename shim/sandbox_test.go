@@ -15,7 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
@@ -78,7 +78,7 @@ func TestServicePodSandbox(t *testing.T) {
 	// Its process is the runtime holding the pod's namespaces, recorded
 	// for `shim delete` as a Keep is.
 	pid := int(created.Pid)
-	if pid == os.Getpid() || !keep.IsProcessOf(pid, id) {
+	if pid == os.Getpid() || !host.IsProcessOf(pid, id) {
 		t.Fatalf("sandbox pid %d is not a sandbox process of %s", pid, id)
 	}
 	if b, err := os.ReadFile(oci.Bundle{Dir: bundle}.KeepPID()); err != nil || string(b) != fmt.Sprint(pid) {

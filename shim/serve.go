@@ -16,13 +16,14 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
-	"github.com/enarx/containerd-shim-enarx/keep"
-	"github.com/enarx/containerd-shim-enarx/oci"
-	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/oci"
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
 
 // orphanTimeout is how long a server waits for its first task before it
@@ -131,7 +132,7 @@ func shutdown(ctx context.Context, svc *service, server *ttrpc.Server, events *p
 // keepExecutable is the runtime binary that runs Keeps (keep.Binary): the
 // one beside the shim's own executable (symbolic links resolved), as `make
 // install` and the installer put it. Empty when the shim cannot tell where it
-// is: keep.Start then names the running executable, which cannot run Keeps,
+// is: host.Start then names the running executable, which cannot run Keeps,
 // in its error.
 func keepExecutable() string {
 	exe, err := os.Executable()

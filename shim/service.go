@@ -31,6 +31,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -201,7 +202,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	if isSandbox(spec) {
 		// A pod's sandbox runs no Keep, and needs no rootfs: a process
 		// that holds the pod's namespaces for its Keeps to join.
-		sandbox, err := keep.StartSandbox(ctx, keep.SandboxOptions{Executable: s.exe, ID: r.ID, Spec: spec})
+		sandbox, err := host.StartSandbox(ctx, host.SandboxOptions{Executable: s.exe, ID: r.ID, Spec: spec})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 		}
@@ -224,20 +225,20 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 	}()
 	// The Keep started ahead, when it was started for this container, is
-	// the one Create hands its config (keep.Start checks that it is): it
+	// the one Create hands its config (host.Start checks that it is): it
 	// goes on starting while the root filesystem is mounted, the workload
 	// resolved and the stdio opened. Whatever fails before discards it.
 	ahead := s.aheadFor(ctx, r.ID)
 	defer func() { s.takeAhead(ahead).Discard(ctx) }()
 	// The Keep's cgroup is made meanwhile, unless the Keep started ahead
-	// from the same spec makes it (keep.Start makes it when that Keep is
+	// from the same spec makes it (host.Start makes it when that Keep is
 	// not the one).
-	var pending *keep.PendingCgroup
+	var pending *host.PendingCgroup
 	if path, res := keepCgroup(spec); path != "" && ahead == nil {
-		pending = keep.MakeCgroup(path, res)
+		pending = host.MakeCgroup(path, res)
 		defer func() {
 			if pending != nil {
-				pending.Discard() // Create failed before keep.Start took it
+				pending.Discard() // Create failed before host.Start took it
 			}
 		}()
 	}
@@ -287,10 +288,10 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			s.unpublishAttestation(ctx, r.ID, t.attested)
 		}
 	}()
-	opts.PendingCgroup, pending = pending, nil // keep.Start's now
+	opts.PendingCgroup, pending = pending, nil // host.Start's now
 	opts.Ahead, ahead = s.takeAhead(ahead), nil
 	keepBegan := time.Now()
-	proc, err := keep.Start(ctx, opts)
+	proc, err := host.Start(ctx, opts)
 	t.io.closeKeepSide()
 	if proc != nil {
 		// From here on, a failure kills and reaps the Keep (the rollback).

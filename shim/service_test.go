@@ -37,7 +37,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
-	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
@@ -363,7 +363,7 @@ func TestServiceLifecycle(t *testing.T) {
 	if st.Status != tasktypes.Status_CREATED || pid == 0 || st.Bundle != r.Bundle || st.ID != id {
 		t.Fatalf("State after Create = %v, want CREATED with the Keep's pid", st)
 	}
-	if !keep.IsProcessOf(int(pid), id) {
+	if !host.IsProcessOf(int(pid), id) {
 		t.Errorf("pid %d is not the Keep of %s", pid, id)
 	}
 	if b, err := os.ReadFile(oci.Bundle{Dir: r.Bundle}.KeepPID()); err != nil || string(b) != strconv.Itoa(int(pid)) {

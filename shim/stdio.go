@@ -16,7 +16,8 @@ import (
 	runcprocess "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	gorunc "github.com/containerd/go-runc"
-	"github.com/enarx/containerd-shim-enarx/keep"
+
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 )
 
 // stdio holds the container's standard I/O as the Keep receives it. The
@@ -31,7 +32,7 @@ import (
 // it sees EOF once the client has closed its end and everything it wrote has
 // been delivered.
 type stdio struct {
-	keep keep.Stdio
+	keep host.Stdio
 
 	stdinPath string
 	stdinPipe *os.File // the write end of the Keep's stdin
@@ -259,7 +260,7 @@ func (s *stdio) closeKeepSide() {
 			f.Close()
 		}
 	}
-	s.keep = keep.Stdio{}
+	s.keep = host.Stdio{}
 }
 
 // closeIO is CloseIO: the client has written all it will write. A FIFO the

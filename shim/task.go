@@ -14,9 +14,9 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/oci"
 )
 
@@ -55,8 +55,8 @@ func (s state) status() tasktypes.Status {
 	return tasktypes.Status_UNKNOWN
 }
 
-// process is what a task runs, as the task API sees it: *keep.Process, or
-// *keep.Sandbox for a pod sandbox.
+// process is what a task runs, as the task API sees it: *host.Process, or
+// *host.Sandbox for a pod sandbox.
 type process interface {
 	Pid() int
 	// Run lets a created process run its workload.
@@ -68,8 +68,8 @@ type process interface {
 }
 
 var (
-	_ process = (*keep.Process)(nil)
-	_ process = (*keep.Sandbox)(nil)
+	_ process = (*host.Process)(nil)
+	_ process = (*host.Sandbox)(nil)
 )
 
 // task is one container: its bundle, its stdio and its Keep.
@@ -83,10 +83,10 @@ type task struct {
 	stdin, stdout, stderr string
 	io                    *stdio
 	// proc is what the task runs: its Keep, or the process holding a pod
-	// sandbox's namespaces (keep.Sandbox).
+	// sandbox's namespaces (host.Sandbox).
 	proc process
 	// keep is the task's Keep; nil for a pod sandbox.
-	keep *keep.Process
+	keep *host.Process
 	// cgroup is the Keep's cgroup, removed with the task; nil for none.
 	cgroup *cgroup.Cgroup
 	// hooks are the spec's hooks (none when it has none): the shim runs

@@ -16,6 +16,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets/socketspec"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
@@ -28,7 +29,7 @@ const runtimeBinary = keep.Binary
 
 // killAfter is how long `enarx run` waits for a Keep to end after it
 // forwarded a signal, before it kills the Keep. A Keep ends within its own
-// short grace (keep.Main); this only bounds a Keep that hangs.
+// short grace (guest.Main); this only bounds a Keep that hangs.
 const killAfter = 10 * time.Second
 
 func runRun(ctx context.Context, s stdio, args []string) error {
@@ -320,7 +321,7 @@ func runKeep(ctx context.Context, s stdio, exe string, cfg keep.Config, verbose 
 		return err
 	}
 	defer files.close()
-	p, err := keep.Start(ctx, keep.StartOptions{Executable: exe, Config: cfg, Stdio: files.stdio})
+	p, err := host.Start(ctx, host.StartOptions{Executable: exe, Config: cfg, Stdio: files.stdio})
 	files.started()
 	if err != nil {
 		files.wait()
@@ -377,7 +378,7 @@ func printReady(w io.Writer, r keep.Ready) {
 // keepStdio gives a Keep the standard streams of enarx: its files as they
 // are, other readers and writers (a test's buffers) through pipes.
 type keepStdio struct {
-	stdio keep.Stdio
+	stdio host.Stdio
 	// stderr is where enarx writes beside the Keep's stderr: the
 	// writes of both go in whole.
 	stderr io.Writer

@@ -85,7 +85,7 @@ func checkPlacement(t *testing.T, cg *Cgroup, want Placement) {
 	started := make(chan error, 1)
 	switch want {
 	case JoinThread:
-		// As keep.Start does: from a thread of its own, never the main one.
+		// As host.Start does: from a thread of its own, never the main one.
 		started <- confine.Start(cmd, nil, cg.JoinThread)
 	case CloneInto:
 		dir, err := cg.CloneInto(cmd.SysProcAttr)

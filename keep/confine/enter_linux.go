@@ -464,7 +464,7 @@ func bindDevice(dir *os.File, base string, d specs.LinuxDevice) error {
 // AttachRootTree attaches tree, a detached tree of the root filesystem
 // that the shim made on the host (open_tree(2)), at s.Rootfs in the
 // process's mount namespace, and closes it: a Keep started before its root
-// filesystem was mounted (keep.StartAhead) has a mount namespace without
+// filesystem was mounted (host.StartAhead) has a mount namespace without
 // that mount. The namespace's mounts get s's propagation first, as Build
 // gives them, so that the tree is not propagated back to the host; a
 // shared propagation, which would, is refused (see SharedPropagation).

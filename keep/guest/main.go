@@ -1,3 +1,10 @@
+// Package guest is the Keep's end of a Keep (package keep has the
+// protocol): Main, in the Keep process, reads its Config from the shim,
+// compiles the module or loads it from the node's cache, makes the Keep's
+// identity — its key, its evidence and its certificate (the Steward) —,
+// opens its sockets, confines itself and runs the workload. Only the
+// runtime binary (enarx-keep) links it: it does not link the cgroups
+// library, which the shim's end uses to place it.
 package guest
 
 import (

@@ -1,7 +1,7 @@
 // Package keeptest provides a fake engine.Engine for tests of the Keep process
 // and the shim: no WebAssembly runtime, the bytes after a module's 8-byte
 // header are a command. A test binary that starts itself as a Keep (see
-// keep.Subcommand) runs keep.Main with Factory.
+// keep.Subcommand) runs guest.Main with Factory.
 package keeptest
 
 import (
@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 )
 
 // Header is the 8-byte header of a WebAssembly core module.
@@ -121,7 +121,7 @@ func Processes(id string) []int {
 	}
 	var pids []int
 	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && keep.IsProcessOf(pid, id) {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && host.IsProcessOf(pid, id) {
 			pids = append(pids, pid)
 		}
 	}

@@ -42,7 +42,7 @@ const MaxTableElements = 10_000_000
 // tableElements is the most elements a table may have: MaxTableElements,
 // and with a cap, no more than a 16th of the cap's bytes at 8 bytes an
 // element (2 MiB of a 64 MiB cap): what the Keep's cgroup allows beyond
-// the cap (keep.MemoryHeadroom) then covers a module's table.
+// the cap (host.MemoryHeadroom) then covers a module's table.
 func (l memoryLimit) tableElements() int64 {
 	if l.bytes > 0 {
 		return min(MaxTableElements, max(l.bytes/16/8, 1))

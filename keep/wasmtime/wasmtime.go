@@ -128,7 +128,7 @@ type Options struct {
 
 // KeepOptions are the options of a Keep's engine (cmd/enarx-keep), which
 // benchmarks of the engine use too: a Keep ends its process when it
-// cancels its run (keep.Main exits 128+n after a short grace), so its
+// cancels its run (guest.Main exits 128+n after a short grace), so its
 // engine goes without epoch interruption.
 func KeepOptions() Options { return Options{NoEpochInterruption: true} }
 

@@ -166,7 +166,7 @@ func LoadAnnotations(bundle string) (map[string]string, error) {
 // ID mappings, the cgroup path and resources and the root filesystem's
 // propagation. The first decoding of a whole spec costs 3-4 ms on a small
 // machine, mostly in its many types; this is about half of it, for a Keep
-// started before its container's Create (see keep.StartAhead).
+// started before its container's Create (see host.StartAhead).
 func LoadStartSpec(bundle string) (*specs.Spec, error) {
 	var part struct {
 		Annotations map[string]string `json:"annotations,omitempty"`

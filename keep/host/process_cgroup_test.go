@@ -1,4 +1,4 @@
-package keep_test
+package host_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 )
 
 // TestStartInCgroup starts a Keep in a cgroup of its own: it is there
@@ -55,8 +55,8 @@ func TestStartInCgroup(t *testing.T) {
 	}
 	// The container's limit, what the Keep used and the headroom; far less
 	// than unlimited.
-	if got < limit+keep.MemoryHeadroom || got > limit+keep.MemoryHeadroom+(1<<30) {
-		t.Errorf("%s = %d, want the limit %d plus the Keep's use plus %d", limitFile, got, limit, keep.MemoryHeadroom)
+	if got < limit+host.MemoryHeadroom || got > limit+host.MemoryHeadroom+(1<<30) {
+		t.Errorf("%s = %d, want the limit %d plus the Keep's use plus %d", limitFile, got, limit, host.MemoryHeadroom)
 	}
 	if status := exitStatus(t, p, 10*time.Second); status != 7 {
 		t.Errorf("exit status %d, want 7", status)
@@ -83,7 +83,7 @@ func TestStartCgroupRefused(t *testing.T) {
 	opts.Cgroup = "system.slice:enarx:test"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := keep.Start(ctx, opts)
+	p, err := host.Start(ctx, opts)
 	if err == nil {
 		_ = p.Signal(9)
 		t.Fatal("Start succeeded in a systemd cgroup")
@@ -108,7 +108,7 @@ func TestStartCompileMemory(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		began := time.Now()
-		p, err := keep.Start(ctx, opts)
+		p, err := host.Start(ctx, opts)
 		if err == nil {
 			_ = p.Signal(9)
 			t.Fatal("Start of a Keep that takes unbounded memory compiling succeeded")

@@ -1,4 +1,4 @@
-package keep
+package host
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 // Ahead is a Keep process started for a container before its Create: by
@@ -137,7 +139,7 @@ func (p *Process) handOver(opts StartOptions) error {
 		return fmt.Errorf("a tree of the root filesystem %s for the Keep started ahead: %w", rootfs, err)
 	}
 	defer unix.Close(tree)
-	mask |= HandOverRootfs
+	mask |= keep.HandOverRootfs
 	fds = append(fds, tree)
 	uc, ok := p.ctl.(*net.UnixConn)
 	if !ok {
@@ -148,12 +150,3 @@ func (p *Process) handOver(opts StartOptions) error {
 	}
 	return nil
 }
-
-// AheadFlag marks a Keep the shim started before its container's Create
-// (StartAhead): it reads the hand-over (handOver) before its config.
-const AheadFlag = "ahead"
-
-// HandOverRootfs is the bit of the hand-over's byte that says a tree of the
-// root filesystem follows the stdio; bits 0-2 say which of stdin, stdout
-// and stderr are given.
-const HandOverRootfs = 1 << 3

@@ -1,4 +1,4 @@
-package keep
+package host
 
 import (
 	"bufio"
@@ -12,12 +12,10 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/proc"
 )
-
-// SandboxReady is what a sandbox process reports once it is ready.
-const SandboxReady = "ready"
 
 // SandboxOptions say how to start a pod's sandbox process.
 type SandboxOptions struct {
@@ -49,7 +47,7 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 			return nil, fmt.Errorf("pod sandbox %s: find runtime executable: %w", opts.ID, err)
 		}
 	}
-	args := []string{Subcommand, "-id", opts.ID, "-pause"}
+	args := []string{keep.Subcommand, "-id", opts.ID, "-pause"}
 	var namespaces []specs.LinuxNamespace
 	if l := opts.Spec.Linux; l != nil {
 		for _, ns := range l.Namespaces {
@@ -92,7 +90,7 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 	go s.Reap(nil)
 	// Ready once it takes the signals that end it and has its hostname.
 	line, err := bufio.NewReader(r).ReadString('\n')
-	if line = strings.TrimSpace(line); line != SandboxReady {
+	if line = strings.TrimSpace(line); line != keep.SandboxReady {
 		_ = s.Signal(syscall.SIGKILL)
 		<-s.Done()
 		if line == "" {

@@ -1,4 +1,11 @@
-package keep
+// Package host is the shim's end of a Keep (package keep has the protocol):
+// Start executes the Keep process in its cgroup and namespaces, hands it its
+// Config and drives it through ready → run → exit (Process); StartAhead
+// starts one before its container's Create; StartSandbox starts what holds
+// a pod's namespaces. It links no engine, no TEE report and no seccomp
+// assembler: the shim, which containerd executes for every container, is
+// all that links it.
+package host
 
 import (
 	"context"
@@ -20,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/attestation"
+	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
 	"github.com/enarx/containerd-shim-enarx/keep/proc"
@@ -37,7 +45,7 @@ func IsProcessOf(pid int, id string) bool {
 		return false
 	}
 	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	return len(args) >= 4 && args[1] == Subcommand && args[2] == "-id" && args[3] == id
+	return len(args) >= 4 && args[1] == keep.Subcommand && args[2] == "-id" && args[3] == id
 }
 
 // child is the process of a Keep or a pod's sandbox, which the shim reaps.
@@ -55,7 +63,7 @@ type StartOptions struct {
 	// itself reports before it does (all of Ready but ConfineTime), on the
 	// goroutine that reads the Keep's answers: it must not block. Start
 	// still returns only once the Keep is ready, or has failed.
-	Prepared func(Ready)
+	Prepared func(keep.Ready)
 	// Executable is the binary that runs Keeps when given Subcommand as its
 	// first argument (the shim passes Binary beside itself). Empty means the
 	// running executable.
@@ -63,7 +71,7 @@ type StartOptions struct {
 	// Dir is the Keep's working directory (the bundle).
 	Dir string
 	// Config is the workload.
-	Config Config
+	Config keep.Config
 	// Stdio is the workload's standard I/O.
 	Stdio Stdio
 	// Cgroup is the control group the Keep is placed in as soon as it
@@ -101,7 +109,7 @@ const MemoryHeadroom = 32 << 20
 type Process struct {
 	ctl   net.Conn
 	dec   *json.Decoder
-	ready Ready
+	ready keep.Ready
 	// ctlMu serialises requests after ready (Run, Attest).
 	ctlMu sync.Mutex
 	// cgroup is the Keep's control group, nil when it has none; memory
@@ -194,7 +202,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 			return nil, fmt.Errorf("keep %s: find runtime executable: %w", id, err)
 		}
 	}
-	ctl, remote, err := ControlSocket()
+	ctl, remote, err := keep.ControlSocket()
 	if err != nil {
 		return nil, fmt.Errorf("keep %s: control socket: %w", id, err)
 	}
@@ -225,9 +233,9 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 		}
 	}
 
-	args := []string{Subcommand, "-id", id}
+	args := []string{keep.Subcommand, "-id", id}
 	if ahead {
-		args = append(args, "-"+AheadFlag)
+		args = append(args, "-"+keep.AheadFlag)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = opts.Dir
@@ -271,7 +279,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	}
 	if err := start(); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("keep %s: start %s: %w (the runtime binary %s is installed beside the shim: make install, or the installer, puts both there)", id, exe, err, Binary)
+			return nil, fmt.Errorf("keep %s: start %s: %w (the runtime binary %s is installed beside the shim: make install, or the installer, puts both there)", id, exe, err, keep.Binary)
 		}
 		return nil, fmt.Errorf("keep %s: start %s: %w", id, exe, err)
 	}
@@ -311,25 +319,6 @@ func keepEnv(env []string) []string {
 		}
 	}
 	return append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-}
-
-// ControlSocket makes a control socket: the parent's end as a connection,
-// the child's as the file it inherits (a Keep's from the shim, an inner
-// Keep's from its Keep).
-func ControlSocket() (net.Conn, *os.File, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	local := os.NewFile(uintptr(fds[0]), "keep-control")
-	remote := os.NewFile(uintptr(fds[1]), "keep-control")
-	ctl, err := net.FileConn(local)
-	local.Close()
-	if err != nil {
-		remote.Close()
-		return nil, nil, err
-	}
-	return ctl, remote, nil
 }
 
 // makeCgroup makes the Keep's cgroup, with the compile memory limit until
@@ -402,8 +391,8 @@ func (pc *PendingCgroup) Discard() {
 // sendConfig hands the Keep its config. When it fails, nobody will read the
 // Keep's answer; a Keep that has gone already is waited for a moment, so
 // that its own status says why.
-func (p *Process) sendConfig(cfg Config) error {
-	err := json.NewEncoder(p.ctl).Encode(Request{Config: &cfg})
+func (p *Process) sendConfig(cfg keep.Config) error {
+	err := json.NewEncoder(p.ctl).Encode(keep.Request{Config: &cfg})
 	if err != nil {
 		p.doneReading()
 		if exitedEarly(err) {
@@ -418,11 +407,11 @@ func (p *Process) sendConfig(cfg Config) error {
 
 // awaitReady reads the Keep's first answer: ready, or why it cannot be,
 // after what it prepared (given to prepared, when not nil).
-func (p *Process) awaitReady(ctx context.Context, prepared func(Ready)) error {
+func (p *Process) awaitReady(ctx context.Context, prepared func(keep.Ready)) error {
 	answer := make(chan error, 1)
 	go func() {
 		defer p.doneReading()
-		var resp Response
+		var resp keep.Response
 		if err := p.dec.Decode(&resp); err != nil {
 			answer <- err
 			return
@@ -431,7 +420,7 @@ func (p *Process) awaitReady(ctx context.Context, prepared func(Ready)) error {
 			if prepared != nil {
 				prepared(*resp.Prepared)
 			}
-			resp = Response{}
+			resp = keep.Response{}
 			if err := p.dec.Decode(&resp); err != nil {
 				answer <- err
 				return
@@ -534,7 +523,7 @@ func (p *Process) outOfCompileMemory() bool {
 // Pid is the Keep's process ID.
 
 // Ready is what the Keep reported when it got ready.
-func (p *Process) Ready() Ready { return p.ready }
+func (p *Process) Ready() keep.Ready { return p.ready }
 
 // Attest asks the Keep for fresh evidence with nonce bound into it (at most
 // attestation.MaxNonceSize bytes) and returns its canonical encoding.
@@ -550,10 +539,10 @@ func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 		_ = p.ctl.SetDeadline(deadline)
 		defer p.ctl.SetDeadline(time.Time{})
 	}
-	if err := json.NewEncoder(p.ctl).Encode(Request{Attest: &AttestRequest{Nonce: nonce}}); err != nil {
+	if err := json.NewEncoder(p.ctl).Encode(keep.Request{Attest: &keep.AttestRequest{Nonce: nonce}}); err != nil {
 		return nil, fmt.Errorf("keep pid %d: ask for evidence: %w", p.Pid(), err)
 	}
-	var resp Response
+	var resp keep.Response
 	if err := p.dec.Decode(&resp); err != nil {
 		return nil, fmt.Errorf("keep pid %d: read evidence: %w", p.Pid(), err)
 	}
@@ -575,7 +564,7 @@ func (p *Process) Run() error {
 	if err := p.limitMemory(); err != nil {
 		return err
 	}
-	if err := json.NewEncoder(p.ctl).Encode(Request{Run: true}); err != nil {
+	if err := json.NewEncoder(p.ctl).Encode(keep.Request{Run: true}); err != nil {
 		select {
 		case <-p.Done():
 			return fmt.Errorf("keep pid %d has already exited", p.Pid())
@@ -633,9 +622,9 @@ func (p *Process) limitMemory() error {
 func (p *Process) readReason() {
 	_ = p.reason.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	b := make([]byte, 64)
-	n, _ := io.ReadAtLeast(p.reason, b, len(ReasonOOM))
+	n, _ := io.ReadAtLeast(p.reason, b, len(keep.ReasonOOM))
 	p.reason.Close()
-	p.oom = string(b[:n]) == ReasonOOM
+	p.oom = string(b[:n]) == keep.ReasonOOM
 }
 
 // OutOfMemory reports whether the Keep, which has exited (Done), ended

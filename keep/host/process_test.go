@@ -1,4 +1,4 @@
-package keep_test
+package host_test
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/attestation"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/guest"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
@@ -50,9 +51,9 @@ func writeModule(t *testing.T, cmd string) (string, []byte) {
 }
 
 // startOptions are the options of a Keep that runs cmd with the test binary.
-func startOptions(t *testing.T, cmd string) keep.StartOptions {
+func startOptions(t *testing.T, cmd string) host.StartOptions {
 	module, _ := writeModule(t, cmd)
-	return keep.StartOptions{
+	return host.StartOptions{
 		Executable: os.Args[0],
 		Dir:        t.TempDir(),
 		Config:     keep.Config{ID: keeptest.ID(t), Workload: workload.Workload{Module: module, Args: []string{"app.wasm"}}},
@@ -60,11 +61,11 @@ func startOptions(t *testing.T, cmd string) keep.StartOptions {
 }
 
 // startKeep starts a Keep and makes sure it is gone when the test ends.
-func startKeep(t *testing.T, opts keep.StartOptions) *keep.Process {
+func startKeep(t *testing.T, opts host.StartOptions) *host.Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := keep.Start(ctx, opts)
+	p, err := host.Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -76,7 +77,7 @@ func startKeep(t *testing.T, opts keep.StartOptions) *keep.Process {
 }
 
 // exitStatus waits for the Keep to exit and returns its status.
-func exitStatus(t *testing.T, p *keep.Process, timeout time.Duration) int {
+func exitStatus(t *testing.T, p *host.Process, timeout time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.Done():
@@ -299,7 +300,7 @@ func TestSignals(t *testing.T) {
 
 func TestStartCompileError(t *testing.T) {
 	opts := startOptions(t, "compile-error")
-	p, err := keep.Start(context.Background(), opts)
+	p, err := host.Start(context.Background(), opts)
 	if err == nil {
 		p.Signal(syscall.SIGKILL)
 		t.Fatal("Start succeeded")
@@ -317,7 +318,7 @@ func TestStartCompileError(t *testing.T) {
 func TestStartMissingModule(t *testing.T) {
 	opts := startOptions(t, "exit 0")
 	opts.Config.Module = filepath.Join(t.TempDir(), "missing.wasm")
-	p, err := keep.Start(context.Background(), opts)
+	p, err := host.Start(context.Background(), opts)
 	if err == nil {
 		p.Signal(syscall.SIGKILL)
 		t.Fatal("Start succeeded")
@@ -334,7 +335,7 @@ func TestStartContextDone(t *testing.T) {
 	opts := startOptions(t, "compile-hang")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	p, err := keep.Start(ctx, opts)
+	p, err := host.Start(ctx, opts)
 	if err == nil {
 		p.Signal(syscall.SIGKILL)
 		t.Fatal("Start succeeded")
@@ -367,7 +368,7 @@ func TestStartInvalidConfig(t *testing.T) {
 		{"empty id", keep.Config{Workload: workload.Workload{Module: module}}, "id is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: tc.cfg})
+			p, err := host.Start(context.Background(), host.StartOptions{Executable: exe, Dir: dir, Config: tc.cfg})
 			if err == nil {
 				p.Signal(syscall.SIGKILL)
 				t.Fatal("Start succeeded")
@@ -384,7 +385,7 @@ func TestStartInvalidConfig(t *testing.T) {
 		})
 	}
 	// The marker script works: a valid config runs it.
-	p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Workload: workload.Workload{Module: module}}})
+	p, err := host.Start(context.Background(), host.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Workload: workload.Workload{Module: module}}})
 	if err == nil {
 		p.Signal(syscall.SIGKILL)
 		t.Fatal("Start succeeded with an executable that is no Keep")
@@ -408,7 +409,7 @@ func TestStartNotAKeep(t *testing.T) {
 	}
 	module, _ := writeModule(t, "exit 0")
 	for i := 0; i < 5; i++ {
-		p, err := keep.Start(context.Background(), keep.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Workload: workload.Workload{Module: module}}})
+		p, err := host.Start(context.Background(), host.StartOptions{Executable: exe, Dir: dir, Config: keep.Config{ID: "a", Workload: workload.Workload{Module: module}}})
 		if err == nil {
 			p.Signal(syscall.SIGKILL)
 			t.Fatal("Start succeeded with an executable that is no Keep")
