@@ -5,7 +5,9 @@ package test
 // Each run is traced with the kernel's own scheduler events (a private
 // tracefs instance: sched_process_fork, sched_process_exec,
 // sched_process_exit, with thread group ids), which cost the traced
-// processes nothing measurable, unlike strace's ptrace stops. Every process
+// processes nothing measurable, unlike strace's ptrace stops; and with
+// page_fault_user and sched_stat_runtime, for what each process costs in
+// page faults and CPU time. Every process
 // exec'd below ctr and the daemon is given a role from its binary and its
 // parent (the shim's `start`, the server it forks, the Keep or runc, `shim
 // delete`), and the shim's own log adds what happens inside the server
@@ -70,6 +72,14 @@ func newSchedTrace(b testing.TB) *schedTrace {
 			b.Fatalf("tracefs %s: %v", file, err)
 		}
 	}
+	// What each process costs: its page faults (on this machine class each
+	// costs tens of µs) and its CPU time. A kernel without these events
+	// leaves those rows empty.
+	for _, file := range []string{"events/exceptions/page_fault_user/enable", "events/sched/sched_stat_runtime/enable"} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte("1"), 0o644); err != nil {
+			b.Logf("tracefs %s: %v: no such rows", file, err)
+		}
+	}
 	return t
 }
 
@@ -98,13 +108,16 @@ func (t *schedTrace) record(b testing.TB, f func()) []schedEvent {
 type schedEvent struct {
 	at    float64 // ms, CLOCK_MONOTONIC
 	tgid  int     // of the thread the event happened on
-	kind  string  // fork, exec, exit
+	kind  string  // fork, exec, exit; fault (a user page fault); runtime (CPU time)
 	child int     // fork: the new task; exec: the pid after exec
 	file  string  // exec: the binary
+	cpu   float64 // runtime: ms of CPU the thread ran
 }
 
 // "ctr-1234  (   1234) [001] ..... 5678.123456: sched_process_exec: filename=/usr/bin/ctr pid=1234 old_pid=1234"
-var schedLine = regexp.MustCompile(`^\s*.+?-(\d+)\s+\(\s*(\d+|-+)\)\s+\[\d+\]\s+\S+\s+([0-9.]+): sched_process_(fork|exec|exit): (.*)$`)
+// "ctr-1234  (   1234) [001] ..... 5678.123456: page_fault_user: address=0x7f... ip=0x... error_code=0x6"
+// "ctr-1234  (   1234) [001] ..... 5678.123456: sched_stat_runtime: comm=ctr pid=1235 runtime=81234 [ns]"
+var schedLine = regexp.MustCompile(`^\s*.+?-(\d+)\s+\(\s*(\d+|-+)\)\s+\[\d+\]\s+\S+\s+([0-9.]+): (?:sched_process_(fork|exec|exit)|(page_fault_user)|sched_stat_(runtime)): (.*)$`)
 
 func parseSchedTrace(s string) []schedEvent {
 	var evs []schedEvent
@@ -120,9 +133,12 @@ func parseSchedTrace(s string) []schedEvent {
 		if err != nil {
 			tgid, _ = strconv.Atoi(m[1])
 		}
-		e := schedEvent{at: at * 1000, tgid: tgid, kind: m[4]}
+		e := schedEvent{at: at * 1000, tgid: tgid, kind: m[4] + m[6]}
+		if m[5] != "" {
+			e.kind = "fault"
+		}
 		fields := map[string]string{}
-		for _, kv := range strings.Fields(m[5]) {
+		for _, kv := range strings.Fields(m[7]) {
 			if k, v, ok := strings.Cut(kv, "="); ok {
 				fields[k] = v
 			}
@@ -134,6 +150,11 @@ func parseSchedTrace(s string) []schedEvent {
 			e.child, _ = strconv.Atoi(fields["pid"])
 			e.file = fields["filename"]
 			e.tgid = e.child
+		case "runtime":
+			// Accounted to the task running when the event fires, which
+			// is the one whose time it is (the tick or switch of curr).
+			ns, _ := strconv.ParseFloat(fields["runtime"], 64)
+			e.cpu = ns / 1e6
 		}
 		evs = append(evs, e)
 	}
@@ -150,6 +171,8 @@ type phaseProc struct {
 	exit      float64
 	role      string
 	execCount int
+	faults    float64 // user page faults, from its fork on
+	cpu       float64 // ms of CPU, from its fork on
 }
 
 // processes are the exec'd processes of a trace, with when each was forked,
@@ -187,7 +210,37 @@ func processes(evs []schedEvent) map[int]*phaseProc {
 	for pid, p := range procs {
 		p.exit = lastExit[pid]
 	}
+	// A process's cost, counted by thread group: its fork to its exec is
+	// its own too (the pid does not change at exec).
+	for _, e := range evs {
+		p := procs[e.tgid]
+		if p == nil {
+			continue
+		}
+		switch e.kind {
+		case "fault":
+			p.faults++
+		case "runtime":
+			p.cpu += e.cpu
+		}
+	}
 	return procs
+}
+
+// daemonCost is what the daemon (not exec'd in the trace) cost during it.
+func daemonCost(evs []schedEvent, pid int) (faults, cpu float64) {
+	for _, e := range evs {
+		if e.tgid != pid {
+			continue
+		}
+		switch e.kind {
+		case "fault":
+			faults++
+		case "runtime":
+			cpu += e.cpu
+		}
+	}
+	return faults, cpu
 }
 
 // phaseRun is one traced run: milestones in ms after ctr's exec.
@@ -201,7 +254,7 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 		return nil, fmt.Errorf("no exec of ctr (pid %d) in the trace", ctrPID)
 	}
 	t0 := ctr.exec
-	r := phaseRun{"ctr exit": ctr.exit - t0}
+	r := phaseRun{"ctr exit": ctr.exit - t0, "faults ctr": ctr.faults, "cpu ctr": ctr.cpu}
 	var shims []*phaseProc
 	for _, p := range procs {
 		if filepath.Base(p.file) == shim && p.parent == daemonPID {
@@ -215,6 +268,8 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 	start, del := shims[0], shims[1]
 	r["start fork"], r["start exec"], r["start exit"] = start.forked-t0, start.exec-t0, start.exit-t0
 	r["delete fork"], r["delete exec"], r["delete exit"] = del.forked-t0, del.exec-t0, del.exit-t0
+	r["faults start"], r["cpu start"] = start.faults, start.cpu
+	r["faults delete"], r["cpu delete"] = del.faults, del.cpu
 	var serve *phaseProc
 	for _, p := range procs {
 		if p.parent == start.pid {
@@ -225,6 +280,7 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 		return nil, fmt.Errorf("no server exec'd by %s start", shim)
 	}
 	r["serve exec"] = serve.exec - t0
+	r["faults serve"], r["cpu serve"] = serve.faults, serve.cpu
 	if serve.exit > 0 {
 		// A server may outlive ctr, and so the trace.
 		r["serve exit"] = serve.exit - t0
@@ -237,6 +293,17 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 		}
 	}
 	sort.Slice(kids, func(i, j int) bool { return kids[i].exec < kids[j].exec })
+	// Their cost, with their own children's (runc create's runc init, the
+	// container's process; an inner Keep).
+	for _, p := range procs {
+		for q := p; q != nil && q != serve; q = procs[q.parent] {
+			if q.parent == serve.pid {
+				r["faults children"] += p.faults
+				r["cpu children"] += p.cpu
+				break
+			}
+		}
+	}
 	for i, k := range kids {
 		name := filepath.Base(k.file)
 		if len(kids) > 1 {
@@ -333,6 +400,7 @@ func BenchmarkStartupPhases(b *testing.B) {
 					if err != nil {
 						b.Fatalf("%s %s: %v", d.Name, c.name, err)
 					}
+					r["faults daemon"], r["cpu daemon"] = daemonCost(evs, d.PID)
 					time.Sleep(50 * time.Millisecond) // the daemon copies the shim's log
 					for k, v := range shimLogFields(d.logSince(logAt, 1000), id) {
 						r[k] = v
@@ -378,7 +446,12 @@ its stdio and root filesystem), ready (config sent → ready: module read and di
 when not made ahead, cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
 load), attest, confine, labels (the enarx.dev labels set through containerd's API), create
 (the whole Create request); *task deleted* — cleanup (Delete: the rootfs unmounted, the
-bundle's files and the cgroup removed).
+bundle's files and the cgroup removed). The "page faults" and "CPU ms" rows are what each
+process cost from its fork to its exit (the same trace's page_fault_user and
+sched_stat_runtime events, by thread group; the server's children with their own
+children, so runc's container process too; the daemon during the run): on this machine
+class a page fault costs tens of µs and start-up is CPU-bound, so these sums, not only the
+moments, say what a change saves.
 ` + tables
 }
 
@@ -398,6 +471,26 @@ var phaseRows = []struct{ label, from, to string }{
 	{"server exit", "", "serve exit"},
 	{"`shim delete` exit → ctr exit", "delete exit", "ctr exit"},
 	{"**ctr exec → ctr exit**", "", "ctr exit"},
+}
+
+// phaseCosts are the rows of what each process cost during a run: user
+// page faults and ms of CPU, from its fork (or, for the daemon, the run's
+// start) to its exit.
+var phaseCosts = []struct{ label, kind, key string }{
+	{"page faults: ctr", "faults", "ctr"},
+	{"page faults: daemon", "faults", "daemon"},
+	{"page faults: `shim start`", "faults", "start"},
+	{"page faults: server", "faults", "serve"},
+	{"page faults: the server's children (the Keep; runc's commands)", "faults", "children"},
+	{"page faults: `shim delete`", "faults", "delete"},
+	{"**page faults: all of these**", "faults", "total"},
+	{"CPU ms: ctr", "cpu", "ctr"},
+	{"CPU ms: daemon", "cpu", "daemon"},
+	{"CPU ms: `shim start`", "cpu", "start"},
+	{"CPU ms: server", "cpu", "serve"},
+	{"CPU ms: the server's children (the Keep; runc's commands)", "cpu", "children"},
+	{"CPU ms: `shim delete`", "cpu", "delete"},
+	{"**CPU ms: all of these**", "cpu", "total"},
 }
 
 func phaseTable(samples map[string]map[string][]float64, cases []string) string {
@@ -449,6 +542,40 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 		}
 		sb.WriteString(" |\n")
 	}
+	// What each process cost: page faults and CPU time (medians of the
+	// runs' sums), and all of them together.
+	for _, c := range phaseCosts {
+		sb.WriteString("| " + c.label)
+		for _, name := range cases {
+			s := samples[name]
+			if c.key == "total" {
+				var totals []float64
+				for i := range s["ctr exit"] {
+					t := 0.0
+					for _, p := range []string{"ctr", "daemon", "start", "serve", "children", "delete"} {
+						if v := s[c.kind+" "+p]; len(v) == len(s["ctr exit"]) {
+							t += v[i]
+						}
+					}
+					totals = append(totals, t)
+				}
+				s = map[string][]float64{"total": totals}
+			}
+			v := s[c.kind+" "+c.key]
+			if c.key == "total" {
+				v = s["total"]
+			}
+			switch {
+			case len(v) == 0:
+				sb.WriteString(" | –")
+			case c.kind == "faults":
+				sb.WriteString(fmt.Sprintf(" | %.0f", median(v)))
+			default:
+				sb.WriteString(fmt.Sprintf(" | %.1f", median(v)))
+			}
+		}
+		sb.WriteString(" |\n")
+	}
 	// The shim's own timings (enarx only).
 	var keys []string
 	for _, c := range cases {
@@ -491,4 +618,51 @@ func (d *Daemon) ctrTraced(b testing.TB, ns, want string, last bool, args ...str
 		b.Fatalf("%s: ctr %s: %v\nstdout: %s\nstderr: %s\n%s", d.Name, strings.Join(args, " "), err, stdout.String(), stderr.String(), d.LogTail(20))
 	}
 	return cmd.Process.Pid, false
+}
+
+// TestPhaseCosts: the phase trace's parser gives each process its page
+// faults and CPU time by thread group, from its fork on, and the server's
+// children their descendants' (runc create's container process).
+func TestPhaseCosts(t *testing.T) {
+	trace := strings.Join([]string{
+		" containerd-10 (   10) [000] ..... 1.000000: sched_process_fork: comm=containerd pid=10 child_comm=containerd child_pid=20",
+		" ctr-5 (    5) [000] ..... 0.900000: sched_process_exec: filename=/usr/bin/ctr pid=5 old_pid=5",
+		" ctr-5 (    5) [000] ..... 0.900100: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" ctr-5 (    5) [000] ..... 0.900200: sched_stat_runtime: comm=ctr pid=5 runtime=2000000 [ns]",
+		" containerd-20 (   20) [000] ..... 1.001000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" shim-20 (   20) [000] ..... 1.002000: sched_process_exec: filename=/bin/shim pid=20 old_pid=20",
+		" shim-20 (   20) [000] ..... 1.003000: sched_stat_runtime: comm=shim pid=20 runtime=1500000 [ns]",
+		" shim-20 (   20) [000] ..... 1.004000: sched_process_fork: comm=shim pid=20 child_comm=shim child_pid=30",
+		" shim-20 (   20) [000] ..... 1.005000: sched_process_exit: comm=shim pid=20 prio=120",
+		" server-30 (   30) [000] ..... 1.006000: sched_process_exec: filename=/bin/server pid=30 old_pid=30",
+		" server-31 (   30) [001] ..... 1.007000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" server-30 (   30) [000] ..... 1.008000: sched_process_fork: comm=server pid=30 child_comm=server child_pid=40",
+		" runc-40 (   40) [000] ..... 1.009000: sched_process_exec: filename=/bin/runc pid=40 old_pid=40",
+		" runc-40 (   40) [000] ..... 1.010000: sched_process_fork: comm=runc pid=40 child_comm=runc child_pid=50",
+		" init-50 (   50) [000] ..... 1.011000: sched_process_exec: filename=/bin/runc pid=50 old_pid=50",
+		" init-50 (   50) [000] ..... 1.012000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" init-50 (   50) [000] ..... 1.013000: sched_stat_runtime: comm=init pid=50 runtime=3000000 [ns]",
+		" runc-40 (   40) [000] ..... 1.014000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" containerd-10 (   10) [000] ..... 1.015000: sched_process_fork: comm=containerd pid=10 child_comm=containerd child_pid=60",
+		" shim-60 (   60) [000] ..... 1.016000: sched_process_exec: filename=/bin/shim pid=60 old_pid=60",
+		" shim-60 (   60) [000] ..... 1.017000: sched_process_exit: comm=shim pid=60 prio=120",
+		" containerd-11 (   10) [000] ..... 1.018000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" ctr-5 (    5) [000] ..... 1.020000: sched_process_exit: comm=ctr pid=5 prio=120",
+	}, "\n")
+	evs := parseSchedTrace(trace)
+	r, err := milestones(processes(evs), 5, 10, "shim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]float64{
+		"faults ctr": 1, "cpu ctr": 2, "faults start": 1, "cpu start": 1.5, "faults serve": 1,
+		"faults children": 2, "cpu children": 3, "faults delete": 0,
+	} {
+		if got := r[k]; got != want {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	if f, cpu := daemonCost(evs, 10); f != 1 || cpu != 0 {
+		t.Errorf("daemon: %v faults, %v ms, want 1 and 0", f, cpu)
+	}
 }
