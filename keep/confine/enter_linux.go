@@ -349,19 +349,41 @@ var devLinks = [][2]string{
 // makeDevices fills a /dev the spec mounts as a tmpfs: the default device
 // nodes, the spec's linux.devices and the usual links.
 func (v *view) makeDevices(devices []specs.LinuxDevice) error {
+	// Each directory is resolved in the root filesystem once (most are
+	// /dev itself): nothing is mounted meanwhile, so its handle stays the
+	// directory a new resolution would give.
+	dirs := map[string]*os.File{}
+	defer func() {
+		for _, d := range dirs {
+			d.Close()
+		}
+	}()
+	dirOf := func(p string) (*os.File, error) {
+		if d, ok := dirs[p]; ok {
+			return d, nil
+		}
+		d, err := pathrs.MkdirAllHandle(v.root, p, 0o755)
+		if err != nil {
+			return nil, err
+		}
+		dirs[p] = d
+		return d, nil
+	}
 	for _, d := range withDefaultDevices(devices) {
-		if err := v.mknod(d); err != nil {
+		dir, err := dirOf(path.Dir(d.Path))
+		if err == nil {
+			err = mknod(dir, d)
+		}
+		if err != nil {
 			return fmt.Errorf("device %s: %w", d.Path, err)
 		}
 	}
 	for _, l := range devLinks {
-		dir, err := pathrs.MkdirAllHandle(v.root, path.Dir(l[1]), 0o755)
+		dir, err := dirOf(path.Dir(l[1]))
 		if err != nil {
 			return err
 		}
-		err = unix.Symlinkat(l[0], int(dir.Fd()), path.Base(l[1]))
-		dir.Close()
-		if err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := unix.Symlinkat(l[0], int(dir.Fd()), path.Base(l[1])); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("link %s: %w", l[1], err)
 		}
 	}
@@ -385,8 +407,8 @@ next:
 	return append(all, devices...)
 }
 
-// mknod makes the device node d in the view.
-func (v *view) mknod(d specs.LinuxDevice) error {
+// mknod makes the device node d in dir, the directory of d.Path in the view.
+func mknod(dir *os.File, d specs.LinuxDevice) error {
 	var kind uint32
 	switch d.Type {
 	case "c", "u":
@@ -402,11 +424,6 @@ func (v *view) mknod(d specs.LinuxDevice) error {
 	if d.FileMode != nil {
 		mode = uint32(*d.FileMode) & 0o7777
 	}
-	dir, err := pathrs.MkdirAllHandle(v.root, path.Dir(d.Path), 0o755)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
 	base := path.Base(d.Path)
 	_ = unix.Unlinkat(int(dir.Fd()), base, 0)
 	if err := unix.Mknodat(int(dir.Fd()), base, kind|mode, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))); err != nil {
