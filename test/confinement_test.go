@@ -283,14 +283,7 @@ func TestConfinementMounts(t *testing.T) {
 // container's root filesystem is bound on the host only once, by the shim:
 // the Keep's own bind of it did not propagate back.
 func TestConfinementSharedPropagation(t *testing.T) {
-	vol := t.TempDir()
-	if err := unix.Mount(vol, vol, "", unix.MS_BIND, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(vol, unix.MNT_DETACH) })
-	if err := unix.Mount("", vol, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatal(err)
-	}
+	vol := sharedDir(t)
 	forEachDaemon(t, func(t *testing.T, d *Daemon) {
 		ns := newNamespace(t, d)
 		sleepRef := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
@@ -299,40 +292,12 @@ func TestConfinementSharedPropagation(t *testing.T) {
 			"--mount", "type=bind,src=" + vol + ",dst=/vol,options=rbind:rshared"}, sleepRef, id, "/app.wasm", "1h")
 		waitStatus(t, d, ns, id, "RUNNING")
 		pid := strconv.Itoa(taskPID(t, d, ns, id))
-		late := filepath.Join(vol, uniqueID("late"))
-		if err := os.Mkdir(late, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Mount("tmpfs", late, "tmpfs", 0, "size=1m"); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = unix.Unmount(late, unix.MNT_DETACH) }()
-		keeps, err := os.ReadFile("/proc/" + pid + "/mountinfo")
-		if err != nil {
-			t.Fatal(err)
-		}
-		propagation := map[string]string{}
-		for _, line := range strings.Split(string(keeps), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 7 {
-				continue
-			}
-			propagation[f[4]] = "private"
-			for _, opt := range f[6:] {
-				if strings.HasPrefix(opt, "shared:") {
-					propagation[f[4]] = "shared"
-				} else if strings.HasPrefix(opt, "master:") && propagation[f[4]] == "private" {
-					propagation[f[4]] = "slave"
-				}
-				if opt == "-" {
-					break
-				}
-			}
-		}
+		late := mountLater(t, vol)
+		propagation, keeps := mountPropagation(t, pid)
 		if propagation["/"] != "shared" {
 			t.Errorf("the Keep's root is %q, want shared:\n%s", propagation["/"], keeps)
 		}
-		if _, ok := propagation["/vol/"+filepath.Base(late)]; !ok {
+		if _, ok := propagation["/vol/"+late]; !ok {
 			t.Errorf("a mount the host made in the rshared volume did not reach the Keep:\n%s", keeps)
 		}
 		host, err := os.ReadFile("/proc/self/mountinfo")
@@ -353,6 +318,66 @@ func TestConfinementSharedPropagation(t *testing.T) {
 		deleteTask(t, d, ns, id)
 		d.mustCtr(t, ns, "containers", "rm", id)
 	})
+}
+
+// mountPropagation is the propagation of each mount point of process pid,
+// as it sees them (shared, slave or private), and its mountinfo.
+func mountPropagation(t *testing.T, pid string) (map[string]string, string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	propagation := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			continue
+		}
+		propagation[f[4]] = "private"
+		for _, opt := range f[6:] {
+			if opt == "-" {
+				break
+			}
+			if strings.HasPrefix(opt, "shared:") {
+				propagation[f[4]] = "shared"
+			} else if strings.HasPrefix(opt, "master:") && propagation[f[4]] == "private" {
+				propagation[f[4]] = "slave"
+			}
+		}
+	}
+	return propagation, string(b)
+}
+
+// sharedDir is a directory bound on itself and made a shared mount, as a
+// Bidirectional volume's host path must be, until the test ends.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// mountLater mounts a tmpfs at a new directory in dir, as the host would
+// after a container started, until the test ends, and returns its name.
+func mountLater(t *testing.T, dir string) string {
+	t.Helper()
+	name := uniqueID("late")
+	late := filepath.Join(dir, name)
+	if err := os.Mkdir(late, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", late, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(late, unix.MNT_DETACH) })
+	return name
 }
 
 // TestConfinementHooks: the OCI hooks of a spec (ctr run --config) run at

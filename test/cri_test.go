@@ -586,3 +586,40 @@ func TestCRISecurityContext(t *testing.T) {
 		})
 	}
 }
+
+// TestCRIBidirectionalMount: a Kubernetes volume with Bidirectional mount
+// propagation, which the CRI plugin gives as an rshared bind and an rshared
+// rootfsPropagation: the container starts (pivot_root is not refused), the
+// volume is shared in its Keep, and a mount the host makes in it later
+// reaches the Keep.
+func TestCRIBidirectionalMount(t *testing.T) {
+	vol := sharedDir(t)
+	for _, kind := range daemonKinds {
+		t.Run(string(kind), func(t *testing.T) {
+			c, refs := criFixture(t, kind, "sleep")
+			podCfg := podConfig("bidirectional", t.TempDir())
+			pod := c.runPod(t, podCfg)
+			sleeper := c.startContainer(t, pod, podCfg, &cri.ContainerConfig{Image: &cri.ImageSpec{Image: refs["sleep"]}, Args: []string{"1h"},
+				Mounts: []*cri.Mount{{ContainerPath: "/vol", HostPath: vol, Propagation: cri.MountPropagation_PROPAGATION_BIDIRECTIONAL}}}, "sleep")
+			var keep process
+			for _, k := range keepsOf(c.d) {
+				if strings.Contains(k.Cmdline, sleeper) {
+					keep = k
+				}
+			}
+			if keep.PID == 0 {
+				t.Fatalf("no Keep for %s among %v", sleeper, keepsOf(c.d))
+			}
+			late := mountLater(t, vol)
+			propagation, mounts := mountPropagation(t, strconv.Itoa(keep.PID))
+			if propagation["/"] != "shared" || propagation["/vol"] != "shared" {
+				t.Errorf("the Keep's / is %q and /vol %q, want both shared:\n%s", propagation["/"], propagation["/vol"], mounts)
+			}
+			if _, ok := propagation["/vol/"+late]; !ok {
+				t.Errorf("a mount the host made in the Bidirectional volume did not reach the Keep:\n%s", mounts)
+			}
+			c.removePod(t, pod)
+			waitNone(t, "keeps", func() []process { return keepsOf(c.d) })
+		})
+	}
+}
