@@ -49,7 +49,22 @@ func IsProcessOf(pid int, id string) bool {
 }
 
 // child is the process of a Keep or a pod's sandbox, which the shim reaps.
-type child = proc.Child
+// Process and Sandbox offer its Pid, Signal, Done and Status, and not
+// its command, which only its reaper may wait for.
+type child struct{ proc *proc.Child }
+
+// Pid is the process's PID.
+func (c *child) Pid() int { return c.proc.Pid() }
+
+// Signal sends sig to the process. It returns os.ErrProcessDone once the
+// process has exited.
+func (c *child) Signal(sig syscall.Signal) error { return c.proc.Signal(sig) }
+
+// Done is closed when the process has exited and been reaped.
+func (c *child) Done() <-chan struct{} { return c.proc.Done() }
+
+// Status returns the exit status and time; valid once Done is closed.
+func (c *child) Status() (int, time.Time) { return c.proc.Status() }
 
 // Stdio are the files a workload gets as stdin, stdout and stderr. Nil
 // means /dev/null.
@@ -119,7 +134,7 @@ type Process struct {
 	// compileMemory is the limit Start set on cgroup, 0 for none.
 	compileMemory int64
 
-	*child
+	child
 	// reason is the read end of the Keep's reason pipe (see ReasonFD),
 	// read once it has exited: oom is what it said (OutOfMemory).
 	reason *os.File
@@ -178,7 +193,7 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	if err := p.sendConfig(opts.Config); err != nil {
 		if exitedEarly(err) {
 			status, _ := p.Status()
-			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, p.Cmd.Path)
+			return nil, fmt.Errorf("keep %s exited with status %d before it read its config: is %s the enarx runtime?", id, status, p.proc.Cmd.Path)
 		}
 		return nil, fmt.Errorf("keep %s: send config: %w", id, err)
 	}
@@ -213,7 +228,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 		return nil, fmt.Errorf("keep %s: reason pipe: %w", id, err)
 	}
 	defer reasonW.Close()
-	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: proc.New(nil), readyRead: make(chan struct{}), reason: reason}
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{proc.New(nil)}, readyRead: make(chan struct{}), reason: reason}
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
@@ -287,7 +302,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	// after whatever it sent.
 	remote.Close()
 	reasonW.Close()
-	p.Cmd = cmd
+	p.proc.Cmd = cmd
 	go p.wait()
 
 	// A Keep that could not start in its cgroup (a systemd driver's, made
@@ -469,7 +484,7 @@ func (p *Process) doneReading() { p.readOnce.Do(func() { close(p.readyRead) }) }
 // and reaped (wait then closes the control socket), else the control socket
 // is closed; the cgroup is removed.
 func (p *Process) abandon(ctx context.Context, id string) {
-	if p.Cmd != nil {
+	if p.proc.Cmd != nil {
 		p.kill()
 		p.doneReading()
 	} else {
@@ -492,7 +507,7 @@ func exitedEarly(err error) bool {
 // wait reaps the process and records its status the way a shell does:
 // exit(n) → n, killed by signal n → 128+n.
 func (p *Process) wait() {
-	p.Reap(p.readReason)
+	p.proc.Reap(p.readReason)
 	// The Keep's end is closed now, so reads see EOF after what it sent;
 	// close ours once Start has read its answer.
 	go func() {
@@ -502,7 +517,7 @@ func (p *Process) wait() {
 }
 
 func (p *Process) kill() {
-	_ = p.Cmd.Process.Kill()
+	_ = p.proc.Cmd.Process.Kill()
 	<-p.Done()
 }
 

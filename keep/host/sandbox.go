@@ -33,7 +33,7 @@ type SandboxOptions struct {
 // runc. The pod's Keeps join them by the paths the CRI plugin gives them,
 // /proc/PID/ns/*. It runs nothing else.
 type Sandbox struct {
-	*child
+	child
 }
 
 // StartSandbox starts a pod's sandbox process in the namespaces of its spec
@@ -78,16 +78,16 @@ func StartSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 			args = append(args, "-sysctl", k+"="+v)
 		}
 	}
-	s := &Sandbox{proc.New(exec.Command(exe, args...))}
-	s.Cmd.ExtraFiles = []*os.File{w}
+	s := &Sandbox{child{proc.New(exec.Command(exe, args...))}}
+	s.proc.Cmd.ExtraFiles = []*os.File{w}
 	// Signals from the shim's terminal or process group are not the pod's.
-	s.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = confine.Start(s.Cmd, namespaces, nil)
+	s.proc.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = confine.Start(s.proc.Cmd, namespaces, nil)
 	w.Close()
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %s: %w", opts.ID, err)
 	}
-	go s.Reap(nil)
+	go s.proc.Reap(nil)
 	// Ready once it takes the signals that end it and has its hostname.
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if line = strings.TrimSpace(line); line != keep.SandboxReady {
