@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -291,27 +292,22 @@ func TestConfinementSharedPropagation(t *testing.T) {
 		runKeep(t, d, ns, "", []string{"--rootfs-propagation", "rshared",
 			"--mount", "type=bind,src=" + vol + ",dst=/vol,options=rbind:rshared"}, sleepRef, id, "/app.wasm", "1h")
 		waitStatus(t, d, ns, id, "RUNNING")
-		pid := strconv.Itoa(taskPID(t, d, ns, id))
 		late := mountLater(t, vol)
-		propagation, keeps := mountPropagation(t, pid)
+		propagation, keeps := mountPropagation(t, taskPID(t, d, ns, id))
 		if propagation["/"] != "shared" {
 			t.Errorf("the Keep's root is %q, want shared:\n%s", propagation["/"], keeps)
 		}
 		if _, ok := propagation["/vol/"+late]; !ok {
 			t.Errorf("a mount the host made in the rshared volume did not reach the Keep:\n%s", keeps)
 		}
-		host, err := os.ReadFile("/proc/self/mountinfo")
+		binds, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+			return !strings.HasSuffix(m.Mountpoint, "/"+id+"/rootfs"), false
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		binds := 0
-		for _, line := range strings.Split(string(host), "\n") {
-			if f := strings.Fields(line); len(f) > 4 && strings.HasSuffix(f[4], "/"+id+"/rootfs") {
-				binds++
-			}
-		}
-		if binds != 1 {
-			t.Errorf("the container's root filesystem is mounted %d times on the host, want once (the shim's):\n%s", binds, host)
+		if len(binds) != 1 {
+			t.Errorf("the container's root filesystem is mounted %d times on the host, want once (the shim's)", len(binds))
 		}
 		d.mustCtr(t, ns, "tasks", "kill", "--signal", "SIGKILL", id)
 		waitStatus(t, d, ns, id, "STOPPED")
@@ -321,32 +317,29 @@ func TestConfinementSharedPropagation(t *testing.T) {
 }
 
 // mountPropagation is the propagation of each mount point of process pid,
-// as it sees them (shared, slave or private), and its mountinfo.
-func mountPropagation(t *testing.T, pid string) (map[string]string, string) {
+// as it sees them (shared, slave or private), and its mount points and
+// optional fields, one per line, for a test's message.
+func mountPropagation(t *testing.T, pid int) (map[string]string, string) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + pid + "/mountinfo")
+	mounts, err := mountinfo.PidMountInfo(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	propagation := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			continue
-		}
-		propagation[f[4]] = "private"
-		for _, opt := range f[6:] {
-			if opt == "-" {
-				break
-			}
-			if strings.HasPrefix(opt, "shared:") {
-				propagation[f[4]] = "shared"
-			} else if strings.HasPrefix(opt, "master:") && propagation[f[4]] == "private" {
-				propagation[f[4]] = "slave"
+	var lines strings.Builder
+	for _, m := range mounts {
+		propagation[m.Mountpoint] = "private"
+		for _, opt := range strings.Fields(m.Optional) {
+			switch tag, _, _ := strings.Cut(opt, ":"); {
+			case tag == "shared":
+				propagation[m.Mountpoint] = "shared"
+			case tag == "master" && propagation[m.Mountpoint] == "private":
+				propagation[m.Mountpoint] = "slave"
 			}
 		}
+		fmt.Fprintf(&lines, "%s %s\n", m.Mountpoint, m.Optional)
 	}
-	return propagation, string(b)
+	return propagation, lines.String()
 }
 
 // sharedDir is a directory bound on itself and made a shared mount, as a

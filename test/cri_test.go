@@ -611,7 +611,7 @@ func TestCRIBidirectionalMount(t *testing.T) {
 				t.Fatalf("no Keep for %s among %v", sleeper, keepsOf(c.d))
 			}
 			late := mountLater(t, vol)
-			propagation, mounts := mountPropagation(t, strconv.Itoa(keep.PID))
+			propagation, mounts := mountPropagation(t, keep.PID)
 			if propagation["/"] != "shared" || propagation["/vol"] != "shared" {
 				t.Errorf("the Keep's / is %q and /vol %q, want both shared:\n%s", propagation["/"], propagation["/vol"], mounts)
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/moby/sys/mountinfo"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -161,29 +162,25 @@ func probe(p string) string {
 		}
 		return result(strings.Join(values, ","), nil)
 	case "propagation":
-		// The propagation of the mount at arg: shared, slave or private.
-		b, err := os.ReadFile("/proc/self/mountinfo")
-		found := ""
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 7 || f[4] != arg {
-				continue
-			}
-			found = "private"
-			for _, opt := range f[6:] {
-				if opt == "-" {
-					break
-				}
-				if k, _, _ := strings.Cut(opt, ":"); k == "shared" || k == "master" {
-					found = map[string]string{"shared": "shared", "master": "slave"}[k]
-					break
-				}
-			}
-		}
-		if err == nil && found == "" {
+		// The propagation of the mount at arg, the top one where mounts
+		// are stacked: shared, slave or private.
+		mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) { return m.Mountpoint != arg, false })
+		if err == nil && len(mounts) == 0 {
 			err = fmt.Errorf("no mount at %s", arg)
 		}
-		return result(found, err)
+		if err != nil {
+			return result("", err)
+		}
+		found := "private"
+		for _, opt := range strings.Fields(mounts[len(mounts)-1].Optional) {
+			switch tag, _, _ := strings.Cut(opt, ":"); {
+			case tag == "shared":
+				found = "shared"
+			case tag == "master" && found == "private":
+				found = "slave"
+			}
+		}
+		return result(found, nil)
 	case "status":
 		// The field of every thread's status, each value once.
 		tasks, err := os.ReadDir("/proc/self/task")
