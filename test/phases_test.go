@@ -171,8 +171,23 @@ type phaseProc struct {
 	exit      float64
 	role      string
 	execCount int
-	faults    float64 // user page faults, from its fork on
-	cpu       float64 // ms of CPU, from its fork on
+	cost      // from its fork on
+}
+
+// cost is what a process cost during a run.
+type cost struct {
+	faults float64 // user page faults
+	cpu    float64 // ms of CPU
+}
+
+// add counts e when it is a page fault or CPU time.
+func (c *cost) add(e schedEvent) {
+	switch e.kind {
+	case "fault":
+		c.faults++
+	case "runtime":
+		c.cpu += e.cpu
+	}
 }
 
 // processes are the exec'd processes of a trace, with when each was forked,
@@ -213,48 +228,45 @@ func processes(evs []schedEvent) map[int]*phaseProc {
 	// A process's cost, counted by thread group: its fork to its exec is
 	// its own too (the pid does not change at exec).
 	for _, e := range evs {
-		p := procs[e.tgid]
-		if p == nil {
-			continue
-		}
-		switch e.kind {
-		case "fault":
-			p.faults++
-		case "runtime":
-			p.cpu += e.cpu
+		if p := procs[e.tgid]; p != nil {
+			p.add(e)
 		}
 	}
 	return procs
 }
 
-// daemonCost is what the daemon (not exec'd in the trace) cost during it.
-func daemonCost(evs []schedEvent, pid int) (faults, cpu float64) {
-	for _, e := range evs {
-		if e.tgid != pid {
-			continue
-		}
-		switch e.kind {
-		case "fault":
-			faults++
-		case "runtime":
-			cpu += e.cpu
-		}
-	}
-	return faults, cpu
-}
-
-// phaseRun is one traced run: milestones in ms after ctr's exec.
+// phaseRun is one traced run: milestones in ms after ctr's exec, and
+// what each process cost ("faults NAME", "cpu NAME", their "total").
 type phaseRun map[string]float64
 
+// addCost adds c to what name cost, and to the total.
+func (r phaseRun) addCost(name string, c cost) {
+	for _, n := range []string{name, "total"} {
+		r["faults "+n] += c.faults
+		r["cpu "+n] += c.cpu
+	}
+}
+
 // milestones names the moments of a run of runtime shim (its binary's base
-// name) under daemon pid daemonPID, ctr being the traced ctr's pid.
-func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (phaseRun, error) {
+// name) in the trace evs, under daemon pid daemonPID, ctr being the traced
+// ctr's pid.
+func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string) (phaseRun, error) {
+	procs := processes(evs)
 	ctr := procs[ctrPID]
 	if ctr == nil {
 		return nil, fmt.Errorf("no exec of ctr (pid %d) in the trace", ctrPID)
 	}
 	t0 := ctr.exec
-	r := phaseRun{"ctr exit": ctr.exit - t0, "faults ctr": ctr.faults, "cpu ctr": ctr.cpu}
+	r := phaseRun{"ctr exit": ctr.exit - t0}
+	r.addCost("ctr", ctr.cost)
+	// The daemon, not exec'd in the trace, during it.
+	var daemon cost
+	for _, e := range evs {
+		if e.tgid == daemonPID {
+			daemon.add(e)
+		}
+	}
+	r.addCost("daemon", daemon)
 	var shims []*phaseProc
 	for _, p := range procs {
 		if filepath.Base(p.file) == shim && p.parent == daemonPID {
@@ -268,8 +280,8 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 	start, del := shims[0], shims[1]
 	r["start fork"], r["start exec"], r["start exit"] = start.forked-t0, start.exec-t0, start.exit-t0
 	r["delete fork"], r["delete exec"], r["delete exit"] = del.forked-t0, del.exec-t0, del.exit-t0
-	r["faults start"], r["cpu start"] = start.faults, start.cpu
-	r["faults delete"], r["cpu delete"] = del.faults, del.cpu
+	r.addCost("start", start.cost)
+	r.addCost("delete", del.cost)
 	var serve *phaseProc
 	for _, p := range procs {
 		if p.parent == start.pid {
@@ -280,7 +292,7 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 		return nil, fmt.Errorf("no server exec'd by %s start", shim)
 	}
 	r["serve exec"] = serve.exec - t0
-	r["faults serve"], r["cpu serve"] = serve.faults, serve.cpu
+	r.addCost("serve", serve.cost)
 	if serve.exit > 0 {
 		// A server may outlive ctr, and so the trace.
 		r["serve exit"] = serve.exit - t0
@@ -298,8 +310,7 @@ func milestones(procs map[int]*phaseProc, ctrPID, daemonPID int, shim string) (p
 	for _, p := range procs {
 		for q := p; q != nil && q != serve; q = procs[q.parent] {
 			if q.parent == serve.pid {
-				r["faults children"] += p.faults
-				r["cpu children"] += p.cpu
+				r.addCost("children", p.cost)
 				break
 			}
 		}
@@ -396,11 +407,10 @@ func BenchmarkStartupPhases(b *testing.B) {
 						}
 						b.Logf("%s %s: ctr's output lacks %q: run again", d.Name, c.name, c.want)
 					}
-					r, err := milestones(processes(evs), ctrPID, d.PID, c.shim)
+					r, err := milestones(evs, ctrPID, d.PID, c.shim)
 					if err != nil {
 						b.Fatalf("%s %s: %v", d.Name, c.name, err)
 					}
-					r["faults daemon"], r["cpu daemon"] = daemonCost(evs, d.PID)
 					time.Sleep(50 * time.Millisecond) // the daemon copies the shim's log
 					for k, v := range shimLogFields(d.logSince(logAt, 1000), id) {
 						r[k] = v
@@ -547,24 +557,7 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 	for _, c := range phaseCosts {
 		sb.WriteString("| " + c.label)
 		for _, name := range cases {
-			s := samples[name]
-			if c.key == "total" {
-				var totals []float64
-				for i := range s["ctr exit"] {
-					t := 0.0
-					for _, p := range []string{"ctr", "daemon", "start", "serve", "children", "delete"} {
-						if v := s[c.kind+" "+p]; len(v) == len(s["ctr exit"]) {
-							t += v[i]
-						}
-					}
-					totals = append(totals, t)
-				}
-				s = map[string][]float64{"total": totals}
-			}
-			v := s[c.kind+" "+c.key]
-			if c.key == "total" {
-				v = s["total"]
-			}
+			v := samples[name][c.kind+" "+c.key]
 			switch {
 			case len(v) == 0:
 				sb.WriteString(" | –")
@@ -650,19 +643,17 @@ func TestPhaseCosts(t *testing.T) {
 		" ctr-5 (    5) [000] ..... 1.020000: sched_process_exit: comm=ctr pid=5 prio=120",
 	}, "\n")
 	evs := parseSchedTrace(trace)
-	r, err := milestones(processes(evs), 5, 10, "shim")
+	r, err := milestones(evs, 5, 10, "shim")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]float64{
 		"faults ctr": 1, "cpu ctr": 2, "faults start": 1, "cpu start": 1.5, "faults serve": 1,
 		"faults children": 2, "cpu children": 3, "faults delete": 0,
+		"faults daemon": 1, "cpu daemon": 0, "faults total": 6, "cpu total": 6.5,
 	} {
 		if got := r[k]; got != want {
 			t.Errorf("%s = %v, want %v", k, got, want)
 		}
-	}
-	if f, cpu := daemonCost(evs, 10); f != 1 || cpu != 0 {
-		t.Errorf("daemon: %v faults, %v ms, want 1 and 0", f, cpu)
 	}
 }
