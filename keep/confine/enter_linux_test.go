@@ -413,14 +413,7 @@ func TestEnter(t *testing.T) {
 	if r := got["read "+filepath.Join(host, "outside.txt")]; !strings.HasPrefix(r, "error: ENOENT") {
 		t.Errorf("a host file outside the container: %q, want ENOENT", r)
 	}
-	// Nothing of the view is left mounted on the host.
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(mounts), rootfs) {
-		t.Errorf("the container's view leaked into the host's mounts:\n%s", mounts)
-	}
+	expectNothingMountedOnHost(t, rootfs)
 }
 
 // TestEnterSharedPropagation: linux.rootfsPropagation rshared (Kubernetes'
@@ -455,6 +448,13 @@ func TestEnterSharedPropagation(t *testing.T) {
 		"propagation /tmp": "ok: shared",
 		"pid":              "ok: 1",
 	})
+	expectNothingMountedOnHost(t, rootfs)
+}
+
+// expectNothingMountedOnHost checks that nothing of the container's view,
+// made below rootfs, is left mounted in the test's (the host's) namespace.
+func expectNothingMountedOnHost(t *testing.T, rootfs string) {
+	t.Helper()
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
