@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"golang.org/x/sys/unix"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 )
 
 // envCNIBin is the directory of the CNI plugins a pod network needs here:
@@ -99,12 +100,7 @@ func TestCRIPodNetwork(t *testing.T) {
 			sandbox := sandboxes[0].PID
 
 			server := c.runContainer(t, pod, podCfg, "web", web)
-			var keep int
-			for _, k := range keepsOf(c.d) {
-				if strings.Contains(k.Cmdline, server) {
-					keep = k.PID
-				}
-			}
+			keep := keepOf(server)
 			if keep == 0 {
 				t.Fatalf("no Keep for %s among %v", server, keepsOf(c.d))
 			}

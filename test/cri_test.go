@@ -558,16 +558,11 @@ func TestCRISecurityContext(t *testing.T) {
 			}
 
 			sleeper := create("sleep", refs["sleep"], "1h")
-			var keep process
-			for _, k := range keepsOf(c.d) {
-				if strings.Contains(k.Cmdline, sleeper) {
-					keep = k
-				}
-			}
-			if keep.PID == 0 {
+			keep := keepOf(sleeper)
+			if keep == 0 {
 				t.Fatalf("no Keep for %s among %v", sleeper, keepsOf(c.d))
 			}
-			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", keep.PID))
+			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", keep))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -578,7 +573,7 @@ func TestCRISecurityContext(t *testing.T) {
 				}
 			}
 			mine, _ := os.Readlink("/proc/self/ns/mnt")
-			if theirs, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", keep.PID)); theirs == mine {
+			if theirs, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", keep)); theirs == mine {
 				t.Errorf("the Keep is in the host's mount namespace %s", mine)
 			}
 			c.removePod(t, pod)
@@ -601,17 +596,12 @@ func TestCRIBidirectionalMount(t *testing.T) {
 			pod := c.runPod(t, podCfg)
 			sleeper := c.startContainer(t, pod, podCfg, &cri.ContainerConfig{Image: &cri.ImageSpec{Image: refs["sleep"]}, Args: []string{"1h"},
 				Mounts: []*cri.Mount{{ContainerPath: "/vol", HostPath: vol, Propagation: cri.MountPropagation_PROPAGATION_BIDIRECTIONAL}}}, "sleep")
-			var keep process
-			for _, k := range keepsOf(c.d) {
-				if strings.Contains(k.Cmdline, sleeper) {
-					keep = k
-				}
-			}
-			if keep.PID == 0 {
+			keep := keepOf(sleeper)
+			if keep == 0 {
 				t.Fatalf("no Keep for %s among %v", sleeper, keepsOf(c.d))
 			}
 			late := mountLater(t, vol)
-			propagation, mounts := mountPropagation(t, keep.PID)
+			propagation, mounts := mountPropagation(t, keep)
 			if propagation["/"] != "shared" || propagation["/vol"] != "shared" {
 				t.Errorf("the Keep's / is %q and /vol %q, want both shared:\n%s", propagation["/"], propagation["/vol"], mounts)
 			}

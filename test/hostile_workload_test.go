@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 )
 
 // Bounds the hostile tests assert.
@@ -82,10 +84,12 @@ func shimServing(group string) int {
 	return 0
 }
 
-// keepOf returns the PID of the Keep of container id, 0 if there is none.
+// keepOf returns the PID of the Keep of container id, 0 if there is none:
+// the process the shim started as a Keep of id (host.IsProcessOf; a Keep
+// started ahead has a flag after its ID), not a pod's sandbox.
 func keepOf(id string) int {
 	for _, p := range findProcesses(" keep -id " + id) {
-		if strings.HasSuffix(p.Cmdline, " keep -id "+id) {
+		if host.IsProcessOf(p.PID, id) && !strings.HasSuffix(p.Cmdline, " -pause") {
 			return p.PID
 		}
 	}
