@@ -4,22 +4,33 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 )
 
+// errNotCached is compile's error when it may only load (read is nil) and
+// the cache holds no code of the module that the engine takes.
+var errNotCached = errors.New("the module's code is not in the module cache")
+
 // compile compiles the module whose sha256 digest is digest, through the
 // node's module cache in cacheDir when there is one and the engine can
 // precompile. It also returns what Ready.ModuleCache reports. A cache that
 // cannot be used never fails the Keep: it compiles without it, and the
 // status says why. read gives the module's bytes, which a cache hit never
-// needs (see openModule).
+// needs (see openModule); a nil read only loads what the cache holds, and
+// anything else is errNotCached.
 func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func() ([]byte, error), digest string) (engine.Module, string, error) {
+	if read == nil {
+		m, err := loadCached(ctx, eng, cacheDir, digest)
+		return m, keep.CacheHit, err
+	}
 	compileModule := func(ctx context.Context) (engine.Module, error) {
 		wasm, err := read()
 		if err != nil {
@@ -93,6 +104,104 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 	}
 	m, err := compileModule(ctx)
 	return m, keep.CacheMiss + ": not stored: the engine refuses what the cache holds: " + unusable.Error(), err
+}
+
+// loadCached loads the code of the module whose digest is digest from the
+// cache in cacheDir, or returns errNotCached. It never compiles, and never
+// changes the cache: an entry the engine refuses is left for compile to
+// replace.
+func loadCached(ctx context.Context, eng engine.Engine, cacheDir, digest string) (engine.Module, error) {
+	pc, ok := eng.(engine.Precompiler)
+	if cacheDir == "" || !ok {
+		return nil, errNotCached
+	}
+	cache, err := modulecache.Open(cacheDir)
+	if err != nil {
+		return nil, errNotCached
+	}
+	defer cache.Close()
+	e, err := cache.Get(moduleKey(pc.Fingerprint(), digest))
+	if err != nil {
+		return nil, errNotCached
+	}
+	defer e.Close()
+	m, err := pc.Load(ctx, e.Path())
+	if err != nil {
+		return nil, errNotCached
+	}
+	return m, nil
+}
+
+// recalledDigest is what the module cache in cacheDir recorded of a module
+// file with the stamps the Keep's module file has (fileKey of kind
+// "workload", without the device: every container made from one image
+// layer has an overlay mount of its own of the same file): the digest it
+// was measured as, "" if none; key is "" when there is no cache or the
+// file has no stamps. A recalled digest is never trusted: the Keep
+// measures the file all the same (prepareRecalled).
+type recalledDigest struct {
+	cacheDir, key, digest string
+}
+
+// recallDigest looks up what the cache in cacheDir recorded of the file f.
+func recallDigest(cacheDir string, f *os.File) recalledDigest {
+	if cacheDir == "" {
+		return recalledDigest{}
+	}
+	key, err := fileKey(f, "workload", false)
+	if err != nil {
+		return recalledDigest{}
+	}
+	r := recalledDigest{cacheDir: cacheDir, key: key}
+	cache, err := modulecache.Open(cacheDir)
+	if err != nil {
+		return r
+	}
+	defer cache.Close()
+	if e, err := cache.Get(key); err == nil {
+		r.digest = storedDigest(e)
+		e.Close()
+	}
+	return r
+}
+
+// record records that the file f measured as digest, beside what the
+// caller goes on with, unless its stamps changed since recallDigest (the
+// file changed while it was measured); the function it returns waits until
+// that is done. A failure only costs the next start its head start.
+func (r recalledDigest) record(f *os.File, digest string) (wait func()) {
+	if r.key == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if now, err := fileKey(f, "workload", false); err != nil || now != r.key {
+			return
+		}
+		cache, err := modulecache.Open(r.cacheDir)
+		if err != nil {
+			return
+		}
+		defer cache.Close()
+		if r.digest != "" {
+			_ = cache.Remove(r.key, nil) // what it recalled was wrong
+		}
+		// Stored under the key's lock, as every entry is: another Keep's
+		// store cleans up only the files of keys nobody holds.
+		_, _ = cache.Fetch(context.Background(), r.key, func() ([]byte, error) { return []byte(digest + "\n"), nil })
+	}()
+	return func() { <-done }
+}
+
+// storedDigest is the digest a cache entry of a file's digest holds (a
+// digest and a newline), "" when it holds anything else.
+func storedDigest(e *modulecache.Entry) string {
+	b, err := e.ReadAll()
+	if d, ok := strings.CutSuffix(string(b), "\n"); err == nil && ok && isSHA256Digest(d) {
+		return d
+	}
+	return ""
 }
 
 // measuredModule is a workload's module file, open, and measured: its sha256

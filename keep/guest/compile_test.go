@@ -232,7 +232,7 @@ func TestFileDigestCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := fileKey(f)
+	key, err := fileKey(f, "runtime", true)
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -316,5 +316,111 @@ func TestMeasuredModule(t *testing.T) {
 	}
 	if _, err := openModule(filepath.Join(t.TempDir(), "missing.wasm")); err == nil || !strings.Contains(err.Error(), "read module") {
 		t.Fatalf("openModule of a missing file: %v", err)
+	}
+}
+
+// TestPrepareRecalledDigest: a Keep whose module file the cache recalls
+// loads the code of the recalled digest while it measures the file, and
+// keeps it only when the measurement agrees; a recalled digest that is
+// wrong, or whose code is not cached, never reaches Ready.
+func TestPrepareRecalledDigest(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	path := filepath.Join(t.TempDir(), "app.wasm")
+	if err := os.WriteFile(path, []byte("mod"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digestOf := func(b string) string {
+		sum := sha256.Sum256([]byte(b))
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	want := digestOf("mod")
+	e := &precompiler{fingerprint: "v1"}
+	cfg := keep.Config{ID: "recall", ModuleCache: dir}
+	cfg.Module = path
+	prep := func() *prepared {
+		t.Helper()
+		f, err := openModuleFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enginec := make(chan engineMade, 1)
+		enginec <- engineMade{eng: e}
+		k, err := prepare(context.Background(), cfg, f, enginec)
+		if err != nil {
+			t.Fatalf("prepare: %v", err)
+		}
+		if k.ready.WorkloadDigest != want || k.identity.inputs.WorkloadDigest != want {
+			t.Fatalf("ready digest %s, attested %s; want %s", k.ready.WorkloadDigest, k.identity.inputs.WorkloadDigest, want)
+		}
+		if code := k.module.(fakeModule).code; code != "mod" {
+			t.Fatalf("loaded the code of %q, want the module's", code)
+		}
+		return k
+	}
+	record := func(digest string) {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		key, err := fileKey(f, "workload", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := modulecache.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Put(key, []byte(digest+"\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recalled := func() string {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return recallDigest(dir, f).digest
+	}
+
+	if k := prep(); k.ready.ModuleCache != keep.CacheMiss || e.compiles != 1 {
+		t.Fatalf("first start: cache %q, %d compiles; want a miss", k.ready.ModuleCache, e.compiles)
+	}
+	if d := recalled(); d != want {
+		t.Fatalf("recalled %q after the first start, want %s", d, want)
+	}
+	if k := prep(); k.ready.ModuleCache != keep.CacheHit || e.compiles != 1 || e.loads != 1 {
+		t.Fatalf("recalled start: cache %q, %d compiles, %d loads; want one load", k.ready.ModuleCache, e.compiles, e.loads)
+	}
+
+	// A wrong digest recalled, whose code is cached: the measurement wins.
+	other := digestOf("other")
+	if _, _, err := compile(context.Background(), e, dir, bytesOf([]byte("other")), other); err != nil {
+		t.Fatal(err)
+	}
+	record(other)
+	if k := prep(); k.ready.ModuleCache != keep.CacheHit {
+		t.Fatalf("wrong digest recalled: cache %q, want the module's own code, cached", k.ready.ModuleCache)
+	}
+	if d := recalled(); d != want {
+		t.Fatalf("recalled %q after a wrong one, want it corrected to %s", d, want)
+	}
+
+	// A recalled digest with no code cached: compiled from the file.
+	record(digestOf("gone"))
+	compiles := e.compiles
+	if k := prep(); k.ready.ModuleCache != keep.CacheHit || e.compiles != compiles {
+		t.Fatalf("uncached digest recalled: cache %q, %d compiles; want the module's cached code", k.ready.ModuleCache, e.compiles-compiles)
+	}
+	record(want)
+	if err := os.WriteFile(filepath.Join(dir, moduleKey("v1", want)+".entry"), []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k := prep(); !strings.HasPrefix(k.ready.ModuleCache, keep.CacheMiss) || e.compiles != compiles+1 {
+		t.Fatalf("recalled digest, damaged code: cache %q, %d compiles; want compiled again", k.ready.ModuleCache, e.compiles-compiles)
 	}
 }

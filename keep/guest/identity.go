@@ -150,7 +150,7 @@ func fileDigest(f *os.File, cacheDir string) (digest string, hit bool, err error
 		digest, err = hashFile(f)
 		return digest, false, err
 	}
-	key, err := fileKey(f)
+	key, err := fileKey(f, "runtime", true)
 	if err != nil {
 		return "", false, err
 	}
@@ -167,7 +167,7 @@ func fileDigest(f *os.File, cacheDir string) (digest string, hit bool, err error
 		}
 		// Store only what is known to match the key: the file did not
 		// change while it was hashed.
-		if now, err := fileKey(f); err != nil || now != key {
+		if now, err := fileKey(f, "runtime", true); err != nil || now != key {
 			return nil, errors.New("the file changed while it was hashed")
 		}
 		digest = d
@@ -180,8 +180,7 @@ func fileDigest(f *os.File, cacheDir string) (digest string, hit bool, err error
 		if res.Entry == nil {
 			break
 		}
-		b, err := res.Entry.ReadAll()
-		if d, ok := strings.CutSuffix(string(b), "\n"); err == nil && ok && isSHA256Digest(d) {
+		if d := storedDigest(res.Entry); d != "" {
 			res.Entry.Close()
 			return d, true, nil
 		}
@@ -196,8 +195,11 @@ func fileDigest(f *os.File, cacheDir string) (digest string, hit bool, err error
 	return digest, false, err
 }
 
-// fileKey is the cache key of the runtime digest of f.
-func fileKey(f *os.File) (string, error) {
+// fileKey is the cache key of what is recorded of the file f, kind (a
+// runtime's or a workload's digest), under its identity and change stamps
+// from fstat of f itself: its device (when withDevice), inode, size, mtime
+// and ctime.
+func fileKey(f *os.File, kind string, withDevice bool) (string, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return "", err
@@ -206,10 +208,14 @@ func fileKey(f *os.File) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%s: no inode information", f.Name())
 	}
-	id := fmt.Sprintf("enarx runtime\x00%d %d %d %d.%09d %d.%09d", st.Dev, st.Ino, st.Size,
+	var dev uint64
+	if withDevice {
+		dev = st.Dev
+	}
+	id := fmt.Sprintf("enarx %s\x00%d %d %d %d.%09d %d.%09d", kind, dev, st.Ino, st.Size,
 		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
 	sum := sha256.Sum256([]byte(id))
-	return "runtime-" + hex.EncodeToString(sum[:16]), nil
+	return kind + "-" + hex.EncodeToString(sum[:16]), nil
 }
 
 // hashFile is "sha256:" of the file f, read from its start.

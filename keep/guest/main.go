@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -429,13 +430,73 @@ func startEngine(newEngine EngineFactory) <-chan engineMade {
 // the config bound into the TEE's report, and a certificate when a Steward
 // is configured. moduleFile is the module, cfg.Module, open; prepare
 // closes it. enginec gives the engine (startEngine).
+//
+// The module is measured on every start. When the module cache recalls
+// what a file with moduleFile's stamps measured as (recallDigest), the
+// cached code and the identity are made for that digest while the file is
+// measured (prepareRecalled), and kept only if the measurement agrees;
+// not with a Steward.
 func prepare(ctx context.Context, cfg keep.Config, moduleFile *os.File, enginec <-chan engineMade) (*prepared, error) {
+	waitEngine := sync.OnceValues(func() (engine.Engine, error) {
+		e := <-enginec
+		if e.err != nil {
+			return nil, fmt.Errorf("start engine: %w", e.err)
+		}
+		return e.eng, nil
+	})
+	recalled := recallDigest(cfg.ModuleCache, moduleFile)
+	// A Steward is sent the evidence while it is made: it gets none of a
+	// digest not yet measured.
+	if recalled.digest != "" && cfg.Steward == nil {
+		return prepareRecalled(ctx, cfg, moduleFile, recalled, waitEngine)
+	}
 	mod, err := measureModule(moduleFile)
 	if err != nil {
 		return nil, err
 	}
 	defer mod.Close()
-	workloadDigest := mod.digest
+	defer recalled.record(moduleFile, mod.digest)()
+	return prepareDigest(ctx, cfg, mod.digest, mod.read, waitEngine)
+}
+
+// prepareRecalled is prepare when the module cache recalled a digest for
+// moduleFile: the Keep is prepared with the cached code of that digest
+// while the file is measured, which takes milliseconds on the path of
+// every start, and the two are joined before the Keep reports anything.
+// Should the measurement differ (the file changed without its stamps
+// changing), or the code not be cached, the Keep is prepared again from
+// the measured module: what the Keep runs and attests is always what it
+// measured.
+func prepareRecalled(ctx context.Context, cfg keep.Config, moduleFile *os.File, recalled recalledDigest, waitEngine func() (engine.Engine, error)) (*prepared, error) {
+	type measured struct {
+		mod *measuredModule
+		err error
+	}
+	measuredc := make(chan measured, 1)
+	go func() {
+		mod, err := measureModule(moduleFile)
+		measuredc <- measured{mod, err}
+	}()
+	k, err := prepareDigest(ctx, cfg, recalled.digest, nil, waitEngine)
+	m := <-measuredc
+	if m.err != nil {
+		return nil, m.err
+	}
+	defer m.mod.Close()
+	switch {
+	case m.mod.digest != recalled.digest:
+		defer recalled.record(moduleFile, m.mod.digest)()
+	case err == nil:
+		return k, nil
+	case !errors.Is(err, errNotCached):
+		return nil, err
+	}
+	return prepareDigest(ctx, cfg, m.mod.digest, m.mod.read, waitEngine)
+}
+
+// prepareDigest is prepare for the module measured as workloadDigest, whose
+// bytes read gives (nil: only its cached code may be loaded, see compile).
+func prepareDigest(ctx context.Context, cfg keep.Config, workloadDigest string, read func() ([]byte, error), waitEngine func() (engine.Engine, error)) (*prepared, error) {
 	name := cfg.Backend
 	if name == "" {
 		name = nodepolicy.BackendNil
@@ -461,13 +522,12 @@ func prepare(ctx context.Context, cfg keep.Config, moduleFile *os.File, enginec 
 		id, err := newIdentity(ctx, cfg, workloadDigest, name, provider)
 		identityc <- made{id, err}
 	}()
-	e := <-enginec
-	if e.err != nil {
-		return nil, fmt.Errorf("start engine: %w", e.err)
+	eng, err := waitEngine()
+	if err != nil {
+		return nil, err
 	}
-	eng := e.eng
 	compileBegan := time.Now()
-	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, mod.read, workloadDigest)
+	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, read, workloadDigest)
 	compileTook := time.Since(compileBegan)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)
