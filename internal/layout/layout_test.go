@@ -117,9 +117,11 @@ var rules = []rule{
 		"the CLI runs Keeps without containerd: it mounts no rootfs and embeds no shim"},
 	{"cmd/containerd-shim-enarx-v1", "lean", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/...", module + "/shim",
 		module + "/attestation/...", module + "/oci", "github.com/containerd/ttrpc", "google.golang.org/grpc/...", "github.com/containerd/cgroups/...",
-		"github.com/containerd/containerd/api/runtime/task/...", "github.com/pelletier/go-toml/..."},
+		"github.com/containerd/containerd/api/...", "google.golang.org/protobuf/proto", "google.golang.org/protobuf/types/...",
+		"google.golang.org/protobuf/runtime/...", "github.com/opencontainers/go-digest", "github.com/pelletier/go-toml/..."},
 		"containerd executes the shim's launcher twice per container (start, delete) and waits for it, and Go initialises all a binary links before main: " +
-			"it links no engine, Keep, TEE, ttrpc, gRPC, cgroup or TOML code; the server (cmd/enarx-shim, package shim) does"},
+			"it links no engine, Keep, TEE, ttrpc, gRPC, cgroup or TOML code, and no generated protobuf package (whose descriptors register at every start: " +
+			"it encodes its few messages with protowire); the server (cmd/enarx-shim, package shim) does"},
 	{"cmd/enarx-shim", "no-engine", []string{"github.com/bytecodealliance/wasmtime-go/...", module + "/keep/wasmtime/..."},
 		"the shim server runs for every pod or container: it links no engine, which is the Keep binary's (cmd/enarx-keep), and make build links it without cgo"},
 	{"keep", "protocol-only", []string{module + "/keep/host", module + "/keep/guest", "github.com/containerd/cgroups/...", "github.com/elastic/go-seccomp-bpf/...", "github.com/pion/dtls/...", module + "/tlssock/..."},

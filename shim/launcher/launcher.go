@@ -10,9 +10,11 @@
 // server's binary (ttrpc, gRPC for the containerd client, the Keep's
 // configuration) takes twice the faults to start that the launcher does,
 // and containerd executes the launcher twice per container. So the launcher
-// links no ttrpc, gRPC, engine, TEE or cgroup code (internal/layout checks
-// it); a delete that finds something left to clean up, which the server
-// normally did in Delete, executes the server binary's own delete.
+// links no ttrpc, gRPC, engine, TEE or cgroup code, and no generated protobuf
+// package: it encodes and decodes its few messages with protowire (wire.go)
+// (internal/layout checks it); a delete that finds something left to clean
+// up, which the server normally did in Delete, executes the server binary's
+// own delete.
 package launcher
 
 import (
@@ -29,12 +31,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/containerd/api/types"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/enarx/containerd-shim-enarx/oci/bundle"
 	"github.com/enarx/containerd-shim-enarx/version"
@@ -172,14 +168,7 @@ func PrintVersion(w io.Writer) {
 
 // Info answers containerd 2.x's `shim -info` with a protobuf RuntimeInfo.
 func Info(w io.Writer) error {
-	b, err := proto.Marshal(&types.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &types.RuntimeVersion{Version: version.Version, Revision: version.Revision},
-	})
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
+	_, err := w.Write(runtimeInfo(RuntimeName, version.Version, version.Revision))
 	return err
 }
 
@@ -213,7 +202,7 @@ func execServer(server string, args []string) error {
 // sends BootstrapParams; 1.x sends nothing or an Any of runtime options,
 // which can also parse as BootstrapParams, so as containerd itself does, the
 // params count only when their ID and namespace are the command line's.
-func bootstrap(f Flags, in io.Reader) (*bootapi.BootstrapParams, error) {
+func bootstrap(f Flags, in io.Reader) (*bootstrapParams, error) {
 	b, err := io.ReadAll(in)
 	if err != nil {
 		return nil, fmt.Errorf("read bootstrap parameters: %w", err)
@@ -221,11 +210,11 @@ func bootstrap(f Flags, in io.Reader) (*bootapi.BootstrapParams, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	var p bootapi.BootstrapParams
-	if err := proto.Unmarshal(b, &p); err != nil || p.InstanceID != f.ID || p.Namespace != f.Namespace {
+	p, err := parseBootstrapParams(b)
+	if err != nil || p.InstanceID != f.ID || p.Namespace != f.Namespace {
 		return nil, nil
 	}
-	return &p, nil
+	return p, nil
 }
 
 // SocketAddress is where the shim of (address, namespace, id) listens, as
@@ -322,7 +311,7 @@ func Start(f Flags, in io.Reader, out io.Writer, server string) error {
 
 // answer tells containerd the shim's address in the dialect it spoke, and
 // records it in the bundle.
-func answer(out io.Writer, params *bootapi.BootstrapParams, address string) error {
+func answer(out io.Writer, params *bootstrapParams, address string) error {
 	// containerd 1.x finds a live shim again after a restart through this file.
 	if err := os.WriteFile(bundle.Bundle{Dir: "."}.Address(), []byte(address), 0o600); err != nil {
 		return fmt.Errorf("write address file: %w", err)
@@ -331,17 +320,7 @@ func answer(out io.Writer, params *bootapi.BootstrapParams, address string) erro
 		_, err := io.WriteString(out, address)
 		return err
 	}
-	result := &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}
-	// Telling containerd which mounts the shim performs (none: the mount
-	// manager does them all) also spares a `shim -info` on every create.
-	if err := result.AddExtension(&types.MountCapabilities{}); err != nil {
-		return err
-	}
-	b, err := proto.Marshal(result)
-	if err != nil {
-		return err
-	}
-	_, err = out.Write(b)
+	_, err := out.Write(bootstrapResult(address))
 	return err
 }
 
@@ -424,23 +403,4 @@ func Delete(f Flags, out io.Writer, args []string, server func() (string, error)
 	RemoveStaleSocket(b)
 	_, err := out.Write(DeleteResponse(0, 128+uint32(syscall.SIGKILL), time.Now()))
 	return err
-}
-
-// DeleteResponse is the wire form of the task API's DeleteResponse (v2 and
-// v3 alike: pid = 1, exit_status = 2, exited_at = 3), which `shim delete`
-// writes on stdout. It is encoded here because the task API's Go package
-// brings gRPC with it; the tests check it against that package.
-func DeleteResponse(pid, status uint32, exitedAt time.Time) []byte {
-	var b []byte
-	if pid != 0 {
-		b = protowire.AppendTag(b, 1, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(pid))
-	}
-	if status != 0 {
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(status))
-	}
-	ts, _ := proto.Marshal(timestamppb.New(exitedAt))
-	b = protowire.AppendTag(b, 3, protowire.BytesType)
-	return protowire.AppendBytes(b, ts)
 }

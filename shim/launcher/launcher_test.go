@@ -97,13 +97,85 @@ func TestBootstrap(t *testing.T) {
 				}
 				return
 			}
-			if !proto.Equal(got, tc.want) {
-				t.Fatalf("bootstrap = %v, want %v", got, tc.want)
+			if !sameParams(got, tc.want) {
+				t.Fatalf("bootstrap = %+v, want %v", got, tc.want)
 			}
 		})
 	}
 	if _, err := bootstrap(f, iotest.ErrReader(errors.New("broken stdin"))); err == nil || !strings.Contains(err.Error(), "broken stdin") {
 		t.Errorf("bootstrap of a failing reader: %v", err)
+	}
+}
+
+// sameParams reports whether the launcher decoded of a BootstrapParams
+// what the bootstrap protocol's own package decodes.
+func sameParams(got *bootstrapParams, want *bootapi.BootstrapParams) bool {
+	return got.InstanceID == want.InstanceID && got.Namespace == want.Namespace &&
+		got.ContainerdTtrpcAddress == want.ContainerdTtrpcAddress && got.ContainerdGrpcAddress == want.ContainerdGrpcAddress &&
+		(got.SocketDir == nil) == (want.SocketDir == nil) && (got.SocketDir == nil || *got.SocketDir == *want.SocketDir)
+}
+
+// FuzzBootstrapParams: what the launcher decodes of containerd's stdin is
+// what proto.Unmarshal decodes as a BootstrapParams, and it fails exactly
+// when that does.
+func FuzzBootstrapParams(f *testing.F) {
+	dir := "/run/containerd/s"
+	full := &bootapi.BootstrapParams{InstanceID: "c1", Namespace: "default", LogLevel: bootapi.LogLevel_LOG_LEVEL_DEBUG, ContainerdVersion: "2.4.2",
+		ContainerdTtrpcAddress: "/run/containerd/containerd.sock.ttrpc", ContainerdGrpcAddress: "/run/containerd/containerd.sock",
+		ContainerdBinary: "/usr/bin/containerd", SocketDir: &dir}
+	if err := full.AddExtension(&types.MountCapabilities{}); err != nil {
+		f.Fatal(err)
+	}
+	options, err := anypb.New(&runtimeoptions.Options{TypeUrl: "io.containerd.enarx.v1.options", ConfigPath: "/etc/containerd/enarx.toml"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, m := range []proto.Message{full, options, &bootapi.BootstrapParams{InstanceID: "c1"}, &bootapi.BootstrapResult{Version: 3, Address: "unix:///x"}} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("\x0a\x02\xff\xfe"))         // instance_id, not UTF-8
+	f.Add([]byte("\x42\x04\x0a\x02\x0a\x80")) // an extension's Any, its type URL not UTF-8
+	f.Add([]byte("\x0b\x0c"))                 // field 1 as a group
+	f.Add([]byte("\x0c"))                     // an end of group with no start
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want bootapi.BootstrapParams
+		wantErr := proto.Unmarshal(b, &want)
+		got, err := parseBootstrapParams(b)
+		switch {
+		case (err == nil) != (wantErr == nil):
+			t.Fatalf("parseBootstrapParams(%x): %v; proto.Unmarshal: %v", b, err, wantErr)
+		case err == nil && !sameParams(got, &want):
+			t.Fatalf("parseBootstrapParams(%x) = %+v; proto.Unmarshal decodes %v", b, got, &want)
+		}
+	})
+}
+
+// TestBootstrapResult: start's answer to containerd 2.x is the
+// BootstrapResult the bootstrap protocol's own package encodes.
+func TestBootstrapResult(t *testing.T) {
+	const address = "unix:///run/containerd/s/0123abcd"
+	want := &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}
+	if err := want.AddExtension(&types.MountCapabilities{}); err != nil {
+		t.Fatal(err)
+	}
+	b := bootstrapResult(address)
+	var got bootapi.BootstrapResult
+	if err := proto.Unmarshal(b, &got); err != nil {
+		t.Fatalf("bootstrapResult is not a BootstrapResult: %v", err)
+	}
+	if !proto.Equal(&got, want) || len(got.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("bootstrapResult decodes to %v, want %v", &got, want)
+	}
+	var caps types.MountCapabilities
+	if ok, err := got.FindExtension(&caps); !ok || err != nil {
+		t.Fatalf("no MountCapabilities extension: %v", err)
+	}
+	if direct := marshal(t, want); !bytes.Equal(direct, b) {
+		t.Errorf("bootstrapResult = %x, the protocol's package encodes %x", b, direct)
 	}
 }
 
@@ -147,6 +219,10 @@ func TestInfo(t *testing.T) {
 	}
 	if len(ri.ProtoReflect().GetUnknown()) != 0 {
 		t.Errorf("info output has unknown fields")
+	}
+	want := &types.RuntimeInfo{Name: RuntimeName, Version: &types.RuntimeVersion{Version: version.Version, Revision: version.Revision}}
+	if direct := marshal(t, want); !bytes.Equal(direct, buf.Bytes()) {
+		t.Errorf("info = %x, the API's package encodes %x", buf.Bytes(), direct)
 	}
 }
 
@@ -275,8 +351,14 @@ func TestStartServer(t *testing.T) {
 }
 
 func TestDeleteResponse(t *testing.T) {
-	at := time.Unix(1700000000, 123456789)
-	for _, tc := range []struct{ pid, status uint32 }{{0, 137}, {4242, 0}, {1, 3}, {0, 0}, {1 << 31, 255}} {
+	for _, tc := range []struct {
+		pid, status uint32
+		at          time.Time
+	}{
+		{0, 137, time.Unix(1700000000, 123456789)}, {4242, 0, time.Unix(1700000000, 0)}, {1, 3, time.Unix(0, 999)},
+		{0, 0, time.Unix(0, 0)}, {1 << 31, 255, time.Unix(-1, 5)}, {7, 1 << 31, time.Unix(-62135596800, 0)},
+	} {
+		at := tc.at
 		var resp taskapi.DeleteResponse
 		b := DeleteResponse(tc.pid, tc.status, at)
 		if err := proto.Unmarshal(b, &resp); err != nil {
