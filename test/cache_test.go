@@ -8,12 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
 )
 
 // keepReady is what the shim's "keep ready" log line says of one Keep.
 type keepReady struct {
 	cache           string
 	compile, attest time.Duration
+	workload        string
 	line            string
 }
 
@@ -45,6 +48,8 @@ func waitKeepReady(t *testing.T, d *Daemon, offset int64, id string) keepReady {
 					r.compile, _ = time.ParseDuration(v)
 				case "attest":
 					r.attest, _ = time.ParseDuration(v)
+				case "workload":
+					r.workload = v
 				}
 			}
 			return r
@@ -102,8 +107,9 @@ func TestModuleCache(t *testing.T) {
 			return r
 		}
 
-		if r := start("cold start"); r.cache != "miss" {
-			t.Fatalf("cold start: cache=%q, want miss\n%s", r.cache, r.line)
+		cold := start("cold start")
+		if cold.cache != "miss" {
+			t.Fatalf("cold start: cache=%q, want miss\n%s", cold.cache, cold.line)
 		}
 		fi, err := os.Stat(dir)
 		if err != nil || fi.Mode().Perm() != 0o700 {
@@ -116,10 +122,42 @@ func TestModuleCache(t *testing.T) {
 		if fi, err := os.Stat(entry); err == nil {
 			t.Logf("entry %s: %d bytes", filepath.Base(entry), fi.Size())
 		}
+		// The digest the module file measured as is recorded (under its
+		// inode and times, the same in every container of the image), and
+		// lets the next starts load the code while they measure the file.
+		records, _ := filepath.Glob(filepath.Join(dir, "workload-*.entry"))
+		if len(records) != 1 {
+			t.Fatalf("workload digest records: %v, want one", records)
+		}
 		for i := range 2 {
-			if r := start("warm start " + strconv.Itoa(i+1)); r.cache != "hit" {
-				t.Fatalf("warm start: cache=%q, want hit\n%s", r.cache, r.line)
+			if r := start("warm start " + strconv.Itoa(i+1)); r.cache != "hit" || r.workload != cold.workload {
+				t.Fatalf("warm start: cache=%q, workload %s; want hit, %s\n%s", r.cache, r.workload, cold.workload, r.line)
 			}
+		}
+
+		// A record that is wrong is not believed: the Keep runs and
+		// reports what it measured, and corrects the record.
+		c, err := modulecache.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := strings.TrimSuffix(filepath.Base(records[0]), ".entry")
+		wrong := "sha256:" + strings.Repeat("0", 64)
+		if err := c.Put(key, []byte(wrong+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		if r := start("wrong digest recorded"); r.cache != "hit" || r.workload != cold.workload {
+			t.Fatalf("wrong digest recorded: cache=%q, workload %s; want hit, %s\n%s", r.cache, r.workload, cold.workload, r.line)
+		}
+		e, err := c.Get(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recorded, err := e.ReadAll()
+		e.Close()
+		c.Close()
+		if err != nil || string(recorded) != cold.workload+"\n" {
+			t.Fatalf("record after a wrong one: %q, %v; want %s", recorded, err, cold.workload)
 		}
 
 		// A flipped byte, then a truncation: each is detected, the

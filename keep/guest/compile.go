@@ -108,8 +108,8 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 
 // loadCached loads the code of the module whose digest is digest from the
 // cache in cacheDir, or returns errNotCached. It never compiles, and never
-// changes the cache: an entry the engine refuses is left for compile to
-// replace.
+// changes the cache: an entry that is damaged, or that the engine refuses,
+// is left for compile to replace, and to report.
 func loadCached(ctx context.Context, eng engine.Engine, cacheDir, digest string) (engine.Module, error) {
 	pc, ok := eng.(engine.Precompiler)
 	if cacheDir == "" || !ok {
@@ -120,7 +120,7 @@ func loadCached(ctx context.Context, eng engine.Engine, cacheDir, digest string)
 		return nil, errNotCached
 	}
 	defer cache.Close()
-	e, err := cache.Get(moduleKey(pc.Fingerprint(), digest))
+	e, err := cache.Peek(moduleKey(pc.Fingerprint(), digest))
 	if err != nil {
 		return nil, errNotCached
 	}

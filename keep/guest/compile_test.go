@@ -420,7 +420,7 @@ func TestPrepareRecalledDigest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, moduleKey("v1", want)+".entry"), []byte("damaged"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if k := prep(); !strings.HasPrefix(k.ready.ModuleCache, keep.CacheMiss) || e.compiles != compiles+1 {
+	if k := prep(); k.ready.ModuleCache != keep.CacheMiss+": replaced module cache: entry "+moduleKey("v1", want)+" is damaged (7 bytes, shorter than a trailer)" || e.compiles != compiles+1 {
 		t.Fatalf("recalled digest, damaged code: cache %q, %d compiles; want compiled again", k.ready.ModuleCache, e.compiles-compiles)
 	}
 }

@@ -252,7 +252,14 @@ func (e *CorruptError) Error() string {
 // Get returns the entry stored under key, verified. It returns an error
 // matching ErrNotFound when there is none, and a *CorruptError when the
 // stored entry is damaged; Get has then removed it.
-func (c *Cache) Get(key string) (*Entry, error) {
+func (c *Cache) Get(key string) (*Entry, error) { return c.get(key, true) }
+
+// Peek is Get, except that a damaged entry is left in place: for a reader
+// that only looks, and leaves whoever builds the entry (Fetch) to replace
+// it and say why.
+func (c *Cache) Peek(key string) (*Entry, error) { return c.get(key, false) }
+
+func (c *Cache) get(key string, removeDamaged bool) (*Entry, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -272,7 +279,9 @@ func (c *Cache) Get(key string) (*Entry, error) {
 	if reason != "" {
 		// Remove the damaged file, unless a writer has renamed a new
 		// one over it meanwhile.
-		c.removeIfSame(name, f)
+		if removeDamaged {
+			c.removeIfSame(name, f)
+		}
 		f.Close()
 		return nil, &CorruptError{Key: key, Reason: reason}
 	}

@@ -151,8 +151,16 @@ func TestDamagedEntries(t *testing.T) {
 			cache := openCache(t)
 			path := storeBoth(t, cache, data)
 			c.damage(t, path)
-			_, err := cache.Get("k")
+			// Peek sees the damage and leaves the entry to Get (or
+			// Fetch) to remove.
 			var corrupt *CorruptError
+			if _, err := cache.Peek("k"); !errors.As(err, &corrupt) {
+				t.Fatalf("Peek of a damaged entry: %v, want a *CorruptError", err)
+			}
+			if _, err := os.Lstat(path); err != nil {
+				t.Fatalf("Peek removed the damaged entry: %v", err)
+			}
+			_, err := cache.Get("k")
 			if !errors.As(err, &corrupt) {
 				t.Fatalf("Get of a damaged entry: %v, want a *CorruptError", err)
 			}
