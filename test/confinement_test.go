@@ -149,7 +149,19 @@ func TestConfinementUserNamespace(t *testing.T) {
 		if m, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", inner.PID)); err != nil || strings.Join(strings.Fields(string(m)), " ") != "0 100000 65536" {
 			t.Errorf("the inner Keep's uid_map: %q, %v", m, err)
 		}
-		if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", inner.PID)); err != nil || !strings.Contains(string(status), "\nUid:\t100000\t100000\t100000\t100000\n") ||
+		// Start answers once it has told the Keep to run, as runc start
+		// does once the container's process may go on: the inner Keep
+		// puts up its own filter just before the workload's first
+		// instruction, a moment later.
+		var status []byte
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			status, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", inner.PID))
+			if err != nil || strings.Contains(string(status), "\nSeccomp:\t2\n") || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil || !strings.Contains(string(status), "\nUid:\t100000\t100000\t100000\t100000\n") ||
 			!strings.Contains(string(status), "\nSeccomp:\t2\n") {
 			t.Errorf("the inner Keep's status, seen from the host (%v):\n%s", err, status)
 		}
