@@ -228,12 +228,25 @@ func TestFileDigestCache(t *testing.T) {
 	}
 
 	// An entry that is not a digest is not believed.
-	f, err := os.Open(bin)
+	putFileRecord(t, dir, bin, "runtime", true, "sha256:not-a-digest\n")
+	if d, hit := digest(); hit || d != d2 {
+		t.Fatalf("malformed entry: %s, hit %v; want the hashed digest", d, hit)
+	}
+	if d, hit := digest(); !hit || d != d2 {
+		t.Fatalf("after a malformed entry: %s, hit %v; want a hit again", d, hit)
+	}
+}
+
+// putFileRecord stores data in the cache in dir as what is recorded of the
+// file at path (fileKey of kind).
+func putFileRecord(t *testing.T, dir, path, kind string, withDevice bool, data string) {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := fileKey(f, "runtime", true)
-	f.Close()
+	defer f.Close()
+	key, err := fileKey(f, kind, withDevice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,14 +255,8 @@ func TestFileDigestCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Put(key, []byte("sha256:not-a-digest\n")); err != nil {
+	if err := c.Put(key, []byte(data)); err != nil {
 		t.Fatal(err)
-	}
-	if d, hit := digest(); hit || d != d2 {
-		t.Fatalf("malformed entry: %s, hit %v; want the hashed digest", d, hit)
-	}
-	if d, hit := digest(); !hit || d != d2 {
-		t.Fatalf("after a malformed entry: %s, hit %v; want a hit again", d, hit)
 	}
 }
 
@@ -359,23 +366,7 @@ func TestPrepareRecalledDigest(t *testing.T) {
 	}
 	record := func(digest string) {
 		t.Helper()
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		key, err := fileKey(f, "workload", false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := modulecache.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Put(key, []byte(digest+"\n")); err != nil {
-			t.Fatal(err)
-		}
+		putFileRecord(t, dir, path, "workload", false, digest+"\n")
 	}
 	recalled := func() string {
 		t.Helper()
