@@ -172,8 +172,7 @@ func bootstrapResult(address string) []byte {
 	b = appendVarint(b, resultVersion, bootstrapVersion)
 	b = appendString(b, resultAddress, address)
 	b = appendString(b, resultProtocol, "ttrpc")
-	return protowire.AppendBytes(protowire.AppendTag(b, resultExtensions, protowire.BytesType),
-		appendMessage(nil, extensionValue, appendString(nil, anyTypeURL, mountCapabilitiesURL)))
+	return appendMessage(b, resultExtensions, appendMessage(nil, extensionValue, appendString(nil, anyTypeURL, mountCapabilitiesURL)))
 }
 
 // runtimeInfo is the RuntimeInfo of -info: the runtime's name and version.
