@@ -107,9 +107,10 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 }
 
 // loadCached loads the code of the module whose digest is digest from the
-// cache in cacheDir, or returns errNotCached. It never compiles, and never
-// changes the cache: an entry that is damaged, or that the engine refuses,
-// is left for compile to replace, and to report.
+// cache in cacheDir, or returns errNotCached. It never compiles, and
+// removes nothing (a hit marks the entry used, as every hit does): an
+// entry that is damaged, or that the engine refuses, is left for compile
+// to replace, and to report.
 func loadCached(ctx context.Context, eng engine.Engine, cacheDir, digest string) (engine.Module, error) {
 	pc, ok := eng.(engine.Precompiler)
 	if cacheDir == "" || !ok {
@@ -166,11 +167,12 @@ func recallDigest(cacheDir string, f *os.File) recalledDigest {
 }
 
 // record records that the file f measured as digest, beside what the
-// caller goes on with, unless its stamps changed since recallDigest (the
-// file changed while it was measured); the function it returns waits until
-// that is done. A failure only costs the next start its head start.
+// caller goes on with, unless that is what it recalled already or its
+// stamps changed since recallDigest (the file changed while it was
+// measured); the function it returns waits until that is done. A failure
+// only costs the next start its head start.
 func (r recalledDigest) record(f *os.File, digest string) (wait func()) {
-	if r.key == "" {
+	if r.key == "" || digest == r.digest {
 		return func() {}
 	}
 	done := make(chan struct{})

@@ -384,6 +384,25 @@ func TestPrepareRecalledDigest(t *testing.T) {
 	if d := recalled(); d != want {
 		t.Fatalf("recalled %q after the first start, want %s", d, want)
 	}
+	// Measured as what it recalled (the path a Keep with a Steward
+	// takes): the record is left alone, not written again.
+	records, err := filepath.Glob(filepath.Join(dir, "workload-*.entry"))
+	if err != nil || len(records) != 1 {
+		t.Fatalf("workload records %v, %v; want one", records, err)
+	}
+	before, err := os.Stat(records[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recallDigest(dir, f).record(f, want)()
+	f.Close()
+	if after, err := os.Stat(records[0]); err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("recording the recalled digest again rewrote the record (%v)", err)
+	}
 	if k := prep(); k.ready.ModuleCache != keep.CacheHit || e.compiles != 1 || e.loads != 1 {
 		t.Fatalf("recalled start: cache %q, %d compiles, %d loads; want one load", k.ready.ModuleCache, e.compiles, e.loads)
 	}
