@@ -483,24 +483,25 @@ var phaseRows = []struct{ label, from, to string }{
 	{"**ctr exec → ctr exit**", "", "ctr exit"},
 }
 
-// phaseCosts are the rows of what each process cost during a run: user
-// page faults and ms of CPU, from its fork (or, for the daemon, the run's
-// start) to its exit.
-var phaseCosts = []struct{ label, kind, key string }{
-	{"page faults: ctr", "faults", "ctr"},
-	{"page faults: daemon", "faults", "daemon"},
-	{"page faults: `shim start`", "faults", "start"},
-	{"page faults: server", "faults", "serve"},
-	{"page faults: the server's children (the Keep; runc's commands)", "faults", "children"},
-	{"page faults: `shim delete`", "faults", "delete"},
-	{"**page faults: all of these**", "faults", "total"},
-	{"CPU ms: ctr", "cpu", "ctr"},
-	{"CPU ms: daemon", "cpu", "daemon"},
-	{"CPU ms: `shim start`", "cpu", "start"},
-	{"CPU ms: server", "cpu", "serve"},
-	{"CPU ms: the server's children (the Keep; runc's commands)", "cpu", "children"},
-	{"CPU ms: `shim delete`", "cpu", "delete"},
-	{"**CPU ms: all of these**", "cpu", "total"},
+// phaseCostProcesses are the processes whose costs during a run make
+// rows, each for page faults and ms of CPU, from its fork (or, for the
+// daemon, the run's start) to its exit: the label and the key of the
+// samples; total is bold.
+var phaseCostProcesses = []struct{ label, key string }{
+	{"ctr", "ctr"},
+	{"daemon", "daemon"},
+	{"`shim start`", "start"},
+	{"server", "serve"},
+	{"the server's children (the Keep; runc's commands)", "children"},
+	{"`shim delete`", "delete"},
+	{"all of these", "total"},
+}
+
+// phaseCostKinds are the two costs: the samples' kind, the rows' prefix
+// and the figures' format.
+var phaseCostKinds = []struct{ kind, prefix, format string }{
+	{"faults", "page faults: ", " | %.0f"},
+	{"cpu", "CPU ms: ", " | %.1f"},
 }
 
 func phaseTable(samples map[string]map[string][]float64, cases []string) string {
@@ -554,20 +555,22 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 	}
 	// What each process cost: page faults and CPU time (medians of the
 	// runs' sums), and all of them together.
-	for _, c := range phaseCosts {
-		sb.WriteString("| " + c.label)
-		for _, name := range cases {
-			v := samples[name][c.kind+" "+c.key]
-			switch {
-			case len(v) == 0:
-				sb.WriteString(" | –")
-			case c.kind == "faults":
-				sb.WriteString(fmt.Sprintf(" | %.0f", median(v)))
-			default:
-				sb.WriteString(fmt.Sprintf(" | %.1f", median(v)))
+	for _, k := range phaseCostKinds {
+		for _, p := range phaseCostProcesses {
+			label := k.prefix + p.label
+			if p.key == "total" {
+				label = "**" + label + "**"
 			}
+			sb.WriteString("| " + label)
+			for _, name := range cases {
+				if v := samples[name][k.kind+" "+p.key]; len(v) == 0 {
+					sb.WriteString(" | –")
+				} else {
+					sb.WriteString(fmt.Sprintf(k.format, median(v)))
+				}
+			}
+			sb.WriteString(" |\n")
 		}
-		sb.WriteString(" |\n")
 	}
 	// The shim's own timings (enarx only).
 	var keys []string
