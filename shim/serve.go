@@ -35,12 +35,9 @@ const listenerFD = 3
 
 // serve is the long-running shim server.
 func serve(ctx context.Context, f launcher.Flags) error {
-	logOut := openLog()
-	logrus.SetOutput(logOut)
+	setLog(openLog("."))
 	logrus.SetFormatter(&logrus.TextFormatter{DisableColors: true, TimestampFormat: log.RFC3339NanoFixed, FullTimestamp: true})
-	if f.Debug {
-		logrus.SetLevel(logrus.DebugLevel)
-	}
+	setDebug(f.Debug)
 	ctx = log.WithLogger(ctx, log.L.WithField("runtime", RuntimeName).WithField("namespace", f.Namespace))
 
 	l, err := net.FileListener(os.NewFile(listenerFD, "shim-socket"))
@@ -54,23 +51,29 @@ func serve(ctx context.Context, f launcher.Flags) error {
 	events := newPublisher(os.Getenv("TTRPC_ADDRESS"))
 	d := &daemon{address: f.Address}
 	done := make(chan struct{})
-	var once sync.Once
-	// stop runs when Shutdown finds no task left. containerd considers the
-	// shim gone once Shutdown answers, so the socket is unlinked now (the
-	// listener stays open) and the server stops just after the answer.
-	// From then on the path is not ours: containerd may start a new shim
-	// for the same ID at once, which listens on the same path, and shutdown
-	// must not unlink that one's socket.
-	stop := func() {
-		once.Do(func() {
-			if f.Socket != "" {
-				os.Remove(f.Socket)
-			}
-			time.AfterFunc(10*time.Millisecond, func() { close(done) })
-		})
-	}
-	svc := newService(f.Namespace, events, d, stop)
+	exe, _ := os.Executable()
+	lc := newServerState(f, exe)
+	svc := newService(f.Namespace, events, d, lc.retire)
 	svc.exe = keepExecutable()
+	// stop runs when the server has nothing left to serve and does not
+	// become the spare: containerd considers the shim gone once Shutdown
+	// answers, so the server stops just after the answer.
+	var once sync.Once
+	lc.stop = func() { once.Do(func() { time.AfterFunc(10*time.Millisecond, func() { close(done) }) }) }
+	lc.onSpare = func() {
+		svc.retired(ctx)
+		setLog(io.Discard)
+		_ = os.Chdir("/")
+		debug.FreeOSMemory()
+		log.G(ctx).Debug("the shim server is now the spare")
+	}
+	lc.onClaim = func(c launcher.Claim) {
+		_ = os.Chdir(c.Bundle)
+		setLog(openLog(c.Bundle))
+		setDebug(c.Debug)
+		svc.startAhead(ctx, c.ID, c.Bundle)
+		log.G(ctx).WithField("id", c.ID).Debug("the spare shim server is claimed")
+	}
 	// The Keep starts now, beside the server's own start and containerd's
 	// connection: Create hands it its config.
 	if dir, err := os.Getwd(); err == nil {
@@ -78,6 +81,7 @@ func serve(ctx context.Context, f launcher.Flags) error {
 	}
 	register(server, svc)
 	registerAttestation(server, svc)
+	registerSpare(server, lc)
 
 	// Signals to the shim itself end it only when it has nothing to do.
 	signals := make(chan os.Signal, 1)
@@ -90,42 +94,68 @@ func serve(ctx context.Context, f launcher.Flags) error {
 	// containerd for the labels (startAhead has decoded the bundle's spec,
 	// which warms encoding/json's per-type caches for Create's).
 	go d.Warm()
-	orphan := time.NewTimer(orphanTimeout)
-	defer orphan.Stop()
+	// idle is the server's one timer: for its first task (orphanTimeout)
+	// while it serves a group, to be claimed (SpareLinger) while it is the
+	// spare; gone is closed when containerd goes while it is the spare.
+	idle := time.NewTimer(orphanTimeout)
+	defer idle.Stop()
+	var gone <-chan struct{}
+	unwatch := func() {}
+	defer func() { unwatch() }()
 	for {
 		select {
 		case <-done:
-			return shutdown(ctx, svc, server, events, d, "")
+			return shutdown(ctx, svc, server, events, d)
 		case err := <-serveErr:
 			return fmt.Errorf("serve ttrpc: %w", err)
-		case <-orphan.C:
+		case <-lc.changed:
+			unwatch()
+			gone, unwatch = nil, func() {}
+			if lc.isSpare() {
+				idle.Reset(launcher.SpareLinger)
+				gone, unwatch = watchDaemon(os.Getenv("TTRPC_ADDRESS"))
+			} else {
+				idle.Reset(orphanTimeout)
+			}
+		case <-gone:
+			gone = nil
+			if lc.leave(true) {
+				log.G(ctx).Debug("containerd is gone: the spare exits")
+				return shutdown(ctx, svc, server, events, d)
+			}
+		case <-idle.C:
+			if lc.isSpare() {
+				if lc.leave(true) {
+					log.G(ctx).Debug("the spare was not claimed: exiting")
+					return shutdown(ctx, svc, server, events, d)
+				}
+				continue
+			}
 			if svc.everCreated() {
 				continue
 			}
 			log.G(ctx).Warn("no task created: exiting")
-			return shutdown(ctx, svc, server, events, d, f.Socket)
+			lc.leave(false)
+			return shutdown(ctx, svc, server, events, d)
 		case sig := <-signals:
 			if svc.empty() {
 				log.G(ctx).WithField("signal", sig).Info("exiting on signal")
-				return shutdown(ctx, svc, server, events, d, f.Socket)
+				lc.leave(false)
+				return shutdown(ctx, svc, server, events, d)
 			}
 			log.G(ctx).WithField("signal", sig).Warn("ignoring signal: tasks are still running")
 		}
 	}
 }
 
-// shutdown stops the server; socket, unless "", is unlinked (a server that
-// stops without a Shutdown request: nobody else listens there yet).
-func shutdown(ctx context.Context, svc *service, server *ttrpc.Server, events *publisher, d *daemon, socket string) error {
+// shutdown stops the server, whose socket is gone.
+func shutdown(ctx context.Context, svc *service, server *ttrpc.Server, events *publisher, d *daemon) error {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	svc.discardAhead(ctx)
 	events.Close(tctx)
 	_ = server.Shutdown(tctx)
 	d.Close()
-	if socket != "" {
-		os.Remove(socket)
-	}
 	return nil
 }
 
@@ -142,10 +172,11 @@ func keepExecutable() string {
 	return filepath.Join(filepath.Dir(exe), keep.Binary)
 }
 
-// openLog opens the bundle's log FIFO, which containerd copies into its own
-// log; without one, logs are discarded (stdout and stderr are /dev/null).
-func openLog() io.Writer {
-	fd, err := unix.Open(oci.Bundle{Dir: "."}.Log(), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+// openLog opens the log FIFO of the bundle in dir, which containerd copies
+// into its own log; without one, logs are discarded (stdout and stderr are
+// /dev/null).
+func openLog(dir string) io.Writer {
+	fd, err := unix.Open(oci.Bundle{Dir: dir}.Log(), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return io.Discard
 	}
@@ -154,6 +185,33 @@ func openLog() io.Writer {
 		return io.Discard
 	}
 	return os.NewFile(uintptr(fd), "log")
+}
+
+// logOut is where the server logs: the log FIFO of the bundle of the group
+// it serves.
+var logOut struct {
+	sync.Mutex
+	w io.Writer
+}
+
+// setLog makes w the server's log, closing the one before.
+func setLog(w io.Writer) {
+	logOut.Lock()
+	defer logOut.Unlock()
+	logrus.SetOutput(w)
+	if c, ok := logOut.w.(io.Closer); ok {
+		c.Close()
+	}
+	logOut.w = w
+}
+
+// setDebug sets the server's log level: debug, or info.
+func setDebug(on bool) {
+	if on {
+		logrus.SetLevel(logrus.DebugLevel)
+	} else {
+		logrus.SetLevel(logrus.InfoLevel)
+	}
 }
 
 // register serves the task service under the names of task API v3 (which

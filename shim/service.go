@@ -747,7 +747,18 @@ func (s *service) empty() bool {
 	return len(s.tasks) == 0 && len(s.creating) == 0
 }
 
-// everCreated reports whether a task was ever created or is being created.
+// retired forgets the group the server served, which has no task left:
+// the server is the spare (see lifecycle), and a claim starts its count of
+// tasks created again.
+func (s *service) retired(ctx context.Context) {
+	s.discardAhead(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created = false
+}
+
+// everCreated reports whether a task was ever created or is being created
+// since the server started or was claimed.
 func (s *service) everCreated() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -9,10 +9,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +113,24 @@ func waitGone(t testing.TB, what string, pid int) {
 	for processAlive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s (pid %d) still running", what, pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitRetired waits until the shim server pid, whose tasks are all
+// deleted, has exited or is the spare of its daemon (its command line then
+// names no container, and ends in "spare"), and fails the test otherwise.
+func waitRetired(t testing.TB, what string, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(pid) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00"); args[len(args)-1] == "spare" && !slices.Contains(args, "-id") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) still serving: %q", what, pid, cmdline)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -580,7 +600,7 @@ func TestFaultKeepCrash(t *testing.T) {
 		for _, id := range []string{sibSleep, sibExit} {
 			assertNothingLeft(t, d, ns, group, id)
 		}
-		waitGone(t, "the grouped shim", groupShim)
-		waitGone(t, "the shim of "+solo, soloShim)
+		waitRetired(t, "the grouped shim", groupShim)
+		waitRetired(t, "the shim of "+solo, soloShim)
 	})
 }

@@ -289,9 +289,30 @@ func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string) (phaseRun,
 		}
 	}
 	if serve == nil {
-		return nil, fmt.Errorf("no server exec'd by %s start", shim)
+		// A server that was not exec'd in the run: the spare, which start
+		// claimed. It is the parent of the first process exec'd after
+		// start's exec by a process not exec'd in the run (the daemon's
+		// own children aside); what it costs is counted as the daemon's is.
+		var first *phaseProc
+		for _, p := range procs {
+			if p.exec > start.exec && procs[p.parent] == nil && p.parent != daemonPID && p.parent != 0 && (first == nil || p.exec < first.exec) {
+				first = p
+			}
+		}
+		if first == nil {
+			return nil, fmt.Errorf("no server exec'd by %s start, and no child of one not exec'd in the run", shim)
+		}
+		serve = &phaseProc{pid: first.parent}
+		for _, e := range evs {
+			if e.tgid == serve.pid {
+				serve.add(e)
+			}
+		}
+		r["spare"] = 1
+	} else {
+		r["serve exec"] = serve.exec - t0
+		r["spare"] = 0
 	}
-	r["serve exec"] = serve.exec - t0
 	r.addCost("serve", serve.cost)
 	if serve.exit > 0 {
 		// A server may outlive ctr, and so the trace.
@@ -446,8 +467,10 @@ Each run is traced with the kernel's scheduler events (a private tracefs instanc
 sched_process_fork, sched_process_exec, sched_process_exit, with thread group ids;
 CLOCK_MONOTONIC), which add nothing measurable to the traced processes, unlike strace's
 ptrace stops. Every process exec'd below the daemon gets a role from its binary and its
-parent: the shim's ` + "`start`" + ` (the daemon's first exec of the shim), the server it forks,
-the server's children (the Keep; runc's commands), ` + "`shim delete`" + ` (the daemon's second
+parent: the shim's ` + "`start`" + ` (the daemon's first exec of the shim), the server it forks
+(or, for enarx, the spare server it claimed, which was not exec'd in the run: it is the
+Keep's parent, and what it costs during the run is counted as the daemon's is), the
+server's children (the Keep; runc's commands), ` + "`shim delete`" + ` (the daemon's second
 exec). A moment is ms after ctr's exec; other rows are the time between two moments, the
 median of the per-run differences. "shim log" rows are the shim's own timings for the run's
 container (daemon at log level debug): *keep started* — exec (fork and exec of the Keep in
@@ -473,6 +496,7 @@ var phaseRows = []struct{ label, from, to string }{
 	{"`shim start`: exec → exit (Go init, bootstrap, listen, fork+exec server)", "start exec", "start exit"},
 	{"`shim start` exec → server exec", "start exec", "serve exec"},
 	{"server exec → first child exec (runc: Go init, ttrpc, Create until `runc create`; enarx: until the Keep it starts ahead)", "serve exec", "child exec *1"},
+	{"`shim start` exec → first child exec (through a new server, or the spare)", "start exec", "child exec *1"},
 	{"first child: fork → exec", "child fork *1", "child exec *1"},
 	{"first child exec → exit (the Keep or `runc create`: its whole life; a Keep started ahead waits for Create in it)", "child exec *1", "child exit *1"},
 	{"last child exit → `shim delete` exec", "child exit *n", "delete exec"},
@@ -553,6 +577,18 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 		}
 		sb.WriteString(" |\n")
 	}
+	// How many runs a spare served (enarx), of how many.
+	sb.WriteString("| runs served by the spare server, of all")
+	for _, c := range cases {
+		n := 0
+		for _, v := range samples[c]["spare"] {
+			if v == 1 {
+				n++
+			}
+		}
+		sb.WriteString(fmt.Sprintf(" | %d of %d", n, len(samples[c]["spare"])))
+	}
+	sb.WriteString(" |\n")
 	// What each process cost: page faults and CPU time (medians of the
 	// runs' sums), and all of them together.
 	for _, k := range phaseCostKinds {
@@ -658,5 +694,42 @@ func TestPhaseCosts(t *testing.T) {
 		if got := r[k]; got != want {
 			t.Errorf("%s = %v, want %v", k, got, want)
 		}
+	}
+}
+
+// TestPhaseSpare: a run served by the spare server, which start claimed and
+// which was not exec'd in the run, finds the server as the Keep's parent
+// and counts what it costs during the run.
+func TestPhaseSpare(t *testing.T) {
+	trace := strings.Join([]string{
+		" ctr-5 (    5) [000] ..... 0.900000: sched_process_exec: filename=/usr/bin/ctr pid=5 old_pid=5",
+		" containerd-10 (   10) [000] ..... 1.000000: sched_process_fork: comm=containerd pid=10 child_comm=containerd child_pid=20",
+		" shim-20 (   20) [000] ..... 1.002000: sched_process_exec: filename=/bin/shim pid=20 old_pid=20",
+		" shim-20 (   20) [000] ..... 1.005000: sched_process_exit: comm=shim pid=20 prio=120",
+		" server-31 (   30) [001] ..... 1.006000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" server-30 (   30) [000] ..... 1.006500: sched_stat_runtime: comm=server pid=30 runtime=4000000 [ns]",
+		" server-30 (   30) [000] ..... 1.007000: sched_process_fork: comm=server pid=30 child_comm=server child_pid=40",
+		" keep-40 (   40) [000] ..... 1.009000: sched_process_exec: filename=/bin/enarx-keep pid=40 old_pid=40",
+		" keep-40 (   40) [000] ..... 1.010000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" keep-40 (   40) [000] ..... 1.011000: sched_process_exit: comm=keep pid=40 prio=120",
+		" containerd-10 (   10) [000] ..... 1.015000: sched_process_fork: comm=containerd pid=10 child_comm=containerd child_pid=60",
+		" shim-60 (   60) [000] ..... 1.016000: sched_process_exec: filename=/bin/shim pid=60 old_pid=60",
+		" shim-60 (   60) [000] ..... 1.017000: sched_process_exit: comm=shim pid=60 prio=120",
+		" ctr-5 (    5) [000] ..... 1.020000: sched_process_exit: comm=ctr pid=5 prio=120",
+	}, "\n")
+	r, err := milestones(parseSchedTrace(trace), 5, 10, "shim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]float64{"spare": 1, "faults serve": 1, "cpu serve": 4, "faults children": 1} {
+		if got := r[k]; got != want {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	if _, ok := r["serve exec"]; ok {
+		t.Error("a spare has no exec in the run")
+	}
+	if got, want := r["child exec enarx-keep"], 109.0; got < want-0.01 || got > want+0.01 {
+		t.Errorf("the Keep's exec at %v ms, want %v", got, want)
 	}
 }

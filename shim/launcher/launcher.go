@@ -240,8 +240,10 @@ func GroupID(annotations map[string]string, id string) string {
 }
 
 // Start starts the shim server, the binary server, for a task and tells
-// containerd its address, in the dialect containerd spoke. Nothing else may
-// reach stdout or stderr: containerd reads both.
+// containerd its address, in the dialect containerd spoke: a server
+// already serving the task's group (its pod), else the spare server of the
+// daemon and namespace when there is one (ClaimSpare), else a new one.
+// Nothing else may reach stdout or stderr: containerd reads both.
 func Start(f Flags, in io.Reader, out io.Writer, server string) error {
 	params, err := bootstrap(f, in)
 	if err != nil {
@@ -275,7 +277,12 @@ func Start(f Flags, in io.Reader, out io.Writer, server string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
-	l, err := listen(path)
+	l, err := listen(path, func() bool {
+		bundleDir, _ := os.Getwd()
+		c := Claim{ID: group, Bundle: bundleDir, Namespace: f.Namespace, Address: f.Address, Socket: path,
+			Server: server, Revision: version.Revision, Debug: f.Debug}
+		return ClaimSpare(SpareSocketPath(dir, f.Address, f.Namespace), c, claimTimeout) == nil
+	})
 	if errors.Is(err, errServing) {
 		return answer(out, params, address)
 	}
@@ -324,30 +331,36 @@ func answer(out io.Writer, params *bootstrapParams, address string) error {
 	return err
 }
 
-// errServing is listen's error when a live shim already listens on the socket.
+// errServing is listen's error when a live shim already listens on the
+// socket, or a spare now does.
 var errServing = errors.New("a shim already listens there")
 
+// claimTimeout bounds how long start waits for a spare's answer.
+const claimTimeout = time.Second
+
 // listen creates the shim's socket. A stale socket nobody answers on is
-// replaced; a live one means a shim already serves this task.
-func listen(path string) (*net.UnixListener, error) {
+// replaced; a live one means a shim already serves this task. Before it
+// listens, claim may have the spare shim server take the path (it reports
+// whether it did): then listen fails with errServing too.
+func listen(path string, claim func() bool) (*net.UnixListener, error) {
 	// One start at a time decides, for the sockets of its directory: a
 	// socket another start has bound but not yet listened on refuses a
 	// connection, and would be taken for a stale one and replaced, leaving
 	// two servers for one group (many containers of a pod started at once).
-	// The lock is held for a few system calls, or for serving's timeout when
+	// A server that becomes the spare, or stops being it, takes the lock
+	// too. It is held for a few system calls, or for serving's timeout when
 	// a server does not answer.
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		defer dir.Close() // and the lock with it
-		_ = syscall.Flock(int(dir.Fd()), syscall.LOCK_EX)
-	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+	defer lockDir(filepath.Dir(path))()
+	if _, err := os.Lstat(path); err == nil {
 		if serving(path, time.Second) {
 			return nil, fmt.Errorf("%s: %w", path, errServing)
 		}
 		os.Remove(path)
-		l, err = net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	}
+	if claim != nil && claim() {
+		return nil, fmt.Errorf("%s: %w", path, errServing)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
@@ -374,7 +387,11 @@ func RemoveStaleSocket(b bundle.Bundle) {
 	if err != nil {
 		return
 	}
-	if p := SocketPath(string(bytes.TrimSpace(addr))); !serving(p, 200*time.Millisecond) {
+	p := SocketPath(string(bytes.TrimSpace(addr)))
+	// Under the lock: a spare claimed for a container of the same ID may
+	// be moving its socket to this path.
+	defer lockDir(filepath.Dir(p))()
+	if !serving(p, 200*time.Millisecond) {
 		os.Remove(p)
 	}
 }

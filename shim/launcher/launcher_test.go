@@ -500,7 +500,7 @@ func TestListenRace(t *testing.T) {
 			go func() {
 				ready.Done()
 				ready.Wait()
-				l, err := listen(path)
+				l, err := listen(path, nil)
 				results <- result{l, err}
 			}()
 		}

@@ -77,9 +77,9 @@ type bootstrapParams struct {
 	SocketDir *string
 }
 
-// errWire is parseBootstrapParams's error for bytes that proto.Unmarshal
-// would refuse as a BootstrapParams.
-var errWire = errors.New("not a BootstrapParams message")
+// errWire is the error for bytes that proto.Unmarshal would refuse: a
+// BootstrapParams, a ttrpc answer.
+var errWire = errors.New("malformed protobuf message")
 
 // parseBootstrapParams decodes a BootstrapParams as proto.Unmarshal does:
 // the last of a repeated singular field wins, a field of an unexpected wire
@@ -87,7 +87,7 @@ var errWire = errors.New("not a BootstrapParams message")
 // that is not UTF-8 (proto3) make it fail, in nested messages too.
 func parseBootstrapParams(b []byte) (*bootstrapParams, error) {
 	var p bootstrapParams
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+	err := walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, v []byte) error {
 		if typ != protowire.BytesType {
 			return nil // log_level (a varint), or not this message's
 		}
@@ -124,11 +124,11 @@ func parseBootstrapParams(b []byte) (*bootstrapParams, error) {
 // checkExtension checks an Extension, which holds an Any, as
 // proto.Unmarshal would.
 func checkExtension(b []byte) error {
-	return walk(b, func(num protowire.Number, typ protowire.Type, v []byte) error {
+	return walk(b, func(num protowire.Number, typ protowire.Type, _ uint64, v []byte) error {
 		if num != extensionValue || typ != protowire.BytesType {
 			return nil
 		}
-		return walk(v, func(num protowire.Number, typ protowire.Type, v []byte) error {
+		return walk(v, func(num protowire.Number, typ protowire.Type, _ uint64, v []byte) error {
 			if num == anyTypeURL && typ == protowire.BytesType && !utf8.Valid(v) {
 				return errWire
 			}
@@ -137,27 +137,31 @@ func checkExtension(b []byte) error {
 	})
 }
 
-// walk calls field for each field of the message b: its number, wire type
-// and, for a length-delimited field, its bytes. It fails on malformed
-// bytes, or with field's error.
-func walk(b []byte, field func(protowire.Number, protowire.Type, []byte) error) error {
+// walk calls field for each field of the message b: its number, wire type,
+// value when a varint, and bytes when length-delimited. It fails on
+// malformed bytes, or with field's error.
+func walk(b []byte, field func(protowire.Number, protowire.Type, uint64, []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num > protowire.MaxValidNumber {
 			return errWire
 		}
 		b = b[n:]
+		var x uint64
 		var v []byte
-		if typ == protowire.BytesType {
+		switch typ {
+		case protowire.VarintType:
+			x, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
 			v, n = protowire.ConsumeBytes(b)
-		} else {
+		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
 		if n < 0 {
 			return errWire
 		}
 		b = b[n:]
-		if err := field(num, typ, v); err != nil {
+		if err := field(num, typ, x, v); err != nil {
 			return err
 		}
 	}

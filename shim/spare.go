@@ -1,0 +1,215 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/enarx/containerd-shim-enarx/shim/launcher"
+	"github.com/enarx/containerd-shim-enarx/version"
+)
+
+// serverState is where a shim server listens and whether it serves a group
+// (a container, or a pod) or is the spare of its daemon and namespace
+// (launcher.SpareSocketPath): when Shutdown finds its last task deleted, a
+// server moves its socket to the spare's path, when no other server is the
+// spare, and waits there up to launcher.SpareLinger for a start to claim
+// it (launcher.ClaimSpare), which moves the socket to the claiming
+// group's path. Either move is a rename of the socket's path, under the
+// lock of the socket directory that start takes too, so a start finds a
+// server, the spare, or neither, never one on its way out. The listener
+// itself stays open throughout.
+type serverState struct {
+	ns, address string
+	// sparePath is the spare's socket path; "" when the server has no
+	// socket directory (then it exits when it has nothing to serve).
+	sparePath string
+	// server is this server's executable, which a claim must name.
+	server string
+
+	// onSpare is called once the server is the spare, onClaim once it is
+	// claimed (with the serverState's lock held: both must not call back).
+	onSpare func()
+	onClaim func(launcher.Claim)
+	// stop ends the server (its socket already gone); it must return at
+	// once.
+	stop func()
+	// title sets the server's command line (setCmdline): a spare's names
+	// no container, a claimed server's its group.
+	title func(args []string) error
+
+	mu sync.Mutex
+	// socket is the path the listener is reachable at; "" once unlinked.
+	socket string
+	spare  bool
+	// changed receives after every move, for the serve loop's timers.
+	changed chan struct{}
+}
+
+func newServerState(f launcher.Flags, server string) *serverState {
+	lc := &serverState{ns: f.Namespace, address: f.Address, server: server, socket: f.Socket, changed: make(chan struct{}, 1), title: setCmdline}
+	if f.Socket != "" {
+		lc.sparePath = launcher.SpareSocketPath(filepath.Dir(f.Socket), f.Address, f.Namespace)
+	}
+	return lc
+}
+
+// retire is Shutdown's when the server has no task left: the server
+// becomes the spare, or stops. containerd considers the shim gone once
+// Shutdown answers and may start a new one for the same group at once, so
+// the group's path is free before retire returns.
+func (lc *serverState) retire() {
+	lc.mu.Lock()
+	socket, spare := lc.socket, lc.spare
+	lc.mu.Unlock()
+	if spare {
+		return
+	}
+	if socket != "" {
+		defer launcher.LockSocketDir(socket)()
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.spare {
+		return
+	}
+	// A spare whose command line would still name the container it served
+	// would look like what is left of it: without a new one, no spare.
+	if lc.socket != "" && lc.sparePath != "" && lc.server != "" && !launcher.ExecutableDeleted() &&
+		lc.title([]string{lc.server, "-address", lc.address, "-socket", lc.sparePath, "spare"}) == nil {
+		// RENAME_NOREPLACE: another server may be the spare already.
+		if err := unix.Renameat2(unix.AT_FDCWD, lc.socket, unix.AT_FDCWD, lc.sparePath, unix.RENAME_NOREPLACE); err == nil {
+			lc.socket, lc.spare = lc.sparePath, true
+			lc.onSpare()
+			lc.notify()
+			return
+		}
+	}
+	lc.unlinkLocked()
+	lc.stop()
+}
+
+// claim makes the spare serve c, or says why it does not.
+func (lc *serverState) claim(c launcher.Claim) error {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	// The claiming start holds the socket directory's lock.
+	switch {
+	case !lc.spare:
+		return fmt.Errorf("this shim server is not the spare: %w", errdefs.ErrFailedPrecondition)
+	case c.Namespace != lc.ns || c.Address != lc.address:
+		return fmt.Errorf("this spare serves namespace %q of %s, not %q of %s: %w", lc.ns, lc.address, c.Namespace, c.Address, errdefs.ErrInvalidArgument)
+	case c.ID == "" || !filepath.IsAbs(c.Bundle) || filepath.Dir(c.Socket) != filepath.Dir(lc.sparePath) || c.Socket == lc.sparePath:
+		return fmt.Errorf("claim of %q: a group, an absolute bundle path and a socket beside the spare's are needed: %w", c.ID, errdefs.ErrInvalidArgument)
+	case c.Server != lc.server || c.Revision != version.Revision || launcher.ExecutableDeleted():
+		// An older build lingers after an upgrade: it leaves at once.
+		lc.unlinkLocked()
+		lc.stop()
+		return fmt.Errorf("this spare is %s at revision %s, not %s at %s: %w", lc.server, version.Revision, c.Server, c.Revision, errdefs.ErrFailedPrecondition)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, lc.socket, unix.AT_FDCWD, c.Socket, unix.RENAME_NOREPLACE); err != nil {
+		return fmt.Errorf("move the spare's socket to %s: %w", c.Socket, err)
+	}
+	lc.socket, lc.spare = c.Socket, false
+	args := []string{lc.server, "-namespace", lc.ns, "-id", c.ID, "-address", lc.address, "-socket", c.Socket}
+	if c.Debug {
+		args = append(args, "-debug")
+	}
+	if err := lc.title(append(args, launcher.ServeAction)); err != nil {
+		// It had one as the spare: this is not expected.
+		log.L.WithError(err).Warn("the claimed shim server's command line still says spare")
+	}
+	lc.onClaim(c)
+	lc.notify()
+	return nil
+}
+
+// leave unlinks the server's socket, under the socket directory's lock,
+// unless it has been claimed (spareOnly and no longer the spare): it
+// reports whether the server is to exit.
+func (lc *serverState) leave(spareOnly bool) bool {
+	lc.mu.Lock()
+	socket := lc.socket
+	lc.mu.Unlock()
+	if socket != "" {
+		defer launcher.LockSocketDir(socket)()
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if spareOnly && !lc.spare {
+		return false
+	}
+	lc.unlinkLocked()
+	return true
+}
+
+// isSpare reports whether the server is the spare.
+func (lc *serverState) isSpare() bool {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	return lc.spare
+}
+
+func (lc *serverState) unlinkLocked() {
+	if lc.socket != "" {
+		os.Remove(lc.socket)
+		lc.socket = ""
+	}
+}
+
+func (lc *serverState) notify() {
+	select {
+	case lc.changed <- struct{}{}:
+	default:
+	}
+}
+
+// registerSpare serves the spare's claim (launcher.SpareService).
+func registerSpare(server *ttrpc.Server, lc *serverState) {
+	server.RegisterService(launcher.SpareService, &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		launcher.ClaimMethod: method(func(ctx context.Context, r *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
+			var c launcher.Claim
+			if err := json.Unmarshal(r.GetValue(), &c); err != nil {
+				return nil, toGRPC(fmt.Errorf("claim: %w: %w", err, errdefs.ErrInvalidArgument))
+			}
+			if err := lc.claim(c); err != nil {
+				return nil, toGRPC(err)
+			}
+			return &wrapperspb.BytesValue{}, nil
+		}),
+	}})
+}
+
+// watchDaemon returns a channel closed when the daemon whose ttrpc socket
+// is at address goes away (its connection ends), or cannot be reached; a
+// spare has no reason to outlive its daemon. stop ends the watch.
+func watchDaemon(address string) (gone <-chan struct{}, stop func()) {
+	c := make(chan struct{})
+	conn, err := net.Dial("unix", strings.TrimPrefix(address, "unix://"))
+	if err != nil {
+		close(c)
+		return c, func() {}
+	}
+	go func() {
+		defer close(c)
+		var b [1]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return c, func() { once.Do(func() { conn.Close() }) }
+}
