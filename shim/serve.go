@@ -61,11 +61,11 @@ func serve(ctx context.Context, f launcher.Flags) error {
 	var once sync.Once
 	lc.stop = func() { once.Do(func() { time.AfterFunc(10*time.Millisecond, func() { close(done) }) }) }
 	lc.onSpare = func() {
+		// Before Shutdown answers: nothing here may take long.
 		svc.retired(ctx)
+		log.G(ctx).Debug("the shim server is now the spare")
 		setLog(io.Discard)
 		_ = os.Chdir("/")
-		debug.FreeOSMemory()
-		log.G(ctx).Debug("the shim server is now the spare")
 	}
 	lc.onClaim = func(c launcher.Claim) {
 		_ = os.Chdir(c.Bundle)
