@@ -1054,7 +1054,10 @@ const benchMethod = `
   API v2 and v3, forwards the create/start/exit/delete events, and at Start writes one line to the
   task's stdout itself and reports the task exited 0. No rootfs mount, no image read, no process: what
   is left is containerd's and ctr's own round trip (snapshot, bundle, shim start, ttrpc, events,
-  teardown, ` + "`shim delete`" + `). Where the time of a warm run goes, phase by phase, is in
+  teardown, ` + "`shim delete`" + `). Both enarx cases run as a user's runs do: a run that follows another
+  of the same daemon and namespace within a minute is served by the spare server the one before left
+  (docs/design.md, "Seventh round"), so most of them do not start a server; the floor's and runc's
+  shims have no spare. Where the time of a warm run goes, phase by phase, is in
   PHASES.md (BenchmarkStartupPhases, the same ` + "`make bench`" + `).
 - **Memory** (BenchmarkIdleMemory): 1, then 10, then 50 idle containers at once (` + "`ctr run -d`" + `), 2 s
   after the last start: PSS and RSS from /proc/PID/smaps_rollup of each workload process (the Keep
