@@ -3,12 +3,14 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -57,6 +59,10 @@ type serverState struct {
 	changed chan struct{}
 }
 
+// staleCheckTimeout bounds how long retire waits for a spare to answer
+// before it takes the spare's socket for a dead one's.
+const staleCheckTimeout = 200 * time.Millisecond
+
 func newServerState(f launcher.Flags, server string) *serverState {
 	lc := &serverState{ns: f.Namespace, address: f.Address, server: server, socket: f.Socket, changed: make(chan struct{}, 1), title: setCmdline}
 	if f.Socket != "" {
@@ -88,8 +94,14 @@ func (lc *serverState) retire() {
 	// would look like what is left of it: without a new one, no spare.
 	if lc.socket != "" && lc.sparePath != "" && lc.server != "" && !launcher.ExecutableDeleted() &&
 		lc.title([]string{lc.server, "-address", lc.address, "-socket", lc.sparePath, "spare"}) == nil {
-		// RENAME_NOREPLACE: another server may be the spare already.
-		if err := unix.Renameat2(unix.AT_FDCWD, lc.socket, unix.AT_FDCWD, lc.sparePath, unix.RENAME_NOREPLACE); err == nil {
+		// RENAME_NOREPLACE: another server may be the spare already. A
+		// socket nobody answers on is a spare that was killed: it goes.
+		err := unix.Renameat2(unix.AT_FDCWD, lc.socket, unix.AT_FDCWD, lc.sparePath, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EEXIST) && !launcher.Serving(lc.sparePath, staleCheckTimeout) {
+			os.Remove(lc.sparePath)
+			err = unix.Renameat2(unix.AT_FDCWD, lc.socket, unix.AT_FDCWD, lc.sparePath, unix.RENAME_NOREPLACE)
+		}
+		if err == nil {
 			lc.socket, lc.spare = lc.sparePath, true
 			lc.onSpare()
 			lc.notify()

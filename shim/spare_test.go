@@ -234,3 +234,29 @@ func TestSetCmdline(t *testing.T) {
 		t.Errorf("/proc/self/cmdline %q, want %q", got, want)
 	}
 }
+
+// TestSpareAfterAKilledOne: the socket of a spare that was killed, which
+// nobody answers on, does not keep the next server from being the spare.
+func TestSpareAfterAKilledOne(t *testing.T) {
+	dir := socketDir(t)
+	a := newTestServerState(t, dir, "a")
+	dead, err := net.Listen("unix", a.sparePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.(*net.UnixListener).SetUnlinkOnClose(false)
+	dead.Close() // the socket file stays, as a killed process's does
+	a.retire()
+	if !a.isSpare() || a.stops != 0 {
+		t.Fatalf("after a dead spare: spare %v, %d stops; want the spare", a.isSpare(), a.stops)
+	}
+	if !launcher.Serving(a.sparePath, time.Second) {
+		t.Error("nothing answers at the spare's path")
+	}
+	// A live spare keeps its place.
+	b := newTestServerState(t, dir, "b")
+	b.retire()
+	if b.isSpare() || b.stops != 1 || !a.isSpare() {
+		t.Errorf("with a live spare: the second server spare %v, %d stops; the first spare %v", b.isSpare(), b.stops, a.isSpare())
+	}
+}

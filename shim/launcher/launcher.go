@@ -352,7 +352,7 @@ func listen(path string, claim func() bool) (*net.UnixListener, error) {
 	// a server does not answer.
 	defer lockDir(filepath.Dir(path))()
 	if _, err := os.Lstat(path); err == nil {
-		if serving(path, time.Second) {
+		if Serving(path, time.Second) {
 			return nil, fmt.Errorf("%s: %w", path, errServing)
 		}
 		os.Remove(path)
@@ -369,9 +369,9 @@ func listen(path string, claim func() bool) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// serving reports whether a shim server answers on the socket within
-// timeout.
-func serving(path string, timeout time.Duration) bool {
+// Serving reports whether a shim server answers on the socket at path
+// within timeout.
+func Serving(path string, timeout time.Duration) bool {
 	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		return false
@@ -391,7 +391,7 @@ func RemoveStaleSocket(b bundle.Bundle) {
 	// Under the lock: a spare claimed for a container of the same ID may
 	// be moving its socket to this path.
 	defer lockDir(filepath.Dir(p))()
-	if !serving(p, 200*time.Millisecond) {
+	if !Serving(p, 200*time.Millisecond) {
 		os.Remove(p)
 	}
 }

@@ -96,7 +96,7 @@ func TestStartClaimsSpare(t *testing.T) {
 	default:
 		t.Fatal("the spare was not claimed")
 	}
-	if !serving(SocketPath(want), time.Second) {
+	if !Serving(SocketPath(want), time.Second) {
 		t.Error("nothing serves the group's socket after the claim")
 	}
 }
@@ -128,7 +128,7 @@ func TestClaimRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "start shim server") {
 		t.Errorf("start with a refusing spare: %v, want it to start a server", err)
 	}
-	if !serving(SpareSocketPath(dir, grpc, "default"), time.Second) {
+	if !Serving(SpareSocketPath(dir, grpc, "default"), time.Second) {
 		t.Error("the refusing spare's socket is gone")
 	}
 }
