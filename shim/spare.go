@@ -34,9 +34,11 @@ import (
 // itself stays open throughout.
 type serverState struct {
 	ns, address string
-	// sparePath is the spare's socket path; "" when the server has no
-	// socket directory (then it exits when it has nothing to serve).
-	sparePath string
+	// dir is the socket directory, whose lock every move is made under
+	// (every path the socket takes is in it), and sparePath the spare's
+	// socket path; both "" when the server was given no socket path (then
+	// it exits when it has nothing to serve).
+	dir, sparePath string
 	// server is this server's executable, which a claim must name.
 	server string
 
@@ -66,7 +68,8 @@ const staleCheckTimeout = 200 * time.Millisecond
 func newServerState(f launcher.Flags, server string) *serverState {
 	lc := &serverState{ns: f.Namespace, address: f.Address, server: server, socket: f.Socket, changed: make(chan struct{}, 1), title: setCmdline}
 	if f.Socket != "" {
-		lc.sparePath = launcher.SpareSocketPath(filepath.Dir(f.Socket), f.Address, f.Namespace)
+		lc.dir = filepath.Dir(f.Socket)
+		lc.sparePath = launcher.SpareSocketPath(lc.dir, f.Address, f.Namespace)
 	}
 	return lc
 }
@@ -76,15 +79,7 @@ func newServerState(f launcher.Flags, server string) *serverState {
 // Shutdown answers and may start a new one for the same group at once, so
 // the group's path is free before retire returns.
 func (lc *serverState) retire() {
-	lc.mu.Lock()
-	socket, spare := lc.socket, lc.spare
-	lc.mu.Unlock()
-	if spare {
-		return
-	}
-	if socket != "" {
-		defer launcher.LockSocketDir(socket)()
-	}
+	defer lc.lockDir()()
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.spare {
@@ -122,7 +117,7 @@ func (lc *serverState) claim(c launcher.Claim) error {
 		return fmt.Errorf("this shim server is not the spare: %w", errdefs.ErrFailedPrecondition)
 	case c.Namespace != lc.ns || c.Address != lc.address:
 		return fmt.Errorf("this spare serves namespace %q of %s, not %q of %s: %w", lc.ns, lc.address, c.Namespace, c.Address, errdefs.ErrInvalidArgument)
-	case c.ID == "" || !filepath.IsAbs(c.Bundle) || filepath.Dir(c.Socket) != filepath.Dir(lc.sparePath) || c.Socket == lc.sparePath:
+	case c.ID == "" || !filepath.IsAbs(c.Bundle) || filepath.Dir(c.Socket) != lc.dir || c.Socket == lc.sparePath:
 		return fmt.Errorf("claim of %q: a group, an absolute bundle path and a socket beside the spare's are needed: %w", c.ID, errdefs.ErrInvalidArgument)
 	case c.Server != lc.server || c.Revision != version.Revision || launcher.ExecutableDeleted():
 		// An older build lingers after an upgrade: it leaves at once.
@@ -134,11 +129,7 @@ func (lc *serverState) claim(c launcher.Claim) error {
 		return fmt.Errorf("move the spare's socket to %s: %w", c.Socket, err)
 	}
 	lc.socket, lc.spare = c.Socket, false
-	args := []string{lc.server, "-namespace", lc.ns, "-id", c.ID, "-address", lc.address, "-socket", c.Socket}
-	if c.Debug {
-		args = append(args, "-debug")
-	}
-	if err := lc.title(append(args, launcher.ServeAction)); err != nil {
+	if err := lc.title(append([]string{lc.server}, launcher.ServerArgs(lc.ns, c.ID, lc.address, c.Socket, c.Debug)...)); err != nil {
 		// It had one as the spare: this is not expected.
 		log.L.WithError(err).Warn("the claimed shim server's command line still says spare")
 	}
@@ -151,12 +142,7 @@ func (lc *serverState) claim(c launcher.Claim) error {
 // unless it has been claimed (spareOnly and no longer the spare): it
 // reports whether the server is to exit.
 func (lc *serverState) leave(spareOnly bool) bool {
-	lc.mu.Lock()
-	socket := lc.socket
-	lc.mu.Unlock()
-	if socket != "" {
-		defer launcher.LockSocketDir(socket)()
-	}
+	defer lc.lockDir()()
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if spareOnly && !lc.spare {
@@ -164,6 +150,15 @@ func (lc *serverState) leave(spareOnly bool) bool {
 	}
 	lc.unlinkLocked()
 	return true
+}
+
+// lockDir takes the socket directory's lock (launcher.LockDir), before
+// the serverState's own; a claim comes with it held by the claiming start.
+func (lc *serverState) lockDir() (unlock func()) {
+	if lc.dir == "" {
+		return func() {}
+	}
+	return launcher.LockDir(lc.dir)
 }
 
 // isSpare reports whether the server is the spare.

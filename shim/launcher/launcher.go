@@ -188,6 +188,16 @@ func ServerExecutable() (string, error) {
 	return server, nil
 }
 
+// ServerArgs are the arguments of the server of group id (a container or
+// its pod) of namespace ns and daemon address, listening at socket.
+func ServerArgs(ns, id, address, socket string, debug bool) []string {
+	args := []string{"-namespace", ns, "-id", id, "-address", address, "-socket", socket}
+	if debug {
+		args = append(args, "-debug")
+	}
+	return append(args, ServeAction)
+}
+
 // execServer replaces the launcher with the server binary, same arguments,
 // same standard streams.
 func execServer(server string, args []string) error {
@@ -296,11 +306,7 @@ func Start(f Flags, in io.Reader, out io.Writer, server string) error {
 	}
 	defer lf.Close()
 
-	args := []string{"-namespace", f.Namespace, "-id", group, "-address", f.Address, "-socket", path}
-	if f.Debug {
-		args = append(args, "-debug")
-	}
-	cmd := exec.Command(server, append(args, ServeAction)...)
+	cmd := exec.Command(server, ServerArgs(f.Namespace, group, f.Address, path, f.Debug)...)
 	cmd.Dir, _ = os.Getwd()
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+ttrpcAddress, "GRPC_ADDRESS="+f.Address)
 	cmd.ExtraFiles = []*os.File{lf}
@@ -350,7 +356,7 @@ func listen(path string, claim func() bool) (*net.UnixListener, error) {
 	// A server that becomes the spare, or stops being it, takes the lock
 	// too. It is held for a few system calls, or for serving's timeout when
 	// a server does not answer.
-	defer lockDir(filepath.Dir(path))()
+	defer LockDir(filepath.Dir(path))()
 	if _, err := os.Lstat(path); err == nil {
 		if Serving(path, time.Second) {
 			return nil, fmt.Errorf("%s: %w", path, errServing)
@@ -390,7 +396,7 @@ func RemoveStaleSocket(b bundle.Bundle) {
 	p := SocketPath(string(bytes.TrimSpace(addr)))
 	// Under the lock: a spare claimed for a container of the same ID may
 	// be moving its socket to this path.
-	defer lockDir(filepath.Dir(p))()
+	defer LockDir(filepath.Dir(p))()
 	if !Serving(p, 200*time.Millisecond) {
 		os.Remove(p)
 	}

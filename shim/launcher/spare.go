@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -157,23 +156,17 @@ func claimStatus(resp []byte) error {
 	return nil
 }
 
-// lockDir takes the lock of the socket directory dir, which decides who
+// LockDir takes the lock of the socket directory dir, which decides who
 // listens where in it: start, and a server that becomes the spare or stops
 // being it. unlock releases it. Without the directory (it cannot be
 // opened) there is no lock, and unlock does nothing.
-func lockDir(dir string) (unlock func()) {
+func LockDir(dir string) (unlock func()) {
 	d, err := os.Open(dir)
 	if err != nil {
 		return func() {}
 	}
 	_ = syscall.Flock(int(d.Fd()), syscall.LOCK_EX)
 	return func() { d.Close() } // and the lock with it
-}
-
-// LockSocketDir takes the lock of the directory of the socket at path
-// (see lockDir).
-func LockSocketDir(path string) (unlock func()) {
-	return lockDir(filepath.Dir(path))
 }
 
 // ExecutableDeleted reports whether the running executable was removed or
