@@ -60,6 +60,22 @@ const ReasonOOM = "oom"
 // (StartAhead): it reads the hand-over (handOver) before its config.
 const AheadFlag = "ahead"
 
+// SpareID is the -id of a spare Keep: one a spare shim server starts before
+// any container is known, shaped like the container it served last
+// (host.StartSpare). No containerd identifier holds an "@". Once its config
+// names its container, the Keep's command line names it too
+// ("keep -id ID -ahead"), as host.IsProcessOf expects.
+const SpareID = "@spare"
+
+// PreloadFlag gives a spare Keep the digest of the module its container
+// will likely run (the last container's), and ModuleCacheFlag the module
+// cache it loads that module's precompiled code from while it waits: a
+// config for another module, or another cache, loads its own.
+const (
+	PreloadFlag     = "preload"
+	ModuleCacheFlag = "module-cache"
+)
+
 // HandOverRootfs is the bit of the hand-over's byte that says a tree of the
 // root filesystem follows the stdio; bits 0-2 say which of stdin, stdout
 // and stderr are given.

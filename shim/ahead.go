@@ -32,6 +32,8 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 	s.mu.Lock()
 	s.ahead = a
 	s.mu.Unlock()
+	// A claimed spare's spare Keep: adopted below, or discarded.
+	spare := s.takeSpareKeep()
 	go func() {
 		defer close(a.done)
 		bundle := oci.Bundle{Dir: dir}
@@ -39,13 +41,90 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 		if err != nil || isSandbox(spec) || spec.Annotations[launcher.AnnotationSandboxID] != "" {
 			// A container of a pod: the server's ID is the pod's, not
 			// its own, and its Create names the container.
+			s.discardSpareKeep(ctx, spare)
 			return
 		}
 		opts := host.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
 		opts.Cgroup, opts.Resources = keepCgroup(spec)
-		if a.keep, err = host.StartAhead(ctx, opts); err != nil {
-			log.G(ctx).WithError(err).WithField("id", id).Debug("no Keep started ahead")
+		// The spare Keep, when its shape is this container's, is past its
+		// exec and its runtime's start already.
+		if a.keep = spare.take().Adopt(ctx, opts); a.keep == nil {
+			s.discardSpareKeep(ctx, spare)
+			if a.keep, err = host.StartAhead(ctx, opts); err != nil {
+				log.G(ctx).WithError(err).WithField("id", id).Debug("no Keep started ahead")
+				return
+			}
 		}
+		s.mu.Lock()
+		s.shape = &opts
+		s.mu.Unlock()
+	}()
+}
+
+// preloadHint is the module a spare Keep preloads: the digest of the last
+// container's, and the module cache (host.StartOptions.Preload).
+type preloadHint struct{ digest, cache string }
+
+// spareKeep is the Keep a spare server starts (host.StartSpare), shaped
+// like the last container it started a Keep ahead for: a claim whose
+// container has that shape finds its Keep waiting for its config.
+type spareKeep struct {
+	done chan struct{}
+	keep *host.Spare
+}
+
+// take waits until the spare Keep is started, and returns it: nil when
+// none was.
+func (sk *spareKeep) take() *host.Spare {
+	if sk == nil {
+		return nil
+	}
+	<-sk.done
+	return sk.keep
+}
+
+// startSpareKeep starts the spare Keep of a server that has just become
+// the spare, beside Shutdown's answer, when it started a Keep ahead for
+// its last container: the next container of that shape adopts it
+// (startAhead). It must return at once.
+func (s *service) startSpareKeep(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shape == nil || s.spare != nil {
+		return
+	}
+	sk := &spareKeep{done: make(chan struct{})}
+	s.spare = sk
+	opts := *s.shape
+	opts.Preload, opts.Config.ModuleCache = s.lastModule.digest, s.lastModule.cache
+	go func() {
+		defer close(sk.done)
+		var err error
+		if sk.keep, err = host.StartSpare(ctx, opts); err != nil {
+			log.G(ctx).WithError(err).Debug("no spare Keep")
+		}
+	}()
+}
+
+// takeSpareKeep is the spare Keep, or nil; the caller owns it from here.
+func (s *service) takeSpareKeep() *spareKeep {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sk := s.spare
+	s.spare = nil
+	return sk
+}
+
+// discardSpareKeep stops a spare Keep that was not adopted, beside the
+// caller (shutdown waits for it).
+func (s *service) discardSpareKeep(ctx context.Context, sk *spareKeep) {
+	if sk == nil {
+		return
+	}
+	s.discards.Add(1)
+	go func() {
+		defer s.discards.Done()
+		sk.take().Discard(ctx)
 	}()
 }
 
@@ -72,6 +151,14 @@ func (s *service) takeAhead(a *aheadKeep) *host.Ahead {
 	}
 	<-a.done
 	return a.keep
+}
+
+// discardKeeps stops the Keeps started ahead or spare that no Create took,
+// and waits until they are gone.
+func (s *service) discardKeeps(ctx context.Context) {
+	s.discardAhead(ctx)
+	s.discardSpareKeep(ctx, s.takeSpareKeep())
+	s.discards.Wait()
 }
 
 // discardAhead stops a Keep started ahead that no Create took.

@@ -2,8 +2,10 @@ package shim
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup/cgrouptest"
+	"github.com/enarx/containerd-shim-enarx/keep/host"
 	"github.com/enarx/containerd-shim-enarx/keep/keeptest"
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 )
@@ -134,5 +139,137 @@ func TestServiceNoKeepStartedAheadForAPod(t *testing.T) {
 	}
 	if w := h.wait(t, id); w.ExitStatus != 0 {
 		t.Fatalf("exit status %d, want 0", w.ExitStatus)
+	}
+}
+
+// spareKeepPid retires the server (as Shutdown does with no task left) and
+// returns the PID of the spare Keep it starts.
+func spareKeepPid(t *testing.T, h *harness) int {
+	t.Helper()
+	h.svc.retired(context.Background())
+	h.svc.mu.Lock()
+	sk := h.svc.spare
+	h.svc.mu.Unlock()
+	if sk == nil || sk.take() == nil {
+		t.Fatal("no spare Keep started (the server's debug log says why)")
+	}
+	return sk.keep.Pid()
+}
+
+// runAhead creates, starts and deletes container id of bundle, whose Keep
+// was started ahead (or adopted) as PID want, and checks its output.
+func runAhead(t *testing.T, h *harness, id, bundle string, rootfs []*types.Mount, want int, out string) {
+	t.Helper()
+	ctx := context.Background()
+	stdout := filepath.Join(t.TempDir(), "stdout.log")
+	resp, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: rootfs, Stdout: "file://" + stdout})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if want != 0 && int(resp.Pid) != want {
+		t.Errorf("Create's Keep has PID %d, want %d", resp.Pid, want)
+	}
+	if !host.IsProcessOf(int(resp.Pid), id) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", resp.Pid))
+		t.Errorf("the Keep's command line %q does not name container %s", b, id)
+	}
+	if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if w := h.wait(t, id); w.ExitStatus != 0 {
+		t.Fatalf("exit status %d, want 0", w.ExitStatus)
+	}
+	if b, err := os.ReadFile(stdout); string(b) != out {
+		t.Errorf("stdout %q (%v), want %q", b, err, out)
+	}
+	if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+}
+
+// TestServiceSpareKeep: a server that becomes the spare starts a Keep
+// shaped like its last container's, in a cgroup beside that container's,
+// naming no container; the next container of that shape adopts it (its
+// cgroup renamed to the container's, its command line naming the
+// container), and one of another shape discards it and starts its own.
+// The server's shutdown stops a spare Keep nobody adopted.
+func TestServiceSpareKeep(t *testing.T) {
+	h := newHarness(t)
+	parent := ""
+	if cgrouptest.Available() {
+		parent = cgrouptest.Parent(t)
+	}
+	bundleOf := func(id, out string, namespaces ...specs.LinuxNamespaceType) (string, []*types.Mount) {
+		bundle, rootfs := aheadBundle(t, "print "+out)
+		editSpec(t, bundle, func(s *specs.Spec) {
+			s.Linux = &specs.Linux{}
+			if parent != "" {
+				s.Linux.CgroupsPath = parent + "/" + id
+			}
+			for _, ns := range namespaces {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: ns})
+			}
+		})
+		return bundle, rootfs
+	}
+	shape := []specs.LinuxNamespaceType{specs.MountNamespace, specs.PIDNamespace, specs.UTSNamespace, specs.IPCNamespace}
+	first := keeptest.ID(t)
+	bundle, rootfs := bundleOf(first, "first", shape...)
+	runAhead(t, h, first, bundle, rootfs, startedAhead(t, h, first, bundle), "first\n")
+
+	pid := spareKeepPid(t, h)
+	// The kernel shows the command line a moment after the exec.
+	var cmdline []byte
+	for deadline := time.Now().Add(5 * time.Second); len(cmdline) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		cmdline, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	}
+	if !strings.Contains(string(cmdline), "\x00-id\x00"+keep.SpareID+"\x00") {
+		t.Errorf("the spare Keep's command line %q does not say %s", cmdline, keep.SpareID)
+	}
+	cgroupOf := func(pid int) string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		return string(b)
+	}
+	if parent != "" && !strings.Contains(cgroupOf(pid), ":memory:"+parent+"/enarx-spare-keep@") {
+		t.Errorf("the spare Keep's cgroups:\n%s", cgroupOf(pid))
+	}
+	second := keeptest.ID(t) + "-2"
+	bundle, rootfs = bundleOf(second, "second", shape...)
+	if got := startedAhead(t, h, second, bundle); got != pid {
+		t.Fatalf("the Keep started for the next container is PID %d, not the spare Keep, %d", got, pid)
+	}
+	if parent != "" {
+		if !strings.Contains(cgroupOf(pid), ":memory:"+parent+"/"+second+"\n") {
+			t.Errorf("the adopted Keep's cgroups:\n%s", cgroupOf(pid))
+		}
+		if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/memory", parent, "enarx-spare-keep@*")); len(left) > 0 {
+			t.Errorf("the spare Keep's cgroup is left: %v", left)
+		}
+	}
+	runAhead(t, h, second, bundle, rootfs, pid, "second\n")
+
+	// Another shape: the spare Keep goes, and a Keep is started for it.
+	pid = spareKeepPid(t, h)
+	third := keeptest.ID(t) + "-3"
+	bundle, rootfs = bundleOf(third, "third", specs.MountNamespace)
+	if got := startedAhead(t, h, third, bundle); got == pid {
+		t.Fatalf("a container of another shape adopted the spare Keep")
+	}
+	h.svc.discards.Wait()
+	if alive(pid) {
+		t.Errorf("the spare Keep (PID %d) of another shape runs on", pid)
+	}
+	runAhead(t, h, third, bundle, rootfs, 0, "third\n")
+
+	// Nobody claims the spare: the server's shutdown stops its Keep.
+	pid = spareKeepPid(t, h)
+	h.svc.discardKeeps(context.Background())
+	if alive(pid) {
+		t.Errorf("the spare Keep (PID %d) runs on after the server's shutdown", pid)
+	}
+	if parent != "" {
+		if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/memory", parent, "enarx-spare-keep@*")); len(left) > 0 {
+			t.Errorf("the spare Keep's cgroup is left: %v", left)
+		}
 	}
 }

@@ -152,7 +152,7 @@ func serve(ctx context.Context, f launcher.Flags) error {
 func shutdown(ctx context.Context, svc *service, server *ttrpc.Server, events *publisher, d *daemon) error {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	svc.discardAhead(ctx)
+	svc.discardKeeps(ctx)
 	events.Close(tctx)
 	_ = server.Shutdown(tctx)
 	d.Close()

@@ -67,6 +67,16 @@ type service struct {
 	// ahead is the Keep started as the server started, until a Create
 	// takes it (see startAhead).
 	ahead *aheadKeep
+	// shape is the options of the last Keep started ahead, which a spare
+	// server's spare Keep is started with (startSpareKeep); spare is that
+	// Keep until a claim adopts or discards it.
+	shape *host.StartOptions
+	spare *spareKeep
+	// lastModule is the module the last Keep ready ran, which the spare
+	// Keep preloads.
+	lastModule preloadHint
+	// discards are spare Keeps being discarded beside a claim's start.
+	discards sync.WaitGroup
 }
 
 var _ taskapi.TTRPCTaskService = (*service)(nil)
@@ -325,6 +335,9 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}
 	ready := t.keep.Ready()
 	keepTook := time.Since(keepBegan)
+	s.mu.Lock()
+	s.lastModule = preloadHint{digest: ready.WorkloadDigest, cache: opts.Config.ModuleCache}
+	s.mu.Unlock()
 	if !prepared.Load() {
 		// A Keep that did not confine itself published nothing before.
 		labelsBegan := time.Now()
@@ -753,8 +766,9 @@ func (s *service) empty() bool {
 func (s *service) retired(ctx context.Context) {
 	s.discardAhead(ctx)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.created = false
+	s.mu.Unlock()
+	s.startSpareKeep(ctx)
 }
 
 // everCreated reports whether a task was ever created or is being created

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/enarx/containerd-shim-enarx/keep/proc"
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -49,7 +50,7 @@ type serverState struct {
 	// stop ends the server (its socket already gone); it must return at
 	// once.
 	stop func()
-	// title sets the server's command line (setCmdline): a spare's names
+	// title sets the server's command line (proc.SetCmdline): a spare's names
 	// no container, a claimed server's its group.
 	title func(args []string) error
 
@@ -66,7 +67,7 @@ type serverState struct {
 const staleCheckTimeout = 200 * time.Millisecond
 
 func newServerState(f launcher.Flags, server string) *serverState {
-	lc := &serverState{ns: f.Namespace, address: f.Address, server: server, socket: f.Socket, changed: make(chan struct{}, 1), title: setCmdline}
+	lc := &serverState{ns: f.Namespace, address: f.Address, server: server, socket: f.Socket, changed: make(chan struct{}, 1), title: proc.SetCmdline}
 	if f.Socket != "" {
 		lc.dir = filepath.Dir(f.Socket)
 		lc.sparePath = launcher.SpareSocketPath(lc.dir, f.Address, f.Namespace)

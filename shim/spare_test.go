@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
-	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/shim/launcher"
 	"github.com/enarx/containerd-shim-enarx/version"
@@ -215,23 +214,6 @@ func TestSpareNeedsItsCommandLine(t *testing.T) {
 	a.retire()
 	if a.isSpare() || a.stops != 1 || a.socket != "" {
 		t.Errorf("without a new command line: spare %v, %d stops, socket %q; want it stopped", a.isSpare(), a.stops, a.socket)
-	}
-}
-
-// TestSetCmdline: the kernel shows the new command line.
-func TestSetCmdline(t *testing.T) {
-	if err := setCmdline([]string{"enarx-shim", "-socket", "/run/x y", "spare"}); err != nil {
-		if errors.Is(err, unix.EPERM) {
-			t.Skipf("%v (CAP_SYS_RESOURCE is needed)", err)
-		}
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile("/proc/self/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "enarx-shim\x00-socket\x00/run/x y\x00spare\x00"; string(got) != want {
-		t.Errorf("/proc/self/cmdline %q, want %q", got, want)
 	}
 }
 

@@ -186,6 +186,7 @@ func packageImage(t testing.TB, ref, wasmPath string, artifact bool, pkgArgs ...
 // used, relative to each hierarchy's root).
 func assertClientLeftovers(t testing.TB, d *Daemon, ns, dir string, cgroupParents ...string) {
 	t.Helper()
+	stopSpare(t, d, ns)
 	assertNoLeftovers(t, ns)
 	assertNoLeftovers(t, dir)
 	for _, m := range append(mountsUnder(dir), mountsUnder(d.Dir)...) {

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	cri "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/enarx/containerd-shim-enarx/keep"
 )
 
 const (
@@ -350,12 +352,13 @@ func shimsOf(d *Daemon, pod string) []process {
 	return out
 }
 
-// keepsOf lists the Keeps our binaries run ("<exe> keep -id ID"), not the
-// pods' sandbox processes (sandboxesOf).
+// keepsOf lists the Keeps of containers that our binaries run ("<exe> keep
+// -id ID"), not the pods' sandbox processes (sandboxesOf) nor the spare
+// Keeps of spare shim servers, which serve no container yet (spareKeepOf).
 func keepsOf(d *Daemon) []process {
 	var out []process
 	for _, p := range findProcesses(filepath.Join(d.BinDir, keepBinary) + " keep -id ") {
-		if !strings.HasSuffix(p.Cmdline, " -pause") && !strings.Contains(p.Cmdline, " -pause ") {
+		if !strings.HasSuffix(p.Cmdline, " -pause") && !strings.Contains(p.Cmdline, " -pause ") && !strings.Contains(p.Cmdline, " keep -id "+keep.SpareID+" ") {
 			out = append(out, p)
 		}
 	}

@@ -146,6 +146,7 @@ func memorySampler(marker string, interval time.Duration) *peakSampler {
 // that no cgroup of it is left on the host.
 func assertNamespaceEmpty(t *testing.T, d *Daemon, ns string) {
 	t.Helper()
+	stopSpare(t, d, ns)
 	for _, what := range []string{"tasks", "containers"} {
 		if out := strings.Fields(d.mustCtr(t, ns, what, "ls", "-q")); len(out) > 0 {
 			t.Errorf("%d %s left in %s: %v", len(out), what, ns, out[:min(len(out), 5)])

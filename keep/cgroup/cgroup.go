@@ -358,6 +358,67 @@ func (c *Cgroup) v1Dirs(path cgroup1.Path) ([]string, error) {
 	return dirs, nil
 }
 
+// Renames reports whether a cgroup at path (an OCI linux.cgroupsPath) would
+// be Renamable on this host.
+func Renames(path string) bool {
+	mode := cgroups.Mode()
+	return !isSystemdPath(path) && strings.HasPrefix(path, "/") && (mode == cgroups.Legacy || mode == cgroups.Hybrid)
+}
+
+// Renamable reports whether Rename can move c to a sibling path: a
+// cgroupfs driver's cgroup on cgroup v1, whose hierarchies rename a
+// cgroup in place (cgroup v2 and systemd's units do not).
+func (c *Cgroup) Renamable() bool {
+	return c.unit == nil && c.v1 != nil && c.v1path != nil && c.dir != ""
+}
+
+// Rename gives c the absolute path path, which must be a sibling of its
+// own (the same parent): a rename in each v1 hierarchy, which moves no
+// process and no charge (the kernel's cgroup stays the same, with its
+// limits, its processes and what they used), unlike a migration, which
+// takes the kernel's lock on every thread group and recharges nothing. A
+// path that exists already is an error (EEXIST), and c keeps its path;
+// c's path is renamed in every hierarchy, or in none.
+func (c *Cgroup) Rename(path string) error {
+	if !c.Renamable() {
+		return fmt.Errorf("cgroup %s: only a cgroup v1 cgroup of the cgroupfs driver is renamed", c.path)
+	}
+	if err := checkCgroupPath(path); err != nil || !strings.HasPrefix(path, "/") || filepath.Dir(path) != filepath.Dir(c.path) {
+		return fmt.Errorf("cgroup %s: rename to %q: not an absolute path beside it", c.path, path)
+	}
+	to := v1Path(path)
+	from, err := c.v1Dirs(c.v1path)
+	if err != nil {
+		return fmt.Errorf("cgroup %s: %w", c.path, err)
+	}
+	dest, err := c.v1Dirs(to)
+	if err != nil {
+		return fmt.Errorf("cgroup %s: %w", c.path, err)
+	}
+	// Controllers mounted together (cpu,cpuacct) share a directory.
+	seen := map[string]bool{}
+	var done []int
+	for i := range from {
+		if seen[from[i]] {
+			continue
+		}
+		seen[from[i]] = true
+		if err := os.Rename(from[i], dest[i]); err != nil {
+			for _, j := range done {
+				_ = os.Rename(dest[j], from[j])
+			}
+			return fmt.Errorf("cgroup %s: rename to %s: %w", c.path, path, err)
+		}
+		done = append(done, i)
+	}
+	v1, err := cgroup1.Load(to)
+	if err != nil {
+		return fmt.Errorf("cgroup %s: load after its rename from %s: %w", path, c.path, err)
+	}
+	c.path, c.dir, c.v1path, c.v1 = path, path, to, v1
+	return nil
+}
+
 // CloneInto sets attr so that the process it makes is made in the cgroup
 // (clone3's CLONE_INTO_CGROUP, cgroup v2). The caller closes the returned
 // directory once the process has started.

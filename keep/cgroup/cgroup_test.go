@@ -221,3 +221,81 @@ func waitMemoryUsage(t *testing.T, cg *Cgroup) uint64 {
 	}
 	return used
 }
+
+// TestRename renames a cgroup with a process in it to a sibling path: the
+// process, its limits and its charge go with it, and a path that exists or
+// is not a sibling is refused with the cgroup left as it was.
+func TestRename(t *testing.T) {
+	cgrouptest.Require(t)
+	parent := cgrouptest.Parent(t)
+	pidsLimit := int64(33)
+	cg, err := New(parent+"/spare@1", &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &pidsLimit}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = cg.Delete() })
+	if !cg.Renamable() {
+		if err := cg.Rename(parent + "/ctr"); err == nil {
+			t.Fatalf("Rename on a %v host succeeded; Renamable said it would not", cgroups.Mode())
+		}
+		t.Skipf("cgroups of a %v host are not renamed", cgroups.Mode())
+	}
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = sleep.Process.Kill()
+		_ = sleep.Wait()
+	}()
+	if err := cg.Add(sleep.Process.Pid); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	other, err := New(parent+"/taken", nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = other.Delete() })
+	for _, bad := range []string{parent + "/taken", parent + "/a/b", "/elsewhere", parent + "/../x", "relative"} {
+		if err := cg.Rename(bad); err == nil {
+			t.Errorf("Rename(%q) succeeded", bad)
+		}
+		if cg.Path() != parent+"/spare@1" {
+			t.Fatalf("a refused Rename(%q) left the path %q", bad, cg.Path())
+		}
+	}
+	if err := cg.Rename(parent + "/ctr"); err != nil {
+		t.Fatalf("Rename: %v", err)
+	}
+	if cg.Path() != parent+"/ctr" {
+		t.Errorf("Path() = %q after Rename", cg.Path())
+	}
+	for _, h := range []string{"memory", "pids", "cpu,cpuacct", "devices", "freezer"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", h, parent, "spare@1")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the old path is still there (%v)", h, err)
+		}
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(sleep.Process.Pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), ":memory:"+parent+"/ctr\n") || !strings.Contains(string(b), ":pids:"+parent+"/ctr\n") {
+		t.Errorf("the process's cgroups after Rename:\n%s", b)
+	}
+	if pids, err := cg.Pids(); err != nil || len(pids) != 1 || pids[0] != sleep.Process.Pid {
+		t.Errorf("Pids() = %v, %v after Rename; want [%d]", pids, err, sleep.Process.Pid)
+	}
+	if limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", parent, "ctr", "pids.max")); err != nil || strings.TrimSpace(string(limit)) != "33" {
+		t.Errorf("pids.max after Rename = %q, %v; want 33", limit, err)
+	}
+	loaded, err := Load(parent + "/ctr")
+	if err != nil {
+		t.Fatalf("Load after Rename: %v", err)
+	}
+	if err := loaded.Delete(); err != nil {
+		t.Fatalf("Delete after Rename: %v", err)
+	}
+	if err := sleep.Wait(); err == nil {
+		t.Errorf("the process in the renamed cgroup was not killed by its Delete")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
@@ -112,25 +113,55 @@ func compile(ctx context.Context, eng engine.Engine, cacheDir string, read func(
 // entry that is damaged, or that the engine refuses, is left for compile
 // to replace, and to report.
 func loadCached(ctx context.Context, eng engine.Engine, cacheDir, digest string) (engine.Module, error) {
+	m, _, err := loadCachedEntry(ctx, eng, cacheDir, digest)
+	return m, err
+}
+
+// loadedEntry is the file a module was loaded from: its path, and its
+// status when it was verified.
+type loadedEntry struct {
+	path string
+	info os.FileInfo
+}
+
+// unchanged reports whether the file at the entry's path is still the one
+// that was verified, unwritten since: the same inode, size and times (a
+// write, a truncation or a replacement changes one of them).
+func (l loadedEntry) unchanged() bool {
+	fi, err := os.Stat(l.path)
+	if err != nil || l.info == nil {
+		return false
+	}
+	a, ok1 := fi.Sys().(*syscall.Stat_t)
+	b, ok2 := l.info.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
+}
+
+// loadCachedEntry is loadCached, and the entry it loaded.
+func loadCachedEntry(ctx context.Context, eng engine.Engine, cacheDir, digest string) (engine.Module, loadedEntry, error) {
 	pc, ok := eng.(engine.Precompiler)
 	if cacheDir == "" || !ok {
-		return nil, errNotCached
+		return nil, loadedEntry{}, errNotCached
 	}
 	cache, err := modulecache.Open(cacheDir)
 	if err != nil {
-		return nil, errNotCached
+		return nil, loadedEntry{}, errNotCached
 	}
 	defer cache.Close()
 	e, err := cache.Peek(moduleKey(pc.Fingerprint(), digest))
 	if err != nil {
-		return nil, errNotCached
+		return nil, loadedEntry{}, errNotCached
 	}
 	defer e.Close()
+	// The verified file (its descriptor's), before anything reads it.
+	var loaded loadedEntry
+	loaded.info, _ = os.Stat(e.Path())
+	loaded.path, _ = os.Readlink(e.Path())
 	m, err := pc.Load(ctx, e.Path())
 	if err != nil {
-		return nil, errNotCached
+		return nil, loadedEntry{}, errNotCached
 	}
-	return m, nil
+	return m, loaded, nil
 }
 
 // recalledDigest is what the module cache in cacheDir recorded of a module

@@ -434,3 +434,67 @@ func TestPrepareRecalledDigest(t *testing.T) {
 		t.Fatalf("recalled digest, damaged code: cache %q, %d compiles; want compiled again", k.ready.ModuleCache, e.compiles-compiles)
 	}
 }
+
+// TestPreloadModule: a spare Keep loads the cached code of the digest it
+// is given, and takes it once, for that digest and cache only; a digest
+// or cache that is not one, or code not cached, preloads nothing.
+func TestPreloadModule(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "modules")
+	e := &precompiler{fingerprint: "v1"}
+	sum := sha256.Sum256([]byte("mod"))
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	if _, _, err := compile(context.Background(), e, dir, bytesOf([]byte("mod")), digest); err != nil {
+		t.Fatal(err)
+	}
+	other := "sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct{ name, cache, digest string }{
+		{"not cached", dir, other},
+		{"no digest", dir, "sha256:mod"},
+		{"another algorithm", dir, "sha512:" + hex.EncodeToString(sum[:])},
+		{"relative cache", "modules", digest},
+		{"no cache", "", digest},
+	} {
+		if p := preloadModule(e, tc.cache, tc.digest); p != nil {
+			t.Errorf("%s: preloaded %+v", tc.name, p)
+		}
+	}
+	p := preloadModule(e, dir, digest)
+	if p == nil {
+		t.Fatal("nothing preloaded of a cached module")
+	}
+	if m := p.take(dir, other); m != nil {
+		t.Errorf("taken for another digest: %v", m)
+	}
+	if m := p.take(dir+"2", digest); m != nil {
+		t.Errorf("taken for another cache: %v", m)
+	}
+	if m := p.take(dir, digest); m == nil || m.(fakeModule).code != "mod" {
+		t.Errorf("take(digest) = %v, want the cached module", m)
+	}
+	if m := p.take(dir, digest); m != nil {
+		t.Errorf("taken twice")
+	}
+	var none *preloadedModule
+	if m := none.take(dir, digest); m != nil {
+		t.Errorf("nil preload took %v", m)
+	}
+
+	// An entry written since it was loaded (and verified) is not taken:
+	// the start's own load finds it damaged, and replaces it.
+	p = preloadModule(e, dir, digest)
+	entries, _ := filepath.Glob(filepath.Join(dir, "*.entry"))
+	if p == nil || len(entries) != 1 {
+		t.Fatalf("preload %v, entries %v", p, entries)
+	}
+	b, err := os.ReadFile(entries[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 1
+	if err := os.WriteFile(entries[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if m := p.take(dir, digest); m != nil {
+		t.Errorf("taken after its entry was written: %v", m)
+	}
+}

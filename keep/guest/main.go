@@ -16,6 +16,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep/confine/seccomp"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
+	"github.com/enarx/containerd-shim-enarx/keep/proc"
 	"github.com/enarx/containerd-shim-enarx/keep/sockets"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -65,6 +68,8 @@ func Main(args []string, newEngine EngineFactory) int {
 	hostname := fs.String("hostname", "", "the pod's hostname, with -pause")
 	innerProc := fs.Bool(innerFlag, false, "run the workload of a Keep with a user namespace (see startInner)")
 	startedAhead := fs.Bool(keep.AheadFlag, false, "started before its container's Create: read the hand-over first (see StartAhead)")
+	preloadDigest := fs.String(keep.PreloadFlag, "", "with -id "+keep.SpareID+": the digest of the module to load from -module-cache while the Keep waits (see preloadModule)")
+	moduleCache := fs.String(keep.ModuleCacheFlag, "", "with -"+keep.PreloadFlag+": the module cache")
 	sysctls := sysctlFlag{}
 	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +106,17 @@ func Main(args []string, newEngine EngineFactory) int {
 	// The engine depends on nothing the shim sends: it is made while the
 	// config is read and the module measured. Its first calls into
 	// wasmtime, which fault in its code, are most of a Keep's wait for it.
-	enginec := startEngine(newEngine)
+	var preload func(engine.Engine) *preloadedModule
+	// preloaded is never freed, taken or not: see preloadedModule.
+	var preloaded *preloadedModule
+	defer runtime.KeepAlive(&preloaded)
+	if *id == keep.SpareID && *startedAhead && *preloadDigest != "" {
+		preload = func(e engine.Engine) *preloadedModule {
+			preloaded = preloadModule(e, *moduleCache, *preloadDigest)
+			return preloaded
+		}
+	}
+	enginec := startEngine(newEngine, preload)
 	var rootTree *os.File
 	if *startedAhead {
 		// Until the hand-over, stdio is /dev/null: a shim that went away
@@ -116,6 +131,15 @@ func Main(args []string, newEngine EngineFactory) int {
 		return keep.StatusFailed
 	}
 	cfg := *req.Config
+	if *id == keep.SpareID {
+		// A spare Keep now serves cfg.ID: `shim delete` finds it by its
+		// command line.
+		if err := proc.SetCmdline([]string{os.Args[0], keep.Subcommand, "-id", cfg.ID, "-" + keep.AheadFlag}); err != nil {
+			return fail(fmt.Errorf("keep %s: a spare Keep names its container: %w", cfg.ID, err))
+		}
+	} else if *id != cfg.ID {
+		return fail(fmt.Errorf("keep config: the config is container %q's, not %q's, which the Keep was started for", cfg.ID, *id))
+	}
 	if rootTree != nil {
 		// Before the module is opened: it is in the root filesystem.
 		if cfg.Container == nil || cfg.Container.UserNS() {
@@ -409,20 +433,76 @@ type prepared struct {
 	ready    keep.Ready
 }
 
-// engineMade is the engine a Keep runs its workload with, made (or not).
+// engineMade is the engine a Keep runs its workload with, made (or not),
+// and what a spare Keep preloaded with it.
 type engineMade struct {
-	eng engine.Engine
-	err error
+	eng       engine.Engine
+	err       error
+	preloaded *preloadedModule
 }
 
-// startEngine makes the Keep's engine beside whatever the Keep does next.
-func startEngine(newEngine EngineFactory) <-chan engineMade {
+// startEngine makes the Keep's engine beside whatever the Keep does next;
+// preload, when not nil, runs with the engine once it is made.
+func startEngine(newEngine EngineFactory, preload func(engine.Engine) *preloadedModule) <-chan engineMade {
 	c := make(chan engineMade, 1)
 	go func() {
 		eng, err := newEngine()
-		c <- engineMade{eng, err}
+		made := engineMade{eng: eng, err: err}
+		if err == nil && preload != nil {
+			made.preloaded = preload(eng)
+		}
+		c <- made
 	}()
 	return c
+}
+
+// preloadedModule is the precompiled code of the module that a spare
+// Keep's container will likely run, the last container's (-preload),
+// loaded from the module cache while the Keep waits for a container: its
+// checksum, its mapping and the engine's registration of its code are then
+// off the path of the container's start. The Keep takes it (take) only
+// when its own module measures as that digest and its config names that
+// cache, so it always runs what it measured.
+//
+// A preloaded module the Keep does not take is never freed: its code is
+// mapped from a cache entry that was written, truncated or replaced since
+// (take refused it for that), and the engine would read that mapping to
+// free it (its unwind information), which past a truncated file's end is
+// SIGBUS.
+type preloadedModule struct {
+	digest, cache string
+	module        engine.Module
+	// entry is the cache entry it was loaded from, verified then.
+	entry loadedEntry
+	once  sync.Once
+}
+
+// preloadModule loads the code of digest from the module cache at cache,
+// or returns nil: a digest or cache that is not one, or code not cached.
+func preloadModule(e engine.Engine, cache, digest string) *preloadedModule {
+	sum, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" || !filepath.IsAbs(cache) {
+		return nil
+	}
+	m, entry, err := loadCachedEntry(context.Background(), e, cache, digest)
+	if err != nil {
+		return nil
+	}
+	return &preloadedModule{digest: digest, cache: cache, module: m, entry: entry}
+}
+
+// take is the preloaded module, once, when it is the code of digest from
+// cache, and its cache entry is still the file that was verified when it
+// was loaded (unchanged: the module cache checks an entry at each start,
+// and one damaged since is found and replaced by the start's own load);
+// otherwise nil.
+func (p *preloadedModule) take(cache, digest string) engine.Module {
+	if p == nil || p.digest != digest || p.cache != cache || !p.entry.unchanged() {
+		return nil
+	}
+	var m engine.Module
+	p.once.Do(func() { m = p.module })
+	return m
 }
 
 // prepare loads, measures and compiles the module, and makes the Keep's
@@ -437,12 +517,12 @@ func startEngine(newEngine EngineFactory) <-chan engineMade {
 // measured (prepareRecalled), and kept only if the measurement agrees;
 // not with a Steward.
 func prepare(ctx context.Context, cfg keep.Config, moduleFile *os.File, enginec <-chan engineMade) (*prepared, error) {
-	waitEngine := sync.OnceValues(func() (engine.Engine, error) {
+	waitEngine := sync.OnceValues(func() (engineMade, error) {
 		e := <-enginec
 		if e.err != nil {
-			return nil, fmt.Errorf("start engine: %w", e.err)
+			return e, fmt.Errorf("start engine: %w", e.err)
 		}
-		return e.eng, nil
+		return e, nil
 	})
 	recalled := recallDigest(cfg.ModuleCache, moduleFile)
 	// A Steward is sent the evidence while it is made: it gets none of a
@@ -467,7 +547,7 @@ func prepare(ctx context.Context, cfg keep.Config, moduleFile *os.File, enginec 
 // changing), or the code not be cached, the Keep is prepared again from
 // the measured module: what the Keep runs and attests is always what it
 // measured.
-func prepareRecalled(ctx context.Context, cfg keep.Config, moduleFile *os.File, recalled recalledDigest, waitEngine func() (engine.Engine, error)) (*prepared, error) {
+func prepareRecalled(ctx context.Context, cfg keep.Config, moduleFile *os.File, recalled recalledDigest, waitEngine func() (engineMade, error)) (*prepared, error) {
 	type measured struct {
 		mod *measuredModule
 		err error
@@ -496,7 +576,7 @@ func prepareRecalled(ctx context.Context, cfg keep.Config, moduleFile *os.File, 
 
 // prepareDigest is prepare for the module measured as workloadDigest, whose
 // bytes read gives (nil: only its cached code may be loaded, see compile).
-func prepareDigest(ctx context.Context, cfg keep.Config, workloadDigest string, read func() ([]byte, error), waitEngine func() (engine.Engine, error)) (*prepared, error) {
+func prepareDigest(ctx context.Context, cfg keep.Config, workloadDigest string, read func() ([]byte, error), waitEngine func() (engineMade, error)) (*prepared, error) {
 	name := cfg.Backend
 	if name == "" {
 		name = nodepolicy.BackendNil
@@ -522,12 +602,17 @@ func prepareDigest(ctx context.Context, cfg keep.Config, workloadDigest string, 
 		id, err := newIdentity(ctx, cfg, workloadDigest, name, provider)
 		identityc <- made{id, err}
 	}()
-	eng, err := waitEngine()
+	withEngine, err := waitEngine()
 	if err != nil {
 		return nil, err
 	}
+	eng := withEngine.eng
 	compileBegan := time.Now()
-	module, cacheStatus, err := compile(ctx, eng, cfg.ModuleCache, read, workloadDigest)
+	// A spare Keep's preloaded code, when it is this module's.
+	module, cacheStatus := withEngine.preloaded.take(cfg.ModuleCache, workloadDigest), keep.CacheHit
+	if module == nil {
+		module, cacheStatus, err = compile(ctx, eng, cfg.ModuleCache, read, workloadDigest)
+	}
 	compileTook := time.Since(compileBegan)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", cfg.Module, err)

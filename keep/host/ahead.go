@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"sync"
+
+	"github.com/containerd/log"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
+	"github.com/enarx/containerd-shim-enarx/keep/cgroup"
 )
 
 // Ahead is a Keep process started for a container before its Create: by
@@ -42,16 +46,8 @@ type Ahead struct {
 // before Create: Executable, Dir, Config.ID, Config.Container, Cgroup and
 // Resources. The compile memory limit is set when Start takes it.
 func StartAhead(ctx context.Context, opts StartOptions) (*Ahead, error) {
-	c := opts.Config.Container
-	switch {
-	case opts.Config.ID == "":
-		return nil, errors.New("keep: a Keep started ahead needs its container's ID")
-	case c == nil:
-		return nil, fmt.Errorf("keep %s: only a confined Keep is started ahead", opts.Config.ID)
-	case c.UserNS():
-		return nil, fmt.Errorf("keep %s: a Keep with a user namespace is not started ahead", opts.Config.ID)
-	case c.SharedPropagation():
-		return nil, fmt.Errorf("keep %s: a Keep whose root filesystem propagation is shared is not started ahead", opts.Config.ID)
+	if err := checkAhead(opts); err != nil {
+		return nil, err
 	}
 	opts.PendingCgroup = nil
 	p, err := spawn(ctx, opts, true)
@@ -59,6 +55,22 @@ func StartAhead(ctx context.Context, opts StartOptions) (*Ahead, error) {
 		return nil, err
 	}
 	return &Ahead{p: p, id: opts.Config.ID, key: aheadKey(opts)}, nil
+}
+
+// checkAhead says why the Keep of opts is not started ahead, if it is not.
+func checkAhead(opts StartOptions) error {
+	c := opts.Config.Container
+	switch {
+	case opts.Config.ID == "":
+		return errors.New("keep: a Keep started ahead needs its container's ID")
+	case c == nil:
+		return fmt.Errorf("keep %s: only a confined Keep is started ahead", opts.Config.ID)
+	case c.UserNS():
+		return fmt.Errorf("keep %s: a Keep with a user namespace is not started ahead", opts.Config.ID)
+	case c.SharedPropagation():
+		return fmt.Errorf("keep %s: a Keep whose root filesystem propagation is shared is not started ahead", opts.Config.ID)
+	}
+	return nil
 }
 
 // Pid is the Keep's process ID.
@@ -114,6 +126,119 @@ func aheadKey(opts StartOptions) string {
 		Bounded                     bool
 	}{opts.Executable, opts.Dir, opts.Config.ID, opts.Cgroup, opts.Resources, namespaces, bounding, bounded})
 	return string(b)
+}
+
+// Spare is a Keep started before any container is known: by a spare shim
+// server, shaped like the container it served last, so that the next
+// container of that shape finds its Keep past its exec and its Go
+// runtime's start, waiting for its config, as soon as the server is
+// claimed. Its ID is keep.SpareID and its cgroup a sibling of that
+// container's, named for the server's process (spareCgroupName); Adopt
+// renames the cgroup to the new container's and makes the Keep the one
+// started ahead for it. A spare Keep holds no container's state: its
+// stdio is /dev/null, its namespaces are new and empty (or joined by the
+// same paths), and it has no config.
+type Spare struct {
+	p     *Process
+	shape string
+	mu    sync.Mutex
+	// gone: adopted or discarded.
+	gone bool
+}
+
+// StartSpare starts a spare Keep shaped like opts, which StartAhead would
+// start (the same Executable, Config.Container, Resources and cgroup
+// parent); Config.ID and Dir do not count. With opts.Preload and
+// Config.ModuleCache, it loads that module's code while it waits. Only a
+// Keep whose cgroup can be renamed in place is started so
+// (cgroup.Renames): a migration into the container's cgroup would cost
+// about what the spare saves.
+func StartSpare(ctx context.Context, opts StartOptions) (*Spare, error) {
+	if err := checkAhead(opts); err != nil {
+		return nil, err
+	}
+	shape := spareShape(opts)
+	opts.Config.ID, opts.Dir, opts.PendingCgroup = keep.SpareID, "/", nil
+	if opts.Cgroup != "" {
+		if !cgroup.Renames(opts.Cgroup) {
+			return nil, fmt.Errorf("keep: the cgroup %s cannot be renamed in place: no spare Keep", opts.Cgroup)
+		}
+		opts.Cgroup = path.Join(path.Dir(opts.Cgroup), spareCgroupName())
+		// What a spare server killed before left (its PID reused since).
+		if cg, err := cgroup.Load(opts.Cgroup); err == nil {
+			if err := cg.Delete(); err != nil {
+				return nil, fmt.Errorf("keep: remove a spare Keep's cgroup left behind: %w", err)
+			}
+		}
+	}
+	p, err := spawn(ctx, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Spare{p: p, shape: shape}, nil
+}
+
+// spareCgroupName is the name of the cgroup a spare server's spare Keep
+// starts in: "@" is in no containerd identifier, so no container's
+// cgroup has it, and a server has one spare Keep at a time.
+func spareCgroupName() string { return fmt.Sprintf("enarx-spare-keep@%d", os.Getpid()) }
+
+// spareShape is what of opts a spare Keep must have been started with to
+// serve them: aheadKey without the container's ID, working directory
+// and cgroup name.
+func spareShape(opts StartOptions) string {
+	opts.Config.ID, opts.Dir = "", ""
+	if opts.Cgroup != "" {
+		opts.Cgroup = path.Dir(opts.Cgroup)
+	}
+	return aheadKey(opts)
+}
+
+// Pid is the spare Keep's process ID.
+func (s *Spare) Pid() int { return s.p.Pid() }
+
+// Adopt makes the spare Keep the one started ahead for opts (Start takes
+// it), when it was started with their shape, is still waiting, and its
+// cgroup could be renamed to opts.Cgroup. Otherwise it returns nil, and
+// the caller discards the spare Keep (Discard), off the path of the
+// container's start. A spare Keep is adopted once.
+func (s *Spare) Adopt(ctx context.Context, opts StartOptions) *Ahead {
+	if s == nil || spareShape(opts) != s.shape {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone {
+		return nil
+	}
+	select {
+	case <-s.p.Done():
+		return nil
+	default:
+	}
+	if s.p.cgroup != nil {
+		// The same parent, so a rename in place (cgroup.Rename).
+		if err := s.p.cgroup.Rename(opts.Cgroup); err != nil {
+			log.G(ctx).WithError(err).WithField("id", opts.Config.ID).Debug("the spare Keep is not adopted")
+			return nil
+		}
+	}
+	s.gone = true
+	return &Ahead{p: s.p, id: opts.Config.ID, key: aheadKey(opts)}
+}
+
+// Discard stops the spare Keep and removes its cgroup, unless Adopt gave
+// it to a container.
+func (s *Spare) Discard(ctx context.Context) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gone {
+		s.gone = true
+		s.p.abandon(ctx, keep.SpareID)
+	}
 }
 
 // handOver gives a Keep started ahead what Create made for it: its compile

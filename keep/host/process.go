@@ -111,6 +111,10 @@ type StartOptions struct {
 	// container: Start takes it when it was started for these options, and
 	// stops it otherwise.
 	Ahead *Ahead
+	// Preload, for a spare Keep (StartSpare), is the digest of the module
+	// its container will likely run, whose precompiled code it loads from
+	// Config.ModuleCache while it waits (keep.PreloadFlag).
+	Preload string
 }
 
 // MemoryHeadroom is what the kernel's memory limit of a Keep's cgroup adds
@@ -251,6 +255,9 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	args := []string{keep.Subcommand, "-id", id}
 	if ahead {
 		args = append(args, "-"+keep.AheadFlag)
+	}
+	if id == keep.SpareID && opts.Preload != "" && opts.Config.ModuleCache != "" {
+		args = append(args, "-"+keep.PreloadFlag, opts.Preload, "-"+keep.ModuleCacheFlag, opts.Config.ModuleCache)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = opts.Dir

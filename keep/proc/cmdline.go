@@ -1,4 +1,4 @@
-package shim
+package proc
 
 import (
 	"bytes"
@@ -23,20 +23,21 @@ type prctlMmMap struct {
 	ExeFD                                  uint32
 }
 
-// cmdline holds the buffer the kernel shows as the server's command line
-// (setCmdline): it must never be freed, or moved.
+// cmdline holds the buffer the kernel shows as the process's command line
+// (SetCmdline): it must never be freed, or moved.
 var cmdline struct {
 	sync.Mutex
 	buf []byte
 }
 
-// setCmdline makes args what /proc/self/cmdline, and so ps, shows of the
-// server: a spare names no container, and a claimed server the group it
-// serves, as one started for it would. The kernel reads the command line
-// from the process's memory; prctl(PR_SET_MM_MAP) points it at a new
-// buffer (it needs CAP_SYS_RESOURCE, which a shim that mounts root
-// filesystems has).
-func setCmdline(args []string) error {
+// SetCmdline makes args what /proc/self/cmdline, and so ps, shows of the
+// calling process: a spare shim server names no container and a claimed
+// one the group it serves, as one started for it would; a spare Keep
+// takes its container's ID once it has one (host.IsProcessOf reads it).
+// The kernel reads the command line from the process's memory;
+// prctl(PR_SET_MM_MAP) points it at a new buffer (a kernel built with
+// CONFIG_CHECKPOINT_RESTORE, as distributions' are).
+func SetCmdline(args []string) error {
 	var b bytes.Buffer
 	for _, a := range args {
 		b.WriteString(a)
