@@ -117,6 +117,9 @@ func Main(args []string, newEngine EngineFactory) int {
 		}
 	}
 	enginec := startEngine(newEngine, preload)
+	if *id == keep.SpareID {
+		go warmJSON()
+	}
 	var rootTree *os.File
 	if *startedAhead {
 		// Until the hand-over, stdio is /dev/null: a shim that went away
