@@ -249,8 +249,9 @@ func (r phaseRun) addCost(name string, c cost) {
 
 // milestones names the moments of a run of runtime shim (its binary's base
 // name) in the trace evs, under daemon pid daemonPID, ctr being the traced
-// ctr's pid.
-func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string) (phaseRun, error) {
+// ctr's pid; keepPID, when not 0, is the run's Keep (keepPIDFromLog), which
+// a spare server started before the run when it was the spare's Keep.
+func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string, keepPID int) (phaseRun, error) {
 	procs := processes(evs)
 	ctr := procs[ctrPID]
 	if ctr == nil {
@@ -299,10 +300,16 @@ func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string) (phaseRun,
 				first = p
 			}
 		}
-		if first == nil {
+		switch {
+		case first != nil:
+			serve = &phaseProc{pid: first.parent}
+		case keepPID > 0 && procs[keepPID] == nil:
+			// The spare's Keep, started before the run, and no next one
+			// started in it: the server is not seen.
+			serve = &phaseProc{pid: -1}
+		default:
 			return nil, fmt.Errorf("no server exec'd by %s start, and no child of one not exec'd in the run", shim)
 		}
-		serve = &phaseProc{pid: first.parent}
 		for _, e := range evs {
 			if e.tgid == serve.pid {
 				serve.add(e)
@@ -326,6 +333,30 @@ func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string) (phaseRun,
 		}
 	}
 	sort.Slice(kids, func(i, j int) bool { return kids[i].exec < kids[j].exec })
+	if keepPID > 0 && procs[keepPID] == nil {
+		// The run's Keep is the spare's, exec'd before the run: its exit
+		// and what it costs during the run are its. The server's child
+		// exec'd in the run is the spare's next Keep, for the next run;
+		// what it costs counts with the server's children below.
+		r["spare keep"] = 1
+		var keep cost
+		for _, e := range evs {
+			if e.tgid != keepPID {
+				continue
+			}
+			keep.add(e)
+			if e.kind == "exit" && e.at-t0 > r["keep exit"] {
+				r["keep exit"] = e.at - t0
+			}
+		}
+		r.addCost("children", keep)
+		if len(kids) > 0 {
+			r["next spare keep exec"] = kids[0].exec - t0
+		}
+		kids = nil
+	} else if keepPID > 0 {
+		r["spare keep"] = 0
+	}
 	// Their cost, with their own children's (runc create's runc init, the
 	// container's process; an inner Keep).
 	for _, p := range procs {
@@ -344,6 +375,21 @@ func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string) (phaseRun,
 		r["child fork "+name], r["child exec "+name], r["child exit "+name] = k.forked-t0, k.exec-t0, k.exit-t0
 	}
 	return r, nil
+}
+
+// keepPIDFromLog is the PID of container id's Keep, which the shim logs
+// when it is ready ("keep ready ... pid=N"), or 0.
+func keepPIDFromLog(log, id string) int {
+	pid := regexp.MustCompile(`\bpid=([0-9]+)\b`)
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "keep ready") && strings.Contains(line, "id="+id+" ") {
+			if m := pid.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // shimLogFields are the durations the shim logs for container id, by field
@@ -428,12 +474,13 @@ func BenchmarkStartupPhases(b *testing.B) {
 						}
 						b.Logf("%s %s: ctr's output lacks %q: run again", d.Name, c.name, c.want)
 					}
-					r, err := milestones(evs, ctrPID, d.PID, c.shim)
+					time.Sleep(50 * time.Millisecond) // the daemon copies the shim's log
+					log := d.logSince(logAt, 1000)
+					r, err := milestones(evs, ctrPID, d.PID, c.shim, keepPIDFromLog(log, id))
 					if err != nil {
 						b.Fatalf("%s %s: %v", d.Name, c.name, err)
 					}
-					time.Sleep(50 * time.Millisecond) // the daemon copies the shim's log
-					for k, v := range shimLogFields(d.logSince(logAt, 1000), id) {
+					for k, v := range shimLogFields(log, id) {
 						r[k] = v
 					}
 					if samples[c.name] == nil {
@@ -471,7 +518,10 @@ parent: the shim's ` + "`start`" + ` (the daemon's first exec of the shim), the 
 (or, for enarx, the spare server it claimed, which was not exec'd in the run: it is the
 Keep's parent, and what it costs during the run is counted as the daemon's is), the
 server's children (the Keep; runc's commands), ` + "`shim delete`" + ` (the daemon's second
-exec). A moment is ms after ctr's exec; other rows are the time between two moments, the
+exec). An enarx run's Keep may be the spare's Keep, which the spare server started before
+the run and the run adopted (the shim log names its PID): the trace has its exit and what
+it costs during the run, not its exec, and the spare's next Keep, exec'd during the run
+for the next one, counts with the server's children. A moment is ms after ctr's exec; other rows are the time between two moments, the
 median of the per-run differences. "shim log" rows are the shim's own timings for the run's
 container (daemon at log level debug): *keep started* — exec (fork and exec of the Keep in
 its cgroup, in the shim; for a Keep the shim started ahead, as it started, the hand-over of
@@ -500,6 +550,9 @@ var phaseRows = []struct{ label, from, to string }{
 	{"first child: fork → exec", "child fork *1", "child exec *1"},
 	{"first child exec → exit (the Keep or `runc create`: its whole life; a Keep started ahead waits for Create in it)", "child exec *1", "child exit *1"},
 	{"last child exit → `shim delete` exec", "child exit *n", "delete exec"},
+	{"`shim start` exec → the Keep's exit (the spare's Keep, exec'd before the run and adopted)", "start exec", "keep exit"},
+	{"the spare's Keep: exit → `shim delete` exec", "keep exit", "delete exec"},
+	{"the spare's next Keep (for the next run): exec", "", "next spare keep exec"},
 	{"`shim delete`: fork → exec", "delete fork", "delete exec"},
 	{"`shim delete`: exec → exit", "delete exec", "delete exit"},
 	{"server exit", "", "serve exit"},
@@ -587,6 +640,18 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 			}
 		}
 		sb.WriteString(fmt.Sprintf(" | %d of %d", n, len(samples[c]["spare"])))
+	}
+	sb.WriteString(" |\n")
+	// How many runs' Keep was the spare's (enarx), of how many.
+	sb.WriteString("| runs whose Keep was the spare's Keep, of all")
+	for _, c := range cases {
+		n := 0
+		for _, v := range samples[c]["spare keep"] {
+			if v == 1 {
+				n++
+			}
+		}
+		sb.WriteString(fmt.Sprintf(" | %d of %d", n, len(samples[c]["spare keep"])))
 	}
 	sb.WriteString(" |\n")
 	// What each process cost: page faults and CPU time (medians of the
@@ -682,7 +747,7 @@ func TestPhaseCosts(t *testing.T) {
 		" ctr-5 (    5) [000] ..... 1.020000: sched_process_exit: comm=ctr pid=5 prio=120",
 	}, "\n")
 	evs := parseSchedTrace(trace)
-	r, err := milestones(evs, 5, 10, "shim")
+	r, err := milestones(evs, 5, 10, "shim", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +782,7 @@ func TestPhaseSpare(t *testing.T) {
 		" shim-60 (   60) [000] ..... 1.017000: sched_process_exit: comm=shim pid=60 prio=120",
 		" ctr-5 (    5) [000] ..... 1.020000: sched_process_exit: comm=ctr pid=5 prio=120",
 	}, "\n")
-	r, err := milestones(parseSchedTrace(trace), 5, 10, "shim")
+	r, err := milestones(parseSchedTrace(trace), 5, 10, "shim", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -731,5 +796,47 @@ func TestPhaseSpare(t *testing.T) {
 	}
 	if got, want := r["child exec enarx-keep"], 109.0; got < want-0.01 || got > want+0.01 {
 		t.Errorf("the Keep's exec at %v ms, want %v", got, want)
+	}
+}
+
+// TestPhaseSpareKeep: a run whose Keep is the spare's, exec'd before the
+// run, gets that Keep's exit and cost; the server's child exec'd in the
+// run is the spare's next Keep, not the run's.
+func TestPhaseSpareKeep(t *testing.T) {
+	trace := strings.Join([]string{
+		" ctr-5 (    5) [000] ..... 0.900000: sched_process_exec: filename=/usr/bin/ctr pid=5 old_pid=5",
+		" containerd-10 (   10) [000] ..... 1.000000: sched_process_fork: comm=containerd pid=10 child_comm=containerd child_pid=20",
+		" shim-20 (   20) [000] ..... 1.002000: sched_process_exec: filename=/bin/shim pid=20 old_pid=20",
+		" shim-20 (   20) [000] ..... 1.005000: sched_process_exit: comm=shim pid=20 prio=120",
+		" keep-40 (   40) [000] ..... 1.006000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" keep-41 (   40) [000] ..... 1.007000: sched_stat_runtime: comm=keep pid=41 runtime=2000000 [ns]",
+		" keep-40 (   40) [000] ..... 1.011000: sched_process_exit: comm=keep pid=40 prio=120",
+		" server-30 (   30) [000] ..... 1.012000: sched_process_fork: comm=server pid=30 child_comm=server child_pid=50",
+		" keep-50 (   50) [000] ..... 1.013000: sched_process_exec: filename=/bin/enarx-keep pid=50 old_pid=50",
+		" keep-50 (   50) [000] ..... 1.014000: page_fault_user: address=0x1 ip=0x2 error_code=0x6",
+		" containerd-10 (   10) [000] ..... 1.015000: sched_process_fork: comm=containerd pid=10 child_comm=containerd child_pid=60",
+		" shim-60 (   60) [000] ..... 1.016000: sched_process_exec: filename=/bin/shim pid=60 old_pid=60",
+		" shim-60 (   60) [000] ..... 1.017000: sched_process_exit: comm=shim pid=60 prio=120",
+		" ctr-5 (    5) [000] ..... 1.020000: sched_process_exit: comm=ctr pid=5 prio=120",
+	}, "\n")
+	r, err := milestones(parseSchedTrace(trace), 5, 10, "shim", 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]float64{"spare": 1, "spare keep": 1, "faults children": 2, "cpu children": 2} {
+		if got := r[k]; got != want {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	for k, want := range map[string]float64{"keep exit": 111, "next spare keep exec": 113} {
+		if got := r[k]; got < want-0.01 || got > want+0.01 {
+			t.Errorf("%s at %v ms, want %v", k, got, want)
+		}
+	}
+	if _, ok := r["child exec enarx-keep"]; ok {
+		t.Error("the spare's next Keep is taken for the run's")
+	}
+	if got := keepPIDFromLog("time=x level=info msg=\"keep ready\" attest=1ms id=abc pid=40 runtime=io\n", "abc"); got != 40 {
+		t.Errorf("keepPIDFromLog = %d, want 40", got)
 	}
 }

@@ -120,16 +120,7 @@ func TestCgroupLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = sleep.Process.Kill()
-		_ = sleep.Wait()
-	}()
-	if err := cg.Add(sleep.Process.Pid); err != nil {
-		t.Fatalf("Add: %v", err)
-	}
+	startIn(t, cg, sleep)
 	procs, err := os.ReadFile(filepath.Join(cgrouptest.MemoryDir(path), "cgroup.procs"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +213,21 @@ func waitMemoryUsage(t *testing.T, cg *Cgroup) uint64 {
 	return used
 }
 
+// startIn starts cmd and adds it to cg; it is killed at the test's end.
+func startIn(t *testing.T, cg *Cgroup, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	if err := cg.Add(cmd.Process.Pid); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+}
+
 // TestRename renames a cgroup with a process in it to a sibling path: the
 // process, its limits and its charge go with it, and a path that exists or
 // is not a sibling is refused with the cgroup left as it was.
@@ -241,16 +247,7 @@ func TestRename(t *testing.T) {
 		t.Skipf("cgroups of a %v host are not renamed", cgroups.Mode())
 	}
 	sleep := exec.Command("sleep", "60")
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = sleep.Process.Kill()
-		_ = sleep.Wait()
-	}()
-	if err := cg.Add(sleep.Process.Pid); err != nil {
-		t.Fatalf("Add: %v", err)
-	}
+	startIn(t, cg, sleep)
 	other, err := New(parent+"/taken", nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
