@@ -345,8 +345,8 @@ func milestones(evs []schedEvent, ctrPID, daemonPID int, shim string, keepPID in
 				continue
 			}
 			keep.add(e)
-			if e.kind == "exit" && e.at-t0 > r["keep exit"] {
-				r["keep exit"] = e.at - t0
+			if e.kind == "exit" && e.at-t0 > r["adopted keep exit"] {
+				r["adopted keep exit"] = e.at - t0
 			}
 		}
 		r.addCost("children", keep)
@@ -550,8 +550,8 @@ var phaseRows = []struct{ label, from, to string }{
 	{"first child: fork → exec", "child fork *1", "child exec *1"},
 	{"first child exec → exit (the Keep or `runc create`: its whole life; a Keep started ahead waits for Create in it)", "child exec *1", "child exit *1"},
 	{"last child exit → `shim delete` exec", "child exit *n", "delete exec"},
-	{"`shim start` exec → the Keep's exit (the spare's Keep, exec'd before the run and adopted)", "start exec", "keep exit"},
-	{"the spare's Keep: exit → `shim delete` exec", "keep exit", "delete exec"},
+	{"`shim start` exec → the Keep's exit (the spare's Keep, exec'd before the run and adopted)", "start exec", "adopted keep exit"},
+	{"the spare's Keep: exit → `shim delete` exec", "adopted keep exit", "delete exec"},
 	{"the spare's next Keep (for the next run): exec", "", "next spare keep exec"},
 	{"`shim delete`: fork → exec", "delete fork", "delete exec"},
 	{"`shim delete`: exec → exit", "delete exec", "delete exit"},
@@ -828,7 +828,7 @@ func TestPhaseSpareKeep(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got, want)
 		}
 	}
-	for k, want := range map[string]float64{"keep exit": 111, "next spare keep exec": 113} {
+	for k, want := range map[string]float64{"adopted keep exit": 111, "next spare keep exec": 113} {
 		if got := r[k]; got < want-0.01 || got > want+0.01 {
 			t.Errorf("%s at %v ms, want %v", k, got, want)
 		}
