@@ -630,30 +630,24 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 		}
 		sb.WriteString(" |\n")
 	}
-	// How many runs a spare served (enarx), of how many.
-	sb.WriteString("| runs served by the spare server, of all")
-	for _, c := range cases {
-		n := 0
-		for _, v := range samples[c]["spare"] {
-			if v == 1 {
-				n++
+	// How many runs a spare served, and how many runs' Keep was the
+	// spare's (enarx), of how many.
+	for _, count := range []struct{ label, key string }{
+		{"runs served by the spare server, of all", "spare"},
+		{"runs whose Keep was the spare's Keep, of all", "spare keep"},
+	} {
+		sb.WriteString("| " + count.label)
+		for _, c := range cases {
+			n := 0
+			for _, v := range samples[c][count.key] {
+				if v == 1 {
+					n++
+				}
 			}
+			sb.WriteString(fmt.Sprintf(" | %d of %d", n, len(samples[c][count.key])))
 		}
-		sb.WriteString(fmt.Sprintf(" | %d of %d", n, len(samples[c]["spare"])))
+		sb.WriteString(" |\n")
 	}
-	sb.WriteString(" |\n")
-	// How many runs' Keep was the spare's (enarx), of how many.
-	sb.WriteString("| runs whose Keep was the spare's Keep, of all")
-	for _, c := range cases {
-		n := 0
-		for _, v := range samples[c]["spare keep"] {
-			if v == 1 {
-				n++
-			}
-		}
-		sb.WriteString(fmt.Sprintf(" | %d of %d", n, len(samples[c]["spare keep"])))
-	}
-	sb.WriteString(" |\n")
 	// What each process cost: page faults and CPU time (medians of the
 	// runs' sums), and all of them together.
 	for _, k := range phaseCostKinds {
