@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"syscall"
 
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
@@ -118,23 +117,27 @@ func loadCached(ctx context.Context, eng engine.Engine, cacheDir, digest string)
 }
 
 // loadedEntry is the file a module was loaded from: its path, and its
-// status when it was verified.
+// stamps (entryStamps) when it was verified.
 type loadedEntry struct {
-	path string
-	info os.FileInfo
+	path, stamps string
+}
+
+// entryStamps is what identifies the cache entry at path and changes with
+// any write, truncation or replacement of it: fileKey's stamps (device,
+// inode, size, mtime, ctime). "" when path cannot be read.
+func entryStamps(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	k, _ := statKey(fi, path, "entry", true)
+	return k
 }
 
 // unchanged reports whether the file at the entry's path is still the one
-// that was verified, unwritten since: the same inode, size and times (a
-// write, a truncation or a replacement changes one of them).
+// that was verified, unwritten since.
 func (l loadedEntry) unchanged() bool {
-	fi, err := os.Stat(l.path)
-	if err != nil || l.info == nil {
-		return false
-	}
-	a, ok1 := fi.Sys().(*syscall.Stat_t)
-	b, ok2 := l.info.Sys().(*syscall.Stat_t)
-	return ok1 && ok2 && a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
+	return l.stamps != "" && entryStamps(l.path) == l.stamps
 }
 
 // loadCachedEntry is loadCached, and the entry it loaded.
@@ -155,7 +158,7 @@ func loadCachedEntry(ctx context.Context, eng engine.Engine, cacheDir, digest st
 	defer e.Close()
 	// The verified file (its descriptor's), before anything reads it.
 	var loaded loadedEntry
-	loaded.info, _ = os.Stat(e.Path())
+	loaded.stamps = entryStamps(e.Path())
 	loaded.path, _ = os.Readlink(e.Path())
 	m, err := pc.Load(ctx, e.Path())
 	if err != nil {

@@ -204,9 +204,14 @@ func fileKey(f *os.File, kind string, withDevice bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return statKey(fi, f.Name(), kind, withDevice)
+}
+
+// statKey is fileKey of the file whose status is fi, named name.
+func statKey(fi os.FileInfo, name, kind string, withDevice bool) (string, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return "", fmt.Errorf("%s: no inode information", f.Name())
+		return "", fmt.Errorf("%s: no inode information", name)
 	}
 	var dev uint64
 	if withDevice {

@@ -483,8 +483,7 @@ type preloadedModule struct {
 // preloadModule loads the code of digest from the module cache at cache,
 // or returns nil: a digest or cache that is not one, or code not cached.
 func preloadModule(e engine.Engine, cache, digest string) *preloadedModule {
-	sum, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" || !filepath.IsAbs(cache) {
+	if !isSHA256Digest(digest) || !filepath.IsAbs(cache) {
 		return nil
 	}
 	m, entry, err := loadCachedEntry(context.Background(), e, cache, digest)

@@ -287,8 +287,8 @@ func Start(f Flags, in io.Reader, out io.Writer, server string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return fmt.Errorf("create socket dir: %w", err)
 	}
+	bundleDir, _ := os.Getwd()
 	l, err := listen(path, func() bool {
-		bundleDir, _ := os.Getwd()
 		c := Claim{ID: group, Bundle: bundleDir, Namespace: f.Namespace, Address: f.Address, Socket: path,
 			Server: server, Revision: version.Revision, Debug: f.Debug}
 		return ClaimSpare(SpareSocketPath(dir, f.Address, f.Namespace), c, claimTimeout) == nil
@@ -307,7 +307,7 @@ func Start(f Flags, in io.Reader, out io.Writer, server string) error {
 	defer lf.Close()
 
 	cmd := exec.Command(server, ServerArgs(f.Namespace, group, f.Address, path, f.Debug)...)
-	cmd.Dir, _ = os.Getwd()
+	cmd.Dir = bundleDir
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+ttrpcAddress, "GRPC_ADDRESS="+f.Address)
 	cmd.ExtraFiles = []*os.File{lf}
 	// A session of its own, and no pipes of containerd's: containerd reads
