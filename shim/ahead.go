@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"strings"
 
 	"github.com/containerd/log"
 
@@ -61,9 +62,27 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 	}()
 }
 
-// preloadHint is the module a spare Keep preloads: the digest of the last
-// container's, and the module cache (host.StartOptions.Preload).
-type preloadHint struct{ digest, cache string }
+// preloadHint is the module a spare Keep preloads: a digest, and the
+// module cache (host.StartOptions.Preload); hit says the Keep that ran it
+// loaded it from that cache.
+type preloadHint struct {
+	digest, cache string
+	hit           bool
+}
+
+// next is the hint after a Keep ready with ready's module from cache: the
+// module of the last Keep that found its code in the cache, or, while none
+// has, the last Keep's. A hit says the module runs again and again from
+// that cache; a miss, only that it is new there (a one-off job, a node
+// policy's cache that was just made). So a server that served a service
+// from a warm cache and then one compile still preloads the service.
+func (h preloadHint) next(ready keep.Ready, cache string) preloadHint {
+	hit := strings.HasPrefix(ready.ModuleCache, keep.CacheHit)
+	if h.hit && !hit {
+		return h
+	}
+	return preloadHint{digest: ready.WorkloadDigest, cache: cache, hit: hit}
+}
 
 // spareKeep is the Keep a spare server starts (host.StartSpare), shaped
 // like the last container it started a Keep ahead for: a claim whose

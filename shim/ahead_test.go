@@ -273,3 +273,34 @@ func TestServiceSpareKeep(t *testing.T) {
 		}
 	}
 }
+
+// TestPreloadHintNext: a spare Keep preloads the module of the last Keep
+// that found its code in the cache, or, while none has, the last Keep's.
+func TestPreloadHintNext(t *testing.T) {
+	ready := func(digest, cache string) keep.Ready {
+		return keep.Ready{WorkloadDigest: digest, ModuleCache: cache}
+	}
+	steps := []struct {
+		ready keep.Ready
+		cache string
+		want  preloadHint
+	}{
+		// None yet: a miss is the best guess (its next start hits).
+		{ready("sha256:new", keep.CacheMiss), "/cache/a", preloadHint{digest: "sha256:new", cache: "/cache/a"}},
+		{ready("sha256:svc", keep.CacheHit), "/cache/a", preloadHint{digest: "sha256:svc", cache: "/cache/a", hit: true}},
+		// A compile into a fresh cache, a Keep without a cache, a cache
+		// that could not be used: the service is still preloaded.
+		{ready("sha256:svc", keep.CacheMiss), "/cache/cold-1", preloadHint{digest: "sha256:svc", cache: "/cache/a", hit: true}},
+		{ready("sha256:job", keep.CacheOff), "", preloadHint{digest: "sha256:svc", cache: "/cache/a", hit: true}},
+		{ready("sha256:job", keep.CacheMiss+": entry damaged"), "/cache/a", preloadHint{digest: "sha256:svc", cache: "/cache/a", hit: true}},
+		// Another hit takes its place.
+		{ready("sha256:other", keep.CacheHit), "/cache/b", preloadHint{digest: "sha256:other", cache: "/cache/b", hit: true}},
+	}
+	var h preloadHint
+	for i, st := range steps {
+		h = h.next(st.ready, st.cache)
+		if h != st.want {
+			t.Fatalf("step %d (%s, %q): hint %+v, want %+v", i, st.ready.ModuleCache, st.cache, h, st.want)
+		}
+	}
+}

@@ -72,8 +72,7 @@ type service struct {
 	// Keep until a claim adopts or discards it.
 	shape *host.StartOptions
 	spare *spareKeep
-	// lastModule is the module the last Keep ready ran, which the spare
-	// Keep preloads.
+	// lastModule is the module the spare Keep preloads (preloadHint.next).
 	lastModule preloadHint
 	// discards are spare Keeps being discarded beside a claim's start.
 	discards sync.WaitGroup
@@ -336,7 +335,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	ready := t.keep.Ready()
 	keepTook := time.Since(keepBegan)
 	s.mu.Lock()
-	s.lastModule = preloadHint{digest: ready.WorkloadDigest, cache: opts.Config.ModuleCache}
+	s.lastModule = s.lastModule.next(ready, opts.Config.ModuleCache)
 	s.mu.Unlock()
 	if !prepared.Load() {
 		// A Keep that did not confine itself published nothing before.
