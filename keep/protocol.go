@@ -76,6 +76,12 @@ const (
 	ModuleCacheFlag = "module-cache"
 )
 
+// NewNetNSFlag marks a Keep made in its container's new network namespace
+// (clone(2)'s CLONE_NEWNET; Config.MadeInNewNetNS): it brings its loopback
+// up while it waits for its config, and its config must be one of such a
+// Keep.
+const NewNetNSFlag = "new-netns"
+
 // HandOverRootfs is the bit of the hand-over's byte that says a tree of the
 // root filesystem follows the stdio; bits 0-2 say which of stdin, stdout
 // and stderr are given.
@@ -177,6 +183,17 @@ type Config struct {
 	// the container's filesystem view, and Preopens are not used. Nil for
 	// a Keep without a container (enarx run), which sees its Preopens.
 	Container *confine.Spec `json:"container,omitempty"`
+}
+
+// MadeInNewNetNS reports whether the Keep of c is made in its container's
+// new network namespace, as runc makes a container's process, rather than
+// making the namespace itself once it has read c and every thread joining
+// it (4 ms of the start of a Keep on the CI machine class); its sockets
+// are opened there too. Not a Keep with a Steward, which it reaches over
+// the host's network before it confines itself, nor one with a user
+// namespace, whose inner Keep makes the container's namespaces with it.
+func (c Config) MadeInNewNetNS() bool {
+	return c.NewNetNS && c.Steward == nil && c.Container != nil && !c.Container.UserNS()
 }
 
 // CertificateFile is the name, in Config.StateDir, of the PEM certificate

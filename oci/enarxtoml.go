@@ -498,7 +498,7 @@ func withFiles(ctx context.Context, cfg workload.Workload, bundle string, spec *
 	if err := applySocketAnnotations(&cfg, spec.Annotations); err != nil {
 		return workload.Workload{}, err
 	}
-	if err := applyNetwork(&cfg, spec); err != nil {
+	if err := ApplyNetwork(&cfg, spec); err != nil {
 		return workload.Workload{}, err
 	}
 	// What the Keep checks of its config, so that Create fails rather

@@ -450,7 +450,7 @@ func TestApplyNetwork(t *testing.T) {
 		{"pod", []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"}}, "/var/run/netns/cni-1", false},
 	} {
 		cfg := workload.Workload{}
-		if err := applyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}}); err != nil {
+		if err := ApplyNetwork(&cfg, &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}}); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		if cfg.NetNS != c.netns || cfg.NewNetNS != c.newNet {

@@ -96,12 +96,12 @@ func ParseSocket(kind, name, value string) (socketspec.Spec, error) {
 	return s, nil
 }
 
-// applyNetwork sets where cfg's sockets are opened: the network namespace
+// ApplyNetwork sets where cfg's sockets are opened: the network namespace
 // the spec names, a new one when it asks for one without a path, or the
 // Keep's own (the host's) when it has none (`ctr run --net-host`, a pod
 // with hostNetwork). A path must be absolute: the Keep does not run in the
 // directory a relative one would be relative to.
-func applyNetwork(cfg *workload.Workload, spec *specs.Spec) error {
+func ApplyNetwork(cfg *workload.Workload, spec *specs.Spec) error {
 	cfg.NetNS, cfg.NewNetNS = "", false
 	if spec.Linux == nil {
 		return nil

@@ -47,6 +47,18 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 		}
 		opts := host.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
 		opts.Cgroup, opts.Resources = keepCgroup(spec)
+		// Whether the Keep is made in the container's new network
+		// namespace (keep.Config.MadeInNewNetNS) depends on the node
+		// policy's Steward too, which Create's options give: until then,
+		// the last container's. Create takes the Keep only if it guessed
+		// right (host.StartOptions.Ahead).
+		if err := oci.ApplyNetwork(&opts.Config.Workload, spec); err != nil {
+			s.discardSpareKeep(ctx, spare)
+			return
+		}
+		s.mu.Lock()
+		opts.Config.Steward = s.lastSteward
+		s.mu.Unlock()
 		// The spare Keep, when its shape is this container's, is past its
 		// exec and its runtime's start already.
 		if a.keep = spare.take().Adopt(ctx, opts); a.keep == nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
 	"github.com/enarx/containerd-shim-enarx/keep"
 	"github.com/enarx/containerd-shim-enarx/keep/host"
+	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/oci"
 	"github.com/enarx/containerd-shim-enarx/version"
 )
@@ -73,7 +74,10 @@ type service struct {
 	shape *host.StartOptions
 	spare *spareKeep
 	// lastModule is the module the spare Keep preloads (preloadHint.next).
-	lastModule preloadHint
+	// lastSteward is the Steward of the last Keep ready: a Keep started
+	// ahead guesses the next one's is the same (startAhead).
+	lastModule  preloadHint
+	lastSteward *nodepolicy.Steward
 	// discards are spare Keeps being discarded beside a claim's start.
 	discards sync.WaitGroup
 }
@@ -171,6 +175,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		log.G(ctx).WithError(err).WithField("id", r.ID).Error("create task")
 		return nil, toGRPC(err)
 	}
+	t.announce = sync.OnceValue(func() error { return s.announceAttestation(t) })
 	s.mu.Lock()
 	s.tasks[r.ID] = t
 	s.created = true
@@ -185,9 +190,9 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		Checkpoint:  r.Checkpoint,
 		Pid:         pid,
 	})
-	if t.attested != nil {
-		s.events.Publish(ctx, s.ns, TopicAttestation, t.attested)
-	}
+	// The labels may still be on their way to containerd: published
+	// beside Create's answer and Start's request (Start waits for them).
+	go func() { _ = t.announce() }()
 	// Only now: a Keep that has already died must not be reported exited
 	// before it is reported created.
 	go s.watch(t)
@@ -200,7 +205,6 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 // deferred rollback undoes whatever was done when a step fails.
 func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *task, err error) {
 	began := time.Now()
-	var labelsTook time.Duration
 	s.daemon.Warm() // the labels need the connection once the Keep is ready
 	bundle := oci.Bundle{Dir: r.Bundle}
 	t := newTask(r.ID, bundle, r.Stdin, r.Stdout, r.Stderr)
@@ -293,8 +297,11 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}()
 	}
 	defer func() {
-		if err != nil && t.attested != nil {
-			s.unpublishAttestation(ctx, r.ID, t.attested)
+		if err == nil || t.attestation == nil {
+			return
+		}
+		if p := <-t.attestation; p.update != nil {
+			s.unpublishAttestation(ctx, r.ID, p.update)
 		}
 	}()
 	opts.PendingCgroup, pending = pending, nil // host.Start's now
@@ -307,12 +314,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		t.keep, t.proc, t.cgroup = proc, proc, proc.Cgroup()
 	}
 	if prepared.Load() {
-		p := <-published
-		t.attested = p.update
-		if err == nil {
-			err = p.err
-		}
-		labelsTook = p.took
+		t.attestation = published
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
@@ -336,19 +338,22 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	keepTook := time.Since(keepBegan)
 	s.mu.Lock()
 	s.lastModule = s.lastModule.next(ready, opts.Config.ModuleCache)
+	s.lastSteward = opts.Config.Steward
 	s.mu.Unlock()
 	if !prepared.Load() {
 		// A Keep that did not confine itself published nothing before.
 		labelsBegan := time.Now()
-		if t.attested, err = s.publishAttestation(ctx, r.ID, bundle, steward, ready); err != nil {
+		update, err := s.publishAttestation(ctx, r.ID, bundle, steward, ready)
+		if err != nil {
 			return nil, err
 		}
-		labelsTook = time.Since(labelsBegan)
+		published <- publishedAttestation{update: update, took: time.Since(labelsBegan)}
+		t.attestation = published
 	}
 	log.G(ctx).WithField("id", r.ID).WithField("pid", t.proc.Pid()).WithField("workload", ready.WorkloadDigest).
 		WithField("tee", ready.TEE).WithField("attest", ready.AttestTime.Round(time.Microsecond)).WithField("compile", ready.CompileTime.Round(time.Microsecond)).WithField("cache", ready.ModuleCache).
 		WithField("confine", ready.ConfineTime.Round(time.Microsecond)).
-		WithField("keep", keepTook.Round(time.Microsecond)).WithField("labels", labelsTook.Round(time.Microsecond)).
+		WithField("keep", keepTook.Round(time.Microsecond)).
 		WithField("create", time.Since(began).Round(time.Microsecond)).Info("keep ready")
 	return t, nil
 }
@@ -444,6 +449,26 @@ func (s *service) publishAttestation(ctx context.Context, id string, bundle oci.
 	// A containerd event type, so that every containerd and ctr decodes it:
 	// the attestation is exactly the labels just set on the container.
 	return &eventstypes.ContainerUpdate{ID: id, Labels: labels}, nil
+}
+
+// announceAttestation waits until the labels of t's Keep are published
+// (Create started it as the Keep confined itself), records them, and sends
+// the /enarx/attestation event. Its error, the labels', fails Start.
+func (s *service) announceAttestation(t *task) error {
+	if t.attestation == nil {
+		return nil
+	}
+	began := time.Now()
+	p := <-t.attestation
+	log.L.WithField("id", t.id).WithField("labels", p.took.Round(time.Microsecond)).WithField("waited", time.Since(began).Round(time.Microsecond)).Debug("attestation published")
+	if p.err != nil {
+		return p.err
+	}
+	t.attested = p.update
+	if p.update != nil {
+		s.events.Publish(context.Background(), s.ns, TopicAttestation, p.update)
+	}
+	return nil
 }
 
 // publishedAttestation is what publishing a Keep's attestation gave.
@@ -583,6 +608,13 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	t, err := s.get(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
+	}
+	if t.announce != nil {
+		// A task starts with its attestation published: its labels set,
+		// its /enarx/attestation event sent.
+		if err := t.announce(); err != nil {
+			return nil, toGRPC(fmt.Errorf("task %s: %w: %w", t.id, err, errdefs.ErrFailedPrecondition))
+		}
 	}
 	pid := uint32(t.proc.Pid())
 	err = t.start(func() {

@@ -892,23 +892,51 @@ func TestServiceCreateFailures(t *testing.T) {
 		h.nothingLeft(t, id, bundle)
 	})
 
+	// The labels are published beside Create's answer: a task whose
+	// labels could not be set is created, and refuses to start.
 	t.Run("labels not set", func(t *testing.T) {
 		h := newHarness(t)
 		h.containerd.err = errors.New("containerd is gone")
 		bundle, _ := newBundle(t, "exit 0")
 		id := keeptest.ID(t)
-		_, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle})
-		if err == nil || !strings.Contains(err.Error(), "containerd is gone") {
-			t.Fatalf("Create: %v, want the labels' error", err)
+		if _, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle}); err != nil {
+			t.Fatalf("Create: %v", err)
 		}
-		h.nothingLeft(t, id, bundle)
-		// The ID is free again.
+		_, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id})
+		if err == nil || !strings.Contains(err.Error(), "containerd is gone") {
+			t.Fatalf("Start: %v, want the labels' error", err)
+		}
+		wantCode(t, "Start without labels", err, codes.FailedPrecondition)
+		if st := h.state(t, id); st.Status != tasktypes.Status_CREATED {
+			t.Errorf("status after a failed Start: %v, want CREATED", st.Status)
+		}
+		if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		if pids := keeptest.Processes(id); len(pids) != 0 {
+			t.Errorf("keep processes left: %v", pids)
+		}
+		h.events.mu.Lock()
+		if len(h.events.attestations) != 0 {
+			t.Errorf("attestation events published for a task whose labels were not set: %d", len(h.events.attestations))
+		}
+		for _, e := range h.events.events {
+			if e.envelope.GetTopic() == TopicTaskStart {
+				t.Error("a task whose labels were not set was reported started")
+			}
+		}
+		h.events.mu.Unlock()
+		// With containerd back, the same ID is created and started.
 		h.containerd.mu.Lock()
 		h.containerd.err = nil
 		h.containerd.mu.Unlock()
 		if _, err := h.svc.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle}); err != nil {
-			t.Fatalf("Create after a failed Create: %v", err)
+			t.Fatalf("Create after a failed Start: %v", err)
 		}
+		if _, err := h.svc.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		h.wait(t, id)
 		if _, err := h.svc.Delete(ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}

@@ -94,8 +94,15 @@ type task struct {
 	// the spec's, for their state.
 	hooks       specs.Hooks
 	annotations map[string]string
-	// attested is the payload of the task's /enarx/attestation event.
-	attested *eventstypes.ContainerUpdate
+	// attested is the payload of the task's /enarx/attestation event, once
+	// its labels are published; attestation is their publication, which
+	// Create starts and announce waits for.
+	attested    *eventstypes.ContainerUpdate
+	attestation <-chan publishedAttestation
+	// announce, made by Create, waits for the labels, once, and then
+	// publishes the /enarx/attestation event: after Create's /tasks/create,
+	// before Start's /tasks/start.
+	announce func() error
 	// reaped is closed once the Keep's exit has been recorded and published.
 	reaped chan struct{}
 	// startPublished is closed once Start has published the task's start

@@ -227,18 +227,30 @@ func TestConfinementMounts(t *testing.T) {
 		}
 
 		// The Keep is in a mount namespace of its own, and PID 1 of its
-		// own PID namespace.
+		// own PID namespace; every thread of it is in its own network
+		// namespace (it is made in it: keep.Config.MadeInNewNetNS), whose
+		// loopback is up.
 		sleepRef := importWasmImage(t, d, ns, "docker.io/enarx-test/sleep:latest", buildGoWasm(t, "sleep"), false)
 		sid := uniqueID("ns")
 		runKeep(t, d, ns, "", []string{"--seccomp"}, sleepRef, sid, "/app.wasm", "1h")
 		waitStatus(t, d, ns, sid, "RUNNING")
 		pid := taskPID(t, d, ns, sid)
-		for _, kind := range []string{"mnt", "pid"} {
+		for _, kind := range []string{"mnt", "pid", "net"} {
 			mine, _ := os.Readlink("/proc/self/ns/" + kind)
 			keeps, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + kind)
 			if err != nil || keeps == mine {
 				t.Errorf("the Keep's %s namespace %q (%v) is the host's %q", kind, keeps, err, mine)
 			}
+		}
+		keepNet, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
+		threads, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		for _, task := range threads {
+			if n, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/ns/net"); err == nil && n != keepNet {
+				t.Errorf("thread %s of the Keep is in network namespace %s, not the Keep's %s", task.Name(), n, keepNet)
+			}
+		}
+		if fib, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/net/fib_trie"); err != nil || !strings.Contains(string(fib), "127.0.0.1") {
+			t.Errorf("the loopback of the Keep's network namespace is not up (no 127.0.0.1 in its fib_trie): %v\n%s", err, fib)
 		}
 		status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 		if err != nil || !strings.Contains(string(status), "\nNSpid:\t"+strconv.Itoa(pid)+"\t1\n") {

@@ -393,7 +393,8 @@ func keepPIDFromLog(log, id string) int {
 }
 
 // shimLogFields are the durations the shim logs for container id, by field
-// name (the "keep started" and "keep ready" lines), in ms.
+// name (the "keep started", "keep ready", "attestation published" and
+// "task deleted" lines), in ms.
 func shimLogFields(log, id string) map[string]float64 {
 	out := map[string]float64{}
 	field := regexp.MustCompile(`\b(\w+)=([0-9.]+(?:ns|µs|us|ms|s))\b`)
@@ -407,6 +408,8 @@ func shimLogFields(log, id string) map[string]float64 {
 			prefix = "keep started: "
 		case strings.Contains(line, "keep ready"):
 			prefix = "keep ready: "
+		case strings.Contains(line, "attestation published"):
+			prefix = "attestation published: "
 		case strings.Contains(line, "task deleted"):
 			prefix = "task deleted: "
 		default:
@@ -527,8 +530,9 @@ container (daemon at log level debug): *keep started* — exec (fork and exec of
 its cgroup, in the shim; for a Keep the shim started ahead, as it started, the hand-over of
 its stdio and root filesystem), ready (config sent → ready: module read and digest, engine
 when not made ahead, cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
-load), attest, confine, labels (the enarx.dev labels set through containerd's API), create
-(the whole Create request); *task deleted* — cleanup (Delete: the rootfs unmounted, the
+load), attest, confine, create (the whole Create request); *attestation published* — labels
+(the enarx.dev labels set through containerd's API, begun as the Keep confines itself),
+waited (what Start waited for them); *task deleted* — cleanup (Delete: the rootfs unmounted, the
 bundle's files and the cgroup removed). The "page faults" and "CPU ms" rows are what each
 process cost from its fork to its exit (the same trace's page_fault_user and
 sched_stat_runtime events, by thread group; the server's children with their own

@@ -23,6 +23,7 @@ package confine
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -158,6 +159,22 @@ func FromOCI(spec *specs.Spec, rootfs string) *Spec {
 	}
 	return s
 }
+
+// Network is the container's network namespace as Build finds the Keep: a
+// namespace of the container's that every thread joins (Join), or one the
+// Keep was made in (Made); neither when the Keep stays in the host's.
+type Network struct {
+	// Join, when not nil, is the namespace: a new one the Keep made, or
+	// the one at the spec's path.
+	Join *os.File
+	// Made says the Keep was made in a new namespace of the container's
+	// (clone(2) with CLONE_NEWNET): every thread is in it already.
+	Made bool
+}
+
+// private reports whether the Keep is in a network namespace of the
+// container's.
+func (n Network) private() bool { return n.Join != nil || n.Made }
 
 // SharedPropagation reports whether s's root filesystem propagation is
 // shared or rshared: mounts in the container's namespace reach the host's.

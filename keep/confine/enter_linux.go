@@ -40,8 +40,8 @@ func (c *Confined) StartContainer(ctx context.Context) error {
 // namespaces the Keep was started in (the shim starts it with s.Start),
 // before the workload runs, with the privileges the Keep starts with; it
 // drops them. stateDir, when not "", is the Keep's state directory on the
-// host, shown read-only at GuestStateDir. netns, when not nil, is the
-// container's network namespace: every thread of the Keep enters it.
+// host, shown read-only at GuestStateDir. net is the container's network
+// namespace, when it has one of its own.
 //
 // What it does, in runc's order: the network and cgroup namespaces (the
 // Keep is in its cgroup by now); the oomScoreAdj; the mounts below the root
@@ -54,8 +54,8 @@ func (c *Confined) StartContainer(ctx context.Context) error {
 // hostname; the bounding set, the umask, groups, gid and uid, the other
 // capability sets and no_new_privs, and the spec's seccomp profile, loaded
 // with seccomp (see becomeProcess).
-func Enter(s *Spec, stateDir string, netns *os.File, seccomp SeccompLoader) (*Confined, error) {
-	b, err := Build(s, stateDir, netns)
+func Enter(s *Spec, stateDir string, net Network, seccomp SeccompLoader) (*Confined, error) {
+	b, err := Build(s, stateDir, net)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func Enter(s *Spec, stateDir string, netns *os.File, seccomp SeccompLoader) (*Co
 // container's root filesystem mounted, not yet in it (Enter).
 type Built struct {
 	c *Confined
-	// privateNet is whether Build joined a network namespace of the
+	// privateNet is whether the Keep is in a network namespace of the
 	// container's (the net.* sysctls are then the container's to set).
 	privateNet bool
 }
@@ -76,9 +76,10 @@ type Built struct {
 // createContainer hook, while the Keep keeps its privileges, its limits and
 // the host's root. So the Keep can do beside it what still needs the host
 // (its module cache, its TEE, its runtime binary), as long as that needs no
-// network but netns (every thread is in it) and nothing below s.Rootfs.
+// network but the container's (every thread is in it) and nothing below
+// s.Rootfs.
 // Build(s).Enter(seccomp) is Enter(s, seccomp).
-func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
+func Build(s *Spec, stateDir string, net Network) (*Built, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
 	if err := unix.Mount("", "/", "", propagationFlags(s.Propagation, unix.MS_SLAVE|unix.MS_REC), ""); err != nil {
 		return nil, fmt.Errorf("confinement: make the mounts of the Keep's namespace %s: %w", orDefault(s.Propagation, "rslave"), err)
 	}
-	if err := enterNamespaces(s, netns); err != nil {
+	if err := enterNamespaces(s, net.Join); err != nil {
 		return nil, err
 	}
 	if err := rootfsParentMountPrivate(s.Rootfs); err != nil {
@@ -144,7 +145,7 @@ func Build(s *Spec, stateDir string, netns *os.File) (*Built, error) {
 			return nil, fmt.Errorf("confinement: %w", err)
 		}
 	}
-	return &Built{c: c, privateNet: netns != nil}, nil
+	return &Built{c: c, privateNet: net.private()}, nil
 }
 
 // Enter is the rest of Enter: the rlimits, pivot_root into the root

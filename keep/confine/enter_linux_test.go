@@ -67,7 +67,7 @@ func child(path string) int {
 		}
 	}
 	began := time.Now()
-	if _, err := Enter(&in.Spec, in.StateDir, netns, seccomp.Load); err != nil {
+	if _, err := Enter(&in.Spec, in.StateDir, Network{Join: netns}, seccomp.Load); err != nil {
 		fmt.Println("enter:", err)
 		return 3
 	}

@@ -12,12 +12,12 @@ import (
 )
 
 // Enter is for Linux only: a Keep is a Linux container.
-func Enter(*Spec, string, *os.File, SeccompLoader) (*Confined, error) {
+func Enter(*Spec, string, Network, SeccompLoader) (*Confined, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 
 // Build is for Linux only.
-func Build(*Spec, string, *os.File) (*Built, error) {
+func Build(*Spec, string, Network) (*Built, error) {
 	return nil, errors.New("confinement: a Keep is confined on Linux only")
 }
 

@@ -70,6 +70,7 @@ func Main(args []string, newEngine EngineFactory) int {
 	startedAhead := fs.Bool(keep.AheadFlag, false, "started before its container's Create: read the hand-over first (see StartAhead)")
 	preloadDigest := fs.String(keep.PreloadFlag, "", "with -id "+keep.SpareID+": the digest of the module to load from -module-cache while the Keep waits (see preloadModule)")
 	moduleCache := fs.String(keep.ModuleCacheFlag, "", "with -"+keep.PreloadFlag+": the module cache")
+	newNetNS := fs.Bool(keep.NewNetNSFlag, false, "made in its container's new network namespace (see keep.Config.MadeInNewNetNS)")
 	sysctls := sysctlFlag{}
 	fs.Var(sysctls, "sysctl", "a sysctl of the pod, key=value, with -pause (repeated)")
 	if err := fs.Parse(args); err != nil {
@@ -117,6 +118,10 @@ func Main(args []string, newEngine EngineFactory) int {
 		}
 	}
 	enginec := startEngine(newEngine, preload)
+	var net *madeNetNS
+	if *newNetNS {
+		net = upLoopback()
+	}
 	if *id == keep.SpareID {
 		go warmJSON()
 	}
@@ -143,6 +148,9 @@ func Main(args []string, newEngine EngineFactory) int {
 	} else if *id != cfg.ID {
 		return fail(fmt.Errorf("keep config: the config is container %q's, not %q's, which the Keep was started for", cfg.ID, *id))
 	}
+	if (net != nil) != cfg.MadeInNewNetNS() {
+		return fail(fmt.Errorf("keep config: a Keep is made in its container's new network namespace (-%s) if and only if the container has one, and neither a Steward nor a user namespace; this Keep was %s, container %s", keep.NewNetNSFlag, map[bool]string{true: "made in one", false: "not"}[net != nil], cfg.ID))
+	}
 	if rootTree != nil {
 		// Before the module is opened: it is in the root filesystem.
 		if cfg.Container == nil || cfg.Container.UserNS() {
@@ -164,13 +172,18 @@ func Main(args []string, newEngine EngineFactory) int {
 	if err != nil {
 		return fail(err)
 	}
-	ahead := buildAhead(cfg)
+	ahead := buildAhead(cfg, net)
 	k, err := prepare(ctx, cfg, module, enginec)
 	if err != nil {
 		return fail(err)
 	}
 	// The sockets are open before the Keep reports ready, so that a port
 	// in use fails the container's creation with the reason.
+	if net != nil && len(cfg.Sockets) > 0 {
+		if err := net.wait(); err != nil {
+			return fail(err)
+		}
+	}
 	socks, err := openSockets(ctx, cfg, k.identity)
 	if err != nil {
 		return fail(err)
@@ -196,7 +209,7 @@ func Main(args []string, newEngine EngineFactory) int {
 		if cfg.Container.UserNS() {
 			inner, err = startInner(ctx, cfg, k, socks)
 		} else {
-			confined, err = enter(cfg, socks, ahead)
+			confined, err = enter(cfg, socks, net, ahead)
 		}
 		if err != nil {
 			return fail(err)
@@ -327,14 +340,15 @@ func awaitRun(signals <-chan os.Signal, runc <-chan error) (int, bool) {
 }
 
 // enter confines the Keep in the container's namespaces, the network one
-// its sockets are in, if any (containerNetNS): with the container that
-// buildAhead built, when it did.
-func enter(cfg keep.Config, socks *sockets.Set, ahead <-chan builtContainer) (*confine.Confined, error) {
+// its sockets are in, if any (containerNetNS), or the one it was made in
+// (net, when not nil): with the container that buildAhead built, when it
+// did.
+func enter(cfg keep.Config, socks *sockets.Set, net *madeNetNS, ahead <-chan builtContainer) (*confine.Confined, error) {
 	var b builtContainer
 	if ahead != nil {
 		b = <-ahead
 	} else {
-		b = build(cfg, socks)
+		b = build(cfg, socks, net)
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -349,8 +363,15 @@ type builtContainer struct {
 }
 
 // build builds the Keep's container (confine.Build) in its network
-// namespace (containerNetNS).
-func build(cfg keep.Config, socks *sockets.Set) builtContainer {
+// namespace: the one it was made in (net, when not nil), or containerNetNS.
+func build(cfg keep.Config, socks *sockets.Set, net *madeNetNS) builtContainer {
+	if net != nil {
+		if err := net.wait(); err != nil {
+			return builtContainer{err: err}
+		}
+		b, err := confine.Build(cfg.Container, cfg.StateDir, confine.Network{Made: true})
+		return builtContainer{b, err}
+	}
 	netns, err := containerNetNS(cfg, socks)
 	if err != nil {
 		return builtContainer{err: err}
@@ -358,7 +379,7 @@ func build(cfg keep.Config, socks *sockets.Set) builtContainer {
 	if netns != nil && (socks == nil || netns != socks.NetNS()) {
 		defer netns.Close()
 	}
-	b, err := confine.Build(cfg.Container, cfg.StateDir, netns)
+	b, err := confine.Build(cfg.Container, cfg.StateDir, confine.Network{Join: netns})
 	return builtContainer{b, err}
 }
 
@@ -372,13 +393,27 @@ func build(cfg keep.Config, socks *sockets.Set) builtContainer {
 // inner Keep builds its own container), or is no container at all; then
 // it returns nil, and enter builds after prepare, as before. The module is
 // open already (Main).
-func buildAhead(cfg keep.Config) <-chan builtContainer {
+func buildAhead(cfg keep.Config, net *madeNetNS) <-chan builtContainer {
 	if cfg.Container == nil || cfg.Container.UserNS() || len(cfg.Sockets) > 0 || cfg.Steward != nil {
 		return nil
 	}
 	c := make(chan builtContainer, 1)
-	go func() { c <- build(cfg, nil) }()
+	go func() { c <- build(cfg, nil, net) }()
 	return c
+}
+
+// madeNetNS is the new network namespace of its container's a Keep was
+// made in (keep.NewNetNSFlag): wait waits until its loopback is up, which
+// the Keep does while it reads its config and measures its module, as
+// sockets.OpenNetNS does for a namespace the Keep makes.
+type madeNetNS struct{ wait func() error }
+
+// upLoopback brings up the loopback of the network namespace the Keep was
+// made in, beside the rest of its start.
+func upLoopback() *madeNetNS {
+	up := make(chan error, 1)
+	go func() { up <- sockets.LoopbackUp() }()
+	return &madeNetNS{wait: sync.OnceValue(func() error { return <-up })}
 }
 
 // sysctlFlag collects -sysctl key=value flags.

@@ -44,7 +44,7 @@ func TestBuildAheadOnlyWhenSafe(t *testing.T) {
 		"sockets":          {Container: &confine.Spec{}, Workload: workload.Workload{Sockets: []socketspec.Spec{{Name: "http"}}}},
 		"a steward":        {Container: &confine.Spec{}, Steward: &nodepolicy.Steward{}},
 	} {
-		if c := buildAhead(cfg); c != nil {
+		if c := buildAhead(cfg, nil); c != nil {
 			t.Errorf("%s: the container is built beside prepare", name)
 		}
 	}

@@ -70,8 +70,12 @@ func containerNetNS(cfg keep.Config, socks *sockets.Set) (*os.File, error) {
 }
 
 // netNS is the container's network namespace as sockets.Options.NetNS
-// names it: "" for the host's, sockets.NewNetNS for a new one, or a path.
+// names it: "" for the host's or the one the Keep was made in
+// (keep.Config.MadeInNewNetNS), sockets.NewNetNS for a new one, or a path.
 func netNS(c keep.Config) string {
+	if c.MadeInNewNetNS() {
+		return ""
+	}
 	if c.NewNetNS {
 		return sockets.NewNetNS
 	}

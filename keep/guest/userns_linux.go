@@ -212,7 +212,7 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if err := cfg.Container.AdoptSources(sources, cfg.StateDir); err != nil {
 		return fail(err)
 	}
-	confined, err := confine.Enter(cfg.Container, cfg.StateDir, nil, seccomp.Load)
+	confined, err := confine.Enter(cfg.Container, cfg.StateDir, confine.Network{}, seccomp.Load)
 	if err != nil {
 		return fail(err)
 	}

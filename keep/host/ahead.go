@@ -124,7 +124,8 @@ func aheadKey(opts StartOptions) string {
 		Namespaces                  []specs.LinuxNamespace
 		Bounding                    uint64
 		Bounded                     bool
-	}{opts.Executable, opts.Dir, opts.Config.ID, opts.Cgroup, opts.Resources, namespaces, bounding, bounded})
+		NewNetNS                    bool
+	}{opts.Executable, opts.Dir, opts.Config.ID, opts.Cgroup, opts.Resources, namespaces, bounding, bounded, opts.Config.MadeInNewNetNS()})
 	return string(b)
 }
 

@@ -256,6 +256,10 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	if ahead {
 		args = append(args, "-"+keep.AheadFlag)
 	}
+	newNetNS := opts.Config.MadeInNewNetNS()
+	if newNetNS {
+		args = append(args, "-"+keep.NewNetNSFlag)
+	}
 	if id == keep.SpareID && opts.Preload != "" && opts.Config.ModuleCache != "" {
 		args = append(args, "-"+keep.PreloadFlag, opts.Preload, "-"+keep.ModuleCacheFlag, opts.Config.ModuleCache)
 	}
@@ -270,6 +274,9 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	// own), and must not outlive the decision of containerd to delete it:
 	// the shim kills it on Delete and shim cleanup kills it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if newNetNS {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
 	placement, prepare := cgroup.MoveAfterStart, confine.Prepare(nil)
 	if p.cgroup != nil {
 		// The Keep starts in its cgroup, limited and accounted from its
