@@ -2,7 +2,12 @@ package shim
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/containerd/log"
 
@@ -101,7 +106,11 @@ func (h preloadHint) next(ready keep.Ready, cache string) preloadHint {
 // container has that shape finds its Keep waiting for its config.
 type spareKeep struct {
 	done chan struct{}
-	keep *host.Spare
+	// taken is closed by take: a spare Keep that has not begun to start
+	// by then never does.
+	taken chan struct{}
+	once  sync.Once
+	keep  *host.Spare
 }
 
 // take waits until the spare Keep is started, and returns it: nil when
@@ -110,26 +119,60 @@ func (sk *spareKeep) take() *host.Spare {
 	if sk == nil {
 		return nil
 	}
+	sk.once.Do(func() { close(sk.taken) })
 	<-sk.done
 	return sk.keep
 }
 
+// spareKeepWait is how long a spare Keep waits at most for the last
+// container's teardown (awaitTeardown).
+const spareKeepWait = 250 * time.Millisecond
+
+// awaitTeardown waits until containerd has removed bundle, the last
+// container's, or taken is closed (then it returns false), or
+// spareKeepWait has passed. containerd removes a bundle once `shim delete`
+// has run, so the spare Keep's start (its exec, Go runtime, engine and
+// preload, about 27 ms of CPU on the CI machine class) is not spent beside
+// that teardown, which the container's client waits for, only beside what
+// little is left of it.
+func awaitTeardown(bundle string, taken <-chan struct{}) bool {
+	deadline := time.NewTimer(spareKeepWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Lstat(bundle); errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+		select {
+		case <-taken:
+			return false
+		case <-deadline.C:
+			return true
+		case <-tick.C:
+		}
+	}
+}
+
 // startSpareKeep starts the spare Keep of a server that has just become
-// the spare, beside Shutdown's answer, when it started a Keep ahead for
-// its last container: the next container of that shape adopts it
-// (startAhead). It must return at once.
+// the spare, once its last container is torn down (awaitTeardown), when it
+// started a Keep ahead for that container: the next container of that
+// shape adopts it (startAhead). It must return at once.
 func (s *service) startSpareKeep(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shape == nil || s.spare != nil {
 		return
 	}
-	sk := &spareKeep{done: make(chan struct{})}
+	sk := &spareKeep{done: make(chan struct{}), taken: make(chan struct{})}
 	s.spare = sk
 	opts := *s.shape
 	opts.Preload, opts.Config.ModuleCache = s.lastModule.digest, s.lastModule.cache
 	go func() {
 		defer close(sk.done)
+		if !awaitTeardown(opts.Dir, sk.taken) {
+			return
+		}
 		var err error
 		if sk.keep, err = host.StartSpare(ctx, opts); err != nil {
 			log.G(ctx).WithError(err).Debug("no spare Keep")

@@ -150,10 +150,50 @@ func spareKeepPid(t *testing.T, h *harness) int {
 	h.svc.mu.Lock()
 	sk := h.svc.spare
 	h.svc.mu.Unlock()
-	if sk == nil || sk.take() == nil {
+	if sk == nil {
+		t.Fatal("no spare Keep started (the server's debug log says why)")
+	}
+	// Started once the bundle is gone, or after spareKeepWait: not taken.
+	<-sk.done
+	if sk.keep == nil {
 		t.Fatal("no spare Keep started (the server's debug log says why)")
 	}
 	return sk.keep.Pid()
+}
+
+// TestAwaitTeardown: a spare Keep starts once containerd has removed the
+// last container's bundle, or after spareKeepWait, and not at all once a
+// claim has taken it.
+func TestAwaitTeardown(t *testing.T) {
+	bundle := t.TempDir()
+	taken := make(chan struct{})
+	gone := make(chan bool, 1)
+	go func() { gone <- awaitTeardown(bundle, taken) }()
+	select {
+	case <-gone:
+		t.Fatal("the wait ended while the bundle was there")
+	case <-time.After(30 * time.Millisecond):
+	}
+	if err := os.Remove(bundle); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ok := <-gone:
+		if !ok {
+			t.Error("awaitTeardown: false once the bundle was removed")
+		}
+	case <-time.After(spareKeepWait / 2):
+		t.Error("the wait did not end when the bundle was removed")
+	}
+
+	began := time.Now()
+	if !awaitTeardown(t.TempDir(), taken) || time.Since(began) < spareKeepWait {
+		t.Errorf("awaitTeardown with the bundle there: ended after %v, want true after %v", time.Since(began), spareKeepWait)
+	}
+	close(taken)
+	if awaitTeardown(t.TempDir(), taken) {
+		t.Error("awaitTeardown once taken: true")
+	}
 }
 
 // runAhead creates, starts and deletes container id of bundle, whose Keep

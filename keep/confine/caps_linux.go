@@ -153,14 +153,23 @@ func becomeUserWithCapabilities(u specs.User, c capabilities) error {
 	if err := cap.DropBound(drop...); err != nil {
 		return fmt.Errorf("confinement: the bounding set of process.capabilities: %w", err)
 	}
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); err != nil {
-		return fmt.Errorf("confinement: keep the capabilities across the change of user: %w", err)
+	// setuid(2) clears the permitted and effective sets when it leaves no
+	// user ID 0 (capabilities(7)), unless keep-capabilities is set; to uid
+	// 0 it clears nothing, and each of these calls is a signal to every
+	// thread of the Keep.
+	keepCaps := u.UID != 0
+	if keepCaps {
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); err != nil {
+			return fmt.Errorf("confinement: keep the capabilities across the change of user: %w", err)
+		}
 	}
 	if err := becomeUser(u); err != nil {
 		return err
 	}
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0); err != nil {
-		return fmt.Errorf("confinement: %w", err)
+	if keepCaps {
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0); err != nil {
+			return fmt.Errorf("confinement: %w", err)
+		}
 	}
 	inheritable := map[cap.Value]bool{}
 	for _, v := range c.inheritable {
