@@ -1057,9 +1057,9 @@ const benchMethod = `
   teardown, ` + "`shim delete`" + `). Both enarx cases run as a user's runs do: a run that follows another
   of the same daemon and namespace within a minute is served by the spare server the one before left
   (docs/design.md, "Seventh round"), so most of them do not start a server; and a run whose
-  container has the shape of the one before takes the Keep that spare started for it as that run
-  ended (docs/design.md, "Eighth round"): starting it costs CPU as one run ends and the next (in this
-  order, a runc run) begins. The floor's and runc's shims have no spare. Where the time of a warm
+  container has the shape of the one before takes the Keep that spare started for it once that
+  run's bundle was removed (docs/design.md, "Eighth round", "Ninth round"): starting it costs CPU
+  as one run's ctr exits and the next (in this order, a runc run) begins. The floor's and runc's shims have no spare. Where the time of a warm
   run goes, phase by phase, is in
   PHASES.md (BenchmarkStartupPhases, the same ` + "`make bench`" + `).
 - **Memory** (BenchmarkIdleMemory): 1, then 10, then 50 idle containers at once (` + "`ctr run -d`" + `), 2 s

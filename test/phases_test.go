@@ -523,8 +523,9 @@ Keep's parent, and what it costs during the run is counted as the daemon's is), 
 server's children (the Keep; runc's commands), ` + "`shim delete`" + ` (the daemon's second
 exec). An enarx run's Keep may be the spare's Keep, which the spare server started before
 the run and the run adopted (the shim log names its PID): the trace has its exit and what
-it costs during the run, not its exec, and the spare's next Keep, exec'd during the run
-for the next one, counts with the server's children. A moment is ms after ctr's exec; other rows are the time between two moments, the
+it costs during the run, not its exec, and the spare's next Keep, exec'd for the next
+one once containerd has removed the run's bundle, counts with the server's children
+when that is before ctr's exit. A moment is ms after ctr's exec; other rows are the time between two moments, the
 median of the per-run differences. "shim log" rows are the shim's own timings for the run's
 container (daemon at log level debug): *keep started* — exec (fork and exec of the Keep in
 its cgroup, in the shim; for a Keep the shim started ahead, as it started, the hand-over of
