@@ -185,13 +185,14 @@ type Config struct {
 	Container *confine.Spec `json:"container,omitempty"`
 }
 
-// MadeInNewNetNS reports whether the Keep of c is made in its container's
-// new network namespace, as runc makes a container's process, rather than
-// making the namespace itself once it has read c and every thread joining
-// it (4 ms of the start of a Keep on the CI machine class); its sockets
-// are opened there too. Not a Keep with a Steward, which it reaches over
-// the host's network before it confines itself, nor one with a user
-// namespace, whose inner Keep makes the container's namespaces with it.
+// MadeInNewNetNS reports whether the Keep of c may be made in its
+// container's new network namespace (NewNetNSFlag), as runc makes a
+// container's process, rather than making the namespace itself once it
+// has read c and every thread joining it (4 ms of the start of a Keep on
+// the CI machine class); its sockets are opened there too. Not a Keep with
+// a Steward, which it reaches over the host's network before it confines
+// itself, nor one with a user namespace, whose inner Keep makes the
+// container's namespaces with it.
 func (c Config) MadeInNewNetNS() bool {
 	return c.NewNetNS && c.Steward == nil && c.Container != nil && !c.Container.UserNS()
 }

@@ -252,19 +252,36 @@ func TestServiceSpareKeep(t *testing.T) {
 		})
 		return bundle, rootfs
 	}
-	shape := []specs.LinuxNamespaceType{specs.MountNamespace, specs.PIDNamespace, specs.UTSNamespace, specs.IPCNamespace}
+	shape := []specs.LinuxNamespaceType{specs.MountNamespace, specs.PIDNamespace, specs.UTSNamespace, specs.IPCNamespace, specs.NetworkNamespace}
+	// The kernel shows the command line a moment after the exec.
+	cmdlineOf := func(pid int) string {
+		var cmdline []byte
+		for deadline := time.Now().Add(5 * time.Second); len(cmdline) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			cmdline, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		}
+		return string(cmdline)
+	}
+	newNetNS := "\x00-" + keep.NewNetNSFlag + "\x00"
 	first := keeptest.ID(t)
 	bundle, rootfs := bundleOf(first, "first", shape...)
-	runAhead(t, h, first, bundle, rootfs, startedAhead(t, h, first, bundle), "first\n")
+	firstPid := startedAhead(t, h, first, bundle)
+	// A server that has served no container does not know the node
+	// policy's Steward: its Keep makes the network namespace itself.
+	if cmdline := cmdlineOf(firstPid); strings.Contains(cmdline, newNetNS) {
+		t.Errorf("a new server's Keep started ahead is made in a network namespace: %q", cmdline)
+	}
+	runAhead(t, h, first, bundle, rootfs, firstPid, "first\n")
 
 	pid := spareKeepPid(t, h)
-	// The kernel shows the command line a moment after the exec.
-	var cmdline []byte
-	for deadline := time.Now().Add(5 * time.Second); len(cmdline) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		cmdline, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	}
-	if !strings.Contains(string(cmdline), "\x00-id\x00"+keep.SpareID+"\x00") {
+	cmdline := cmdlineOf(pid)
+	if !strings.Contains(cmdline, "\x00-id\x00"+keep.SpareID+"\x00") {
 		t.Errorf("the spare Keep's command line %q does not say %s", cmdline, keep.SpareID)
+	}
+	// Its last container had no Steward: the spare Keep is made in a new
+	// network namespace, as the next container's process would be.
+	mine, _ := os.Readlink("/proc/self/ns/net")
+	if theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); !strings.Contains(cmdline, newNetNS) || err != nil || theirs == mine {
+		t.Errorf("the spare Keep is not made in a network namespace of its own: %q, %s (%v), ours %s", cmdline, theirs, err, mine)
 	}
 	cgroupOf := func(pid int) string {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))

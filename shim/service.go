@@ -74,10 +74,12 @@ type service struct {
 	shape *host.StartOptions
 	spare *spareKeep
 	// lastModule is the module the spare Keep preloads (preloadHint.next).
-	// lastSteward is the Steward of the last Keep ready: a Keep started
-	// ahead guesses the next one's is the same (startAhead).
+	// lastSteward is the Steward of the last Keep ready (servedOne: there
+	// was one): a Keep started ahead guesses the next one's is the same
+	// (startAhead).
 	lastModule  preloadHint
 	lastSteward *nodepolicy.Steward
+	servedOne   bool
 	// discards are spare Keeps being discarded beside a claim's start.
 	discards sync.WaitGroup
 }
@@ -338,7 +340,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	keepTook := time.Since(keepBegan)
 	s.mu.Lock()
 	s.lastModule = s.lastModule.next(ready, opts.Config.ModuleCache)
-	s.lastSteward = opts.Config.Steward
+	s.lastSteward, s.servedOne = opts.Config.Steward, true
 	s.mu.Unlock()
 	if !prepared.Load() {
 		// A Keep that did not confine itself published nothing before.

@@ -676,7 +676,7 @@ func phaseTable(samples map[string]map[string][]float64, cases []string) string 
 	var keys []string
 	for _, c := range cases {
 		for k := range samples[c] {
-			if (strings.HasPrefix(k, "keep ") || strings.HasPrefix(k, "task ")) && !contains(keys, k) {
+			if (strings.HasPrefix(k, "keep ") || strings.HasPrefix(k, "attestation ") || strings.HasPrefix(k, "task ")) && !contains(keys, k) {
 				keys = append(keys, k)
 			}
 		}

@@ -148,8 +148,8 @@ func Main(args []string, newEngine EngineFactory) int {
 	} else if *id != cfg.ID {
 		return fail(fmt.Errorf("keep config: the config is container %q's, not %q's, which the Keep was started for", cfg.ID, *id))
 	}
-	if (net != nil) != cfg.MadeInNewNetNS() {
-		return fail(fmt.Errorf("keep config: a Keep is made in its container's new network namespace (-%s) if and only if the container has one, and neither a Steward nor a user namespace; this Keep was %s, container %s", keep.NewNetNSFlag, map[bool]string{true: "made in one", false: "not"}[net != nil], cfg.ID))
+	if net != nil && !cfg.MadeInNewNetNS() {
+		return fail(fmt.Errorf("keep config: container %s's Keep was made in a new network namespace (-%s), which serves only a container with one, and neither a Steward nor a user namespace", cfg.ID, keep.NewNetNSFlag))
 	}
 	if rootTree != nil {
 		// Before the module is opened: it is in the root filesystem.
@@ -184,7 +184,7 @@ func Main(args []string, newEngine EngineFactory) int {
 			return fail(err)
 		}
 	}
-	socks, err := openSockets(ctx, cfg, k.identity)
+	socks, err := openSockets(ctx, cfg, k.identity, net != nil)
 	if err != nil {
 		return fail(err)
 	}

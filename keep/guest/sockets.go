@@ -20,19 +20,23 @@ import (
 // selfSignedValidity is how long a self-signed Keep certificate is valid.
 const selfSignedValidity = 30 * 24 * time.Hour
 
-// openSockets opens cfg.Sockets in the container's network namespace; nil
-// when the Keep has none.
+// openSockets opens cfg.Sockets in the container's network namespace (the
+// Keep's own when it was made in it: inNetNS); nil when the Keep has none.
 //
 // TLS listen sockets present the Keep's identity: the chain its Steward
 // issued or, without one, a self-signed certificate that carries the Keep's
 // evidence (see identity.tlsIdentity). TLS connect sockets trust the
 // system's roots and the Steward's CA the node policy pins, so that Keeps
 // certified by one Steward trust each other.
-func openSockets(ctx context.Context, cfg keep.Config, id *identity) (*sockets.Set, error) {
+func openSockets(ctx context.Context, cfg keep.Config, id *identity, inNetNS bool) (*sockets.Set, error) {
 	if len(cfg.Sockets) == 0 {
 		return nil, nil
 	}
 	opts := sockets.Options{NetNS: netNS(cfg)}
+	if inNetNS {
+		// The Keep was made in the container's new network namespace.
+		opts.NetNS = ""
+	}
 	if hasTLS(cfg.Sockets) {
 		cert, err := id.tlsCertificate(cfg.ID)
 		if err != nil {
@@ -70,12 +74,8 @@ func containerNetNS(cfg keep.Config, socks *sockets.Set) (*os.File, error) {
 }
 
 // netNS is the container's network namespace as sockets.Options.NetNS
-// names it: "" for the host's or the one the Keep was made in
-// (keep.Config.MadeInNewNetNS), sockets.NewNetNS for a new one, or a path.
+// names it: "" for the host's, sockets.NewNetNS for a new one, or a path.
 func netNS(c keep.Config) string {
-	if c.MadeInNewNetNS() {
-		return ""
-	}
 	if c.NewNetNS {
 		return sockets.NewNetNS
 	}

@@ -36,10 +36,13 @@ import (
 // filesystem, attached in the Keep's namespace, would be propagated to the
 // host's.
 type Ahead struct {
-	p    *Process
-	id   string
-	key  string
-	once sync.Once
+	p   *Process
+	id  string
+	key string
+	// newNetNS: made in its container's network namespace, it serves only
+	// a config that allows it (keep.Config.MadeInNewNetNS).
+	newNetNS bool
+	once     sync.Once
 }
 
 // StartAhead starts the Keep that opts would start, with what is known
@@ -54,7 +57,7 @@ func StartAhead(ctx context.Context, opts StartOptions) (*Ahead, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Ahead{p: p, id: opts.Config.ID, key: aheadKey(opts)}, nil
+	return &Ahead{p: p, id: opts.Config.ID, key: aheadKey(opts), newNetNS: opts.NewNetNS}, nil
 }
 
 // checkAhead says why the Keep of opts is not started ahead, if it is not.
@@ -94,7 +97,7 @@ func (a *Ahead) take(ctx context.Context, opts StartOptions) *Process {
 	select {
 	case <-a.p.Done():
 	default:
-		if aheadKey(opts) == a.key {
+		if aheadKey(opts) == a.key && servesNetNS(a.newNetNS, opts) {
 			taken := false
 			a.once.Do(func() { taken = true })
 			if taken {
@@ -124,9 +127,15 @@ func aheadKey(opts StartOptions) string {
 		Namespaces                  []specs.LinuxNamespace
 		Bounding                    uint64
 		Bounded                     bool
-		NewNetNS                    bool
-	}{opts.Executable, opts.Dir, opts.Config.ID, opts.Cgroup, opts.Resources, namespaces, bounding, bounded, opts.Config.MadeInNewNetNS()})
+	}{opts.Executable, opts.Dir, opts.Config.ID, opts.Cgroup, opts.Resources, namespaces, bounding, bounded})
 	return string(b)
+}
+
+// servesNetNS reports whether a Keep made in its container's new network
+// namespace, or not (newNetNS), serves opts: one made in it only a config
+// that allows it; one not made in it any, as it makes the namespace itself.
+func servesNetNS(newNetNS bool, opts StartOptions) bool {
+	return !newNetNS || opts.Config.MadeInNewNetNS()
 }
 
 // Spare is a Keep started before any container is known: by a spare shim
@@ -140,9 +149,10 @@ func aheadKey(opts StartOptions) string {
 // stdio is /dev/null, its namespaces are new and empty (or joined by the
 // same paths), and it has no config.
 type Spare struct {
-	p     *Process
-	shape string
-	mu    sync.Mutex
+	p        *Process
+	shape    string
+	newNetNS bool
+	mu       sync.Mutex
 	// gone: adopted or discarded.
 	gone bool
 }
@@ -176,7 +186,7 @@ func StartSpare(ctx context.Context, opts StartOptions) (*Spare, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Spare{p: p, shape: shape}, nil
+	return &Spare{p: p, shape: shape, newNetNS: opts.NewNetNS}, nil
 }
 
 // spareCgroupName is the name of the cgroup a spare server's spare Keep
@@ -204,7 +214,7 @@ func (s *Spare) Pid() int { return s.p.Pid() }
 // the caller discards the spare Keep (Discard), off the path of the
 // container's start. A spare Keep is adopted once.
 func (s *Spare) Adopt(ctx context.Context, opts StartOptions) *Ahead {
-	if s == nil || spareShape(opts) != s.shape {
+	if s == nil || spareShape(opts) != s.shape || !servesNetNS(s.newNetNS, opts) {
 		return nil
 	}
 	s.mu.Lock()
@@ -225,7 +235,7 @@ func (s *Spare) Adopt(ctx context.Context, opts StartOptions) *Ahead {
 		}
 	}
 	s.gone = true
-	return &Ahead{p: s.p, id: opts.Config.ID, key: aheadKey(opts)}
+	return &Ahead{p: s.p, id: opts.Config.ID, key: aheadKey(opts), newNetNS: s.newNetNS}
 }
 
 // Discard stops the spare Keep and removes its cgroup, unless Adopt gave

@@ -111,6 +111,13 @@ type StartOptions struct {
 	// container: Start takes it when it was started for these options, and
 	// stops it otherwise.
 	Ahead *Ahead
+	// NewNetNS makes the Keep in its container's new network namespace
+	// (keep.NewNetNSFlag), for a config that allows it
+	// (keep.Config.MadeInNewNetNS): Start does for a Keep it executes; a
+	// Keep started ahead or spare, whose Steward is not known yet, only
+	// when its caller guesses so. A Keep not made so makes the namespace
+	// itself, for any config.
+	NewNetNS bool
 	// Preload, for a spare Keep (StartSpare), is the digest of the module
 	// its container will likely run, whose precompiled code it loads from
 	// Config.ModuleCache while it waits (keep.PreloadFlag).
@@ -178,8 +185,11 @@ func Start(ctx context.Context, opts StartOptions) (_ *Process, err error) {
 	ahead := opts.Ahead.take(ctx, opts)
 	if ahead != nil {
 		p = ahead
-	} else if p, err = spawn(ctx, opts, false); err != nil {
-		return nil, err
+	} else {
+		opts.NewNetNS = opts.Config.MadeInNewNetNS()
+		if p, err = spawn(ctx, opts, false); err != nil {
+			return nil, err
+		}
 	}
 	// One rollback for every failure below: the Keep killed and reaped,
 	// the control socket closed, the cgroup removed.
@@ -256,7 +266,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	if ahead {
 		args = append(args, "-"+keep.AheadFlag)
 	}
-	newNetNS := opts.Config.MadeInNewNetNS()
+	newNetNS := opts.NewNetNS
 	if newNetNS {
 		args = append(args, "-"+keep.NewNetNSFlag)
 	}
