@@ -454,7 +454,7 @@ func (s *service) publishAttestation(ctx context.Context, id string, bundle oci.
 }
 
 // announceAttestation waits until the labels of t's Keep are published
-// (Create started it as the Keep confined itself), records them, and sends
+// (Create started it as the Keep confined itself) and sends
 // the /enarx/attestation event. Its error, the labels', fails Start.
 func (s *service) announceAttestation(t *task) error {
 	if t.attestation == nil {
@@ -466,7 +466,6 @@ func (s *service) announceAttestation(t *task) error {
 	if p.err != nil {
 		return p.err
 	}
-	t.attested = p.update
 	if p.update != nil {
 		s.events.Publish(context.Background(), s.ns, TopicAttestation, p.update)
 	}

@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	eventstypes "github.com/containerd/containerd/api/events"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -94,10 +93,8 @@ type task struct {
 	// the spec's, for their state.
 	hooks       specs.Hooks
 	annotations map[string]string
-	// attested is the payload of the task's /enarx/attestation event, once
-	// its labels are published; attestation is their publication, which
-	// Create starts and announce waits for.
-	attested    *eventstypes.ContainerUpdate
+	// attestation is the publication of the Keep's labels, which Create
+	// starts and announce waits for.
 	attestation <-chan publishedAttestation
 	// announce, made by Create, waits for the labels, once, and then
 	// publishes the /enarx/attestation event: after Create's /tasks/create,
