@@ -533,7 +533,7 @@ its stdio and root filesystem), ready (config sent → ready: module read and di
 when not made ahead, cache load, attestation, confinement); *keep ready* — keep (all of that), compile (cache
 load), attest, confine, create (the whole Create request); *attestation published* — labels
 (the enarx.dev labels set through containerd's API, begun as the Keep confines itself),
-waited (what Start waited for them); *task deleted* — cleanup (Delete: the rootfs unmounted, the
+waited (from Create's answer until they were set; Start waits only for what is left when it comes); *task deleted* — cleanup (Delete: the rootfs unmounted, the
 bundle's files and the cgroup removed). The "page faults" and "CPU ms" rows are what each
 process cost from its fork to its exit (the same trace's page_fault_user and
 sched_stat_runtime events, by thread group; the server's children with their own
