@@ -52,18 +52,12 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 		}
 		opts := host.StartOptions{Executable: s.exe, Dir: bundle.Dir, Config: keep.Config{ID: id, Container: keepContainer(id, bundle, spec)}}
 		opts.Cgroup, opts.Resources = keepCgroup(spec)
-		// Whether the Keep may be made in the container's new network
-		// namespace (keep.Config.MadeInNewNetNS) depends on the node
-		// policy's Steward too, which only Create's options give: a server
-		// that has served a container guesses its Steward, one that has
-		// not makes the Keep as before (host.StartOptions.NewNetNS).
 		if err := oci.ApplyNetwork(&opts.Config.Workload, spec); err != nil {
 			s.discardSpareKeep(ctx, spare)
 			return
 		}
 		s.mu.Lock()
-		opts.Config.Steward = s.lastSteward
-		opts.NewNetNS = s.servedOne && opts.Config.MadeInNewNetNS()
+		s.guessNetwork(&opts)
 		s.mu.Unlock()
 		// The spare Keep, when its shape is this container's, is past its
 		// exec and its runtime's start already.
@@ -78,6 +72,17 @@ func (s *service) startAhead(ctx context.Context, id, dir string) {
 		s.shape = &opts
 		s.mu.Unlock()
 	}()
+}
+
+// guessNetwork sets whether the Keep of opts, started before its
+// container's Create, is made in the container's new network namespace
+// (host.StartOptions.NewNetNS): that depends on the node policy's Steward
+// (keep.Config.MadeInNewNetNS), which only Create's options give. A server
+// that has served a container guesses its Steward; one that has not makes
+// the Keep as before. s.mu is held.
+func (s *service) guessNetwork(opts *host.StartOptions) {
+	opts.Config.Steward = s.lastSteward
+	opts.NewNetNS = s.servedOne && opts.Config.MadeInNewNetNS()
 }
 
 // preloadHint is the module a spare Keep preloads: a digest, and the
@@ -169,8 +174,7 @@ func (s *service) startSpareKeep(ctx context.Context) {
 	s.spare = sk
 	opts := *s.shape
 	opts.Preload, opts.Config.ModuleCache = s.lastModule.digest, s.lastModule.cache
-	opts.Config.Steward = s.lastSteward
-	opts.NewNetNS = opts.Config.MadeInNewNetNS()
+	s.guessNetwork(&opts)
 	go func() {
 		defer close(sk.done)
 		if !awaitTeardown(opts.Dir, sk.taken) {

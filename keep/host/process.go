@@ -266,8 +266,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	if ahead {
 		args = append(args, "-"+keep.AheadFlag)
 	}
-	newNetNS := opts.NewNetNS
-	if newNetNS {
+	if opts.NewNetNS {
 		args = append(args, "-"+keep.NewNetNSFlag)
 	}
 	if id == keep.SpareID && opts.Preload != "" && opts.Config.ModuleCache != "" {
@@ -284,7 +283,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 	// own), and must not outlive the decision of containerd to delete it:
 	// the shim kills it on Delete and shim cleanup kills it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if newNetNS {
+	if opts.NewNetNS {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
 	}
 	placement, prepare := cgroup.MoveAfterStart, confine.Prepare(nil)
