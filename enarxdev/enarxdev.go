@@ -77,3 +77,21 @@ const (
 	AnnotationListenPrefix  = "enarx.dev/listen."
 	AnnotationConnectPrefix = "enarx.dev/connect."
 )
+
+// AnnotationInstances is the OCI annotation with which a container whose
+// workload allows it runs several instances of it in its Keep, each on a
+// thread of its own, e.g.
+//
+//	enarx.dev/instances: "2"
+//
+// A WebAssembly instance runs on one thread, so one instance of a server
+// uses one core however many connections it has; N instances share its
+// listen sockets, each taking connections from the same queue, as the
+// worker processes of a pre-forking server do. They share nothing else:
+// each has its own linear memory (a memory limit is split between them),
+// and a workload that keeps state in memory sees N separate states, which
+// is why it is the container's choice. From 1 (the default) to 64; a
+// workload with a connect socket, one connection that N instances cannot
+// share, runs one. The Keep ends with the first instance that fails (with
+// its status) or once all have exited 0.
+const AnnotationInstances = "enarx.dev/instances"

@@ -33,6 +33,7 @@ func TestKeys(t *testing.T) {
 		LabelTLSIdentity:         "enarx.dev/tls.identity",
 		AnnotationListenPrefix:   "enarx.dev/listen.",
 		AnnotationConnectPrefix:  "enarx.dev/connect.",
+		AnnotationInstances:      "enarx.dev/instances",
 	}
 	for got, want := range keys {
 		if got != want {

@@ -498,6 +498,9 @@ func withFiles(ctx context.Context, cfg workload.Workload, bundle string, spec *
 	if err := applySocketAnnotations(&cfg, spec.Annotations); err != nil {
 		return workload.Workload{}, err
 	}
+	if err := applyInstancesAnnotation(&cfg, spec.Annotations); err != nil {
+		return workload.Workload{}, err
+	}
 	if err := ApplyNetwork(&cfg, spec); err != nil {
 		return workload.Workload{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -455,6 +456,25 @@ func TestApplyNetwork(t *testing.T) {
 		}
 		if cfg.NetNS != c.netns || cfg.NewNetNS != c.newNet {
 			t.Errorf("%s: netns %q new %v, want %q %v", c.name, cfg.NetNS, cfg.NewNetNS, c.netns, c.newNet)
+		}
+	}
+}
+
+func TestInstancesAnnotation(t *testing.T) {
+	cfg := workload.Workload{}
+	if err := applyInstancesAnnotation(&cfg, map[string]string{"other": "3"}); err != nil || cfg.Instances != 0 || cfg.InstanceCount() != 1 {
+		t.Fatalf("no annotation: instances %d (count %d), %v; want 0 (count 1)", cfg.Instances, cfg.InstanceCount(), err)
+	}
+	for _, v := range []string{"1", "2", "64"} {
+		cfg := workload.Workload{}
+		if err := applyInstancesAnnotation(&cfg, map[string]string{enarxdev.AnnotationInstances: v}); err != nil || strconv.Itoa(cfg.Instances) != v {
+			t.Errorf("%s=%q: instances %d, %v", enarxdev.AnnotationInstances, v, cfg.Instances, err)
+		}
+	}
+	for _, v := range []string{"", "0", "-1", "65", "two", "2.0", " 2", "0x2"} {
+		err := applyInstancesAnnotation(&workload.Workload{}, map[string]string{enarxdev.AnnotationInstances: v})
+		if err == nil || !strings.Contains(err.Error(), enarxdev.AnnotationInstances) || !strings.Contains(err.Error(), "from 1 to 64") {
+			t.Errorf("%s=%q: %v, want an error naming the annotation and the range", enarxdev.AnnotationInstances, v, err)
 		}
 	}
 }

@@ -4,8 +4,9 @@
 # do-nothing shim), a component against the core module it was made from
 # (start-up and CPU), memory per idle container, the engine on CPU-bound work
 # against wazero and native, 100 concurrent containers, an HTTPS server in a
-# Keep (TLS terminated by the Keep) against the same Go server native with Go
-# TLS (requests/s keep-alive, handshakes/s, p99 latency), and the attestation
+# Keep (TLS terminated by the Keep), with one instance and with one per core,
+# against the same Go server native with Go TLS (requests/s keep-alive,
+# handshakes/s, CPU-heavy requests/s, p99 latency), and the attestation
 # verifier. Prints the table and writes BENCHMARKS.md, and PHASES.md: where
 # the time of one warm `ctr run --rm` goes (BenchmarkStartupPhases).
 #

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ const groupTLS = "tls"
 const (
 	caseTLSKeep   = "enarx-keep"
 	caseTLSNative = "native"
+	// caseTLSKeepInstances is the Keep running one instance of the server
+	// per core (enarx.dev/instances), as the native server's Go runtime
+	// uses every core.
+	caseTLSKeepInstances = "enarx-keep-instances"
 )
 
 // Modes of the TLS server benchmark's load generator, the first word of a
@@ -48,6 +53,12 @@ const (
 const (
 	tlsKeepAlive = "keep-alive" // one connection per client, many requests
 	tlsNewConn   = "new-conn"   // a new connection, so a full handshake, per request
+	// tlsWork is keep-alive with requests that each take tlsWorkSteps of
+	// CPU work in the server (test/fixtures/httpserver's /work, about 7 ms
+	// natively or in wasm): what several instances of a server in a Keep
+	// are for.
+	tlsWork      = "work"
+	tlsWorkSteps = 5_000_000
 )
 
 // tlsDaemon is the daemon the TLS server benchmark runs on: the Keep's TLS
@@ -77,14 +88,20 @@ func tlsParam(mode string, clients int) string {
 //
 // The load generator is in the test process: for each client count of
 // BENCH_TLS_CLIENTS (default 1,8), BENCH_TLS_SECONDS (default 5) seconds per
-// case and server, in one-second rounds in which the two servers take turns
-// (who goes first alternating), so that drift hits both alike:
+// case and server, in one-second rounds in which the servers take turns
+// (who goes first rotating), so that drift hits them alike:
 //
 //   - keep-alive: each client an http.Client of its own, one TLS handshake
 //     per round and then requests back to back on that connection;
 //   - new-conn: each request a new TCP connection and a full TLS handshake
 //     (no session resumption: the clients keep no session cache), so the
-//     rate is handshakes/s.
+//     rate is handshakes/s;
+//   - work (more than 1 client only): keep-alive, each request GET /work,
+//     tlsWorkSteps of CPU work in the server.
+//
+// The servers: the native one, the Keep with one instance of the server
+// (the default), and the Keep with one instance per core
+// (enarx.dev/instances).
 //
 // It records requests/s, the p50, p90 and p99 latency of a request and the
 // server's CPU time per request (/proc/PID/stat of the Keep process, of the
@@ -134,22 +151,33 @@ func BenchmarkTLSServer(b *testing.B) {
 		_ = cmd.Wait()
 	}()
 
-	// The Keep, its TLS listen socket declared by annotation.
+	// The Keeps, their TLS listen socket declared by annotation: one
+	// instance of the server (the default), and one per core.
 	ref := importWasmImage(b, d, ns, "docker.io/enarx-bench/httpserver:latest", buildGoWasm(b, "httpserver"), false)
+	cores := runtime.NumCPU()
 	keepAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	id := uniqueID("tls")
+	instancesAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	id, instancesID := uniqueID("tls"), uniqueID("tls-instances")
 	d.mustCtr(b, ns, "run", "-d", "--runtime", runtimeEnarx, "--net-host",
 		"--annotation", enarxdev.AnnotationListenPrefix+"https=tls://"+keepAddr, ref, id, "/app.wasm", "https")
-	keepPID := 0
+	d.mustCtr(b, ns, "run", "-d", "--runtime", runtimeEnarx, "--net-host",
+		"--annotation", enarxdev.AnnotationListenPrefix+"https=tls://"+instancesAddr,
+		"--annotation", fmt.Sprintf("%s=%d", enarxdev.AnnotationInstances, cores), ref, instancesID, "/app.wasm", "https")
+	var keepPIDs []int
 	defer func() {
-		stopContainers(b, d, ns, []string{id})
-		if keepPID != 0 && processAlive(keepPID) {
-			b.Errorf("the Keep (pid %d) outlived its container", keepPID)
+		stopContainers(b, d, ns, []string{id, instancesID})
+		for _, pid := range keepPIDs {
+			if processAlive(pid) {
+				b.Errorf("the Keep (pid %d) outlived its container", pid)
+			}
 		}
 	}()
-	keepPID = taskPIDs(b, d, ns)[id]
-	if keepPID == 0 {
-		b.Fatalf("%s: container %s is not running\n%s", d.Name, id, d.LogTail(20))
+	pids := taskPIDs(b, d, ns)
+	for _, id := range []string{id, instancesID} {
+		if pids[id] == 0 {
+			b.Fatalf("%s: container %s is not running\n%s", d.Name, id, d.LogTail(20))
+		}
+		keepPIDs = append(keepPIDs, pids[id])
 	}
 
 	servers := []struct {
@@ -158,7 +186,8 @@ func BenchmarkTLSServer(b *testing.B) {
 		leaf       []byte
 	}{
 		{caseTLSNative, nativeAddr, nativePID, nativeLeaf},
-		{caseTLSKeep, keepAddr, keepPID, nil},
+		{caseTLSKeep, keepAddr, pids[id], nil},
+		{caseTLSKeepInstances, instancesAddr, pids[instancesID], nil},
 	}
 	for i := range servers {
 		s := &servers[i]
@@ -176,14 +205,17 @@ func BenchmarkTLSServer(b *testing.B) {
 		s.leaf = leaf.Raw
 		// Unmeasured: warm both servers, both modes.
 		for _, mode := range []string{tlsKeepAlive, tlsNewConn} {
-			if l := runTLSLoad(s.addr, s.leaf, slices.Max(clientCounts), mode == tlsNewConn, 500*time.Millisecond); l.wrong > 0 || len(l.requests) == 0 {
+			if l := runTLSLoad(s.addr, s.leaf, slices.Max(clientCounts), mode, 500*time.Millisecond); l.wrong > 0 || len(l.requests) == 0 {
 				b.Fatalf("%s server, warm-up %s: %d requests, %d failed, %d wrong: %v", s.name, mode, len(l.requests), l.failures, l.wrong, errors.Join(l.errs...))
 			}
 		}
 	}
 
-	for _, mode := range []string{tlsKeepAlive, tlsNewConn} {
+	for _, mode := range []string{tlsKeepAlive, tlsNewConn, tlsWork} {
 		for _, clients := range clientCounts {
+			if mode == tlsWork && clients == 1 {
+				continue // one request at a time: the same for any number of instances
+			}
 			param := tlsParam(mode, clients)
 			// One-second rounds, the servers taking turns and the first
 			// of each round alternating, so that drift hits both alike.
@@ -197,7 +229,7 @@ func BenchmarkTLSServer(b *testing.B) {
 					if err != nil {
 						b.Fatalf("%s server (pid %d): %v", s.name, s.pid, err)
 					}
-					l := runTLSLoad(s.addr, s.leaf, clients, mode == tlsNewConn, time.Second)
+					l := runTLSLoad(s.addr, s.leaf, clients, mode, time.Second)
 					cpu1, err := processCPU(s.pid)
 					if err != nil {
 						b.Fatalf("%s server (pid %d) after %s: %v", s.name, s.pid, param, err)
@@ -236,6 +268,7 @@ func BenchmarkTLSServer(b *testing.B) {
 						"server_cpu_us_req": cpu[i] * 1e6 / n,
 						"server_cpu_cores":  cpu[i] / l.seconds,
 						"cert_bytes":        float64(len(s.leaf)),
+						"cores":             float64(cores),
 					},
 				})
 			}
@@ -267,10 +300,12 @@ func (l *tlsLoad) add(o tlsLoad) {
 
 // runTLSLoad runs clients goroutines against the HTTPS server at addr for
 // d, each with its own http.Client sending GET requests back to back: on
-// one kept-alive connection, or with newConn on a new connection each.
+// one kept-alive connection, or in mode tlsNewConn on a new connection
+// each; in mode tlsWork each request is a /work one.
 // The clients pin the server's certificate leaf and want HTTP/1.1 over TLS
 // 1.3 with X25519MLKEM768.
-func runTLSLoad(addr string, leaf []byte, clients int, newConn bool, d time.Duration) tlsLoad {
+func runTLSLoad(addr string, leaf []byte, clients int, mode string, d time.Duration) tlsLoad {
+	newConn := mode == tlsNewConn
 	var (
 		wg         sync.WaitGroup
 		mu         sync.Mutex
@@ -300,12 +335,17 @@ func runTLSLoad(addr string, leaf []byte, clients int, newConn bool, d time.Dura
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 			var (
-				latencies      []float64
-				failures, bad  int
-				errs           []error
-				prefix         = fmt.Sprintf("https://%s/c%d/", addr, c)
-				wantBodyPrefix = fmt.Sprintf("hello from /c%d/", c)
+				latencies     []float64
+				failures, bad int
+				errs          []error
+				prefix        = fmt.Sprintf("https://%s/c%d/", addr, c)
+				wantBody      = func(n string) string { return fmt.Sprintf("hello from /c%d/%s\n", c, n) }
 			)
+			if mode == tlsWork {
+				prefix = fmt.Sprintf("https://%s/work?n=%d&i=", addr, tlsWorkSteps)
+				want := fmt.Sprintf("work %d\n", lcgWork(tlsWorkSteps))
+				wantBody = func(string) string { return want }
+			}
 			fail := func(wrong bool, err error) {
 				failures++
 				if wrong {
@@ -335,7 +375,7 @@ func runTLSLoad(addr string, leaf []byte, clients int, newConn bool, d time.Dura
 						proto = fmt.Sprintf("%s with %s", tls.VersionName(resp.TLS.Version), resp.TLS.CurveID)
 					}
 					fail(true, fmt.Errorf("%s over %s, want HTTP/1.1 over TLS 1.3 with X25519MLKEM768", resp.Proto, proto))
-				case resp.StatusCode != http.StatusOK || string(body) != wantBodyPrefix+n+"\n":
+				case resp.StatusCode != http.StatusOK || string(body) != wantBody(n):
 					fail(false, fmt.Errorf("%s: body %q", resp.Status, body))
 				default:
 					latencies = append(latencies, ms)
@@ -445,4 +485,14 @@ func envInts(b testing.TB, key string, def []int) []int {
 		ns = append(ns, n)
 	}
 	return ns
+}
+
+// lcgWork is test/fixtures/httpserver's Work: n steps of a 64-bit linear
+// congruential generator, from 1.
+func lcgWork(n int) uint64 {
+	x := uint64(1)
+	for range n {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	return x
 }

@@ -49,6 +49,7 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 	fs.Var(&listen, "listen", "`NAME=PROT://ADDR:PORT`: a listening socket named NAME in FD_NAMES, PROT tls (terminated by the Keep, self-signed) or tcp, e.g. web=tls://127.0.0.1:8443 (repeatable)")
 	fs.Var(&connect, "connect", "`NAME=PROT://HOST:PORT`: a socket connected at start, PROT tls (server verified with the system roots) or tcp (repeatable)")
 	memory := fs.String("memory", "", "cap the workload's linear memory at `BYTES` (suffix k, m or g for KiB, MiB, GiB)")
+	instances := fs.String("instances", "", "run `N` instances of the module at once, each on a thread of its own, sharing the --listen sockets (as the enarx.dev/instances annotation does)")
 	moduleCache := fs.String("module-cache", "", "precompiled-module cache `DIR`, or off; default "+nodepolicy.DefaultModuleCache+" as root, else off")
 	runtimePath := fs.String("runtime", "", "runtime binary `PATH`; default "+runtimeBinary+" beside enarx, else on PATH")
 	verbose := fs.Bool("v", false, "print the Keep's attestation summary (TEE, workload and runtime digests) to stderr")
@@ -76,6 +77,11 @@ func runRun(ctx context.Context, s stdio, args []string) error {
 				return usagef("%s %q: %v", l.flag, v, err)
 			}
 			cfg.Sockets = append(cfg.Sockets, sock)
+		}
+	}
+	if *instances != "" {
+		if cfg.Instances, err = oci.ParseInstances(*instances); err != nil {
+			return usagef("--instances %q: %v", *instances, err)
 		}
 	}
 	if cfg.Backend, err = chooseBackend(*backend); err != nil {

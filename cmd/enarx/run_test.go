@@ -160,6 +160,7 @@ func TestRun(t *testing.T) {
 		{name: "connect", args: []string{rt, cache, "--connect", "api=tcp://" + server.Listener.Addr().String(), "{dir}/netclient.wasm", "api", "/path"},
 			stdout: []string{"200 OK tcp /path\n"}},
 		{name: "backend nil", args: []string{rt, cache, "--backend", "nil", "{dir}/exit.wasm", "0"}},
+		{name: "instances", args: []string{rt, cache, "--instances", "3", "{dir}/exit.wasm", "7"}, code: 7},
 
 		{name: "missing module", args: []string{rt, "{dir}/nothere.wasm"}, code: 1, stderr: []string{"enarx run: module: open ", "nothere.wasm: no such file or directory"}},
 		{name: "not wasm", args: []string{rt, notWasm}, code: 1, stderr: []string{"notwasm.wasm: not a WebAssembly module", "GOOS=wasip1"}},
@@ -178,6 +179,9 @@ func TestRun(t *testing.T) {
 		{name: "bad connect", args: []string{"--connect", "db=udp://h:1", "{dir}/exit.wasm"}, code: 2, stderr: []string{"--connect \"db=udp://h:1\"", "prot://host:port"}},
 		{name: "connect refused", args: []string{rt, "--connect", "db=tcp://127.0.0.1:1", "{dir}/exit.wasm"}, code: 1, stderr: []string{`connect socket "db"`}},
 		{name: "bad env", args: []string{"--env", "=x", "{dir}/exit.wasm"}, code: 2, stderr: []string{"give K=V"}},
+		{name: "bad instances", args: []string{"--instances", "0", "{dir}/exit.wasm"}, code: 2, stderr: []string{`--instances "0"`, "from 1 to 64"}},
+		{name: "instances with a connection", args: []string{rt, "--instances", "2", "--connect", "db=tcp://127.0.0.1:1", "{dir}/exit.wasm"}, code: 1,
+			stderr: []string{`connect socket "db" is one connection, which 2 instances cannot share`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -279,8 +279,12 @@ type runAhead struct {
 	filterErr error
 	opts      engine.RunOptions
 	module    engine.Module
+	// instances is how many instances of module run at once
+	// (workload.Workload.Instances, at least 1).
+	instances int
 	// prepared is the run made ready, or the reason it could not be
-	// (prepareErr); both nil when it is made at Start.
+	// (prepareErr); both nil when it is made at Start. It is the first
+	// instance's.
 	prepared   engine.PreparedRun
 	prepareErr error
 }
@@ -288,7 +292,7 @@ type runAhead struct {
 // prepareRun starts making a Keep's run ready (runAhead); confined says
 // whether the Keep is a container, which needs the filter.
 func prepareRun(cfg keep.Config, module engine.Module, socks *sockets.Set, confined bool) *runAhead {
-	next := &runAhead{done: make(chan struct{}), module: module, opts: runOptions(cfg, socks)}
+	next := &runAhead{done: make(chan struct{}), module: module, opts: runOptions(cfg, socks), instances: cfg.InstanceCount()}
 	hooks := cfg.Container != nil && cfg.Container.Hooks != nil && len(cfg.Container.Hooks.StartContainer) > 0
 	go func() {
 		defer close(next.done)
@@ -302,13 +306,23 @@ func prepareRun(cfg keep.Config, module engine.Module, socks *sockets.Set, confi
 	return next
 }
 
-// run is the run's engine.Module.Run: the prepared one's, when there is one.
+// run is the run's engine.Module.Run: the prepared one's, when there is
+// one; with several instances, theirs (runInstances).
 func (next *runAhead) run(ctx context.Context) (int, error) {
 	<-next.done
 	switch {
 	case next.prepareErr != nil:
 		return 0, next.prepareErr
-	case next.prepared != nil:
+	case next.instances > 1:
+		return next.runInstances(ctx)
+	}
+	return next.runFirst(ctx)
+}
+
+// runFirst runs the first (or only) instance: the prepared run, when
+// there is one.
+func (next *runAhead) runFirst(ctx context.Context) (int, error) {
+	if next.prepared != nil {
 		return next.prepared.Run(ctx)
 	}
 	return next.module.Run(ctx, next.opts)
@@ -316,7 +330,12 @@ func (next *runAhead) run(ctx context.Context) (int, error) {
 
 // runOptions are what the engine gives the workload of cfg.
 func runOptions(cfg keep.Config, socks *sockets.Set) engine.RunOptions {
-	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: cfg.MemoryLimit}
+	// The instances share the workload's memory limit.
+	limit := cfg.MemoryLimit
+	if n := int64(cfg.InstanceCount()); limit > 0 && n > 1 {
+		limit = max(limit/n, 1)
+	}
+	opts := engine.RunOptions{Entrypoint: cfg.Entrypoint, Args: cfg.Args, Env: cfg.Env, MemoryLimit: limit}
 	if socks != nil {
 		opts.Sockets = socks.Sockets()
 	}

@@ -52,7 +52,18 @@ type Workload struct {
 	// with only a loopback interface: the OCI spec asked for a network
 	// namespace without naming one, as `ctr run` without --net-host does.
 	NewNetNS bool `json:"new_netns,omitempty"`
+	// Instances is how many instances of the module the Keep runs at
+	// once, each on a thread of its own, sharing the listen sockets
+	// (enarx.dev/instances); 0 means 1.
+	Instances int `json:"instances,omitempty"`
 }
+
+// MaxInstances bounds Workload.Instances.
+const MaxInstances = 64
+
+// InstanceCount is how many instances of the module w runs: Instances, at
+// least 1.
+func (w *Workload) InstanceCount() int { return max(w.Instances, 1) }
 
 // stdioFDs are the descriptors of the standard streams NullStdio names.
 var stdioFDs = map[string]int{"stdin": 0, "stdout": 1, "stderr": 2}
@@ -104,6 +115,16 @@ func (w *Workload) Validate() error {
 	for i, s := range w.Sockets {
 		if err := s.Validate(); err != nil {
 			return fmt.Errorf("socket %d: %w", i, err)
+		}
+	}
+	if w.Instances < 0 || w.Instances > MaxInstances {
+		return fmt.Errorf("instances %d: from 1 to %d instances of a module run at once", w.Instances, MaxInstances)
+	}
+	if w.Instances > 1 {
+		for _, s := range w.Sockets {
+			if s.Kind == socketspec.Connect {
+				return fmt.Errorf("instances %d: connect socket %q is one connection, which %d instances cannot share: run one instance", w.Instances, s.Name, w.Instances)
+			}
 		}
 	}
 	return nil
