@@ -169,7 +169,8 @@ func TestComponentArtifact(t *testing.T) {
 	assertNoTaskState(t, d, ns, id)
 }
 
-// TestComponentEnarxRun runs a component with `enarx run`, no containerd.
+// TestComponentEnarxRun runs a component with `enarx run`, no containerd,
+// and three instances of it.
 func TestComponentEnarxRun(t *testing.T) {
 	bin := requireBinaries(t)
 	wasm := buildComponent(t, "echo")
@@ -184,5 +185,12 @@ func TestComponentEnarxRun(t *testing.T) {
 	cmd = exec.Command(filepath.Join(bin, enarxBinary), "run", "--module-cache", "off", exit)
 	if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 42 {
 		t.Errorf("enarx run exitcode component: %v, want exit status 42", err)
+	}
+	// Several instances of a component, as of a core module.
+	cmd = exec.Command(filepath.Join(bin, enarxBinary), "run", "--module-cache", "off", "--instances", "3", wasm, "x")
+	stdout.Reset()
+	cmd.Stdout = &stdout
+	if err := cmd.Run(); err != nil || strings.Count(stdout.String(), "arg: x\n") != 3 {
+		t.Errorf("enarx run --instances 3 component: %v, stdout %q; want its argument 3 times", err, stdout.String())
 	}
 }
