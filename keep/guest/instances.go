@@ -70,7 +70,7 @@ func withOwnSockets(opts engine.RunOptions) (engine.RunOptions, error) {
 		if s.File == nil {
 			continue
 		}
-		fd, err := unix.FcntlInt(s.File.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		fd, err := dupFile(s.File)
 		if err != nil {
 			closeSockets(engine.RunOptions{Sockets: socks[:i]})
 			return engine.RunOptions{}, fmt.Errorf("socket %q: duplicate %s: %w", s.Name, s.File.Name(), err)
@@ -79,6 +79,21 @@ func withOwnSockets(opts engine.RunOptions) (engine.RunOptions, error) {
 	}
 	opts.Sockets = socks
 	return opts, nil
+}
+
+// dupFile duplicates f's descriptor (close-on-exec) through SyscallConn, not
+// Fd, which would put a socket in Go's poller into blocking mode, and with
+// it every duplicate.
+func dupFile(f *os.File) (int, error) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if cerr := sc.Control(func(x uintptr) { fd, err = unix.FcntlInt(x, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
 }
 
 // closeSockets closes the socket files of opts.

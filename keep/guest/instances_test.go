@@ -23,6 +23,7 @@ type instancesModule struct {
 	errs     []error
 	release  chan struct{} // closed to let runs after the first end
 	fds      []int
+	blocking bool // a run's socket was in blocking mode
 	started  int
 }
 
@@ -31,8 +32,13 @@ func (m *instancesModule) Run(ctx context.Context, opts engine.RunOptions) (int,
 	i := m.started
 	m.started++
 	f := opts.Sockets[0].File
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0); err == nil {
-		m.fds = append(m.fds, int(f.Fd()))
+	if sc, err := f.SyscallConn(); err == nil {
+		sc.Control(func(fd uintptr) {
+			if flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
+				m.fds = append(m.fds, int(fd))
+				m.blocking = m.blocking || flags&unix.O_NONBLOCK == 0
+			}
+		})
 	}
 	f.Close()
 	m.mu.Unlock()
@@ -42,8 +48,9 @@ func (m *instancesModule) Run(ctx context.Context, opts engine.RunOptions) (int,
 	return m.statuses[i], m.errs[i]
 }
 
-// TestRunInstances: every instance runs with a socket file of its own; the
-// Keep ends with the first instance that fails, or with 0 once all have.
+// TestRunInstances: every instance runs with a socket file of its own, left
+// in non-blocking mode; the Keep ends with the first instance that fails,
+// or with 0 once all have.
 func TestRunInstances(t *testing.T) {
 	boom := errors.New("boom")
 	for _, c := range []struct {
@@ -90,6 +97,9 @@ func TestRunInstances(t *testing.T) {
 			}
 			if len(seen) != len(m.fds) {
 				t.Errorf("socket descriptors %v: want one of its own for each instance", m.fds)
+			}
+			if m.blocking {
+				t.Error("a run's socket is in blocking mode: duplicating it must not change the mode of the file it shares")
 			}
 		})
 	}
