@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/enarxdev"
+	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
 
 const (
@@ -154,7 +155,7 @@ func BenchmarkTLSServer(b *testing.B) {
 	// The Keeps, their TLS listen socket declared by annotation: one
 	// instance of the server (the default), and one per core.
 	ref := importWasmImage(b, d, ns, "docker.io/enarx-bench/httpserver:latest", buildGoWasm(b, "httpserver"), false)
-	cores := runtime.NumCPU()
+	cores := min(runtime.NumCPU(), workload.MaxInstances)
 	keepAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	instancesAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	id, instancesID := uniqueID("tls"), uniqueID("tls-instances")
