@@ -152,44 +152,48 @@ func BenchmarkTLSServer(b *testing.B) {
 		_ = cmd.Wait()
 	}()
 
+	type server struct {
+		name, addr string
+		pid        int
+		leaf       []byte
+	}
+	servers := []server{{caseTLSNative, nativeAddr, nativePID, nativeLeaf}}
+
 	// The Keeps, their TLS listen socket declared by annotation: one
 	// instance of the server (the default), and one per core.
 	ref := importWasmImage(b, d, ns, "docker.io/enarx-bench/httpserver:latest", buildGoWasm(b, "httpserver"), false)
 	cores := min(runtime.NumCPU(), workload.MaxInstances)
-	keepAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	instancesAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	id, instancesID := uniqueID("tls"), uniqueID("tls-instances")
-	d.mustCtr(b, ns, "run", "-d", "--runtime", runtimeEnarx, "--net-host",
-		"--annotation", enarxdev.AnnotationListenPrefix+"https=tls://"+keepAddr, ref, id, "/app.wasm", "https")
-	d.mustCtr(b, ns, "run", "-d", "--runtime", runtimeEnarx, "--net-host",
-		"--annotation", enarxdev.AnnotationListenPrefix+"https=tls://"+instancesAddr,
-		"--annotation", fmt.Sprintf("%s=%d", enarxdev.AnnotationInstances, cores), ref, instancesID, "/app.wasm", "https")
+	var ids []string
 	var keepPIDs []int
 	defer func() {
-		stopContainers(b, d, ns, []string{id, instancesID})
+		stopContainers(b, d, ns, ids)
 		for _, pid := range keepPIDs {
 			if processAlive(pid) {
 				b.Errorf("the Keep (pid %d) outlived its container", pid)
 			}
 		}
 	}()
-	pids := taskPIDs(b, d, ns)
-	for _, id := range []string{id, instancesID} {
-		if pids[id] == 0 {
+	for _, k := range []struct {
+		name string
+		opts []string
+	}{
+		{caseTLSKeep, nil},
+		{caseTLSKeepInstances, []string{"--annotation", fmt.Sprintf("%s=%d", enarxdev.AnnotationInstances, cores)}},
+	} {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+		id := uniqueID(k.name)
+		ids = append(ids, id)
+		args := append([]string{"run", "-d", "--runtime", runtimeEnarx, "--net-host",
+			"--annotation", enarxdev.AnnotationListenPrefix + "https=tls://" + addr}, k.opts...)
+		d.mustCtr(b, ns, append(args, ref, id, "/app.wasm", "https")...)
+		pid := taskPIDs(b, d, ns)[id]
+		if pid == 0 {
 			b.Fatalf("%s: container %s is not running\n%s", d.Name, id, d.LogTail(20))
 		}
-		keepPIDs = append(keepPIDs, pids[id])
+		keepPIDs = append(keepPIDs, pid)
+		servers = append(servers, server{k.name, addr, pid, nil})
 	}
 
-	servers := []struct {
-		name, addr string
-		pid        int
-		leaf       []byte
-	}{
-		{caseTLSNative, nativeAddr, nativePID, nativeLeaf},
-		{caseTLSKeep, keepAddr, pids[id], nil},
-		{caseTLSKeepInstances, instancesAddr, pids[instancesID], nil},
-	}
 	for i := range servers {
 		s := &servers[i]
 		leaf, err := waitTLSServer(s.addr, 60*time.Second)
@@ -204,7 +208,7 @@ func BenchmarkTLSServer(b *testing.B) {
 			b.Fatalf("%s server's certificate has a %T key, want ECDSA P-256", s.name, leaf.PublicKey)
 		}
 		s.leaf = leaf.Raw
-		// Unmeasured: warm both servers, both modes.
+		// Unmeasured: warm each server, in both modes of a request.
 		for _, mode := range []string{tlsKeepAlive, tlsNewConn} {
 			if l := runTLSLoad(s.addr, s.leaf, slices.Max(clientCounts), mode, 500*time.Millisecond); l.wrong > 0 || len(l.requests) == 0 {
 				b.Fatalf("%s server, warm-up %s: %d requests, %d failed, %d wrong: %v", s.name, mode, len(l.requests), l.failures, l.wrong, errors.Join(l.errs...))
@@ -219,7 +223,7 @@ func BenchmarkTLSServer(b *testing.B) {
 			}
 			param := tlsParam(mode, clients)
 			// One-second rounds, the servers taking turns and the first
-			// of each round alternating, so that drift hits both alike.
+			// of each round rotating, so that drift hits them alike.
 			loads := make([]tlsLoad, len(servers))
 			cpu := make([]float64, len(servers))
 			for round := 0; round < seconds; round++ {

@@ -115,6 +115,17 @@ type RunOptions struct {
 	Sockets []Socket
 }
 
+// CloseSocketFiles closes the File of each of o.Sockets: what Run does once
+// the workload holds its own descriptors, and what a caller does with
+// options no Run will take.
+func (o RunOptions) CloseSocketFiles() {
+	for _, s := range o.Sockets {
+		if s.File != nil {
+			s.File.Close()
+		}
+	}
+}
+
 // Socket is an open socket, as the engine gives it to the workload.
 type Socket struct {
 	// Name labels the descriptor in FD_NAMES.

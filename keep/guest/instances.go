@@ -25,7 +25,7 @@ func (next *runAhead) runInstances(ctx context.Context) (int, error) {
 		opts, err := withOwnSockets(next.opts)
 		if err != nil {
 			for _, o := range others[:i] {
-				closeSockets(o)
+				o.CloseSocketFiles()
 			}
 			return 0, fmt.Errorf("instance %d of %d: %w", i+2, next.instances, err)
 		}
@@ -72,7 +72,8 @@ func withOwnSockets(opts engine.RunOptions) (engine.RunOptions, error) {
 		}
 		fd, err := dupFile(s.File)
 		if err != nil {
-			closeSockets(engine.RunOptions{Sockets: socks[:i]})
+			opts.Sockets = socks[:i] // the duplicates made so far
+			opts.CloseSocketFiles()
 			return engine.RunOptions{}, fmt.Errorf("socket %q: duplicate %s: %w", s.Name, s.File.Name(), err)
 		}
 		socks[i].File = os.NewFile(uintptr(fd), s.File.Name())
@@ -94,13 +95,4 @@ func dupFile(f *os.File) (int, error) {
 		return -1, cerr
 	}
 	return fd, err
-}
-
-// closeSockets closes the socket files of opts.
-func closeSockets(opts engine.RunOptions) {
-	for _, s := range opts.Sockets {
-		if s.File != nil {
-			s.File.Close()
-		}
-	}
 }

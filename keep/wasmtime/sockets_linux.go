@@ -27,10 +27,6 @@ func newSocketWASI(opts engine.RunOptions) (socketWASI, error) {
 	}
 	// The workload holds its own descriptors now: close the caller's, so
 	// that a workload closing a connection ends it (RunOptions.Sockets).
-	for _, s := range opts.Sockets {
-		if s.File != nil {
-			s.File.Close()
-		}
-	}
+	opts.CloseSocketFiles()
 	return w, nil
 }
