@@ -658,6 +658,15 @@ func prepareDigest(ctx context.Context, cfg keep.Config, workloadDigest string, 
 		id, err := newIdentity(ctx, cfg, workloadDigest, name, provider)
 		identityc <- made{id, err}
 	}()
+	// On a failure before the identity is taken (prepareRecalled's code
+	// not cached goes on to prepare again), it is still waited for: its
+	// cache I/O (the runtime's digest record) must not outlive the call.
+	identityTaken := false
+	defer func() {
+		if !identityTaken {
+			<-identityc
+		}
+	}()
 	withEngine, err := waitEngine()
 	if err != nil {
 		return nil, err
@@ -677,6 +686,7 @@ func prepareDigest(ctx context.Context, cfg keep.Config, workloadDigest string, 
 		return nil, err
 	}
 	m := <-identityc
+	identityTaken = true
 	if m.err != nil {
 		return nil, m.err
 	}
