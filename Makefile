@@ -63,7 +63,7 @@ test: deps build lint
 	eval "$$(scripts/containerd.sh env)" && eval "$$(scripts/jco.sh env)" && ENARX_BIN_DIR=$(BIN) $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
-# A short run of each fuzz target over parsers of untrusted input (19 targets, 3.5 to 5 minutes);
+# A short run of each fuzz target over parsers of untrusted input (21 targets, 4 to 5.5 minutes);
 # FUZZTIME=5m for a long one. A crasher lands in the package's testdata/fuzz/ and is a seed from then on.
 # Minimizing is cut short: the seeds are KiB-sized evidence, and minimizing them would fill a short run.
 # scripts/fuzz.sh tells Go 1.26's fuzztime race (golang/go#75804) from a failure.
@@ -72,7 +72,8 @@ FUZZ_TARGETS := FuzzParseEvidence:./attestation FuzzVerifyBlob:./attestation/ver
 	FuzzVerifyPolicy:./attestation/verify FuzzReferenceValues:./attestation/verify FuzzStewardConfig:./attestation/steward \
 	FuzzParseEnarxTOML:./oci FuzzSocketAnnotations:./oci FuzzResolveSpec:./oci FuzzWasmManifest:./oci \
 	FuzzKeepConfig:./keep FuzzPolicy:./keep/nodepolicy FuzzModuleCacheEntry:./keep/guest FuzzSpecValidate:./keep/sockets/socketspec \
-	FuzzRuntimeOptions:./shim FuzzTaskRequest:./shim FuzzTLSConfig:./tlssock FuzzBootstrapParams:./shim/launcher
+	FuzzRuntimeOptions:./shim FuzzTaskRequest:./shim FuzzTLSConfig:./tlssock FuzzBootstrapParams:./shim/launcher \
+	FuzzThread:./keep/wasmtime/jumpthread FuzzThreadDispatch:./keep/wasmtime/jumpthread
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS="$(FUZZ_TARGETS)" scripts/fuzz.sh
 
