@@ -502,13 +502,17 @@ func BenchmarkEngine(b *testing.B) {
 			run     func() error
 		}{
 			{caseWasmtime, ourCompile, func() error {
-				return withStdoutDiscarded(func() error {
+				out, err := withStdoutCaptured(func() error {
 					status, err := ourModule.Run(ctx, engine.RunOptions{Args: args})
 					if err == nil && status != 0 {
 						err = fmt.Errorf("exit status %d", status)
 					}
 					return err
 				})
+				if err == nil && !bytes.Equal(out, want) {
+					err = fmt.Errorf("printed %q, want %q", out, want)
+				}
+				return err
 			}},
 			{caseWazero, peerCompile, func() error {
 				var out bytes.Buffer
@@ -549,24 +553,32 @@ func BenchmarkEngine(b *testing.B) {
 	}
 }
 
-// withStdoutDiscarded runs f with file descriptor 1 on /dev/null: our engine
-// gives the workload the process's own stdout.
-func withStdoutDiscarded(f func() error) error {
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+// withStdoutCaptured runs f with file descriptor 1 on a temporary file,
+// and returns what was written there: our engine gives the workload the
+// process's own stdout.
+func withStdoutCaptured(f func() error) ([]byte, error) {
+	tmp, err := os.CreateTemp("", "enarx-bench-stdout-")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer null.Close()
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
 	saved, err := unix.Dup(1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unix.Close(saved)
-	if err := unix.Dup3(int(null.Fd()), 1, 0); err != nil {
-		return err
+	if err := unix.Dup3(int(tmp.Fd()), 1, 0); err != nil {
+		return nil, err
 	}
-	defer unix.Dup3(saved, 1, 0)
-	return f()
+	ferr := f()
+	if err := unix.Dup3(saved, 1, 0); err != nil {
+		return nil, err
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	return os.ReadFile(tmp.Name())
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
