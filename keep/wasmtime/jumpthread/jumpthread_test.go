@@ -28,8 +28,9 @@ func TestMain(m *testing.M) {
 // set the local and branch back to the loop.
 //
 // $walk visits blocks 0, 1 and 2 in an order its arguments choose and
-// returns a number that records the path; $other has branches that must
-// stay as they are.
+// returns a number that records the path; $forward does too, with forward
+// jumps only, so that only its entry goes through its dispatch; $other has
+// branches that must stay as they are.
 const watDispatch = `(module
   (func $walk (export "walk") (param $pc i32) (param $x i32) (result i32)
     (local $acc i32)
@@ -50,6 +51,22 @@ const watDispatch = `(module
     (local.set $x (i32.sub (local.get $x) (i32.const 2)))
     (if (i32.gt_s (local.get $x) (i32.const 0)) (then
       (i32.const 0) (local.set $pc) (br $L))))
+    (local.get $acc))
+
+  (func $forward (export "forward") (param $pc i32) (param $x i32) (result i32)
+    (local $acc i32)
+    (loop $L
+      (block $b2 (block $b1 (block $b0
+        (br_table $b0 $b1 $b2 (local.get $pc)))
+        ;; block 0: to block 2 when x > 0, to block 1 otherwise
+        (local.set $acc (i32.const 1))
+        (if (i32.gt_s (local.get $x) (i32.const 0)) (then
+          (i32.const 2) (local.set $pc) (br $L)))
+        (i32.const 1) (local.set $pc) (br $L))
+      ;; block 1
+      (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 10)) (i32.const 2))))
+    ;; block 2
+    (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 10)) (i32.const 3))))
     (local.get $acc))
 
   (func $other (export "other") (param $pc i32) (param $x i32) (result i32)
@@ -115,15 +132,14 @@ func caller(t *testing.T, engine *wasmtime.Engine, module []byte, name string) f
 func TestThreadKeepsResults(t *testing.T) {
 	module := compile(t, watDispatch)
 	threaded, n := Thread(module)
-	// $walk's three forward jumps; none of $other's.
-	if n != 3 {
-		t.Fatalf("threaded %d branches, want 3", n)
+	// $walk's three forward jumps and $forward's two, none of $other's;
+	// the test of $forward's dispatch, the only one no branch goes back
+	// to.
+	if n != 6 {
+		t.Fatalf("rewrote %d branches and dispatches, want 6", n)
 	}
-	if len(threaded) != len(module) {
-		t.Fatalf("threading changed the module's size from %d to %d bytes", len(module), len(threaded))
-	}
-	if bytes.Equal(threaded, module) {
-		t.Fatal("Thread reported branches but returned the module unchanged")
+	if len(threaded) != len(module)+5 {
+		t.Fatalf("threading made the module %d bytes from %d, want a test of 5 bytes more", len(threaded), len(module))
 	}
 	for _, c := range []struct {
 		name string
@@ -136,9 +152,14 @@ func TestThreadKeepsResults(t *testing.T) {
 		{"walk", 1, 0, 23},       // entered at block 1
 		{"walk", 2, 0, 3},        // entered at block 2
 		{"walk", 7, 0, 3},        // the default label
-		{"other", 0, 0, 202},     // y set, x = 2: block 0 again, then 1
-		{"other", 0, 1, 303},     // x = 3, out of the loop
-		{"other", 0, 2, 202},     // the nop: block 1
+		{"forward", 0, 1, 13},
+		{"forward", 0, 0, 123},
+		{"forward", 1, 0, 23},
+		{"forward", 2, 5, 3},
+		{"forward", 9, 0, 3},
+		{"other", 0, 0, 202}, // y set, x = 2: block 0 again, then 1
+		{"other", 0, 1, 303}, // x = 3, out of the loop
+		{"other", 0, 2, 202}, // the nop: block 1
 		{"other", 0, 5, 100},
 		{"other", 1, 9, 209}, // entered at block 1
 	} {
@@ -156,6 +177,27 @@ func TestThreadKeepsResults(t *testing.T) {
 	}
 }
 
+// TestThreadInPlace threads a module with DWARF, whose code offsets must
+// stay: the branches in place, the dispatches as they are.
+func TestThreadInPlace(t *testing.T) {
+	module := compile(t, watDispatch)
+	name := ".debug_line"
+	payload := []byte{1, 2, 3}
+	custom := append([]byte{0, byte(1 + len(name) + len(payload)), byte(len(name))}, name...)
+	module = append(append([]byte(nil), module...), append(custom, payload...)...)
+	threaded, n := Thread(module)
+	if n != 5 || len(threaded) != len(module) {
+		t.Fatalf("rewrote %d, module %d bytes from %d; want the 5 branches in place", n, len(threaded), len(module))
+	}
+	for _, c := range [][]int32{{0, 6}, {0, 3}, {1, 0}, {7, 0}} {
+		for _, name := range []string{"walk", "forward"} {
+			if got, want := call(t, threaded, name, c[0], c[1]), call(t, module, name, c[0], c[1]); got != want {
+				t.Errorf("%s%v = %d threaded, %d as it came", name, c, got, want)
+			}
+		}
+	}
+}
+
 // TestThreadWideLabel threads a branch whose label index takes two bytes:
 // the new, smaller index is written padded into both.
 func TestThreadWideLabel(t *testing.T) {
@@ -169,15 +211,15 @@ func TestThreadWideLabel(t *testing.T) {
 	wat.WriteString(`) (return (i32.const 1))) (i32.const 0)))`)
 	module := compile(t, wat.String())
 	threaded, n := Thread(module)
-	if n != 1 {
-		t.Fatalf("threaded %d branches, want 1", n)
+	if n != 2 {
+		t.Fatalf("rewrote %d, want the branch and the dispatch", n)
 	}
 	// The branch to $L (index depth+1, two bytes) became one to $b1
 	// (index depth): 0x0c, then depth as a two-byte LEB128.
 	want := []byte{0x0c, depth&0x7f | 0x80, depth >> 7}
 	old := []byte{0x0c, (depth+1)&0x7f | 0x80, (depth + 1) >> 7}
-	if i := bytes.Index(module, old); i < 0 || !bytes.Equal(threaded[i:i+3], want) {
-		t.Fatalf("the branch is not %x in the threaded module", want)
+	if !bytes.Contains(module, old) || bytes.Contains(threaded, old) || !bytes.Contains(threaded, want) {
+		t.Fatalf("the branch %x is not %x in the threaded module", old, want)
 	}
 	if got := call(t, threaded, "f", int32(0)); got != 1 {
 		t.Fatalf("f(0) = %d, want 1", got)
@@ -237,18 +279,23 @@ func TestThreadUnknownInstruction(t *testing.T) {
 		0x03, 0x40, 0x02, 0x40, 0x02, 0x40, 0x20, 0x00, 0x0e, 0x01, 0x00, 0x01, 0x0b, // loop, 2 blocks, br_table
 		0x41, 0x01, 0x21, 0x00, 0x0c, 0x01, // i32.const 1, local.set 0, br $L
 		0x0b, 0x0b, 0x0b}
-	patches, ok := threadBody(body, 0)
+	patches, inserts, ok := threadBody(body, 0)
 	if !ok || len(patches) != 1 || patches[0].depth != 0 || patches[0].offset != 19 {
 		t.Fatalf("threadBody = %+v, %t; want one patch of the label at 19 to 0", patches, ok)
 	}
+	// local.get 0, i32.eqz, br_if 0 (the table's label for 0), before
+	// the local.get at 7.
+	if len(inserts) != 1 || inserts[0].offset != 7 || !bytes.Equal(inserts[0].code, []byte{0x20, 0x00, 0x45, 0x0d, 0x00}) {
+		t.Fatalf("threadBody inserts %+v, want the dispatch's test at 7", inserts)
+	}
 	for _, op := range []byte{0x06, 0x08, 0x1f, 0xfb} { // try, throw, try_table, GC
 		unknown := append(append(append([]byte(nil), body[:14]...), op), body[14:]...)
-		if patches, ok := threadBody(unknown, 0); ok || patches != nil {
-			t.Errorf("opcode %#x: threadBody = %+v, %t; want the function left as it is", op, patches, ok)
+		if patches, inserts, ok := threadBody(unknown, 0); ok || patches != nil || inserts != nil {
+			t.Errorf("opcode %#x: threadBody = %+v, %+v, %t; want the function left as it is", op, patches, inserts, ok)
 		}
 	}
 	// A body with bytes after its end.
-	if _, ok := threadBody(append(append([]byte(nil), body...), 0x01), 0); ok {
+	if _, _, ok := threadBody(append(append([]byte(nil), body...), 0x01), 0); ok {
 		t.Error("threadBody decoded a body with a byte after its end")
 	}
 }
@@ -280,8 +327,8 @@ func BenchmarkThread(b *testing.B) {
 	}
 }
 
-// FuzzThread checks that Thread never fails on any input, changes no size,
-// and keeps a valid module valid.
+// FuzzThread checks that Thread never fails on any input, and keeps a valid
+// module valid.
 func FuzzThread(f *testing.F) {
 	f.Add(compile(f, watDispatch))
 	f.Add(compile(f, `(module (func (local i32) (loop $L (block (block (br_table 0 1 (local.get 0)))) (i32.const 1) (local.set 0) (br $L))))`))
@@ -292,7 +339,7 @@ func FuzzThread(f *testing.F) {
 		if !bytes.Equal(module, in) {
 			t.Fatal("Thread modified its input")
 		}
-		if len(out) != len(module) || (n == 0 && !bytes.Equal(out, module)) {
+		if len(out) < len(module) || (n == 0 && !bytes.Equal(out, module)) {
 			t.Fatalf("Thread returned %d bytes for %d, %d branches", len(out), len(module), n)
 		}
 		if n > 0 && wasmtime.ModuleValidate(engine, module) == nil {

@@ -117,20 +117,16 @@ func (r *reader) memarg() {
 }
 
 // skipImmediates reads the immediates of op, any opcode but those
-// threadBody handles itself, and returns false for an opcode it does not
+// threadBody handles itself (blocks and branches among them), and returns
+// false for an opcode it does not
 // know: the function is then left as it is.
 func (r *reader) skipImmediates(op byte) bool {
 	switch {
 	case op == 0x00 || op == 0x01 || op == 0x0f || op == 0x1a || op == 0x1b:
 		// unreachable, nop, return, drop, select
-	case op == 0x0d || op == 0x10 || op == 0x12 || op == 0x14 || op == 0x15:
-		// br_if, call, return_call, call_ref, return_call_ref
+	case op == 0x10 || op == 0x12 || op == 0x14 || op == 0x15:
+		// call, return_call, call_ref, return_call_ref
 		r.u32()
-	case op == opBrTable:
-		n := r.u32()
-		for i := uint32(0); i <= n && r.err == nil; i++ {
-			r.u32()
-		}
 	case op == 0x11 || op == 0x13:
 		// call_indirect, return_call_indirect: type and table
 		r.u32()
@@ -158,8 +154,7 @@ func (r *reader) skipImmediates(op byte) bool {
 		r.signed(33)
 	case op == 0xd1 || op == 0xd3 || op == 0xd4:
 		// ref.is_null, ref.eq, ref.as_non_null
-	case op == 0xd2 || op == 0xd5 || op == 0xd6:
-		// ref.func, br_on_null, br_on_non_null
+	case op == 0xd2: // ref.func
 		r.u32()
 	case op == 0xfc:
 		return r.skipFC()
