@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/modulecache"
+	"github.com/enarx/containerd-shim-enarx/keep/wasmtime/jumpthread"
 )
 
 // Environment of TestCacheHelper, the child of TestCacheRoundTrip.
@@ -209,9 +211,12 @@ func (foreignModule) Run(context.Context, engine.RunOptions) (int, error) { retu
 func TestFingerprint(t *testing.T) {
 	epoch := newEngine(t).Fingerprint()
 	noEpoch := newEngineWith(t, Options{NoEpochInterruption: true}).Fingerprint()
+	// Code compiled from a module threaded differently must not be
+	// loaded: the pass's version is part of the fingerprint.
+	threading := fmt.Sprintf("jump_threading=%d", jumpthread.Version)
 	for fp, want := range map[string][]string{
-		epoch:   {Version, "strategy=cranelift", "epoch_interruption=true"},
-		noEpoch: {Version, "strategy=cranelift", "epoch_interruption=false"},
+		epoch:   {Version, "strategy=cranelift", "epoch_interruption=true", threading},
+		noEpoch: {Version, "strategy=cranelift", "epoch_interruption=false", threading},
 	} {
 		for _, w := range want {
 			if !strings.Contains(fp, w) {

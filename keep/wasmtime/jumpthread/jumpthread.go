@@ -98,17 +98,24 @@ func Thread(module []byte) ([]byte, int) {
 	}
 	// The code section grows: it is written anew, the sections around it
 	// as they are.
-	code := appendULEB(make([]byte, 0, l.codeEnd-l.codeContent+inserted+len(l.bodies)), uint32(len(l.bodies)))
+	sizes := make([]int, len(l.bodies))
+	codeSize := ulebLen(uint32(len(l.bodies)))
 	for i, b := range l.bodies {
-		body := edits[i].apply(module, b)
-		code = appendULEB(code, uint32(len(body)))
-		code = append(code, body...)
+		sizes[i] = b.end - b.start
+		for _, in := range edits[i].inserts {
+			sizes[i] += len(in.code)
+		}
+		codeSize += ulebLen(uint32(sizes[i])) + sizes[i]
 	}
 	out := make([]byte, 0, len(module)+inserted+len(l.bodies)+8)
 	out = append(out, module[:l.codeStart]...)
 	out = append(out, sectionCode)
-	out = appendULEB(out, uint32(len(code)))
-	out = append(out, code...)
+	out = appendULEB(out, uint32(codeSize))
+	out = appendULEB(out, uint32(len(l.bodies)))
+	for i, b := range l.bodies {
+		out = appendULEB(out, uint32(sizes[i]))
+		out = edits[i].appendBody(out, module, b)
+	}
 	out = append(out, module[l.codeEnd:]...)
 	return out, count
 }
@@ -127,21 +134,28 @@ func (e bodyEdits) patch(b []byte, from int) {
 	}
 }
 
-// apply returns the body at b in module with the edits made.
-func (e bodyEdits) apply(module []byte, b span) []byte {
-	body := append([]byte(nil), module[b.start:b.end]...)
-	e.patch(body, b.start)
-	if len(e.inserts) == 0 {
-		return body
-	}
-	out := make([]byte, 0, len(body)+len(e.inserts)*8)
-	at := 0
+// appendBody appends the body at b in module to out, with the edits made.
+func (e bodyEdits) appendBody(out, module []byte, b span) []byte {
+	start := len(out)
+	at := b.start
 	for _, in := range e.inserts {
-		out = append(out, body[at:in.offset-b.start]...)
+		out = append(out, module[at:in.offset]...)
 		out = append(out, in.code...)
-		at = in.offset - b.start
+		at = in.offset
 	}
-	return append(out, body[at:]...)
+	out = append(out, module[at:b.end]...)
+	for _, p := range e.patches {
+		// The patch moved by the code inserted before it.
+		moved := 0
+		for _, in := range e.inserts {
+			if in.offset <= p.offset {
+				moved += len(in.code)
+			}
+		}
+		o := start + p.offset - b.start + moved
+		putPaddedLEB(out[o:o+p.width], p.depth)
+	}
+	return out
 }
 
 // span is a function body's bytes in the module: its locals and code.
@@ -222,6 +236,16 @@ func readLayout(module []byte) (layout, bool) {
 	}
 	// Every section's size added up to the module's: it is whole.
 	return l, seen
+}
+
+// ulebLen is the length of v as an unsigned LEB128.
+func ulebLen(v uint32) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 // appendULEB appends v as an unsigned LEB128.
