@@ -62,6 +62,13 @@ type publisher struct {
 	queue   chan envelope
 	closed  chan struct{}
 	once    sync.Once
+	// queueMu orders Publish's sends before Close's close of queue:
+	// a goroutine of a task (its attestation's announcement, an exit)
+	// may publish after the shim began to shut down, and a send on the
+	// closed queue would panic the shim. shut is set, under it, once
+	// queue is closed.
+	queueMu sync.RWMutex
+	shut    bool
 	// retryWindow and backoffMax are publishRetryWindow and
 	// publishBackoffMax (tests shorten them).
 	retryWindow, backoffMax time.Duration
@@ -82,8 +89,15 @@ func newPublisher(ttrpcAddress string) *publisher {
 	return p
 }
 
-// Publish queues an event for namespace ns.
+// Publish queues an event for namespace ns. After Close, it drops the
+// event.
 func (p *publisher) Publish(ctx context.Context, ns, topic string, event proto.Message) {
+	p.queueMu.RLock()
+	defer p.queueMu.RUnlock()
+	if p.shut {
+		log.G(ctx).WithField("topic", topic).Warn("event published after the shim shut down: dropped")
+		return
+	}
 	select {
 	case p.queue <- envelope{ns: ns, topic: topic, event: event, at: time.Now()}:
 	default:
@@ -93,7 +107,12 @@ func (p *publisher) Publish(ctx context.Context, ns, topic string, event proto.M
 
 // Close delivers what is queued, waiting at most until ctx is done.
 func (p *publisher) Close(ctx context.Context) {
-	p.once.Do(func() { close(p.queue) })
+	p.once.Do(func() {
+		p.queueMu.Lock()
+		defer p.queueMu.Unlock()
+		p.shut = true
+		close(p.queue)
+	})
 	select {
 	case <-p.closed:
 	case <-ctx.Done():

@@ -139,3 +139,29 @@ func TestPublisherGivesUp(t *testing.T) {
 		t.Errorf("took %v", took)
 	}
 }
+
+// TestPublisherPublishAfterClose drops events published while and after
+// the publisher closes, as a task's goroutine may (CI once saw a send on
+// the closed queue panic the shim's tests), and delivers none twice.
+func TestPublisherPublishAfterClose(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "ttrpc.sock")
+	serveEventsAt(t, sock)
+	pub := newPublisher("unix://" + sock)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 100; j++ {
+				pub.Publish(ctx, testNS, TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: "racing"})
+			}
+		}()
+	}
+	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pub.Close(closeCtx)
+	wg.Wait()
+	pub.Publish(ctx, testNS, TopicTaskExit, &eventstypes.TaskExit{ContainerID: "late"})
+	pub.Close(closeCtx) // a second Close returns too
+}
