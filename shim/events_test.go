@@ -140,12 +140,13 @@ func TestPublisherGivesUp(t *testing.T) {
 	}
 }
 
-// TestPublisherPublishAfterClose drops events published while and after
-// the publisher closes, as a task's goroutine may (CI once saw a send on
-// the closed queue panic the shim's tests), and delivers none twice.
+// TestPublisherPublishAfterClose publishes while and after the publisher
+// closes, as a task's goroutine may (CI once saw a send on the closed queue
+// panic the shim's tests): no panic, and nothing published after Close is
+// delivered.
 func TestPublisherPublishAfterClose(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "ttrpc.sock")
-	serveEventsAt(t, sock)
+	es, _ := serveEventsAt(t, sock)
 	pub := newPublisher("unix://" + sock)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -164,4 +165,14 @@ func TestPublisherPublishAfterClose(t *testing.T) {
 	wg.Wait()
 	pub.Publish(ctx, testNS, TopicTaskExit, &eventstypes.TaskExit{ContainerID: "late"})
 	pub.Close(closeCtx) // a second Close returns too
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	if len(es.events) > 8*100 {
+		t.Errorf("%d events delivered, of 800 published", len(es.events))
+	}
+	for _, e := range es.events {
+		if e.envelope.GetTopic() != TopicTaskOOM {
+			t.Errorf("%s delivered after the publisher closed", e.envelope.GetTopic())
+		}
+	}
 }

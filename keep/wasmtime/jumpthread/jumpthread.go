@@ -80,11 +80,13 @@ func Thread(module []byte) ([]byte, int) {
 		if l.offsetsMatter {
 			inserts = nil
 		}
-		edits[i] = bodyEdits{patches, inserts}
-		count += len(patches) + len(inserts)
+		e := bodyEdits{patches: patches, inserts: inserts}
 		for _, in := range inserts {
-			inserted += len(in.code)
+			e.grow += len(in.code)
 		}
+		edits[i] = e
+		count += len(patches) + len(inserts)
+		inserted += e.grow
 	}
 	if count == 0 {
 		return module, 0
@@ -101,10 +103,7 @@ func Thread(module []byte) ([]byte, int) {
 	sizes := make([]int, len(l.bodies))
 	codeSize := ulebLen(uint32(len(l.bodies)))
 	for i, b := range l.bodies {
-		sizes[i] = b.end - b.start
-		for _, in := range edits[i].inserts {
-			sizes[i] += len(in.code)
-		}
+		sizes[i] = b.end - b.start + edits[i].grow
 		codeSize += ulebLen(uint32(sizes[i])) + sizes[i]
 	}
 	out := make([]byte, 0, len(module)+inserted+len(l.bodies)+8)
@@ -124,6 +123,8 @@ func Thread(module []byte) ([]byte, int) {
 type bodyEdits struct {
 	patches []patch
 	inserts []insertion
+	// grow is the bytes the inserts add.
+	grow int
 }
 
 // patch writes the edits' patches into b, which holds the module's bytes
@@ -164,9 +165,9 @@ type span struct{ start, end int }
 // layout is where a module's code is.
 type layout struct {
 	bodies []span
-	// codeStart is the code section's id byte, codeContent its function
-	// count, codeEnd the end of its last body.
-	codeStart, codeContent, codeEnd int
+	// codeStart is the code section's id byte, codeEnd the end of its
+	// last body.
+	codeStart, codeEnd int
 	// offsetsMatter is set when a custom section refers to code offsets
 	// (DWARF, branch hints): the code may not move.
 	offsetsMatter bool
@@ -214,7 +215,7 @@ func readLayout(module []byte) (layout, bool) {
 				return l, false
 			}
 			seen = true
-			l.codeStart, l.codeContent, l.codeEnd = start, r.pos, end
+			l.codeStart, l.codeEnd = start, end
 			n := r.u32()
 			if r.err != nil || uint64(n) > uint64(size) {
 				return l, false
