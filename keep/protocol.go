@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/enarx/containerd-shim-enarx/keep/confine"
+	"github.com/enarx/containerd-shim-enarx/keep/engine"
 	"github.com/enarx/containerd-shim-enarx/keep/nodepolicy"
 	"github.com/enarx/containerd-shim-enarx/keep/workload"
 )
@@ -137,7 +138,27 @@ type Response struct {
 	Error    string          `json:"error,omitempty"`
 	// Confined is an inner Keep's answer to its config.
 	Confined bool `json:"confined,omitempty"`
+	// Touched is what a Keep sends, unasked, once its workload's run has
+	// ended, before it exits: the pages of its linear memory the run
+	// wrote, for the next Keep of the same module (Config.Populate).
+	Touched *PageProfile `json:"touched,omitempty"`
 }
+
+// PageProfile is which pages of a module's linear memory a run of it wrote
+// (engine.RunOptions.Touched): a later run of the module makes them
+// present before it starts (engine.RunOptions.Populate), which saves a page
+// fault each. It says nothing of what the pages hold.
+type PageProfile struct {
+	// WorkloadDigest is the module's digest: a Keep uses the profile only
+	// for a module that measures as it.
+	WorkloadDigest string `json:"workload_digest"`
+	// Ranges are the pages, in bytes from the memory's start.
+	Ranges []engine.MemoryRange `json:"ranges"`
+}
+
+// MaxProfileRanges bounds PageProfile.Ranges: a Keep ignores a profile
+// with more, and sends none.
+const MaxProfileRanges = 1024
 
 // Exit statuses of a Keep besides the workload's own.
 const (
@@ -183,6 +204,10 @@ type Config struct {
 	// the container's filesystem view, and Preopens are not used. Nil for
 	// a Keep without a container (enarx run), which sees its Preopens.
 	Container *confine.Spec `json:"container,omitempty"`
+	// Populate is what the last Keep its shim saw end reported of its run
+	// (Response.Touched): used only when this Keep's module measures as
+	// its WorkloadDigest. Nil for none.
+	Populate *PageProfile `json:"populate,omitempty"`
 }
 
 // MadeInNewNetNS reports whether the Keep of c may be made in its

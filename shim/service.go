@@ -80,6 +80,10 @@ type service struct {
 	lastModule  preloadHint
 	lastSteward *nodepolicy.Steward
 	servedOne   bool
+	// lastProfile is what the last Keep that ended reported of its run's
+	// pages, which the next Keep's config carries (keep.Config.Populate):
+	// a Keep of the same module then makes them present before its run.
+	lastProfile *keep.PageProfile
 	// discards are spare Keeps being discarded beside a claim's start.
 	discards sync.WaitGroup
 }
@@ -281,6 +285,9 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, fmt.Errorf("task %s: %w", r.ID, err)
 	}
 	opts.Executable, opts.Stdio = s.exe, t.io.keep
+	s.mu.Lock()
+	opts.Config.Populate = s.lastProfile
+	s.mu.Unlock()
 	steward := ""
 	if opts.Config.Steward != nil {
 		steward = opts.Config.Steward.URL
@@ -557,6 +564,16 @@ func (t *task) unmountRootfs() error {
 	return unmount()
 }
 
+// keepProfile keeps what the Keep k, which has ended, reported of its
+// run's pages, for the next Keep's config.
+func (s *service) keepProfile(k *host.Process) {
+	if p := k.Profile(); p != nil {
+		s.mu.Lock()
+		s.lastProfile = p
+		s.mu.Unlock()
+	}
+}
+
 // watch records the Keep's exit once and publishes it, after an OOM event
 // when the kernel killed the Keep for want of memory in its cgroup, or the
 // Keep ended because its workload needed more than the container's limit
@@ -565,6 +582,9 @@ func (s *service) watch(t *task) {
 	<-t.proc.Done()
 	status, at := t.proc.Status()
 	if t.keep != nil {
+		// Kept for the next Keep once the Keep's last message is read,
+		// beside what follows.
+		go s.keepProfile(t.keep)
 		// For `shim delete`, should the shim die before the task is deleted.
 		if err := writeExitRecord(t.bundle, status, at); err != nil {
 			log.G(context.Background()).WithError(err).WithField("id", t.id).Warn("record the exit status of a Keep")

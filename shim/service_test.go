@@ -742,7 +742,16 @@ func TestServiceCloseIOAfterWrite(t *testing.T) {
 
 func TestServiceStdoutLogFile(t *testing.T) {
 	h := newHarness(t)
-	bundle, _ := newBundle(t, "print hello")
+	if out := h.runLogged(t, "print hello"); out != "hello\n" {
+		t.Errorf("stdout log = %q, want %q", out, "hello\n")
+	}
+}
+
+// runLogged creates and starts a task running cmd, its stdout a log file
+// (a file:// URI), waits for it to exit 0, and returns what it logged.
+func (h *harness) runLogged(t *testing.T, cmd string) string {
+	t.Helper()
+	bundle, _ := newBundle(t, cmd)
 	log := filepath.Join(t.TempDir(), "stdout.log")
 	r := &taskapi.CreateTaskRequest{ID: keeptest.ID(t), Bundle: bundle, Stdout: "file://" + log}
 	if _, err := h.svc.Create(context.Background(), r); err != nil {
@@ -752,11 +761,13 @@ func TestServiceStdoutLogFile(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	if w := h.wait(t, r.ID); w.ExitStatus != 0 {
-		t.Errorf("status = %d, want 0", w.ExitStatus)
+		t.Fatalf("status = %d, want 0", w.ExitStatus)
 	}
-	if b, err := os.ReadFile(log); err != nil || string(b) != "hello\n" {
-		t.Errorf("stdout log = %q, %v; want %q", b, err, "hello\n")
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return string(b)
 }
 
 func TestServiceErrors(t *testing.T) {
@@ -1113,5 +1124,38 @@ func TestServiceOverTTRPC(t *testing.T) {
 	}
 	if _, err := v2.Delete(ctx, &taskv2.DeleteRequest{ID: r.ID}); err != nil {
 		t.Errorf("v2 Delete: %v", err)
+	}
+}
+
+// TestServicePageProfile: what a task's Keep reported of its run's pages
+// once it ended is given to the next task's Keep (keep.Config.Populate),
+// which uses it for a module that measures as the one reported.
+func TestServicePageProfile(t *testing.T) {
+	h := newHarness(t)
+	run := func() string {
+		t.Helper()
+		return strings.TrimSpace(h.runLogged(t, "touch"))
+	}
+	if given := run(); given != "null" {
+		t.Errorf("first task's Keep was given %s to populate, want nothing", given)
+	}
+	// The report is kept once the Keep's last message is read, beside
+	// the task's exit.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.svc.mu.Lock()
+		kept := h.svc.lastProfile
+		h.svc.mu.Unlock()
+		if kept != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first Keep's report of its pages was not kept")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	want, _ := json.Marshal(keeptest.TouchedRanges)
+	if given := run(); given != string(want) {
+		t.Errorf("second task's Keep was given %s to populate, want %s", given, want)
 	}
 }

@@ -113,6 +113,25 @@ type RunOptions struct {
 	// descriptor from 0 (see keep/sockets). Run closes each Socket.File
 	// once the workload holds its own descriptor.
 	Sockets []Socket
+	// Populate lists ranges of the instance's linear memory (its first
+	// exported memory) whose pages are made present and writable once the
+	// module is instantiated, before its entrypoint runs: the pages an
+	// earlier run of the same module wrote (Touched), which the run would
+	// otherwise fault in one at a time. What the module sees does not
+	// change; ranges beyond the memory's size at instantiation are left
+	// out. An engine may ignore it.
+	Populate []MemoryRange
+	// Touched, when not nil, is called once the entrypoint has ended
+	// (returned, exited or trapped) with the ranges of that memory whose
+	// pages the run wrote, for a later run's Populate. An engine that
+	// cannot tell does not call it.
+	Touched func([]MemoryRange) `json:"-"`
+}
+
+// MemoryRange is a range of a linear memory, in bytes from its start.
+type MemoryRange struct {
+	Offset uint64 `json:"offset"`
+	Length uint64 `json:"length"`
 }
 
 // CloseSocketFiles closes the File of each of o.Sockets: what Run does once

@@ -219,16 +219,17 @@ func Main(args []string, newEngine EngineFactory) int {
 	if err := enc.Encode(keep.Response{Ready: &k.ready}); err != nil {
 		return keep.StatusFailed
 	}
+	ctlw := &ctlWriter{enc: enc}
 	var next *runAhead
 	if inner == nil {
-		next = prepareRun(cfg, k.module, socks, confined != nil)
+		next = prepareRun(cfg, k.module, socks, confined != nil, pageProfile(cfg, k.ready.WorkloadDigest, ctlw.send))
 	}
 
 	// Serve the shim: run once, and fresh evidence whenever asked. A
 	// signal or the shim going away ends a created Keep; a running one
 	// goes on without its shim.
 	runc := make(chan error, 1)
-	go serveControl(ctx, dec, enc, k.identity, runc)
+	go serveControl(ctx, dec, ctlw, k.identity, runc)
 	if status, ok := awaitRun(signals, runc); !ok {
 		return status
 	}
@@ -290,9 +291,11 @@ type runAhead struct {
 }
 
 // prepareRun starts making a Keep's run ready (runAhead); confined says
-// whether the Keep is a container, which needs the filter.
-func prepareRun(cfg keep.Config, module engine.Module, socks *sockets.Set, confined bool) *runAhead {
+// whether the Keep is a container, which needs the filter; profile is
+// what the run populates and reports of its memory's pages (pageProfile).
+func prepareRun(cfg keep.Config, module engine.Module, socks *sockets.Set, confined bool, profile runProfile) *runAhead {
 	next := &runAhead{done: make(chan struct{}), module: module, opts: runOptions(cfg, socks), instances: cfg.InstanceCount()}
+	next.opts.Populate, next.opts.Touched = profile.populate, profile.touched
 	hooks := cfg.Container != nil && cfg.Container.Hooks != nil && len(cfg.Container.Hooks.StartContainer) > 0
 	go func() {
 		defer close(next.done)
@@ -451,7 +454,7 @@ func (f sysctlFlag) Set(kv string) error {
 
 // serveControl answers the shim's requests after ready. The first error
 // or run is sent on runc.
-func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id *identity, runc chan<- error) {
+func serveControl(ctx context.Context, dec *json.Decoder, enc *ctlWriter, id *identity, runc chan<- error) {
 	started := false
 	for {
 		var req keep.Request
@@ -472,13 +475,56 @@ func serveControl(ctx context.Context, dec *json.Decoder, enc *json.Encoder, id 
 			} else if resp.Evidence, err = evidence.Marshal(); err != nil {
 				resp.Error = err.Error()
 			}
-			if err := enc.Encode(resp); err != nil {
+			if err := enc.send(resp); err != nil {
 				return
 			}
 		default:
-			_ = enc.Encode(keep.Response{Error: "unexpected control message"})
+			_ = enc.send(keep.Response{Error: "unexpected control message"})
 		}
 	}
+}
+
+// ctlWriter sends a ready Keep's messages to the shim: the answers
+// serveControl makes, and the report of the run's pages (pageProfile),
+// which the run sends as it ends.
+type ctlWriter struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (w *ctlWriter) send(resp keep.Response) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.enc.Encode(resp)
+}
+
+// runProfile is what a run is given of its memory's pages, and told to
+// report of them (engine.RunOptions.Populate, Touched).
+type runProfile struct {
+	populate []engine.MemoryRange
+	touched  func([]engine.MemoryRange)
+}
+
+// pageProfile is the runProfile of a Keep whose module measured as digest:
+// the pages the last Keep of its shim reported (cfg.Populate), when that
+// was this module; and a report of its own run's, sent with send once the
+// run has ended, for the next. A Keep whose module runs as several
+// instances neither takes nor sends one.
+func pageProfile(cfg keep.Config, digest string, send func(keep.Response) error) runProfile {
+	if cfg.InstanceCount() > 1 {
+		return runProfile{}
+	}
+	var p runProfile
+	if last := cfg.Populate; last != nil && last.WorkloadDigest == digest && len(last.Ranges) <= keep.MaxProfileRanges {
+		p.populate = last.Ranges
+	}
+	p.touched = func(ranges []engine.MemoryRange) {
+		if len(ranges) == 0 || len(ranges) > keep.MaxProfileRanges {
+			return
+		}
+		_ = send(keep.Response{Touched: &keep.PageProfile{WorkloadDigest: digest, Ranges: ranges}})
+	}
+	return p
 }
 
 // prepared is a Keep ready to run its workload: the compiled module, the

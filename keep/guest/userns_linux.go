@@ -219,7 +219,7 @@ func innerMain(id string, newEngine EngineFactory, signals <-chan os.Signal) int
 	if err := enc.Encode(keep.Response{Confined: true}); err != nil {
 		return keep.StatusFailed
 	}
-	next := prepareRun(cfg, module, nil, true)
+	next := prepareRun(cfg, module, nil, true, runProfile{})
 	runc := make(chan error, 1)
 	go func() {
 		var req keep.Request

@@ -155,6 +155,11 @@ type Process struct {
 	// that answers and exits at once never loses its answer.
 	readyRead chan struct{}
 	readOnce  sync.Once
+	// profile is what the Keep reported of its run's pages
+	// (keep.Response.Touched), read under ctlMu; profileRead is closed
+	// once the Keep has exited and all it sent is read.
+	profile     *keep.PageProfile
+	profileRead chan struct{}
 }
 
 // Start executes a Keep process and waits until it reports ready: the module
@@ -242,7 +247,7 @@ func spawn(ctx context.Context, opts StartOptions, ahead bool) (_ *Process, err 
 		return nil, fmt.Errorf("keep %s: reason pipe: %w", id, err)
 	}
 	defer reasonW.Close()
-	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{proc.New(nil)}, readyRead: make(chan struct{}), reason: reason}
+	p := &Process{ctl: ctl, dec: json.NewDecoder(ctl), child: child{proc.New(nil)}, readyRead: make(chan struct{}), reason: reason, profileRead: make(chan struct{})}
 	if opts.Resources != nil {
 		p.memory = opts.Resources.Memory
 	}
@@ -513,6 +518,7 @@ func (p *Process) abandon(ctx context.Context, id string) {
 	} else {
 		p.ctl.Close()
 		p.reason.Close()
+		close(p.profileRead)
 	}
 	if p.cgroup != nil {
 		if err := p.cgroup.Delete(); err != nil {
@@ -532,11 +538,55 @@ func exitedEarly(err error) bool {
 func (p *Process) wait() {
 	p.proc.Reap(p.readReason)
 	// The Keep's end is closed now, so reads see EOF after what it sent;
-	// close ours once Start has read its answer.
+	// close ours once Start has read its answer, and the rest.
 	go func() {
 		<-p.readyRead
+		p.readRest()
 		p.ctl.Close()
+		close(p.profileRead)
 	}()
+}
+
+// restWait bounds how long readRest reads: the Keep has exited, so its end
+// of the control socket is closed unless a process it started holds it.
+const restWait = 100 * time.Millisecond
+
+// readRest reads what an exited Keep sent after the answers that were read:
+// the report of its run's pages (keep.Response.Touched).
+func (p *Process) readRest() {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	_ = p.ctl.SetReadDeadline(time.Now().Add(restWait))
+	for {
+		var resp keep.Response
+		if err := p.dec.Decode(&resp); err != nil {
+			return
+		}
+		p.keepProfile(resp)
+	}
+}
+
+// keepProfile keeps the report of the run's pages in resp, if it is one
+// and a usable one (at most keep.MaxProfileRanges ranges), and says
+// whether resp was such a report. The caller holds ctlMu.
+func (p *Process) keepProfile(resp keep.Response) bool {
+	if resp.Touched == nil {
+		return false
+	}
+	if len(resp.Touched.Ranges) <= keep.MaxProfileRanges {
+		p.profile = resp.Touched
+	}
+	return true
+}
+
+// Profile is what the Keep reported of its run's pages, for the next Keep
+// of its module (keep.Config.Populate): nil when it sent nothing. It waits
+// until the Keep has exited and its messages are read.
+func (p *Process) Profile() *keep.PageProfile {
+	<-p.profileRead
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	return p.profile
 }
 
 func (p *Process) kill() {
@@ -581,8 +631,15 @@ func (p *Process) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 		return nil, fmt.Errorf("keep pid %d: ask for evidence: %w", p.Pid(), err)
 	}
 	var resp keep.Response
-	if err := p.dec.Decode(&resp); err != nil {
-		return nil, fmt.Errorf("keep pid %d: read evidence: %w", p.Pid(), err)
+	for {
+		if err := p.dec.Decode(&resp); err != nil {
+			return nil, fmt.Errorf("keep pid %d: read evidence: %w", p.Pid(), err)
+		}
+		// The report of a run that ended meanwhile is no answer.
+		if !p.keepProfile(resp) {
+			break
+		}
+		resp = keep.Response{}
 	}
 	if resp.Error != "" {
 		return nil, fmt.Errorf("keep pid %d: %s", p.Pid(), resp.Error)

@@ -200,15 +200,21 @@ func TestRunExitStatus(t *testing.T) {
 	}
 }
 
+// runToEnd runs a started Keep's workload and returns its exit status.
+func runToEnd(t *testing.T, p *host.Process) int {
+	t.Helper()
+	if err := p.Run(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return exitStatus(t, p, 10*time.Second)
+}
+
 func TestRunTrap(t *testing.T) {
 	opts := startOptions(t, "trap")
 	stderr := outputFile(t, "stderr")
 	opts.Stdio.Stderr = stderr
 	p := startKeep(t, opts)
-	if err := p.Run(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if status := exitStatus(t, p, 10*time.Second); status != 134 {
+	if status := runToEnd(t, p); status != 134 {
 		t.Errorf("status = %d, want 134", status)
 	}
 	out := readFile(t, stderr)
@@ -551,5 +557,40 @@ func TestAttestOnDemand(t *testing.T) {
 	<-p.Done()
 	if _, err := p.Attest(context.Background(), nil); err == nil {
 		t.Error("Attest after exit succeeded")
+	}
+}
+
+// TestPageProfile: what a Keep's run reports of the pages it wrote reaches
+// the shim once the Keep has exited (Profile), and a later Keep of the same
+// module is given it to populate; a Keep of another module is not.
+func TestPageProfile(t *testing.T) {
+	run := func(populate *keep.PageProfile) (*host.Process, string) {
+		t.Helper()
+		opts := startOptions(t, "touch")
+		opts.Config.Populate = populate
+		stdout := outputFile(t, "stdout")
+		opts.Stdio.Stdout = stdout
+		p := startKeep(t, opts)
+		if status := runToEnd(t, p); status != 0 {
+			t.Fatalf("status %d, want 0", status)
+		}
+		return p, strings.TrimSpace(readFile(t, stdout))
+	}
+	first, given := run(nil)
+	if given != "null" {
+		t.Errorf("first Keep was given %s to populate, want nothing", given)
+	}
+	profile := first.Profile()
+	if profile == nil || profile.WorkloadDigest != first.Ready().WorkloadDigest || !reflect.DeepEqual(profile.Ranges, keeptest.TouchedRanges) {
+		t.Fatalf("Profile() = %+v, want the module's digest %s and %+v", profile, first.Ready().WorkloadDigest, keeptest.TouchedRanges)
+	}
+	want, _ := json.Marshal(keeptest.TouchedRanges)
+	if _, given := run(profile); given != string(want) {
+		t.Errorf("Keep of the same module was given %s to populate, want %s", given, want)
+	}
+	other := *profile
+	other.WorkloadDigest = "sha256:" + strings.Repeat("0", 64)
+	if _, given := run(&other); given != "null" {
+		t.Errorf("Keep of another module was given %s to populate, want nothing", given)
 	}
 }

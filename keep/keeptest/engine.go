@@ -109,9 +109,22 @@ func (m module) Run(ctx context.Context, opts engine.RunOptions) (int, error) {
 	case "cat":
 		_, err := io.Copy(os.Stdout, os.Stdin)
 		return 0, err
+	case "touch":
+		// What the run was given to populate, then a report of pages.
+		if err := json.NewEncoder(os.Stdout).Encode(opts.Populate); err != nil {
+			return 0, err
+		}
+		if opts.Touched != nil {
+			opts.Touched(TouchedRanges)
+		}
+		return 0, nil
 	}
 	return 0, fmt.Errorf("fake engine: unknown command %q", m.cmd)
 }
+
+// TouchedRanges are what the fake module "touch" reports it wrote
+// (engine.RunOptions.Touched).
+var TouchedRanges = []engine.MemoryRange{{Offset: 0, Length: 8192}, {Offset: 65536, Length: 4096}}
 
 // Processes lists the live Keep processes of container id.
 func Processes(id string) []int {

@@ -8,22 +8,28 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep/wasmtime/hostwasi"
 )
 
-// newSocketWASI builds the hostwasi WASI of a run with sockets, from
-// options that validateRunOptions accepted. The Keep's own descriptors 0,
-// 1 and 2 are the workload's stdio, as with wasmtime's WASI.
-func newSocketWASI(opts engine.RunOptions) (socketWASI, error) {
+// hostWASIAvailable says that every core module's run gets package
+// hostwasi's WASI here (define).
+const hostWASIAvailable = true
+
+// newHostWASI builds the hostwasi WASI of a run, with its sockets if it
+// has any, from options that validateRunOptions accepted. The Keep's own
+// descriptors 0, 1 and 2 are the workload's stdio, as with wasmtime's WASI.
+// beforeInput, when not nil, is hostwasi.Config.BeforeInput.
+func newHostWASI(opts engine.RunOptions, beforeInput func(mem []byte)) (hostWASI, error) {
 	cfg := hostwasi.Config{
-		Args:     opts.Args,
-		Env:      opts.Env,
-		Stdin:    os.Stdin,
-		Stdout:   os.Stdout,
-		Stderr:   os.Stderr,
-		Preopens: opts.Preopens,
-		Sockets:  opts.Sockets,
+		BeforeInput: beforeInput,
+		Args:        opts.Args,
+		Env:         opts.Env,
+		Stdin:       os.Stdin,
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		Preopens:    opts.Preopens,
+		Sockets:     opts.Sockets,
 	}
 	w, err := hostwasi.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("wasmtime: WASI with sockets: %w", err)
+		return nil, fmt.Errorf("wasmtime: WASI: %w", err)
 	}
 	// The workload holds its own descriptors now: close the caller's, so
 	// that a workload closing a connection ends it (RunOptions.Sockets).

@@ -8,8 +8,12 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
-// newSocketWASI fails: package hostwasi, which gives a workload its
+// hostWASIAvailable is false: package hostwasi rests on Linux's openat2
+// and ppoll, so runs without sockets get wasmtime's WASI (define).
+const hostWASIAvailable = false
+
+// newHostWASI fails: package hostwasi, which gives a workload its
 // sockets, rests on Linux's openat2 and ppoll.
-func newSocketWASI(engine.RunOptions) (socketWASI, error) {
+func newHostWASI(engine.RunOptions, func([]byte)) (hostWASI, error) {
 	return nil, errors.New("wasmtime: sockets for the workload are supported on Linux only")
 }

@@ -23,13 +23,13 @@
 // Two limits follow from wasmtime's design, and the callers must live with
 // them:
 //
-//   - wasmtime's WASI host calls are not interrupted. A module blocked inside
-//     the host (poll_oneoff sleeping, fd_read waiting on stdin, ...) only sees
-//     the interrupt when it returns to wasm code. The Keep process hard-exits
-//     after a grace period for that case; this package does not try to do
-//     better. A workload with sockets runs on package hostwasi's WASI instead
-//     (see WASI below), whose poll_oneoff the watcher wakes, so a server
-//     waiting for a connection stops at once; a read of stdin still blocks.
+//   - A host call is not interrupted, except hostwasi's poll_oneoff (the WASI
+//     of core modules on Linux, see WASI below), which the watcher wakes, so
+//     a server waiting for a connection stops at once. A module blocked in
+//     any other host call (fd_read waiting on stdin, wasmtime's WASI on other
+//     systems, ...) only sees the interrupt when it returns to wasm code. The
+//     Keep process hard-exits after a grace period for that case; this
+//     package does not try to do better.
 //   - The epoch belongs to the engine, not to the store. Cancelling one run
 //     also trips every other run on the same Engine that has a cancellable
 //     context (their deadline is the same next tick). Such a collateral trap is
@@ -44,18 +44,23 @@
 //
 // # WASI
 //
-// A workload without sockets gets wasmtime's own WASI preview 1
-// (Linker.DefineWasi). wasmtime-go's WASI cannot hold sockets, so a workload
-// with engine.RunOptions.Sockets gets package hostwasi's, written in Go on the
-// same engine: the same argv, environment, stdio and preopens, the sockets at
-// the descriptors after the preopens, and FD_COUNT/FD_NAMES naming every
-// descriptor (docs/networking.md).
+// On Linux every core module gets package hostwasi's WASI preview 1,
+// written in Go on the same engine and matched call by call against
+// wasmtime's own (its differential suite): the argv, environment, stdio and
+// preopens, and a workload's sockets (engine.RunOptions.Sockets, which
+// wasmtime-go's WASI cannot hold) at the descriptors after the preopens,
+// with FD_COUNT/FD_NAMES naming every descriptor (docs/networking.md). So a
+// workload sees one WASI whether or not it declares a socket, and its run
+// starts no thread of wasmtime's WASI runtime (a tokio runtime with a worker
+// a CPU, made at the first host call). Elsewhere a run without sockets gets
+// wasmtime's own WASI (Linker.DefineWasi).
 package wasmtime
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,10 +403,21 @@ type preparedRun struct {
 	m        *Module
 	store    *wasmtime.Store
 	linker   *wasmtime.Linker
-	sw       socketWASI
+	hw       hostWASI
 	limit    memoryLimit
 	entry    string
 	callInit bool
+	// populate and touched are the run's engine.RunOptions.Populate and
+	// Touched; pageMap is this process's page map, open for touched.
+	populate []engine.MemoryRange
+	touched  func([]engine.MemoryRange)
+	pageMap  *os.File
+	// profile is what the run had written of its memory when it first
+	// asked for something of its container (hostwasi's BeforeInput), once
+	// profiled: what Touched reports, so that nothing of one container's
+	// inputs reaches another container's run through it.
+	profile  []engine.MemoryRange
+	profiled bool
 }
 
 // PrepareRun does what Run does before it instantiates the module: the
@@ -429,7 +445,11 @@ func (m *Module) PrepareRun(opts engine.RunOptions) (engine.PreparedRun, error) 
 		return nil, err
 	}
 
-	p := &preparedRun{m: m, entry: entry, callInit: callInit, limit: memoryLimit{bytes: opts.MemoryLimit}}
+	p := &preparedRun{m: m, entry: entry, callInit: callInit, limit: memoryLimit{bytes: opts.MemoryLimit},
+		populate: opts.Populate, touched: opts.Touched}
+	if p.touched != nil {
+		p.pageMap = openPageMap()
+	}
 	p.store = wasmtime.NewStore(m.engine.engine)
 	p.limit.apply(p.store)
 	p.linker = wasmtime.NewLinker(m.engine.engine)
@@ -440,16 +460,20 @@ func (m *Module) PrepareRun(opts engine.RunOptions) (engine.PreparedRun, error) 
 	return p, nil
 }
 
-// define puts the WASI imports in the run's linker: package hostwasi's with
-// sockets, wasmtime's otherwise; and checks that the linker has every
-// import of the module.
+// define puts the WASI imports in the run's linker: package hostwasi's on
+// Linux, and wherever the run has sockets; wasmtime's elsewhere. It checks
+// that the linker has every import of the module.
 func (p *preparedRun) define(opts engine.RunOptions) error {
-	if len(opts.Sockets) > 0 {
+	if hostWASIAvailable || len(opts.Sockets) > 0 {
 		var err error
-		if p.sw, err = newSocketWASI(opts); err != nil {
+		var beforeInput func([]byte)
+		if p.touched != nil && p.pageMap != nil {
+			beforeInput = func(mem []byte) { p.profile, p.profiled = touchedRanges(p.pageMap, mem), true }
+		}
+		if p.hw, err = newHostWASI(opts, beforeInput); err != nil {
 			return err
 		}
-		if err := p.sw.Define(p.linker); err != nil {
+		if err := p.hw.Define(p.linker); err != nil {
 			return fmt.Errorf("wasmtime: define WASI imports: %w", err)
 		}
 	} else {
@@ -473,11 +497,14 @@ func (p *preparedRun) Close() {
 		return
 	}
 	p.closed = true
-	if p.sw != nil {
-		p.sw.Close()
+	if p.hw != nil {
+		p.hw.Close()
 	}
 	p.linker.Close()
 	p.store.Close()
+	if p.pageMap != nil {
+		p.pageMap.Close()
+	}
 }
 
 // Run instantiates the module and calls its entrypoint (see Module.Run),
@@ -495,7 +522,7 @@ func (p *preparedRun) Run(ctx context.Context) (int, error) {
 	}
 	// Stopped before the run's WASI closes (Close, deferred first): the
 	// watcher never interrupts a closed WASI.
-	w := watch(ctx, clock, p.store, p.sw)
+	w := watch(ctx, clock, p.store, p.hw)
 	defer w.stop()
 
 	inst, err := p.linker.Instantiate(p.store, p.m.module)
@@ -504,6 +531,20 @@ func (p *preparedRun) Run(ctx context.Context) (int, error) {
 			return 0, lerr
 		}
 		return w.result(ctx, "instantiate module", err)
+	}
+	if mem := p.memory(inst); mem != nil {
+		populate(mem.UnsafeData(p.store), p.populate)
+		if p.touched != nil && p.pageMap != nil && p.hw != nil {
+			// Before the store is closed (deferred first), however the
+			// entrypoint ends; a run that asked for nothing of its
+			// container is input-free to its end.
+			defer func() {
+				if !p.profiled {
+					p.profile = touchedRanges(p.pageMap, mem.UnsafeData(p.store))
+				}
+				p.touched(p.profile)
+			}()
+		}
 	}
 	if p.callInit {
 		if status, done, err := call(ctx, w, p.store, inst, initializeExport); done {
@@ -514,6 +555,24 @@ func (p *preparedRun) Run(ctx context.Context) (int, error) {
 		return p.limit.explain(p.store, inst, status, err)
 	}
 	return 0, nil
+}
+
+// memory is the instance's first exported memory, nil when it exports
+// none: the memory a run's Populate and Touched are of.
+func (p *preparedRun) memory(inst *wasmtime.Instance) *wasmtime.Memory {
+	if len(p.populate) == 0 && p.touched == nil {
+		return nil
+	}
+	for _, e := range p.m.module.Exports() {
+		if e.Type().MemoryType() == nil {
+			continue
+		}
+		if ext := inst.GetExport(p.store, e.Name()); ext != nil {
+			return ext.Memory()
+		}
+		return nil
+	}
+	return nil
 }
 
 // call calls the exported function name. done is false when the function
@@ -615,7 +674,7 @@ func newWasiConfig(opts engine.RunOptions) (*wasmtime.WasiConfig, error) {
 	return wasi, nil
 }
 
-// watcher interrupts one run's store, and its socketWASI if it has one, when
+// watcher interrupts one run's store, and its hostWASI if it has one, when
 // the run's context is done.
 type watcher struct {
 	stopc chan struct{}
@@ -623,8 +682,8 @@ type watcher struct {
 	// fired records that this run's context, not some other run sharing
 	// the engine, caused the epoch increment.
 	fired atomic.Bool
-	// wasi is the run's socketWASI, nil with wasmtime's WASI.
-	wasi socketWASI
+	// wasi is the run's hostWASI, nil with wasmtime's WASI.
+	wasi hostWASI
 }
 
 // epochClock is an engine's epoch: a wasmtime-go Engine, or the component
@@ -642,7 +701,7 @@ type epochStore interface {
 // (when not nil), when ctx is done. clock is nil for an engine without
 // epoch interruption: then only wasi is interrupted. The caller must call
 // stop before returning.
-func watch(ctx context.Context, clock epochClock, store epochStore, wasi socketWASI) *watcher {
+func watch(ctx context.Context, clock epochClock, store epochStore, wasi hostWASI) *watcher {
 	w := &watcher{stopc: make(chan struct{}), done: make(chan struct{}), wasi: wasi}
 	if ctx.Done() == nil || (clock == nil && wasi == nil) {
 		// Nothing can cancel this run, or nothing would come of it.

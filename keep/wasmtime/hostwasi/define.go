@@ -51,6 +51,16 @@ func (c *call) path(p, n uint32) string { return string(c.bytes(p, n)) }
 
 type handler func(w *WASI, c *call) errno
 
+// inputFree are the functions that tell a module nothing of its
+// container (its arguments, environment, files, descriptors, sockets,
+// stdio or peers): the clocks, random numbers, yielding and ending. A
+// module's run until its first call of any other depends on the module
+// alone, and on what these gave it (Config.BeforeInput).
+var inputFree = map[string]bool{
+	"clock_time_get": true, "clock_res_get": true, "random_get": true,
+	"sched_yield": true, "proc_exit": true, "proc_raise": true,
+}
+
 // signatures lists every wasi_snapshot_preview1 function with its
 // parameters, 'i' for i32 and 'I' for i64; all return an i32 errno but
 // proc_exit, which returns nothing.

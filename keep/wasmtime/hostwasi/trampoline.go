@@ -151,6 +151,10 @@ type hostFunc struct {
 	w      *WASI
 	h      handler
 	result bool
+	// input: the function tells the module something of its container
+	// (it is not inputFree), so the first call of one calls the WASI's
+	// beforeInput.
+	input bool
 }
 
 // linkerPtr is the wasmtime_linker_t of a wasmtime-go Linker, which
@@ -171,7 +175,7 @@ func (w *WASI) defineUnchecked(linker *wasmtime.Linker, mod, name, sig string, h
 	if err != nil {
 		return err
 	}
-	hd := cgo.NewHandle(&hostFunc{w: w, h: h, result: result})
+	hd := cgo.NewHandle(&hostFunc{w: w, h: h, result: result, input: !inputFree[name]})
 	cmod, cname, csig := C.CString(mod), C.CString(name), C.CString(sig)
 	defer C.free(unsafe.Pointer(cmod))
 	defer C.free(unsafe.Pointer(cname))
@@ -203,6 +207,11 @@ func hostwasiCall(env C.uintptr_t, args *C.hostwasi_raw_t, n C.size_t, mem *C.ui
 			k = trap(fmt.Sprintf("hostwasi: pointer out of bounds: %v", r))
 		}
 	}()
+	if f.input && f.w.beforeInput != nil {
+		before := f.w.beforeInput
+		f.w.beforeInput = nil
+		before(c.mem)
+	}
 	e := f.h(f.w, &c)
 	if c.trap != "" {
 		return trap(c.trap)

@@ -44,6 +44,11 @@ type Config struct {
 	// non-blocking for the caller too from then on. The caller keeps and
 	// closes its own. An Acceptor's connections become the workload's.
 	Sockets []engine.Socket
+	// BeforeInput, when not nil, is called once, with the guest's memory,
+	// before the first host call that tells the module anything of its
+	// container (see inputFree): what the module wrote until then depends
+	// on the module alone, and on the clocks and random numbers.
+	BeforeInput func(mem []byte)
 }
 
 // WASI is one instance's WASI state: its descriptor table and exit status.
@@ -51,8 +56,10 @@ type Config struct {
 // into the instance, so the table needs no lock.
 type WASI struct {
 	args, env []string
-	fds       fdTable
-	wake      [2]int // a pipe; a byte on it stops a blocking poll_oneoff
+	// beforeInput is Config.BeforeInput until it is called.
+	beforeInput func(mem []byte)
+	fds         fdTable
+	wake        [2]int // a pipe; a byte on it stops a blocking poll_oneoff
 	// wakeMu orders Interrupt, from any goroutine, with Close closing
 	// the pipe: a write must never reach a descriptor number reused since.
 	wakeMu   sync.Mutex
@@ -69,7 +76,7 @@ type WASI struct {
 // stdin, stdout, stderr, then each preopen's guest path, then each socket's
 // name, separated by ':'.
 func New(cfg Config) (*WASI, error) {
-	w := &WASI{args: cfg.Args, env: cfg.Env, wake: [2]int{-1, -1}}
+	w := &WASI{args: cfg.Args, env: cfg.Env, wake: [2]int{-1, -1}, beforeInput: cfg.BeforeInput}
 	ok := false
 	defer func() {
 		if !ok {
