@@ -10,7 +10,7 @@ import (
 	"github.com/enarx/containerd-shim-enarx/keep/engine"
 )
 
-// A page fault costs about 15 µs on the CI machine class (a guest whose
+// A page fault costs 11-15 µs on the CI machine class (a guest whose
 // every exception goes through its hypervisor), and making a page present
 // with MADV_POPULATE_WRITE about 1 µs: a Go program's start writes some 150
 // pages of its linear memory, one fault each, the same ones every run. A
