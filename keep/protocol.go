@@ -157,8 +157,8 @@ type PageProfile struct {
 }
 
 // MaxProfileRanges bounds PageProfile.Ranges: a Keep ignores a profile
-// with more, and sends none.
-const MaxProfileRanges = 1024
+// with more, and sends none. It is the engine's bound.
+const MaxProfileRanges = engine.MaxMemoryRanges
 
 // Exit statuses of a Keep besides the workload's own.
 const (

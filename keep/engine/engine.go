@@ -123,10 +123,18 @@ type RunOptions struct {
 	Populate []MemoryRange
 	// Touched, when not nil, is called once the entrypoint has ended
 	// (returned, exited or trapped) with the ranges of that memory whose
-	// pages the run wrote, for a later run's Populate. An engine that
-	// cannot tell does not call it.
+	// pages the run wrote before its first host call that told it
+	// anything of its container (anything but the clocks, random
+	// numbers, yielding and ending), or to its end when it made none: what
+	// it reports depends on the module alone, so a later run of the module
+	// in another container may take it as its Populate. At most
+	// MaxMemoryRanges ranges. An engine that cannot tell does not call it.
 	Touched func([]MemoryRange) `json:"-"`
 }
+
+// MaxMemoryRanges bounds the ranges a run reports (Touched) and makes
+// present (Populate).
+const MaxMemoryRanges = 1024
 
 // MemoryRange is a range of a linear memory, in bytes from its start.
 type MemoryRange struct {

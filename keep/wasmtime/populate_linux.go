@@ -25,9 +25,6 @@ const (
 	// memory, and the page map of a large memory is large (8 bytes a
 	// page).
 	maxProfiled = 64 << 20
-	// maxRanges bounds the ranges Touched reports and populate makes
-	// present.
-	maxRanges = 1024
 )
 
 // openPageMap opens this process's page map, which Touched reads after the
@@ -45,7 +42,7 @@ func openPageMap() *os.File {
 // Linux 5.14). Ranges are clipped to mem; a kernel that refuses stops it.
 func populate(mem []byte, ranges []engine.MemoryRange) {
 	for i, r := range ranges {
-		if i == maxRanges {
+		if i == engine.MaxMemoryRanges {
 			return
 		}
 		start := r.Offset &^ (osPage - 1)
@@ -92,7 +89,7 @@ func touchedRanges(pageMap *os.File, mem []byte) []engine.MemoryRange {
 			out[k].Length += osPage
 			continue
 		}
-		if len(out) == maxRanges {
+		if len(out) == engine.MaxMemoryRanges {
 			break
 		}
 		out = append(out, engine.MemoryRange{Offset: off, Length: osPage})
